@@ -1,0 +1,229 @@
+//! Org config: typed sections the store enforces, pass-through sections it stores and
+//! versions, JSON merge patch updates (RFC 7396), aliases, validation, masking and diffs.
+
+mod diff;
+mod fields;
+pub(crate) mod ip;
+mod mask;
+mod sections;
+
+pub use diff::ConfigChange;
+pub(crate) use diff::diff;
+pub(crate) use mask::{mask_secret, mask_secrets};
+pub use sections::{BudgetPolicy, IpAcl, RateLimiting};
+
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use fields::apply_aliases;
+
+/// The largest config accepted, as JSON text.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// Top-level sections stored and versioned as JSON objects without interpretation.
+const PASS_THROUGH: &[&str] = &[
+    "providers",
+    "routing",
+    "cache",
+    "guardrails",
+    "cost_tracking",
+    "alerting",
+    "privacy",
+    "audit",
+    "model_map",
+];
+const TYPED: &[&str] = &["rate_limiting", "budgets", "ip_acl", "allowed_models"];
+const TOP_ALIASES: &[(&str, &str)] = &[("caching", "cache")];
+
+/// One validated version of an org's config.
+///
+/// ```
+/// use orgstore::OrgConfig;
+/// let c = OrgConfig::parse(r#"{"rate_limiting":{"global_rpm":1000},"budgets":{"limit":500.00,"period":"monthly"}}"#).unwrap();
+/// assert_eq!(c.rate_limiting().rpm, Some(1000));
+/// assert_eq!(c.budgets().unwrap().limit.unwrap().micros(), 500_000_000);
+/// assert!(OrgConfig::parse(r#"{"rate_limitng":{}}"#).unwrap_err().to_string().contains("rate_limiting"));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrgConfig {
+    json: Value,
+    rate: RateLimiting,
+    budgets: Option<BudgetPolicy>,
+    ip_acl: IpAcl,
+    allowed_models: Option<Vec<String>>,
+}
+
+impl Default for OrgConfig {
+    fn default() -> Self {
+        Self {
+            json: Value::Object(Map::new()),
+            rate: RateLimiting::default(),
+            budgets: None,
+            ip_acl: IpAcl::default(),
+            allowed_models: None,
+        }
+    }
+}
+
+impl OrgConfig {
+    /// Parses and validates a whole config from JSON text.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        Self::from_value(parse_json(text)?)
+    }
+
+    /// Validates a whole config; aliases are rewritten to their canonical names.
+    pub fn from_value(mut v: Value) -> Result<Self, Error> {
+        canonicalize(&mut v)?;
+        let obj = v.as_object().ok_or_else(|| {
+            Error::invalid("config", "must be a JSON object such as {\"rate_limiting\": {...}}")
+        })?;
+        for (k, val) in obj {
+            if PASS_THROUGH.contains(&k.as_str()) && !val.is_object() {
+                return Err(Error::invalid(
+                    format!("config.{k}"),
+                    "must be a JSON object (use null in a patch to remove it)",
+                ));
+            }
+        }
+        let rate = match obj.get("rate_limiting") {
+            Some(s) => RateLimiting::parse(s)?,
+            None => RateLimiting::default(),
+        };
+        let budgets = obj.get("budgets").map(BudgetPolicy::parse).transpose()?;
+        let ip_acl = match obj.get("ip_acl") {
+            Some(s) => IpAcl::parse(s)?,
+            None => IpAcl::default(),
+        };
+        let allowed_models = obj.get("allowed_models").map(parse_models).transpose()?;
+        let mut json = v;
+        if let Some(b) = &budgets
+            && let Some(o) = json.get_mut("budgets").and_then(Value::as_object_mut)
+        {
+            b.write_canonical(o);
+        }
+        let size = serde_json::to_vec(&json).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > MAX_CONFIG_BYTES {
+            return Err(too_large());
+        }
+        Ok(Self { json, rate, budgets, ip_acl, allowed_models })
+    }
+
+    /// Applies a JSON merge patch (RFC 7396) and validates the result whole.
+    /// `self` is unchanged whatever happens.
+    ///
+    /// ```
+    /// use orgstore::OrgConfig;
+    /// let c = OrgConfig::parse(r#"{"rate_limiting":{"rpm":10,"tpm":99}}"#).unwrap();
+    /// let c2 = c.merge_patch(r#"{"rate_limiting":{"tpm":null,"rpm":20}}"#).unwrap();
+    /// assert_eq!(c2.rate_limiting().rpm, Some(20));
+    /// assert_eq!(c2.rate_limiting().tpm, None);
+    /// ```
+    pub fn merge_patch(&self, patch_text: &str) -> Result<Self, Error> {
+        let mut patch = parse_json(patch_text)?;
+        if !patch.is_object() {
+            return Err(Error::invalid(
+                "config",
+                "a patch must be a JSON object such as {\"rate_limiting\": {\"rpm\": 100}}",
+            ));
+        }
+        canonicalize(&mut patch)?;
+        let mut merged = self.json.clone();
+        json_patch::merge(&mut merged, &patch);
+        Self::from_value(merged)
+    }
+
+    /// The canonical JSON, secrets included. Handle with care.
+    pub(crate) fn json(&self) -> &Value {
+        &self.json
+    }
+
+    /// The JSON with provider secrets masked (`sk-...abcd`).
+    pub fn to_masked_json(&self) -> Value {
+        let mut v = self.json.clone();
+        mask_secrets(&mut v);
+        v
+    }
+
+    /// The JSON with secrets in clear text: only for an authorized reveal.
+    pub fn to_revealed_json(&self) -> Value {
+        self.json.clone()
+    }
+
+    /// The rate-limit section (disabled when absent).
+    pub fn rate_limiting(&self) -> &RateLimiting {
+        &self.rate
+    }
+
+    /// The budget section, if any.
+    pub fn budgets(&self) -> Option<&BudgetPolicy> {
+        self.budgets.as_ref()
+    }
+
+    /// The IP ACL section (empty when absent).
+    pub fn ip_acl(&self) -> &IpAcl {
+        &self.ip_acl
+    }
+
+    /// The org-level model allow-list; `None` means all models.
+    pub fn allowed_models(&self) -> Option<&[String]> {
+        self.allowed_models.as_deref()
+    }
+}
+
+fn too_large() -> Error {
+    Error::invalid("config", "is larger than 1 MiB; move large data out of the org config")
+}
+
+fn parse_json(text: &str) -> Result<Value, Error> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    serde_json::from_str(text).map_err(|e| {
+        Error::invalid(
+            "config",
+            format!("is not valid JSON ({e}); check quoting and nesting (at most 128 levels)"),
+        )
+    })
+}
+
+fn parse_models(v: &Value) -> Result<Vec<String>, Error> {
+    let fix = "must be a list of model names such as [\"gpt-4o-mini\"]; omit it to allow all";
+    let items = v.as_array().ok_or_else(|| Error::invalid("config.allowed_models", fix))?;
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item.as_str() {
+            Some(s) if !s.trim().is_empty() && s.len() <= 256 => out.push(s.to_owned()),
+            _ => {
+                return Err(Error::invalid(
+                    format!("config.allowed_models[{i}]"),
+                    "must be a non-empty model name of at most 256 characters",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks top-level keys and rewrites aliases, in a whole config or in a patch (so that an
+/// upstream-shaped patch replaces the canonical field instead of adding a second spelling).
+fn canonicalize(v: &mut Value) -> Result<(), Error> {
+    let Some(obj) = v.as_object_mut() else {
+        return Ok(());
+    };
+    apply_aliases("config", obj, TOP_ALIASES)?;
+    if let Some(bad) = obj
+        .keys()
+        .find(|k| !TYPED.contains(&k.as_str()) && !PASS_THROUGH.contains(&k.as_str()))
+    {
+        let mut valid: Vec<&str> = TYPED.iter().chain(PASS_THROUGH).copied().collect();
+        valid.sort_unstable();
+        return Err(Error::invalid(
+            format!("config.{bad}"),
+            format!("unknown section; valid sections are {}", valid.join(", ")),
+        ));
+    }
+    sections::canonicalize_sections(obj)
+}
+
+#[cfg(test)]
+mod tests;

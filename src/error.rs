@@ -1,0 +1,168 @@
+//! The one error type of the library: cheap, lower-case, and never carrying a secret.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// What went wrong, for callers that branch on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input is invalid; the message names the field and the fix.
+    Invalid,
+    /// The input conflicts with the store's state (duplicate id, last owner, ...).
+    Conflict,
+    /// The named thing does not exist (or is not visible to the actor).
+    NotFound,
+    /// A policy denied the operation.
+    Denied,
+    /// The store file could not be read or written.
+    Storage,
+    /// The store file holds data this version cannot read.
+    Corrupt,
+    /// The store file was written by a newer orgstore.
+    TooNew,
+    /// Another process has the store file open.
+    Busy,
+}
+
+/// Why a policy denied an admin operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Denial {
+    /// The Cedar action, e.g. `UpdateConfig`.
+    pub action: String,
+    /// The actor's role in the org, if they have one.
+    pub role: Option<crate::Role>,
+    /// The ids of the deciding policies; empty when no policy permits.
+    pub policies: Vec<String>,
+    /// Evaluation errors (any error is a denial).
+    pub errors: Vec<String>,
+}
+
+/// An orgstore error.
+///
+/// ```
+/// use orgstore::{ErrorKind, OrgId};
+/// let err = OrgId::parse("Bad Id").unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Invalid);
+/// assert_eq!(err.field(), "org id");
+/// assert!(err.to_string().starts_with("org id: "));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    field: Cow<'static, str>,
+    message: String,
+    denial: Option<Box<Denial>>,
+}
+
+impl Error {
+    #[cold]
+    pub(crate) fn new(kind: ErrorKind, field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self { kind, field: field.into(), message: message.into(), denial: None }
+    }
+
+    /// Invalid input in `field`; `fix` says what to give instead.
+    #[cold]
+    pub(crate) fn invalid(field: impl Into<Cow<'static, str>>, fix: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, field, fix)
+    }
+
+    /// A conflict with the store's state.
+    #[cold]
+    pub(crate) fn conflict(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, field, message)
+    }
+
+    /// Something named by `field` was not found.
+    #[cold]
+    pub(crate) fn not_found(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, field, message)
+    }
+
+    /// A storage failure.
+    #[cold]
+    pub(crate) fn storage(context: &'static str, err: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::Storage,
+            "store",
+            format!("{context} failed: {err}; check the disk and the file's permissions, then retry"),
+        )
+    }
+
+    /// Data that cannot be decoded.
+    #[cold]
+    pub(crate) fn corrupt(what: &'static str, detail: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::Corrupt,
+            "store",
+            format!("{what} cannot be decoded ({detail}); restore the file from a backup"),
+        )
+    }
+
+    /// A policy denial.
+    #[cold]
+    pub(crate) fn denied(denial: Denial, actor: &str) -> Self {
+        let role = denial.role.map_or("no role".to_owned(), |r| format!("role {r}"));
+        let why = if denial.policies.is_empty() {
+            "no policy permits it".to_owned()
+        } else {
+            format!("denied by {}", denial.policies.join(", "))
+        };
+        let message = format!(
+            "{actor} ({role}) may not {}: {why}; ask an owner or admin of the org",
+            denial.action
+        );
+        Self { kind: ErrorKind::Denied, field: Cow::Borrowed("permission"), message, denial: Some(Box::new(denial)) }
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The field or subject the error is about, e.g. `org id`, `config.budgets.limit`.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// The message without the field.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Details of a policy denial.
+    pub fn denial(&self) -> Option<&Denial> {
+        self.denial.as_deref()
+    }
+
+    /// The CLI exit code for this error: 1 invalid or conflict, 3 denied, 4 not found.
+    pub fn exit_code(&self) -> i32 {
+        match self.kind {
+            ErrorKind::Denied => 3,
+            ErrorKind::NotFound => 4,
+            _ => 1,
+        }
+    }
+
+    /// Prefixes the field with a path, e.g. `budgets` + `limit` -> `budgets.limit`.
+    #[cold]
+    pub(crate) fn in_field(mut self, prefix: &str) -> Self {
+        self.field = Cow::Owned(format!("{prefix}.{}", self.field));
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Error({:?}, {self})", self.kind)
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod config;
+mod error;
+mod keys;
+mod model;
+
+pub use config::{BudgetPolicy, ConfigChange, IpAcl, MAX_CONFIG_BYTES, OrgConfig, RateLimiting};
+pub use error::{Denial, Error, ErrorKind};
+pub use keys::{
+    HeaderError, KEY_LEN, KEY_PREFIX, KeyDigest, KeyFormatError, SecretKey, check_key_format,
+    display_prefix, key_from_headers,
+};
+pub use model::{
+    Actor, Budget, Email, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus, Member, Org, OrgId,
+    OrgStatus, Period, Role, Timestamp, Usd,
+};

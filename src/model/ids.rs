@@ -1,0 +1,160 @@
+//! Validated identifiers.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::error::Error;
+
+/// An organization id chosen by the caller: `[a-z0-9][a-z0-9-]{0,62}`.
+///
+/// ```
+/// use orgstore::OrgId;
+/// assert!(OrgId::parse("customer-a").is_ok());
+/// assert!(OrgId::parse("Customer A").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OrgId(String);
+
+impl OrgId {
+    /// Validates an org id.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let b = s.as_bytes();
+        let ok_first = b.first().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok_rest = b
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+        if !ok_first || !ok_rest || b.len() > 63 {
+            return Err(Error::invalid(
+                "org id",
+                "use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter or digit",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OrgId({})", self.0)
+    }
+}
+
+/// A person's email, trimmed and lower-cased so that `Ann@X.io` and `ann@x.io` are one person.
+///
+/// ```
+/// use orgstore::Email;
+/// assert_eq!(Email::parse(" Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+/// assert!(Email::parse("not-an-email").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Email(String);
+
+impl Email {
+    /// Normalises and validates an email address.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let norm = s.trim().to_lowercase();
+        let fix = "give an address like name@example.com (at most 254 characters, no spaces)";
+        if norm.len() > 254 || norm.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::invalid("email", fix));
+        }
+        match norm.split_once('@') {
+            Some((local, domain))
+                if !local.is_empty()
+                    && !domain.is_empty()
+                    && !domain.contains('@')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.') =>
+            {
+                Ok(Self(norm))
+            }
+            _ => Err(Error::invalid("email", fix)),
+        }
+    }
+
+    /// The normalised address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Email({})", self.0)
+    }
+}
+
+/// A virtual key's id: 128 random bits, shown as `key_` and 32 hex digits. Never a counter,
+/// so ids are unique across restarts and replicas.
+///
+/// ```
+/// use orgstore::KeyId;
+/// let id = KeyId::random();
+/// assert_eq!(KeyId::parse(&id.to_string()).unwrap(), id);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyId([u8; 16]);
+
+impl KeyId {
+    /// A fresh id from the OS random number generator.
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+
+    /// Parses `key_<32 hex digits>`.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let fix = "give a key id as printed by `key list`: key_ followed by 32 hex digits";
+        let hex = s.strip_prefix("key_").ok_or_else(|| Error::invalid("key id", fix))?;
+        let mut out = [0u8; 16];
+        if hex.len() != 32 {
+            return Err(Error::invalid("key id", fix));
+        }
+        for (i, byte) in out.iter_mut().enumerate() {
+            let pair = hex.get(i * 2..i * 2 + 2).ok_or_else(|| Error::invalid("key id", fix))?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| Error::invalid("key id", fix))?;
+        }
+        Ok(Self(out))
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// Builds an id from raw bytes (as stored).
+    pub fn from_bytes(b: [u8; 16]) -> Self {
+        Self(b)
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("key_")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}

@@ -1,0 +1,17 @@
+//! Plain data: identifiers, roles, organizations, members, keys.
+
+mod ids;
+mod key;
+mod member;
+mod money;
+mod org;
+mod role;
+mod time;
+
+pub use ids::{Email, KeyId, OrgId};
+pub use key::{Budget, KeyInfo, KeySource, KeySpec, KeyStatus};
+pub use member::Member;
+pub use money::{Period, Usd};
+pub use org::{Org, OrgStatus};
+pub use role::{Actor, Role};
+pub use time::Timestamp;

@@ -1,0 +1,136 @@
+//! What the store tells the policy engine about an admin operation. The store gathers these
+//! facts from its own relations inside the operation's transaction; nothing here comes from
+//! user-supplied fields such as key metadata.
+
+use crate::model::{Actor, Email, KeyId, OrgId, Role};
+
+/// An admin action, one per Cedar action in `policies/schema.cedarschema`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AdminAction {
+    /// Read the org and its config (secrets masked).
+    ReadOrg,
+    /// Update the config or roll it back.
+    UpdateConfig,
+    /// Read provider secrets unmasked.
+    RevealSecrets,
+    /// Delete, suspend or resume the org.
+    DeleteOrg,
+    /// Manage billing (budgets owned by billing, payment settings).
+    ManageBilling,
+    /// List members.
+    ListMembers,
+    /// Add a member.
+    AddMember,
+    /// Change a member's role.
+    ChangeRole,
+    /// Remove another member.
+    RemoveMember,
+    /// Leave the org (remove oneself).
+    LeaveOrg,
+    /// Create a key.
+    CreateKey,
+    /// List and show keys (prefix only).
+    ListKeys,
+    /// Revoke, rotate or edit a key.
+    ManageKey,
+    /// Read the audit log.
+    ReadAudit,
+    /// Read gateway logs (asked by the dashboard).
+    ReadLogs,
+    /// Read analytics and usage (asked by the dashboard).
+    ReadAnalytics,
+}
+
+impl AdminAction {
+    /// Every action.
+    pub const ALL: [AdminAction; 16] = [
+        AdminAction::ReadOrg,
+        AdminAction::UpdateConfig,
+        AdminAction::RevealSecrets,
+        AdminAction::DeleteOrg,
+        AdminAction::ManageBilling,
+        AdminAction::ListMembers,
+        AdminAction::AddMember,
+        AdminAction::ChangeRole,
+        AdminAction::RemoveMember,
+        AdminAction::LeaveOrg,
+        AdminAction::CreateKey,
+        AdminAction::ListKeys,
+        AdminAction::ManageKey,
+        AdminAction::ReadAudit,
+        AdminAction::ReadLogs,
+        AdminAction::ReadAnalytics,
+    ];
+
+    /// The Cedar action id, e.g. `UpdateConfig`.
+    pub fn cedar_name(self) -> &'static str {
+        match self {
+            AdminAction::ReadOrg => "ReadOrg",
+            AdminAction::UpdateConfig => "UpdateConfig",
+            AdminAction::RevealSecrets => "RevealSecrets",
+            AdminAction::DeleteOrg => "DeleteOrg",
+            AdminAction::ManageBilling => "ManageBilling",
+            AdminAction::ListMembers => "ListMembers",
+            AdminAction::AddMember => "AddMember",
+            AdminAction::ChangeRole => "ChangeRole",
+            AdminAction::RemoveMember => "RemoveMember",
+            AdminAction::LeaveOrg => "LeaveOrg",
+            AdminAction::CreateKey => "CreateKey",
+            AdminAction::ListKeys => "ListKeys",
+            AdminAction::ManageKey => "ManageKey",
+            AdminAction::ReadAudit => "ReadAudit",
+            AdminAction::ReadLogs => "ReadLogs",
+            AdminAction::ReadAnalytics => "ReadAnalytics",
+        }
+    }
+
+    /// Parses a Cedar action id (case-insensitive), for the CLI's `policy explain`.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.cedar_name().eq_ignore_ascii_case(s))
+    }
+}
+
+/// The resource an admin action is about.
+#[derive(Clone, Debug)]
+pub enum Target<'a> {
+    /// The org itself (read, delete, billing, audit, logs, analytics, list members/keys,
+    /// create key).
+    Org,
+    /// The org's config (update, rollback, reveal).
+    Config,
+    /// One membership. `role` is the member's current role (`None` when being added);
+    /// `new_role` is the role being granted (add or change).
+    Membership {
+        /// The member.
+        email: &'a Email,
+        /// Current role, `None` when the membership does not exist yet.
+        role: Option<Role>,
+        /// Role being granted, for add and change.
+        new_role: Option<Role>,
+    },
+    /// One key of the org.
+    Key {
+        /// The key.
+        id: KeyId,
+        /// Who created it (an email or `operator`), from the store's own record.
+        created_by: &'a str,
+    },
+}
+
+/// One admin authorization question.
+#[derive(Clone, Debug)]
+pub struct AdminRequest<'a> {
+    /// Who acts.
+    pub actor: &'a Actor,
+    /// The actor's role in `org` according to the store; `None` if not a member.
+    pub actor_role: Option<Role>,
+    /// What they want to do.
+    pub action: AdminAction,
+    /// The org the target belongs to according to the store.
+    pub org: &'a OrgId,
+    /// The org's current number of Owners (host-maintained; Cedar cannot count).
+    pub owner_count: u32,
+    /// What it is done to.
+    pub target: Target<'a>,
+}
