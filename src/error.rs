@@ -37,6 +37,19 @@ pub struct Denial {
     pub policies: Vec<String>,
     /// Evaluation errors (any error is a denial).
     pub errors: Vec<String>,
+    /// Who was denied (`operator` or an email); filled in by the store.
+    pub actor: String,
+    /// The org the request was about; filled in by the store.
+    pub org: Option<crate::OrgId>,
+    /// What the request was about (an email, a key id, `config`, `org`).
+    pub target: String,
+}
+
+impl Denial {
+    /// A denial of `action` for an actor with `role`, by `policies`.
+    pub fn new(action: impl Into<String>, role: Option<crate::Role>, policies: Vec<String>, errors: Vec<String>) -> Self {
+        Self { action: action.into(), role, policies, errors, actor: String::new(), org: None, target: String::new() }
+    }
 }
 
 /// An orgstore error.
@@ -102,7 +115,8 @@ impl Error {
 
     /// A policy denial.
     #[cold]
-    pub(crate) fn denied(denial: Denial, actor: &str) -> Self {
+    pub(crate) fn denied(denial: Denial) -> Self {
+        let actor = &denial.actor;
         let role = denial.role.map_or("no role".to_owned(), |r| format!("role {r}"));
         let why = if denial.policies.is_empty() {
             "no policy permits it".to_owned()

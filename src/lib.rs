@@ -6,7 +6,10 @@
 mod config;
 mod error;
 mod keys;
+mod limits;
 mod model;
+mod policy;
+mod store;
 
 pub use config::{BudgetPolicy, ConfigChange, IpAcl, MAX_CONFIG_BYTES, OrgConfig, RateLimiting};
 pub use error::{Denial, Error, ErrorKind};
@@ -17,4 +20,9 @@ pub use keys::{
 pub use model::{
     Actor, Budget, Email, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus, Member, Org, OrgId,
     OrgStatus, Period, Role, Timestamp, Usd,
+};
+pub use policy::{AdminAction, Policies};
+pub use store::{
+    Audit, AuditEntry, ConfigVersion, CreatedKey, ImportKey, Keys, Members, OrgConfigs, Orgs,
+    Outcome, Store, StoreBuilder,
 };

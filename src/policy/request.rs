@@ -94,9 +94,13 @@ impl AdminAction {
 /// The resource an admin action is about.
 #[derive(Clone, Debug)]
 pub enum Target<'a> {
-    /// The org itself (read, delete, billing, audit, logs, analytics, list members/keys,
-    /// create key).
+    /// The org itself (read, delete, billing, audit, logs, analytics, list members/keys).
     Org,
+    /// A key about to be created in the org.
+    NewKey {
+        /// Whether the new key has an expiry (operator policies may require one).
+        has_expiry: bool,
+    },
     /// The org's config (update, rollback, reveal).
     Config,
     /// One membership. `role` is the member's current role (`None` when being added);

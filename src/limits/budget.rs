@@ -1,0 +1,966 @@
+//! Money budgets per scope with lock-free reservations.
+//!
+//! See the module documentation of [`super`] for the protocol and the
+//! no-overshoot argument.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use super::period::{DAY_MICROS, Period};
+
+/// Bits of the window generation in the packed words.
+const GEN_BITS: u32 = 12;
+/// Bits of the amount in the packed words.
+const AMOUNT_BITS: u32 = 64 - GEN_BITS;
+/// Mask of the amount bits.
+const AMOUNT_MASK: u64 = (1 << AMOUNT_BITS) - 1;
+/// Mask of a generation after shifting it down.
+const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
+
+/// The largest amount a counter can hold, in micro-dollars
+/// (`2^52 - 1`, about 4.5 billion dollars per window). Limits, estimates,
+/// actual costs and restored spend are clamped to `0..=MAX_AMOUNT_MICROS`;
+/// counters saturate at it instead of wrapping.
+pub const MAX_AMOUNT_MICROS: i64 = AMOUNT_MASK as i64;
+
+/// Parts per million: a `warn_threshold_ppm` of this is 100 %.
+const PPM: u128 = 1_000_000;
+
+/// Configuration of one budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetConfig {
+    /// Maximum spend per window in micro-dollars (clamped to
+    /// `0..=MAX_AMOUNT_MICROS`). With `hard`, a limit of 0 blocks
+    /// everything.
+    pub limit_micros: i64,
+    /// When the spend resets.
+    pub period: Period,
+    /// Hard budgets deny reservations that do not fit; soft budgets admit
+    /// everything and only flag `over`.
+    pub hard: bool,
+    /// Spend share at which reservations carry `warn`, in parts per million
+    /// of the limit (0.8 is `800_000`). 0 disables the warning.
+    pub warn_threshold_ppm: u32,
+}
+
+/// An admitted reservation; hand it back to [`BudgetCounter::settle`]
+/// exactly once (it is `Copy`, so settling a copy twice would release the
+/// amount twice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Start of the window the reservation was admitted into (Unix micros,
+    /// `i64::MIN` for [`Period::Total`]); its spend belongs to that window.
+    pub window_start: i64,
+    /// The reserved amount (the clamped estimate), micro-dollars.
+    pub amount: i64,
+    /// `spent + reserved` (including this reservation) reached the warn
+    /// threshold.
+    pub warn: bool,
+    /// `spent + reserved` (including this reservation) exceeds the limit;
+    /// only possible for soft budgets.
+    pub over: bool,
+    /// `limit - (spent + reserved)` after admission, floored at 0.
+    pub remaining_micros: i64,
+    /// Generation of the window, checked by `settle`.
+    generation: u16,
+}
+
+/// A hard budget refused a reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetExceeded {
+    /// Start of the current window (Unix micros).
+    pub window_start: i64,
+    /// End of the current window (Unix micros, exclusive; `i64::MAX` for
+    /// a window that never ends): when the budget resets.
+    pub window_end: i64,
+    /// The configured limit.
+    pub limit_micros: i64,
+    /// `spent + reserved` at the time of the refusal.
+    pub committed_micros: i64,
+    /// The (clamped) estimate that did not fit.
+    pub requested_micros: i64,
+}
+
+/// Where a settled cost was counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Counted in the reservation's window, which is still current.
+    Counted,
+    /// The reservation's window ended before the cost could be recorded
+    /// (the reservation vanished with the window's reset). The cost is not
+    /// added to the new window; a persister may add `actual_micros` to its
+    /// stored record for `window_start`.
+    WindowEnded {
+        /// The window the cost belongs to.
+        window_start: i64,
+        /// The (clamped) cost that was not counted in memory.
+        actual_micros: i64,
+    },
+}
+
+/// A point-in-time view of a budget, for reports and persistence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetUsage {
+    /// The configured period.
+    pub period: Period,
+    /// Start of the current window (Unix micros; `i64::MIN` = unbounded).
+    pub window_start: i64,
+    /// End of the current window (Unix micros, exclusive; `i64::MAX` =
+    /// never).
+    pub window_end: i64,
+    /// Settled spend in the window.
+    pub spent_micros: i64,
+    /// Reserved but not yet settled amounts in the window.
+    pub reserved_micros: i64,
+    /// The configured limit.
+    pub limit_micros: i64,
+    /// `limit - (spent + reserved)`, floored at 0.
+    pub remaining_micros: i64,
+}
+
+/// A lock-free money budget for one scope (a key or an org).
+///
+/// Three packed `AtomicU64` words carry the state, each tagged with a
+/// 12-bit window generation in its top bits:
+///
+/// * `state`: generation and `committed = spent + reserved` (52 bits);
+///   the only word admission looks at, updated by one CAS.
+/// * `spent`: generation and settled spend (52 bits), for reports.
+/// * `window`: generation and the window start (as a day number).
+///
+/// The cached end of the window sits in an `AtomicI64`, so the hot path
+/// only compares integers. When `now` reaches it, one thread takes a mutex
+/// (cold path, once per window) and installs the next window with the next
+/// generation, zeroing `state` and `spent`. Every CAS carries the
+/// generation it read, so an update computed against an old window can
+/// never land in a new one, and a reset can only happen once.
+///
+/// Configuration lives in atomics too (`limit` and a packed policy word)
+/// and can change at any time with [`BudgetCounter::set_config`] without
+/// losing spend. A reader may see the limit of one configuration with the
+/// flags of the other for the duration of the update; each is valid.
+#[derive(Debug)]
+pub struct BudgetCounter {
+    /// Generation | committed (spent + reserved).
+    state: AtomicU64,
+    /// Generation | settled spend.
+    spent: AtomicU64,
+    /// Generation | encoded window start.
+    window: AtomicU64,
+    /// Exclusive end of the current window, Unix micros.
+    window_end: AtomicI64,
+    /// Limit in micro-dollars, in `0..=MAX_AMOUNT_MICROS`.
+    limit: AtomicI64,
+    /// Packed `period | hard | warn_threshold_ppm`.
+    policy: AtomicU64,
+    /// Spend or window changed since the last `take_dirty`.
+    dirty: AtomicBool,
+    /// Serialises window changes (roll, restore, set_config, snapshot).
+    roll_lock: Mutex<()>,
+}
+
+fn pack(generation: u16, amount: u64) -> u64 {
+    ((u64::from(generation) & GEN_MASK) << AMOUNT_BITS) | (amount & AMOUNT_MASK)
+}
+
+fn generation_of(word: u64) -> u16 {
+    // Truncation is exact: only GEN_BITS (< 16) bits remain after the shift.
+    (word >> AMOUNT_BITS) as u16
+}
+
+fn amount_of(word: u64) -> u64 {
+    word & AMOUNT_MASK
+}
+
+fn next_generation(generation: u16) -> u16 {
+    // The mask keeps the value below 2^GEN_BITS, so the cast is exact.
+    ((u64::from(generation) + 1) & GEN_MASK) as u16
+}
+
+/// Clamps a money amount into `0..=MAX_AMOUNT_MICROS`.
+fn clamp_amount(micros: i64) -> u64 {
+    micros.clamp(0, MAX_AMOUNT_MICROS).unsigned_abs()
+}
+
+/// An amount known to be `<= AMOUNT_MASK` as `i64`.
+fn to_i64(amount: u64) -> i64 {
+    i64::try_from(amount.min(AMOUNT_MASK)).unwrap_or(MAX_AMOUNT_MICROS)
+}
+
+/// Window starts are midnights UTC (or `i64::MIN`), so a day number fits
+/// in 32 bits; `i32::MIN` encodes `i64::MIN`.
+fn encode_start(start: i64) -> u64 {
+    let day = if start == i64::MIN {
+        i32::MIN
+    } else {
+        i32::try_from(start.div_euclid(DAY_MICROS)).unwrap_or(i32::MIN)
+    };
+    u64::from(day.cast_unsigned())
+}
+
+fn decode_start(word: u64) -> i64 {
+    // Only the low 32 bits hold the day number; the truncation is intended.
+    let day = (word as u32).cast_signed();
+    if day == i32::MIN {
+        i64::MIN
+    } else {
+        // Encoded starts are valid i64 micros; saturate for any other word.
+        i64::from(day).checked_mul(DAY_MICROS).unwrap_or(i64::MIN)
+    }
+}
+
+const HARD_BIT: u64 = 1 << 32;
+const PERIOD_SHIFT: u32 = 40;
+
+fn encode_policy(config: &BudgetConfig) -> u64 {
+    let period: u64 = match config.period {
+        Period::Daily => 0,
+        Period::Weekly => 1,
+        Period::Monthly => 2,
+        Period::Total => 3,
+    };
+    (period << PERIOD_SHIFT)
+        | if config.hard { HARD_BIT } else { 0 }
+        | u64::from(config.warn_threshold_ppm)
+}
+
+fn policy_period(policy: u64) -> Period {
+    match (policy >> PERIOD_SHIFT) & 0xff {
+        0 => Period::Daily,
+        1 => Period::Weekly,
+        2 => Period::Monthly,
+        _ => Period::Total,
+    }
+}
+
+fn policy_hard(policy: u64) -> bool {
+    policy & HARD_BIT != 0
+}
+
+fn policy_warn_ppm(policy: u64) -> u32 {
+    // The low 32 bits are the threshold; the truncation is intended.
+    policy as u32
+}
+
+const SC: Ordering = Ordering::SeqCst;
+
+impl BudgetCounter {
+    /// A counter with no spend, in the window of `config.period` containing
+    /// `now_micros` (Unix microseconds).
+    pub fn new(config: BudgetConfig, now_micros: i64) -> BudgetCounter {
+        let (start, end) = config.period.window(now_micros);
+        BudgetCounter {
+            state: AtomicU64::new(pack(0, 0)),
+            spent: AtomicU64::new(pack(0, 0)),
+            window: AtomicU64::new(pack(0, encode_start(start))),
+            window_end: AtomicI64::new(end),
+            limit: AtomicI64::new(config.limit_micros.clamp(0, MAX_AMOUNT_MICROS)),
+            policy: AtomicU64::new(encode_policy(&config)),
+            dirty: AtomicBool::new(false),
+            roll_lock: Mutex::new(()),
+        }
+    }
+
+    /// The current configuration (limit clamped).
+    pub fn config(&self) -> BudgetConfig {
+        let policy = self.policy.load(SC);
+        BudgetConfig {
+            limit_micros: self.limit.load(SC),
+            period: policy_period(policy),
+            hard: policy_hard(policy),
+            warn_threshold_ppm: policy_warn_ppm(policy),
+        }
+    }
+
+    /// Replaces the configuration, keeping spend and reservations.
+    ///
+    /// * Limit, hardness and threshold apply to the next reservation;
+    ///   spend already above a lowered limit stays (hard budgets then deny
+    ///   until the window ends).
+    /// * A new period moves the counter to the new period's window
+    ///   containing `now_micros`, carrying the current spend and
+    ///   reservations over (outstanding reservations still settle). If the
+    ///   current window has already ended by `now_micros`, it resets as
+    ///   usual instead.
+    pub fn set_config(&self, now_micros: i64, config: BudgetConfig) {
+        let _guard = self.roll_lock.lock();
+        let old_period = policy_period(self.policy.load(SC));
+        self.limit
+            .store(config.limit_micros.clamp(0, MAX_AMOUNT_MICROS), SC);
+        self.policy.store(encode_policy(&config), SC);
+        let ended = now_micros >= self.window_end.load(SC);
+        if ended || old_period != config.period {
+            self.install_window_locked(config.period, now_micros, !ended);
+        }
+    }
+
+    /// Moves to the window of `period` containing `now`. With `carry`, the
+    /// amounts stay (same generation); otherwise they reset (next
+    /// generation). Caller holds `roll_lock`.
+    fn install_window_locked(&self, period: Period, now: i64, carry: bool) {
+        let (start, end) = period.window(now);
+        let window = self.window.load(SC);
+        let generation = generation_of(window);
+        if start == decode_start(window) {
+            self.window_end.store(end, SC);
+            return;
+        }
+        let generation = if carry {
+            generation
+        } else {
+            next_generation(generation)
+        };
+        // Order matters: `window` first, then the amounts, then the end.
+        // A reader that sees the new generation in `state` therefore also
+        // sees the new `window`; one that sees an old `state` with a new
+        // `window` notices the generation mismatch and waits for the lock.
+        self.window.store(pack(generation, encode_start(start)), SC);
+        if !carry {
+            self.state.store(pack(generation, 0), SC);
+            self.spent.store(pack(generation, 0), SC);
+        }
+        self.window_end.store(end, SC);
+        self.dirty.store(true, SC);
+    }
+
+    /// Rolls into a new window if the cached one has ended. Hot path: one
+    /// load and one comparison.
+    #[inline]
+    fn roll_if_needed(&self, now: i64) {
+        if now >= self.window_end.load(SC) {
+            self.roll_slow(now);
+        }
+    }
+
+    #[cold]
+    fn roll_slow(&self, now: i64) {
+        let _guard = self.roll_lock.lock();
+        // Another thread may have rolled while we waited.
+        if now >= self.window_end.load(SC) {
+            let period = policy_period(self.policy.load(SC));
+            self.install_window_locked(period, now, false);
+        }
+    }
+
+    /// Waits for a window change in progress to finish.
+    #[cold]
+    fn wait_for_window_change(&self) {
+        drop(self.roll_lock.lock());
+    }
+
+    /// Reserves `estimate_micros` at `now_micros` (Unix microseconds).
+    ///
+    /// Hard budgets admit iff `spent + reserved + estimate <= limit` and
+    /// something is left (`spent + reserved < limit`, so a zero estimate is
+    /// refused by an exhausted budget and a zero limit blocks everything).
+    /// Soft budgets always admit and set `over` when the sum exceeds the
+    /// limit. The decision and the increment are one CAS, so concurrent
+    /// reservations can never jointly overshoot a hard limit. Negative
+    /// estimates count as 0.
+    pub fn reserve(
+        &self,
+        now_micros: i64,
+        estimate_micros: i64,
+    ) -> Result<Reservation, BudgetExceeded> {
+        self.roll_if_needed(now_micros);
+        let estimate = clamp_amount(estimate_micros);
+        let limit = clamp_amount(self.limit.load(SC));
+        let policy = self.policy.load(SC);
+        let hard = policy_hard(policy);
+        let warn_ppm = u128::from(policy_warn_ppm(policy));
+        let mut state = self.state.load(SC);
+        loop {
+            let generation = generation_of(state);
+            let window = self.window.load(SC);
+            if generation_of(window) != generation {
+                self.wait_for_window_change();
+                state = self.state.load(SC);
+                continue;
+            }
+            let committed = amount_of(state);
+            // Both are < 2^52: no overflow.
+            let sum = committed + estimate;
+            let over = sum > limit;
+            if hard && (over || committed >= limit) {
+                return Err(BudgetExceeded {
+                    window_start: decode_start(window),
+                    window_end: self.window_end.load(SC),
+                    limit_micros: to_i64(limit),
+                    committed_micros: to_i64(committed),
+                    requested_micros: to_i64(estimate),
+                });
+            }
+            let new = sum.min(AMOUNT_MASK);
+            match self
+                .state
+                .compare_exchange_weak(state, pack(generation, new), SC, SC)
+            {
+                Ok(_) => {
+                    return Ok(Reservation {
+                        window_start: decode_start(window),
+                        amount: to_i64(estimate),
+                        warn: warn_ppm > 0 && u128::from(sum) * PPM >= u128::from(limit) * warn_ppm,
+                        over,
+                        remaining_micros: to_i64(limit.saturating_sub(sum)),
+                        generation,
+                    });
+                }
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Releases `r` and records the actual cost (negative counts as 0;
+    /// `settle(r, 0)` cancels a reservation).
+    ///
+    /// The cost belongs to the reservation's window. If that window is
+    /// still current, `spent + reserved` changes by `actual - amount` and
+    /// `spent` by `actual`. If it has ended, the reservation already
+    /// vanished with the reset and nothing is added to the new window; the
+    /// result says so, for a persister that wants to book the cost on the
+    /// old window. Settle every reservation exactly once.
+    pub fn settle(&self, r: &Reservation, actual_micros: i64) -> Settled {
+        let actual = clamp_amount(actual_micros);
+        let ended = Settled::WindowEnded {
+            window_start: r.window_start,
+            actual_micros: to_i64(actual),
+        };
+        let amount = clamp_amount(r.amount);
+        let mut state = self.state.load(SC);
+        loop {
+            if generation_of(state) != r.generation {
+                return ended;
+            }
+            let committed = amount_of(state).saturating_sub(amount) + actual;
+            match self.state.compare_exchange_weak(
+                state,
+                pack(r.generation, committed.min(AMOUNT_MASK)),
+                SC,
+                SC,
+            ) {
+                Ok(_) => break,
+                Err(current) => state = current,
+            }
+        }
+        if actual == 0 {
+            return Settled::Counted;
+        }
+        if !self.add_spent(r.generation, actual) {
+            return ended;
+        }
+        self.mark_dirty();
+        Settled::Counted
+    }
+
+    /// Adds to `spent` if its generation is still `generation`.
+    fn add_spent(&self, generation: u16, amount: u64) -> bool {
+        let mut spent = self.spent.load(SC);
+        loop {
+            if generation_of(spent) != generation {
+                return false;
+            }
+            let new = (amount_of(spent) + amount).min(AMOUNT_MASK);
+            match self
+                .spent
+                .compare_exchange_weak(spent, pack(generation, new), SC, SC)
+            {
+                Ok(_) => return true,
+                Err(current) => spent = current,
+            }
+        }
+    }
+
+    /// Adds to `committed` if its generation is still `generation`.
+    fn add_committed(&self, generation: u16, amount: u64) -> bool {
+        let mut state = self.state.load(SC);
+        loop {
+            if generation_of(state) != generation {
+                return false;
+            }
+            let new = (amount_of(state) + amount).min(AMOUNT_MASK);
+            match self
+                .state
+                .compare_exchange_weak(state, pack(generation, new), SC, SC)
+            {
+                Ok(_) => return true,
+                Err(current) => state = current,
+            }
+        }
+    }
+
+    fn mark_dirty(&self) {
+        // Read first so steady traffic does not keep writing the line.
+        if !self.dirty.load(SC) {
+            self.dirty.store(true, SC);
+        }
+    }
+
+    /// Loads persisted spend for `window_start` (as stored from
+    /// [`BudgetUsage::window_start`]), typically right after construction.
+    ///
+    /// First rolls to the window containing `now_micros`. If `window_start`
+    /// is that window, `spent_micros` is *added* to spend (so spend recorded
+    /// since startup is kept) and `true` is returned. Otherwise the stored
+    /// window has ended (e.g. while the process was down): nothing changes,
+    /// the budget starts fresh, and `false` is returned. Does not mark the
+    /// counter dirty.
+    pub fn restore(&self, now_micros: i64, window_start: i64, spent_micros: i64) -> bool {
+        self.roll_if_needed(now_micros);
+        let _guard = self.roll_lock.lock();
+        let window = self.window.load(SC);
+        if decode_start(window) != window_start {
+            return false;
+        }
+        let amount = clamp_amount(spent_micros);
+        if amount > 0 {
+            // Generations only change under the lock we hold.
+            let generation = generation_of(window);
+            self.add_committed(generation, amount);
+            self.add_spent(generation, amount);
+        }
+        true
+    }
+
+    /// The budget's state at `now_micros` (rolling first if the window has
+    /// ended). Consistent with respect to windows; with traffic in flight,
+    /// `reserved_micros` may be off by a settle that is half done.
+    pub fn snapshot(&self, now_micros: i64) -> BudgetUsage {
+        self.roll_if_needed(now_micros);
+        let _guard = self.roll_lock.lock();
+        let window = self.window.load(SC);
+        let committed = amount_of(self.state.load(SC));
+        let spent = amount_of(self.spent.load(SC));
+        let limit = clamp_amount(self.limit.load(SC));
+        BudgetUsage {
+            period: policy_period(self.policy.load(SC)),
+            window_start: decode_start(window),
+            window_end: self.window_end.load(SC),
+            spent_micros: to_i64(spent),
+            reserved_micros: to_i64(committed.saturating_sub(spent)),
+            limit_micros: to_i64(limit),
+            remaining_micros: to_i64(limit.saturating_sub(committed)),
+        }
+    }
+
+    /// Returns whether spend or the window changed since the previous call,
+    /// and clears the flag. A flusher calls this, and on `true` persists
+    /// [`BudgetCounter::snapshot`] (taken *after* this call, so no change
+    /// is missed: a concurrent change re-raises the flag).
+    pub fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, SC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Barrier};
+
+    const DAY: i64 = DAY_MICROS;
+    /// 2025-01-15T12:00:00Z, a Wednesday.
+    const NOON: i64 = 1_736_942_400_000_000;
+
+    fn hard(limit: i64) -> BudgetConfig {
+        BudgetConfig {
+            limit_micros: limit,
+            period: Period::Daily,
+            hard: true,
+            warn_threshold_ppm: 800_000,
+        }
+    }
+
+    fn ok(r: Result<Reservation, BudgetExceeded>) -> Reservation {
+        r.unwrap_or_else(|e| unreachable!("denied: {e:?}"))
+    }
+
+    #[test]
+    fn packing_round_trips() {
+        for g in [0u16, 1, 4095] {
+            for a in [0u64, 1, AMOUNT_MASK] {
+                let w = pack(g, a);
+                assert_eq!((generation_of(w), amount_of(w)), (g, a));
+            }
+        }
+        assert_eq!(next_generation(4095), 0);
+        for s in [i64::MIN, 0, NOON - NOON % DAY, -DAY, -106_751_991 * DAY] {
+            assert_eq!(decode_start(encode_start(s)), s);
+        }
+        for p in [
+            Period::Daily,
+            Period::Weekly,
+            Period::Monthly,
+            Period::Total,
+        ] {
+            for hard in [false, true] {
+                let c = BudgetConfig {
+                    limit_micros: 5,
+                    period: p,
+                    hard,
+                    warn_threshold_ppm: u32::MAX,
+                };
+                let policy = encode_policy(&c);
+                assert_eq!(policy_period(policy), p);
+                assert_eq!(policy_hard(policy), hard);
+                assert_eq!(policy_warn_ppm(policy), u32::MAX);
+            }
+        }
+    }
+
+    #[test]
+    fn hard_reserve_settle() {
+        let b = BudgetCounter::new(hard(1_000), NOON);
+        let r1 = ok(b.reserve(NOON, 500));
+        assert_eq!(
+            (r1.amount, r1.warn, r1.over, r1.remaining_micros),
+            (500, false, false, 500)
+        );
+        assert_eq!(r1.window_start, NOON - DAY / 2);
+        let r2 = ok(b.reserve(NOON, 300));
+        assert!(r2.warn);
+        let denied = b.reserve(NOON, 201);
+        assert_eq!(
+            denied,
+            Err(BudgetExceeded {
+                window_start: NOON - DAY / 2,
+                window_end: NOON + DAY / 2,
+                limit_micros: 1_000,
+                committed_micros: 800,
+                requested_micros: 201,
+            })
+        );
+        assert_eq!(b.settle(&r1, 400), Settled::Counted);
+        let u = b.snapshot(NOON);
+        assert_eq!(
+            (u.spent_micros, u.reserved_micros, u.remaining_micros),
+            (400, 300, 300)
+        );
+        let r3 = ok(b.reserve(NOON, 300));
+        assert_eq!(r3.remaining_micros, 0);
+        // Exhausted: even a zero estimate is refused.
+        assert!(b.reserve(NOON, 0).is_err());
+        // Cancelling frees the amount.
+        assert_eq!(b.settle(&r3, 0), Settled::Counted);
+        assert_eq!(b.settle(&r2, 300), Settled::Counted);
+        let u = b.snapshot(NOON);
+        assert_eq!(
+            (u.spent_micros, u.reserved_micros, u.remaining_micros),
+            (700, 0, 300)
+        );
+        // Actual above the estimate is still recorded (real spend).
+        let r4 = ok(b.reserve(NOON, 100));
+        b.settle(&r4, 900);
+        let u = b.snapshot(NOON);
+        assert_eq!((u.spent_micros, u.remaining_micros), (1_600, 0));
+        assert!(b.reserve(NOON, 1).is_err());
+    }
+
+    #[test]
+    fn zero_limit_blocks_and_negative_inputs_clamp() {
+        let b = BudgetCounter::new(hard(0), NOON);
+        assert!(b.reserve(NOON, 0).is_err());
+        assert!(b.reserve(NOON, -5).is_err());
+        let b = BudgetCounter::new(hard(-10), NOON);
+        assert_eq!(b.config().limit_micros, 0);
+        let b = BudgetCounter::new(hard(i64::MAX), NOON);
+        assert_eq!(b.config().limit_micros, MAX_AMOUNT_MICROS);
+        let r = ok(b.reserve(NOON, -5));
+        assert_eq!(r.amount, 0);
+        b.settle(&r, -7);
+        assert_eq!(b.snapshot(NOON).spent_micros, 0);
+        let r = ok(b.reserve(NOON, i64::MAX));
+        assert_eq!(r.amount, MAX_AMOUNT_MICROS);
+        assert!(b.reserve(NOON, 0).is_err());
+    }
+
+    #[test]
+    fn soft_budget_flags_over() {
+        let b = BudgetCounter::new(
+            BudgetConfig {
+                hard: false,
+                ..hard(100)
+            },
+            NOON,
+        );
+        let r = ok(b.reserve(NOON, 90));
+        assert!(r.warn && !r.over);
+        let r = ok(b.reserve(NOON, 20));
+        assert!(r.warn && r.over);
+        assert_eq!(r.remaining_micros, 0);
+        // Saturates instead of wrapping.
+        ok(b.reserve(NOON, i64::MAX));
+        ok(b.reserve(NOON, i64::MAX));
+        let u = b.snapshot(NOON);
+        assert_eq!(u.reserved_micros, MAX_AMOUNT_MICROS);
+    }
+
+    #[test]
+    fn warn_disabled_with_zero_ppm() {
+        let b = BudgetCounter::new(
+            BudgetConfig {
+                warn_threshold_ppm: 0,
+                ..hard(100)
+            },
+            NOON,
+        );
+        assert!(!ok(b.reserve(NOON, 100)).warn);
+    }
+
+    #[test]
+    fn window_roll_resets_and_drops_stale_settles() {
+        let b = BudgetCounter::new(hard(1_000), NOON);
+        let r = ok(b.reserve(NOON, 600));
+        let done = ok(b.reserve(NOON, 100));
+        b.settle(&done, 100);
+        assert!(b.take_dirty());
+        assert!(!b.take_dirty());
+        let tomorrow = NOON + DAY;
+        let u = b.snapshot(tomorrow);
+        assert_eq!(u.window_start, NOON + DAY / 2);
+        assert_eq!(
+            (u.spent_micros, u.reserved_micros, u.remaining_micros),
+            (0, 0, 1_000)
+        );
+        assert!(b.take_dirty(), "a roll is a change to persist");
+        // The old reservation is gone with its window.
+        assert_eq!(
+            b.settle(&r, 550),
+            Settled::WindowEnded {
+                window_start: NOON - DAY / 2,
+                actual_micros: 550
+            }
+        );
+        assert_eq!(b.snapshot(tomorrow).spent_micros, 0);
+        assert!(!b.take_dirty());
+        // A full new window is available.
+        ok(b.reserve(tomorrow, 1_000));
+        // A caller with a slightly stale clock does not roll back.
+        assert!(b.reserve(NOON, 1).is_err());
+    }
+
+    #[test]
+    fn total_never_resets() {
+        let b = BudgetCounter::new(
+            BudgetConfig {
+                period: Period::Total,
+                ..hard(10)
+            },
+            NOON,
+        );
+        let r = ok(b.reserve(NOON, 4));
+        b.settle(&r, 4);
+        for now in [NOON + 400 * DAY, i64::MAX, i64::MIN] {
+            let u = b.snapshot(now);
+            assert_eq!((u.window_start, u.window_end), (i64::MIN, i64::MAX));
+            assert_eq!(u.spent_micros, 4);
+        }
+        assert!(b.restore(NOON, i64::MIN, 5));
+        assert_eq!(b.snapshot(NOON).spent_micros, 9);
+    }
+
+    #[test]
+    fn restore_only_into_current_window() {
+        let b = BudgetCounter::new(hard(1_000), NOON);
+        let r = ok(b.reserve(NOON, 10));
+        let today = NOON - DAY / 2;
+        assert!(!b.restore(NOON, today - DAY, 700));
+        assert!(b.restore(NOON, today, 700));
+        assert!(!b.take_dirty());
+        let u = b.snapshot(NOON);
+        assert_eq!(
+            (u.spent_micros, u.reserved_micros, u.remaining_micros),
+            (700, 10, 290)
+        );
+        b.settle(&r, 10);
+        assert_eq!(b.snapshot(NOON).spent_micros, 710);
+        // Restoring after the window ended starts fresh.
+        let b = BudgetCounter::new(hard(1_000), NOON);
+        assert!(!b.restore(NOON + DAY, today, 700));
+        assert_eq!(b.snapshot(NOON + DAY).spent_micros, 0);
+    }
+
+    #[test]
+    fn set_config_keeps_spend() {
+        let b = BudgetCounter::new(hard(1_000), NOON);
+        let r = ok(b.reserve(NOON, 300));
+        b.settle(&r, 300);
+        let pending = ok(b.reserve(NOON, 100));
+        b.set_config(NOON, hard(350));
+        assert_eq!(b.snapshot(NOON).spent_micros, 300);
+        assert!(b.reserve(NOON, 1).is_err());
+        b.set_config(
+            NOON,
+            BudgetConfig {
+                hard: false,
+                ..hard(350)
+            },
+        );
+        assert!(ok(b.reserve(NOON, 1)).over);
+        // Period change: carried into the month; reservations still settle.
+        b.take_dirty();
+        let monthly = BudgetConfig {
+            period: Period::Monthly,
+            ..hard(10_000)
+        };
+        b.set_config(NOON, monthly);
+        assert!(b.take_dirty());
+        let u = b.snapshot(NOON);
+        // 2025-01-01 is 14.5 days before NOON.
+        assert_eq!(u.window_start, NOON - 14 * DAY - DAY / 2);
+        assert_eq!(u.window_end, u.window_start + 31 * DAY);
+        assert_eq!((u.spent_micros, u.reserved_micros), (300, 101));
+        assert_eq!(b.settle(&pending, 50), Settled::Counted);
+        assert_eq!(b.snapshot(NOON).spent_micros, 350);
+        assert_eq!(b.config(), monthly);
+        // Changing the period after the window ended resets.
+        let feb = NOON + 20 * DAY;
+        b.set_config(feb, hard(10_000));
+        let u = b.snapshot(feb);
+        assert_eq!(
+            (u.period, u.spent_micros, u.reserved_micros),
+            (Period::Daily, 0, 0)
+        );
+        assert_eq!(u.window_start, feb - DAY / 2);
+    }
+
+    /// The key property: admitted reservations never jointly exceed a hard
+    /// limit, whatever the interleaving.
+    #[test]
+    fn concurrent_reservations_never_overshoot() {
+        for estimate_max in [1i64, 7] {
+            let b = Arc::new(BudgetCounter::new(hard(1_000), NOON));
+            let start = Arc::new(Barrier::new(8));
+            let threads: Vec<_> = (0..8i64)
+                .map(|t| {
+                    let (b, start) = (Arc::clone(&b), Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        let mut admitted = 0i64;
+                        for i in 0..2_000i64 {
+                            let estimate = 1 + (i * 7 + t) % estimate_max;
+                            if let Ok(r) = b.reserve(NOON, estimate) {
+                                admitted += r.amount;
+                            }
+                        }
+                        admitted
+                    })
+                })
+                .collect();
+            let total: i64 = threads
+                .into_iter()
+                .map(|t| t.join().unwrap_or(i64::MAX))
+                .sum();
+            assert!(total <= 1_000, "admitted {total}");
+            if estimate_max == 1 {
+                assert_eq!(total, 1_000);
+            }
+            let u = b.snapshot(NOON);
+            assert_eq!((u.spent_micros, u.reserved_micros), (0, total));
+        }
+    }
+
+    /// Reserve/settle traffic from 8 threads across several day
+    /// boundaries: every window's counted spend stays within the limit and
+    /// matches what the counter reports, and no reset is applied twice.
+    #[test]
+    fn concurrent_traffic_across_rolls() {
+        let b = Arc::new(BudgetCounter::new(hard(5_000), NOON));
+        const STEPS: i64 = 4_000;
+        let start = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8i64)
+            .map(|t| {
+                let (b, start) = (Arc::clone(&b), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    let mut counted: HashMap<i64, i64> = HashMap::new();
+                    for i in 0..STEPS {
+                        // Time advances through three day boundaries.
+                        let now = NOON + i * 3 * DAY / STEPS + t;
+                        let estimate = 1 + (i + t) % 5;
+                        if let Ok(r) = b.reserve(now, estimate) {
+                            let actual = (i * 13 + t) % (estimate + 1);
+                            if b.settle(&r, actual) == Settled::Counted {
+                                *counted.entry(r.window_start).or_default() += actual;
+                            }
+                        }
+                    }
+                    counted
+                })
+            })
+            .collect();
+        let mut per_window: HashMap<i64, i64> = HashMap::new();
+        for t in threads {
+            for (w, v) in t.join().unwrap_or_default() {
+                *per_window.entry(w).or_default() += v;
+            }
+        }
+        assert!(per_window.len() >= 3);
+        for (w, spent) in &per_window {
+            assert!(*spent <= 5_000, "window {w} spent {spent}");
+        }
+        let u = b.snapshot(NOON + 3 * DAY);
+        assert_eq!(u.reserved_micros, 0);
+        assert_eq!(
+            u.spent_micros,
+            per_window.get(&u.window_start).copied().unwrap_or(0)
+        );
+    }
+
+    proptest! {
+        /// Sequential model check: with actual costs never above their
+        /// estimates, spent + reserved never exceeds a hard limit and
+        /// always equals the model's bookkeeping.
+        #[test]
+        fn sequential_model(
+            limit in 0i64..2_000,
+            ops in proptest::collection::vec((0u8..4, 0i64..400, 0i64..DAY / 2), 1..200),
+        ) {
+            let b = BudgetCounter::new(hard(limit), NOON);
+            let mut now = NOON;
+            let mut open: Vec<Reservation> = Vec::new();
+            let (mut spent, mut reserved) = (0i64, 0i64);
+            for (op, amount, dt) in ops {
+                match op {
+                    0 | 1 => {
+                        let fits = spent + reserved < limit && spent + reserved + amount <= limit;
+                        match b.reserve(now, amount) {
+                            Ok(r) => {
+                                prop_assert!(fits);
+                                reserved += amount;
+                                open.push(r);
+                            }
+                            Err(_) => prop_assert!(!fits),
+                        }
+                    }
+                    2 => {
+                        if let Some(r) = open.pop() {
+                            let actual = amount.min(r.amount);
+                            let res = b.settle(&r, actual);
+                            prop_assert_eq!(res, Settled::Counted);
+                            reserved -= r.amount;
+                            spent += actual;
+                        }
+                    }
+                    _ => {
+                        let before = b.snapshot(now).window_start;
+                        now += dt;
+                        if b.snapshot(now).window_start != before {
+                            spent = 0;
+                            reserved = 0;
+                            for r in open.drain(..) {
+                                let res = b.settle(&r, r.amount);
+                                prop_assert!(matches!(res, Settled::WindowEnded { .. }), "stale settle counted");
+                            }
+                        }
+                    }
+                }
+                let u = b.snapshot(now);
+                prop_assert_eq!((u.spent_micros, u.reserved_micros), (spent, reserved));
+                prop_assert!(spent + reserved <= limit);
+                prop_assert_eq!(u.remaining_micros, limit - spent - reserved);
+            }
+        }
+    }
+}

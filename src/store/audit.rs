@@ -1,0 +1,76 @@
+//! The audit log: every mutation and every denial, per org, newest first.
+
+use serde::{Deserialize, Serialize};
+
+use super::Store;
+use super::tables::AUDIT;
+use super::tx::{Lookup, ReadTx};
+use crate::error::Error;
+use redb::ReadableTable;
+use crate::model::{Actor, OrgId, Timestamp};
+use crate::policy::{AdminAction, Target};
+
+/// Whether the audited operation happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// It was applied.
+    Applied,
+    /// A policy denied it; nothing changed.
+    Denied,
+}
+
+/// One audit log entry. Secrets never appear in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AuditEntry {
+    /// Store-wide sequence number, increasing.
+    pub seq: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Who (`operator` or an email).
+    pub actor: String,
+    /// Which org.
+    pub org: OrgId,
+    /// What, e.g. `key.create`.
+    pub action: String,
+    /// On what, e.g. a key id or an email.
+    pub target: String,
+    /// A short description with secrets redacted.
+    pub summary: String,
+    /// Applied or denied.
+    pub outcome: Outcome,
+}
+
+/// Audit log queries. Get one with [`Store::audit`].
+///
+/// ```
+/// # let store = orgstore::Store::open_temporary().unwrap();
+/// use orgstore::{Actor, Email, OrgId};
+/// let acme = OrgId::parse("acme").unwrap();
+/// store.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("o@acme.io").unwrap()).unwrap();
+/// let log = store.audit().list(&Actor::Operator, &acme, 10).unwrap();
+/// assert_eq!(log[0].action, "org.create");
+/// ```
+pub struct Audit<'a> {
+    pub(super) store: &'a Store,
+}
+
+impl Audit<'_> {
+    /// The newest `limit` entries of an org, newest first.
+    pub fn list(&self, actor: &Actor, org: &OrgId, limit: usize) -> Result<Vec<AuditEntry>, Error> {
+        self.store.read(|r: &ReadTx| {
+            let o = r.org_any(org)?;
+            self.store.authorize_read(r, actor, AdminAction::ReadAudit, &o, Target::Org)?;
+            let t = r.table(AUDIT)?;
+            let mut out = Vec::new();
+            let range = t
+                .range((org.as_str(), 0u64)..=(org.as_str(), u64::MAX))
+                .map_err(|e| Error::storage("reading the audit log", e))?;
+            for item in range.rev().take(limit) {
+                let (_, v) = item.map_err(|e| Error::storage("reading the audit log", e))?;
+                out.push(super::codec::decode("audit entry", v.value())?);
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,260 @@
+//! The store: one redb file, the source of truth. Every operation is one transaction; after
+//! each commit the changed entries are published to the gateway snapshot.
+
+mod audit;
+mod codec;
+mod configs;
+mod keys;
+mod members;
+mod open;
+mod orgs;
+mod records;
+mod tables;
+mod tx;
+
+pub use audit::{Audit, AuditEntry, Outcome};
+pub use configs::{ConfigVersion, OrgConfigs};
+pub use keys::{CreatedKey, ImportKey, Keys};
+pub use members::Members;
+pub use open::StoreBuilder;
+pub use orgs::Orgs;
+
+use arc_swap::ArcSwap;
+use redb::ReadableDatabase;
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind};
+use crate::model::{Actor, Org, OrgId, Role, Timestamp};
+use crate::policy::{AdminAction, AdminRequest, Policies, Target};
+use tx::{Changes, Lookup, ReadTx, WriteTx};
+
+pub(crate) use tx::org_not_found;
+
+/// An orgstore database.
+///
+/// ```
+/// use orgstore::{Actor, Email, KeySpec, OrgId, Store};
+/// let store = Store::open_temporary()?;
+/// let op = Actor::Operator;
+/// let acme = OrgId::parse("acme")?;
+/// store.orgs().create(&op, &acme, "Acme", &Email::parse("owner@acme.io")?)?;
+/// let created = store.keys().create(&op, &acme, KeySpec::new("backend").rpm(100))?;
+/// assert!(created.key.expose().starts_with("sk-agentcc-"));
+/// # Ok::<(), orgstore::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: redb::Database,
+    writer: Mutex<()>,
+    policies: ArcSwap<Policies>,
+    durability: redb::Durability,
+}
+
+impl Store {
+    /// Opens (creating if absent, with mode 0600) the store file at `path` with the
+    /// defaults of [`StoreBuilder`].
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
+        StoreBuilder::new().open(path)
+    }
+
+    /// A store held in memory only, for demos and tests.
+    pub fn open_temporary() -> Result<Self, Error> {
+        StoreBuilder::new().open_temporary()
+    }
+
+    /// Orgs: create, show, list, delete, suspend, resume.
+    pub fn orgs(&self) -> Orgs<'_> {
+        Orgs { store: self }
+    }
+
+    /// Versioned org config (the SDK's `org_configs`).
+    pub fn org_configs(&self) -> OrgConfigs<'_> {
+        OrgConfigs { store: self }
+    }
+
+    /// Members and roles.
+    pub fn members(&self) -> Members<'_> {
+        Members { store: self }
+    }
+
+    /// Virtual keys.
+    pub fn keys(&self) -> Keys<'_> {
+        Keys { store: self }
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> Audit<'_> {
+        Audit { store: self }
+    }
+
+    /// The active policy set.
+    pub fn policies(&self) -> Arc<Policies> {
+        self.inner.policies.load_full()
+    }
+
+    fn from_parts(db: redb::Database, policies: Policies, durability: redb::Durability) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                writer: Mutex::new(()),
+                policies: ArcSwap::from_pointee(policies),
+                durability,
+            }),
+        }
+    }
+
+    /// Runs `f` in one read transaction; a denial is audited.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&ReadTx) -> Result<T, Error>) -> Result<T, Error> {
+        let r = self
+            .inner
+            .db
+            .begin_read()
+            .map_err(|e| Error::storage("starting a read", e))?;
+        let out = f(&r);
+        drop(r);
+        self.audit_if_denied(out)
+    }
+
+    /// Runs `f` in one write transaction: all or nothing. On success the changes are
+    /// published before this returns; a denial is audited in a transaction of its own.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut WriteTx) -> Result<T, Error>) -> Result<T, Error> {
+        let out = {
+            let _writer = self.inner.writer.lock();
+            let mut txn = self
+                .inner
+                .db
+                .begin_write()
+                .map_err(|e| Error::storage("starting a write", e))?;
+            txn.set_durability(self.inner.durability)
+                .map_err(|e| Error::storage("setting durability", e))?;
+            let mut tx = WriteTx { txn, now: Timestamp::now(), changes: Changes::default() };
+            match f(&mut tx) {
+                Ok(v) => {
+                    let WriteTx { txn, changes, .. } = tx;
+                    txn.commit().map_err(|e| Error::storage("committing", e))?;
+                    self.publish(changes);
+                    Ok(v)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        self.audit_if_denied(out)
+    }
+
+    fn publish(&self, _changes: Changes) {}
+
+    fn rebuild_snapshot(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn audit_if_denied<T>(&self, out: Result<T, Error>) -> Result<T, Error> {
+        if let Err(e) = &out
+            && e.kind() == ErrorKind::Denied
+            && let Some(d) = e.denial()
+            && let Some(org) = &d.org
+        {
+            let entry = (d.actor.clone(), org.clone(), d.action.clone(), d.target.clone());
+            // The denial is the answer; a failure to audit it must not hide it.
+            let _ = self.write_denial_audit(entry);
+        }
+        out
+    }
+
+    fn write_denial_audit(&self, (actor, org, action, target): (String, OrgId, String, String)) -> Result<(), Error> {
+        let _writer = self.inner.writer.lock();
+        let txn = self.inner.db.begin_write().map_err(|e| Error::storage("starting a write", e))?;
+        let mut tx = WriteTx { txn, now: Timestamp::now(), changes: Changes::default() };
+        audit_append(&mut tx, &actor, &org, &action, &target, "denied by policy".into(), Outcome::Denied)?;
+        tx.txn.commit().map_err(|e| Error::storage("committing", e))
+    }
+
+    /// Checks that `actor` may do `action` to `target` in `org`, using the store's own
+    /// relations for the actor's role. Returns the actor's role (`None` for the operator).
+    pub(crate) fn authorize(
+        &self,
+        tx: &impl Lookup,
+        actor: &Actor,
+        action: AdminAction,
+        org: &Org,
+        target: Target<'_>,
+    ) -> Result<Option<Role>, Error> {
+        let Actor::Member(email) = actor else {
+            return Ok(None);
+        };
+        let role = tx.member(&org.id, email)?.map(|m| m.role);
+        let target_name = target_name(&target);
+        let req = AdminRequest {
+            actor,
+            actor_role: role,
+            action,
+            org: &org.id,
+            owner_count: org.owner_count,
+            target,
+        };
+        match self.inner.policies.load().authorize(&req) {
+            Ok(()) => Ok(role),
+            Err(mut d) => {
+                d.org = Some(org.id.clone());
+                d.actor = actor.to_string();
+                d.target = target_name;
+                Err(Error::denied(d))
+            }
+        }
+    }
+
+    /// [`Store::authorize`] for read transactions.
+    pub(crate) fn authorize_read(
+        &self,
+        tx: &ReadTx,
+        actor: &Actor,
+        action: AdminAction,
+        org: &Org,
+        target: Target<'_>,
+    ) -> Result<Option<Role>, Error> {
+        self.authorize(tx, actor, action, org, target)
+    }
+}
+
+fn target_name(t: &Target<'_>) -> String {
+    match t {
+        Target::Org | Target::NewKey { .. } => "org".into(),
+        Target::Config => "config".into(),
+        Target::Membership { email, .. } => email.to_string(),
+        Target::Key { id, .. } => id.to_string(),
+    }
+}
+
+/// Appends an audit entry inside `tx`.
+pub(crate) fn audit_append(
+    tx: &mut WriteTx,
+    actor: &str,
+    org: &OrgId,
+    action: &str,
+    target: &str,
+    summary: String,
+    outcome: Outcome,
+) -> Result<(), Error> {
+    let seq = tx.next_seq("audit_seq")?;
+    let entry = AuditEntry {
+        seq,
+        at: tx.now,
+        actor: actor.to_owned(),
+        org: org.clone(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        summary,
+        outcome,
+    };
+    let bytes = codec::encode(&entry)?;
+    tx.txn
+        .open_table(tables::AUDIT)
+        .map_err(|e| Error::storage("writing the audit log", e))?
+        .insert((org.as_str(), seq), bytes.as_slice())
+        .map_err(|e| Error::storage("writing the audit log", e))?;
+    Ok(())
+}

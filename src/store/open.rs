@@ -1,0 +1,156 @@
+//! Opening a store file: creation with mode 0600, format checks, table creation.
+
+use std::path::{Path, PathBuf};
+
+use super::Store;
+use super::codec::FORMAT;
+use super::tables::*;
+use crate::error::{Error, ErrorKind};
+use crate::policy::Policies;
+use redb::ReadableTable;
+
+/// Options for opening a store. The defaults: durable commits (every acknowledged write
+/// survives a crash), the compiled-in policy set, no extra policy directory.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use orgstore::StoreBuilder;
+/// let store = StoreBuilder::new().open(dir.path().join("org.redb")).unwrap();
+/// # drop(store);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct StoreBuilder {
+    policy_dir: Option<PathBuf>,
+    non_durable: bool,
+}
+
+impl StoreBuilder {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds every `*.cedar` file of `dir` to the compiled-in policy set at open.
+    pub fn policy_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.policy_dir = Some(dir.into());
+        self
+    }
+
+    /// Commits without fsync: much faster, but the last writes before a crash may be lost.
+    /// For tests and benchmarks only; the default is durable.
+    pub fn non_durable(mut self) -> Self {
+        self.non_durable = true;
+        self
+    }
+
+    /// Opens (or creates, with mode 0600) the store file at `path`.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Store, Error> {
+        let path = path.as_ref();
+        create_private(path)?;
+        let db = redb::Database::create(path).map_err(|e| open_error(path, e))?;
+        self.finish(db)
+    }
+
+    /// Opens a store held in memory only.
+    pub fn open_temporary(&self) -> Result<Store, Error> {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| Error::storage("creating an in-memory store", e))?;
+        self.finish(db)
+    }
+
+    fn finish(&self, db: redb::Database) -> Result<Store, Error> {
+        init_tables(&db)?;
+        let mut policies = Policies::default_set()?;
+        if let Some(dir) = &self.policy_dir {
+            policies = policies.with_dir(dir)?;
+        }
+        let durability =
+            if self.non_durable { redb::Durability::None } else { redb::Durability::Immediate };
+        let store = Store::from_parts(db, policies, durability);
+        store.rebuild_snapshot()?;
+        Ok(store)
+    }
+}
+
+/// Creates the file with mode 0600 if it does not exist yet.
+fn create_private(path: &Path) -> Result<(), Error> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::new(
+            ErrorKind::Storage,
+            "db",
+            format!("cannot create `{}` ({e}); check the directory exists and is writable", path.display()),
+        )),
+    }
+}
+
+#[cold]
+fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    let p = path.display();
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::new(
+            ErrorKind::Busy,
+            "db",
+            format!("`{p}` is open in another process; stop it or use another --db"),
+        ),
+        redb::DatabaseError::UpgradeRequired(v) => Error::new(
+            ErrorKind::TooNew,
+            "db",
+            format!("`{p}` uses redb file format {v}, which this orgstore cannot read; upgrade orgstore"),
+        ),
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(msg)) => Error::new(
+            ErrorKind::Corrupt,
+            "db",
+            format!("`{p}` is corrupt ({msg}); restore it from a backup"),
+        ),
+        other => Error::new(
+            ErrorKind::Corrupt,
+            "db",
+            format!("`{p}` cannot be opened as an orgstore file ({other}); check the path or restore a backup"),
+        ),
+    }
+}
+
+/// Creates every table and checks (or writes) the store format.
+fn init_tables(db: &redb::Database) -> Result<(), Error> {
+    let txn = db.begin_write().map_err(|e| Error::storage("initialising the store", e))?;
+    {
+        let w = |e: redb::TableError| Error::storage("initialising the store", e);
+        let mut meta = txn.open_table(META).map_err(w)?;
+        let found = meta.get("format").map_err(|e| Error::storage("reading the store", e))?.map(|v| v.value());
+        match found {
+            Some(v) if v > u64::from(FORMAT) => {
+                return Err(Error::new(
+                    ErrorKind::TooNew,
+                    "db",
+                    format!("the store was written by a newer orgstore (format {v}, this one reads up to {FORMAT}); upgrade orgstore"),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                meta.insert("format", u64::from(FORMAT))
+                    .map_err(|e| Error::storage("initialising the store", e))?;
+            }
+        }
+        drop(meta);
+        txn.open_table(ORGS).map_err(w)?;
+        txn.open_table(CONFIGS).map_err(w)?;
+        txn.open_table(MEMBERS).map_err(w)?;
+        txn.open_table(MEMBER_ORGS).map_err(w)?;
+        txn.open_table(KEYS).map_err(w)?;
+        txn.open_table(KEYS_BY_ORG).map_err(w)?;
+        txn.open_table(KEY_DIGESTS).map_err(w)?;
+        txn.open_table(AUDIT).map_err(w)?;
+        txn.open_table(SPEND).map_err(w)?;
+    }
+    txn.commit().map_err(|e| Error::storage("initialising the store", e))
+}

@@ -1,0 +1,159 @@
+//! Org operations.
+
+use super::records::ConfigRecord;
+use super::tables::{MEMBER_ORGS, ORGS};
+use super::tx::Lookup;
+use super::{Outcome, Store, audit_append};
+use crate::error::Error;
+use crate::model::{Actor, Email, Member, Org, OrgId, OrgStatus, Role};
+use crate::policy::{AdminAction, Target};
+use redb::ReadableTable;
+
+/// Org operations. Get one with [`Store::orgs`].
+pub struct Orgs<'a> {
+    pub(super) store: &'a Store,
+}
+
+impl Orgs<'_> {
+    /// Creates an org with `owner` as its first Owner and an empty config (version 1).
+    /// The operator may create any org; a member may create one only with themselves as
+    /// the owner.
+    pub fn create(&self, actor: &Actor, id: &OrgId, name: &str, owner: &Email) -> Result<Org, Error> {
+        let name = validate_name("org name", name)?;
+        if let Actor::Member(me) = actor
+            && me != owner
+        {
+            return Err(Error::new(
+                crate::ErrorKind::Denied,
+                "owner",
+                format!("{me} may create an org only with themselves as owner; pass --owner {me}"),
+            ));
+        }
+        self.store.write(|tx| {
+            if let Some(existing) = tx.org_opt(id)? {
+                let why = if existing.status == OrgStatus::Deleted {
+                    "was deleted and its id cannot be reused; choose another id"
+                } else {
+                    "already exists; choose another id"
+                };
+                return Err(Error::conflict("org id", format!("org `{id}` {why}")));
+            }
+            let org = Org {
+                id: id.clone(),
+                name,
+                created_at: tx.now,
+                status: OrgStatus::Active,
+                config_version: 1,
+                latest_version: 1,
+                owner_count: 1,
+            };
+            tx.put_org(&org)?;
+            let cfg = ConfigRecord {
+                version: 1,
+                created_at: tx.now,
+                created_by: actor.to_string(),
+                json: "{}".into(),
+                note: "initial".into(),
+            };
+            tx.put_config(id, &cfg)?;
+            tx.put_member(&Member {
+                org: id.clone(),
+                email: owner.clone(),
+                role: Role::Owner,
+                added_at: tx.now,
+                added_by: actor.to_string(),
+            })?;
+            let summary = format!("created org `{}` with owner {owner}", org.name);
+            audit_append(tx, &actor.to_string(), id, "org.create", id.as_str(), summary, Outcome::Applied)?;
+            Ok(org)
+        })
+    }
+
+    /// Shows one org.
+    pub fn get(&self, actor: &Actor, id: &OrgId) -> Result<Org, Error> {
+        self.store.read(|r| {
+            let org = r.org_live(id)?;
+            self.store.authorize_read(r, actor, AdminAction::ReadOrg, &org, Target::Org)?;
+            Ok(org)
+        })
+    }
+
+    /// Lists the orgs the actor may see: all live orgs for the operator, a member's own
+    /// orgs otherwise.
+    pub fn list(&self, actor: &Actor) -> Result<Vec<Org>, Error> {
+        self.store.read(|r| {
+            let io = |e: redb::StorageError| Error::storage("listing orgs", e);
+            let mut out = Vec::new();
+            match actor {
+                Actor::Operator => {
+                    let t = r.table(ORGS)?;
+                    for item in t.iter().map_err(io)? {
+                        let (_, v) = item.map_err(io)?;
+                        let org: Org = super::codec::decode("org", v.value())?;
+                        if org.status != OrgStatus::Deleted {
+                            out.push(org);
+                        }
+                    }
+                }
+                Actor::Member(email) => {
+                    let ids: Vec<OrgId> = {
+                        let t = r.table(MEMBER_ORGS)?;
+                        let range = t
+                            .range((email.as_str(), "")..(email.as_str(), "\u{10ffff}"))
+                            .map_err(io)?;
+                        range
+                            .map(|i| {
+                                let (k, _) = i.map_err(io)?;
+                                OrgId::parse(k.value().1)
+                            })
+                            .collect::<Result<_, _>>()?
+                    };
+                    for id in ids {
+                        let org = r.org_any(&id)?;
+                        if org.status != OrgStatus::Deleted {
+                            out.push(org);
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Deletes an org (Owner only): its keys stop working at once and its id is never reused.
+    pub fn delete(&self, actor: &Actor, id: &OrgId) -> Result<Org, Error> {
+        self.set_status(actor, id, OrgStatus::Deleted, "org.delete")
+    }
+
+    /// Suspends an org (Owner only): its keys are refused until it is resumed.
+    pub fn suspend(&self, actor: &Actor, id: &OrgId) -> Result<Org, Error> {
+        self.set_status(actor, id, OrgStatus::Suspended, "org.suspend")
+    }
+
+    /// Resumes a suspended org.
+    pub fn resume(&self, actor: &Actor, id: &OrgId) -> Result<Org, Error> {
+        self.set_status(actor, id, OrgStatus::Active, "org.resume")
+    }
+
+    fn set_status(&self, actor: &Actor, id: &OrgId, status: OrgStatus, action: &str) -> Result<Org, Error> {
+        self.store.write(|tx| {
+            let mut org = tx.org_live(id)?;
+            self.store.authorize(tx, actor, AdminAction::DeleteOrg, &org, Target::Org)?;
+            let before = org.status;
+            org.status = status;
+            tx.put_org(&org)?;
+            let summary = format!("status {} -> {}", before.as_str(), status.as_str());
+            audit_append(tx, &actor.to_string(), id, action, id.as_str(), summary, Outcome::Applied)?;
+            Ok(org)
+        })
+    }
+}
+
+/// Validates a display name: 1 to 128 characters, no control characters.
+pub(crate) fn validate_name(field: &'static str, name: &str) -> Result<String, Error> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 128 || n.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "give 1 to 128 characters without control characters"));
+    }
+    Ok(n.to_owned())
+}

@@ -1,0 +1,244 @@
+//! Transactions: typed lookups shared by read and write transactions, and the write
+//! transaction's record of what changed (for the snapshot and the audit log).
+
+use redb::{Key, ReadableTable, TableDefinition, Value};
+
+use super::codec::{decode, encode};
+use super::records::{ConfigRecord, KeyRecord};
+use super::tables::*;
+use crate::config::OrgConfig;
+use crate::error::Error;
+use crate::keys::KeyDigest;
+use crate::model::{Email, KeyId, Member, Org, OrgId, OrgStatus, Timestamp};
+
+fn io(e: impl std::fmt::Display) -> Error {
+    Error::storage("reading the store", e)
+}
+
+/// Typed lookups over any transaction.
+pub(crate) trait Lookup {
+    /// Opens a table for reading.
+    fn table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+    ) -> Result<impl ReadableTable<K, V> + '_, Error>;
+
+    /// The org record, deleted ones included.
+    fn org_opt(&self, id: &OrgId) -> Result<Option<Org>, Error> {
+        let t = self.table(ORGS)?;
+        let v = t.get(id.as_str()).map_err(io)?;
+        v.map(|v| decode("org", v.value())).transpose()
+    }
+
+    /// The org record, deleted ones included; an error when absent.
+    fn org_any(&self, id: &OrgId) -> Result<Org, Error> {
+        self.org_opt(id)?.ok_or_else(|| org_not_found(id))
+    }
+
+    /// The org record, unless it is absent or deleted.
+    fn org_live(&self, id: &OrgId) -> Result<Org, Error> {
+        let org = self.org_any(id)?;
+        if org.status == OrgStatus::Deleted {
+            return Err(Error::not_found(
+                "org",
+                format!("org `{id}` was deleted; its id cannot be used again"),
+            ));
+        }
+        Ok(org)
+    }
+
+    /// One config version.
+    fn config(&self, org: &OrgId, version: u64) -> Result<ConfigRecord, Error> {
+        let t = self.table(CONFIGS)?;
+        let v = t.get((org.as_str(), version)).map_err(io)?;
+        match v {
+            Some(v) => decode("config version", v.value()),
+            None => Err(Error::not_found(
+                "version",
+                format!("org `{org}` has no config version {version}; see `config history`"),
+            )),
+        }
+    }
+
+    /// The active config, parsed.
+    fn active_config(&self, org: &Org) -> Result<(ConfigRecord, OrgConfig), Error> {
+        let rec = self.config(&org.id, org.config_version)?;
+        let cfg = parse_stored_config(&rec)?;
+        Ok((rec, cfg))
+    }
+
+    /// One membership.
+    fn member(&self, org: &OrgId, email: &Email) -> Result<Option<Member>, Error> {
+        let t = self.table(MEMBERS)?;
+        let v = t.get((org.as_str(), email.as_str())).map_err(io)?;
+        v.map(|v| decode("member", v.value())).transpose()
+    }
+
+    /// One key record.
+    fn key(&self, id: &KeyId) -> Result<Option<KeyRecord>, Error> {
+        let t = self.table(KEYS)?;
+        let v = t.get(id.as_bytes()).map_err(io)?;
+        v.map(|v| decode("key", v.value())).transpose()
+    }
+
+    /// The key id a digest belongs to.
+    fn key_by_digest(&self, digest: &KeyDigest) -> Result<Option<KeyId>, Error> {
+        let t = self.table(KEY_DIGESTS)?;
+        let v = t.get(digest).map_err(io)?;
+        Ok(v.map(|v| KeyId::from_bytes(*v.value())))
+    }
+
+    /// All members of an org.
+    fn members_of(&self, org: &OrgId) -> Result<Vec<Member>, Error> {
+        let t = self.table(MEMBERS)?;
+        let range = t.range((org.as_str(), "")..(org.as_str(), "\u{10ffff}")).map_err(io)?;
+        range
+            .map(|item| item.map_err(io).and_then(|(_, v)| decode("member", v.value())))
+            .collect()
+    }
+
+    /// All keys of an org.
+    fn keys_of(&self, org: &OrgId) -> Result<Vec<KeyRecord>, Error> {
+        let ids: Vec<KeyId> = {
+            let t = self.table(KEYS_BY_ORG)?;
+            let lo = [0u8; 16];
+            let hi = [0xffu8; 16];
+            let range = t.range((org.as_str(), &lo)..=(org.as_str(), &hi)).map_err(io)?;
+            range
+                .map(|item| item.map(|(k, _)| KeyId::from_bytes(*k.value().1)).map_err(io))
+                .collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.key(&id)?.ok_or_else(|| Error::corrupt("key index", "dangling key id"))?);
+        }
+        Ok(out)
+    }
+}
+
+/// Parses a stored config version.
+pub(crate) fn parse_stored_config(rec: &ConfigRecord) -> Result<OrgConfig, Error> {
+    OrgConfig::parse(&rec.json).map_err(|e| Error::corrupt("config version", e))
+}
+
+#[cold]
+pub(crate) fn org_not_found(id: &OrgId) -> Error {
+    Error::not_found("org", format!("no org `{id}`; see `org list`"))
+}
+
+impl Lookup for redb::ReadTransaction {
+    fn table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+    ) -> Result<impl ReadableTable<K, V> + '_, Error> {
+        self.open_table(def).map_err(io)
+    }
+}
+
+/// A read transaction.
+pub(crate) type ReadTx = redb::ReadTransaction;
+
+/// What a committed write changed, for the snapshot.
+#[derive(Default)]
+pub(crate) struct Changes {
+    /// Orgs whose record or active config changed.
+    pub orgs: Vec<OrgId>,
+    /// Keys whose record changed, with their previous digest if it changed too.
+    pub keys: Vec<(KeyId, Option<KeyDigest>)>,
+}
+
+/// A write transaction with the store's bookkeeping.
+pub(crate) struct WriteTx {
+    pub txn: redb::WriteTransaction,
+    pub now: Timestamp,
+    pub changes: Changes,
+}
+
+impl Lookup for WriteTx {
+    fn table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+    ) -> Result<impl ReadableTable<K, V> + '_, Error> {
+        self.txn.open_table(def).map_err(io)
+    }
+}
+
+fn wio(e: impl std::fmt::Display) -> Error {
+    Error::storage("writing the store", e)
+}
+
+impl WriteTx {
+    /// Writes an org record.
+    pub fn put_org(&mut self, org: &Org) -> Result<(), Error> {
+        let bytes = encode(org)?;
+        self.txn.open_table(ORGS).map_err(wio)?.insert(org.id.as_str(), bytes.as_slice()).map_err(wio)?;
+        self.changes.orgs.push(org.id.clone());
+        Ok(())
+    }
+
+    /// Writes a config version.
+    pub fn put_config(&mut self, org: &OrgId, rec: &ConfigRecord) -> Result<(), Error> {
+        let bytes = encode(rec)?;
+        self.txn
+            .open_table(CONFIGS)
+            .map_err(wio)?
+            .insert((org.as_str(), rec.version), bytes.as_slice())
+            .map_err(wio)?;
+        Ok(())
+    }
+
+    /// Writes a membership and its index entry.
+    pub fn put_member(&mut self, m: &Member) -> Result<(), Error> {
+        let bytes = encode(m)?;
+        self.txn
+            .open_table(MEMBERS)
+            .map_err(wio)?
+            .insert((m.org.as_str(), m.email.as_str()), bytes.as_slice())
+            .map_err(wio)?;
+        self.txn
+            .open_table(MEMBER_ORGS)
+            .map_err(wio)?
+            .insert((m.email.as_str(), m.org.as_str()), m.role.level())
+            .map_err(wio)?;
+        Ok(())
+    }
+
+    /// Removes a membership and its index entry.
+    pub fn remove_member(&mut self, org: &OrgId, email: &Email) -> Result<(), Error> {
+        self.txn.open_table(MEMBERS).map_err(wio)?.remove((org.as_str(), email.as_str())).map_err(wio)?;
+        self.txn
+            .open_table(MEMBER_ORGS)
+            .map_err(wio)?
+            .remove((email.as_str(), org.as_str()))
+            .map_err(wio)?;
+        Ok(())
+    }
+
+    /// Writes a key record and its indexes; `old_digest` is removed from the digest index
+    /// when the secret changed (rotation).
+    pub fn put_key(&mut self, rec: &KeyRecord, old_digest: Option<KeyDigest>) -> Result<(), Error> {
+        let id = rec.info.id;
+        let bytes = encode(rec)?;
+        self.txn.open_table(KEYS).map_err(wio)?.insert(id.as_bytes(), bytes.as_slice()).map_err(wio)?;
+        self.txn
+            .open_table(KEYS_BY_ORG)
+            .map_err(wio)?
+            .insert((rec.info.org.as_str(), id.as_bytes()), ())
+            .map_err(wio)?;
+        let mut digests = self.txn.open_table(KEY_DIGESTS).map_err(wio)?;
+        if let Some(old) = old_digest.filter(|d| *d != rec.digest) {
+            digests.remove(&old).map_err(wio)?;
+        }
+        digests.insert(&rec.digest, id.as_bytes()).map_err(wio)?;
+        self.changes.keys.push((id, old_digest));
+        Ok(())
+    }
+
+    /// The next store-wide sequence number of `counter` in the meta table.
+    pub fn next_seq(&mut self, counter: &str) -> Result<u64, Error> {
+        let mut meta = self.txn.open_table(META).map_err(wio)?;
+        let next = meta.get(counter).map_err(wio)?.map_or(0, |v| v.value()) + 1;
+        meta.insert(counter, next).map_err(wio)?;
+        Ok(next)
+    }
+}
