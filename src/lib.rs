@@ -5,14 +5,16 @@
 
 mod config;
 mod error;
+mod gateway;
 mod keys;
 mod limits;
 mod model;
 mod policy;
+mod snapshot;
 mod store;
 
 pub use config::{BudgetPolicy, ConfigChange, IpAcl, MAX_CONFIG_BYTES, OrgConfig, RateLimiting};
-pub use error::{Denial, Error, ErrorKind};
+pub use error::{Denial as AdminDenial, Error, ErrorKind};
 pub use keys::{
     HeaderError, KEY_LEN, KEY_PREFIX, KeyDigest, KeyFormatError, SecretKey, check_key_format,
     display_prefix, key_from_headers,
@@ -20,6 +22,9 @@ pub use keys::{
 pub use model::{
     Actor, Budget, Email, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus, Member, Org, OrgId,
     OrgStatus, Period, Role, Timestamp, Usd,
+};
+pub use gateway::{
+    DEFAULT_ESTIMATE, Denial, Gateway, Grant, Limits, RateHeaders, Request, ResolvedKey, Scope, Usage,
 };
 pub use policy::{AdminAction, Policies};
 pub use store::{

@@ -94,6 +94,12 @@ impl RateLimiter {
         })
     }
 
+    /// A limiter at the highest limit, for slots whose real limit is set later with
+    /// [`RateLimiter::set_limit`].
+    pub fn unlimited() -> RateLimiter {
+        RateLimiter { tat: AtomicU64::new(0), limit: AtomicU64::new(MAX_LIMIT_PER_MINUTE) }
+    }
+
     /// The current limit per minute (after clamping).
     pub fn limit(&self) -> u64 {
         self.params().limit

@@ -22,6 +22,11 @@ const MAX_MICROS: i64 = 1_000_000_000 * 1_000_000;
 pub struct Usd(i64);
 
 impl Usd {
+    /// Zero dollars.
+    pub const ZERO: Usd = Usd(0);
+    /// One cent.
+    pub const CENT: Usd = Usd(10_000);
+
     /// From micro-dollars; fails when negative or above one billion dollars.
     pub fn from_micros(micros: i64) -> Result<Self, Error> {
         if !(0..=MAX_MICROS).contains(&micros) {

@@ -34,3 +34,28 @@ impl Policies {
         Err(Denial::new(req.action.cedar_name(), req.actor_role, Vec::new(), vec!["policy engine not loaded".into()]))
     }
 }
+
+/// Host-computed facts for a gateway decision.
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayContext {
+    /// Address passed the IP rules.
+    pub ip_allowed: bool,
+    /// Model passed the allow-lists.
+    pub model_allowed: bool,
+}
+
+/// A gateway decision.
+#[derive(Clone, Debug)]
+pub struct GatewayDecision {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// Deciding policy ids.
+    pub policies: Vec<String>,
+}
+
+impl Policies {
+    /// Decides a gateway request (interim: allow when the host checks pass).
+    pub fn gateway_decide(&self, _org: &crate::model::OrgId, _key: &crate::model::KeyId, _model: &str, ctx: GatewayContext) -> GatewayDecision {
+        GatewayDecision { allowed: ctx.ip_allowed && ctx.model_allowed, policies: Vec::new() }
+    }
+}

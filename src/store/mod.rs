@@ -2,15 +2,15 @@
 //! each commit the changed entries are published to the gateway snapshot.
 
 mod audit;
-mod codec;
+pub(crate) mod codec;
 mod configs;
 mod keys;
 mod members;
 mod open;
 mod orgs;
-mod records;
-mod tables;
-mod tx;
+pub(crate) mod records;
+pub(crate) mod tables;
+pub(crate) mod tx;
 
 pub use audit::{Audit, AuditEntry, Outcome};
 pub use configs::{ConfigVersion, OrgConfigs};
@@ -27,6 +27,7 @@ use std::sync::Arc;
 use crate::error::{Error, ErrorKind};
 use crate::model::{Actor, Org, OrgId, Role, Timestamp};
 use crate::policy::{AdminAction, AdminRequest, Policies, Target};
+use crate::snapshot::SnapshotCell;
 use tx::{Changes, Lookup, ReadTx, WriteTx};
 
 pub(crate) use tx::org_not_found;
@@ -53,6 +54,7 @@ struct Inner {
     writer: Mutex<()>,
     policies: ArcSwap<Policies>,
     durability: redb::Durability,
+    snapshot: Arc<SnapshotCell>,
 }
 
 impl Store {
@@ -97,12 +99,34 @@ impl Store {
         self.inner.policies.load_full()
     }
 
+    /// The gateway handle: a cheap, cloneable, `Send + Sync` view for the hot path.
+    pub fn gateway(&self) -> crate::gateway::Gateway {
+        crate::gateway::Gateway::new(self.inner.snapshot.clone())
+    }
+
+    /// Replaces the active policy set: the compiled-in set plus the `*.cedar` files of
+    /// `dir`. A bad file is rejected (naming file, line and Cedar's message) and the
+    /// previous set stays active. Every memoized gateway decision is invalidated.
+    pub fn reload_policies(&self, dir: Option<&std::path::Path>) -> Result<(), Error> {
+        let mut next = Policies::default_set()?;
+        if let Some(d) = dir {
+            next = next.with_dir(d)?;
+        }
+        let next = Arc::new(next);
+        let _writer = self.inner.writer.lock();
+        self.inner.policies.store(next.clone());
+        self.inner.snapshot.set_policies(next);
+        Ok(())
+    }
+
     fn from_parts(db: redb::Database, policies: Policies, durability: redb::Durability) -> Self {
+        let policies = Arc::new(policies);
         Self {
             inner: Arc::new(Inner {
                 db,
                 writer: Mutex::new(()),
-                policies: ArcSwap::from_pointee(policies),
+                snapshot: Arc::new(SnapshotCell::new(policies.clone())),
+                policies: ArcSwap::new(policies),
                 durability,
             }),
         }
@@ -137,7 +161,7 @@ impl Store {
                 Ok(v) => {
                     let WriteTx { txn, changes, .. } = tx;
                     txn.commit().map_err(|e| Error::storage("committing", e))?;
-                    self.publish(changes);
+                    self.publish(&changes);
                     Ok(v)
                 }
                 Err(e) => Err(e),
@@ -146,10 +170,29 @@ impl Store {
         self.audit_if_denied(out)
     }
 
-    fn publish(&self, _changes: Changes) {}
+    /// Publishes a commit's changes to the gateway snapshot. Called with the writer lock
+    /// held, so snapshots follow commit order. If publication fails the snapshot is rebuilt;
+    /// if that fails too, gateway checks fail closed until a later rebuild succeeds.
+    fn publish(&self, changes: &Changes) {
+        if changes.orgs.is_empty() && changes.keys.is_empty() {
+            return;
+        }
+        let cell = &self.inner.snapshot;
+        let ok = self
+            .inner
+            .db
+            .begin_read()
+            .map_err(|e| Error::storage("starting a read", e))
+            .and_then(|r| cell.publish(&r, changes).or_else(|_| cell.rebuild(&r)));
+        if ok.is_err() {
+            cell.stale.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
 
-    fn rebuild_snapshot(&self) -> Result<(), Error> {
-        Ok(())
+    /// Builds the snapshot from the store file.
+    pub(crate) fn rebuild_snapshot(&self) -> Result<(), Error> {
+        let r = self.inner.db.begin_read().map_err(|e| Error::storage("starting a read", e))?;
+        self.inner.snapshot.rebuild(&r)
     }
 
     fn audit_if_denied<T>(&self, out: Result<T, Error>) -> Result<T, Error> {

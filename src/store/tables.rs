@@ -3,25 +3,25 @@
 use redb::TableDefinition;
 
 /// `"format"` -> store format version (u64 LE); `"audit_seq"` -> last audit sequence number.
-pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// org id -> encoded `Org`.
-pub(super) const ORGS: TableDefinition<&str, &[u8]> = TableDefinition::new("orgs");
+pub(crate) const ORGS: TableDefinition<&str, &[u8]> = TableDefinition::new("orgs");
 /// (org id, version) -> encoded `ConfigRecord`.
-pub(super) const CONFIGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("configs");
+pub(crate) const CONFIGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("configs");
 /// (org id, email) -> encoded `Member`.
-pub(super) const MEMBERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("members");
+pub(crate) const MEMBERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("members");
 /// Index: (email, org id) -> role level.
-pub(super) const MEMBER_ORGS: TableDefinition<(&str, &str), u8> =
+pub(crate) const MEMBER_ORGS: TableDefinition<(&str, &str), u8> =
     TableDefinition::new("member_orgs");
 /// key id -> encoded `KeyRecord`.
-pub(super) const KEYS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("keys");
+pub(crate) const KEYS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("keys");
 /// Index: (org id, key id) -> ().
-pub(super) const KEYS_BY_ORG: TableDefinition<(&str, &[u8; 16]), ()> =
+pub(crate) const KEYS_BY_ORG: TableDefinition<(&str, &[u8; 16]), ()> =
     TableDefinition::new("keys_by_org");
 /// Index: SHA-256 digest of the key -> key id.
-pub(super) const KEY_DIGESTS: TableDefinition<&[u8; 32], &[u8; 16]> =
+pub(crate) const KEY_DIGESTS: TableDefinition<&[u8; 32], &[u8; 16]> =
     TableDefinition::new("key_digests");
 /// (org id, sequence) -> encoded `AuditEntry`.
-pub(super) const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
+pub(crate) const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 /// (scope, window start micros) -> spent micro-dollars; scope is `o:<org>` or `k:<key id>`.
-pub(super) const SPEND: TableDefinition<(&str, i64), i64> = TableDefinition::new("spend");
+pub(crate) const SPEND: TableDefinition<(&str, i64), i64> = TableDefinition::new("spend");

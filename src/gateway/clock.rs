@@ -1,0 +1,46 @@
+//! A cheap clock for the hot path: one coarse monotonic read (~5 ns) gives both the
+//! monotonic nanoseconds that rate limiters use and the wall-clock microseconds that expiry
+//! and budget windows use (anchored to the system clock when the gateway handle is made).
+
+/// One reading of the gateway clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Now {
+    /// Unix microseconds.
+    pub micros: i64,
+    /// Monotonic nanoseconds since the process-wide origin.
+    pub nanos: u64,
+}
+
+/// Anchors coarse monotonic time to wall time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    origin: coarsetime::Instant,
+    wall_at_origin: i64,
+}
+
+fn origin() -> (coarsetime::Instant, i64) {
+    static ORIGIN: std::sync::OnceLock<(coarsetime::Instant, i64)> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(|| {
+        (coarsetime::Instant::now(), crate::model::Timestamp::now().as_micros())
+    })
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let (origin, wall_at_origin) = origin();
+        Self { origin, wall_at_origin }
+    }
+
+    #[inline]
+    pub fn now(&self) -> Now {
+        let nanos = coarsetime::Instant::now().duration_since(self.origin).as_nanos();
+        Now { micros: self.wall_at_origin + (nanos / 1000) as i64, nanos }
+    }
+
+    /// The reading for a given wall-clock time (tests and replays).
+    pub fn at(&self, t: crate::model::Timestamp) -> Now {
+        let micros = t.as_micros();
+        let nanos = (micros - self.wall_at_origin).max(0) as u64 * 1000;
+        Now { micros, nanos }
+    }
+}

@@ -1,0 +1,225 @@
+//! What a granted request carries: org, key, effective limits, rate-limit header values and
+//! budget reservations that `record_usage` settles.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::clock::Now;
+use super::denial::{Denial, Scope};
+use crate::limits::{BudgetExceeded, RateState, Reservation};
+use crate::model::{KeyId, OrgId, Timestamp, Usd};
+use crate::snapshot::{KeyEntry, KeyRuntime, OrgView};
+
+/// A key's effective limits: the key's own and its org's, both enforced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Requests per minute for this key (its own limit, else the org's `per_key_rpm`).
+    pub key_rpm: Option<u64>,
+    /// Requests per minute shared by all keys of the org.
+    pub org_rpm: Option<u64>,
+    /// Tokens per minute for this key.
+    pub key_tpm: Option<u64>,
+    /// Tokens per minute shared by the org.
+    pub org_tpm: Option<u64>,
+    /// The key's budget per period.
+    pub key_budget: Option<Usd>,
+    /// The org's budget per period.
+    pub org_budget: Option<Usd>,
+}
+
+impl Limits {
+    pub(crate) fn of(e: &KeyEntry, org: &OrgView) -> Self {
+        let nz = |v: u64| (v > 0).then_some(v);
+        let usd = |m: i64| Usd::from_micros(m).ok();
+        Self {
+            key_rpm: nz(e.limits.rpm),
+            org_rpm: nz(org.rpm),
+            key_tpm: nz(e.limits.tpm),
+            org_tpm: nz(org.tpm),
+            key_budget: e.limits.budget.and_then(|b| usd(b.0)),
+            org_budget: org.budget.and_then(|b| usd(b.0)),
+        }
+    }
+}
+
+/// Values for the `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset`
+/// response headers: the tighter of the key's and the org's requests-per-minute limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateHeaders {
+    /// Requests per minute.
+    pub limit: u64,
+    /// Requests left now.
+    pub remaining: u64,
+    /// Until the limiter is full again.
+    pub reset: Duration,
+}
+
+/// What a request really used, known after the response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// The request's cost.
+    pub cost: Usd,
+}
+
+impl Usage {
+    /// Usage of a request.
+    pub fn new(input_tokens: u64, output_tokens: u64, cost: Usd) -> Self {
+        Self { input_tokens, output_tokens, cost }
+    }
+}
+
+/// A granted request. Hand it to [`super::Gateway::record_usage`] when the response is done;
+/// until then its cost estimate stays reserved against the budgets.
+#[derive(Debug)]
+pub struct Grant {
+    runtime: Arc<KeyRuntime>,
+    limits: Limits,
+    rate: Option<RateHeaders>,
+    key_budget: Option<Reservation>,
+    org_budget: Option<Reservation>,
+    settled: AtomicBool,
+}
+
+impl std::fmt::Debug for KeyRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({} in {})", self.id, self.runtime_org())
+    }
+}
+
+impl KeyRuntime {
+    fn runtime_org(&self) -> &OrgId {
+        &self.org.id
+    }
+}
+
+impl Grant {
+    /// The org the key belongs to.
+    pub fn org_id(&self) -> &OrgId {
+        &self.runtime.org.id
+    }
+
+    /// The key's id.
+    pub fn key_id(&self) -> KeyId {
+        self.runtime.id
+    }
+
+    /// The effective limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Rate-limit header values, when a requests-per-minute limit applies.
+    pub fn rate_headers(&self) -> Option<RateHeaders> {
+        self.rate
+    }
+
+    /// Whether a budget passed its warning threshold (default 80%).
+    pub fn budget_warning(&self) -> bool {
+        self.key_budget.is_some_and(|r| r.warn) || self.org_budget.is_some_and(|r| r.warn)
+    }
+
+    /// Whether a soft budget is exceeded (the request was still allowed).
+    pub fn over_soft_budget(&self) -> bool {
+        self.key_budget.is_some_and(|r| r.over) || self.org_budget.is_some_and(|r| r.over)
+    }
+
+    /// Remaining budget of the key and of the org, in that order, when they have one.
+    pub fn budget_remaining(&self) -> (Option<Usd>, Option<Usd>) {
+        let rem = |r: Option<Reservation>| r.and_then(|r| Usd::from_micros(r.remaining_micros.max(0)).ok());
+        (rem(self.key_budget), rem(self.org_budget))
+    }
+
+    /// Admits a request that passed every other check: rate limits, then budgets.
+    #[inline]
+    pub(super) fn admit(entry: &KeyEntry, org: &OrgView, estimate: i64, now: Now) -> Result<Grant, Denial> {
+        let kr = &entry.runtime;
+        let mut rate = None;
+        if entry.limits.rpm > 0 {
+            let s = kr.rpm.try_acquire(now.nanos, 1).map_err(|r| limited(Scope::Key, false, r.after_nanos))?;
+            rate = tighter(rate, s);
+        }
+        if org.rpm > 0 {
+            let s = org.runtime.rpm.try_acquire(now.nanos, 1).map_err(|r| limited(Scope::Org, false, r.after_nanos))?;
+            rate = tighter(rate, s);
+        }
+        if entry.limits.tpm > 0 {
+            kr.tpm.peek_allows(now.nanos).map_err(|r| limited(Scope::Key, true, r.after_nanos))?;
+        }
+        if org.tpm > 0 {
+            org.runtime.tpm.peek_allows(now.nanos).map_err(|r| limited(Scope::Org, true, r.after_nanos))?;
+        }
+        let key_budget = match (entry.limits.budget, kr.budget.get()) {
+            (Some(_), Some(b)) => Some(b.reserve(now.micros, estimate).map_err(|e| over(Scope::Key, e))?),
+            _ => None,
+        };
+        let org_budget = match (org.budget, org.runtime.budget.get()) {
+            (Some(_), Some(b)) => match b.reserve(now.micros, estimate) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    if let (Some(r), Some(kb)) = (key_budget, kr.budget.get()) {
+                        kb.settle(&r, 0);
+                    }
+                    return Err(over(Scope::Org, e));
+                }
+            },
+            _ => None,
+        };
+        Ok(Grant {
+            runtime: kr.clone(),
+            limits: Limits::of(entry, org),
+            rate,
+            key_budget,
+            org_budget,
+            settled: AtomicBool::new(false),
+        })
+    }
+
+    /// Settles once: charges tokens and replaces the reservations by the real cost.
+    pub(super) fn settle(&self, usage: Usage, now: Now) {
+        if self.settled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
+        let kr = &self.runtime;
+        if self.limits.key_tpm.is_some() {
+            kr.tpm.charge(now.nanos, tokens);
+        }
+        if self.limits.org_tpm.is_some() {
+            kr.org.tpm.charge(now.nanos, tokens);
+        }
+        let cost = usage.cost.micros();
+        if let (Some(r), Some(b)) = (&self.key_budget, kr.budget.get()) {
+            b.settle(r, cost);
+        }
+        if let (Some(r), Some(b)) = (&self.org_budget, kr.org.budget.get()) {
+            b.settle(r, cost);
+        }
+    }
+}
+
+fn tighter(cur: Option<RateHeaders>, s: RateState) -> Option<RateHeaders> {
+    let h = RateHeaders { limit: s.limit, remaining: s.remaining, reset: Duration::from_nanos(s.reset_after_nanos) };
+    match cur {
+        Some(c) if c.remaining <= h.remaining => Some(c),
+        _ => Some(h),
+    }
+}
+
+#[cold]
+fn limited(scope: Scope, tokens: bool, after_nanos: u64) -> Denial {
+    Denial::RateLimited { scope, tokens, retry_after: Duration::from_nanos(after_nanos) }
+}
+
+#[cold]
+fn over(scope: Scope, e: BudgetExceeded) -> Denial {
+    let resets_at = (e.window_end != i64::MAX).then(|| Timestamp::from_micros(e.window_end));
+    Denial::BudgetExceeded { scope, resets_at }
+}

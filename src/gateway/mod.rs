@@ -1,0 +1,196 @@
+//! The gateway hot path: `check` answers "may this key call this model from this address
+//! now?" from the in-memory snapshot, without locks, redb reads or Cedar calls on the
+//! success path (decisions are memoized per key, model and state version).
+
+mod clock;
+mod denial;
+mod grant;
+mod memo;
+
+pub use denial::{Denial, Scope};
+pub use grant::{Grant, Limits, RateHeaders, Usage};
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::keys::{check_key_format, digest};
+use crate::model::{KeyId, OrgId, OrgStatus, Timestamp, Usd};
+use crate::snapshot::{KeyEntry, MAX_REQUEST_MODELS, OrgView, Snapshot, SnapshotCell};
+use clock::{Clock, Now};
+
+/// Default cost reserved against budgets per request when the caller gives no estimate:
+/// one cent. `record_usage` settles the real cost.
+pub const DEFAULT_ESTIMATE: Usd = Usd::CENT;
+
+/// One gateway request.
+///
+/// ```
+/// use orgstore::Request;
+/// let r = Request::new("sk-agentcc-...", "gpt-4o", "203.0.113.7".parse().unwrap());
+/// assert_eq!(r.model, "gpt-4o");
+/// ```
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Request<'a> {
+    /// The key as sent (see [`crate::key_from_headers`]).
+    pub key: &'a str,
+    /// The model asked for.
+    pub model: &'a str,
+    /// The client address as the gateway's own listener saw it (never a forwarded header
+    /// the client controls).
+    pub client_ip: IpAddr,
+    /// Expected cost, reserved against budgets until [`Gateway::record_usage`] settles it.
+    pub estimated_cost: Option<Usd>,
+}
+
+impl<'a> Request<'a> {
+    /// A request with the default cost estimate.
+    pub fn new(key: &'a str, model: &'a str, client_ip: IpAddr) -> Self {
+        Self { key, model, client_ip, estimated_cost: None }
+    }
+
+    /// Sets the expected cost reserved against budgets.
+    pub fn estimate(mut self, cost: Usd) -> Self {
+        self.estimated_cost = Some(cost);
+        self
+    }
+}
+
+/// A resolved, usable key (from [`Gateway::lookup`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResolvedKey {
+    /// The key's id.
+    pub key_id: KeyId,
+    /// Its org, from the store's relation.
+    pub org_id: OrgId,
+    /// Effective limits after inheritance.
+    pub limits: Limits,
+    /// When it expires, if ever.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// The gateway handle: cheap to clone, `Send + Sync`. Get one with
+/// [`crate::Store::gateway`].
+///
+/// ```
+/// use orgstore::{Actor, Email, KeySpec, OrgId, Request, Store};
+/// let store = Store::open_temporary()?;
+/// let op = Actor::Operator;
+/// let acme = OrgId::parse("acme")?;
+/// store.orgs().create(&op, &acme, "Acme", &Email::parse("o@acme.io")?)?;
+/// let key = store.keys().create(&op, &acme, KeySpec::new("svc").models(["gpt-4o-mini"]))?.key;
+/// let gw = store.gateway();
+/// let ip = "10.1.2.3".parse().unwrap();
+/// let grant = gw.check(&Request::new(key.expose(), "gpt-4o-mini", ip)).unwrap();
+/// assert_eq!(grant.org_id().as_str(), "acme");
+/// assert_eq!(gw.check(&Request::new(key.expose(), "gpt-4o", ip)).unwrap_err().code(), "model_not_allowed");
+/// # Ok::<(), orgstore::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Gateway {
+    cell: Arc<SnapshotCell>,
+    clock: Clock,
+    default_estimate: Usd,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("default_estimate", &self.default_estimate).finish()
+    }
+}
+
+impl Gateway {
+    pub(crate) fn new(cell: Arc<SnapshotCell>) -> Self {
+        Self { cell, clock: Clock::new(), default_estimate: DEFAULT_ESTIMATE }
+    }
+
+    /// The same handle with another default cost estimate for requests that give none.
+    pub fn with_default_estimate(mut self, cost: Usd) -> Self {
+        self.default_estimate = cost;
+        self
+    }
+
+    /// Decides a request. On success the grant carries the org, the key, the effective
+    /// limits and what rate-limit headers need; pass it to [`Gateway::record_usage`] when
+    /// the response is done.
+    #[inline]
+    pub fn check(&self, req: &Request<'_>) -> Result<Grant, Denial> {
+        self.check_now(req, self.clock.now())
+    }
+
+    /// [`Gateway::check`] at a given time (for tests and replays of budget periods and
+    /// expiry).
+    pub fn check_at(&self, req: &Request<'_>, at: Timestamp) -> Result<Grant, Denial> {
+        self.check_now(req, self.clock.at(at))
+    }
+
+    /// Resolves a key without checking a model, an address, policies or limits: revoked,
+    /// expired and suspended keys are still refused.
+    pub fn lookup(&self, key: &str) -> Result<ResolvedKey, Denial> {
+        let now = self.clock.now();
+        let snap = self.cell.current.load();
+        let (entry, _) = self.resolve(&snap, key, now)?;
+        Ok(ResolvedKey {
+            key_id: entry.runtime.id,
+            org_id: entry.runtime.org.id.clone(),
+            limits: Limits::of(entry, &snap.orgs[entry.org_ix as usize]),
+            expires_at: (entry.expires_at != i64::MAX).then(|| Timestamp::from_micros(entry.expires_at)),
+        })
+    }
+
+    /// Records what a granted request really used: tokens feed the tokens-per-minute
+    /// limits, the cost settles the budget reservations made by `check`.
+    pub fn record_usage(&self, grant: &Grant, usage: Usage) {
+        grant.settle(usage, self.clock.now());
+    }
+
+    /// Number of keys in the published snapshot.
+    pub fn key_count(&self) -> usize {
+        self.cell.current.load().key_count()
+    }
+
+    #[inline]
+    fn resolve<'s>(&self, snap: &'s Snapshot, key: &str, now: Now) -> Result<(&'s KeyEntry, &'s OrgView), Denial> {
+        check_key_format(key).map_err(Denial::MalformedKey)?;
+        if self.cell.is_stale() {
+            return Err(Denial::Unavailable);
+        }
+        let entry = snap.find(&digest(key)).ok_or(Denial::UnknownKey)?;
+        if entry.revoked {
+            return Err(Denial::Revoked);
+        }
+        if entry.expires_at <= now.micros {
+            return Err(Denial::Expired);
+        }
+        let org = snap.orgs.get(entry.org_ix as usize).ok_or(Denial::Unavailable)?;
+        match org.status {
+            OrgStatus::Active => Ok((entry, org)),
+            OrgStatus::Suspended => Err(Denial::OrgSuspended),
+            OrgStatus::Deleted => Err(Denial::OrgDeleted),
+        }
+    }
+
+    #[inline]
+    fn check_now(&self, req: &Request<'_>, now: Now) -> Result<Grant, Denial> {
+        let snap = self.cell.current.load();
+        let (entry, org) = self.resolve(&snap, req.key, now)?;
+        let rules = entry.rules.as_deref();
+        let ip_ok = org.ips.as_ref().is_none_or(|r| r.allows(req.client_ip))
+            && rules.and_then(|r| r.ips.as_ref()).is_none_or(|r| r.allows(req.client_ip));
+        if !ip_ok {
+            return Err(Denial::IpNotAllowed);
+        }
+        let model_id = self.cell.models.get(req.model);
+        let in_list = |list: Option<&[u32]>| {
+            list.is_none_or(|l| model_id.is_some_and(|id| l.binary_search(&id).is_ok()))
+        };
+        if !in_list(org.models.as_deref()) || !in_list(rules.and_then(|r| r.models.as_deref())) {
+            return Err(Denial::ModelNotAllowed);
+        }
+        let model_id = model_id.or_else(|| self.cell.models.intern(req.model, MAX_REQUEST_MODELS));
+        memo::decide(&snap, entry, org, model_id, req.model)?;
+        let estimate = req.estimated_cost.unwrap_or(self.default_estimate);
+        Grant::admit(entry, org, estimate.micros(), now)
+    }
+}

@@ -1,0 +1,285 @@
+//! Building snapshot entries from store records: a full rebuild at open, and incremental
+//! publication of what one commit changed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use redb::ReadableTable;
+
+use super::entry::{KeyLimits, KeyRules};
+use super::{
+    KeyEntry, KeyRuntime, OrgRuntime, OrgView, PublishState, Shard, SnapshotCell, Snapshot,
+    hash_of, shard_of,
+};
+use crate::config::OrgConfig;
+use crate::config::ip::{IpRules, parse_nets};
+use crate::error::Error;
+use crate::keys::KeyDigest;
+use crate::limits::{BudgetConfig, BudgetCounter};
+use crate::model::{KeyId, KeyStatus, Org, OrgId, Timestamp};
+use crate::store::records::KeyRecord;
+use crate::store::tables::{KEYS, ORGS};
+use crate::store::tx::{Changes, Lookup};
+
+enum Edit {
+    Remove(KeyDigest),
+    Upsert(KeyEntry),
+}
+
+impl SnapshotCell {
+    /// Rebuilds the whole snapshot from the store (at open, or after a failed publication).
+    pub(crate) fn rebuild(&self, r: &impl Lookup) -> Result<(), Error> {
+        let mut st = self.state.lock();
+        st.epoch = st.epoch.wrapping_add(1);
+        let epoch = st.epoch;
+        let now = Timestamp::now().as_micros();
+        let old = self.current.load_full();
+        let io = |e: redb::StorageError| Error::storage("loading the snapshot", e);
+
+        let mut orgs: Vec<Arc<OrgView>> = Vec::new();
+        st.org_ix.clear();
+        {
+            let t = r.table(ORGS)?;
+            for item in t.iter().map_err(io)? {
+                let (_, v) = item.map_err(io)?;
+                let org: Org = crate::store::codec::decode("org", v.value())?;
+                let (_, cfg) = r.active_config(&org)?;
+                // Runtimes of the previous snapshot carry over (limits keep their state).
+                let runtime = old
+                    .orgs
+                    .iter()
+                    .find(|o| o.runtime.id == org.id)
+                    .map(|o| o.runtime.clone())
+                    .unwrap_or_else(|| Arc::new(OrgRuntime::new(org.id.clone())));
+                st.org_ix.insert(org.id.clone(), orgs.len() as u32);
+                orgs.push(Arc::new(self.org_view(&org, &cfg, runtime, now)));
+            }
+        }
+        let mut shards: Vec<Shard> = (0..super::SHARDS).map(|_| Shard::new()).collect();
+        {
+            let t = r.table(KEYS)?;
+            for item in t.iter().map_err(io)? {
+                let (_, v) = item.map_err(io)?;
+                let rec: KeyRecord = crate::store::codec::decode("key", v.value())?;
+                let Some(&ix) = st.org_ix.get(&rec.info.org) else {
+                    return Err(Error::corrupt("key", "key of an unknown org"));
+                };
+                let org = &orgs[ix as usize];
+                let runtime = old.find(&rec.digest).map(|e| e.runtime.clone());
+                let entry = self.key_entry(&rec, org, ix, epoch, runtime, now);
+                let d = rec.digest;
+                shards[shard_of(&d)].insert_unique(hash_of(&d), entry, |e| hash_of(&e.digest));
+            }
+        }
+        self.current.store(Arc::new(Snapshot {
+            shards: shards.into_iter().map(Arc::new).collect(),
+            orgs: orgs.into(),
+            policy_epoch: old.policy_epoch,
+            policies: old.policies.clone(),
+        }));
+        self.stale.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Publishes what one commit changed. Costs in proportion to the change: the touched
+    /// shards are copied, the rest are shared with the previous snapshot.
+    pub(crate) fn publish(&self, r: &impl Lookup, changes: &Changes) -> Result<(), Error> {
+        let mut st = self.state.lock();
+        st.epoch = st.epoch.wrapping_add(1);
+        let epoch = st.epoch;
+        let now = Timestamp::now().as_micros();
+        let old = self.current.load_full();
+        let mut orgs: Vec<Arc<OrgView>> = old.orgs.to_vec();
+        let mut edits: HashMap<usize, Vec<Edit>> = HashMap::new();
+        let mut done: HashMap<KeyId, ()> = HashMap::new();
+        let push = |edits: &mut HashMap<usize, Vec<Edit>>, d: &KeyDigest, e: Edit| {
+            edits.entry(shard_of(d)).or_default().push(e);
+        };
+
+        let mut org_ids: Vec<&OrgId> = changes.orgs.iter().collect();
+        org_ids.sort_unstable();
+        org_ids.dedup();
+        for id in org_ids {
+            let org = r.org_any(id)?;
+            let (_, cfg) = r.active_config(&org)?;
+            let ix = org_index(&mut st, &mut orgs, id);
+            let runtime = orgs
+                .get(ix as usize)
+                .filter(|o| o.runtime.id == *id)
+                .map(|o| o.runtime.clone())
+                .unwrap_or_else(|| Arc::new(OrgRuntime::new(id.clone())));
+            let view = Arc::new(self.org_view(&org, &cfg, runtime, now));
+            orgs[ix as usize] = view.clone();
+            // Inherited settings changed: re-resolve every key of the org.
+            for rec in r.keys_of(id)? {
+                let runtime = old.find(&rec.digest).map(|e| e.runtime.clone());
+                let entry = self.key_entry(&rec, &view, ix, epoch, runtime, now);
+                push(&mut edits, &rec.digest, Edit::Upsert(entry));
+                done.insert(rec.info.id, ());
+            }
+        }
+        for (id, old_digest) in &changes.keys {
+            if done.contains_key(id) {
+                continue;
+            }
+            done.insert(*id, ());
+            let Some(rec) = r.key(id)? else { continue };
+            let mut runtime = old.find(&rec.digest).map(|e| e.runtime.clone());
+            if let Some(od) = old_digest.filter(|d| *d != rec.digest) {
+                if runtime.is_none() {
+                    runtime = old.find(&od).map(|e| e.runtime.clone());
+                }
+                push(&mut edits, &od, Edit::Remove(od));
+            }
+            let ix = *st
+                .org_ix
+                .get(&rec.info.org)
+                .ok_or_else(|| Error::corrupt("key", "key of an unknown org"))?;
+            let org = &orgs[ix as usize];
+            let entry = self.key_entry(&rec, org, ix, epoch, runtime, now);
+            push(&mut edits, &rec.digest, Edit::Upsert(entry));
+        }
+
+        let mut shards = old.shards.to_vec();
+        for (i, list) in edits {
+            let mut shard: Shard = (*shards[i]).clone();
+            for e in list {
+                match e {
+                    Edit::Remove(d) => {
+                        if let Ok(occ) = shard.find_entry(hash_of(&d), |e| e.digest == d) {
+                            occ.remove();
+                        }
+                    }
+                    Edit::Upsert(entry) => {
+                        let d = entry.digest;
+                        match shard.entry(hash_of(&d), |e| e.digest == d, |e| hash_of(&e.digest)) {
+                            hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = entry,
+                            hashbrown::hash_table::Entry::Vacant(v) => {
+                                v.insert(entry);
+                            }
+                        }
+                    }
+                }
+            }
+            shards[i] = Arc::new(shard);
+        }
+        self.current.store(Arc::new(Snapshot {
+            shards: shards.into_boxed_slice(),
+            orgs: orgs.into(),
+            policy_epoch: old.policy_epoch,
+            policies: old.policies.clone(),
+        }));
+        Ok(())
+    }
+
+    fn org_view(&self, org: &Org, cfg: &OrgConfig, runtime: Arc<OrgRuntime>, now: i64) -> OrgView {
+        let rate = cfg.rate_limiting();
+        let on = |v: Option<u64>| if rate.enabled { v.unwrap_or(0) } else { 0 };
+        let (rpm, tpm) = (on(rate.rpm), on(rate.tpm));
+        set_limit(&runtime.rpm, rpm);
+        set_limit(&runtime.tpm, tpm);
+        let budget = cfg.budgets().filter(|b| b.enabled).and_then(|b| {
+            b.limit.map(|l| (l.micros(), b.period, b.hard, b.warn_threshold_ppm))
+        });
+        if let Some((limit, period, hard, warn)) = budget {
+            let bc = BudgetConfig { limit_micros: limit, period, hard, warn_threshold_ppm: warn };
+            configure_budget(&runtime.budget, bc, now);
+        }
+        OrgView {
+            status: org.status,
+            models: cfg.allowed_models().map(|m| self.models.intern_all(m).unwrap_or_default()),
+            ips: cfg.ip_acl().rules().cloned(),
+            rpm,
+            tpm,
+            per_key_rpm: on(rate.per_key_rpm),
+            per_key_tpm: on(rate.per_key_tpm),
+            warn_ppm: cfg.budgets().map_or(800_000, |b| b.warn_threshold_ppm),
+            budget,
+            runtime,
+        }
+    }
+
+    fn key_entry(
+        &self,
+        rec: &KeyRecord,
+        org: &Arc<OrgView>,
+        org_ix: u32,
+        epoch: u32,
+        runtime: Option<Arc<KeyRuntime>>,
+        now: i64,
+    ) -> KeyEntry {
+        let spec = &rec.info.spec;
+        let runtime = runtime
+            .unwrap_or_else(|| Arc::new(KeyRuntime::new(rec.info.id, org.runtime.clone())));
+        let rpm = spec.rate_limit_rpm.map_or(org.per_key_rpm, u64::from);
+        let tpm = spec.rate_limit_tpm.unwrap_or(org.per_key_tpm);
+        set_limit(&runtime.rpm, rpm);
+        set_limit(&runtime.tpm, tpm);
+        let budget = spec.budget.map(|b| (b.limit.micros(), b.period, b.hard));
+        if let Some((limit, period, hard)) = budget {
+            let bc = BudgetConfig { limit_micros: limit, period, hard, warn_threshold_ppm: org.warn_ppm };
+            configure_budget(&runtime.budget, bc, now);
+        }
+        let models = (!spec.allowed_models.is_empty())
+            .then(|| self.models.intern_all(&spec.allowed_models).unwrap_or_default());
+        // Stored specs were validated at write time; an unparsable entry fails closed.
+        let ips = (!spec.allowed_ips.is_empty()).then(|| IpRules {
+            allow: parse_nets("allowed_ips", &spec.allowed_ips).unwrap_or_default(),
+            deny: Vec::new(),
+        });
+        let ips = ips.map(|r| if r.allow.is_empty() { deny_all() } else { r });
+        let rules = (models.is_some() || ips.is_some()).then(|| Arc::new(KeyRules { models, ips }));
+        KeyEntry {
+            digest: rec.digest,
+            runtime,
+            rules,
+            expires_at: spec.expires_at.map_or(i64::MAX, Timestamp::as_micros),
+            org_ix,
+            epoch,
+            revoked: rec.info.status == KeyStatus::Revoked,
+            limits: KeyLimits { rpm, tpm, budget },
+        }
+    }
+}
+
+fn deny_all() -> IpRules {
+    let all = ["0.0.0.0/0", "::/0"];
+    IpRules { allow: Vec::new(), deny: parse_nets("deny", &all).unwrap_or_default() }
+}
+
+fn org_index(st: &mut PublishState, orgs: &mut Vec<Arc<OrgView>>, id: &OrgId) -> u32 {
+    if let Some(&ix) = st.org_ix.get(id) {
+        return ix;
+    }
+    let ix = orgs.len() as u32;
+    st.org_ix.insert(id.clone(), ix);
+    // Placeholder replaced by the caller right away.
+    let placeholder = OrgView {
+        runtime: Arc::new(OrgRuntime::new(id.clone())),
+        status: crate::model::OrgStatus::Deleted,
+        models: Some(Box::new([])),
+        ips: None,
+        rpm: 0,
+        tpm: 0,
+        per_key_rpm: 0,
+        per_key_tpm: 0,
+        budget: None,
+        warn_ppm: 0,
+    };
+    orgs.push(Arc::new(placeholder));
+    ix
+}
+
+fn set_limit(l: &crate::limits::RateLimiter, per_minute: u64) {
+    if per_minute > 0 && l.limit() != per_minute {
+        l.set_limit(per_minute);
+    }
+}
+
+fn configure_budget(slot: &std::sync::OnceLock<Box<BudgetCounter>>, cfg: BudgetConfig, now: i64) {
+    let counter = slot.get_or_init(|| Box::new(BudgetCounter::new(cfg, now)));
+    if counter.config() != cfg {
+        counter.set_config(now, cfg);
+    }
+}

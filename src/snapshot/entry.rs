@@ -1,0 +1,99 @@
+//! What the snapshot holds per key and per org.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+
+use crate::config::ip::IpRules;
+use crate::keys::KeyDigest;
+use crate::limits::{BudgetCounter, RateLimiter};
+use crate::model::{KeyId, OrgId, OrgStatus, Period};
+
+/// Number of memoized gateway decisions kept per key (one per recently used model).
+pub(crate) const MEMO_SLOTS: usize = 4;
+
+/// Mutable per-key state that outlives snapshot versions: rate limiters, budget, memo.
+pub(crate) struct KeyRuntime {
+    pub id: KeyId,
+    pub org: Arc<OrgRuntime>,
+    pub memo: [AtomicU64; MEMO_SLOTS],
+    pub rpm: RateLimiter,
+    pub tpm: RateLimiter,
+    pub budget: OnceLock<Box<BudgetCounter>>,
+}
+
+/// Mutable per-org state that outlives snapshot versions: the org-wide shared limits.
+pub(crate) struct OrgRuntime {
+    pub id: OrgId,
+    pub rpm: RateLimiter,
+    pub tpm: RateLimiter,
+    pub budget: OnceLock<Box<BudgetCounter>>,
+}
+
+/// A key's limits after inheritance, 0 meaning none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct KeyLimits {
+    pub rpm: u64,
+    pub tpm: u64,
+    /// Budget limit in micro-dollars, `None` for no key budget.
+    pub budget: Option<(i64, Period, bool)>,
+}
+
+/// Restrictions that most keys do not have, kept out of line.
+pub(crate) struct KeyRules {
+    /// Sorted model ids, `None` = all models; an empty set denies every model.
+    pub models: Option<Box<[u32]>>,
+    pub ips: Option<IpRules>,
+}
+
+/// One key as the gateway sees it: inline in the snapshot's hash table.
+#[derive(Clone)]
+pub(crate) struct KeyEntry {
+    pub digest: KeyDigest,
+    pub runtime: Arc<KeyRuntime>,
+    pub rules: Option<Arc<KeyRules>>,
+    /// Unix micros; `i64::MAX` when the key never expires.
+    pub expires_at: i64,
+    pub org_ix: u32,
+    /// Publication epoch of this entry (memo tag).
+    pub epoch: u32,
+    pub revoked: bool,
+    pub limits: KeyLimits,
+}
+
+/// One org as the gateway sees it.
+pub(crate) struct OrgView {
+    pub runtime: Arc<OrgRuntime>,
+    pub status: OrgStatus,
+    /// Sorted model ids; `None` = all models.
+    pub models: Option<Box<[u32]>>,
+    pub ips: Option<IpRules>,
+    /// Org-wide shared limits, 0 meaning none.
+    pub rpm: u64,
+    pub tpm: u64,
+    /// Defaults for keys without their own limit.
+    pub per_key_rpm: u64,
+    pub per_key_tpm: u64,
+    /// Org budget (limit micros, period, hard, warn ppm), if enabled with a limit.
+    pub budget: Option<(i64, Period, bool, u32)>,
+    pub warn_ppm: u32,
+}
+
+impl KeyRuntime {
+    pub fn new(id: KeyId, org: Arc<OrgRuntime>) -> Self {
+        Self {
+            id,
+            org,
+            memo: Default::default(),
+            rpm: RateLimiter::unlimited(),
+            tpm: RateLimiter::unlimited(),
+            budget: OnceLock::new(),
+        }
+    }
+}
+
+impl OrgRuntime {
+    pub fn new(id: OrgId) -> Self {
+        Self { id, rpm: RateLimiter::unlimited(), tpm: RateLimiter::unlimited(), budget: OnceLock::new() }
+    }
+}
+

@@ -1,0 +1,156 @@
+//! The gateway's in-memory view of the store: digest -> resolved key, published atomically
+//! after each commit. Readers do one `arc-swap` load and one hash lookup; they never lock,
+//! never read redb and never wait for writers.
+//!
+//! Keys live inline in 4096 shards (hash tables keyed by the SHA-256 digest). A commit copies
+//! only the shards it touches plus the 4096-pointer shard array, so a write costs in
+//! proportion to what changed, and a whole commit becomes visible at once. Per-key and
+//! per-org mutable state (rate limiters, budgets, memoized decisions) sits behind `Arc`s that
+//! carry over from one snapshot to the next.
+
+mod build;
+mod entry;
+mod models;
+
+pub(crate) use entry::{KeyEntry, KeyRuntime, MEMO_SLOTS, OrgRuntime, OrgView};
+pub(crate) use models::{MAX_REQUEST_MODELS, ModelIds};
+
+use arc_swap::ArcSwap;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::keys::KeyDigest;
+use crate::model::OrgId;
+use crate::policy::Policies;
+
+pub(crate) const SHARD_BITS: u32 = 12;
+pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
+
+/// One shard of keys.
+pub(crate) type Shard = hashbrown::HashTable<KeyEntry>;
+
+/// One published version of the gateway's view.
+pub(crate) struct Snapshot {
+    pub shards: Box<[Arc<Shard>]>,
+    /// Indexed by `KeyEntry::org_ix`; deleted orgs keep their slot.
+    pub orgs: Arc<[Arc<OrgView>]>,
+    /// Epoch at which the current policy set was published (memo tag).
+    pub policy_epoch: u32,
+    pub policies: Arc<GatewayPolicies>,
+}
+
+impl Snapshot {
+    /// The entry of a digest.
+    #[inline]
+    pub fn find(&self, d: &KeyDigest) -> Option<&KeyEntry> {
+        let shard = self.shards.get(shard_of(d))?;
+        shard.find(hash_of(d), |e| e.digest == *d)
+    }
+
+    /// Number of keys.
+    pub fn key_count(&self) -> usize {
+        self.shards.iter().map(|s| s.len()).sum()
+    }
+}
+
+#[inline]
+pub(crate) fn shard_of(d: &KeyDigest) -> usize {
+    (usize::from(d[0]) | (usize::from(d[1]) << 8)) & (SHARDS - 1)
+}
+
+/// The digest is already uniformly random: its bytes are the hash.
+#[inline]
+pub(crate) fn hash_of(d: &KeyDigest) -> u64 {
+    u64::from_le_bytes([d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]])
+}
+
+/// The policy set as the gateway uses it, with the table of denial reasons that memoized
+/// decisions point into.
+pub(crate) struct GatewayPolicies {
+    pub policies: Arc<Policies>,
+    reasons: RwLock<Vec<Arc<[String]>>>,
+}
+
+/// Memo reason index meaning "too many distinct reasons; evaluate again for the reason".
+pub(crate) const NO_REASON: u8 = u8::MAX;
+
+impl GatewayPolicies {
+    pub fn new(policies: Arc<Policies>) -> Self {
+        Self { policies, reasons: RwLock::new(Vec::new()) }
+    }
+
+    /// The reason list stored at `ix`.
+    pub fn reason(&self, ix: u8) -> Option<Arc<[String]>> {
+        self.reasons.read().get(usize::from(ix)).cloned()
+    }
+
+    /// Stores a reason list, returning its index (or `NO_REASON` when full).
+    pub fn reason_index(&self, ids: &[String]) -> u8 {
+        if let Some(i) = self.reasons.read().iter().position(|r| &r[..] == ids) {
+            return i as u8;
+        }
+        let mut w = self.reasons.write();
+        if let Some(i) = w.iter().position(|r| &r[..] == ids) {
+            return i as u8;
+        }
+        if w.len() >= usize::from(NO_REASON) {
+            return NO_REASON;
+        }
+        w.push(ids.into());
+        (w.len() - 1) as u8
+    }
+}
+
+/// Writer-side bookkeeping, touched only while publishing.
+#[derive(Default)]
+struct PublishState {
+    org_ix: HashMap<OrgId, u32>,
+    epoch: u32,
+}
+
+/// The published snapshot and everything needed to publish the next one.
+pub(crate) struct SnapshotCell {
+    pub current: ArcSwap<Snapshot>,
+    pub models: ModelIds,
+    state: Mutex<PublishState>,
+    /// Set when a commit could not be published: checks fail closed until a rebuild works.
+    pub stale: AtomicBool,
+}
+
+impl SnapshotCell {
+    pub fn new(policies: Arc<Policies>) -> Self {
+        let empty = Snapshot {
+            shards: (0..SHARDS).map(|_| Arc::new(Shard::new())).collect(),
+            orgs: Arc::from(Vec::new()),
+            policy_epoch: 0,
+            policies: Arc::new(GatewayPolicies::new(policies)),
+        };
+        Self {
+            current: ArcSwap::from_pointee(empty),
+            models: ModelIds::new(),
+            state: Mutex::new(PublishState::default()),
+            stale: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the snapshot may be behind the store.
+    #[inline]
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Acquire)
+    }
+
+    /// Publishes a new policy set; every memoized decision is invalidated.
+    pub fn set_policies(&self, policies: Arc<Policies>) {
+        let mut st = self.state.lock();
+        st.epoch = st.epoch.wrapping_add(1);
+        let old = self.current.load_full();
+        self.current.store(Arc::new(Snapshot {
+            shards: old.shards.clone(),
+            orgs: old.orgs.clone(),
+            policy_epoch: st.epoch,
+            policies: Arc::new(GatewayPolicies::new(policies)),
+        }));
+    }
+}
