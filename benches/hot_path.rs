@@ -1,1 +1,144 @@
-fn main(){}
+//! Gateway hot path on a store of 1M keys (set ORGSTORE_BENCH_KEYS to change the count).
+//!
+//! Cases: warm key (1k hot set), cold random key, unknown key, malformed key, two threads;
+//! references measured in the same run: the floor (SHA-256 + get in a plain `hashbrown`
+//! map of the same digests) and the naive path (redb get + Cedar per request).
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use orgstore::bench_support::{NaivePath, build_store};
+use orgstore::{Request, SecretKey};
+use sha2::{Digest, Sha256};
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+fn key_count() -> usize {
+    std::env::var("ORGSTORE_BENCH_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+}
+
+fn bench(c: &mut Criterion) {
+    let n = key_count();
+    let t = Instant::now();
+    let fixture = build_store(n, false).expect("build store");
+    eprintln!("built {n} keys in {:?}; reopen gave a ready snapshot in {:?}; snapshot memory ~{} B/key",
+        t.elapsed(), fixture.reopen_time, fixture.bytes_per_key);
+    let gw = fixture.store.gateway();
+    let keys = &fixture.keys;
+    let ip: IpAddr = "10.1.2.3".parse().expect("ip");
+    let model = "gpt-4o-mini";
+    let hot: Vec<String> = keys.iter().take(1000).cloned().collect();
+    let floor: hashbrown::HashMap<[u8; 32], u64> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (<[u8; 32]>::from(Sha256::digest(k.as_bytes())), i as u64))
+        .collect();
+    let mut rng_state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state
+    };
+    for k in &hot {
+        gw.check(&Request::new(k, model, ip)).expect("warm up");
+    }
+    // Make every key's decision memoized, as on a gateway that has seen its keys before.
+    for k in keys.iter() {
+        gw.check(&Request::new(k, model, ip)).expect("warm up");
+    }
+
+    let mut g = c.benchmark_group("hot_path");
+    let mut i = 0usize;
+    g.bench_function("floor_sha256_hashbrown_warm", |b| {
+        b.iter(|| {
+            i = (i + 1) % hot.len();
+            let d: [u8; 32] = Sha256::digest(black_box(hot[i].as_bytes())).into();
+            black_box(floor.get(&d))
+        })
+    });
+    g.bench_function("check_warm", |b| {
+        b.iter(|| {
+            i = (i + 1) % hot.len();
+            black_box(gw.check(&Request::new(black_box(&hot[i]), model, ip)).is_ok())
+        })
+    });
+    g.bench_function("floor_sha256_hashbrown_cold", |b| {
+        b.iter_batched(
+            || keys[next() as usize % keys.len()].clone(),
+            |k| {
+                let d: [u8; 32] = Sha256::digest(k.as_bytes()).into();
+                black_box(floor.get(&d).is_some())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("check_cold", |b| {
+        b.iter_batched(
+            || keys[next() as usize % keys.len()].clone(),
+            |k| black_box(gw.check(&Request::new(&k, model, ip)).is_ok()),
+            BatchSize::SmallInput,
+        )
+    });
+    let unknown = SecretKey::generate();
+    g.bench_function("check_unknown", |b| {
+        b.iter(|| black_box(gw.check(&Request::new(black_box(unknown.expose()), model, ip)).is_err()))
+    });
+    let mut bad = hot[0].clone().into_bytes();
+    bad[20] = if bad[20] == b'a' { b'b' } else { b'a' };
+    let bad = String::from_utf8(bad).expect("ascii");
+    g.bench_function("check_malformed", |b| {
+        b.iter(|| black_box(gw.check(&Request::new(black_box(&bad), model, ip)).is_err()))
+    });
+    let limited = &fixture.limited_keys;
+    let mut j = 0usize;
+    g.bench_function("check_warm_with_limits_and_budgets", |b| {
+        b.iter(|| {
+            j = (j + 1) % limited.len();
+            let g = gw.check(&Request::new(black_box(&limited[j]), model, ip));
+            black_box(g.is_ok())
+        })
+    });
+    let grant = gw.check(&Request::new(&limited[0], model, ip)).expect("grant");
+    g.bench_function("record_usage", |b| {
+        b.iter_batched(
+            || gw.check(&Request::new(&limited[1], model, ip)).expect("grant"),
+            |g| gw.record_usage(&g, orgstore::Usage::new(10, 20, orgstore::Usd::ZERO)),
+            BatchSize::SmallInput,
+        )
+    });
+    drop(grant);
+    for threads in [1usize, 2] {
+        g.bench_function(format!("check_warm_throughput_{threads}_threads_x10k"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..threads {
+                        let gw = gw.clone();
+                        let hot = &hot;
+                        s.spawn(move || {
+                            for it in 0..iters {
+                                for x in 0..(10_000 / threads) {
+                                    let k = &hot[(x * 7 + t * 13 + it as usize) % hot.len()];
+                                    black_box(gw.check(&Request::new(k, model, ip)).is_ok());
+                                }
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+    let naive = NaivePath::new(&fixture.store).expect("naive");
+    g.sample_size(20).measurement_time(Duration::from_secs(3));
+    g.bench_function("naive_redb_get_plus_cedar", |b| {
+        b.iter(|| {
+            i = (i + 1) % hot.len();
+            black_box(naive.check(black_box(&hot[i]), model).is_ok())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

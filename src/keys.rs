@@ -8,8 +8,7 @@
 //! checksum and are accepted by shape only. The store keeps only the SHA-256 digest of the
 //! whole key string (the upstream scheme, so imported digests match).
 
-use rand::TryRngCore;
-use rand::distr::{Alphanumeric, Distribution};
+use rand::{RngCore, TryRngCore};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use zeroize::Zeroizing;
@@ -41,8 +40,21 @@ impl SecretKey {
     pub fn generate() -> Self {
         let mut s = String::with_capacity(KEY_LEN);
         s.push_str(KEY_PREFIX);
+        // One read from the OS generator per 64 bytes; bytes >= 248 are rejected so that
+        // `b % 62` is uniform (248 = 4 * 62): 43 characters carry 256 bits.
         let mut rng = rand::rngs::OsRng.unwrap_err();
-        s.extend(Alphanumeric.sample_iter(&mut rng).take(BODY_LEN).map(char::from));
+        let mut buf = Zeroizing::new([0u8; 64]);
+        let mut body = 0;
+        while body < BODY_LEN {
+            rng.fill_bytes(&mut buf[..]);
+            for &b in buf.iter().filter(|&&b| b < 248) {
+                if body == BODY_LEN {
+                    break;
+                }
+                s.push(char::from(BASE62[usize::from(b % 62)]));
+                body += 1;
+            }
+        }
         let check = checksum_chars(s.as_bytes());
         s.extend(check.iter().map(|&b| char::from(b)));
         Self(Zeroizing::new(s))

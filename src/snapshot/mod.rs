@@ -53,6 +53,28 @@ impl Snapshot {
     pub fn key_count(&self) -> usize {
         self.shards.iter().map(|s| s.len()).sum()
     }
+
+    /// Heap bytes held for keys: table slots (entry + control byte), per-key runtimes and
+    /// rules, counting 16 bytes of allocator overhead per allocation.
+    pub fn key_memory_bytes(&self) -> usize {
+        const ALLOC: usize = 16;
+        let mut bytes = 0;
+        for shard in self.shards.iter() {
+            bytes += shard.capacity() * (std::mem::size_of::<KeyEntry>() + 1) + ALLOC;
+            for e in shard.iter() {
+                bytes += std::mem::size_of::<KeyRuntime>() + 16 + ALLOC;
+                if e.runtime.budget.get().is_some() {
+                    bytes += std::mem::size_of::<crate::limits::BudgetCounter>() + ALLOC;
+                }
+                if let Some(r) = &e.rules {
+                    bytes += std::mem::size_of_val(&**r) + 16 + ALLOC;
+                    bytes += r.models.as_ref().map_or(0, |m| m.len() * 4 + ALLOC);
+                    bytes += r.ips.as_ref().map_or(0, |i| (i.allow.len() + i.deny.len()) * 20 + ALLOC);
+                }
+            }
+        }
+        bytes
+    }
 }
 
 #[inline]

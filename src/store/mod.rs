@@ -189,6 +189,17 @@ impl Store {
         }
     }
 
+    /// The redb database (benchmarks' naive reference path).
+    pub(crate) fn raw_db(&self) -> &redb::Database {
+        &self.inner.db
+    }
+
+    /// Heap bytes the gateway snapshot holds for keys.
+    #[doc(hidden)]
+    pub fn snapshot_key_memory(&self) -> usize {
+        self.inner.snapshot.current.load().key_memory_bytes()
+    }
+
     /// Builds the snapshot from the store file.
     pub(crate) fn rebuild_snapshot(&self) -> Result<(), Error> {
         let r = self.inner.db.begin_read().map_err(|e| Error::storage("starting a read", e))?;

@@ -1,0 +1,199 @@
+//! `orgstore config ...`
+
+use std::io::Read;
+
+use clap::Subcommand;
+use orgstore::{ConfigVersion, MAX_CONFIG_BYTES, OrgId};
+use serde_json::{Value, json};
+
+use super::output::{Out, Table};
+use super::{CliError, Ctx};
+
+#[derive(Subcommand)]
+pub(crate) enum ConfigCmd {
+    /// Print a config version (the active one by default), provider secrets masked.
+    Get {
+        /// The org id.
+        org: String,
+        /// The version to print (default: the active one).
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+        /// Print provider secrets in clear text (Owner and Admin only).
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Apply a JSON merge patch (RFC 7396) over the active config; the result becomes a new
+    /// version.
+    Set {
+        /// The org id.
+        org: String,
+        /// The patch: inline JSON, `@FILE`, or `-` for stdin.
+        patch: String,
+    },
+    /// List every config version, oldest first.
+    History {
+        /// The org id.
+        org: String,
+    },
+    /// Show the values that differ from version V1 to version V2 (secrets masked).
+    Diff {
+        /// The org id.
+        org: String,
+        /// The older version.
+        v1: u64,
+        /// The newer version.
+        v2: u64,
+    },
+    /// Re-activate an old version's content as a new version.
+    Rollback {
+        /// The org id.
+        org: String,
+        /// The version whose content to restore.
+        version: u64,
+    },
+}
+
+pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliError> {
+    let a = &ctx.actor;
+    match cmd {
+        ConfigCmd::Get {
+            org,
+            version,
+            reveal,
+        } => {
+            let org = OrgId::parse(&org)?;
+            let configs = ctx.store()?.org_configs();
+            let v = if reveal {
+                configs.reveal(a, &org, version)?
+            } else {
+                configs.version(a, &org, version)?
+            };
+            let config = if reveal {
+                v.config.to_revealed_json()
+            } else {
+                v.config.to_masked_json()
+            };
+            if ctx.json {
+                let mut obj = version_json(&v);
+                obj["config"] = config;
+                return out.json(&obj);
+            }
+            out.line(format!("# {}", describe(&v)));
+            out.json(&config)
+        }
+        ConfigCmd::Set { org, patch } => {
+            let org = OrgId::parse(&org)?;
+            let patch = read_patch(&patch)?;
+            let v = ctx.store()?.org_configs().update(a, &org, &patch)?;
+            changed(ctx, out, &v)
+        }
+        ConfigCmd::History { org } => {
+            let org = OrgId::parse(&org)?;
+            let versions = ctx.store()?.org_configs().history(a, &org)?;
+            if ctx.json {
+                return out.json(&Value::Array(versions.iter().map(version_json).collect()));
+            }
+            let mut t = Table::new(&["VERSION", "ACTIVE", "CREATED", "BY", "NOTE"]);
+            for v in &versions {
+                t.row(vec![
+                    v.version.to_string(),
+                    if v.active { "*".into() } else { String::new() },
+                    v.created_at.to_string(),
+                    v.created_by.clone(),
+                    v.note.clone(),
+                ]);
+            }
+            out.table(&t);
+            Ok(())
+        }
+        ConfigCmd::Diff { org, v1, v2 } => {
+            let org = OrgId::parse(&org)?;
+            let changes = ctx.store()?.org_configs().diff(a, &org, v1, v2)?;
+            if ctx.json {
+                let v = serde_json::to_value(&changes).map_err(|e| {
+                    CliError::invalid("output", format!("cannot encode JSON ({e})"))
+                })?;
+                return out.json(&v);
+            }
+            if changes.is_empty() {
+                out.line(format!("versions {v1} and {v2} of `{org}` are identical"));
+                return Ok(());
+            }
+            let show =
+                |v: &Option<Value>| v.as_ref().map_or_else(|| "-".to_owned(), Value::to_string);
+            let mut t = Table::new(&["PATH", &format!("V{v1}"), &format!("V{v2}")]);
+            for c in &changes {
+                t.row(vec![c.path.clone(), show(&c.old), show(&c.new)]);
+            }
+            out.table(&t);
+            Ok(())
+        }
+        ConfigCmd::Rollback { org, version } => {
+            let org = OrgId::parse(&org)?;
+            let v = ctx.store()?.org_configs().rollback(a, &org, version)?;
+            changed(ctx, out, &v)
+        }
+    }
+}
+
+fn changed(ctx: &Ctx, out: &mut Out, v: &ConfigVersion) -> Result<(), CliError> {
+    if ctx.json {
+        let mut obj = version_json(v);
+        obj["config"] = v.config.to_masked_json();
+        return out.json(&obj);
+    }
+    out.line(format!(
+        "`{}` config version {} is active ({})",
+        v.org, v.version, v.note
+    ));
+    Ok(())
+}
+
+fn describe(v: &ConfigVersion) -> String {
+    let active = if v.active { ", active" } else { "" };
+    format!(
+        "{} config version {}{active}; {} by {} at {}",
+        v.org, v.version, v.note, v.created_by, v.created_at
+    )
+}
+
+fn version_json(v: &ConfigVersion) -> Value {
+    json!({
+        "org": v.org.as_str(),
+        "version": v.version,
+        "active": v.active,
+        "created_at": v.created_at.to_string(),
+        "created_by": v.created_by,
+        "note": v.note,
+    })
+}
+
+/// Reads a patch given inline, as `@FILE`, or as `-` (stdin), at most 1 MiB (plus a little
+/// slack so the library reports the size with its own message).
+fn read_patch(arg: &str) -> Result<String, CliError> {
+    let limit = (MAX_CONFIG_BYTES + 1) as u64;
+    let mut text = String::new();
+    if arg == "-" {
+        std::io::stdin()
+            .take(limit)
+            .read_to_string(&mut text)
+            .map_err(|e| {
+                CliError::invalid(
+                    "patch",
+                    format!("cannot read stdin ({e}); pipe a JSON object"),
+                )
+            })?;
+    } else if let Some(path) = arg.strip_prefix('@') {
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit).read_to_string(&mut text))
+            .map_err(|e| {
+                CliError::invalid(
+                    "patch",
+                    format!("cannot read `{path}` ({e}); check the path after @"),
+                )
+            })?;
+    } else {
+        text = arg.to_owned();
+    }
+    Ok(text)
+}

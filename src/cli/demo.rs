@@ -1,0 +1,394 @@
+//! `orgstore demo`: the seed's two multi-tenancy patterns on a temporary store.
+//!
+//! 1. One org per customer: Customer A ($100/month, gpt-4o-mini only), Customer B
+//!    ($500/month, gpt-4o and claude-sonnet-4-6), Customer C (unlimited, all models).
+//! 2. One org with per-key isolation: Marketing (50 rpm, $200/month), Engineering (500 rpm,
+//!    $1000/month), Data science (200 rpm, all models, no budget cap).
+//!
+//! The demo is built in steps so later features add to it without rewriting it:
+//! [`build`] creates the store and returns every key it created (with the secret, which is
+//! never printed, so gateway checks can be tried with it); [`capabilities`] turns each key
+//! into one row of the table (add columns to [`Capability`]); [`role_matrix`] tries admin
+//! actions as each role.
+
+use orgstore::{
+    Actor, CreatedKey, Email, Error, ErrorKind, KeySpec, OrgConfig, OrgId, Period, Role, Store,
+    StoreBuilder, Timestamp, Usd,
+};
+use serde_json::{Value, json};
+
+use super::output::{Out, Table, per};
+use super::{CliError, Ctx};
+
+/// A key the demo creates.
+struct KeyPlan {
+    name: &'static str,
+    rpm: Option<u32>,
+    budget: Option<(&'static str, Period)>,
+}
+
+/// An org the demo creates: its config patch (JSON merge patch) and its keys.
+struct OrgPlan {
+    id: &'static str,
+    name: &'static str,
+    pattern: &'static str,
+    owner: &'static str,
+    config: &'static str,
+    keys: &'static [KeyPlan],
+}
+
+const fn key(name: &'static str) -> KeyPlan {
+    KeyPlan {
+        name,
+        rpm: None,
+        budget: None,
+    }
+}
+
+const PLAN: &[OrgPlan] = &[
+    OrgPlan {
+        id: "customer-a",
+        name: "Customer A",
+        pattern: "one org per customer",
+        owner: "owner@customer-a.example",
+        config: r#"{"budgets":{"limit":100,"period":"monthly"},"allowed_models":["gpt-4o-mini"]}"#,
+        keys: &[key("production")],
+    },
+    OrgPlan {
+        id: "customer-b",
+        name: "Customer B",
+        pattern: "one org per customer",
+        owner: "owner@customer-b.example",
+        config: r#"{"budgets":{"limit":500,"period":"monthly"},"allowed_models":["gpt-4o","claude-sonnet-4-6"]}"#,
+        keys: &[key("production")],
+    },
+    OrgPlan {
+        id: "customer-c",
+        name: "Customer C",
+        pattern: "one org per customer",
+        owner: "owner@customer-c.example",
+        config: "{}",
+        keys: &[key("production")],
+    },
+    OrgPlan {
+        id: "internal",
+        name: "Internal teams",
+        pattern: "one org, per-key isolation",
+        owner: "platform@internal.example",
+        config: "{}",
+        keys: &[
+            KeyPlan {
+                name: "Marketing",
+                rpm: Some(50),
+                budget: Some(("200", Period::Monthly)),
+            },
+            KeyPlan {
+                name: "Engineering",
+                rpm: Some(500),
+                budget: Some(("1000", Period::Monthly)),
+            },
+            KeyPlan {
+                name: "Data science",
+                rpm: Some(200),
+                budget: None,
+            },
+        ],
+    },
+];
+
+/// The org whose members the role matrix acts as, and their emails by role.
+const MATRIX_ORG: &str = "internal";
+const MATRIX_MEMBERS: [(Role, &str); 4] = [
+    (Role::Owner, "platform@internal.example"),
+    (Role::Admin, "admin@internal.example"),
+    (Role::Member, "dev@internal.example"),
+    (Role::Viewer, "analyst@internal.example"),
+];
+
+/// A key the demo created. The full secret is kept for gateway checks and never printed.
+pub(crate) struct DemoKey {
+    /// Which pattern of the seed it illustrates.
+    pub(crate) pattern: &'static str,
+    /// The key as created (info and secret).
+    pub(crate) created: CreatedKey,
+}
+
+/// The demo store and what was created in it.
+pub(crate) struct Demo {
+    /// The temporary store.
+    pub(crate) store: Store,
+    /// Every key created, in plan order.
+    pub(crate) keys: Vec<DemoKey>,
+}
+
+/// Builds the temporary store: the orgs with their configs and owners, their keys, and the
+/// members of [`MATRIX_ORG`] with one role each.
+pub(crate) fn build(builder: &StoreBuilder) -> Result<Demo, Error> {
+    let store = builder.open_temporary()?;
+    let op = Actor::Operator;
+    let mut keys = Vec::new();
+    for plan in PLAN {
+        let id = OrgId::parse(plan.id)?;
+        store
+            .orgs()
+            .create(&op, &id, plan.name, &Email::parse(plan.owner)?)?;
+        if plan.config != "{}" {
+            store.org_configs().update(&op, &id, plan.config)?;
+        }
+        for k in plan.keys {
+            let mut spec = KeySpec::new(k.name);
+            spec.rate_limit_rpm = k.rpm;
+            if let Some((usd, period)) = k.budget {
+                spec.budget = Some(orgstore::Budget::new(Usd::parse(usd)?, period));
+            }
+            let created = store.keys().create(&op, &id, spec)?;
+            keys.push(DemoKey {
+                pattern: plan.pattern,
+                created,
+            });
+        }
+    }
+    let matrix_org = OrgId::parse(MATRIX_ORG)?;
+    for (role, email) in MATRIX_MEMBERS {
+        if role != Role::Owner {
+            store
+                .members()
+                .add(&op, &matrix_org, &Email::parse(email)?, role)?;
+        }
+    }
+    Ok(Demo { store, keys })
+}
+
+/// What one key may do: the org's settings and the key's own, combined (a key can only
+/// narrow its org).
+pub(crate) struct Capability {
+    org: String,
+    pattern: &'static str,
+    key: String,
+    prefix: String,
+    /// Effective model allow-list; `None` means all models.
+    models: Option<Vec<String>>,
+    rpm: String,
+    budget: String,
+}
+
+/// One [`Capability`] per demo key, from the store's records.
+pub(crate) fn capabilities(demo: &Demo) -> Result<Vec<Capability>, Error> {
+    let op = Actor::Operator;
+    let mut out = Vec::with_capacity(demo.keys.len());
+    for k in &demo.keys {
+        let info = &k.created.info;
+        let config = demo.store.org_configs().retrieve(&op, &info.org)?.config;
+        out.push(Capability {
+            org: info.org.to_string(),
+            pattern: k.pattern,
+            key: info.spec.name.clone(),
+            prefix: info.prefix.clone(),
+            models: effective_models(config.allowed_models(), &info.spec.allowed_models),
+            rpm: rpm_text(&config, info.spec.rate_limit_rpm),
+            budget: budget_text(&config, info.spec.budget.as_ref()),
+        });
+    }
+    Ok(out)
+}
+
+/// Org allow-list intersected with the key's (absent or empty = no restriction there).
+fn effective_models(org: Option<&[String]>, key: &[String]) -> Option<Vec<String>> {
+    match (org, key.is_empty()) {
+        (None, true) => None,
+        (None, false) => Some(key.to_vec()),
+        (Some(o), true) => Some(o.to_vec()),
+        (Some(o), false) => Some(o.iter().filter(|m| key.contains(m)).cloned().collect()),
+    }
+}
+
+fn rpm_text(config: &OrgConfig, key_rpm: Option<u32>) -> String {
+    let rl = config.rate_limiting();
+    let key = key_rpm
+        .map(u64::from)
+        .or(if rl.enabled { rl.per_key_rpm } else { None });
+    let org = if rl.enabled { rl.rpm } else { None };
+    match (key, org) {
+        (None, None) => "unlimited".into(),
+        (Some(k), None) => k.to_string(),
+        (None, Some(o)) => format!("{o} (org)"),
+        (Some(k), Some(o)) => format!("{k} (org {o})"),
+    }
+}
+
+fn budget_text(config: &OrgConfig, key: Option<&orgstore::Budget>) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = config.budgets()
+        && b.enabled
+        && let Some(limit) = b.limit
+    {
+        parts.push(format!("${limit}{} (org)", per(b.period)));
+    }
+    if let Some(b) = key {
+        parts.push(format!("${}{} (key)", b.limit, per(b.period)));
+    }
+    if parts.is_empty() {
+        "unlimited".into()
+    } else {
+        parts.join(" + ")
+    }
+}
+
+/// One admin action tried as each role.
+pub(crate) struct MatrixRow {
+    action: &'static str,
+    /// In [`MATRIX_MEMBERS`] order: `Ok(true)` allowed, `Ok(false)` denied, `Err` another error.
+    results: Vec<Result<bool, String>>,
+}
+
+type Trial = fn(&Store, &Actor, &OrgId, Role) -> Result<(), Error>;
+
+const TRIALS: &[(&str, Trial)] = &[
+    ("read config", |s, a, o, _| {
+        s.org_configs().retrieve(a, o).map(drop)
+    }),
+    ("update config", |s, a, o, _| {
+        s.org_configs()
+            .update(a, o, r#"{"cache":{"enabled":true}}"#)
+            .map(drop)
+    }),
+    ("reveal secrets", |s, a, o, _| {
+        s.org_configs().reveal(a, o, None).map(drop)
+    }),
+    ("list members", |s, a, o, _| {
+        s.members().list(a, o).map(drop)
+    }),
+    ("add a viewer", |s, a, o, r| {
+        let email = Email::parse(&format!("new-{}@internal.example", r.as_str()))?;
+        s.members().add(a, o, &email, Role::Viewer).map(drop)
+    }),
+    ("create a key", |s, a, o, r| {
+        let month = Timestamp::from_micros(Timestamp::now().as_micros() + 30 * 86_400 * 1_000_000);
+        let spec = KeySpec::new(format!("trial-{}", r.as_str())).expires_at(month);
+        s.keys().create(a, o, spec).map(drop)
+    }),
+    ("list keys", |s, a, o, _| s.keys().list(a, o).map(drop)),
+    ("revoke another's key", |s, a, o, r| {
+        let other = s.keys().create(
+            &Actor::Operator,
+            o,
+            KeySpec::new(format!("victim-{}", r.as_str())),
+        )?;
+        s.keys().revoke(a, &other.info.id).map(drop)
+    }),
+    ("read audit log", |s, a, o, _| {
+        s.audit().list(a, o, 10).map(drop)
+    }),
+    ("delete org", |s, a, _, r| {
+        // A sandbox org per role, so that a permitted deletion leaves the demo intact.
+        let sandbox = OrgId::parse(&format!("sandbox-{}", r.as_str()))?;
+        let owner = Email::parse(MATRIX_MEMBERS[0].1)?;
+        s.orgs()
+            .create(&Actor::Operator, &sandbox, "Sandbox", &owner)?;
+        if let Actor::Member(me) = a
+            && r != Role::Owner
+        {
+            s.members().add(&Actor::Operator, &sandbox, me, r)?;
+        }
+        s.orgs().delete(a, &sandbox).map(drop)
+    }),
+];
+
+/// Tries each admin action through the store API as the member of [`MATRIX_ORG`] holding
+/// each role. The answers come from the active Cedar policies (the operator may do all).
+pub(crate) fn role_matrix(demo: &Demo) -> Result<Vec<MatrixRow>, Error> {
+    let org = OrgId::parse(MATRIX_ORG)?;
+    let mut rows = Vec::with_capacity(TRIALS.len());
+    for (action, trial) in TRIALS {
+        let mut results = Vec::with_capacity(MATRIX_MEMBERS.len());
+        for (role, email) in MATRIX_MEMBERS {
+            let actor = Actor::Member(Email::parse(email)?);
+            results.push(match trial(&demo.store, &actor, &org, role) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::Denied => Ok(false),
+                Err(e) => Err(e.to_string()),
+            });
+        }
+        rows.push(MatrixRow { action, results });
+    }
+    Ok(rows)
+}
+
+pub(crate) fn run(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
+    let demo = build(&ctx.builder())?;
+    let caps = capabilities(&demo)?;
+    let matrix = role_matrix(&demo)?;
+    if ctx.json {
+        return out.json(&json!({ "keys": caps_json(&caps), "roles": matrix_json(&matrix) }));
+    }
+    out.line("orgstore demo: a temporary store with the seed's two multi-tenancy patterns.");
+    out.line("");
+    out.line("What each key may do (the org's settings and the key's own both apply):");
+    out.line("  customer-a/b/c: one org per customer; internal: one org, per-key isolation");
+    out.line("");
+    let mut t = Table::new(&["ORG", "KEY", "PREFIX", "MODELS", "RPM", "BUDGET"]);
+    for c in &caps {
+        t.row(vec![
+            c.org.clone(),
+            c.key.clone(),
+            c.prefix.clone(),
+            c.models
+                .as_ref()
+                .map_or_else(|| "all".to_owned(), |m| m.join(",")),
+            c.rpm.clone(),
+            c.budget.clone(),
+        ]);
+    }
+    out.table(&t);
+    out.line("");
+    out.line(format!(
+        "Role matrix: each action tried as a member of `{MATRIX_ORG}` with that role (decided by the Cedar policies; the operator may do everything):"
+    ));
+    let mut header = vec!["ACTION"];
+    header.extend(MATRIX_MEMBERS.iter().map(|(r, _)| r.as_str()));
+    let mut t = Table::new(&header);
+    for row in &matrix {
+        let mut cells = vec![row.action.to_owned()];
+        cells.extend(row.results.iter().map(|r| match r {
+            Ok(true) => "yes".to_owned(),
+            Ok(false) => "no".to_owned(),
+            Err(e) => format!("error: {e}"),
+        }));
+        t.row(cells);
+    }
+    out.table(&t);
+    Ok(())
+}
+
+fn caps_json(caps: &[Capability]) -> Value {
+    caps.iter()
+        .map(|c| {
+            json!({
+                "org": c.org,
+                "pattern": c.pattern,
+                "key": c.key,
+                "prefix": c.prefix,
+                "models": c.models,
+                "rpm": c.rpm,
+                "budget": c.budget,
+            })
+        })
+        .collect()
+}
+
+fn matrix_json(rows: &[MatrixRow]) -> Value {
+    rows.iter()
+        .map(|r| {
+            let mut obj = serde_json::Map::new();
+            obj.insert("action".into(), r.action.into());
+            for ((role, _), res) in MATRIX_MEMBERS.iter().zip(&r.results) {
+                let v = match res {
+                    Ok(b) => Value::Bool(*b),
+                    Err(e) => json!({ "error": e }),
+                };
+                obj.insert(role.as_str().into(), v);
+            }
+            Value::Object(obj)
+        })
+        .collect()
+}

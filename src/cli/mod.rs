@@ -1,0 +1,211 @@
+//! The command line: global flags, the command tree, the context every command runs in,
+//! errors and exit codes.
+//!
+//! Each command group lives in its own module with its clap definition next to its handler,
+//! so a new group (`check`, `bench`, `usage`, `policy ...`) is one module plus one variant of
+//! [`Command`].
+
+mod audit;
+mod config;
+mod demo;
+mod key;
+mod member;
+mod org;
+mod output;
+
+use std::cell::OnceCell;
+use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use orgstore::{Actor, Email, Store, StoreBuilder};
+
+use output::Out;
+
+const GLOBAL: &str = "Global options";
+
+/// Operator tool for an orgstore file: orgs, versioned org config, members, virtual keys and
+/// the audit log.
+#[derive(Parser)]
+#[command(name = "orgstore", version)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 invalid input or conflict, 2 usage, 3 denied, 4 not found."
+)]
+struct Cli {
+    /// The store file; created with mode 0600 if absent.
+    #[arg(
+        long,
+        global = true,
+        env = "ORGSTORE_DB",
+        default_value = "./orgstore.redb",
+        value_name = "PATH",
+        help_heading = GLOBAL
+    )]
+    db: PathBuf,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    json: bool,
+    /// Act as this member (their role is enforced by the Cedar policies); default: the
+    /// operator, who may do everything.
+    #[arg(long = "as", global = true, value_name = "EMAIL", help_heading = GLOBAL)]
+    as_member: Option<String>,
+    /// Add every `*.cedar` file of DIR to the built-in policies.
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
+    policies: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The command tree. One variant per command group.
+#[derive(Subcommand)]
+enum Command {
+    /// Create, list, show, delete, suspend and resume orgs.
+    #[command(subcommand)]
+    Org(org::OrgCmd),
+    /// Read and change an org's versioned config (JSON merge patch).
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
+    /// Manage members and their roles.
+    #[command(subcommand)]
+    Member(member::MemberCmd),
+    /// Create, list, show, revoke, rotate and import virtual keys.
+    #[command(subcommand)]
+    Key(key::KeyCmd),
+    /// Show an org's audit log, newest first.
+    Audit(audit::AuditArgs),
+    /// Build a temporary store with the seed's multi-tenancy patterns and show what each
+    /// key may do.
+    Demo,
+}
+
+/// A failed command: the one line printed after `error: ` and the exit code.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    code: u8,
+    message: String,
+}
+
+impl CliError {
+    /// Invalid input found by the CLI itself (exit 1): `field: fix`.
+    pub(crate) fn invalid(field: &str, fix: impl fmt::Display) -> Self {
+        Self {
+            code: 1,
+            message: format!("{field}: {fix}"),
+        }
+    }
+
+    /// A library error re-attributed to the CLI flag that carried the value, keeping its
+    /// exit code: e.g. `amount: ...` from `Usd::parse` becomes `--budget: ...`.
+    pub(crate) fn for_flag(flag: &str, err: &orgstore::Error) -> Self {
+        Self {
+            code: exit_code(err),
+            message: format!("{flag}: {}", err.message()),
+        }
+    }
+}
+
+fn exit_code(err: &orgstore::Error) -> u8 {
+    u8::try_from(err.exit_code()).unwrap_or(1)
+}
+
+impl From<orgstore::Error> for CliError {
+    fn from(err: orgstore::Error) -> Self {
+        Self {
+            code: exit_code(&err),
+            message: err.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One line, whatever the message holds.
+        let line: String = self
+            .message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        f.write_str(&line)
+    }
+}
+
+/// What every command runs with: the acting principal, the output mode and the store,
+/// opened on first use (so that input errors are reported before any file is created).
+pub(crate) struct Ctx {
+    db: PathBuf,
+    policies: Option<PathBuf>,
+    /// Who acts: `--as EMAIL` or the operator.
+    pub(crate) actor: Actor,
+    /// `--json`.
+    pub(crate) json: bool,
+    store: OnceCell<Store>,
+}
+
+impl Ctx {
+    /// A store builder with the global options applied.
+    pub(crate) fn builder(&self) -> StoreBuilder {
+        match &self.policies {
+            Some(dir) => StoreBuilder::new().policy_dir(dir),
+            None => StoreBuilder::new(),
+        }
+    }
+
+    /// The store at `--db`, opened (or created) on first use.
+    pub(crate) fn store(&self) -> Result<&Store, CliError> {
+        if let Some(s) = self.store.get() {
+            return Ok(s);
+        }
+        let opened = self.builder().open(&self.db)?;
+        Ok(self.store.get_or_init(|| opened))
+    }
+}
+
+/// Parses the command line, runs the command, prints its output or its error, and returns
+/// the exit code.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = Out::default();
+    let result = run(cli, &mut out);
+    out.flush();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::print_error(&e);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
+    let actor = match &cli.as_member {
+        Some(s) => Actor::Member(Email::parse(s).map_err(|e| CliError::for_flag("--as", &e))?),
+        None => Actor::Operator,
+    };
+    let ctx = Ctx {
+        db: cli.db,
+        policies: cli.policies,
+        actor,
+        json: cli.json,
+        store: OnceCell::new(),
+    };
+    match cli.command {
+        Command::Org(cmd) => org::run(&ctx, cmd, out),
+        Command::Config(cmd) => config::run(&ctx, cmd, out),
+        Command::Member(cmd) => member::run(&ctx, cmd, out),
+        Command::Key(cmd) => key::run(&ctx, cmd, out),
+        Command::Audit(args) => audit::run(&ctx, args, out),
+        Command::Demo => demo::run(&ctx, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+}

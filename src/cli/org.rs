@@ -1,0 +1,143 @@
+//! `orgstore org ...`
+
+use clap::Subcommand;
+use orgstore::{Email, Org, OrgId};
+use serde_json::Value;
+
+use super::output::{Out, Table, fields, org_json};
+use super::{CliError, Ctx};
+
+#[derive(Subcommand)]
+pub(crate) enum OrgCmd {
+    /// Create an org with its first Owner and an empty config (version 1).
+    Create {
+        /// The org id: 1 to 63 characters of a-z, 0-9 and '-'.
+        id: String,
+        /// Display name (default: the id).
+        #[arg(long)]
+        name: Option<String>,
+        /// Email of the first Owner.
+        #[arg(long, value_name = "EMAIL")]
+        owner: String,
+    },
+    /// List orgs (all of them for the operator, a member's own with --as).
+    List,
+    /// Show one org.
+    Show {
+        /// The org id.
+        id: String,
+    },
+    /// Delete an org: its keys stop working at once; its id is never reused.
+    Delete {
+        /// The org id.
+        id: String,
+    },
+    /// Suspend an org: its keys are refused until it is resumed.
+    Suspend {
+        /// The org id.
+        id: String,
+    },
+    /// Resume a suspended org.
+    Resume {
+        /// The org id.
+        id: String,
+    },
+}
+
+pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError> {
+    let a = &ctx.actor;
+    match cmd {
+        OrgCmd::Create { id, name, owner } => {
+            let id = OrgId::parse(&id)?;
+            let owner = Email::parse(&owner).map_err(|e| CliError::for_flag("--owner", &e))?;
+            let name = name.unwrap_or_else(|| id.to_string());
+            let org = ctx.store()?.orgs().create(a, &id, &name, &owner)?;
+            done(
+                ctx,
+                out,
+                &org,
+                &format!("created org `{}` with owner {owner}", org.id),
+            )
+        }
+        OrgCmd::List => {
+            let orgs = ctx.store()?.orgs().list(a)?;
+            if ctx.json {
+                return out.json(&Value::Array(orgs.iter().map(org_json).collect()));
+            }
+            let mut t = Table::new(&["ID", "NAME", "STATUS", "CONFIG", "OWNERS", "CREATED"]);
+            for o in &orgs {
+                t.row(vec![
+                    o.id.to_string(),
+                    o.name.clone(),
+                    o.status.as_str().into(),
+                    format!("v{}", o.config_version),
+                    o.owner_count.to_string(),
+                    o.created_at.to_string(),
+                ]);
+            }
+            out.table(&t);
+            Ok(())
+        }
+        OrgCmd::Show { id } => {
+            let id = OrgId::parse(&id)?;
+            let org = ctx.store()?.orgs().get(a, &id)?;
+            if ctx.json {
+                return out.json(&org_json(&org));
+            }
+            show(out, &org);
+            Ok(())
+        }
+        OrgCmd::Delete { id } => {
+            let id = OrgId::parse(&id)?;
+            let org = ctx.store()?.orgs().delete(a, &id)?;
+            done(
+                ctx,
+                out,
+                &org,
+                &format!("deleted org `{id}`; its keys no longer work"),
+            )
+        }
+        OrgCmd::Suspend { id } => {
+            let id = OrgId::parse(&id)?;
+            let org = ctx.store()?.orgs().suspend(a, &id)?;
+            done(
+                ctx,
+                out,
+                &org,
+                &format!("suspended org `{id}`; its keys are refused until `org resume {id}`"),
+            )
+        }
+        OrgCmd::Resume { id } => {
+            let id = OrgId::parse(&id)?;
+            let org = ctx.store()?.orgs().resume(a, &id)?;
+            done(ctx, out, &org, &format!("resumed org `{id}`"))
+        }
+    }
+}
+
+fn done(ctx: &Ctx, out: &mut Out, org: &Org, msg: &str) -> Result<(), CliError> {
+    if ctx.json {
+        return out.json(&org_json(org));
+    }
+    out.line(msg);
+    Ok(())
+}
+
+fn show(out: &mut Out, o: &Org) {
+    let config = if o.config_version == o.latest_version {
+        format!("v{}", o.config_version)
+    } else {
+        format!("v{} (latest v{})", o.config_version, o.latest_version)
+    };
+    fields(
+        out,
+        &[
+            ("id", o.id.to_string()),
+            ("name", o.name.clone()),
+            ("status", o.status.as_str().into()),
+            ("config", config),
+            ("owners", o.owner_count.to_string()),
+            ("created", o.created_at.to_string()),
+        ],
+    );
+}
