@@ -33,3 +33,4 @@ pub use store::{
     Audit, AuditEntry, ConfigVersion, CreatedKey, ImportKey, Keys, Members, OrgConfigs, Orgs,
     Outcome, Store, StoreBuilder,
 };
+pub use store::{BudgetStatus, RateUse, UsageReport};

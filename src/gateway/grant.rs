@@ -9,7 +9,7 @@ use super::clock::Now;
 use super::denial::{Denial, Scope};
 use crate::limits::{BudgetExceeded, RateState, Reservation};
 use crate::model::{KeyId, OrgId, Timestamp, Usd};
-use crate::snapshot::{KeyEntry, KeyRuntime, OrgView};
+use crate::snapshot::{KeyEntry, KeyRuntime, OrgView, SnapshotCell, add_spend};
 
 /// A key's effective limits: the key's own and its org's, both enforced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -183,7 +183,7 @@ impl Grant {
     }
 
     /// Settles once: charges tokens and replaces the reservations by the real cost.
-    pub(super) fn settle(&self, usage: Usage, now: Now) {
+    pub(super) fn settle(&self, usage: Usage, now: Now, cell: &SnapshotCell) {
         if self.settled.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -202,6 +202,7 @@ impl Grant {
         if let (Some(r), Some(b)) = (&self.org_budget, kr.org.budget.get()) {
             b.settle(r, cost);
         }
+        add_spend(kr, cost, cell);
     }
 }
 

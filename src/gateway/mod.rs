@@ -2,7 +2,7 @@
 //! now?" from the in-memory snapshot, without locks, redb reads or Cedar calls on the
 //! success path (decisions are memoized per key, model and state version).
 
-mod clock;
+pub(crate) mod clock;
 mod denial;
 mod grant;
 mod memo;
@@ -92,6 +92,8 @@ pub struct Gateway {
     cell: Arc<SnapshotCell>,
     clock: Clock,
     default_estimate: Usd,
+    /// Set in lossless spend mode: the store to flush after each usage.
+    sync_flush: Option<std::sync::Weak<crate::store::Inner>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -101,8 +103,8 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    pub(crate) fn new(cell: Arc<SnapshotCell>) -> Self {
-        Self { cell, clock: Clock::new(), default_estimate: DEFAULT_ESTIMATE }
+    pub(crate) fn new(cell: Arc<SnapshotCell>, sync_flush: Option<std::sync::Weak<crate::store::Inner>>) -> Self {
+        Self { cell, clock: Clock::new(), default_estimate: DEFAULT_ESTIMATE, sync_flush }
     }
 
     /// The same handle with another default cost estimate for requests that give none.
@@ -141,8 +143,15 @@ impl Gateway {
 
     /// Records what a granted request really used: tokens feed the tokens-per-minute
     /// limits, the cost settles the budget reservations made by `check`.
+    ///
+    /// Spend reaches the store file in the background flush (or at once in lossless mode,
+    /// see [`crate::StoreBuilder::lossless_spend`]).
     pub fn record_usage(&self, grant: &Grant, usage: Usage) {
-        grant.settle(usage, self.clock.now());
+        grant.settle(usage, self.clock.now(), &self.cell);
+        if let Some(inner) = self.sync_flush.as_ref().and_then(std::sync::Weak::upgrade) {
+            // The spend stays queued in memory when the write fails; the next flush retries.
+            let _ = crate::store::spend::flush(&inner);
+        }
     }
 
     /// Number of keys in the published snapshot.

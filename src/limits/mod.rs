@@ -99,5 +99,5 @@ pub use budget::{
     BudgetConfig, BudgetCounter, BudgetExceeded, BudgetUsage, MAX_AMOUNT_MICROS, Reservation,
     Settled,
 };
-pub use period::Period;
+pub(crate) use period::DAY_MICROS;
 pub use rate::{MAX_LIMIT_PER_MINUTE, RateLimiter, RateState, RetryAfter};

@@ -13,7 +13,7 @@ use jiff::civil::{Date, Time};
 use jiff::tz::Offset;
 
 /// Microseconds in one day.
-pub(super) const DAY_MICROS: i64 = 86_400_000_000;
+pub(crate) const DAY_MICROS: i64 = 86_400_000_000;
 
 /// Microseconds in one week.
 const WEEK_MICROS: i64 = 7 * DAY_MICROS;

@@ -20,6 +20,7 @@ use crate::limits::{BudgetConfig, BudgetCounter};
 use crate::model::{KeyId, KeyStatus, Org, OrgId, Timestamp};
 use crate::store::records::KeyRecord;
 use crate::store::tables::{KEYS, ORGS};
+use crate::store::spend::{key_scope, org_scope, spent_in};
 use crate::store::tx::{Changes, Lookup};
 
 enum Edit {
@@ -53,7 +54,7 @@ impl SnapshotCell {
                     .map(|o| o.runtime.clone())
                     .unwrap_or_else(|| Arc::new(OrgRuntime::new(org.id.clone())));
                 st.org_ix.insert(org.id.clone(), orgs.len() as u32);
-                orgs.push(Arc::new(self.org_view(&org, &cfg, runtime, now)));
+                orgs.push(Arc::new(self.org_view(r, &org, &cfg, runtime, now)?));
             }
         }
         let mut shards: Vec<Shard> = (0..super::SHARDS).map(|_| Shard::new()).collect();
@@ -67,7 +68,7 @@ impl SnapshotCell {
                 };
                 let org = &orgs[ix as usize];
                 let runtime = old.find(&rec.digest).map(|e| e.runtime.clone());
-                let entry = self.key_entry(&rec, org, ix, epoch, runtime, now);
+                let entry = self.key_entry(r, &rec, org, ix, epoch, runtime, now)?;
                 let d = rec.digest;
                 shards[shard_of(&d)].insert_unique(hash_of(&d), entry, |e| hash_of(&e.digest));
             }
@@ -109,12 +110,12 @@ impl SnapshotCell {
                 .filter(|o| o.runtime.id == *id)
                 .map(|o| o.runtime.clone())
                 .unwrap_or_else(|| Arc::new(OrgRuntime::new(id.clone())));
-            let view = Arc::new(self.org_view(&org, &cfg, runtime, now));
+            let view = Arc::new(self.org_view(r, &org, &cfg, runtime, now)?);
             orgs[ix as usize] = view.clone();
             // Inherited settings changed: re-resolve every key of the org.
             for rec in r.keys_of(id)? {
                 let runtime = old.find(&rec.digest).map(|e| e.runtime.clone());
-                let entry = self.key_entry(&rec, &view, ix, epoch, runtime, now);
+                let entry = self.key_entry(r, &rec, &view, ix, epoch, runtime, now)?;
                 push(&mut edits, &rec.digest, Edit::Upsert(entry));
                 done.insert(rec.info.id, ());
             }
@@ -137,7 +138,7 @@ impl SnapshotCell {
                 .get(&rec.info.org)
                 .ok_or_else(|| Error::corrupt("key", "key of an unknown org"))?;
             let org = &orgs[ix as usize];
-            let entry = self.key_entry(&rec, org, ix, epoch, runtime, now);
+            let entry = self.key_entry(r, &rec, org, ix, epoch, runtime, now)?;
             push(&mut edits, &rec.digest, Edit::Upsert(entry));
         }
 
@@ -173,7 +174,14 @@ impl SnapshotCell {
         Ok(())
     }
 
-    fn org_view(&self, org: &Org, cfg: &OrgConfig, runtime: Arc<OrgRuntime>, now: i64) -> OrgView {
+    fn org_view(
+        &self,
+        r: &impl Lookup,
+        org: &Org,
+        cfg: &OrgConfig,
+        runtime: Arc<OrgRuntime>,
+        now: i64,
+    ) -> Result<OrgView, Error> {
         let rate = cfg.rate_limiting();
         let on = |v: Option<u64>| if rate.enabled { v.unwrap_or(0) } else { 0 };
         let (rpm, tpm) = (on(rate.rpm), on(rate.tpm));
@@ -184,9 +192,10 @@ impl SnapshotCell {
         });
         if let Some((limit, period, hard, warn)) = budget {
             let bc = BudgetConfig { limit_micros: limit, period, hard, warn_threshold_ppm: warn };
-            configure_budget(&runtime.budget, bc, now);
+            let scope = org_scope(&org.id);
+            configure_budget(&runtime.budget, bc, now, r, &scope, &runtime.unflushed)?;
         }
-        OrgView {
+        Ok(OrgView {
             status: org.status,
             models: cfg.allowed_models().map(|m| self.models.intern_all(m).unwrap_or_default()),
             ips: cfg.ip_acl().rules().cloned(),
@@ -197,18 +206,20 @@ impl SnapshotCell {
             warn_ppm: cfg.budgets().map_or(800_000, |b| b.warn_threshold_ppm),
             budget,
             runtime,
-        }
+        })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn key_entry(
         &self,
+        r: &impl Lookup,
         rec: &KeyRecord,
         org: &Arc<OrgView>,
         org_ix: u32,
         epoch: u32,
         runtime: Option<Arc<KeyRuntime>>,
         now: i64,
-    ) -> KeyEntry {
+    ) -> Result<KeyEntry, Error> {
         let spec = &rec.info.spec;
         let runtime = runtime
             .unwrap_or_else(|| Arc::new(KeyRuntime::new(rec.info.id, org.runtime.clone())));
@@ -219,7 +230,8 @@ impl SnapshotCell {
         let budget = spec.budget.map(|b| (b.limit.micros(), b.period, b.hard));
         if let Some((limit, period, hard)) = budget {
             let bc = BudgetConfig { limit_micros: limit, period, hard, warn_threshold_ppm: org.warn_ppm };
-            configure_budget(&runtime.budget, bc, now);
+            let scope = key_scope(&rec.info.id);
+            configure_budget(&runtime.budget, bc, now, r, &scope, &runtime.unflushed)?;
         }
         let models = (!spec.allowed_models.is_empty())
             .then(|| self.models.intern_all(&spec.allowed_models).unwrap_or_default());
@@ -230,7 +242,7 @@ impl SnapshotCell {
         });
         let ips = ips.map(|r| if r.allow.is_empty() { deny_all() } else { r });
         let rules = (models.is_some() || ips.is_some()).then(|| Arc::new(KeyRules { models, ips }));
-        KeyEntry {
+        Ok(KeyEntry {
             digest: rec.digest,
             runtime,
             rules,
@@ -239,7 +251,7 @@ impl SnapshotCell {
             epoch,
             revoked: rec.info.status == KeyStatus::Revoked,
             limits: KeyLimits { rpm, tpm, budget },
-        }
+        })
     }
 }
 
@@ -277,9 +289,29 @@ fn set_limit(l: &crate::limits::RateLimiter, per_minute: u64) {
     }
 }
 
-fn configure_budget(slot: &std::sync::OnceLock<Box<BudgetCounter>>, cfg: BudgetConfig, now: i64) {
-    let counter = slot.get_or_init(|| Box::new(BudgetCounter::new(cfg, now)));
-    if counter.config() != cfg {
-        counter.set_config(now, cfg);
+/// Configures a scope's budget counter. A new counter starts from the ledger's spend in the
+/// current period plus spend not flushed yet, so a budget added to a key that already spent
+/// counts this period's spend, and a period that ended while the process was down starts
+/// fresh.
+fn configure_budget(
+    slot: &std::sync::OnceLock<Box<BudgetCounter>>,
+    cfg: BudgetConfig,
+    now: i64,
+    r: &impl Lookup,
+    scope: &str,
+    unflushed: &std::sync::atomic::AtomicI64,
+) -> Result<(), Error> {
+    if let Some(counter) = slot.get() {
+        if counter.config() != cfg {
+            counter.set_config(now, cfg);
+        }
+        return Ok(());
     }
+    let (window_start, stored) = spent_in(r, scope, cfg.period, now)?;
+    let counter = BudgetCounter::new(cfg, now);
+    let pending = unflushed.load(Ordering::Acquire);
+    counter.restore(now, window_start, stored.saturating_add(pending));
+    // Only writers publish, under the writer lock, so the slot is still empty here.
+    let _ = slot.set(Box::new(counter));
+    Ok(())
 }

@@ -19,6 +19,8 @@ pub(crate) struct KeyRuntime {
     pub rpm: RateLimiter,
     pub tpm: RateLimiter,
     pub budget: OnceLock<Box<BudgetCounter>>,
+    /// Spend not yet written to the ledger, micro-dollars.
+    pub unflushed: std::sync::atomic::AtomicI64,
 }
 
 /// Mutable per-org state that outlives snapshot versions: the org-wide shared limits.
@@ -27,6 +29,8 @@ pub(crate) struct OrgRuntime {
     pub rpm: RateLimiter,
     pub tpm: RateLimiter,
     pub budget: OnceLock<Box<BudgetCounter>>,
+    /// Spend not yet written to the ledger, micro-dollars.
+    pub unflushed: std::sync::atomic::AtomicI64,
 }
 
 /// A key's limits after inheritance, 0 meaning none.
@@ -87,13 +91,69 @@ impl KeyRuntime {
             rpm: RateLimiter::unlimited(),
             tpm: RateLimiter::unlimited(),
             budget: OnceLock::new(),
+            unflushed: Default::default(),
         }
     }
 }
 
 impl OrgRuntime {
     pub fn new(id: OrgId) -> Self {
-        Self { id, rpm: RateLimiter::unlimited(), tpm: RateLimiter::unlimited(), budget: OnceLock::new() }
+        Self {
+            id,
+            rpm: RateLimiter::unlimited(),
+            tpm: RateLimiter::unlimited(),
+            budget: OnceLock::new(),
+            unflushed: Default::default(),
+        }
     }
 }
 
+
+/// A scope whose in-memory spend waits for the flusher.
+pub(crate) enum SpendScope {
+    Key(Arc<KeyRuntime>),
+    Org(Arc<OrgRuntime>),
+}
+
+impl SpendScope {
+    pub fn unflushed(&self) -> &std::sync::atomic::AtomicI64 {
+        match self {
+            SpendScope::Key(k) => &k.unflushed,
+            SpendScope::Org(o) => &o.unflushed,
+        }
+    }
+
+    pub fn scope_name(&self) -> String {
+        match self {
+            SpendScope::Key(k) => crate::store::spend::key_scope(&k.id),
+            SpendScope::Org(o) => crate::store::spend::org_scope(&o.id),
+        }
+    }
+
+    /// Adds spend and queues the scope for the flusher when it was clean.
+    pub fn add_unflushed(&self, micros: i64, cell: &super::SnapshotCell) {
+        if micros == 0 {
+            return;
+        }
+        if self.unflushed().fetch_add(micros, std::sync::atomic::Ordering::AcqRel) == 0 {
+            cell.queue_spend(match self {
+                SpendScope::Key(k) => SpendScope::Key(k.clone()),
+                SpendScope::Org(o) => SpendScope::Org(o.clone()),
+            });
+        }
+    }
+}
+
+/// Adds spend to a key and its org, queueing them for the flusher when they were clean.
+pub(crate) fn add_spend(key: &Arc<KeyRuntime>, micros: i64, cell: &super::SnapshotCell) {
+    use std::sync::atomic::Ordering;
+    if micros <= 0 {
+        return;
+    }
+    if key.unflushed.fetch_add(micros, Ordering::AcqRel) == 0 {
+        cell.queue_spend(SpendScope::Key(key.clone()));
+    }
+    if key.org.unflushed.fetch_add(micros, Ordering::AcqRel) == 0 {
+        cell.queue_spend(SpendScope::Org(key.org.clone()));
+    }
+}

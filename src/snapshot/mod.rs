@@ -12,7 +12,7 @@ mod build;
 mod entry;
 mod models;
 
-pub(crate) use entry::{KeyEntry, KeyRuntime, MEMO_SLOTS, OrgRuntime, OrgView};
+pub(crate) use entry::{KeyEntry, KeyRuntime, MEMO_SLOTS, OrgRuntime, OrgView, SpendScope, add_spend};
 pub(crate) use models::{MAX_REQUEST_MODELS, ModelIds};
 
 use arc_swap::ArcSwap;
@@ -139,6 +139,8 @@ pub(crate) struct SnapshotCell {
     state: Mutex<PublishState>,
     /// Set when a commit could not be published: checks fail closed until a rebuild works.
     pub stale: AtomicBool,
+    /// Scopes with spend waiting for the flusher.
+    spend_dirty: Mutex<Vec<SpendScope>>,
 }
 
 impl SnapshotCell {
@@ -154,7 +156,18 @@ impl SnapshotCell {
             models: ModelIds::new(),
             state: Mutex::new(PublishState::default()),
             stale: AtomicBool::new(false),
+            spend_dirty: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Queues a scope whose spend went from zero to non-zero.
+    pub fn queue_spend(&self, s: SpendScope) {
+        self.spend_dirty.lock().push(s);
+    }
+
+    /// Takes every queued scope.
+    pub fn take_spend_dirty(&self) -> Vec<SpendScope> {
+        std::mem::take(&mut *self.spend_dirty.lock())
     }
 
     /// Whether the snapshot may be behind the store.

@@ -9,8 +9,10 @@ mod members;
 mod open;
 mod orgs;
 pub(crate) mod records;
+pub(crate) mod spend;
 pub(crate) mod tables;
 pub(crate) mod tx;
+mod usage;
 
 pub use audit::{Audit, AuditEntry, Outcome};
 pub use configs::{ConfigVersion, OrgConfigs};
@@ -18,6 +20,7 @@ pub use keys::{CreatedKey, ImportKey, Keys};
 pub use members::Members;
 pub use open::StoreBuilder;
 pub use orgs::Orgs;
+pub use usage::{BudgetStatus, RateUse, UsageReport};
 
 use arc_swap::ArcSwap;
 use redb::ReadableDatabase;
@@ -49,12 +52,33 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     db: redb::Database,
     writer: Mutex<()>,
     policies: ArcSwap<Policies>,
     durability: redb::Durability,
     snapshot: Arc<SnapshotCell>,
+    /// Flush spend on every `record_usage` (lossless) instead of in the background.
+    spend_sync: bool,
+}
+
+impl Inner {
+    /// One write transaction without audit or publication (spend flushes).
+    pub(crate) fn write_raw(&self, f: impl FnOnce(&mut WriteTx) -> Result<(), Error>) -> Result<(), Error> {
+        let _writer = self.writer.lock();
+        let mut txn = self.db.begin_write().map_err(|e| Error::storage("starting a write", e))?;
+        txn.set_durability(self.durability).map_err(|e| Error::storage("setting durability", e))?;
+        let mut tx = WriteTx { txn, now: Timestamp::now(), changes: Changes::default() };
+        f(&mut tx)?;
+        tx.txn.commit().map_err(|e| Error::storage("committing", e))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Last chance to make the gateway's spend durable; an error cannot be reported here.
+        let _ = spend::flush(self);
+    }
 }
 
 impl Store {
@@ -101,7 +125,8 @@ impl Store {
 
     /// The gateway handle: a cheap, cloneable, `Send + Sync` view for the hot path.
     pub fn gateway(&self) -> crate::gateway::Gateway {
-        crate::gateway::Gateway::new(self.inner.snapshot.clone())
+        let sync = self.inner.spend_sync.then(|| Arc::downgrade(&self.inner));
+        crate::gateway::Gateway::new(self.inner.snapshot.clone(), sync)
     }
 
     /// Replaces the active policy set: the compiled-in set plus the `*.cedar` files of
@@ -119,7 +144,7 @@ impl Store {
         Ok(())
     }
 
-    fn from_parts(db: redb::Database, policies: Policies, durability: redb::Durability) -> Self {
+    fn from_parts(db: redb::Database, policies: Policies, durability: redb::Durability, spend_sync: bool) -> Self {
         let policies = Arc::new(policies);
         Self {
             inner: Arc::new(Inner {
@@ -128,8 +153,24 @@ impl Store {
                 snapshot: Arc::new(SnapshotCell::new(policies.clone())),
                 policies: ArcSwap::new(policies),
                 durability,
+                spend_sync,
             }),
         }
+    }
+
+    /// Starts the background spend flusher; it stops when the store is dropped.
+    fn spawn_flusher(&self, every: std::time::Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new().name("orgstore-spend".into()).spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(inner) = weak.upgrade() else { break };
+                // A failed flush keeps the amounts in memory for the next round.
+                let _ = spend::flush(&inner);
+            }
+        });
+        // Without a thread, spend is still flushed by `flush()` and on close.
+        drop(spawned);
     }
 
     /// Runs `f` in one read transaction; a denial is audited.

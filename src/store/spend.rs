@@ -1,0 +1,112 @@
+//! Spend that survives restarts: a ledger of micro-dollars per scope (a key or an org) per
+//! UTC day, plus an all-time row. The gateway adds spend to in-memory counters; a flusher
+//! moves it into redb in batched commits (every second by default, on `flush()` and when the
+//! store closes). Budget counters are restored from the ledger at open and whenever a budget
+//! is added, so a new budget counts the spend of its current period.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use redb::ReadableTable;
+
+use super::tables::SPEND;
+use super::tx::{Lookup, WriteTx};
+use crate::error::Error;
+use crate::limits::DAY_MICROS;
+use crate::model::{KeyId, OrgId, Period};
+use crate::snapshot::{SnapshotCell, SpendScope};
+
+/// The row that accumulates all-time spend of a scope.
+const TOTAL_ROW: i64 = i64::MIN;
+/// Day rows older than this are pruned at flush time (the longest period is a month).
+const KEEP_DAYS: i64 = 62;
+
+/// Ledger scope name of a key.
+pub(crate) fn key_scope(id: &KeyId) -> String {
+    format!("k:{id}")
+}
+
+/// Ledger scope name of an org.
+pub(crate) fn org_scope(id: &OrgId) -> String {
+    format!("o:{id}")
+}
+
+/// Spend recorded for `scope` in the window of `period` that contains `now`.
+pub(crate) fn spent_in(r: &impl Lookup, scope: &str, period: Period, now: i64) -> Result<(i64, i64), Error> {
+    let io = |e: redb::StorageError| Error::storage("reading spend", e);
+    let (start, end) = period.window(now);
+    let t = r.table(SPEND)?;
+    if period == Period::Total {
+        let v = t.get((scope, TOTAL_ROW)).map_err(io)?.map_or(0, |v| v.value());
+        return Ok((start, v));
+    }
+    let mut sum = 0i64;
+    for item in t.range((scope, start)..(scope, end)).map_err(io)? {
+        let (_, v) = item.map_err(io)?;
+        sum = sum.saturating_add(v.value());
+    }
+    Ok((start, sum))
+}
+
+impl super::Store {
+    /// Writes the spend recorded by the gateway since the last flush to the store file in
+    /// one transaction. Runs every second in the background (see
+    /// [`super::StoreBuilder::spend_flush_interval`]) and when the store closes; call it to
+    /// make spend durable now. On failure the amounts stay in memory for the next try.
+    /// Returns the number of scopes (keys and orgs) written.
+    ///
+    /// ```
+    /// # let store = orgstore::Store::open_temporary().unwrap();
+    /// assert_eq!(store.flush().unwrap(), 0);
+    /// ```
+    pub fn flush(&self) -> Result<usize, Error> {
+        flush(&self.inner)
+    }
+}
+
+/// Moves in-memory spend into the ledger (see [`super::Store::flush`]).
+pub(crate) fn flush(inner: &super::Inner) -> Result<usize, Error> {
+    let cell = &inner.snapshot;
+    let dirty = cell.take_spend_dirty();
+    if dirty.is_empty() {
+        return Ok(0);
+    }
+    let mut amounts: HashMap<String, (i64, &SpendScope)> = HashMap::new();
+    for s in &dirty {
+        let amount = s.unflushed().swap(0, Ordering::AcqRel);
+        let e = amounts.entry(s.scope_name()).or_insert((0, s));
+        e.0 = e.0.saturating_add(amount);
+    }
+    amounts.retain(|_, (a, _)| *a != 0);
+    let now = crate::model::Timestamp::now().as_micros();
+    let day = now.div_euclid(DAY_MICROS) * DAY_MICROS;
+    let result = inner.write_raw(|tx: &mut WriteTx| {
+        let io = |e: redb::StorageError| Error::storage("writing spend", e);
+        let mut t = tx.txn.open_table(SPEND).map_err(|e| Error::storage("writing spend", e))?;
+        for (scope, (amount, _)) in &amounts {
+            for row in [day, TOTAL_ROW] {
+                let cur = t.get((scope.as_str(), row)).map_err(io)?.map_or(0, |v| v.value());
+                t.insert((scope.as_str(), row), cur.saturating_add(*amount)).map_err(io)?;
+            }
+            let cutoff = day - KEEP_DAYS * DAY_MICROS;
+            let old: Vec<i64> = t
+                .range((scope.as_str(), TOTAL_ROW + 1)..(scope.as_str(), cutoff))
+                .map_err(io)?
+                .map(|i| i.map(|(k, _)| k.value().1).map_err(io))
+                .collect::<Result<_, _>>()?;
+            for d in old {
+                t.remove((scope.as_str(), d)).map_err(io)?;
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(amounts.len()),
+        Err(e) => {
+            for (amount, scope) in amounts.values() {
+                scope.add_unflushed(*amount, cell);
+            }
+            Err(e)
+        }
+    }
+}

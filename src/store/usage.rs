@@ -1,0 +1,155 @@
+//! Usage reports: spend per period, budget left, current rate use.
+
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+
+use super::Store;
+use super::spend::{key_scope, org_scope, spent_in};
+use super::tx::{Lookup, ReadTx};
+use crate::error::Error;
+use crate::gateway::clock::Clock;
+use crate::limits::{BudgetCounter, RateLimiter};
+use crate::model::{Actor, KeyId, OrgId, Period, Timestamp, Usd};
+use crate::policy::{AdminAction, Target};
+
+/// A budget's state in its current period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct BudgetStatus {
+    /// The limit per period.
+    pub limit: Usd,
+    /// The period.
+    pub period: Period,
+    /// Settled spend this period.
+    pub spent: Usd,
+    /// Estimates reserved by requests still in flight.
+    pub reserved: Usd,
+    /// What is left.
+    pub remaining: Usd,
+    /// When the period resets (`None` for a total budget).
+    pub resets_at: Option<Timestamp>,
+}
+
+/// Requests or tokens used in the current minute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RateUse {
+    /// The limit per minute.
+    pub limit: u64,
+    /// Used in the trailing minute.
+    pub used: u64,
+}
+
+/// Usage of a key or an org.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct UsageReport {
+    /// The key id or the org id.
+    pub scope: String,
+    /// Spend today (UTC).
+    pub today: Usd,
+    /// Spend this week (from Monday, UTC).
+    pub this_week: Usd,
+    /// Spend this month (UTC).
+    pub this_month: Usd,
+    /// Spend since the scope was created.
+    pub total: Usd,
+    /// The budget, when one applies.
+    pub budget: Option<BudgetStatus>,
+    /// Requests per minute, when limited.
+    pub rpm: Option<RateUse>,
+    /// Tokens per minute, when limited.
+    pub tpm: Option<RateUse>,
+}
+
+impl super::Keys<'_> {
+    /// Spend, budget and rate use of one key.
+    ///
+    /// ```
+    /// # let store = orgstore::Store::open_temporary().unwrap();
+    /// use orgstore::{Actor, Email, KeySpec, OrgId};
+    /// let op = Actor::Operator;
+    /// let acme = OrgId::parse("acme").unwrap();
+    /// store.orgs().create(&op, &acme, "Acme", &Email::parse("o@acme.io").unwrap()).unwrap();
+    /// let k = store.keys().create(&op, &acme, KeySpec::new("svc").rpm(50)).unwrap();
+    /// let u = store.keys().usage(&op, &k.info.id).unwrap();
+    /// assert_eq!(u.rpm.unwrap().limit, 50);
+    /// ```
+    pub fn usage(&self, actor: &Actor, id: &KeyId) -> Result<UsageReport, Error> {
+        let store = self.store;
+        store.read(|r| {
+            let rec = r.key(id)?.ok_or_else(|| Error::not_found("key id", format!("no key {id}; see `key list <ORG>`")))?;
+            let o = r.org_live(&rec.info.org)?;
+            let target = Target::Key { id: *id, created_by: &rec.info.created_by };
+            store.authorize_read(r, actor, AdminAction::ReadAnalytics, &o, target)?;
+            let snap = store.inner.snapshot.current.load();
+            let entry = snap.find(&rec.digest);
+            let now = Clock::new().now();
+            let rt = entry.map(|e| &e.runtime);
+            let pending = rt.map_or(0, |k| k.unflushed.load(Ordering::Acquire));
+            let mut rep = report(r, id.to_string(), &key_scope(id), pending, now.micros)?;
+            if let Some(e) = entry {
+                rep.budget = e.limits.budget.and(e.runtime.budget.get()).map(|b| status(b, now.micros));
+                rep.rpm = rate(&e.runtime.rpm, e.limits.rpm, now.nanos);
+                rep.tpm = rate(&e.runtime.tpm, e.limits.tpm, now.nanos);
+            }
+            Ok(rep)
+        })
+    }
+}
+
+impl super::Orgs<'_> {
+    /// Spend, budget and rate use of an org (all its keys together).
+    pub fn usage(&self, actor: &Actor, id: &OrgId) -> Result<UsageReport, Error> {
+        let store = self.store;
+        store.read(|r| {
+            let o = r.org_live(id)?;
+            store.authorize_read(r, actor, AdminAction::ReadAnalytics, &o, Target::Org)?;
+            let snap = store.inner.snapshot.current.load();
+            let view = snap.orgs.iter().find(|v| v.runtime.id == *id);
+            let now = Clock::new().now();
+            let pending = view.map_or(0, |v| v.runtime.unflushed.load(Ordering::Acquire));
+            let mut rep = report(r, id.to_string(), &org_scope(id), pending, now.micros)?;
+            if let Some(v) = view {
+                rep.budget = v.budget.and(v.runtime.budget.get()).map(|b| status(b, now.micros));
+                rep.rpm = rate(&v.runtime.rpm, v.rpm, now.nanos);
+                rep.tpm = rate(&v.runtime.tpm, v.tpm, now.nanos);
+            }
+            Ok(rep)
+        })
+    }
+}
+
+fn usd(micros: i64) -> Usd {
+    Usd::from_micros(micros.max(0)).unwrap_or(Usd::ZERO)
+}
+
+fn report(r: &ReadTx, name: String, scope: &str, pending: i64, now: i64) -> Result<UsageReport, Error> {
+    let spent = |p| spent_in(r, scope, p, now).map(|(_, s)| usd(s.saturating_add(pending)));
+    Ok(UsageReport {
+        scope: name,
+        today: spent(Period::Daily)?,
+        this_week: spent(Period::Weekly)?,
+        this_month: spent(Period::Monthly)?,
+        total: spent(Period::Total)?,
+        budget: None,
+        rpm: None,
+        tpm: None,
+    })
+}
+
+fn status(b: &BudgetCounter, now: i64) -> BudgetStatus {
+    let u = b.snapshot(now);
+    BudgetStatus {
+        limit: usd(u.limit_micros),
+        period: u.period,
+        spent: usd(u.spent_micros),
+        reserved: usd(u.reserved_micros),
+        remaining: usd(u.remaining_micros),
+        resets_at: (u.window_end != i64::MAX).then(|| Timestamp::from_micros(u.window_end)),
+    }
+}
+
+fn rate(l: &RateLimiter, limit: u64, now_nanos: u64) -> Option<RateUse> {
+    (limit > 0).then(|| RateUse { limit, used: l.used(now_nanos) })
+}
