@@ -729,3 +729,217 @@ fn demo_shows_the_seed_patterns_without_secrets() {
     assert_eq!(json["roles"].as_array().unwrap().len(), 10);
     assert!(!has_full_key(&json.to_string()));
 }
+
+/// Creates a key in `acme` with `args` and returns (full key, key id).
+fn create_key(cli: &Cli, args: &[&str]) -> (String, String) {
+    let mut all = vec!["key", "create", "acme"];
+    all.extend_from_slice(args);
+    let created = cli.json(&all);
+    (
+        created["key"].as_str().unwrap().to_owned(),
+        created["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Runs `check`; returns the exit code and the decision parsed from stdout.
+fn check(cli: &Cli, args: &[&str]) -> (Option<i32>, Value) {
+    let mut all = vec!["check"];
+    all.extend_from_slice(args);
+    let out = cli.run(&all);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    (out.status.code(), v)
+}
+
+#[test]
+fn check_allowed_prints_the_grant_as_json_with_exit_0() {
+    let cli = Cli::with_acme();
+    cli.ok(&[
+        "config",
+        "set",
+        "acme",
+        r#"{"budgets":{"limit":100,"period":"monthly"}}"#,
+    ]);
+    let (key, id) = create_key(
+        &cli,
+        &["--name", "svc", "--rpm", "50", "--models", "gpt-4o-mini"],
+    );
+    let out = cli.ok(&["check", &key, "--model", "gpt-4o-mini", "--estimate", "2"]);
+    assert!(!out.contains(&key[12..]) && !has_full_key(&out), "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["allowed"], true);
+    assert_eq!(v["org"], "acme");
+    assert_eq!(v["key_id"], id.as_str());
+    assert_eq!(v["limits"]["key_rpm"], 50);
+    assert_eq!(v["limits"]["org_budget"], 100);
+    assert_eq!(v["rate"]["limit"], 50);
+    assert_eq!(v["rate"]["remaining"], 49);
+    assert_eq!(v["budget_warning"], false);
+    assert_eq!(v["budget_remaining"]["org"], 98);
+
+    // The key from stdin, an IPv6 address; --json changes nothing.
+    let out = cli.run_stdin(
+        &[
+            "--json",
+            "check",
+            "-",
+            "--model",
+            "gpt-4o-mini",
+            "--ip",
+            "::1",
+        ],
+        &format!("{key}\n"),
+    );
+    let stdout = check_ok(&["check", "-"], out);
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap()["allowed"],
+        true
+    );
+    cli.fail(&["check", &key, "--model", "m", "--ip", "10.0.0.256"], 2);
+    cli.fail(&["check", &key, "--model", "m", "--estimate", "-1"], 1);
+}
+
+#[test]
+fn check_denied_prints_the_code_with_exit_3() {
+    let cli = Cli::with_acme();
+    let (key, _) = create_key(
+        &cli,
+        &[
+            "--name",
+            "svc",
+            "--models",
+            "gpt-4o-mini",
+            "--ips",
+            "10.0.0.0/8",
+        ],
+    );
+    let (code, v) = check(&cli, &[&key, "--model", "gpt-4o", "--ip", "10.1.2.3"]);
+    assert_eq!(code, Some(3));
+    assert_eq!(v["allowed"], false);
+    assert_eq!(v["code"], "model_not_allowed");
+    assert!(v["reason"].as_str().unwrap().contains("model"), "{v}");
+    assert!(!v.to_string().contains(&key[12..]));
+
+    let (code, v) = check(&cli, &[&key, "--model", "gpt-4o-mini"]);
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (Some(3), Some("ip_not_allowed"))
+    );
+
+    let (code, v) = check(&cli, &["sk-agentcc-nope", "--model", "gpt-4o"]);
+    assert_eq!(code, Some(3));
+    assert_eq!(v["code"], "malformed_key");
+
+    let (code, v) = check(&cli, &["not-a-key-at-all", "--model", "gpt-4o"]);
+    assert_eq!((code, v["code"].as_str()), (Some(3), Some("malformed_key")));
+    assert!(!v.to_string().contains("not-a-key-at-all"));
+
+    let (budgeted, _) = create_key(&cli, &["--name", "small", "--budget", "1"]);
+    let (code, v) = check(&cli, &[&budgeted, "--model", "gpt-4o", "--estimate", "5"]);
+    assert_eq!(code, Some(3));
+    assert_eq!(v["code"], "budget_exceeded");
+    assert_eq!(v["scope"], "key");
+    assert!(v["resets_at"].is_string(), "{v}");
+
+    // A denial prints nothing on stderr: the decision is on stdout.
+    let out = cli.run(&["check", &key, "--model", "gpt-4o"]);
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn usage_of_an_org_and_of_a_key() {
+    let cli = Cli::with_acme();
+    cli.ok(&[
+        "config",
+        "set",
+        "acme",
+        r#"{"budgets":{"limit":100,"period":"monthly"},"rate_limiting":{"rpm":1000}}"#,
+    ]);
+    let (_, id) = create_key(&cli, &["--name", "svc", "--rpm", "50", "--budget", "20"]);
+
+    let v = cli.json(&["usage", "acme"]);
+    assert_eq!(v["org"], "acme");
+    assert_eq!(v["key_id"], Value::Null);
+    for f in ["today", "this_week", "this_month", "total"] {
+        assert_eq!(v[f], 0, "{f}: {v}");
+    }
+    assert_eq!(v["budget"]["limit"], 100);
+    assert_eq!(v["budget"]["period"], "monthly");
+    assert_eq!(v["budget"]["remaining"], 100);
+    assert_eq!(v["budget"]["reserved"], 0);
+    assert!(v["budget"]["resets_at"].is_string());
+    assert_eq!(v["rpm"]["limit"], 1000);
+    assert_eq!(v["tpm"], Value::Null);
+
+    let table = cli.ok(&["usage", "acme"]);
+    for word in [
+        "today",
+        "this month",
+        "total",
+        "budget",
+        "$100/month",
+        "remaining 100",
+    ] {
+        assert!(table.contains(word), "{word}: {table}");
+    }
+
+    let v = cli.json(&["usage", "acme", "--key", &id]);
+    assert_eq!(v["key_id"], id.as_str());
+    assert_eq!(v["budget"]["limit"], 20);
+    assert_eq!(v["rpm"]["limit"], 50);
+
+    cli.ok(&["org", "create", "other", "--owner", "o@other.io"]);
+    cli.fail(&["usage", "other", "--key", &id], 4);
+    cli.fail(&["usage", "nope"], 4);
+    cli.fail(&["usage", "acme", "--key", "key_123"], 1);
+}
+
+#[test]
+fn demo_tries_every_key_through_the_gateway() {
+    let cli = Cli::new();
+    let out = cli.ok(&["demo"]);
+    assert!(!has_full_key(&out), "{out}");
+    for word in [
+        "allowed",
+        "model_not_allowed",
+        "ip_not_allowed",
+        "rate_limited",
+        "retry after",
+        "budget_exceeded",
+        "left",
+    ] {
+        assert!(out.contains(word), "{word}: {out}");
+    }
+    let json = cli.json(&["demo"]);
+    assert!(!has_full_key(&json.to_string()));
+    assert_eq!(json["gateway"].as_array().unwrap().len(), 6 * 2 * 3);
+    let denied = &json["rate_limit"]["denied"];
+    assert_eq!(denied["code"], "rate_limited");
+    assert!(denied["retry_after_ms"].as_u64().unwrap() > 0);
+    let requests = json["budget"]["requests"].as_array().unwrap();
+    assert_eq!(requests.last().unwrap()["code"], "budget_exceeded");
+    assert!(
+        requests[..requests.len() - 1]
+            .iter()
+            .all(|r| r["allowed"] == true)
+    );
+}
+
+#[test]
+fn bench_runs_and_prints_percentiles() {
+    let cli = Cli::new();
+    let out = cli.ok(&["bench", "--keys", "2000", "--seconds", "1"]);
+    for word in [
+        "P50",
+        "P99",
+        "CHECKS/S",
+        "bytes/key",
+        "reopen",
+        "batch of 64",
+    ] {
+        assert!(out.contains(word), "{word}: {out}");
+    }
+    assert!(!has_full_key(&out));
+    cli.fail(&["bench", "--keys", "0"], 1);
+    cli.fail(&["bench", "--seconds", "0"], 1);
+}

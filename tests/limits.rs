@@ -70,7 +70,8 @@ fn budgets_reset_on_utc_calendar_boundaries() {
     gw.record_usage(&g, Usage::new(1, 1, usd("0.6")));
     let d = gw.check_at(&req, at("2031-01-31T23:59:59Z")).unwrap_err();
     match d {
-        Denial::BudgetExceeded { scope: Scope::Key, resets_at } => {
+        Denial::BudgetExceeded { scope: Scope::Key, resets_at, remaining, requested } => {
+            assert_eq!((remaining, requested), (usd("0.4"), usd("0.6")));
             assert_eq!(resets_at, Some(at("2031-02-01T00:00:00Z")));
         }
         other => panic!("{other:?}"),
@@ -178,4 +179,19 @@ fn explicit_flush_writes_spend() {
     gw.record_usage(&g, Usage::new(1, 1, usd("1.25")));
     assert_eq!(store.flush().unwrap(), 2, "the key and its org");
     assert_eq!(store.flush().unwrap(), 0);
+}
+
+#[test]
+fn dropped_grant_releases_its_reservation() {
+    let store = Store::open_temporary().unwrap();
+    let org = org_with(&store, "");
+    let spec = KeySpec::new("k").budget(Budget::new(usd("1"), Period::Total));
+    let key = store.keys().create(&op(), &org, spec).unwrap().key.expose().to_owned();
+    let gw = store.gateway();
+    for _ in 0..5 {
+        // Each grant reserves 0.9 and is dropped (upstream failed): nothing is kept.
+        let g = gw.check(&Request::new(&key, "m", ip()).estimate(usd("0.9"))).unwrap();
+        drop(g);
+    }
+    assert!(gw.check(&Request::new(&key, "m", ip()).estimate(usd("0.9"))).is_ok());
 }

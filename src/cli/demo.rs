@@ -9,14 +9,21 @@
 //! [`build`] creates the store and returns every key it created (with the secret, which is
 //! never printed, so gateway checks can be tried with it); [`capabilities`] turns each key
 //! into one row of the table (add columns to [`Capability`]); [`role_matrix`] tries admin
-//! actions as each role.
+//! actions as each role; [`gateway_trials`], [`rate_burst`] and [`budget_run`] send
+//! requests through the gateway.
+//!
+//! Customer B also accepts traffic only from its own network (`ip_acl`), so that the
+//! address trials have something to show.
+
+use std::net::{IpAddr, Ipv4Addr};
 
 use orgstore::{
-    Actor, CreatedKey, Email, Error, ErrorKind, KeySpec, OrgConfig, OrgId, Period, Role, Store,
-    StoreBuilder, Timestamp, Usd,
+    Actor, CreatedKey, Denial, Email, Error, ErrorKind, KeySpec, OrgConfig, OrgId, Period, Request,
+    Role, Store, StoreBuilder, Timestamp, Usage, Usd,
 };
 use serde_json::{Value, json};
 
+use super::check::denial_json;
 use super::output::{Out, Table, per};
 use super::{CliError, Ctx};
 
@@ -59,7 +66,7 @@ const PLAN: &[OrgPlan] = &[
         name: "Customer B",
         pattern: "one org per customer",
         owner: "owner@customer-b.example",
-        config: r#"{"budgets":{"limit":500,"period":"monthly"},"allowed_models":["gpt-4o","claude-sonnet-4-6"]}"#,
+        config: r#"{"budgets":{"limit":500,"period":"monthly"},"allowed_models":["gpt-4o","claude-sonnet-4-6"],"ip_acl":{"allow":["203.0.113.0/24"]}}"#,
         keys: &[key("production")],
     },
     OrgPlan {
@@ -170,6 +177,7 @@ pub(crate) struct Capability {
     models: Option<Vec<String>>,
     rpm: String,
     budget: String,
+    ips: String,
 }
 
 /// One [`Capability`] per demo key, from the store's records.
@@ -187,6 +195,7 @@ pub(crate) fn capabilities(demo: &Demo) -> Result<Vec<Capability>, Error> {
             models: effective_models(config.allowed_models(), &info.spec.allowed_models),
             rpm: rpm_text(&config, info.spec.rate_limit_rpm),
             budget: budget_text(&config, info.spec.budget.as_ref()),
+            ips: ips_text(&config, &info.spec.allowed_ips),
         });
     }
     Ok(out)
@@ -229,6 +238,39 @@ fn budget_text(config: &OrgConfig, key: Option<&orgstore::Budget>) -> String {
     }
     if parts.is_empty() {
         "unlimited".into()
+    } else {
+        parts.join(" + ")
+    }
+}
+
+/// The org's IP rules and the key's allow-list, `any` when neither restricts.
+fn ips_text(config: &OrgConfig, key: &[String]) -> String {
+    let mut parts = Vec::new();
+    if config.ip_acl().is_active() {
+        let acl = &config.to_masked_json()["ip_acl"];
+        let list = |field: &str| -> Vec<String> {
+            acl[field]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (allow, deny) = (list("allow"), list("deny"));
+        if !allow.is_empty() {
+            parts.push(format!("{} (org)", allow.join(",")));
+        }
+        if !deny.is_empty() {
+            parts.push(format!("not {} (org)", deny.join(",")));
+        }
+    }
+    if !key.is_empty() {
+        parts.push(format!("{} (key)", key.join(",")));
+    }
+    if parts.is_empty() {
+        "any".into()
     } else {
         parts.join(" + ")
     }
@@ -314,19 +356,188 @@ pub(crate) fn role_matrix(demo: &Demo) -> Result<Vec<MatrixRow>, Error> {
     Ok(rows)
 }
 
+/// Models every demo key is tried with.
+const TRIAL_MODELS: [&str; 3] = ["gpt-4o", "gpt-4o-mini", "claude-sonnet-4-6"];
+/// Client addresses every demo key is tried from: inside and outside Customer B's network.
+const TRIAL_ADDRESSES: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
+    IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20)),
+];
+/// The key whose requests-per-minute limit the demo reaches.
+const RPM_KEY: (&str, &str) = ("internal", "Marketing");
+/// The org whose budget the demo spends, and the cost of each of its requests.
+const BUDGET_ORG: &str = "customer-a";
+const BUDGET_STEP: &str = "25";
+
+/// One demo key called from one address with each of [`TRIAL_MODELS`].
+pub(crate) struct GatewayRow {
+    org: String,
+    key: String,
+    address: IpAddr,
+    /// In [`TRIAL_MODELS`] order.
+    results: Vec<Result<(), Denial>>,
+}
+
+/// The demo key of `org` named `name`.
+fn demo_key<'d>(demo: &'d Demo, org: &str, name: &str) -> Result<&'d DemoKey, CliError> {
+    demo.keys
+        .iter()
+        .find(|k| k.created.info.org.as_str() == org && k.created.info.spec.name == name)
+        .ok_or_else(|| CliError::invalid("demo", format!("no key {org}/{name} in the plan")))
+}
+
+/// Every demo key against every model from every address. A granted request is settled at
+/// once with zero usage, as a gateway would after an empty response, so that its cost
+/// estimate no longer counts against the budgets.
+pub(crate) fn gateway_trials(demo: &Demo) -> Vec<GatewayRow> {
+    let gw = demo.store.gateway();
+    let mut rows = Vec::new();
+    for k in &demo.keys {
+        for address in TRIAL_ADDRESSES {
+            let results = TRIAL_MODELS
+                .iter()
+                .map(|model| {
+                    let req = Request::new(k.created.key.expose(), model, address);
+                    gw.check(&req)
+                        .map(|grant| gw.record_usage(&grant, Usage::default()))
+                })
+                .collect();
+            rows.push(GatewayRow {
+                org: k.created.info.org.to_string(),
+                key: k.created.info.spec.name.clone(),
+                address,
+                results,
+            });
+        }
+    }
+    rows
+}
+
+/// A burst of requests on [`RPM_KEY`] until its requests-per-minute limit refuses one.
+pub(crate) struct Burst {
+    key: &'static str,
+    limit: u64,
+    /// Requests of this minute made before the burst (by the trials).
+    before: u64,
+    allowed: u64,
+    /// `x-ratelimit-remaining` after the first and the last granted request of the burst.
+    remaining: Option<(u64, u64)>,
+    denial: Option<Denial>,
+}
+
+pub(crate) fn rate_burst(demo: &Demo) -> Result<Burst, CliError> {
+    let k = demo_key(demo, RPM_KEY.0, RPM_KEY.1)?;
+    let gw = demo.store.gateway();
+    let mut burst = Burst {
+        key: RPM_KEY.1,
+        limit: u64::from(k.created.info.spec.rate_limit_rpm.unwrap_or(0)),
+        before: 0,
+        allowed: 0,
+        remaining: None,
+        denial: None,
+    };
+    // Far more than any demo limit; stops at the first refusal.
+    for _ in 0..10_000 {
+        let req = Request::new(k.created.key.expose(), "gpt-4o-mini", TRIAL_ADDRESSES[0]);
+        match gw.check(&req) {
+            Ok(grant) => {
+                if let Some(h) = grant.rate_headers() {
+                    burst.limit = h.limit;
+                    burst.remaining = Some(match burst.remaining {
+                        None => {
+                            burst.before = h.limit.saturating_sub(h.remaining + 1);
+                            (h.remaining, h.remaining)
+                        }
+                        Some((first, _)) => (first, h.remaining),
+                    });
+                }
+                burst.allowed += 1;
+                gw.record_usage(&grant, Usage::new(120, 80, Usd::ZERO));
+            }
+            Err(d) => {
+                burst.denial = Some(d);
+                break;
+            }
+        }
+    }
+    Ok(burst)
+}
+
+/// One request of [`budget_run`].
+pub(crate) struct BudgetStep {
+    /// What is left of the budget after the request was recorded, when granted.
+    result: Result<(Usd, bool), Denial>,
+}
+
+/// Requests on [`BUDGET_ORG`]'s key, each reserving [`BUDGET_STEP`] dollars and then
+/// recording that cost, until the org's budget refuses one.
+pub(crate) struct BudgetRun {
+    org: &'static str,
+    limit: Option<Usd>,
+    step: Usd,
+    steps: Vec<BudgetStep>,
+}
+
+pub(crate) fn budget_run(demo: &Demo) -> Result<BudgetRun, CliError> {
+    let op = Actor::Operator;
+    let org = OrgId::parse(BUDGET_ORG)?;
+    let k = demo
+        .keys
+        .iter()
+        .find(|k| k.created.info.org == org)
+        .ok_or_else(|| CliError::invalid("demo", format!("no key in {BUDGET_ORG}")))?;
+    let step = Usd::parse(BUDGET_STEP)?;
+    let gw = demo.store.gateway();
+    let limit = demo.store.orgs().usage(&op, &org)?.budget.map(|b| b.limit);
+    let mut steps = Vec::new();
+    for _ in 0..100 {
+        let req =
+            Request::new(k.created.key.expose(), "gpt-4o-mini", TRIAL_ADDRESSES[0]).estimate(step);
+        match gw.check(&req) {
+            Ok(grant) => {
+                let warning = grant.budget_warning();
+                gw.record_usage(&grant, Usage::new(900_000, 300_000, step));
+                let left = demo.store.orgs().usage(&op, &org)?.budget;
+                steps.push(BudgetStep {
+                    result: Ok((left.map_or(Usd::ZERO, |b| b.remaining), warning)),
+                });
+            }
+            Err(d) => {
+                steps.push(BudgetStep { result: Err(d) });
+                break;
+            }
+        }
+    }
+    Ok(BudgetRun {
+        org: BUDGET_ORG,
+        limit,
+        step,
+        steps,
+    })
+}
+
 pub(crate) fn run(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
     let demo = build(&ctx.builder())?;
     let caps = capabilities(&demo)?;
     let matrix = role_matrix(&demo)?;
+    let trials = gateway_trials(&demo);
+    let burst = rate_burst(&demo)?;
+    let spend = budget_run(&demo)?;
     if ctx.json {
-        return out.json(&json!({ "keys": caps_json(&caps), "roles": matrix_json(&matrix) }));
+        return out.json(&json!({
+            "keys": caps_json(&caps),
+            "roles": matrix_json(&matrix),
+            "gateway": trials_json(&trials),
+            "rate_limit": burst_json(&burst),
+            "budget": budget_json(&spend),
+        }));
     }
     out.line("orgstore demo: a temporary store with the seed's two multi-tenancy patterns.");
     out.line("");
     out.line("What each key may do (the org's settings and the key's own both apply):");
     out.line("  customer-a/b/c: one org per customer; internal: one org, per-key isolation");
     out.line("");
-    let mut t = Table::new(&["ORG", "KEY", "PREFIX", "MODELS", "RPM", "BUDGET"]);
+    let mut t = Table::new(&["ORG", "KEY", "PREFIX", "MODELS", "RPM", "BUDGET", "IPS"]);
     for c in &caps {
         t.row(vec![
             c.org.clone(),
@@ -337,6 +548,7 @@ pub(crate) fn run(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
                 .map_or_else(|| "all".to_owned(), |m| m.join(",")),
             c.rpm.clone(),
             c.budget.clone(),
+            c.ips.clone(),
         ]);
     }
     out.table(&t);
@@ -357,7 +569,131 @@ pub(crate) fn run(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
         t.row(cells);
     }
     out.table(&t);
+    print_trials(out, &trials);
+    print_burst(out, &burst);
+    print_budget(out, &spend);
     Ok(())
+}
+
+fn print_trials(out: &mut Out, rows: &[GatewayRow]) {
+    out.line("");
+    out.line("Gateway checks: each key calling each model from two client addresses:");
+    let mut header = vec!["ORG", "KEY", "FROM"];
+    header.extend(TRIAL_MODELS);
+    let mut t = Table::new(&header);
+    let mut reasons: Vec<(&'static str, String)> = Vec::new();
+    for r in rows {
+        let mut cells = vec![r.org.clone(), r.key.clone(), r.address.to_string()];
+        for res in &r.results {
+            cells.push(match res {
+                Ok(()) => "allowed".to_owned(),
+                Err(d) => {
+                    if !reasons.iter().any(|(c, _)| *c == d.code()) {
+                        reasons.push((d.code(), d.to_string()));
+                    }
+                    d.code().to_owned()
+                }
+            });
+        }
+        t.row(cells);
+    }
+    out.table(&t);
+    if !reasons.is_empty() {
+        out.line("Reasons:");
+        let w = reasons.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+        for (code, message) in &reasons {
+            out.line(format!("  {code:<w$}  {message}"));
+        }
+    }
+}
+
+fn print_burst(out: &mut Out, b: &Burst) {
+    out.line("");
+    out.line(format!(
+        "Rate limit: {} ({} requests per minute; {} made above), a burst of requests:",
+        b.key, b.limit, b.before
+    ));
+    let remaining = b.remaining.map_or_else(String::new, |(first, last)| {
+        format!(" (x-ratelimit-remaining {first} -> {last})")
+    });
+    out.line(format!("  {} allowed{remaining}", b.allowed));
+    match &b.denial {
+        Some(d) => out.line(format!(
+            "  request {} of the minute: {}: {d}",
+            b.before + b.allowed + 1,
+            d.code()
+        )),
+        None => out.line("  no request was refused"),
+    }
+}
+
+fn print_budget(out: &mut Out, run: &BudgetRun) {
+    out.line("");
+    let limit = run
+        .limit
+        .map_or_else(|| "no".to_owned(), |l| format!("a ${l}/month"));
+    out.line(format!(
+        "Budget: {} has {limit} org budget; each request reserves ${} at check and records ${}:",
+        run.org, run.step, run.step
+    ));
+    for (i, s) in run.steps.iter().enumerate() {
+        match &s.result {
+            Ok((left, warning)) => {
+                let flag = if *warning { " (budget warning)" } else { "" };
+                out.line(format!("  request {}: allowed, ${left} left{flag}", i + 1));
+            }
+            Err(d) => out.line(format!("  request {}: {}: {d}", i + 1, d.code())),
+        }
+    }
+}
+
+fn trials_json(rows: &[GatewayRow]) -> Value {
+    let mut all = Vec::new();
+    for r in rows {
+        for (model, res) in TRIAL_MODELS.iter().zip(&r.results) {
+            let mut v = match res {
+                Ok(()) => json!({ "allowed": true }),
+                Err(d) => denial_json(d),
+            };
+            v["org"] = json!(r.org);
+            v["key"] = json!(r.key);
+            v["address"] = json!(r.address.to_string());
+            v["model"] = json!(model);
+            all.push(v);
+        }
+    }
+    Value::Array(all)
+}
+
+fn burst_json(b: &Burst) -> Value {
+    json!({
+        "key": b.key,
+        "rpm": b.limit,
+        "made_before": b.before,
+        "allowed": b.allowed,
+        "denied": b.denial.as_ref().map(denial_json),
+    })
+}
+
+fn budget_json(run: &BudgetRun) -> Value {
+    let steps: Vec<Value> = run
+        .steps
+        .iter()
+        .map(|s| match &s.result {
+            Ok((left, warning)) => json!({
+                "allowed": true,
+                "remaining": left.to_json(),
+                "budget_warning": warning,
+            }),
+            Err(d) => denial_json(d),
+        })
+        .collect();
+    json!({
+        "org": run.org,
+        "limit": run.limit.map(Usd::to_json),
+        "cost_per_request": run.step.to_json(),
+        "requests": steps,
+    })
 }
 
 fn caps_json(caps: &[Capability]) -> Value {
@@ -371,6 +707,7 @@ fn caps_json(caps: &[Capability]) -> Value {
                 "models": c.models,
                 "rpm": c.rpm,
                 "budget": c.budget,
+                "ips": c.ips,
             })
         })
         .collect()

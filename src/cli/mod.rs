@@ -6,12 +6,15 @@
 //! [`Command`].
 
 mod audit;
+mod bench;
+mod check;
 mod config;
 mod demo;
 mod key;
 mod member;
 mod org;
 mod output;
+mod usage;
 
 use std::cell::OnceCell;
 use std::fmt;
@@ -74,8 +77,15 @@ enum Command {
     Key(key::KeyCmd),
     /// Show an org's audit log, newest first.
     Audit(audit::AuditArgs),
-    /// Build a temporary store with the seed's multi-tenancy patterns and show what each
-    /// key may do.
+    /// Ask the gateway whether a key may call a model now; prints the decision as JSON
+    /// (exit 0 allowed, 3 denied).
+    Check(check::CheckArgs),
+    /// Spend per period, budget left and rate use of an org or one of its keys.
+    Usage(usage::UsageArgs),
+    /// Measure the gateway check on a synthetic store: p50 / p99 latency and throughput.
+    Bench(bench::BenchArgs),
+    /// Build a temporary store with the seed's multi-tenancy patterns, show what each key
+    /// may do and try each one through the gateway (models, addresses, rate limit, budget).
     Demo,
 }
 
@@ -92,6 +102,23 @@ impl CliError {
         Self {
             code: 1,
             message: format!("{field}: {fix}"),
+        }
+    }
+
+    /// A failure whose explanation is already on stdout (a denied `check`): nothing is
+    /// printed on stderr.
+    pub(crate) fn quiet(code: u8) -> Self {
+        Self {
+            code,
+            message: String::new(),
+        }
+    }
+
+    /// Not found (exit 4): `field: message`.
+    pub(crate) fn not_found(field: &str, message: impl fmt::Display) -> Self {
+        Self {
+            code: 4,
+            message: format!("{field}: {message}"),
         }
     }
 
@@ -171,7 +198,9 @@ pub(crate) fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            output::print_error(&e);
+            if !e.message.is_empty() {
+                output::print_error(&e);
+            }
             ExitCode::from(e.code)
         }
     }
@@ -195,6 +224,9 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Command::Member(cmd) => member::run(&ctx, cmd, out),
         Command::Key(cmd) => key::run(&ctx, cmd, out),
         Command::Audit(args) => audit::run(&ctx, args, out),
+        Command::Check(args) => check::run(&ctx, args, out),
+        Command::Usage(args) => usage::run(&ctx, args, out),
+        Command::Bench(args) => bench::run(&ctx, args, out),
         Command::Demo => demo::run(&ctx, out),
     }
 }

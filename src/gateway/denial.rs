@@ -67,12 +67,16 @@ pub enum Denial {
         /// When a retry can succeed.
         retry_after: Duration,
     },
-    /// A hard budget is spent.
+    /// A hard budget cannot take this request's estimate.
     BudgetExceeded {
         /// Key or org budget.
         scope: Scope,
         /// When the budget period resets (`None` for a total budget).
         resets_at: Option<crate::Timestamp>,
+        /// What is left in the period (spend and in-flight reservations counted).
+        remaining: crate::Usd,
+        /// The estimate the request asked to reserve.
+        requested: crate::Usd,
     },
     /// The store could not publish its latest state; the gateway fails closed.
     Unavailable,
@@ -130,10 +134,13 @@ impl fmt::Display for Denial {
                 if *tokens { "tokens-per-minute" } else { "requests-per-minute" },
                 retry_after.as_millis()
             ),
-            Denial::BudgetExceeded { scope, resets_at } => match resets_at {
-                Some(t) => write!(f, "{} budget spent: resets at {t}", scope.as_str()),
-                None => write!(f, "{} budget spent", scope.as_str()),
-            },
+            Denial::BudgetExceeded { scope, resets_at, remaining, requested } => {
+                write!(f, "{} budget would be exceeded: ${remaining} left, request reserves ${requested}", scope.as_str())?;
+                match resets_at {
+                    Some(t) => write!(f, "; resets at {t}"),
+                    None => f.write_str("; the budget is for all time"),
+                }
+            }
             Denial::Unavailable => f.write_str("key store unavailable: retry shortly"),
         }
     }

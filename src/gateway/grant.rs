@@ -9,7 +9,7 @@ use super::clock::Now;
 use super::denial::{Denial, Scope};
 use crate::limits::{BudgetExceeded, RateState, Reservation};
 use crate::model::{KeyId, OrgId, Timestamp, Usd};
-use crate::snapshot::{KeyEntry, KeyRuntime, OrgView, SnapshotCell, add_spend};
+use crate::snapshot::{HAS_RPM, HAS_TPM, KeyEntry, KeyRuntime, OrgView, SnapshotCell, add_spend};
 
 /// A key's effective limits: the key's own and its org's, both enforced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,12 +33,13 @@ impl Limits {
     pub(crate) fn of(e: &KeyEntry, org: &OrgView) -> Self {
         let nz = |v: u64| (v > 0).then_some(v);
         let usd = |m: i64| Usd::from_micros(m).ok();
+        let rt = &e.runtime;
         Self {
-            key_rpm: nz(e.limits.rpm),
+            key_rpm: e.has(HAS_RPM).then(|| rt.rpm.limit()),
             org_rpm: nz(org.rpm),
-            key_tpm: nz(e.limits.tpm),
+            key_tpm: e.has(HAS_TPM).then(|| rt.tpm.limit()),
             org_tpm: nz(org.tpm),
-            key_budget: e.limits.budget.and_then(|b| usd(b.0)),
+            key_budget: e.budget().and_then(|b| usd(b.config().limit_micros)),
             org_budget: org.budget.and_then(|b| usd(b.0)),
         }
     }
@@ -142,7 +143,7 @@ impl Grant {
     pub(super) fn admit(entry: &KeyEntry, org: &OrgView, estimate: i64, now: Now) -> Result<Grant, Denial> {
         let kr = &entry.runtime;
         let mut rate = None;
-        if entry.limits.rpm > 0 {
+        if entry.has(HAS_RPM) {
             let s = kr.rpm.try_acquire(now.nanos, 1).map_err(|r| limited(Scope::Key, false, r.after_nanos))?;
             rate = tighter(rate, s);
         }
@@ -150,14 +151,14 @@ impl Grant {
             let s = org.runtime.rpm.try_acquire(now.nanos, 1).map_err(|r| limited(Scope::Org, false, r.after_nanos))?;
             rate = tighter(rate, s);
         }
-        if entry.limits.tpm > 0 {
+        if entry.has(HAS_TPM) {
             kr.tpm.peek_allows(now.nanos).map_err(|r| limited(Scope::Key, true, r.after_nanos))?;
         }
         if org.tpm > 0 {
             org.runtime.tpm.peek_allows(now.nanos).map_err(|r| limited(Scope::Org, true, r.after_nanos))?;
         }
-        let key_budget = match (entry.limits.budget, kr.budget.get()) {
-            (Some(_), Some(b)) => Some(b.reserve(now.micros, estimate).map_err(|e| over(Scope::Key, e))?),
+        let key_budget = match entry.budget() {
+            Some(b) => Some(b.reserve(now.micros, estimate).map_err(|e| over(Scope::Key, e))?),
             _ => None,
         };
         let org_budget = match (org.budget, org.runtime.budget.get()) {
@@ -187,6 +188,7 @@ impl Grant {
         if self.settled.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.settle_budgets(usage.cost.micros());
         let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
         let kr = &self.runtime;
         if self.limits.key_tpm.is_some() {
@@ -195,14 +197,27 @@ impl Grant {
         if self.limits.org_tpm.is_some() {
             kr.org.tpm.charge(now.nanos, tokens);
         }
-        let cost = usage.cost.micros();
+        add_spend(kr, usage.cost.micros(), cell);
+    }
+
+    fn settle_budgets(&self, cost: i64) {
+        let kr = &self.runtime;
         if let (Some(r), Some(b)) = (&self.key_budget, kr.budget.get()) {
             b.settle(r, cost);
         }
         if let (Some(r), Some(b)) = (&self.org_budget, kr.org.budget.get()) {
             b.settle(r, cost);
         }
-        add_spend(kr, cost, cell);
+    }
+}
+
+impl Drop for Grant {
+    /// A grant dropped without [`super::Gateway::record_usage`] (an upstream error, an early
+    /// return) releases its budget reservations, charging nothing.
+    fn drop(&mut self) {
+        if !self.settled.swap(true, Ordering::AcqRel) {
+            self.settle_budgets(0);
+        }
     }
 }
 
@@ -222,5 +237,11 @@ fn limited(scope: Scope, tokens: bool, after_nanos: u64) -> Denial {
 #[cold]
 fn over(scope: Scope, e: BudgetExceeded) -> Denial {
     let resets_at = (e.window_end != i64::MAX).then(|| Timestamp::from_micros(e.window_end));
-    Denial::BudgetExceeded { scope, resets_at }
+    let usd = |m: i64| Usd::from_micros(m.max(0)).unwrap_or(Usd::ZERO);
+    Denial::BudgetExceeded {
+        scope,
+        resets_at,
+        remaining: usd(e.limit_micros - e.committed_micros),
+        requested: usd(e.requested_micros),
+    }
 }

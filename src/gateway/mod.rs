@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::keys::{check_key_format, digest};
 use crate::model::{KeyId, OrgId, OrgStatus, Timestamp, Usd};
-use crate::snapshot::{KeyEntry, MAX_REQUEST_MODELS, OrgView, Snapshot, SnapshotCell};
+use crate::snapshot::{KeyEntry, MAX_REQUEST_MODELS, OrgView, REVOKED, Snapshot, SnapshotCell};
 use clock::{Clock, Now};
 
 /// Default cost reserved against budgets per request when the caller gives no estimate:
@@ -166,7 +166,7 @@ impl Gateway {
             return Err(Denial::Unavailable);
         }
         let entry = snap.find(&digest(key)).ok_or(Denial::UnknownKey)?;
-        if entry.revoked {
+        if entry.has(REVOKED) {
             return Err(Denial::Revoked);
         }
         if entry.expires_at <= now.micros {

@@ -18,8 +18,38 @@ const MAX_MICROS: i64 = 1_000_000_000 * 1_000_000;
 /// assert!(Usd::parse("-1").is_err());
 /// assert!(Usd::parse("0.0000001").is_err());
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Usd(i64);
+
+/// Human-readable formats (JSON) see exact decimal dollars as a string (`"12.5"`); binary
+/// formats (the store's records) see integer micro-dollars.
+impl Serialize for Usd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_i64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Usd {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        if d.is_human_readable() {
+            let v = serde_json::Value::deserialize(d)?;
+            let text = match &v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return Err(D::Error::custom("expected a dollar amount")),
+            };
+            Usd::parse(&text).map_err(D::Error::custom)
+        } else {
+            let micros = i64::deserialize(d)?;
+            Usd::from_micros(micros).map_err(D::Error::custom)
+        }
+    }
+}
 
 impl Usd {
     /// Zero dollars.
@@ -39,7 +69,7 @@ impl Usd {
     }
 
     /// Micro-dollars.
-    pub fn micros(self) -> i64 {
+    pub const fn micros(self) -> i64 {
         self.0
     }
 

@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering;
 
 use redb::ReadableTable;
 
-use super::entry::{KeyLimits, KeyRules};
+use super::entry::{HAS_BUDGET, HAS_RPM, HAS_TPM, KeyRules, REVOKED};
 use super::{
     KeyEntry, KeyRuntime, OrgRuntime, OrgView, PublishState, Shard, SnapshotCell, Snapshot,
-    hash_of, shard_of,
+    hash_of, shard_count_for, shard_of,
 };
 use crate::config::OrgConfig;
 use crate::config::ip::{IpRules, parse_nets};
@@ -57,7 +57,7 @@ impl SnapshotCell {
                 orgs.push(Arc::new(self.org_view(r, &org, &cfg, runtime, now)?));
             }
         }
-        let mut shards: Vec<Shard> = (0..super::SHARDS).map(|_| Shard::new()).collect();
+        let mut entries: Vec<KeyEntry> = Vec::new();
         {
             let t = r.table(KEYS)?;
             for item in t.iter().map_err(io)? {
@@ -68,10 +68,18 @@ impl SnapshotCell {
                 };
                 let org = &orgs[ix as usize];
                 let runtime = old.find(&rec.digest).map(|e| e.runtime.clone());
-                let entry = self.key_entry(r, &rec, org, ix, epoch, runtime, now)?;
-                let d = rec.digest;
-                shards[shard_of(&d)].insert_unique(hash_of(&d), entry, |e| hash_of(&e.digest));
+                entries.push(self.key_entry(r, &rec, org, ix, epoch, runtime, now)?);
             }
+        }
+        let count = shard_count_for(entries.len());
+        let mut sizes = vec![0usize; count];
+        for e in &entries {
+            sizes[shard_of(&e.digest, count)] += 1;
+        }
+        let mut shards: Vec<Shard> = sizes.into_iter().map(Shard::with_capacity).collect();
+        for e in entries {
+            let d = e.digest;
+            shards[shard_of(&d, count)].insert_unique(hash_of(&d), e, |e| hash_of(&e.digest));
         }
         self.current.store(Arc::new(Snapshot {
             shards: shards.into_iter().map(Arc::new).collect(),
@@ -94,8 +102,9 @@ impl SnapshotCell {
         let mut orgs: Vec<Arc<OrgView>> = old.orgs.to_vec();
         let mut edits: HashMap<usize, Vec<Edit>> = HashMap::new();
         let mut done: HashMap<KeyId, ()> = HashMap::new();
+        let count = old.shards.len();
         let push = |edits: &mut HashMap<usize, Vec<Edit>>, d: &KeyDigest, e: Edit| {
-            edits.entry(shard_of(d)).or_default().push(e);
+            edits.entry(shard_of(d, count)).or_default().push(e);
         };
 
         let mut org_ids: Vec<&OrgId> = changes.orgs.iter().collect();
@@ -227,9 +236,13 @@ impl SnapshotCell {
         let tpm = spec.rate_limit_tpm.unwrap_or(org.per_key_tpm);
         set_limit(&runtime.rpm, rpm);
         set_limit(&runtime.tpm, tpm);
-        let budget = spec.budget.map(|b| (b.limit.micros(), b.period, b.hard));
-        if let Some((limit, period, hard)) = budget {
-            let bc = BudgetConfig { limit_micros: limit, period, hard, warn_threshold_ppm: org.warn_ppm };
+        if let Some(b) = spec.budget {
+            let bc = BudgetConfig {
+                limit_micros: b.limit.micros(),
+                period: b.period,
+                hard: b.hard,
+                warn_threshold_ppm: org.warn_ppm,
+            };
             let scope = key_scope(&rec.info.id);
             configure_budget(&runtime.budget, bc, now, r, &scope, &runtime.unflushed)?;
         }
@@ -249,10 +262,16 @@ impl SnapshotCell {
             expires_at: spec.expires_at.map_or(i64::MAX, Timestamp::as_micros),
             org_ix,
             epoch,
-            revoked: rec.info.status == KeyStatus::Revoked,
-            limits: KeyLimits { rpm, tpm, budget },
+            flags: flag(rec.info.status == KeyStatus::Revoked, REVOKED)
+                | flag(rpm > 0, HAS_RPM)
+                | flag(tpm > 0, HAS_TPM)
+                | flag(spec.budget.is_some(), HAS_BUDGET),
         })
     }
+}
+
+fn flag(on: bool, bit: u8) -> u8 {
+    if on { bit } else { 0 }
 }
 
 fn deny_all() -> IpRules {
@@ -294,7 +313,7 @@ fn set_limit(l: &crate::limits::RateLimiter, per_minute: u64) {
 /// counts this period's spend, and a period that ended while the process was down starts
 /// fresh.
 fn configure_budget(
-    slot: &std::sync::OnceLock<Box<BudgetCounter>>,
+    slot: &once_cell::race::OnceBox<BudgetCounter>,
     cfg: BudgetConfig,
     now: i64,
     r: &impl Lookup,

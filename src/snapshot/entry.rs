@@ -1,7 +1,8 @@
 //! What the snapshot holds per key and per org.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use once_cell::race::OnceBox;
+use std::sync::Arc;
 
 use crate::config::ip::IpRules;
 use crate::keys::KeyDigest;
@@ -18,7 +19,7 @@ pub(crate) struct KeyRuntime {
     pub memo: [AtomicU64; MEMO_SLOTS],
     pub rpm: RateLimiter,
     pub tpm: RateLimiter,
-    pub budget: OnceLock<Box<BudgetCounter>>,
+    pub budget: OnceBox<BudgetCounter>,
     /// Spend not yet written to the ledger, micro-dollars.
     pub unflushed: std::sync::atomic::AtomicI64,
 }
@@ -28,19 +29,19 @@ pub(crate) struct OrgRuntime {
     pub id: OrgId,
     pub rpm: RateLimiter,
     pub tpm: RateLimiter,
-    pub budget: OnceLock<Box<BudgetCounter>>,
+    pub budget: OnceBox<BudgetCounter>,
     /// Spend not yet written to the ledger, micro-dollars.
     pub unflushed: std::sync::atomic::AtomicI64,
 }
 
-/// A key's limits after inheritance, 0 meaning none.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct KeyLimits {
-    pub rpm: u64,
-    pub tpm: u64,
-    /// Budget limit in micro-dollars, `None` for no key budget.
-    pub budget: Option<(i64, Period, bool)>,
-}
+/// `KeyEntry::flags` bits.
+pub(crate) const REVOKED: u8 = 1;
+/// The key has a requests-per-minute limit (own or inherited); its value is in the limiter.
+pub(crate) const HAS_RPM: u8 = 2;
+/// The key has a tokens-per-minute limit.
+pub(crate) const HAS_TPM: u8 = 4;
+/// The key has its own budget; its configuration is in the counter.
+pub(crate) const HAS_BUDGET: u8 = 8;
 
 /// Restrictions that most keys do not have, kept out of line.
 pub(crate) struct KeyRules {
@@ -49,7 +50,8 @@ pub(crate) struct KeyRules {
     pub ips: Option<IpRules>,
 }
 
-/// One key as the gateway sees it: inline in the snapshot's hash table.
+/// One key as the gateway sees it: inline in the snapshot's hash table, 72 bytes. Limit
+/// values live in the runtime's limiters and counter; the entry only says which apply.
 #[derive(Clone)]
 pub(crate) struct KeyEntry {
     pub digest: KeyDigest,
@@ -60,8 +62,21 @@ pub(crate) struct KeyEntry {
     pub org_ix: u32,
     /// Publication epoch of this entry (memo tag).
     pub epoch: u32,
-    pub revoked: bool,
-    pub limits: KeyLimits,
+    /// `REVOKED`, `HAS_RPM`, `HAS_TPM`, `HAS_BUDGET`.
+    pub flags: u8,
+}
+
+impl KeyEntry {
+    #[inline]
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// The key's own budget counter, when it has a budget.
+    #[inline]
+    pub fn budget(&self) -> Option<&BudgetCounter> {
+        if self.has(HAS_BUDGET) { self.runtime.budget.get() } else { None }
+    }
 }
 
 /// One org as the gateway sees it.
@@ -90,7 +105,7 @@ impl KeyRuntime {
             memo: Default::default(),
             rpm: RateLimiter::unlimited(),
             tpm: RateLimiter::unlimited(),
-            budget: OnceLock::new(),
+            budget: OnceBox::new(),
             unflushed: Default::default(),
         }
     }
@@ -102,7 +117,7 @@ impl OrgRuntime {
             id,
             rpm: RateLimiter::unlimited(),
             tpm: RateLimiter::unlimited(),
-            budget: OnceLock::new(),
+            budget: OnceBox::new(),
             unflushed: Default::default(),
         }
     }

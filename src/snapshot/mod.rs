@@ -12,7 +12,10 @@ mod build;
 mod entry;
 mod models;
 
-pub(crate) use entry::{KeyEntry, KeyRuntime, MEMO_SLOTS, OrgRuntime, OrgView, SpendScope, add_spend};
+pub(crate) use entry::{
+    HAS_RPM, HAS_TPM, KeyEntry, KeyRuntime, MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, SpendScope,
+    add_spend,
+};
 pub(crate) use models::{MAX_REQUEST_MODELS, ModelIds};
 
 use arc_swap::ArcSwap;
@@ -25,8 +28,16 @@ use crate::keys::KeyDigest;
 use crate::model::OrgId;
 use crate::policy::Policies;
 
-pub(crate) const SHARD_BITS: u32 = 12;
-pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
+/// Fewest shards; a rebuild uses more for large stores (see [`shard_count_for`]).
+pub(crate) const MIN_SHARDS: usize = 4096;
+/// Keys per shard a rebuild aims at: hashbrown tables of 256 buckets hold up to 224, so
+/// about 175 keep nearly every shard at 256 buckets and ~68% full.
+const KEYS_PER_SHARD: usize = 175;
+
+/// The shard count for a store of `keys` keys.
+pub(crate) fn shard_count_for(keys: usize) -> usize {
+    (keys / KEYS_PER_SHARD).max(MIN_SHARDS)
+}
 
 /// One shard of keys.
 pub(crate) type Shard = hashbrown::HashTable<KeyEntry>;
@@ -45,7 +56,7 @@ impl Snapshot {
     /// The entry of a digest.
     #[inline]
     pub fn find(&self, d: &KeyDigest) -> Option<&KeyEntry> {
-        let shard = self.shards.get(shard_of(d))?;
+        let shard = self.shards.get(shard_of(d, self.shards.len()))?;
         shard.find(hash_of(d), |e| e.digest == *d)
     }
 
@@ -64,6 +75,7 @@ impl Snapshot {
             for e in shard.iter() {
                 bytes += std::mem::size_of::<KeyRuntime>() + 16 + ALLOC;
                 if e.runtime.budget.get().is_some() {
+                    // Counted for keys whose budget was set at least once.
                     bytes += std::mem::size_of::<crate::limits::BudgetCounter>() + ALLOC;
                 }
                 if let Some(r) = &e.rules {
@@ -77,9 +89,11 @@ impl Snapshot {
     }
 }
 
+/// The shard of a digest among `count` shards (multiply-shift of the first 4 bytes).
 #[inline]
-pub(crate) fn shard_of(d: &KeyDigest) -> usize {
-    (usize::from(d[0]) | (usize::from(d[1]) << 8)) & (SHARDS - 1)
+pub(crate) fn shard_of(d: &KeyDigest, count: usize) -> usize {
+    let x = u64::from(u32::from_le_bytes([d[0], d[1], d[2], d[3]]));
+    ((x * count as u64) >> 32) as usize
 }
 
 /// The digest is already uniformly random: its bytes are the hash.
@@ -146,7 +160,7 @@ pub(crate) struct SnapshotCell {
 impl SnapshotCell {
     pub fn new(policies: Arc<Policies>) -> Self {
         let empty = Snapshot {
-            shards: (0..SHARDS).map(|_| Arc::new(Shard::new())).collect(),
+            shards: (0..MIN_SHARDS).map(|_| Arc::new(Shard::new())).collect(),
             orgs: Arc::from(Vec::new()),
             policy_epoch: 0,
             policies: Arc::new(GatewayPolicies::new(policies)),

@@ -11,6 +11,7 @@ use crate::gateway::clock::Clock;
 use crate::limits::{BudgetCounter, RateLimiter};
 use crate::model::{Actor, KeyId, OrgId, Period, Timestamp, Usd};
 use crate::policy::{AdminAction, Target};
+use crate::snapshot::{HAS_RPM, HAS_TPM};
 
 /// A budget's state in its current period.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -89,9 +90,9 @@ impl super::Keys<'_> {
             let pending = rt.map_or(0, |k| k.unflushed.load(Ordering::Acquire));
             let mut rep = report(r, id.to_string(), &key_scope(id), pending, now.micros)?;
             if let Some(e) = entry {
-                rep.budget = e.limits.budget.and(e.runtime.budget.get()).map(|b| status(b, now.micros));
-                rep.rpm = rate(&e.runtime.rpm, e.limits.rpm, now.nanos);
-                rep.tpm = rate(&e.runtime.tpm, e.limits.tpm, now.nanos);
+                rep.budget = e.budget().map(|b| status(b, now.micros));
+                rep.rpm = e.has(HAS_RPM).then(|| rate(&e.runtime.rpm, now.nanos));
+                rep.tpm = e.has(HAS_TPM).then(|| rate(&e.runtime.tpm, now.nanos));
             }
             Ok(rep)
         })
@@ -112,8 +113,8 @@ impl super::Orgs<'_> {
             let mut rep = report(r, id.to_string(), &org_scope(id), pending, now.micros)?;
             if let Some(v) = view {
                 rep.budget = v.budget.and(v.runtime.budget.get()).map(|b| status(b, now.micros));
-                rep.rpm = rate(&v.runtime.rpm, v.rpm, now.nanos);
-                rep.tpm = rate(&v.runtime.tpm, v.tpm, now.nanos);
+                rep.rpm = (v.rpm > 0).then(|| rate(&v.runtime.rpm, now.nanos));
+                rep.tpm = (v.tpm > 0).then(|| rate(&v.runtime.tpm, now.nanos));
             }
             Ok(rep)
         })
@@ -150,6 +151,6 @@ fn status(b: &BudgetCounter, now: i64) -> BudgetStatus {
     }
 }
 
-fn rate(l: &RateLimiter, limit: u64, now_nanos: u64) -> Option<RateUse> {
-    (limit > 0).then(|| RateUse { limit, used: l.used(now_nanos) })
+fn rate(l: &RateLimiter, now_nanos: u64) -> RateUse {
+    RateUse { limit: l.limit(), used: l.used(now_nanos) }
 }
