@@ -28,7 +28,9 @@ pub use model::{
 pub use gateway::{
     DEFAULT_ESTIMATE, Denial, Gateway, Grant, Limits, RateHeaders, Request, ResolvedKey, Scope, Usage,
 };
-pub use policy::{AdminAction, Policies};
+pub use policy::{
+    AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, Policies, Target,
+};
 pub use store::{
     Audit, AuditEntry, ConfigVersion, CreatedKey, ImportKey, Keys, Members, OrgConfigs, Orgs,
     Outcome, Store, StoreBuilder,

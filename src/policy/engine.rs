@@ -1,0 +1,117 @@
+//! Admin authorization: one Cedar evaluation per request; any error is a denial.
+
+use cedar_policy::{Decision, Entities, Request, Response};
+
+use super::entities::admin_facts;
+use super::request::AdminRequest;
+use super::{Explanation, Policies};
+use crate::error::Denial;
+use crate::model::{KeyInfo, Member, Org};
+
+/// A Cedar response in our own terms.
+pub(super) struct Outcome {
+    /// Cedar's decision and no evaluation error.
+    pub(super) allowed: bool,
+    /// Cedar's deciding policies.
+    pub(super) reasons: Vec<String>,
+    /// Evaluation errors, as messages.
+    pub(super) errors: Vec<String>,
+    /// The ids of the policies that errored.
+    pub(super) erroring: Vec<String>,
+}
+
+impl Outcome {
+    pub(super) fn from_error(msg: String) -> Self {
+        Self { allowed: false, reasons: Vec::new(), errors: vec![msg], erroring: Vec::new() }
+    }
+
+    pub(super) fn from_response(r: &Response) -> Self {
+        let d = r.diagnostics();
+        // Cedar reports a set: sort so equal decisions compare equal (the hot path memoizes).
+        let mut reasons: Vec<String> = d.reason().map(ToString::to_string).collect();
+        reasons.sort_unstable();
+        let mut errors = Vec::new();
+        let mut erroring = Vec::new();
+        for e in d.errors() {
+            errors.push(e.to_string());
+            let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
+            erroring.push(pe.policy_id().to_string());
+        }
+        errors.sort_unstable();
+        erroring.sort_unstable();
+        erroring.dedup();
+        Self { allowed: r.decision() == Decision::Allow && errors.is_empty(), reasons, errors, erroring }
+    }
+
+    /// The ids to report for a denial: the deciding forbids, or the policies that errored.
+    pub(super) fn deciding(self) -> (Vec<String>, Vec<String>) {
+        if self.errors.is_empty() {
+            (self.reasons, self.errors)
+        } else {
+            (self.erroring, self.errors)
+        }
+    }
+}
+
+impl Policies {
+    pub(super) fn evaluate(&self, req: &AdminRequest<'_>) -> Outcome {
+        let c = &*self.inner;
+        let mut facts = match admin_facts(&c.types, req) {
+            Ok(f) => f,
+            Err(e) => return Outcome::from_error(e),
+        };
+        match c.action_entities.get(req.action.cedar_name()) {
+            Some(a) => facts.entities.push(a.clone()),
+            None => return Outcome::from_error(format!("action {} is not in the schema", req.action.cedar_name())),
+        }
+        let action = c.types.action(req.action.cedar_name());
+        let request = match Request::new(facts.principal, action, facts.resource, facts.context, Some(&c.schema)) {
+            Ok(r) => r,
+            Err(e) => return Outcome::from_error(format!("request: {e}")),
+        };
+        // The schema's action entity gives the action groups; our own entities are checked
+        // against the schema by tests (`every_request_shape_conforms_to_the_schema`), and any
+        // mismatch would be an evaluation error, hence a denial.
+        let entities = match Entities::from_entities(facts.entities, None) {
+            Ok(e) => e,
+            Err(e) => return Outcome::from_error(format!("entities: {e}")),
+        };
+        let response =
+            c.authorizer.is_authorized(&request, c.policies_for(req.action.cedar_name()), &entities);
+        Outcome::from_response(&response)
+    }
+
+    /// Decides one admin request. The operator is not evaluated here (the store allows it
+    /// itself): an `Actor::Operator` request is denied with an error. Any evaluation error is
+    /// a denial; the denial names the deciding forbid policies (or the policies that failed
+    /// to evaluate), or none when no policy permits the request.
+    #[allow(clippy::result_large_err)] // a denial is the cold path; the store boxes it into Error
+    pub fn authorize(&self, req: &AdminRequest<'_>) -> Result<(), Denial> {
+        let out = self.evaluate(req);
+        if out.allowed {
+            return Ok(());
+        }
+        let (policies, errors) = out.deciding();
+        Err(Denial::new(req.action.cedar_name(), req.actor_role, policies, errors))
+    }
+
+    /// The decision for one admin request with its reasons and errors, for
+    /// `orgstore policy explain`. `reasons` are Cedar's deciding policies (the permits when
+    /// allowed, the forbids when denied); an evaluation error makes `allowed` false.
+    pub fn explain(&self, req: &AdminRequest<'_>) -> Explanation {
+        let out = self.evaluate(req);
+        Explanation { allowed: out.allowed, reasons: out.reasons, errors: out.errors }
+    }
+
+    /// The Cedar entities JSON of one org (org, role groups, config, members and their
+    /// memberships, keys), so the public `cedar` CLI can be used with our schema and
+    /// policies. Members and keys of other orgs are ignored.
+    pub fn org_entities_json(
+        &self,
+        org: &Org,
+        members: &[Member],
+        keys: &[KeyInfo],
+    ) -> Result<serde_json::Value, crate::error::Error> {
+        super::entities::org_entities_json(&self.inner.types, &self.inner.schema, org, members, keys)
+    }
+}
