@@ -122,30 +122,42 @@ impl std::error::Error for KeyFormatError {}
 /// ```
 #[inline]
 pub fn check_key_format(key: &str) -> Result<(), KeyFormatError> {
+    if check_key_shape(key)? {
+        verify_checksum(key)?;
+    }
+    Ok(())
+}
+
+/// Checks prefix, length and alphabet. Returns whether the key carries a checksum (a
+/// generated key) that [`verify_checksum`] can check.
+#[inline]
+pub(crate) fn check_key_shape(key: &str) -> Result<bool, KeyFormatError> {
     let b = key.as_bytes();
     let Some(rest) = b.strip_prefix(KEY_PREFIX.as_bytes()) else {
         return Err(KeyFormatError::Prefix);
     };
     match rest.len() {
         n if n == BODY_LEN + CHECK_LEN => {
-            if !all_alphanumeric(rest) {
-                return Err(KeyFormatError::Charset);
-            }
-            let (signed, check) = b.split_at(KEY_LEN - CHECK_LEN);
-            if checksum_chars(signed) == check {
-                Ok(())
-            } else {
-                Err(KeyFormatError::Checksum)
-            }
+            if all_alphanumeric(rest) { Ok(true) } else { Err(KeyFormatError::Charset) }
         }
         LEGACY_HEX_LEN => {
             if rest.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)) {
-                Ok(())
+                Ok(false)
             } else {
                 Err(KeyFormatError::Charset)
             }
         }
         _ => Err(KeyFormatError::Length),
+    }
+}
+
+/// Verifies the CRC32 checksum of a generated key whose shape is already checked.
+#[inline]
+pub(crate) fn verify_checksum(key: &str) -> Result<(), KeyFormatError> {
+    let b = key.as_bytes();
+    match b.len().checked_sub(CHECK_LEN).map(|n| b.split_at(n)) {
+        Some((signed, check)) if checksum_chars(signed) == check => Ok(()),
+        _ => Err(KeyFormatError::Checksum),
     }
 }
 

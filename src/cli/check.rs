@@ -77,7 +77,7 @@ fn grant_json(g: &Grant) -> Value {
         "allowed": true,
         "org": g.org_id().as_str(),
         "key_id": g.key_id().to_string(),
-        "limits": limits_json(g.limits()),
+        "limits": limits_json(&g.limits()),
         "rate": g.rate_headers().map(|r| json!({
             "limit": r.limit,
             "remaining": r.remaining,

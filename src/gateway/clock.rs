@@ -44,3 +44,34 @@ impl Clock {
         Now { micros, nanos }
     }
 }
+
+/// A clock reading taken on first use: checks of keys without expiry or limits never read
+/// the clock.
+pub(crate) struct LazyNow<'a> {
+    clock: &'a Clock,
+    now: std::cell::Cell<Option<Now>>,
+}
+
+impl<'a> LazyNow<'a> {
+    #[inline]
+    pub fn new(clock: &'a Clock) -> Self {
+        Self { clock, now: std::cell::Cell::new(None) }
+    }
+
+    #[inline]
+    pub fn fixed(clock: &'a Clock, now: Now) -> Self {
+        Self { clock, now: std::cell::Cell::new(Some(now)) }
+    }
+
+    #[inline]
+    pub fn get(&self) -> Now {
+        match self.now.get() {
+            Some(n) => n,
+            None => {
+                let n = self.clock.now();
+                self.now.set(Some(n));
+                n
+            }
+        }
+    }
+}

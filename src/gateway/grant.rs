@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::clock::Now;
+use super::clock::{LazyNow, Now};
 use super::denial::{Denial, Scope};
 use crate::limits::{BudgetExceeded, RateState, Reservation};
 use crate::model::{KeyId, OrgId, Timestamp, Usd};
@@ -82,7 +82,11 @@ impl Usage {
 #[derive(Debug)]
 pub struct Grant {
     runtime: Arc<KeyRuntime>,
-    limits: Limits,
+    /// The entry's flags and the org's limits at admission; `limits()` is built from them.
+    flags: u8,
+    org_rpm: u64,
+    org_tpm: u64,
+    org_budget_micros: Option<i64>,
     rate: Option<RateHeaders>,
     key_budget: Option<Reservation>,
     org_budget: Option<Reservation>,
@@ -113,8 +117,18 @@ impl Grant {
     }
 
     /// The effective limits.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    pub fn limits(&self) -> Limits {
+        let nz = |v: u64| (v > 0).then_some(v);
+        let rt = &self.runtime;
+        let on = |f: u8| self.flags & f != 0;
+        Limits {
+            key_rpm: on(HAS_RPM).then(|| rt.rpm.limit()),
+            org_rpm: nz(self.org_rpm),
+            key_tpm: on(HAS_TPM).then(|| rt.tpm.limit()),
+            org_tpm: nz(self.org_tpm),
+            key_budget: self.key_budget.and_then(|_| rt.budget.get()).and_then(|b| Usd::from_micros(b.config().limit_micros).ok()),
+            org_budget: self.org_budget_micros.and_then(|m| Usd::from_micros(m).ok()),
+        }
     }
 
     /// Rate-limit header values, when a requests-per-minute limit applies.
@@ -140,29 +154,29 @@ impl Grant {
 
     /// Admits a request that passed every other check: rate limits, then budgets.
     #[inline]
-    pub(super) fn admit(entry: &KeyEntry, org: &OrgView, estimate: i64, now: Now) -> Result<Grant, Denial> {
+    pub(super) fn admit(entry: &KeyEntry, org: &OrgView, estimate: i64, now: &LazyNow<'_>) -> Result<Grant, Denial> {
         let kr = &entry.runtime;
         let mut rate = None;
         if entry.has(HAS_RPM) {
-            let s = kr.rpm.try_acquire(now.nanos, 1).map_err(|r| limited(Scope::Key, false, r.after_nanos))?;
+            let s = kr.rpm.try_acquire(now.get().nanos, 1).map_err(|r| limited(Scope::Key, false, r.after_nanos))?;
             rate = tighter(rate, s);
         }
         if org.rpm > 0 {
-            let s = org.runtime.rpm.try_acquire(now.nanos, 1).map_err(|r| limited(Scope::Org, false, r.after_nanos))?;
+            let s = org.runtime.rpm.try_acquire(now.get().nanos, 1).map_err(|r| limited(Scope::Org, false, r.after_nanos))?;
             rate = tighter(rate, s);
         }
         if entry.has(HAS_TPM) {
-            kr.tpm.peek_allows(now.nanos).map_err(|r| limited(Scope::Key, true, r.after_nanos))?;
+            kr.tpm.peek_allows(now.get().nanos).map_err(|r| limited(Scope::Key, true, r.after_nanos))?;
         }
         if org.tpm > 0 {
-            org.runtime.tpm.peek_allows(now.nanos).map_err(|r| limited(Scope::Org, true, r.after_nanos))?;
+            org.runtime.tpm.peek_allows(now.get().nanos).map_err(|r| limited(Scope::Org, true, r.after_nanos))?;
         }
         let key_budget = match entry.budget() {
-            Some(b) => Some(b.reserve(now.micros, estimate).map_err(|e| over(Scope::Key, e))?),
+            Some(b) => Some(b.reserve(now.get().micros, estimate).map_err(|e| over(Scope::Key, e))?),
             _ => None,
         };
         let org_budget = match (org.budget, org.runtime.budget.get()) {
-            (Some(_), Some(b)) => match b.reserve(now.micros, estimate) {
+            (Some(_), Some(b)) => match b.reserve(now.get().micros, estimate) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     if let (Some(r), Some(kb)) = (key_budget, kr.budget.get()) {
@@ -175,7 +189,10 @@ impl Grant {
         };
         Ok(Grant {
             runtime: kr.clone(),
-            limits: Limits::of(entry, org),
+            flags: entry.flags,
+            org_rpm: org.rpm,
+            org_tpm: org.tpm,
+            org_budget_micros: org.budget.map(|b| b.0),
             rate,
             key_budget,
             org_budget,
@@ -191,10 +208,10 @@ impl Grant {
         self.settle_budgets(usage.cost.micros());
         let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
         let kr = &self.runtime;
-        if self.limits.key_tpm.is_some() {
+        if self.flags & HAS_TPM != 0 {
             kr.tpm.charge(now.nanos, tokens);
         }
-        if self.limits.org_tpm.is_some() {
+        if self.org_tpm > 0 {
             kr.org.tpm.charge(now.nanos, tokens);
         }
         add_spend(kr, usage.cost.micros(), cell);

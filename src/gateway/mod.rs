@@ -13,10 +13,10 @@ pub use grant::{Grant, Limits, RateHeaders, Usage};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::keys::{check_key_format, digest};
+use crate::keys::{check_key_shape, digest, verify_checksum};
 use crate::model::{KeyId, OrgId, OrgStatus, Timestamp, Usd};
 use crate::snapshot::{KeyEntry, MAX_REQUEST_MODELS, OrgView, REVOKED, Snapshot, SnapshotCell};
-use clock::{Clock, Now};
+use clock::{Clock, LazyNow};
 
 /// Default cost reserved against budgets per request when the caller gives no estimate:
 /// one cent. `record_usage` settles the real cost.
@@ -118,21 +118,21 @@ impl Gateway {
     /// the response is done.
     #[inline]
     pub fn check(&self, req: &Request<'_>) -> Result<Grant, Denial> {
-        self.check_now(req, self.clock.now())
+        self.check_now(req, &LazyNow::new(&self.clock))
     }
 
     /// [`Gateway::check`] at a given time (for tests and replays of budget periods and
     /// expiry).
     pub fn check_at(&self, req: &Request<'_>, at: Timestamp) -> Result<Grant, Denial> {
-        self.check_now(req, self.clock.at(at))
+        self.check_now(req, &LazyNow::fixed(&self.clock, self.clock.at(at)))
     }
 
     /// Resolves a key without checking a model, an address, policies or limits: revoked,
     /// expired and suspended keys are still refused.
     pub fn lookup(&self, key: &str) -> Result<ResolvedKey, Denial> {
-        let now = self.clock.now();
+        let now = LazyNow::new(&self.clock);
         let snap = self.cell.current.load();
-        let (entry, _) = self.resolve(&snap, key, now)?;
+        let (entry, _) = self.resolve(&snap, key, &now)?;
         Ok(ResolvedKey {
             key_id: entry.runtime.id,
             org_id: entry.runtime.org.id.clone(),
@@ -154,22 +154,34 @@ impl Gateway {
         }
     }
 
+    /// Interns a model name seen for the first time and lets the snapshot's map learn it.
+    #[cold]
+    fn first_sight(&self, model: &str) -> Option<u32> {
+        let id = self.cell.models.intern(model, MAX_REQUEST_MODELS);
+        self.cell.publish_models();
+        id
+    }
+
     /// Number of keys in the published snapshot.
     pub fn key_count(&self) -> usize {
         self.cell.current.load().key_count()
     }
 
     #[inline]
-    fn resolve<'s>(&self, snap: &'s Snapshot, key: &str, now: Now) -> Result<(&'s KeyEntry, &'s OrgView), Denial> {
-        check_key_format(key).map_err(Denial::MalformedKey)?;
+    fn resolve<'s>(&self, snap: &'s Snapshot, key: &str, now: &LazyNow<'_>) -> Result<(&'s KeyEntry, &'s OrgView), Denial> {
+        let checksummed = check_key_shape(key).map_err(Denial::MalformedKey)?;
         if self.cell.is_stale() {
             return Err(Denial::Unavailable);
         }
-        let entry = snap.find(&digest(key)).ok_or(Denial::UnknownKey)?;
+        // A stored digest proves the key is one this store issued or imported, so the
+        // checksum is verified only on a miss, to tell a mistyped key from an unknown one.
+        let Some(entry) = snap.find(&digest(key)) else {
+            return Err(unknown(key, checksummed));
+        };
         if entry.has(REVOKED) {
             return Err(Denial::Revoked);
         }
-        if entry.expires_at <= now.micros {
+        if entry.expires_at != i64::MAX && entry.expires_at <= now.get().micros {
             return Err(Denial::Expired);
         }
         let org = snap.orgs.get(entry.org_ix as usize).ok_or(Denial::Unavailable)?;
@@ -181,7 +193,7 @@ impl Gateway {
     }
 
     #[inline]
-    fn check_now(&self, req: &Request<'_>, now: Now) -> Result<Grant, Denial> {
+    fn check_now(&self, req: &Request<'_>, now: &LazyNow<'_>) -> Result<Grant, Denial> {
         let snap = self.cell.current.load();
         let (entry, org) = self.resolve(&snap, req.key, now)?;
         let rules = entry.rules.as_deref();
@@ -190,16 +202,27 @@ impl Gateway {
         if !ip_ok {
             return Err(Denial::IpNotAllowed);
         }
-        let model_id = self.cell.models.get(req.model);
+        let model_id = match snap.models.get(req.model) {
+            Some(&id) => Some(id),
+            None => self.cell.models.get(req.model),
+        };
         let in_list = |list: Option<&[u32]>| {
             list.is_none_or(|l| model_id.is_some_and(|id| l.binary_search(&id).is_ok()))
         };
         if !in_list(org.models.as_deref()) || !in_list(rules.and_then(|r| r.models.as_deref())) {
             return Err(Denial::ModelNotAllowed);
         }
-        let model_id = model_id.or_else(|| self.cell.models.intern(req.model, MAX_REQUEST_MODELS));
+        let model_id = model_id.or_else(|| self.first_sight(req.model));
         memo::decide(&snap, entry, org, model_id, req.model)?;
         let estimate = req.estimated_cost.unwrap_or(self.default_estimate);
         Grant::admit(entry, org, estimate.micros(), now)
+    }
+}
+
+#[cold]
+fn unknown(key: &str, checksummed: bool) -> Denial {
+    match checksummed.then(|| verify_checksum(key)) {
+        Some(Err(e)) => Denial::MalformedKey(e),
+        _ => Denial::UnknownKey,
     }
 }

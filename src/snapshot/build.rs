@@ -86,6 +86,7 @@ impl SnapshotCell {
             orgs: orgs.into(),
             policy_epoch: old.policy_epoch,
             policies: old.policies.clone(),
+            models: self.model_map(&old),
         }));
         self.stale.store(false, Ordering::Release);
         Ok(())
@@ -179,6 +180,7 @@ impl SnapshotCell {
             orgs: orgs.into(),
             policy_epoch: old.policy_epoch,
             policies: old.policies.clone(),
+            models: self.model_map(&old),
         }));
         Ok(())
     }

@@ -16,7 +16,7 @@ pub(crate) use entry::{
     HAS_RPM, HAS_TPM, KeyEntry, KeyRuntime, MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, SpendScope,
     add_spend,
 };
-pub(crate) use models::{MAX_REQUEST_MODELS, ModelIds};
+pub(crate) use models::{MAX_REQUEST_MODELS, ModelIds, ModelMap};
 
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
@@ -50,6 +50,8 @@ pub(crate) struct Snapshot {
     /// Epoch at which the current policy set was published (memo tag).
     pub policy_epoch: u32,
     pub policies: Arc<GatewayPolicies>,
+    /// Model names interned when this snapshot was published.
+    pub models: Arc<ModelMap>,
 }
 
 impl Snapshot {
@@ -109,6 +111,10 @@ pub(crate) struct GatewayPolicies {
     reasons: RwLock<Vec<Arc<[String]>>>,
 }
 
+/// Names interned from requests reach the snapshot's plain map until this many names exist;
+/// later ones are looked up in the concurrent interner (a few nanoseconds more).
+const MAX_REPUBLISHED_MODELS: usize = 4096;
+
 /// Memo reason index meaning "too many distinct reasons; evaluate again for the reason".
 pub(crate) const NO_REASON: u8 = u8::MAX;
 
@@ -164,6 +170,7 @@ impl SnapshotCell {
             orgs: Arc::from(Vec::new()),
             policy_epoch: 0,
             policies: Arc::new(GatewayPolicies::new(policies)),
+            models: Arc::new(ModelMap::default()),
         };
         Self {
             current: ArcSwap::from_pointee(empty),
@@ -200,6 +207,34 @@ impl SnapshotCell {
             orgs: old.orgs.clone(),
             policy_epoch: st.epoch,
             policies: Arc::new(GatewayPolicies::new(policies)),
+            models: self.model_map(&old),
+        }));
+    }
+
+    /// The model map for a new snapshot: the previous one unless names were interned since.
+    pub(crate) fn model_map(&self, old: &Snapshot) -> Arc<ModelMap> {
+        if old.models.len() == self.models.len() {
+            old.models.clone()
+        } else {
+            Arc::new(self.models.to_map())
+        }
+    }
+
+    /// Republishes the snapshot so that names first seen in requests reach the plain map,
+    /// for the first `MAX_REPUBLISHED_MODELS` such names. Skipped when a writer is
+    /// publishing (its snapshot carries the names anyway).
+    pub fn publish_models(&self) {
+        if self.models.len() > MAX_REPUBLISHED_MODELS {
+            return;
+        }
+        let Some(_st) = self.state.try_lock() else { return };
+        let old = self.current.load_full();
+        self.current.store(Arc::new(Snapshot {
+            shards: old.shards.clone(),
+            orgs: old.orgs.clone(),
+            policy_epoch: old.policy_epoch,
+            policies: old.policies.clone(),
+            models: self.model_map(&old),
         }));
     }
 }

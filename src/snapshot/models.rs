@@ -16,7 +16,26 @@ pub(crate) struct ModelIds {
     next: parking_lot::Mutex<u32>,
 }
 
+/// A read-only copy of the interner, carried by each snapshot so the hot path looks model
+/// names up in a plain hash table.
+pub(crate) type ModelMap = hashbrown::HashMap<Box<str>, u32, RandomState>;
+
 impl ModelIds {
+    /// How many names are interned.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// A copy of every interned name.
+    pub fn to_map(&self) -> ModelMap {
+        let pinned = self.map.pin();
+        let mut m = ModelMap::with_capacity_and_hasher(pinned.len(), RandomState::default());
+        for (k, v) in pinned.iter() {
+            m.insert(k.clone(), *v);
+        }
+        m
+    }
+
     pub fn new() -> Self {
         Self { map: papaya::HashMap::with_hasher(RandomState::default()), next: parking_lot::Mutex::new(0) }
     }
