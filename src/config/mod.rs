@@ -9,7 +9,7 @@ mod sections;
 
 pub use diff::ConfigChange;
 pub(crate) use diff::diff;
-pub(crate) use mask::{mask_secret, mask_secrets};
+pub(crate) use mask::{is_secret_field, mask_secret, mask_secrets};
 pub use sections::{BudgetPolicy, IpAcl, RateLimiting};
 
 use serde_json::{Map, Value};
@@ -44,13 +44,22 @@ const TOP_ALIASES: &[(&str, &str)] = &[("caching", "cache")];
 /// assert_eq!(c.budgets().unwrap().limit.unwrap().micros(), 500_000_000);
 /// assert!(OrgConfig::parse(r#"{"rate_limitng":{}}"#).unwrap_err().to_string().contains("rate_limiting"));
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct OrgConfig {
     json: Value,
     rate: RateLimiting,
     budgets: Option<BudgetPolicy>,
     ip_acl: IpAcl,
     allowed_models: Option<Vec<String>>,
+}
+
+/// Shows the JSON with secrets masked: a config may end up in a log through `{:?}`.
+impl std::fmt::Debug for OrgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrgConfig")
+            .field("json", &self.to_masked_json())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for OrgConfig {

@@ -4,7 +4,7 @@ use super::tables::MEMBER_ORGS;
 use super::tx::{Lookup, WriteTx};
 use super::{Outcome, Store, audit_append};
 use crate::error::Error;
-use crate::model::{Actor, Email, Member, Org, OrgId, Role};
+use crate::model::{Actor, Email, Member, Org, OrgId, OrgStatus, Role};
 use crate::policy::{AdminAction, Target};
 use redb::ReadableTable;
 
@@ -116,6 +116,10 @@ impl Members<'_> {
             for item in range {
                 let (k, v) = item.map_err(io)?;
                 let org = OrgId::parse(k.value().1)?;
+                // Memberships of a deleted org stay for its audit trail but are not listed.
+                if r.org_any(&org)?.status == OrgStatus::Deleted {
+                    continue;
+                }
                 let role = Role::ALL.into_iter().find(|r| r.level() == v.value())
                     .ok_or_else(|| Error::corrupt("membership index", "unknown role level"))?;
                 out.push((org, role));

@@ -81,13 +81,6 @@ pub(crate) trait Lookup {
         v.map(|v| decode("key", v.value())).transpose()
     }
 
-    /// The key id a digest belongs to.
-    fn key_by_digest(&self, digest: &KeyDigest) -> Result<Option<KeyId>, Error> {
-        let t = self.table(KEY_DIGESTS)?;
-        let v = t.get(digest).map_err(io)?;
-        Ok(v.map(|v| KeyId::from_bytes(*v.value())))
-    }
-
     /// All members of an org.
     fn members_of(&self, org: &OrgId) -> Result<Vec<Member>, Error> {
         let t = self.table(MEMBERS)?;
@@ -116,9 +109,13 @@ pub(crate) trait Lookup {
     }
 }
 
-/// Parses a stored config version.
+/// Parses a stored config version without its encrypted provider secrets (the gateway's
+/// view; `Sealer::open` decrypts them for admin reads).
 pub(crate) fn parse_stored_config(rec: &ConfigRecord) -> Result<OrgConfig, Error> {
-    OrgConfig::parse(&rec.json).map_err(|e| Error::corrupt("config version", e))
+    let mut v: serde_json::Value =
+        serde_json::from_str(&rec.json).map_err(|e| Error::corrupt("config version", e))?;
+    super::secrets::strip_sealed(&mut v);
+    OrgConfig::from_value(v).map_err(|e| Error::corrupt("config version", e))
 }
 
 #[cold]
@@ -217,21 +214,20 @@ impl WriteTx {
     /// Writes a key record and its indexes; `old_digest` is removed from the digest index
     /// when the secret changed (rotation).
     pub fn put_key(&mut self, rec: &KeyRecord, old_digest: Option<KeyDigest>) -> Result<(), Error> {
-        let id = rec.info.id;
-        let bytes = encode(rec)?;
-        self.txn.open_table(KEYS).map_err(wio)?.insert(id.as_bytes(), bytes.as_slice()).map_err(wio)?;
-        self.txn
-            .open_table(KEYS_BY_ORG)
-            .map_err(wio)?
-            .insert((rec.info.org.as_str(), id.as_bytes()), ())
-            .map_err(wio)?;
-        let mut digests = self.txn.open_table(KEY_DIGESTS).map_err(wio)?;
-        if let Some(old) = old_digest.filter(|d| *d != rec.digest) {
-            digests.remove(&old).map_err(wio)?;
-        }
-        digests.insert(&rec.digest, id.as_bytes()).map_err(wio)?;
-        self.changes.keys.push((id, old_digest));
+        KeyTables::open(&self.txn)?.put(rec, old_digest)?;
+        self.changes.keys.push((rec.info.id, old_digest));
         Ok(())
+    }
+
+    /// The key tables, opened once for writing many keys (an import). Record each key
+    /// written through them with [`WriteTx::key_written`] once they are dropped.
+    pub fn key_tables(&self) -> Result<KeyTables<'_>, Error> {
+        KeyTables::open(&self.txn)
+    }
+
+    /// Records a key written through [`WriteTx::key_tables`], for the snapshot.
+    pub fn key_written(&mut self, id: KeyId, old_digest: Option<KeyDigest>) {
+        self.changes.keys.push((id, old_digest));
     }
 
     /// The next store-wide sequence number of `counter` in the meta table.
@@ -240,5 +236,52 @@ impl WriteTx {
         let next = meta.get(counter).map_err(wio)?.map_or(0, |v| v.value()) + 1;
         meta.insert(counter, next).map_err(wio)?;
         Ok(next)
+    }
+}
+
+/// The key record table and its two indexes, open together inside one write transaction.
+pub(crate) struct KeyTables<'t> {
+    keys: redb::Table<'t, &'static [u8; 16], &'static [u8]>,
+    by_org: redb::Table<'t, (&'static str, &'static [u8; 16]), ()>,
+    digests: redb::Table<'t, &'static [u8; 32], &'static [u8; 16]>,
+}
+
+impl<'t> KeyTables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, Error> {
+        Ok(Self {
+            keys: txn.open_table(KEYS).map_err(wio)?,
+            by_org: txn.open_table(KEYS_BY_ORG).map_err(wio)?,
+            digests: txn.open_table(KEY_DIGESTS).map_err(wio)?,
+        })
+    }
+
+    /// Whether a key record with this id exists.
+    pub fn has_id(&self, id: &KeyId) -> Result<bool, Error> {
+        Ok(self.keys.get(id.as_bytes()).map_err(io)?.is_some())
+    }
+
+    /// Whether a key with this digest exists.
+    pub fn has_digest(&self, digest: &KeyDigest) -> Result<bool, Error> {
+        Ok(self.digests.get(digest).map_err(io)?.is_some())
+    }
+
+    /// Writes a key record and its indexes; `old_digest` is removed from the digest index
+    /// when the secret changed (rotation).
+    pub fn put(&mut self, rec: &KeyRecord, old_digest: Option<KeyDigest>) -> Result<(), Error> {
+        let id = rec.info.id;
+        let bytes = encode(rec)?;
+        self.keys
+            .insert(id.as_bytes(), bytes.as_slice())
+            .map_err(wio)?;
+        self.by_org
+            .insert((rec.info.org.as_str(), id.as_bytes()), ())
+            .map_err(wio)?;
+        if let Some(old) = old_digest.filter(|d| *d != rec.digest) {
+            self.digests.remove(&old).map_err(wio)?;
+        }
+        self.digests
+            .insert(&rec.digest, id.as_bytes())
+            .map_err(wio)?;
+        Ok(())
     }
 }
