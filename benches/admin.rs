@@ -5,6 +5,8 @@
 //! - `admin/key_import_100k`: one `keys().import` of 100,000 keys by digest, one
 //!   transaction, into a fresh store each time. Target: >= 100,000 keys/s.
 //!
+//! - `admin_authorize/*`: one Cedar admin decision per request shape (expected ~10 us).
+//!
 //! Criterion reports throughput in elements/s: creates/s and imported keys/s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,7 +15,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use orgstore::{Actor, Email, ImportKey, KeySpec, OrgId, Store};
+use orgstore::{
+    Actor, AdminAction, AdminRequest, Email, ImportKey, KeyId, KeySpec, OrgId, Policies, Role,
+    Store, Target,
+};
 use sha2::{Digest, Sha256};
 
 const IMPORT_BATCH: usize = 100_000;
@@ -96,5 +101,44 @@ fn bulk_import(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, durable_create, bulk_import);
+
+/// Admin authorization cost: one Cedar decision per request shape (the store makes one per
+/// admin operation).
+fn admin_authorize(c: &mut Criterion) {
+    let p = Policies::default_set().expect("policies");
+    let org = OrgId::parse("acme").expect("org");
+    let ann = Email::parse("ann@acme.io").expect("email");
+    let bob = Email::parse("bob@acme.io").expect("email");
+    let actor = Actor::member(ann.clone());
+    let key = KeyId::random();
+    let req = |role, action, target| AdminRequest {
+        actor: &actor,
+        actor_role: Some(role),
+        action,
+        org: &org,
+        owner_count: 2,
+        target,
+    };
+    let read = req(Role::Viewer, AdminAction::ReadOrg, Target::Org);
+    let update = req(Role::Admin, AdminAction::UpdateConfig, Target::Config);
+    let change = req(
+        Role::Admin,
+        AdminAction::ChangeRole,
+        Target::Membership { email: &bob, role: Some(Role::Member), new_role: Some(Role::Viewer) },
+    );
+    let own_key = req(Role::Member, AdminAction::ManageKey, Target::Key { id: key, created_by: "ann@acme.io" });
+    let denied = req(Role::Viewer, AdminAction::UpdateConfig, Target::Config);
+    assert!(p.authorize(&read).is_ok() && p.authorize(&update).is_ok());
+    assert!(p.authorize(&change).is_ok() && p.authorize(&own_key).is_ok());
+    assert!(p.authorize(&denied).is_err());
+    let mut g = c.benchmark_group("admin_authorize");
+    g.bench_function("viewer_read_org", |b| b.iter(|| p.authorize(black_box(&read)).is_ok()));
+    g.bench_function("admin_update_config", |b| b.iter(|| p.authorize(black_box(&update)).is_ok()));
+    g.bench_function("admin_change_role", |b| b.iter(|| p.authorize(black_box(&change)).is_ok()));
+    g.bench_function("member_manage_own_key", |b| b.iter(|| p.authorize(black_box(&own_key)).is_ok()));
+    g.bench_function("viewer_update_config_denied", |b| b.iter(|| p.authorize(black_box(&denied)).is_ok()));
+    g.finish();
+}
+
+criterion_group!(benches, durable_create, bulk_import, admin_authorize);
 criterion_main!(benches);
