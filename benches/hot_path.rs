@@ -4,6 +4,8 @@
 //! references measured in the same run: the floor (SHA-256 + get in a plain `hashbrown`
 //! map of the same digests) and the naive path (redb get + Cedar per request).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use orgstore::bench_support::{NaivePath, build_store};
 use orgstore::{Request, SecretKey};
@@ -13,15 +15,22 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 fn key_count() -> usize {
-    std::env::var("ORGSTORE_BENCH_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+    std::env::var("ORGSTORE_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
 }
 
 fn bench(c: &mut Criterion) {
     let n = key_count();
     let t = Instant::now();
     let fixture = build_store(n, false).expect("build store");
-    eprintln!("built {n} keys in {:?}; reopen gave a ready snapshot in {:?}; snapshot memory ~{} B/key",
-        t.elapsed(), fixture.reopen_time, fixture.bytes_per_key);
+    eprintln!(
+        "built {n} keys in {:?}; reopen gave a ready snapshot in {:?}; snapshot memory ~{} B/key",
+        t.elapsed(),
+        fixture.reopen_time,
+        fixture.bytes_per_key
+    );
     let gw = fixture.store.gateway();
     let keys = &fixture.keys;
     let ip: IpAddr = "10.1.2.3".parse().expect("ip");
@@ -59,7 +68,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("check_warm", |b| {
         b.iter(|| {
             i = (i + 1) % hot.len();
-            black_box(gw.check(&Request::new(black_box(&hot[i]), model, ip)).is_ok())
+            black_box(
+                gw.check(&Request::new(black_box(&hot[i]), model, ip))
+                    .is_ok(),
+            )
         })
     });
     g.bench_function("floor_sha256_hashbrown_cold", |b| {
@@ -81,7 +93,12 @@ fn bench(c: &mut Criterion) {
     });
     let unknown = SecretKey::generate();
     g.bench_function("check_unknown", |b| {
-        b.iter(|| black_box(gw.check(&Request::new(black_box(unknown.expose()), model, ip)).is_err()))
+        b.iter(|| {
+            black_box(
+                gw.check(&Request::new(black_box(unknown.expose()), model, ip))
+                    .is_err(),
+            )
+        })
     });
     let mut bad = hot[0].clone().into_bytes();
     bad[20] = if bad[20] == b'a' { b'b' } else { b'a' };
@@ -98,36 +115,44 @@ fn bench(c: &mut Criterion) {
             black_box(g.is_ok())
         })
     });
-    let grant = gw.check(&Request::new(&limited[0], model, ip)).expect("grant");
+    let grant = gw
+        .check(&Request::new(&limited[0], model, ip))
+        .expect("grant");
     g.bench_function("record_usage", |b| {
         b.iter_batched(
-            || gw.check(&Request::new(&limited[1], model, ip)).expect("grant"),
+            || {
+                gw.check(&Request::new(&limited[1], model, ip))
+                    .expect("grant")
+            },
             |g| gw.record_usage(&g, orgstore::Usage::new(10, 20, orgstore::Usd::ZERO)),
             BatchSize::SmallInput,
         )
     });
     drop(grant);
     for threads in [1usize, 2] {
-        g.bench_function(format!("check_warm_throughput_{threads}_threads_x10k"), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                std::thread::scope(|s| {
-                    for t in 0..threads {
-                        let gw = gw.clone();
-                        let hot = &hot;
-                        s.spawn(move || {
-                            for it in 0..iters {
-                                for x in 0..(10_000 / threads) {
-                                    let k = &hot[(x * 7 + t * 13 + it as usize) % hot.len()];
-                                    black_box(gw.check(&Request::new(k, model, ip)).is_ok());
+        g.bench_function(
+            format!("check_warm_throughput_{threads}_threads_x10k"),
+            |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    std::thread::scope(|s| {
+                        for t in 0..threads {
+                            let gw = gw.clone();
+                            let hot = &hot;
+                            s.spawn(move || {
+                                for it in 0..iters {
+                                    for x in 0..(10_000 / threads) {
+                                        let k = &hot[(x * 7 + t * 13 + it as usize) % hot.len()];
+                                        black_box(gw.check(&Request::new(k, model, ip)).is_ok());
+                                    }
                                 }
-                            }
-                        });
-                    }
-                });
-                start.elapsed()
-            })
-        });
+                            });
+                        }
+                    });
+                    start.elapsed()
+                })
+            },
+        );
     }
     let naive = NaivePath::new(&fixture.store).expect("naive");
     g.sample_size(20).measurement_time(Duration::from_secs(3));

@@ -11,7 +11,7 @@ use crate::policy::{GatewayContext, Policies};
 use crate::store::records::KeyRecord;
 use crate::store::tables::{KEY_DIGESTS, KEYS, ORGS};
 use crate::{Budget, Error, ImportKey, KeySpec, Period, SecretKey, Store, StoreBuilder, Usd};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableDatabase;
 
 /// A synthetic store and the full keys of everything in it.
 pub struct Fixture {
@@ -46,10 +46,14 @@ pub fn build_store(n: usize, durable: bool) -> Result<Fixture, Error> {
     let op = Actor::Operator;
     let owner = Email::parse("owner@bench.example")?;
     let store = builder.open(&path)?;
-    let orgs: Vec<OrgId> = (0..100).map(|i| OrgId::parse(&format!("org-{i}"))).collect::<Result<_, _>>()?;
+    let orgs: Vec<OrgId> = (0..100)
+        .map(|i| OrgId::parse(&format!("org-{i}")))
+        .collect::<Result<_, _>>()?;
     for o in &orgs {
         store.orgs().create(&op, o, "Bench org", &owner)?;
-        store.org_configs().update(&op, o, r#"{"allowed_models":["gpt-4o","gpt-4o-mini"]}"#)?;
+        store
+            .org_configs()
+            .update(&op, o, r#"{"allowed_models":["gpt-4o","gpt-4o-mini"]}"#)?;
     }
     let mut keys = Vec::with_capacity(n);
     let per_org = n.div_ceil(orgs.len()).max(1);
@@ -89,7 +93,14 @@ pub fn build_store(n: usize, durable: bool) -> Result<Fixture, Error> {
     let store = builder.open(&path)?;
     let reopen_time = t.elapsed();
     let bytes_per_key = store.snapshot_key_memory() / (n + 1000).max(1);
-    Ok(Fixture { store, keys, limited_keys, reopen_time, bytes_per_key, path })
+    Ok(Fixture {
+        store,
+        keys,
+        limited_keys,
+        reopen_time,
+        bytes_per_key,
+        path,
+    })
 }
 
 fn hex(d: &[u8]) -> String {
@@ -106,8 +117,14 @@ pub struct NaivePath {
 impl NaivePath {
     /// Opens one read transaction, reused for every check.
     pub fn new(store: &Store) -> Result<Self, Error> {
-        let txn = store.raw_db().begin_read().map_err(|e| Error::storage("starting a read", e))?;
-        Ok(Self { txn, policies: store.policies() })
+        let txn = store
+            .raw_db()
+            .begin_read()
+            .map_err(|e| Error::storage("starting a read", e))?;
+        Ok(Self {
+            txn,
+            policies: store.policies(),
+        })
     }
 
     /// One naive check.
@@ -118,22 +135,39 @@ impl NaivePath {
             return Ok(false);
         }
         let d = digest(key);
-        let Some(id) = self.txn.open_table(KEY_DIGESTS).map_err(tio)?.get(&d).map_err(io)?.map(|v| *v.value()) else {
+        let Some(id) = self
+            .txn
+            .open_table(KEY_DIGESTS)
+            .map_err(tio)?
+            .get(&d)
+            .map_err(io)?
+            .map(|v| *v.value())
+        else {
             return Ok(false);
         };
         let keys = self.txn.open_table(KEYS).map_err(tio)?;
-        let Some(raw) = keys.get(&id).map_err(io)? else { return Ok(false) };
+        let Some(raw) = keys.get(&id).map_err(io)? else {
+            return Ok(false);
+        };
         let rec: KeyRecord = crate::store::codec::decode("key", raw.value())?;
         if rec.info.status == KeyStatus::Revoked {
             return Ok(false);
         }
         let orgs = self.txn.open_table(ORGS).map_err(tio)?;
-        let Some(raw) = orgs.get(rec.info.org.as_str()).map_err(io)? else { return Ok(false) };
+        let Some(raw) = orgs.get(rec.info.org.as_str()).map_err(io)? else {
+            return Ok(false);
+        };
         let org: Org = crate::store::codec::decode("org", raw.value())?;
         if org.status != OrgStatus::Active {
             return Ok(false);
         }
-        let ctx = GatewayContext { ip_allowed: true, model_allowed: true };
-        Ok(self.policies.gateway_decide(&org.id, &rec.info.id, model, ctx).allowed)
+        let ctx = GatewayContext {
+            ip_allowed: true,
+            model_allowed: true,
+        };
+        Ok(self
+            .policies
+            .gateway_decide(&org.id, &rec.info.id, model, ctx)
+            .allowed)
     }
 }

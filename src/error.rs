@@ -47,8 +47,21 @@ pub struct Denial {
 
 impl Denial {
     /// A denial of `action` for an actor with `role`, by `policies`.
-    pub fn new(action: impl Into<String>, role: Option<crate::Role>, policies: Vec<String>, errors: Vec<String>) -> Self {
-        Self { action: action.into(), role, policies, errors, actor: String::new(), org: None, target: String::new() }
+    pub fn new(
+        action: impl Into<String>,
+        role: Option<crate::Role>,
+        policies: Vec<String>,
+        errors: Vec<String>,
+    ) -> Self {
+        Self {
+            action: action.into(),
+            role,
+            policies,
+            errors,
+            actor: String::new(),
+            org: None,
+            target: String::new(),
+        }
     }
 }
 
@@ -71,8 +84,17 @@ pub struct Error {
 
 impl Error {
     #[cold]
-    pub(crate) fn new(kind: ErrorKind, field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
-        Self { kind, field: field.into(), message: message.into(), denial: None }
+    pub(crate) fn new(
+        kind: ErrorKind,
+        field: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            field: field.into(),
+            message: message.into(),
+            denial: None,
+        }
     }
 
     /// Invalid input in `field`; `fix` says what to give instead.
@@ -83,13 +105,19 @@ impl Error {
 
     /// A conflict with the store's state.
     #[cold]
-    pub(crate) fn conflict(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub(crate) fn conflict(
+        field: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::new(ErrorKind::Conflict, field, message)
     }
 
     /// Something named by `field` was not found.
     #[cold]
-    pub(crate) fn not_found(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(
+        field: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::new(ErrorKind::NotFound, field, message)
     }
 
@@ -99,7 +127,9 @@ impl Error {
         Self::new(
             ErrorKind::Storage,
             "store",
-            format!("{context} failed: {err}; check the disk and the file's permissions, then retry"),
+            format!(
+                "{context} failed: {err}; check the disk and the file's permissions, then retry"
+            ),
         )
     }
 
@@ -117,7 +147,9 @@ impl Error {
     #[cold]
     pub(crate) fn denied(denial: Denial) -> Self {
         let actor = &denial.actor;
-        let role = denial.role.map_or("no role".to_owned(), |r| format!("role {r}"));
+        let role = denial
+            .role
+            .map_or("no role".to_owned(), |r| format!("role {r}"));
         let why = if denial.policies.is_empty() {
             "no policy permits it".to_owned()
         } else {
@@ -127,7 +159,12 @@ impl Error {
             "{actor} ({role}) may not {}: {why}; ask an owner or admin of the org",
             denial.action
         );
-        Self { kind: ErrorKind::Denied, field: Cow::Borrowed("permission"), message, denial: Some(Box::new(denial)) }
+        Self {
+            kind: ErrorKind::Denied,
+            field: Cow::Borrowed("permission"),
+            message,
+            denial: Some(Box::new(denial)),
+        }
     }
 
     /// What kind of error this is.

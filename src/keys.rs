@@ -138,10 +138,17 @@ pub(crate) fn check_key_shape(key: &str) -> Result<bool, KeyFormatError> {
     };
     match rest.len() {
         n if n == BODY_LEN + CHECK_LEN => {
-            if all_alphanumeric(rest) { Ok(true) } else { Err(KeyFormatError::Charset) }
+            if all_alphanumeric(rest) {
+                Ok(true)
+            } else {
+                Err(KeyFormatError::Charset)
+            }
         }
         LEGACY_HEX_LEN => {
-            if rest.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)) {
+            if rest
+                .iter()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+            {
                 Ok(false)
             } else {
                 Err(KeyFormatError::Charset)
@@ -221,8 +228,12 @@ pub enum HeaderError {
 impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            HeaderError::Missing => "send the key as `Authorization: Bearer <key>` or `x-api-key: <key>`",
-            HeaderError::Scheme => "authorization header must use the Bearer scheme: `Bearer <key>`",
+            HeaderError::Missing => {
+                "send the key as `Authorization: Bearer <key>` or `x-api-key: <key>`"
+            }
+            HeaderError::Scheme => {
+                "authorization header must use the Bearer scheme: `Bearer <key>`"
+            }
             HeaderError::Malformed => "key header is empty or has spaces inside the key",
         })
     }
@@ -287,7 +298,11 @@ mod tests {
                 let mut typo = k.as_bytes().to_vec();
                 typo[i] = c;
                 let typo = String::from_utf8(typo).unwrap();
-                assert_eq!(check_key_format(&typo), Err(KeyFormatError::Checksum), "pos {i}");
+                assert_eq!(
+                    check_key_format(&typo),
+                    Err(KeyFormatError::Checksum),
+                    "pos {i}"
+                );
             }
         }
     }
@@ -298,9 +313,15 @@ mod tests {
         assert_eq!(check_key_format(&k), Ok(()));
         let upper = k.to_uppercase().replace("SK-AGENTCC-", KEY_PREFIX);
         assert_eq!(check_key_format(&upper), Err(KeyFormatError::Charset));
-        assert_eq!(check_key_format("sk-agentcc-short"), Err(KeyFormatError::Length));
+        assert_eq!(
+            check_key_format("sk-agentcc-short"),
+            Err(KeyFormatError::Length)
+        );
         assert_eq!(check_key_format("sk-other"), Err(KeyFormatError::Prefix));
-        assert_eq!(check_key_format(&"é".repeat(40)), Err(KeyFormatError::Prefix));
+        assert_eq!(
+            check_key_format(&"é".repeat(40)),
+            Err(KeyFormatError::Prefix)
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 pub mod bench_support;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod gateway;
 mod keys;
 mod limits;
@@ -17,6 +19,10 @@ mod store;
 
 pub use config::{BudgetPolicy, ConfigChange, IpAcl, MAX_CONFIG_BYTES, OrgConfig, RateLimiting};
 pub use error::{Denial as AdminDenial, Error, ErrorKind};
+pub use gateway::{
+    DEFAULT_ESTIMATE, Denial, Gateway, Grant, Limits, RateHeaders, Request, ResolvedKey, Scope,
+    Usage,
+};
 pub use keys::{
     HeaderError, KEY_LEN, KEY_PREFIX, KeyDigest, KeyFormatError, SecretKey, check_key_format,
     display_prefix, key_from_headers,
@@ -24,9 +30,6 @@ pub use keys::{
 pub use model::{
     Actor, Budget, Email, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus, Member, Org, OrgId,
     OrgStatus, Period, Role, Timestamp, Usd,
-};
-pub use gateway::{
-    DEFAULT_ESTIMATE, Denial, Gateway, Grant, Limits, RateHeaders, Request, ResolvedKey, Scope, Usage,
 };
 pub use policy::{
     AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, Policies, Target,

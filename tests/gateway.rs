@@ -1,5 +1,7 @@
 //! Gateway hot path behaviour through the public API.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use orgstore::*;
 use std::net::IpAddr;
 
@@ -19,7 +21,10 @@ fn ip(s: &str) -> IpAddr {
 fn fixture(config: &str) -> Fixture {
     let store = Store::open_temporary().unwrap();
     let org = OrgId::parse("acme").unwrap();
-    store.orgs().create(&op(), &org, "Acme", &Email::parse("o@acme.io").unwrap()).unwrap();
+    store
+        .orgs()
+        .create(&op(), &org, "Acme", &Email::parse("o@acme.io").unwrap())
+        .unwrap();
     if !config.is_empty() {
         store.org_configs().update(&op(), &org, config).unwrap();
     }
@@ -32,7 +37,9 @@ impl Fixture {
         (c.info.id, c.key.expose().to_owned())
     }
     fn check(&self, key: &str, model: &str, addr: &str) -> Result<Grant, Denial> {
-        self.store.gateway().check(&Request::new(key, model, ip(addr)))
+        self.store
+            .gateway()
+            .check(&Request::new(key, model, ip(addr)))
     }
 }
 
@@ -54,15 +61,27 @@ fn grant_carries_org_key_and_limits() {
 fn malformed_and_unknown_keys() {
     let f = fixture("");
     let (_, key) = f.key(KeySpec::new("svc"));
-    assert_eq!(f.check("Bearer x", "m", "10.0.0.1").unwrap_err().code(), "malformed_key");
+    assert_eq!(
+        f.check("Bearer x", "m", "10.0.0.1").unwrap_err().code(),
+        "malformed_key"
+    );
     let mut typo = key.clone().into_bytes();
     typo[20] = if typo[20] == b'a' { b'b' } else { b'a' };
     let typo = String::from_utf8(typo).unwrap();
-    assert_eq!(f.check(&typo, "m", "10.0.0.1").unwrap_err().code(), "malformed_key");
+    assert_eq!(
+        f.check(&typo, "m", "10.0.0.1").unwrap_err().code(),
+        "malformed_key"
+    );
     let other = SecretKey::generate();
-    assert_eq!(f.check(other.expose(), "m", "10.0.0.1").unwrap_err(), Denial::UnknownKey);
+    assert_eq!(
+        f.check(other.expose(), "m", "10.0.0.1").unwrap_err(),
+        Denial::UnknownKey
+    );
     let huge = "sk-agentcc-".to_owned() + &"a".repeat(1 << 20);
-    assert_eq!(f.check(&huge, "m", "10.0.0.1").unwrap_err().code(), "malformed_key");
+    assert_eq!(
+        f.check(&huge, "m", "10.0.0.1").unwrap_err().code(),
+        "malformed_key"
+    );
 }
 
 #[test]
@@ -71,11 +90,20 @@ fn models_intersect_org_and_key() {
     let (_, all) = f.key(KeySpec::new("all"));
     let (_, mini) = f.key(KeySpec::new("mini").models(["gpt-4o-mini", "claude-sonnet-4-6"]));
     assert!(f.check(&all, "gpt-4o", "10.0.0.1").is_ok());
-    assert_eq!(f.check(&all, "o1", "10.0.0.1").unwrap_err(), Denial::ModelNotAllowed);
+    assert_eq!(
+        f.check(&all, "o1", "10.0.0.1").unwrap_err(),
+        Denial::ModelNotAllowed
+    );
     assert!(f.check(&mini, "gpt-4o-mini", "10.0.0.1").is_ok());
-    assert_eq!(f.check(&mini, "gpt-4o", "10.0.0.1").unwrap_err(), Denial::ModelNotAllowed);
+    assert_eq!(
+        f.check(&mini, "gpt-4o", "10.0.0.1").unwrap_err(),
+        Denial::ModelNotAllowed
+    );
     // The key lists a model the org does not allow: the key cannot widen the org.
-    assert_eq!(f.check(&mini, "claude-sonnet-4-6", "10.0.0.1").unwrap_err(), Denial::ModelNotAllowed);
+    assert_eq!(
+        f.check(&mini, "claude-sonnet-4-6", "10.0.0.1").unwrap_err(),
+        Denial::ModelNotAllowed
+    );
 }
 
 #[test]
@@ -85,12 +113,24 @@ fn ip_rules_deny_wins_at_every_layer() {
     let (_, narrow) = f.key(KeySpec::new("narrow").ips(["10.1.0.0/16", "192.168.1.1"]));
     assert!(f.check(&any, "m", "10.9.9.9").is_ok());
     assert!(f.check(&any, "m", "2001:db8::5").is_ok());
-    assert_eq!(f.check(&any, "m", "10.6.6.6").unwrap_err(), Denial::IpNotAllowed);
-    assert_eq!(f.check(&any, "m", "11.0.0.1").unwrap_err(), Denial::IpNotAllowed);
+    assert_eq!(
+        f.check(&any, "m", "10.6.6.6").unwrap_err(),
+        Denial::IpNotAllowed
+    );
+    assert_eq!(
+        f.check(&any, "m", "11.0.0.1").unwrap_err(),
+        Denial::IpNotAllowed
+    );
     assert!(f.check(&narrow, "m", "10.1.2.3").is_ok());
-    assert_eq!(f.check(&narrow, "m", "10.2.2.3").unwrap_err(), Denial::IpNotAllowed);
+    assert_eq!(
+        f.check(&narrow, "m", "10.2.2.3").unwrap_err(),
+        Denial::IpNotAllowed
+    );
     // Allowed by the key, outside the org's allow list.
-    assert_eq!(f.check(&narrow, "m", "192.168.1.1").unwrap_err(), Denial::IpNotAllowed);
+    assert_eq!(
+        f.check(&narrow, "m", "192.168.1.1").unwrap_err(),
+        Denial::IpNotAllowed
+    );
 }
 
 #[test]
@@ -114,8 +154,15 @@ fn revoke_rotate_expiry_and_org_status_are_seen_at_once() {
     let exp = Timestamp::parse("2099-01-01T00:00:00Z").unwrap();
     let (_, k2) = f.key(KeySpec::new("exp").expires_at(exp));
     let before = Timestamp::parse("2098-12-31T23:59:59Z").unwrap();
-    assert!(gw.check_at(&Request::new(&k2, "m", ip("10.0.0.1")), before).is_ok());
-    assert_eq!(gw.check_at(&Request::new(&k2, "m", ip("10.0.0.1")), exp).unwrap_err(), Denial::Expired);
+    assert!(
+        gw.check_at(&Request::new(&k2, "m", ip("10.0.0.1")), before)
+            .is_ok()
+    );
+    assert_eq!(
+        gw.check_at(&Request::new(&k2, "m", ip("10.0.0.1")), exp)
+            .unwrap_err(),
+        Denial::Expired
+    );
     f.store.orgs().delete(&op(), &f.org).unwrap();
     assert_eq!(req(&k2).unwrap_err(), Denial::OrgDeleted);
 }
@@ -125,8 +172,14 @@ fn config_changes_reach_existing_keys() {
     let f = fixture("");
     let (_, key) = f.key(KeySpec::new("svc"));
     assert!(f.check(&key, "gpt-4o", "10.0.0.1").is_ok());
-    f.store.org_configs().update(&op(), &f.org, r#"{"allowed_models":["gpt-4o-mini"]}"#).unwrap();
-    assert_eq!(f.check(&key, "gpt-4o", "10.0.0.1").unwrap_err(), Denial::ModelNotAllowed);
+    f.store
+        .org_configs()
+        .update(&op(), &f.org, r#"{"allowed_models":["gpt-4o-mini"]}"#)
+        .unwrap();
+    assert_eq!(
+        f.check(&key, "gpt-4o", "10.0.0.1").unwrap_err(),
+        Denial::ModelNotAllowed
+    );
     f.store.org_configs().rollback(&op(), &f.org, 1).unwrap();
     assert!(f.check(&key, "gpt-4o", "10.0.0.1").is_ok());
 }
@@ -139,11 +192,30 @@ fn key_rpm_narrows_org_rpm() {
     assert!(f.check(&a, "m", "10.0.0.1").is_ok());
     assert!(f.check(&a, "m", "10.0.0.1").is_ok());
     let d = f.check(&a, "m", "10.0.0.1").unwrap_err();
-    assert!(matches!(d, Denial::RateLimited { scope: Scope::Key, tokens: false, .. }), "{d:?}");
+    assert!(
+        matches!(
+            d,
+            Denial::RateLimited {
+                scope: Scope::Key,
+                tokens: false,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
     // The org's 3 rpm are shared: b gets what is left.
     assert!(f.check(&b, "m", "10.0.0.1").is_ok());
     let d = f.check(&b, "m", "10.0.0.1").unwrap_err();
-    assert!(matches!(d, Denial::RateLimited { scope: Scope::Org, .. }), "{d:?}");
+    assert!(
+        matches!(
+            d,
+            Denial::RateLimited {
+                scope: Scope::Org,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -154,12 +226,31 @@ fn reopen_restores_the_snapshot() {
     {
         let store = Store::open(&path).unwrap();
         let org = OrgId::parse("acme").unwrap();
-        store.orgs().create(&op(), &org, "Acme", &Email::parse("o@acme.io").unwrap()).unwrap();
-        store.org_configs().update(&op(), &org, r#"{"allowed_models":["gpt-4o-mini"]}"#).unwrap();
-        key = store.keys().create(&op(), &org, KeySpec::new("svc")).unwrap().key.expose().to_owned();
+        store
+            .orgs()
+            .create(&op(), &org, "Acme", &Email::parse("o@acme.io").unwrap())
+            .unwrap();
+        store
+            .org_configs()
+            .update(&op(), &org, r#"{"allowed_models":["gpt-4o-mini"]}"#)
+            .unwrap();
+        key = store
+            .keys()
+            .create(&op(), &org, KeySpec::new("svc"))
+            .unwrap()
+            .key
+            .expose()
+            .to_owned();
     }
     let store = Store::open(&path).unwrap();
     let gw = store.gateway();
-    assert!(gw.check(&Request::new(&key, "gpt-4o-mini", ip("10.0.0.1"))).is_ok());
-    assert_eq!(gw.check(&Request::new(&key, "gpt-4o", ip("10.0.0.1"))).unwrap_err(), Denial::ModelNotAllowed);
+    assert!(
+        gw.check(&Request::new(&key, "gpt-4o-mini", ip("10.0.0.1")))
+            .is_ok()
+    );
+    assert_eq!(
+        gw.check(&Request::new(&key, "gpt-4o", ip("10.0.0.1")))
+            .unwrap_err(),
+        Denial::ModelNotAllowed
+    );
 }

@@ -3,6 +3,8 @@
 //! what the native checks plus a fresh Cedar `is_authorized` (built here from the policy
 //! files, independently of the library's policy module) give.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityUid, PolicySet, Request as CedarRequest,
     RestrictedExpression,
@@ -52,8 +54,16 @@ fn subset(n: usize) -> impl Strategy<Value = Vec<usize>> {
 }
 
 fn key_plan() -> impl Strategy<Value = KeyPlan> {
-    (subset(MODELS.len()), subset(NETS.len()), proptest::bool::weighted(0.2))
-        .prop_map(|(models, ips, revoked)| KeyPlan { models, ips, revoked })
+    (
+        subset(MODELS.len()),
+        subset(NETS.len()),
+        proptest::bool::weighted(0.2),
+    )
+        .prop_map(|(models, ips, revoked)| KeyPlan {
+            models,
+            ips,
+            revoked,
+        })
 }
 
 fn org_plan() -> impl Strategy<Value = OrgPlan> {
@@ -64,14 +74,22 @@ fn org_plan() -> impl Strategy<Value = OrgPlan> {
         proptest::bool::weighted(0.2),
         proptest::collection::vec(key_plan(), 1..4),
     )
-        .prop_map(|(models, allow, deny, suspended, keys)| OrgPlan { models, allow, deny, suspended, keys })
+        .prop_map(|(models, allow, deny, suspended, keys)| OrgPlan {
+            models,
+            allow,
+            deny,
+            suspended,
+            keys,
+        })
 }
 
 fn update() -> impl Strategy<Value = Update> {
     prop_oneof![
-        (0..3usize, proptest::option::of(subset(MODELS.len()))).prop_map(|(o, m)| Update::OrgModels(o, m)),
+        (0..3usize, proptest::option::of(subset(MODELS.len())))
+            .prop_map(|(o, m)| Update::OrgModels(o, m)),
         (0..3usize, 0..3usize).prop_map(|(o, k)| Update::Revoke(o, k)),
-        (0..3usize, 0..3usize, subset(MODELS.len())).prop_map(|(o, k, m)| Update::KeyModels(o, k, m)),
+        (0..3usize, 0..3usize, subset(MODELS.len()))
+            .prop_map(|(o, k, m)| Update::KeyModels(o, k, m)),
         (0..3usize, any::<bool>()).prop_map(|(o, s)| Update::Suspend(o, s)),
         (0..4usize).prop_map(Update::Policy),
     ]
@@ -111,8 +129,14 @@ impl World {
         let mut keys = Vec::new();
         for (i, plan) in orgs.iter().enumerate() {
             let id = OrgId::parse(&format!("org-{i}")).unwrap();
-            store.orgs().create(&op, &id, "Org", &Email::parse("o@x.io").unwrap()).unwrap();
-            store.org_configs().update(&op, &id, &org_config(plan)).unwrap();
+            store
+                .orgs()
+                .create(&op, &id, "Org", &Email::parse("o@x.io").unwrap())
+                .unwrap();
+            store
+                .org_configs()
+                .update(&op, &id, &org_config(plan))
+                .unwrap();
             if plan.suspended {
                 store.orgs().suspend(&op, &id).unwrap();
             }
@@ -130,11 +154,21 @@ impl World {
             org_ids.push(id);
             keys.push(ks);
         }
-        World { store, orgs, org_ids, keys, policy: 0, dir: tempfile::tempdir().unwrap() }
+        World {
+            store,
+            orgs,
+            org_ids,
+            keys,
+            policy: 0,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn key_ids(&self) -> Vec<Vec<KeyId>> {
-        self.keys.iter().map(|ks| ks.iter().map(|k| k.0).collect()).collect()
+        self.keys
+            .iter()
+            .map(|ks| ks.iter().map(|k| k.0).collect())
+            .collect()
     }
 
     fn apply(&mut self, u: &Update) {
@@ -148,7 +182,10 @@ impl World {
                     Some(m) => format!(r#"{{"allowed_models":{}}}"#, names(m)),
                     None => r#"{"allowed_models":null}"#.to_owned(),
                 };
-                self.store.org_configs().update(&op, &self.org_ids[o], &patch).unwrap();
+                self.store
+                    .org_configs()
+                    .update(&op, &self.org_ids[o], &patch)
+                    .unwrap();
             }
             Update::Revoke(o, k) => {
                 let o = o % n;
@@ -169,7 +206,10 @@ impl World {
                 let spec = KeySpec::new("k")
                     .models(plan.models.iter().map(|&m| MODELS[m]))
                     .ips(plan.ips.iter().map(|&n| NETS[n]));
-                self.store.keys().update(&op, &self.keys[o][k].0, spec).unwrap();
+                self.store
+                    .keys()
+                    .update(&op, &self.keys[o][k].0, spec)
+                    .unwrap();
             }
             Update::Suspend(o, s) => {
                 let o = o % n;
@@ -215,7 +255,12 @@ impl World {
         if !(in_org && in_key) {
             return Err("model_not_allowed");
         }
-        if fresh_cedar(&self.org_ids[o], &self.keys[o][k].0, MODELS[model], &policy_text(self.policy, &self.key_ids())) {
+        if fresh_cedar(
+            &self.org_ids[o],
+            &self.keys[o][k].0,
+            MODELS[model],
+            &policy_text(self.policy, &self.key_ids()),
+        ) {
             Ok(())
         } else {
             Err("policy_denied")
@@ -223,18 +268,31 @@ impl World {
     }
 
     fn actual(&self, o: usize, k: usize, model: usize, addr: &str) -> Result<(), &'static str> {
-        let req = Request::new(&self.keys[o][k].1, MODELS[model], addr.parse().unwrap()).estimate(Usd::ZERO);
-        self.store.gateway().check(&req).map(drop).map_err(|d| d.code())
+        let req = Request::new(&self.keys[o][k].1, MODELS[model], addr.parse().unwrap())
+            .estimate(Usd::ZERO);
+        self.store
+            .gateway()
+            .check(&req)
+            .map(drop)
+            .map_err(|d| d.code())
     }
 
     fn compare_all(&self) -> Result<(), TestCaseError> {
         for o in 0..self.orgs.len() {
             for k in 0..self.keys[o].len() {
-                for m in 0..MODELS.len() {
+                for (m, model) in MODELS.iter().enumerate() {
                     for a in ADDRS {
                         // Twice: the first may evaluate, the second is served by the memo.
                         for _ in 0..2 {
-                            prop_assert_eq!(self.actual(o, k, m, a), self.expected(o, k, m, a), "org {} key {} model {} addr {}", o, k, MODELS[m], a);
+                            prop_assert_eq!(
+                                self.actual(o, k, m, a),
+                                self.expected(o, k, m, a),
+                                "org {} key {} model {} addr {}",
+                                o,
+                                k,
+                                model,
+                                a
+                            );
                         }
                     }
                 }
@@ -249,8 +307,14 @@ fn names(ix: &[usize]) -> String {
 }
 
 fn org_config(p: &OrgPlan) -> String {
-    let nets = |ix: &[usize]| serde_json::to_string(&ix.iter().map(|&i| NETS[i]).collect::<Vec<_>>()).unwrap();
-    let mut c = format!(r#"{{"ip_acl":{{"allow":{},"deny":{}}}"#, nets(&p.allow), nets(&p.deny));
+    let nets = |ix: &[usize]| {
+        serde_json::to_string(&ix.iter().map(|&i| NETS[i]).collect::<Vec<_>>()).unwrap()
+    };
+    let mut c = format!(
+        r#"{{"ip_acl":{{"allow":{},"deny":{}}}"#,
+        nets(&p.allow),
+        nets(&p.deny)
+    );
     if let Some(m) = &p.models {
         c.push_str(&format!(r#","allowed_models":{}"#, names(m)));
     }
@@ -259,7 +323,8 @@ fn org_config(p: &OrgPlan) -> String {
 }
 
 fn net(s: &str) -> IpNet {
-    s.parse::<IpNet>().unwrap_or_else(|_| IpNet::from(s.parse::<IpAddr>().unwrap()))
+    s.parse::<IpNet>()
+        .unwrap_or_else(|_| IpNet::from(s.parse::<IpAddr>().unwrap()))
 }
 
 /// A fresh Cedar evaluation built only from the policy files and the store's relations.
@@ -271,18 +336,36 @@ fn fresh_cedar(org: &OrgId, key: &KeyId, model: &str, operator: &str) -> bool {
         operator
     );
     let policies = PolicySet::from_str(&text).unwrap();
-    let uid = |t: &str, id: &str| EntityUid::from_type_name_and_id(t.parse().unwrap(), cedar_policy::EntityId::new(id));
+    let uid = |t: &str, id: &str| {
+        EntityUid::from_type_name_and_id(t.parse().unwrap(), cedar_policy::EntityId::new(id))
+    };
     let org_uid = uid("Org", org.as_str());
     let key_uid = uid("Key", &key.to_string());
-    let attrs = HashMap::from([("org".to_owned(), RestrictedExpression::new_entity_uid(org_uid.clone()))]);
+    let attrs = HashMap::from([(
+        "org".to_owned(),
+        RestrictedExpression::new_entity_uid(org_uid.clone()),
+    )]);
     let key_entity = Entity::new(key_uid.clone(), attrs, HashSet::from([org_uid])).unwrap();
     let entities = Entities::from_entities([key_entity], None).unwrap();
     let context = Context::from_pairs([
-        ("ip_allowed".to_owned(), RestrictedExpression::new_bool(true)),
-        ("model_allowed".to_owned(), RestrictedExpression::new_bool(true)),
+        (
+            "ip_allowed".to_owned(),
+            RestrictedExpression::new_bool(true),
+        ),
+        (
+            "model_allowed".to_owned(),
+            RestrictedExpression::new_bool(true),
+        ),
     ])
     .unwrap();
-    let request = CedarRequest::new(key_uid, uid("Action", "invoke"), uid("Model", model), context, None).unwrap();
+    let request = CedarRequest::new(
+        key_uid,
+        uid("Action", "invoke"),
+        uid("Model", model),
+        context,
+        None,
+    )
+    .unwrap();
     let response = Authorizer::new().is_authorized(&request, &policies, &entities);
     response.decision() == Decision::Allow && response.diagnostics().errors().next().is_none()
 }

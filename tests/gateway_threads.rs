@@ -1,6 +1,8 @@
 //! When `revoke`, `rotate`, a config update or an org deletion returns, every later check on
 //! every thread sees it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use orgstore::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,8 +22,13 @@ fn no_grant_after(store: &Store, key: &str, model: &str, change: impl FnOnce()) 
     let ip = "10.0.0.1".parse().unwrap();
     std::thread::scope(|s| {
         for _ in 0..2 {
-            let (gw, done, stop, stale, after) =
-                (gw.clone(), done.clone(), stop.clone(), stale.clone(), checked_after.clone());
+            let (gw, done, stop, stale, after) = (
+                gw.clone(),
+                done.clone(),
+                stop.clone(),
+                stale.clone(),
+                checked_after.clone(),
+            );
             s.spawn(move || {
                 while !stop.load(Ordering::Acquire) {
                     let changed = done.load(Ordering::Acquire);
@@ -43,13 +50,20 @@ fn no_grant_after(store: &Store, key: &str, model: &str, change: impl FnOnce()) 
         }
         stop.store(true, Ordering::Release);
     });
-    assert_eq!(stale.load(Ordering::Relaxed), 0, "a grant was given after the change returned");
+    assert_eq!(
+        stale.load(Ordering::Relaxed),
+        0,
+        "a grant was given after the change returned"
+    );
 }
 
 fn setup() -> (Store, OrgId) {
     let store = Store::open_temporary().unwrap();
     let org = OrgId::parse("acme").unwrap();
-    store.orgs().create(&op(), &org, "Acme", &Email::parse("o@acme.io").unwrap()).unwrap();
+    store
+        .orgs()
+        .create(&op(), &org, "Acme", &Email::parse("o@acme.io").unwrap())
+        .unwrap();
     (store, org)
 }
 
@@ -79,7 +93,10 @@ fn config_update_is_seen_by_every_thread() {
     let k = store.keys().create(&op(), &org, KeySpec::new("k")).unwrap();
     let key = k.key.expose().to_owned();
     no_grant_after(&store, &key, "gpt-4o", || {
-        store.org_configs().update(&op(), &org, r#"{"allowed_models":["gpt-4o-mini"]}"#).unwrap();
+        store
+            .org_configs()
+            .update(&op(), &org, r#"{"allowed_models":["gpt-4o-mini"]}"#)
+            .unwrap();
     });
 }
 

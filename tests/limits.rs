@@ -1,5 +1,7 @@
 //! Rate limits and budgets: exact under concurrency, aligned to UTC periods, persistent.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use orgstore::*;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +18,10 @@ fn usd(s: &str) -> Usd {
 
 fn org_with(store: &Store, config: &str) -> OrgId {
     let org = OrgId::parse("acme").unwrap();
-    store.orgs().create(&op(), &org, "Acme", &Email::parse("o@acme.io").unwrap()).unwrap();
+    store
+        .orgs()
+        .create(&op(), &org, "Acme", &Email::parse("o@acme.io").unwrap())
+        .unwrap();
     if !config.is_empty() {
         store.org_configs().update(&op(), &org, config).unwrap();
     }
@@ -28,7 +33,13 @@ fn no_budget_overshoot_under_concurrency() {
     let store = Store::open_temporary().unwrap();
     let org = org_with(&store, "");
     let spec = KeySpec::new("k").budget(Budget::new(usd("1"), Period::Monthly));
-    let key = store.keys().create(&op(), &org, spec).unwrap().key.expose().to_owned();
+    let key = store
+        .keys()
+        .create(&op(), &org, spec)
+        .unwrap()
+        .key
+        .expose()
+        .to_owned();
     let gw = store.gateway();
     let admitted = AtomicU64::new(0);
     std::thread::scope(|s| {
@@ -40,7 +51,11 @@ fn no_budget_overshoot_under_concurrency() {
                     if let Ok(g) = gw.check(&req) {
                         admitted.fetch_add(1, Ordering::Relaxed);
                         // Real cost differs from the estimate by at most a cent.
-                        let cost = if (t + i) % 2 == 0 { usd("0.02") } else { usd("0.04") };
+                        let cost = if (t + i) % 2 == 0 {
+                            usd("0.02")
+                        } else {
+                            usd("0.04")
+                        };
                         gw.record_usage(&g, Usage::new(10, 10, cost));
                     }
                 }
@@ -48,12 +63,18 @@ fn no_budget_overshoot_under_concurrency() {
         }
     });
     let n = admitted.load(Ordering::Relaxed);
-    let spent = store.keys().usage(&op(), &store.keys().list(&op(), &org).unwrap()[0].id).unwrap();
+    let spent = store
+        .keys()
+        .usage(&op(), &store.keys().list(&op(), &org).unwrap()[0].id)
+        .unwrap();
     let spent = spent.budget.unwrap().spent.micros();
     assert!(n >= 20, "too few admitted: {n}");
     // Admitted spend stays within the limit plus one request's estimate error per admission
     // that settled above its estimate; reservations alone never exceed the limit.
-    assert!(n * 30_000 <= 1_000_000, "reservations exceeded the limit: {n}");
+    assert!(
+        n * 30_000 <= 1_000_000,
+        "reservations exceeded the limit: {n}"
+    );
     assert!(spent <= 1_000_000 + 10_000 * n as i64, "spent {spent}");
 }
 
@@ -62,7 +83,13 @@ fn budgets_reset_on_utc_calendar_boundaries() {
     let store = Store::open_temporary().unwrap();
     let org = org_with(&store, "");
     let spec = KeySpec::new("k").budget(Budget::new(usd("1"), Period::Monthly));
-    let key = store.keys().create(&op(), &org, spec).unwrap().key.expose().to_owned();
+    let key = store
+        .keys()
+        .create(&op(), &org, spec)
+        .unwrap()
+        .key
+        .expose()
+        .to_owned();
     let gw = store.gateway();
     let at = |s: &str| Timestamp::parse(s).unwrap();
     let req = Request::new(&key, "m", ip()).estimate(usd("0.6"));
@@ -70,7 +97,12 @@ fn budgets_reset_on_utc_calendar_boundaries() {
     gw.record_usage(&g, Usage::new(1, 1, usd("0.6")));
     let d = gw.check_at(&req, at("2031-01-31T23:59:59Z")).unwrap_err();
     match d {
-        Denial::BudgetExceeded { scope: Scope::Key, resets_at, remaining, requested } => {
+        Denial::BudgetExceeded {
+            scope: Scope::Key,
+            resets_at,
+            remaining,
+            requested,
+        } => {
             assert_eq!((remaining, requested), (usd("0.4"), usd("0.6")));
             assert_eq!(resets_at, Some(at("2031-02-01T00:00:00Z")));
         }
@@ -83,7 +115,13 @@ fn budgets_reset_on_utc_calendar_boundaries() {
 fn weekly_budget_resets_on_monday() {
     let store = Store::open_temporary().unwrap();
     let org = org_with(&store, r#"{"budgets":{"limit":1,"period":"weekly"}}"#);
-    let key = store.keys().create(&op(), &org, KeySpec::new("k")).unwrap().key.expose().to_owned();
+    let key = store
+        .keys()
+        .create(&op(), &org, KeySpec::new("k"))
+        .unwrap()
+        .key
+        .expose()
+        .to_owned();
     let gw = store.gateway();
     let at = |s: &str| Timestamp::parse(s).unwrap();
     let req = Request::new(&key, "m", ip()).estimate(usd("0.7"));
@@ -92,7 +130,10 @@ fn weekly_budget_resets_on_monday() {
     gw.record_usage(&g, Usage::new(1, 1, usd("0.7")));
     assert!(matches!(
         gw.check_at(&req, at("2031-03-09T23:59:00Z")),
-        Err(Denial::BudgetExceeded { scope: Scope::Org, .. })
+        Err(Denial::BudgetExceeded {
+            scope: Scope::Org,
+            ..
+        })
     ));
     assert!(gw.check_at(&req, at("2031-03-10T00:00:00Z")).is_ok());
 }
@@ -100,14 +141,27 @@ fn weekly_budget_resets_on_monday() {
 #[test]
 fn soft_budget_allows_and_flags() {
     let store = Store::open_temporary().unwrap();
-    let org = org_with(&store, r#"{"budgets":{"limit":1,"hard":false,"warn_threshold":0.5}}"#);
-    let key = store.keys().create(&op(), &org, KeySpec::new("k")).unwrap().key.expose().to_owned();
+    let org = org_with(
+        &store,
+        r#"{"budgets":{"limit":1,"hard":false,"warn_threshold":0.5}}"#,
+    );
+    let key = store
+        .keys()
+        .create(&op(), &org, KeySpec::new("k"))
+        .unwrap()
+        .key
+        .expose()
+        .to_owned();
     let gw = store.gateway();
-    let g = gw.check(&Request::new(&key, "m", ip()).estimate(usd("0.6"))).unwrap();
+    let g = gw
+        .check(&Request::new(&key, "m", ip()).estimate(usd("0.6")))
+        .unwrap();
     assert!(g.budget_warning());
     assert!(!g.over_soft_budget());
     gw.record_usage(&g, Usage::new(1, 1, usd("0.6")));
-    let g = gw.check(&Request::new(&key, "m", ip()).estimate(usd("0.6"))).unwrap();
+    let g = gw
+        .check(&Request::new(&key, "m", ip()).estimate(usd("0.6")))
+        .unwrap();
     assert!(g.over_soft_budget());
 }
 
@@ -115,12 +169,28 @@ fn soft_budget_allows_and_flags() {
 fn tokens_per_minute_counts_recorded_usage() {
     let store = Store::open_temporary().unwrap();
     let org = org_with(&store, "");
-    let key = store.keys().create(&op(), &org, KeySpec::new("k").tpm(1000)).unwrap().key.expose().to_owned();
+    let key = store
+        .keys()
+        .create(&op(), &org, KeySpec::new("k").tpm(1000))
+        .unwrap()
+        .key
+        .expose()
+        .to_owned();
     let gw = store.gateway();
     let g = gw.check(&Request::new(&key, "m", ip())).unwrap();
     gw.record_usage(&g, Usage::new(800, 400, Usd::ZERO));
     let d = gw.check(&Request::new(&key, "m", ip())).unwrap_err();
-    assert!(matches!(d, Denial::RateLimited { scope: Scope::Key, tokens: true, .. }), "{d:?}");
+    assert!(
+        matches!(
+            d,
+            Denial::RateLimited {
+                scope: Scope::Key,
+                tokens: true,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
     // Recording the same grant twice does not count twice.
     gw.record_usage(&g, Usage::new(800, 400, Usd::ZERO));
 }
@@ -129,14 +199,27 @@ fn tokens_per_minute_counts_recorded_usage() {
 fn rate_limit_denial_carries_retry_after_and_headers() {
     let store = Store::open_temporary().unwrap();
     let org = org_with(&store, "");
-    let key = store.keys().create(&op(), &org, KeySpec::new("k").rpm(2)).unwrap().key.expose().to_owned();
+    let key = store
+        .keys()
+        .create(&op(), &org, KeySpec::new("k").rpm(2))
+        .unwrap()
+        .key
+        .expose()
+        .to_owned();
     let gw = store.gateway();
-    let h = gw.check(&Request::new(&key, "m", ip())).unwrap().rate_headers().unwrap();
+    let h = gw
+        .check(&Request::new(&key, "m", ip()))
+        .unwrap()
+        .rate_headers()
+        .unwrap();
     assert_eq!((h.limit, h.remaining), (2, 1));
     gw.check(&Request::new(&key, "m", ip())).unwrap();
     match gw.check(&Request::new(&key, "m", ip())).unwrap_err() {
         Denial::RateLimited { retry_after, .. } => {
-            assert!(retry_after.as_secs() <= 30 && retry_after.as_millis() > 0, "{retry_after:?}")
+            assert!(
+                retry_after.as_secs() <= 30 && retry_after.as_millis() > 0,
+                "{retry_after:?}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -162,18 +245,38 @@ fn spend_survives_restart_and_new_budgets_count_this_period() {
     let spec = KeySpec::new("k").budget(Budget::new(usd("0.6"), Period::Monthly));
     store.keys().update(&op(), &id, spec).unwrap();
     let gw = store.gateway();
-    let d = gw.check(&Request::new(&key, "m", ip()).estimate(usd("0.2"))).unwrap_err();
-    assert!(matches!(d, Denial::BudgetExceeded { scope: Scope::Key, .. }), "{d:?}");
+    let d = gw
+        .check(&Request::new(&key, "m", ip()).estimate(usd("0.2")))
+        .unwrap_err();
+    assert!(
+        matches!(
+            d,
+            Denial::BudgetExceeded {
+                scope: Scope::Key,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
     let u = store.keys().usage(&op(), &id).unwrap();
     assert_eq!(u.budget.unwrap().spent, usd("0.5"));
-    assert!(gw.check(&Request::new(&key, "m", ip()).estimate(usd("0.1"))).is_ok());
+    assert!(
+        gw.check(&Request::new(&key, "m", ip()).estimate(usd("0.1")))
+            .is_ok()
+    );
 }
 
 #[test]
 fn explicit_flush_writes_spend() {
     let store = Store::open_temporary().unwrap();
     let org = org_with(&store, r#"{"budgets":{"limit":10}}"#);
-    let key = store.keys().create(&op(), &org, KeySpec::new("k")).unwrap().key.expose().to_owned();
+    let key = store
+        .keys()
+        .create(&op(), &org, KeySpec::new("k"))
+        .unwrap()
+        .key
+        .expose()
+        .to_owned();
     let gw = store.gateway();
     let g = gw.check(&Request::new(&key, "m", ip())).unwrap();
     gw.record_usage(&g, Usage::new(1, 1, usd("1.25")));
@@ -186,12 +289,23 @@ fn dropped_grant_releases_its_reservation() {
     let store = Store::open_temporary().unwrap();
     let org = org_with(&store, "");
     let spec = KeySpec::new("k").budget(Budget::new(usd("1"), Period::Total));
-    let key = store.keys().create(&op(), &org, spec).unwrap().key.expose().to_owned();
+    let key = store
+        .keys()
+        .create(&op(), &org, spec)
+        .unwrap()
+        .key
+        .expose()
+        .to_owned();
     let gw = store.gateway();
     for _ in 0..5 {
         // Each grant reserves 0.9 and is dropped (upstream failed): nothing is kept.
-        let g = gw.check(&Request::new(&key, "m", ip()).estimate(usd("0.9"))).unwrap();
+        let g = gw
+            .check(&Request::new(&key, "m", ip()).estimate(usd("0.9")))
+            .unwrap();
         drop(g);
     }
-    assert!(gw.check(&Request::new(&key, "m", ip()).estimate(usd("0.9"))).is_ok());
+    assert!(
+        gw.check(&Request::new(&key, "m", ip()).estimate(usd("0.9")))
+            .is_ok()
+    );
 }

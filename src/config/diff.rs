@@ -44,7 +44,11 @@ fn walk(path: &str, a: &Value, b: &Value, secret: bool, out: &mut Vec<ConfigChan
             keys.sort_unstable();
             keys.dedup();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 let s = secret || is_secret_field(k);
                 match (x.get(k), y.get(k)) {
                     (Some(va), Some(vb)) => walk(&p, va, vb, s, out),

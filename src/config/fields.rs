@@ -14,7 +14,10 @@ impl<'a> Fields<'a> {
     /// Checks that `v` is an object whose keys are all in `valid`.
     pub fn new(path: &'a str, v: &'a Value, valid: &[&str]) -> Result<Self, Error> {
         let obj = v.as_object().ok_or_else(|| {
-            Error::invalid(path.to_owned(), "must be a JSON object such as {\"enabled\": true}")
+            Error::invalid(
+                path.to_owned(),
+                "must be a JSON object such as {\"enabled\": true}",
+            )
         })?;
         if let Some(bad) = obj.keys().find(|k| !valid.contains(&k.as_str())) {
             return Err(Error::invalid(
@@ -71,7 +74,10 @@ impl<'a> Fields<'a> {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(_) => Err(Error::invalid(self.field(name), "must be a list of strings")),
+            Some(_) => Err(Error::invalid(
+                self.field(name),
+                "must be a list of strings",
+            )),
         }
     }
 

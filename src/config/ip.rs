@@ -25,7 +25,10 @@ pub(crate) fn parse_net(field: &str, s: &str) -> Result<IpNet, Error> {
 /// Parses a list of nets, naming the entry that is wrong.
 pub(crate) fn parse_nets<S: AsRef<str>>(field: &str, items: &[S]) -> Result<Vec<IpNet>, Error> {
     if items.len() > 10_000 {
-        return Err(Error::invalid(field.to_owned(), "give at most 10000 entries"));
+        return Err(Error::invalid(
+            field.to_owned(),
+            "give at most 10000 entries",
+        ));
     }
     items
         .iter()
@@ -70,7 +73,10 @@ mod tests {
     use super::*;
 
     fn rules(allow: &[&str], deny: &[&str]) -> IpRules {
-        IpRules { allow: parse_nets("a", allow).unwrap(), deny: parse_nets("d", deny).unwrap() }
+        IpRules {
+            allow: parse_nets("a", allow).unwrap(),
+            deny: parse_nets("d", deny).unwrap(),
+        }
     }
 
     #[test]

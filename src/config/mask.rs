@@ -5,7 +5,15 @@ use serde_json::Value;
 /// Whether a JSON field name holds a secret.
 pub(crate) fn is_secret_field(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    const EXACT: &[&str] = &["api_key", "apikey", "key", "secret", "password", "token", "credentials"];
+    const EXACT: &[&str] = &[
+        "api_key",
+        "apikey",
+        "key",
+        "secret",
+        "password",
+        "token",
+        "credentials",
+    ];
     const SUFFIX: &[&str] = &["_key", "_secret", "_token", "_password", "_credentials"];
     EXACT.contains(&n.as_str())
         || SUFFIX.iter().any(|s| n.ends_with(s))

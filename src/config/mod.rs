@@ -9,7 +9,7 @@ mod sections;
 
 pub use diff::ConfigChange;
 pub(crate) use diff::diff;
-pub(crate) use mask::{is_secret_field, mask_secret, mask_secrets};
+pub(crate) use mask::{is_secret_field, mask_secrets};
 pub use sections::{BudgetPolicy, IpAcl, RateLimiting};
 
 use serde_json::{Map, Value};
@@ -84,7 +84,10 @@ impl OrgConfig {
     pub fn from_value(mut v: Value) -> Result<Self, Error> {
         canonicalize(&mut v)?;
         let obj = v.as_object().ok_or_else(|| {
-            Error::invalid("config", "must be a JSON object such as {\"rate_limiting\": {...}}")
+            Error::invalid(
+                "config",
+                "must be a JSON object such as {\"rate_limiting\": {...}}",
+            )
         })?;
         for (k, val) in obj {
             if PASS_THROUGH.contains(&k.as_str()) && !val.is_object() {
@@ -110,11 +113,19 @@ impl OrgConfig {
         {
             b.write_canonical(o);
         }
-        let size = serde_json::to_vec(&json).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&json)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > MAX_CONFIG_BYTES {
             return Err(too_large());
         }
-        Ok(Self { json, rate, budgets, ip_acl, allowed_models })
+        Ok(Self {
+            json,
+            rate,
+            budgets,
+            ip_acl,
+            allowed_models,
+        })
     }
 
     /// Applies a JSON merge patch (RFC 7396) and validates the result whole.
@@ -180,7 +191,10 @@ impl OrgConfig {
 }
 
 fn too_large() -> Error {
-    Error::invalid("config", "is larger than 1 MiB; move large data out of the org config")
+    Error::invalid(
+        "config",
+        "is larger than 1 MiB; move large data out of the org config",
+    )
 }
 
 fn parse_json(text: &str) -> Result<Value, Error> {
@@ -197,7 +211,9 @@ fn parse_json(text: &str) -> Result<Value, Error> {
 
 fn parse_models(v: &Value) -> Result<Vec<String>, Error> {
     let fix = "must be a list of model names such as [\"gpt-4o-mini\"]; omit it to allow all";
-    let items = v.as_array().ok_or_else(|| Error::invalid("config.allowed_models", fix))?;
+    let items = v
+        .as_array()
+        .ok_or_else(|| Error::invalid("config.allowed_models", fix))?;
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         match item.as_str() {

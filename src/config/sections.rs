@@ -11,8 +11,11 @@ use std::net::IpAddr;
 const RATE_FIELDS: &[&str] = &["enabled", "rpm", "tpm", "per_key_rpm", "per_key_tpm"];
 const RATE_ALIASES: &[(&str, &str)] = &[("global_rpm", "rpm"), ("global_tpm", "tpm")];
 const BUDGET_FIELDS: &[&str] = &["enabled", "limit", "period", "hard", "warn_threshold"];
-const BUDGET_ALIASES: &[(&str, &str)] =
-    &[("org_limit", "limit"), ("org_period", "period"), ("hard_limit", "hard")];
+const BUDGET_ALIASES: &[(&str, &str)] = &[
+    ("org_limit", "limit"),
+    ("org_period", "period"),
+    ("hard_limit", "hard"),
+];
 const IP_FIELDS: &[&str] = &["enabled", "allow", "deny"];
 const MAX_RPM: u64 = 100_000_000;
 const MAX_TPM: u64 = 1_000_000_000_000;
@@ -84,7 +87,10 @@ impl BudgetPolicy {
             .number("limit")?
             .map(|n| {
                 Usd::from_json(n).map_err(|_| {
-                    f.err("limit", "must be a dollar amount from 0 to 1000000000 with at most 6 decimals")
+                    f.err(
+                        "limit",
+                        "must be a dollar amount from 0 to 1000000000 with at most 6 decimals",
+                    )
                 })
             })
             .transpose()?;
@@ -99,7 +105,10 @@ impl BudgetPolicy {
             Some(n) => {
                 let micros = Usd::from_json(n).map(Usd::micros).unwrap_or(-1);
                 if !(1..=1_000_000).contains(&micros) {
-                    return Err(f.err("warn_threshold", "must be a fraction above 0 and at most 1, such as 0.8"));
+                    return Err(f.err(
+                        "warn_threshold",
+                        "must be a fraction above 0 and at most 1, such as 0.8",
+                    ));
                 }
                 micros as u32
             }

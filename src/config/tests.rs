@@ -21,7 +21,9 @@ fn both_spellings_at_once_is_an_error() {
 #[test]
 fn upstream_patch_replaces_canonical_field() {
     let c = OrgConfig::parse(r#"{"rate_limiting":{"rpm":1000}}"#).unwrap();
-    let c = c.merge_patch(r#"{"rate_limiting":{"global_rpm":50}}"#).unwrap();
+    let c = c
+        .merge_patch(r#"{"rate_limiting":{"global_rpm":50}}"#)
+        .unwrap();
     assert_eq!(c.rate_limiting().rpm, Some(50));
     let c = c.merge_patch(r#"{"caching":{"enabled":true}}"#).unwrap();
     assert_eq!(c.json()["cache"], json!({"enabled": true}));
@@ -52,20 +54,31 @@ fn money_is_exact() {
 #[test]
 fn rpm_zero_and_bad_cidr_are_rejected() {
     assert_eq!(
-        OrgConfig::parse(r#"{"rate_limiting":{"rpm":0}}"#).unwrap_err().field(),
+        OrgConfig::parse(r#"{"rate_limiting":{"rpm":0}}"#)
+            .unwrap_err()
+            .field(),
         "config.rate_limiting.rpm"
     );
     assert_eq!(
-        OrgConfig::parse(r#"{"ip_acl":{"allow":["10.0.0.0/40"]}}"#).unwrap_err().field(),
+        OrgConfig::parse(r#"{"ip_acl":{"allow":["10.0.0.0/40"]}}"#)
+            .unwrap_err()
+            .field(),
         "config.ip_acl.allow[0]"
     );
 }
 
 #[test]
 fn oversized_and_deep_configs_fail_cleanly() {
-    let big = format!(r#"{{"providers":{{"x":{{"blob":"{}"}}}}}}"#, "a".repeat(MAX_CONFIG_BYTES));
+    let big = format!(
+        r#"{{"providers":{{"x":{{"blob":"{}"}}}}}}"#,
+        "a".repeat(MAX_CONFIG_BYTES)
+    );
     assert_eq!(OrgConfig::parse(&big).unwrap_err().field(), "config");
-    let deep = format!(r#"{{"routing":{}{}}}"#, "{\"a\":".repeat(5000), format!("1{}", "}".repeat(5000)));
+    let deep = format!(
+        r#"{{"routing":{}1{}}}"#,
+        "{\"a\":".repeat(5000),
+        "}".repeat(5000)
+    );
     assert_eq!(OrgConfig::parse(&deep).unwrap_err().field(), "config");
 }
 

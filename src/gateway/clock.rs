@@ -21,20 +21,31 @@ pub(crate) struct Clock {
 fn origin() -> (coarsetime::Instant, i64) {
     static ORIGIN: std::sync::OnceLock<(coarsetime::Instant, i64)> = std::sync::OnceLock::new();
     *ORIGIN.get_or_init(|| {
-        (coarsetime::Instant::now(), crate::model::Timestamp::now().as_micros())
+        (
+            coarsetime::Instant::now(),
+            crate::model::Timestamp::now().as_micros(),
+        )
     })
 }
 
 impl Clock {
     pub fn new() -> Self {
         let (origin, wall_at_origin) = origin();
-        Self { origin, wall_at_origin }
+        Self {
+            origin,
+            wall_at_origin,
+        }
     }
 
     #[inline]
     pub fn now(&self) -> Now {
-        let nanos = coarsetime::Instant::now().duration_since(self.origin).as_nanos();
-        Now { micros: self.wall_at_origin + (nanos / 1000) as i64, nanos }
+        let nanos = coarsetime::Instant::now()
+            .duration_since(self.origin)
+            .as_nanos();
+        Now {
+            micros: self.wall_at_origin + (nanos / 1000) as i64,
+            nanos,
+        }
     }
 
     /// The reading for a given wall-clock time (tests and replays).
@@ -55,12 +66,18 @@ pub(crate) struct LazyNow<'a> {
 impl<'a> LazyNow<'a> {
     #[inline]
     pub fn new(clock: &'a Clock) -> Self {
-        Self { clock, now: std::cell::Cell::new(None) }
+        Self {
+            clock,
+            now: std::cell::Cell::new(None),
+        }
     }
 
     #[inline]
     pub fn fixed(clock: &'a Clock, now: Now) -> Self {
-        Self { clock, now: std::cell::Cell::new(Some(now)) }
+        Self {
+            clock,
+            now: std::cell::Cell::new(Some(now)),
+        }
     }
 
     #[inline]

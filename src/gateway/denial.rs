@@ -116,7 +116,9 @@ impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Denial::MalformedKey(e) => write!(f, "malformed key: {e}"),
-            Denial::UnknownKey => f.write_str("unknown key: check that the key was copied whole and not deleted"),
+            Denial::UnknownKey => {
+                f.write_str("unknown key: check that the key was copied whole and not deleted")
+            }
             Denial::Revoked => f.write_str("key revoked: create or rotate a key"),
             Denial::Expired => f.write_str("key expired: create a new key"),
             Denial::OrgSuspended => f.write_str("org suspended: ask an org owner"),
@@ -126,16 +128,35 @@ impl fmt::Display for Denial {
             Denial::PolicyDenied { policies } if policies.is_empty() => {
                 f.write_str("denied: no policy permits this request")
             }
-            Denial::PolicyDenied { policies } => write!(f, "denied by policy {}", policies.join(", ")),
-            Denial::RateLimited { scope, tokens, retry_after } => write!(
+            Denial::PolicyDenied { policies } => {
+                write!(f, "denied by policy {}", policies.join(", "))
+            }
+            Denial::RateLimited {
+                scope,
+                tokens,
+                retry_after,
+            } => write!(
                 f,
                 "{} {} limit reached: retry after {} ms",
                 scope.as_str(),
-                if *tokens { "tokens-per-minute" } else { "requests-per-minute" },
+                if *tokens {
+                    "tokens-per-minute"
+                } else {
+                    "requests-per-minute"
+                },
                 retry_after.as_millis()
             ),
-            Denial::BudgetExceeded { scope, resets_at, remaining, requested } => {
-                write!(f, "{} budget would be exceeded: ${remaining} left, request reserves ${requested}", scope.as_str())?;
+            Denial::BudgetExceeded {
+                scope,
+                resets_at,
+                remaining,
+                requested,
+            } => {
+                write!(
+                    f,
+                    "{} budget would be exceeded: ${remaining} left, request reserves ${requested}",
+                    scope.as_str()
+                )?;
                 match resets_at {
                     Some(t) => write!(f, "; resets at {t}"),
                     None => f.write_str("; the budget is for all time"),

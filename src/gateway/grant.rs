@@ -73,7 +73,11 @@ pub struct Usage {
 impl Usage {
     /// Usage of a request.
     pub fn new(input_tokens: u64, output_tokens: u64, cost: Usd) -> Self {
-        Self { input_tokens, output_tokens, cost }
+        Self {
+            input_tokens,
+            output_tokens,
+            cost,
+        }
     }
 }
 
@@ -126,8 +130,13 @@ impl Grant {
             org_rpm: nz(self.org_rpm),
             key_tpm: on(HAS_TPM).then(|| rt.tpm.limit()),
             org_tpm: nz(self.org_tpm),
-            key_budget: self.key_budget.and_then(|_| rt.budget.get()).and_then(|b| Usd::from_micros(b.config().limit_micros).ok()),
-            org_budget: self.org_budget_micros.and_then(|m| Usd::from_micros(m).ok()),
+            key_budget: self
+                .key_budget
+                .and_then(|_| rt.budget.get())
+                .and_then(|b| Usd::from_micros(b.config().limit_micros).ok()),
+            org_budget: self
+                .org_budget_micros
+                .and_then(|m| Usd::from_micros(m).ok()),
         }
     }
 
@@ -148,31 +157,53 @@ impl Grant {
 
     /// Remaining budget of the key and of the org, in that order, when they have one.
     pub fn budget_remaining(&self) -> (Option<Usd>, Option<Usd>) {
-        let rem = |r: Option<Reservation>| r.and_then(|r| Usd::from_micros(r.remaining_micros.max(0)).ok());
+        let rem = |r: Option<Reservation>| {
+            r.and_then(|r| Usd::from_micros(r.remaining_micros.max(0)).ok())
+        };
         (rem(self.key_budget), rem(self.org_budget))
     }
 
     /// Admits a request that passed every other check: rate limits, then budgets.
     #[inline]
-    pub(super) fn admit(entry: &KeyEntry, org: &OrgView, estimate: i64, now: &LazyNow<'_>) -> Result<Grant, Denial> {
+    pub(super) fn admit(
+        entry: &KeyEntry,
+        org: &OrgView,
+        estimate: i64,
+        now: &LazyNow<'_>,
+    ) -> Result<Grant, Denial> {
         let kr = &entry.runtime;
         let mut rate = None;
         if entry.has(HAS_RPM) {
-            let s = kr.rpm.try_acquire(now.get().nanos, 1).map_err(|r| limited(Scope::Key, false, r.after_nanos))?;
+            let s = kr
+                .rpm
+                .try_acquire(now.get().nanos, 1)
+                .map_err(|r| limited(Scope::Key, false, r.after_nanos))?;
             rate = tighter(rate, s);
         }
         if org.rpm > 0 {
-            let s = org.runtime.rpm.try_acquire(now.get().nanos, 1).map_err(|r| limited(Scope::Org, false, r.after_nanos))?;
+            let s = org
+                .runtime
+                .rpm
+                .try_acquire(now.get().nanos, 1)
+                .map_err(|r| limited(Scope::Org, false, r.after_nanos))?;
             rate = tighter(rate, s);
         }
         if entry.has(HAS_TPM) {
-            kr.tpm.peek_allows(now.get().nanos).map_err(|r| limited(Scope::Key, true, r.after_nanos))?;
+            kr.tpm
+                .peek_allows(now.get().nanos)
+                .map_err(|r| limited(Scope::Key, true, r.after_nanos))?;
         }
         if org.tpm > 0 {
-            org.runtime.tpm.peek_allows(now.get().nanos).map_err(|r| limited(Scope::Org, true, r.after_nanos))?;
+            org.runtime
+                .tpm
+                .peek_allows(now.get().nanos)
+                .map_err(|r| limited(Scope::Org, true, r.after_nanos))?;
         }
         let key_budget = match entry.budget() {
-            Some(b) => Some(b.reserve(now.get().micros, estimate).map_err(|e| over(Scope::Key, e))?),
+            Some(b) => Some(
+                b.reserve(now.get().micros, estimate)
+                    .map_err(|e| over(Scope::Key, e))?,
+            ),
             _ => None,
         };
         let org_budget = match (org.budget, org.runtime.budget.get()) {
@@ -239,7 +270,11 @@ impl Drop for Grant {
 }
 
 fn tighter(cur: Option<RateHeaders>, s: RateState) -> Option<RateHeaders> {
-    let h = RateHeaders { limit: s.limit, remaining: s.remaining, reset: Duration::from_nanos(s.reset_after_nanos) };
+    let h = RateHeaders {
+        limit: s.limit,
+        remaining: s.remaining,
+        reset: Duration::from_nanos(s.reset_after_nanos),
+    };
     match cur {
         Some(c) if c.remaining <= h.remaining => Some(c),
         _ => Some(h),
@@ -248,7 +283,11 @@ fn tighter(cur: Option<RateHeaders>, s: RateState) -> Option<RateHeaders> {
 
 #[cold]
 fn limited(scope: Scope, tokens: bool, after_nanos: u64) -> Denial {
-    Denial::RateLimited { scope, tokens, retry_after: Duration::from_nanos(after_nanos) }
+    Denial::RateLimited {
+        scope,
+        tokens,
+        retry_after: Duration::from_nanos(after_nanos),
+    }
 }
 
 #[cold]

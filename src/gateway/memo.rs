@@ -50,7 +50,13 @@ pub(super) fn decide(
                 if w & ALLOWED != 0 {
                     return Ok(());
                 }
-                return Err(memo_denial(snap, ((w >> 54) & 0xff) as u8, entry, org, model));
+                return Err(memo_denial(
+                    snap,
+                    ((w >> 54) & 0xff) as u8,
+                    entry,
+                    org,
+                    model,
+                ));
             }
         }
     }
@@ -58,18 +64,32 @@ pub(super) fn decide(
 }
 
 #[cold]
-fn memo_denial(snap: &Snapshot, reason: u8, entry: &KeyEntry, org: &OrgView, model: &str) -> Denial {
+fn memo_denial(
+    snap: &Snapshot,
+    reason: u8,
+    entry: &KeyEntry,
+    org: &OrgView,
+    model: &str,
+) -> Denial {
     if reason != NO_REASON
         && let Some(policies) = snap.policies.reason(reason)
     {
         return Denial::PolicyDenied { policies };
     }
-    let d = snap.policies.policies.gateway_decide(&org.runtime.id, &entry.runtime.id, model, CTX);
-    Denial::PolicyDenied { policies: d.policies.into() }
+    let d = snap
+        .policies
+        .policies
+        .gateway_decide(&org.runtime.id, &entry.runtime.id, model, CTX);
+    Denial::PolicyDenied {
+        policies: d.policies.into(),
+    }
 }
 
 /// The context the host computes: both native checks passed before Cedar is asked.
-const CTX: GatewayContext = GatewayContext { ip_allowed: true, model_allowed: true };
+const CTX: GatewayContext = GatewayContext {
+    ip_allowed: true,
+    model_allowed: true,
+};
 
 #[cold]
 fn evaluate(
@@ -80,8 +100,15 @@ fn evaluate(
     model: &str,
     tag: u32,
 ) -> Result<(), Denial> {
-    let d = snap.policies.policies.gateway_decide(&org.runtime.id, &entry.runtime.id, model, CTX);
-    let reason = if d.allowed { 0 } else { snap.policies.reason_index(&d.policies) };
+    let d = snap
+        .policies
+        .policies
+        .gateway_decide(&org.runtime.id, &entry.runtime.id, model, CTX);
+    let reason = if d.allowed {
+        0
+    } else {
+        snap.policies.reason_index(&d.policies)
+    };
     if let Some(mid) = model_id {
         let slots = &entry.runtime.memo;
         // Prefer an empty or outdated slot; otherwise replace one chosen by the model id.

@@ -46,7 +46,12 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// A request with the default cost estimate.
     pub fn new(key: &'a str, model: &'a str, client_ip: IpAddr) -> Self {
-        Self { key, model, client_ip, estimated_cost: None }
+        Self {
+            key,
+            model,
+            client_ip,
+            estimated_cost: None,
+        }
     }
 
     /// Sets the expected cost reserved against budgets.
@@ -98,13 +103,23 @@ pub struct Gateway {
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("default_estimate", &self.default_estimate).finish()
+        f.debug_struct("Gateway")
+            .field("default_estimate", &self.default_estimate)
+            .finish()
     }
 }
 
 impl Gateway {
-    pub(crate) fn new(cell: Arc<SnapshotCell>, sync_flush: Option<std::sync::Weak<crate::store::Inner>>) -> Self {
-        Self { cell, clock: Clock::new(), default_estimate: DEFAULT_ESTIMATE, sync_flush }
+    pub(crate) fn new(
+        cell: Arc<SnapshotCell>,
+        sync_flush: Option<std::sync::Weak<crate::store::Inner>>,
+    ) -> Self {
+        Self {
+            cell,
+            clock: Clock::new(),
+            default_estimate: DEFAULT_ESTIMATE,
+            sync_flush,
+        }
     }
 
     /// The same handle with another default cost estimate for requests that give none.
@@ -137,7 +152,8 @@ impl Gateway {
             key_id: entry.runtime.id,
             org_id: entry.runtime.org.id.clone(),
             limits: Limits::of(entry, &snap.orgs[entry.org_ix as usize]),
-            expires_at: (entry.expires_at != i64::MAX).then(|| Timestamp::from_micros(entry.expires_at)),
+            expires_at: (entry.expires_at != i64::MAX)
+                .then(|| Timestamp::from_micros(entry.expires_at)),
         })
     }
 
@@ -168,7 +184,12 @@ impl Gateway {
     }
 
     #[inline]
-    fn resolve<'s>(&self, snap: &'s Snapshot, key: &str, now: &LazyNow<'_>) -> Result<(&'s KeyEntry, &'s OrgView), Denial> {
+    fn resolve<'s>(
+        &self,
+        snap: &'s Snapshot,
+        key: &str,
+        now: &LazyNow<'_>,
+    ) -> Result<(&'s KeyEntry, &'s OrgView), Denial> {
         let checksummed = check_key_shape(key).map_err(Denial::MalformedKey)?;
         if self.cell.is_stale() {
             return Err(Denial::Unavailable);
@@ -184,7 +205,10 @@ impl Gateway {
         if entry.expires_at != i64::MAX && entry.expires_at <= now.get().micros {
             return Err(Denial::Expired);
         }
-        let org = snap.orgs.get(entry.org_ix as usize).ok_or(Denial::Unavailable)?;
+        let org = snap
+            .orgs
+            .get(entry.org_ix as usize)
+            .ok_or(Denial::Unavailable)?;
         match org.status {
             OrgStatus::Active => Ok((entry, org)),
             OrgStatus::Suspended => Err(Denial::OrgSuspended),
@@ -198,7 +222,9 @@ impl Gateway {
         let (entry, org) = self.resolve(&snap, req.key, now)?;
         let rules = entry.rules.as_deref();
         let ip_ok = org.ips.as_ref().is_none_or(|r| r.allows(req.client_ip))
-            && rules.and_then(|r| r.ips.as_ref()).is_none_or(|r| r.allows(req.client_ip));
+            && rules
+                .and_then(|r| r.ips.as_ref())
+                .is_none_or(|r| r.allows(req.client_ip));
         if !ip_ok {
             return Err(Denial::IpNotAllowed);
         }

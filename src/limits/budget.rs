@@ -3,7 +3,7 @@
 //! See the module documentation of [`super`] for the protocol and the
 //! no-overshoot argument.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -154,8 +154,6 @@ pub struct BudgetCounter {
     limit: AtomicI64,
     /// Packed `period | hard | warn_threshold_ppm`.
     policy: AtomicU64,
-    /// Spend or window changed since the last `take_dirty`.
-    dirty: AtomicBool,
     /// Serialises window changes (roll, restore, set_config, snapshot).
     roll_lock: Mutex<()>,
 }
@@ -257,7 +255,6 @@ impl BudgetCounter {
             window_end: AtomicI64::new(end),
             limit: AtomicI64::new(config.limit_micros.clamp(0, MAX_AMOUNT_MICROS)),
             policy: AtomicU64::new(encode_policy(&config)),
-            dirty: AtomicBool::new(false),
             roll_lock: Mutex::new(()),
         }
     }
@@ -321,7 +318,6 @@ impl BudgetCounter {
             self.spent.store(pack(generation, 0), SC);
         }
         self.window_end.store(end, SC);
-        self.dirty.store(true, SC);
     }
 
     /// Rolls into a new window if the cached one has ended. Hot path: one
@@ -449,7 +445,6 @@ impl BudgetCounter {
         if !self.add_spent(r.generation, actual) {
             return ended;
         }
-        self.mark_dirty();
         Settled::Counted
     }
 
@@ -489,13 +484,6 @@ impl BudgetCounter {
         }
     }
 
-    fn mark_dirty(&self) {
-        // Read first so steady traffic does not keep writing the line.
-        if !self.dirty.load(SC) {
-            self.dirty.store(true, SC);
-        }
-    }
-
     /// Loads persisted spend for `window_start` (as stored from
     /// [`BudgetUsage::window_start`]), typically right after construction.
     ///
@@ -503,8 +491,7 @@ impl BudgetCounter {
     /// is that window, `spent_micros` is *added* to spend (so spend recorded
     /// since startup is kept) and `true` is returned. Otherwise the stored
     /// window has ended (e.g. while the process was down): nothing changes,
-    /// the budget starts fresh, and `false` is returned. Does not mark the
-    /// counter dirty.
+    /// the budget starts fresh, and `false` is returned.
     pub fn restore(&self, now_micros: i64, window_start: i64, spent_micros: i64) -> bool {
         self.roll_if_needed(now_micros);
         let _guard = self.roll_lock.lock();
@@ -541,14 +528,6 @@ impl BudgetCounter {
             limit_micros: to_i64(limit),
             remaining_micros: to_i64(limit.saturating_sub(committed)),
         }
-    }
-
-    /// Returns whether spend or the window changed since the previous call,
-    /// and clears the flag. A flusher calls this, and on `true` persists
-    /// [`BudgetCounter::snapshot`] (taken *after* this call, so no change
-    /// is missed: a concurrent change re-raises the flag).
-    pub fn take_dirty(&self) -> bool {
-        self.dirty.swap(false, SC)
     }
 }
 
@@ -714,8 +693,6 @@ mod tests {
         let r = ok(b.reserve(NOON, 600));
         let done = ok(b.reserve(NOON, 100));
         b.settle(&done, 100);
-        assert!(b.take_dirty());
-        assert!(!b.take_dirty());
         let tomorrow = NOON + DAY;
         let u = b.snapshot(tomorrow);
         assert_eq!(u.window_start, NOON + DAY / 2);
@@ -723,7 +700,6 @@ mod tests {
             (u.spent_micros, u.reserved_micros, u.remaining_micros),
             (0, 0, 1_000)
         );
-        assert!(b.take_dirty(), "a roll is a change to persist");
         // The old reservation is gone with its window.
         assert_eq!(
             b.settle(&r, 550),
@@ -733,7 +709,6 @@ mod tests {
             }
         );
         assert_eq!(b.snapshot(tomorrow).spent_micros, 0);
-        assert!(!b.take_dirty());
         // A full new window is available.
         ok(b.reserve(tomorrow, 1_000));
         // A caller with a slightly stale clock does not roll back.
@@ -767,7 +742,6 @@ mod tests {
         let today = NOON - DAY / 2;
         assert!(!b.restore(NOON, today - DAY, 700));
         assert!(b.restore(NOON, today, 700));
-        assert!(!b.take_dirty());
         let u = b.snapshot(NOON);
         assert_eq!(
             (u.spent_micros, u.reserved_micros, u.remaining_micros),
@@ -799,13 +773,11 @@ mod tests {
         );
         assert!(ok(b.reserve(NOON, 1)).over);
         // Period change: carried into the month; reservations still settle.
-        b.take_dirty();
         let monthly = BudgetConfig {
             period: Period::Monthly,
             ..hard(10_000)
         };
         b.set_config(NOON, monthly);
-        assert!(b.take_dirty());
         let u = b.snapshot(NOON);
         // 2025-01-01 is 14.5 days before NOON.
         assert_eq!(u.window_start, NOON - 14 * DAY - DAY / 2);

@@ -71,13 +71,12 @@
 //!
 //! # Persistence
 //!
-//! [`BudgetCounter::take_dirty`] tells a flusher cheaply whether a counter
-//! changed; it then stores [`BudgetCounter::snapshot`]'s `window_start` and
-//! `spent_micros`. At startup, [`BudgetCounter::restore`] adds the stored
-//! spend back if its window is still the current one, and otherwise
-//! discards it (a period that ended while the process was down starts
-//! fresh). Reservations are never persisted: in-flight requests die with
-//! the process.
+//! Counters live in memory; the store's spend ledger (`store::spend`) keeps
+//! settled spend per scope and UTC day. At startup, and when a budget is
+//! added, [`BudgetCounter::restore`] adds the ledger's spend for the current
+//! window, and a period that ended while the process was down starts fresh.
+//! Reservations are never persisted: in-flight requests die with the
+//! process.
 //!
 //! # Design notes
 //!
@@ -95,9 +94,6 @@ mod budget;
 mod period;
 mod rate;
 
-pub use budget::{
-    BudgetConfig, BudgetCounter, BudgetExceeded, BudgetUsage, MAX_AMOUNT_MICROS, Reservation,
-    Settled,
-};
+pub use budget::{BudgetConfig, BudgetCounter, BudgetExceeded, Reservation};
 pub(crate) use period::DAY_MICROS;
-pub use rate::{MAX_LIMIT_PER_MINUTE, RateLimiter, RateState, RetryAfter};
+pub use rate::{RateLimiter, RateState};

@@ -84,6 +84,7 @@ impl RateLimiter {
     /// A full limiter admitting `limit_per_minute` units per minute with a
     /// burst of the same size. `None` when the limit is 0; limits above
     /// [`MAX_LIMIT_PER_MINUTE`] are clamped to it.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new(limit_per_minute: u64) -> Option<RateLimiter> {
         if limit_per_minute == 0 {
             return None;
@@ -97,7 +98,10 @@ impl RateLimiter {
     /// A limiter at the highest limit, for slots whose real limit is set later with
     /// [`RateLimiter::set_limit`].
     pub fn unlimited() -> RateLimiter {
-        RateLimiter { tat: AtomicU64::new(0), limit: AtomicU64::new(MAX_LIMIT_PER_MINUTE) }
+        RateLimiter {
+            tat: AtomicU64::new(0),
+            limit: AtomicU64::new(MAX_LIMIT_PER_MINUTE),
+        }
     }
 
     /// The current limit per minute (after clamping).

@@ -19,7 +19,9 @@ impl OrgId {
     /// Validates an org id.
     pub fn parse(s: &str) -> Result<Self, Error> {
         let b = s.as_bytes();
-        let ok_first = b.first().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok_first = b
+            .first()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         let ok_rest = b
             .iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
@@ -120,13 +122,17 @@ impl KeyId {
     /// Parses `key_<32 hex digits>`.
     pub fn parse(s: &str) -> Result<Self, Error> {
         let fix = "give a key id as printed by `key list`: key_ followed by 32 hex digits";
-        let hex = s.strip_prefix("key_").ok_or_else(|| Error::invalid("key id", fix))?;
+        let hex = s
+            .strip_prefix("key_")
+            .ok_or_else(|| Error::invalid("key id", fix))?;
         let mut out = [0u8; 16];
         if hex.len() != 32 {
             return Err(Error::invalid("key id", fix));
         }
         for (i, byte) in out.iter_mut().enumerate() {
-            let pair = hex.get(i * 2..i * 2 + 2).ok_or_else(|| Error::invalid("key id", fix))?;
+            let pair = hex
+                .get(i * 2..i * 2 + 2)
+                .ok_or_else(|| Error::invalid("key id", fix))?;
             *byte = u8::from_str_radix(pair, 16).map_err(|_| Error::invalid("key id", fix))?;
         }
         Ok(Self(out))

@@ -26,12 +26,19 @@ pub struct Budget {
 impl Budget {
     /// A hard budget.
     pub fn new(limit: Usd, period: Period) -> Self {
-        Self { limit, period, hard: true }
+        Self {
+            limit,
+            period,
+            hard: true,
+        }
     }
 
     /// The same budget, soft (allow and flag instead of deny).
     pub fn soft(self) -> Self {
-        Self { hard: false, ..self }
+        Self {
+            hard: false,
+            ..self
+        }
     }
 }
 
@@ -67,7 +74,10 @@ pub struct KeySpec {
 impl KeySpec {
     /// A spec with only a name.
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), ..Self::default() }
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
     }
 
     /// Sets the requests-per-minute limit.

@@ -75,7 +75,8 @@ impl Usd {
 
     /// Parses a plain decimal such as `100`, `0.5` or `1e3` exactly, to at most 6 decimals.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let fix = "give a plain dollar amount such as 100 or 12.50 (at most 6 decimals, 0 to 1000000000)";
+        let fix =
+            "give a plain dollar amount such as 100 or 12.50 (at most 6 decimals, 0 to 1000000000)";
         let bad = || Error::invalid("amount", fix);
         let t = text.trim();
         let (mantissa, exp) = match t.find(['e', 'E']) {

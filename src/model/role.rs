@@ -70,7 +70,10 @@ impl std::str::FromStr for Role {
             "admin" => Ok(Role::Admin),
             "member" => Ok(Role::Member),
             "viewer" => Ok(Role::Viewer),
-            _ => Err(Error::invalid("role", "use one of owner, admin, member, viewer")),
+            _ => Err(Error::invalid(
+                "role",
+                "use one of owner, admin, member, viewer",
+            )),
         }
     }
 }

@@ -38,7 +38,10 @@ impl Timestamp {
             .parse::<jiff::Timestamp>()
             .map(|t| Self(t.as_microsecond()))
             .map_err(|_| {
-                Error::invalid("timestamp", "use RFC 3339, for example 2026-12-31T23:59:59Z")
+                Error::invalid(
+                    "timestamp",
+                    "use RFC 3339, for example 2026-12-31T23:59:59Z",
+                )
             })
     }
 }

@@ -9,7 +9,7 @@ use redb::ReadableTable;
 
 use super::entry::{HAS_BUDGET, HAS_RPM, HAS_TPM, KeyRules, REVOKED};
 use super::{
-    KeyEntry, KeyRuntime, OrgRuntime, OrgView, PublishState, Shard, SnapshotCell, Snapshot,
+    KeyEntry, KeyRuntime, OrgRuntime, OrgView, PublishState, Shard, Snapshot, SnapshotCell,
     hash_of, shard_count_for, shard_of,
 };
 use crate::config::OrgConfig;
@@ -19,8 +19,8 @@ use crate::keys::KeyDigest;
 use crate::limits::{BudgetConfig, BudgetCounter};
 use crate::model::{KeyId, KeyStatus, Org, OrgId, Timestamp};
 use crate::store::records::KeyRecord;
-use crate::store::tables::{KEYS, ORGS};
 use crate::store::spend::{key_scope, org_scope, spent_in};
+use crate::store::tables::{KEYS, ORGS};
 use crate::store::tx::{Changes, Lookup};
 
 enum Edit {
@@ -199,16 +199,24 @@ impl SnapshotCell {
         set_limit(&runtime.rpm, rpm);
         set_limit(&runtime.tpm, tpm);
         let budget = cfg.budgets().filter(|b| b.enabled).and_then(|b| {
-            b.limit.map(|l| (l.micros(), b.period, b.hard, b.warn_threshold_ppm))
+            b.limit
+                .map(|l| (l.micros(), b.period, b.hard, b.warn_threshold_ppm))
         });
         if let Some((limit, period, hard, warn)) = budget {
-            let bc = BudgetConfig { limit_micros: limit, period, hard, warn_threshold_ppm: warn };
+            let bc = BudgetConfig {
+                limit_micros: limit,
+                period,
+                hard,
+                warn_threshold_ppm: warn,
+            };
             let scope = org_scope(&org.id);
             configure_budget(&runtime.budget, bc, now, r, &scope, &runtime.unflushed)?;
         }
         Ok(OrgView {
             status: org.status,
-            models: cfg.allowed_models().map(|m| self.models.intern_all(m).unwrap_or_default()),
+            models: cfg
+                .allowed_models()
+                .map(|m| self.models.intern_all(m).unwrap_or_default()),
             ips: cfg.ip_acl().rules().cloned(),
             rpm,
             tpm,
@@ -232,8 +240,8 @@ impl SnapshotCell {
         now: i64,
     ) -> Result<KeyEntry, Error> {
         let spec = &rec.info.spec;
-        let runtime = runtime
-            .unwrap_or_else(|| Arc::new(KeyRuntime::new(rec.info.id, org.runtime.clone())));
+        let runtime =
+            runtime.unwrap_or_else(|| Arc::new(KeyRuntime::new(rec.info.id, org.runtime.clone())));
         let rpm = spec.rate_limit_rpm.map_or(org.per_key_rpm, u64::from);
         let tpm = spec.rate_limit_tpm.unwrap_or(org.per_key_tpm);
         set_limit(&runtime.rpm, rpm);
@@ -248,8 +256,11 @@ impl SnapshotCell {
             let scope = key_scope(&rec.info.id);
             configure_budget(&runtime.budget, bc, now, r, &scope, &runtime.unflushed)?;
         }
-        let models = (!spec.allowed_models.is_empty())
-            .then(|| self.models.intern_all(&spec.allowed_models).unwrap_or_default());
+        let models = (!spec.allowed_models.is_empty()).then(|| {
+            self.models
+                .intern_all(&spec.allowed_models)
+                .unwrap_or_default()
+        });
         // Stored specs were validated at write time; an unparsable entry fails closed.
         let ips = (!spec.allowed_ips.is_empty()).then(|| IpRules {
             allow: parse_nets("allowed_ips", &spec.allowed_ips).unwrap_or_default(),
@@ -278,7 +289,10 @@ fn flag(on: bool, bit: u8) -> u8 {
 
 fn deny_all() -> IpRules {
     let all = ["0.0.0.0/0", "::/0"];
-    IpRules { allow: Vec::new(), deny: parse_nets("deny", &all).unwrap_or_default() }
+    IpRules {
+        allow: Vec::new(),
+        deny: parse_nets("deny", &all).unwrap_or_default(),
+    }
 }
 
 fn org_index(st: &mut PublishState, orgs: &mut Vec<Arc<OrgView>>, id: &OrgId) -> u32 {

@@ -1,8 +1,8 @@
 //! What the snapshot holds per key and per org.
 
-use std::sync::atomic::AtomicU64;
 use once_cell::race::OnceBox;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use crate::config::ip::IpRules;
 use crate::keys::KeyDigest;
@@ -75,7 +75,11 @@ impl KeyEntry {
     /// The key's own budget counter, when it has a budget.
     #[inline]
     pub fn budget(&self) -> Option<&BudgetCounter> {
-        if self.has(HAS_BUDGET) { self.runtime.budget.get() } else { None }
+        if self.has(HAS_BUDGET) {
+            self.runtime.budget.get()
+        } else {
+            None
+        }
     }
 }
 
@@ -123,7 +127,6 @@ impl OrgRuntime {
     }
 }
 
-
 /// A scope whose in-memory spend waits for the flusher.
 pub(crate) enum SpendScope {
     Key(Arc<KeyRuntime>),
@@ -150,7 +153,11 @@ impl SpendScope {
         if micros == 0 {
             return;
         }
-        if self.unflushed().fetch_add(micros, std::sync::atomic::Ordering::AcqRel) == 0 {
+        if self
+            .unflushed()
+            .fetch_add(micros, std::sync::atomic::Ordering::AcqRel)
+            == 0
+        {
             cell.queue_spend(match self {
                 SpendScope::Key(k) => SpendScope::Key(k.clone()),
                 SpendScope::Org(o) => SpendScope::Org(o.clone()),

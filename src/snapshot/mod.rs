@@ -83,7 +83,10 @@ impl Snapshot {
                 if let Some(r) = &e.rules {
                     bytes += std::mem::size_of_val(&**r) + 16 + ALLOC;
                     bytes += r.models.as_ref().map_or(0, |m| m.len() * 4 + ALLOC);
-                    bytes += r.ips.as_ref().map_or(0, |i| (i.allow.len() + i.deny.len()) * 20 + ALLOC);
+                    bytes += r
+                        .ips
+                        .as_ref()
+                        .map_or(0, |i| (i.allow.len() + i.deny.len()) * 20 + ALLOC);
                 }
             }
         }
@@ -120,7 +123,10 @@ pub(crate) const NO_REASON: u8 = u8::MAX;
 
 impl GatewayPolicies {
     pub fn new(policies: Arc<Policies>) -> Self {
-        Self { policies, reasons: RwLock::new(Vec::new()) }
+        Self {
+            policies,
+            reasons: RwLock::new(Vec::new()),
+        }
     }
 
     /// The reason list stored at `ix`.
@@ -227,7 +233,9 @@ impl SnapshotCell {
         if self.models.len() > MAX_REPUBLISHED_MODELS {
             return;
         }
-        let Some(_st) = self.state.try_lock() else { return };
+        let Some(_st) = self.state.try_lock() else {
+            return;
+        };
         let old = self.current.load_full();
         self.current.store(Arc::new(Snapshot {
             shards: old.shards.clone(),

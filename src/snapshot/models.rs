@@ -37,7 +37,10 @@ impl ModelIds {
     }
 
     pub fn new() -> Self {
-        Self { map: papaya::HashMap::with_hasher(RandomState::default()), next: parking_lot::Mutex::new(0) }
+        Self {
+            map: papaya::HashMap::with_hasher(RandomState::default()),
+            next: parking_lot::Mutex::new(0),
+        }
     }
 
     /// The id of a model name if it was ever interned. Lock-free.

@@ -4,11 +4,13 @@
 mod audit;
 pub(crate) mod codec;
 mod configs;
+mod explain;
 mod keys;
 mod members;
 mod open;
 mod orgs;
 pub(crate) mod records;
+pub(crate) mod secrets;
 pub(crate) mod spend;
 pub(crate) mod tables;
 pub(crate) mod tx;
@@ -23,8 +25,8 @@ pub use orgs::Orgs;
 pub use usage::{BudgetStatus, RateUse, UsageReport};
 
 use arc_swap::ArcSwap;
-use redb::ReadableDatabase;
 use parking_lot::Mutex;
+use redb::ReadableDatabase;
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind};
@@ -32,8 +34,6 @@ use crate::model::{Actor, Org, OrgId, Role, Timestamp};
 use crate::policy::{AdminAction, AdminRequest, Policies, Target};
 use crate::snapshot::SnapshotCell;
 use tx::{Changes, Lookup, ReadTx, WriteTx};
-
-pub(crate) use tx::org_not_found;
 
 /// An orgstore database.
 ///
@@ -60,15 +60,28 @@ pub(crate) struct Inner {
     snapshot: Arc<SnapshotCell>,
     /// Flush spend on every `record_usage` (lossless) instead of in the background.
     spend_sync: bool,
+    /// Encrypts provider secrets in stored configs.
+    sealer: secrets::Sealer,
 }
 
 impl Inner {
     /// One write transaction without audit or publication (spend flushes).
-    pub(crate) fn write_raw(&self, f: impl FnOnce(&mut WriteTx) -> Result<(), Error>) -> Result<(), Error> {
+    pub(crate) fn write_raw(
+        &self,
+        f: impl FnOnce(&mut WriteTx) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let _writer = self.writer.lock();
-        let mut txn = self.db.begin_write().map_err(|e| Error::storage("starting a write", e))?;
-        txn.set_durability(self.durability).map_err(|e| Error::storage("setting durability", e))?;
-        let mut tx = WriteTx { txn, now: Timestamp::now(), changes: Changes::default() };
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| Error::storage("starting a write", e))?;
+        txn.set_durability(self.durability)
+            .map_err(|e| Error::storage("setting durability", e))?;
+        let mut tx = WriteTx {
+            txn,
+            now: Timestamp::now(),
+            changes: Changes::default(),
+        };
         f(&mut tx)?;
         tx.txn.commit().map_err(|e| Error::storage("committing", e))
     }
@@ -144,7 +157,13 @@ impl Store {
         Ok(())
     }
 
-    fn from_parts(db: redb::Database, policies: Policies, durability: redb::Durability, spend_sync: bool) -> Self {
+    fn from_parts(
+        db: redb::Database,
+        policies: Policies,
+        durability: redb::Durability,
+        spend_sync: bool,
+        sealer: secrets::Sealer,
+    ) -> Self {
         let policies = Arc::new(policies);
         Self {
             inner: Arc::new(Inner {
@@ -154,6 +173,7 @@ impl Store {
                 policies: ArcSwap::new(policies),
                 durability,
                 spend_sync,
+                sealer,
             }),
         }
     }
@@ -161,14 +181,16 @@ impl Store {
     /// Starts the background spend flusher; it stops when the store is dropped.
     fn spawn_flusher(&self, every: std::time::Duration) {
         let weak = Arc::downgrade(&self.inner);
-        let spawned = std::thread::Builder::new().name("orgstore-spend".into()).spawn(move || {
-            loop {
-                std::thread::sleep(every);
-                let Some(inner) = weak.upgrade() else { break };
-                // A failed flush keeps the amounts in memory for the next round.
-                let _ = spend::flush(&inner);
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("orgstore-spend".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(every);
+                    let Some(inner) = weak.upgrade() else { break };
+                    // A failed flush keeps the amounts in memory for the next round.
+                    let _ = spend::flush(&inner);
+                }
+            });
         // Without a thread, spend is still flushed by `flush()` and on close.
         drop(spawned);
     }
@@ -187,7 +209,10 @@ impl Store {
 
     /// Runs `f` in one write transaction: all or nothing. On success the changes are
     /// published before this returns; a denial is audited in a transaction of its own.
-    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut WriteTx) -> Result<T, Error>) -> Result<T, Error> {
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTx) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let out = {
             let _writer = self.inner.writer.lock();
             let mut txn = self
@@ -197,7 +222,11 @@ impl Store {
                 .map_err(|e| Error::storage("starting a write", e))?;
             txn.set_durability(self.inner.durability)
                 .map_err(|e| Error::storage("setting durability", e))?;
-            let mut tx = WriteTx { txn, now: Timestamp::now(), changes: Changes::default() };
+            let mut tx = WriteTx {
+                txn,
+                now: Timestamp::now(),
+                changes: Changes::default(),
+            };
             match f(&mut tx) {
                 Ok(v) => {
                     let WriteTx { txn, changes, .. } = tx;
@@ -243,7 +272,11 @@ impl Store {
 
     /// Builds the snapshot from the store file.
     pub(crate) fn rebuild_snapshot(&self) -> Result<(), Error> {
-        let r = self.inner.db.begin_read().map_err(|e| Error::storage("starting a read", e))?;
+        let r = self
+            .inner
+            .db
+            .begin_read()
+            .map_err(|e| Error::storage("starting a read", e))?;
         self.inner.snapshot.rebuild(&r)
     }
 
@@ -253,18 +286,42 @@ impl Store {
             && let Some(d) = e.denial()
             && let Some(org) = &d.org
         {
-            let entry = (d.actor.clone(), org.clone(), d.action.clone(), d.target.clone());
+            let entry = (
+                d.actor.clone(),
+                org.clone(),
+                d.action.clone(),
+                d.target.clone(),
+            );
             // The denial is the answer; a failure to audit it must not hide it.
             let _ = self.write_denial_audit(entry);
         }
         out
     }
 
-    fn write_denial_audit(&self, (actor, org, action, target): (String, OrgId, String, String)) -> Result<(), Error> {
+    fn write_denial_audit(
+        &self,
+        (actor, org, action, target): (String, OrgId, String, String),
+    ) -> Result<(), Error> {
         let _writer = self.inner.writer.lock();
-        let txn = self.inner.db.begin_write().map_err(|e| Error::storage("starting a write", e))?;
-        let mut tx = WriteTx { txn, now: Timestamp::now(), changes: Changes::default() };
-        audit_append(&mut tx, &actor, &org, &action, &target, "denied by policy".into(), Outcome::Denied)?;
+        let txn = self
+            .inner
+            .db
+            .begin_write()
+            .map_err(|e| Error::storage("starting a write", e))?;
+        let mut tx = WriteTx {
+            txn,
+            now: Timestamp::now(),
+            changes: Changes::default(),
+        };
+        audit_append(
+            &mut tx,
+            &actor,
+            &org,
+            &action,
+            &target,
+            "denied by policy".into(),
+            Outcome::Denied,
+        )?;
         tx.txn.commit().map_err(|e| Error::storage("committing", e))
     }
 

@@ -14,7 +14,7 @@ use super::tx::{Lookup, WriteTx};
 use crate::error::Error;
 use crate::limits::DAY_MICROS;
 use crate::model::{KeyId, OrgId, Period};
-use crate::snapshot::{SnapshotCell, SpendScope};
+use crate::snapshot::SpendScope;
 
 /// The row that accumulates all-time spend of a scope.
 const TOTAL_ROW: i64 = i64::MIN;
@@ -32,12 +32,20 @@ pub(crate) fn org_scope(id: &OrgId) -> String {
 }
 
 /// Spend recorded for `scope` in the window of `period` that contains `now`.
-pub(crate) fn spent_in(r: &impl Lookup, scope: &str, period: Period, now: i64) -> Result<(i64, i64), Error> {
+pub(crate) fn spent_in(
+    r: &impl Lookup,
+    scope: &str,
+    period: Period,
+    now: i64,
+) -> Result<(i64, i64), Error> {
     let io = |e: redb::StorageError| Error::storage("reading spend", e);
     let (start, end) = period.window(now);
     let t = r.table(SPEND)?;
     if period == Period::Total {
-        let v = t.get((scope, TOTAL_ROW)).map_err(io)?.map_or(0, |v| v.value());
+        let v = t
+            .get((scope, TOTAL_ROW))
+            .map_err(io)?
+            .map_or(0, |v| v.value());
         return Ok((start, v));
     }
     let mut sum = 0i64;
@@ -82,11 +90,18 @@ pub(crate) fn flush(inner: &super::Inner) -> Result<usize, Error> {
     let day = now.div_euclid(DAY_MICROS) * DAY_MICROS;
     let result = inner.write_raw(|tx: &mut WriteTx| {
         let io = |e: redb::StorageError| Error::storage("writing spend", e);
-        let mut t = tx.txn.open_table(SPEND).map_err(|e| Error::storage("writing spend", e))?;
+        let mut t = tx
+            .txn
+            .open_table(SPEND)
+            .map_err(|e| Error::storage("writing spend", e))?;
         for (scope, (amount, _)) in &amounts {
             for row in [day, TOTAL_ROW] {
-                let cur = t.get((scope.as_str(), row)).map_err(io)?.map_or(0, |v| v.value());
-                t.insert((scope.as_str(), row), cur.saturating_add(*amount)).map_err(io)?;
+                let cur = t
+                    .get((scope.as_str(), row))
+                    .map_err(io)?
+                    .map_or(0, |v| v.value());
+                t.insert((scope.as_str(), row), cur.saturating_add(*amount))
+                    .map_err(io)?;
             }
             let cutoff = day - KEEP_DAYS * DAY_MICROS;
             let old: Vec<i64> = t
