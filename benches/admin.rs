@@ -101,7 +101,6 @@ fn bulk_import(c: &mut Criterion) {
     g.finish();
 }
 
-
 /// Admin authorization cost: one Cedar decision per request shape (the store makes one per
 /// admin operation).
 fn admin_authorize(c: &mut Criterion) {
@@ -124,19 +123,40 @@ fn admin_authorize(c: &mut Criterion) {
     let change = req(
         Role::Admin,
         AdminAction::ChangeRole,
-        Target::Membership { email: &bob, role: Some(Role::Member), new_role: Some(Role::Viewer) },
+        Target::Membership {
+            email: &bob,
+            role: Some(Role::Member),
+            new_role: Some(Role::Viewer),
+        },
     );
-    let own_key = req(Role::Member, AdminAction::ManageKey, Target::Key { id: key, created_by: "ann@acme.io" });
+    let own_key = req(
+        Role::Member,
+        AdminAction::ManageKey,
+        Target::Key {
+            id: key,
+            created_by: "ann@acme.io",
+        },
+    );
     let denied = req(Role::Viewer, AdminAction::UpdateConfig, Target::Config);
     assert!(p.authorize(&read).is_ok() && p.authorize(&update).is_ok());
     assert!(p.authorize(&change).is_ok() && p.authorize(&own_key).is_ok());
     assert!(p.authorize(&denied).is_err());
     let mut g = c.benchmark_group("admin_authorize");
-    g.bench_function("viewer_read_org", |b| b.iter(|| p.authorize(black_box(&read)).is_ok()));
-    g.bench_function("admin_update_config", |b| b.iter(|| p.authorize(black_box(&update)).is_ok()));
-    g.bench_function("admin_change_role", |b| b.iter(|| p.authorize(black_box(&change)).is_ok()));
-    g.bench_function("member_manage_own_key", |b| b.iter(|| p.authorize(black_box(&own_key)).is_ok()));
-    g.bench_function("viewer_update_config_denied", |b| b.iter(|| p.authorize(black_box(&denied)).is_ok()));
+    g.bench_function("viewer_read_org", |b| {
+        b.iter(|| p.authorize(black_box(&read)).is_ok())
+    });
+    g.bench_function("admin_update_config", |b| {
+        b.iter(|| p.authorize(black_box(&update)).is_ok())
+    });
+    g.bench_function("admin_change_role", |b| {
+        b.iter(|| p.authorize(black_box(&change)).is_ok())
+    });
+    g.bench_function("member_manage_own_key", |b| {
+        b.iter(|| p.authorize(black_box(&own_key)).is_ok())
+    });
+    g.bench_function("viewer_update_config_denied", |b| {
+        b.iter(|| p.authorize(black_box(&denied)).is_ok())
+    });
     g.finish();
 }
 

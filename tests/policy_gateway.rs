@@ -11,7 +11,10 @@ forbid (principal in Org::"customer-a", action == Action::"invoke", resource == 
 "#;
 
 fn ctx(ip_allowed: bool, model_allowed: bool) -> GatewayContext {
-    GatewayContext { ip_allowed, model_allowed }
+    GatewayContext {
+        ip_allowed,
+        model_allowed,
+    }
 }
 
 #[test]
@@ -35,16 +38,28 @@ fn base_permit_and_guard_rails() {
 
 #[test]
 fn operator_forbid_applies_to_its_org_and_model_only() {
-    let p = Policies::default_set().unwrap().with_sources(&[("ops.cedar", OPERATOR_RULES)]).unwrap();
+    let p = Policies::default_set()
+        .unwrap()
+        .with_sources(&[("ops.cedar", OPERATOR_RULES)])
+        .unwrap();
     let a = OrgId::parse("customer-a").unwrap();
     let b = OrgId::parse("customer-b").unwrap();
     let key = KeyId::random();
     let d = p.gateway_decide(&a, &key, "gpt-4o", ctx(true, true));
     assert!(!d.allowed);
     assert_eq!(d.policies, vec!["customer-a-no-gpt-4o"]);
-    assert!(p.gateway_decide(&a, &key, "gpt-4o-mini", ctx(true, true)).allowed);
-    assert!(p.gateway_decide(&a, &key, "GPT-4o", ctx(true, true)).allowed);
-    assert!(p.gateway_decide(&b, &key, "gpt-4o", ctx(true, true)).allowed);
+    assert!(
+        p.gateway_decide(&a, &key, "gpt-4o-mini", ctx(true, true))
+            .allowed
+    );
+    assert!(
+        p.gateway_decide(&a, &key, "GPT-4o", ctx(true, true))
+            .allowed
+    );
+    assert!(
+        p.gateway_decide(&b, &key, "gpt-4o", ctx(true, true))
+            .allowed
+    );
 }
 
 #[test]
@@ -53,18 +68,36 @@ fn operator_rule_on_one_key() {
     let rule = format!(
         "@id(\"block-one-key\")\nforbid (principal == Key::\"{key}\", action == Action::\"invoke\", resource);\n"
     );
-    let p = Policies::default_set().unwrap().with_sources(&[("k.cedar", &rule)]).unwrap();
+    let p = Policies::default_set()
+        .unwrap()
+        .with_sources(&[("k.cedar", &rule)])
+        .unwrap();
     let org = OrgId::parse("acme").unwrap();
     assert!(!p.gateway_decide(&org, &key, "m", ctx(true, true)).allowed);
-    assert!(p.gateway_decide(&org, &KeyId::random(), "m", ctx(true, true)).allowed);
+    assert!(
+        p.gateway_decide(&org, &KeyId::random(), "m", ctx(true, true))
+            .allowed
+    );
 }
 
 #[test]
 fn hostile_model_names_are_plain_ids() {
-    let p = Policies::default_set().unwrap().with_sources(&[("ops.cedar", OPERATOR_RULES)]).unwrap();
+    let p = Policies::default_set()
+        .unwrap()
+        .with_sources(&[("ops.cedar", OPERATOR_RULES)])
+        .unwrap();
     let a = OrgId::parse("customer-a").unwrap();
     let key = KeyId::random();
-    for m in ["", "gpt-4o\"", "gpt-4o\" || true", "\"gpt-4o\"", "a\nb", "Model::\"gpt-4o\"", "\u{0}", "\u{202e}x"] {
+    for m in [
+        "",
+        "gpt-4o\"",
+        "gpt-4o\" || true",
+        "\"gpt-4o\"",
+        "a\nb",
+        "Model::\"gpt-4o\"",
+        "\u{0}",
+        "\u{202e}x",
+    ] {
         let d = p.gateway_decide(&a, &key, m, ctx(true, true));
         assert!(d.allowed, "{m:?}: {d:?}");
         assert!(d.errors.is_empty());
@@ -72,7 +105,10 @@ fn hostile_model_names_are_plain_ids() {
 }
 
 static WITH_OPS: std::sync::LazyLock<Policies> = std::sync::LazyLock::new(|| {
-    Policies::default_set().unwrap().with_sources(&[("ops.cedar", OPERATOR_RULES)]).unwrap()
+    Policies::default_set()
+        .unwrap()
+        .with_sources(&[("ops.cedar", OPERATOR_RULES)])
+        .unwrap()
 });
 
 proptest! {

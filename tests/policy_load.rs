@@ -12,14 +12,24 @@ fn default_set_validates_strictly_and_names_policies_by_id() {
     let p = Policies::default_set().unwrap();
     let ids = p.policy_ids();
     assert!(ids.len() >= 15, "{ids:?}");
-    assert!(ids.iter().all(|id| !id.starts_with("policy")), "unnamed policy: {ids:?}");
+    assert!(
+        ids.iter().all(|id| !id.starts_with("policy")),
+        "unnamed policy: {ids:?}"
+    );
     for id in ["viewer-read", "last-owner-stays", "gateway-allow-valid"] {
         assert!(ids.iter().any(|i| i == id), "{id} missing");
     }
     // every policy of the compiled-in files carries an @id
     let roles = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/roles.cedar"));
-    let gateway = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/gateway.cedar"));
-    let count = |s: &str| s.lines().filter(|l| l.starts_with("permit") || l.starts_with("forbid")).count();
+    let gateway = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/gateway.cedar"
+    ));
+    let count = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with("permit") || l.starts_with("forbid"))
+            .count()
+    };
     assert_eq!(count(roles) + count(gateway), ids.len());
 }
 
@@ -44,7 +54,10 @@ fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
 #[test]
 fn syntax_error_names_file_and_line() {
     let base = Policies::default_set().unwrap();
-    let d = dir_with(&[("bad.cedar", "// a comment\n\npermit(principal, action, resource)\nwhen { principal.x == };\n")]);
+    let d = dir_with(&[(
+        "bad.cedar",
+        "// a comment\n\npermit(principal, action, resource)\nwhen { principal.x == };\n",
+    )]);
     let err = base.with_dir(d.path()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid);
     let msg = err.to_string();
@@ -71,7 +84,10 @@ fn validation_error_names_file_line_and_policy() {
 fn warnings_fail() {
     // An impossible policy is a warning in Cedar; here it fails the load.
     let base = Policies::default_set().unwrap();
-    let d = dir_with(&[("never.cedar", "@id(\"never\")\npermit(principal, action == Action::\"ReadOrg\", resource)\nwhen { false };\n")]);
+    let d = dir_with(&[(
+        "never.cedar",
+        "@id(\"never\")\npermit(principal, action == Action::\"ReadOrg\", resource)\nwhen { false };\n",
+    )]);
     let err = base.with_dir(d.path()).unwrap_err();
     assert!(err.to_string().contains("never.cedar:"), "{err}");
     assert!(err.to_string().contains("warning"), "{err}");
@@ -80,11 +96,20 @@ fn warnings_fail() {
 #[test]
 fn unknown_action_and_duplicate_id_fail() {
     let base = Policies::default_set().unwrap();
-    let d = dir_with(&[("x.cedar", "@id(\"x\")\nforbid(principal, action == Action::\"Nope\", resource);\n")]);
+    let d = dir_with(&[(
+        "x.cedar",
+        "@id(\"x\")\nforbid(principal, action == Action::\"Nope\", resource);\n",
+    )]);
     assert!(base.with_dir(d.path()).is_err());
-    let d = dir_with(&[("dup.cedar", "@id(\"viewer-read\")\nforbid(principal, action == Action::\"ReadOrg\", resource);\n")]);
+    let d = dir_with(&[(
+        "dup.cedar",
+        "@id(\"viewer-read\")\nforbid(principal, action == Action::\"ReadOrg\", resource);\n",
+    )]);
     let err = base.with_dir(d.path()).unwrap_err();
-    assert!(err.to_string().contains("dup.cedar") && err.to_string().contains("roles.cedar"), "{err}");
+    assert!(
+        err.to_string().contains("dup.cedar") && err.to_string().contains("roles.cedar"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -104,7 +129,12 @@ fn policies_without_id_are_named_after_the_file() {
         "forbid(principal in Org::\"customer-a\", action == Action::\"invoke\", resource == Model::\"gpt-4o\");\n",
     )]);
     let p = base.with_dir(d.path()).unwrap();
-    assert!(p.policy_ids().contains(&"no-gpt4o.cedar#policy0".to_owned()), "{:?}", p.policy_ids());
+    assert!(
+        p.policy_ids()
+            .contains(&"no-gpt4o.cedar#policy0".to_owned()),
+        "{:?}",
+        p.policy_ids()
+    );
     // validate_dir says the same
     assert_eq!(Policies::validate_dir(d.path()).unwrap(), p.policy_ids());
 }
@@ -113,7 +143,10 @@ fn policies_without_id_are_named_after_the_file() {
 fn only_cedar_files_are_read_and_missing_dir_fails() {
     let base = Policies::default_set().unwrap();
     let d = dir_with(&[("README.md", "not cedar"), ("x.cedar.bak", "garbage")]);
-    assert_eq!(base.with_dir(d.path()).unwrap().policy_ids(), base.policy_ids());
+    assert_eq!(
+        base.with_dir(d.path()).unwrap().policy_ids(),
+        base.policy_ids()
+    );
     let err = base.with_dir(&d.path().join("missing")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid);
 }

@@ -2,8 +2,8 @@
 //! org), escalation cases, and the example operator policy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use orgstore::{AdminAction, AdminRequest, Policies, Target};
 use orgstore::{Actor, Email, KeyId, OrgId, Role};
+use orgstore::{AdminAction, AdminRequest, Policies, Target};
 
 const OWNER: usize = 0;
 const ADMIN: usize = 1;
@@ -60,33 +60,68 @@ fn fx() -> Fx {
 }
 
 /// The canonical request for `action` by an actor of role `role` (None: not a member).
-fn canonical<'a>(f: &'a Fx, org: &'a OrgId, action: AdminAction, role: Option<Role>) -> AdminRequest<'a> {
+fn canonical<'a>(
+    f: &'a Fx,
+    org: &'a OrgId,
+    action: AdminAction,
+    role: Option<Role>,
+) -> AdminRequest<'a> {
     let target = match action {
         AdminAction::UpdateConfig | AdminAction::RevealSecrets => Target::Config,
-        AdminAction::AddMember => Target::Membership { email: &f.bob, role: None, new_role: Some(Role::Member) },
-        AdminAction::ChangeRole => {
-            Target::Membership { email: &f.bob, role: Some(Role::Member), new_role: Some(Role::Viewer) }
-        }
-        AdminAction::RemoveMember => Target::Membership { email: &f.bob, role: Some(Role::Member), new_role: None },
-        AdminAction::LeaveOrg => Target::Membership { email: &f.email, role, new_role: None },
+        AdminAction::AddMember => Target::Membership {
+            email: &f.bob,
+            role: None,
+            new_role: Some(Role::Member),
+        },
+        AdminAction::ChangeRole => Target::Membership {
+            email: &f.bob,
+            role: Some(Role::Member),
+            new_role: Some(Role::Viewer),
+        },
+        AdminAction::RemoveMember => Target::Membership {
+            email: &f.bob,
+            role: Some(Role::Member),
+            new_role: None,
+        },
+        AdminAction::LeaveOrg => Target::Membership {
+            email: &f.email,
+            role,
+            new_role: None,
+        },
         AdminAction::CreateKey => Target::NewKey { has_expiry: true },
-        AdminAction::ManageKey => Target::Key { id: f.key, created_by: "bob@acme.io" },
+        AdminAction::ManageKey => Target::Key {
+            id: f.key,
+            created_by: "bob@acme.io",
+        },
         _ => Target::Org,
     };
-    AdminRequest { actor: &f.actor, actor_role: role, action, org, owner_count: 2, target }
+    AdminRequest {
+        actor: &f.actor,
+        actor_role: role,
+        action,
+        org,
+        owner_count: 2,
+        target,
+    }
 }
 
 fn allowed(p: &Policies, req: &AdminRequest<'_>) -> bool {
     let a = p.authorize(req).is_ok();
     let e = p.explain(req);
-    assert_eq!(a, e.allowed, "authorize and explain disagree on {req:?}: {e:?}");
+    assert_eq!(
+        a, e.allowed,
+        "authorize and explain disagree on {req:?}: {e:?}"
+    );
     a
 }
 
 #[test]
 fn matrix_covers_every_action() {
     for a in AdminAction::ALL {
-        assert!(MATRIX.iter().any(|(m, _)| *m == a), "{a:?} missing from the matrix");
+        assert!(
+            MATRIX.iter().any(|(m, _)| *m == a),
+            "{a:?} missing from the matrix"
+        );
     }
 }
 
@@ -99,7 +134,10 @@ fn role_by_action_in_own_org_and_another_org() {
         for (i, role) in ROLES.iter().enumerate() {
             let got = allowed(&p, &canonical(&f, &f.org, *action, Some(*role)));
             if got != row[i] {
-                failures.push(format!("{role} {action:?} in own org: got {got}, want {}", row[i]));
+                failures.push(format!(
+                    "{role} {action:?} in own org: got {got}, want {}",
+                    row[i]
+                ));
             }
             // Another org where the actor has no role: nothing, whatever their role elsewhere.
             let got = allowed(&p, &canonical(&f, &f.other, *action, None));
@@ -115,7 +153,14 @@ fn role_by_action_in_own_org_and_another_org() {
 fn denial_names_action_role_and_policies() {
     let p = Policies::default_set().unwrap();
     let f = fx();
-    let d = p.authorize(&canonical(&f, &f.org, AdminAction::UpdateConfig, Some(Role::Viewer))).unwrap_err();
+    let d = p
+        .authorize(&canonical(
+            &f,
+            &f.org,
+            AdminAction::UpdateConfig,
+            Some(Role::Viewer),
+        ))
+        .unwrap_err();
     assert_eq!(d.action, "UpdateConfig");
     assert_eq!(d.role, Some(Role::Viewer));
     assert!(d.policies.is_empty(), "no permit, no forbid: {d:?}");
@@ -137,7 +182,11 @@ fn membership<'a>(
         action,
         org: &f.org,
         owner_count,
-        target: Target::Membership { email: target, role, new_role },
+        target: Target::Membership {
+            email: target,
+            role,
+            new_role,
+        },
     }
 }
 
@@ -153,7 +202,15 @@ fn member_management_grid() {
                 Role::Admin => new != Role::Owner,
                 _ => false,
             };
-            let req = membership(&f, actor, AdminAction::AddMember, &f.bob, None, Some(new), 2);
+            let req = membership(
+                &f,
+                actor,
+                AdminAction::AddMember,
+                &f.bob,
+                None,
+                Some(new),
+                2,
+            );
             assert_eq!(allowed(&p, &req), want, "{actor} adds a {new}");
             for cur in ROLES {
                 let want = match actor {
@@ -161,7 +218,15 @@ fn member_management_grid() {
                     Role::Admin => cur != Role::Owner && new != Role::Owner,
                     _ => false,
                 };
-                let req = membership(&f, actor, AdminAction::ChangeRole, &f.bob, Some(cur), Some(new), 2);
+                let req = membership(
+                    &f,
+                    actor,
+                    AdminAction::ChangeRole,
+                    &f.bob,
+                    Some(cur),
+                    Some(new),
+                    2,
+                );
                 assert_eq!(allowed(&p, &req), want, "{actor} changes a {cur} to {new}");
             }
         }
@@ -171,7 +236,15 @@ fn member_management_grid() {
                 Role::Admin => cur != Role::Owner,
                 _ => false,
             };
-            let req = membership(&f, actor, AdminAction::RemoveMember, &f.bob, Some(cur), None, 2);
+            let req = membership(
+                &f,
+                actor,
+                AdminAction::RemoveMember,
+                &f.bob,
+                Some(cur),
+                None,
+                2,
+            );
             assert_eq!(allowed(&p, &req), want, "{actor} removes a {cur}");
         }
     }
@@ -183,17 +256,41 @@ fn escalation_admin_grants_owner() {
     let f = fx();
     // to another member
     let d = p
-        .authorize(&membership(&f, Role::Admin, AdminAction::ChangeRole, &f.bob, Some(Role::Member), Some(Role::Owner), 1))
+        .authorize(&membership(
+            &f,
+            Role::Admin,
+            AdminAction::ChangeRole,
+            &f.bob,
+            Some(Role::Member),
+            Some(Role::Owner),
+            1,
+        ))
         .unwrap_err();
     assert_eq!(d.policies, vec!["only-owners-grant-owner"]);
     // to self
     let d = p
-        .authorize(&membership(&f, Role::Admin, AdminAction::ChangeRole, &f.email, Some(Role::Admin), Some(Role::Owner), 1))
+        .authorize(&membership(
+            &f,
+            Role::Admin,
+            AdminAction::ChangeRole,
+            &f.email,
+            Some(Role::Admin),
+            Some(Role::Owner),
+            1,
+        ))
         .unwrap_err();
     assert_eq!(d.policies, vec!["only-owners-grant-owner"]);
     // a new Owner
     let d = p
-        .authorize(&membership(&f, Role::Admin, AdminAction::AddMember, &f.bob, None, Some(Role::Owner), 1))
+        .authorize(&membership(
+            &f,
+            Role::Admin,
+            AdminAction::AddMember,
+            &f.bob,
+            None,
+            Some(Role::Owner),
+            1,
+        ))
         .unwrap_err();
     assert_eq!(d.policies, vec!["only-owners-grant-owner"]);
 }
@@ -203,15 +300,42 @@ fn escalation_admin_demotes_or_removes_owner() {
     let p = Policies::default_set().unwrap();
     let f = fx();
     let d = p
-        .authorize(&membership(&f, Role::Admin, AdminAction::ChangeRole, &f.bob, Some(Role::Owner), Some(Role::Admin), 3))
+        .authorize(&membership(
+            &f,
+            Role::Admin,
+            AdminAction::ChangeRole,
+            &f.bob,
+            Some(Role::Owner),
+            Some(Role::Admin),
+            3,
+        ))
         .unwrap_err();
     assert_eq!(d.policies, vec!["only-owners-manage-owners"]);
     let d = p
-        .authorize(&membership(&f, Role::Admin, AdminAction::RemoveMember, &f.bob, Some(Role::Owner), None, 3))
+        .authorize(&membership(
+            &f,
+            Role::Admin,
+            AdminAction::RemoveMember,
+            &f.bob,
+            Some(Role::Owner),
+            None,
+            3,
+        ))
         .unwrap_err();
     assert_eq!(d.policies, vec!["only-owners-manage-owners"]);
     // An Owner may.
-    assert!(allowed(&p, &membership(&f, Role::Owner, AdminAction::RemoveMember, &f.bob, Some(Role::Owner), None, 3)));
+    assert!(allowed(
+        &p,
+        &membership(
+            &f,
+            Role::Owner,
+            AdminAction::RemoveMember,
+            &f.bob,
+            Some(Role::Owner),
+            None,
+            3
+        )
+    ));
 }
 
 #[test]
@@ -220,29 +344,80 @@ fn escalation_last_owner() {
     let f = fx();
     // leaves
     let d = p
-        .authorize(&membership(&f, Role::Owner, AdminAction::LeaveOrg, &f.email, Some(Role::Owner), None, 1))
+        .authorize(&membership(
+            &f,
+            Role::Owner,
+            AdminAction::LeaveOrg,
+            &f.email,
+            Some(Role::Owner),
+            None,
+            1,
+        ))
         .unwrap_err();
     assert_eq!(d.policies, vec!["last-owner-stays"]);
     // demotes self
     let d = p
-        .authorize(&membership(&f, Role::Owner, AdminAction::ChangeRole, &f.email, Some(Role::Owner), Some(Role::Admin), 1))
+        .authorize(&membership(
+            &f,
+            Role::Owner,
+            AdminAction::ChangeRole,
+            &f.email,
+            Some(Role::Owner),
+            Some(Role::Admin),
+            1,
+        ))
         .unwrap_err();
     assert_eq!(d.policies, vec!["last-owner-not-demoted"]);
     // removes self through RemoveMember
     let d = p
-        .authorize(&membership(&f, Role::Owner, AdminAction::RemoveMember, &f.email, Some(Role::Owner), None, 1))
+        .authorize(&membership(
+            &f,
+            Role::Owner,
+            AdminAction::RemoveMember,
+            &f.email,
+            Some(Role::Owner),
+            None,
+            1,
+        ))
         .unwrap_err();
     assert_eq!(d.policies, vec!["last-owner-stays"]);
     // with a second Owner all three are fine
-    assert!(allowed(&p, &membership(&f, Role::Owner, AdminAction::LeaveOrg, &f.email, Some(Role::Owner), None, 2)));
     assert!(allowed(
         &p,
-        &membership(&f, Role::Owner, AdminAction::ChangeRole, &f.email, Some(Role::Owner), Some(Role::Admin), 2)
+        &membership(
+            &f,
+            Role::Owner,
+            AdminAction::LeaveOrg,
+            &f.email,
+            Some(Role::Owner),
+            None,
+            2
+        )
+    ));
+    assert!(allowed(
+        &p,
+        &membership(
+            &f,
+            Role::Owner,
+            AdminAction::ChangeRole,
+            &f.email,
+            Some(Role::Owner),
+            Some(Role::Admin),
+            2
+        )
     ));
     // "changing" the last Owner to Owner is no demotion
     assert!(allowed(
         &p,
-        &membership(&f, Role::Owner, AdminAction::ChangeRole, &f.email, Some(Role::Owner), Some(Role::Owner), 1)
+        &membership(
+            &f,
+            Role::Owner,
+            AdminAction::ChangeRole,
+            &f.email,
+            Some(Role::Owner),
+            Some(Role::Owner),
+            1
+        )
     ));
 }
 
@@ -251,19 +426,35 @@ fn leave_is_only_for_oneself() {
     let p = Policies::default_set().unwrap();
     let f = fx();
     for role in ROLES {
-        let req = membership(&f, role, AdminAction::LeaveOrg, &f.bob, Some(Role::Viewer), None, 2);
+        let req = membership(
+            &f,
+            role,
+            AdminAction::LeaveOrg,
+            &f.bob,
+            Some(Role::Viewer),
+            None,
+            2,
+        );
         assert!(!allowed(&p, &req), "{role} made someone else leave");
     }
 }
 
-fn key_req<'a>(f: &'a Fx, role: Option<Role>, action: AdminAction, created_by: &'a str) -> AdminRequest<'a> {
+fn key_req<'a>(
+    f: &'a Fx,
+    role: Option<Role>,
+    action: AdminAction,
+    created_by: &'a str,
+) -> AdminRequest<'a> {
     AdminRequest {
         actor: &f.actor,
         actor_role: role,
         action,
         org: &f.org,
         owner_count: 1,
-        target: Target::Key { id: f.key, created_by },
+        target: Target::Key {
+            id: f.key,
+            created_by,
+        },
     }
 }
 
@@ -272,18 +463,41 @@ fn keys_by_creator() {
     let p = Policies::default_set().unwrap();
     let f = fx();
     for (i, role) in ROLES.iter().enumerate() {
-        let own = allowed(&p, &key_req(&f, Some(*role), AdminAction::ManageKey, "ann@acme.io"));
-        let other = allowed(&p, &key_req(&f, Some(*role), AdminAction::ManageKey, "bob@acme.io"));
-        let op = allowed(&p, &key_req(&f, Some(*role), AdminAction::ManageKey, "operator"));
+        let own = allowed(
+            &p,
+            &key_req(&f, Some(*role), AdminAction::ManageKey, "ann@acme.io"),
+        );
+        let other = allowed(
+            &p,
+            &key_req(&f, Some(*role), AdminAction::ManageKey, "bob@acme.io"),
+        );
+        let op = allowed(
+            &p,
+            &key_req(&f, Some(*role), AdminAction::ManageKey, "operator"),
+        );
         let want_own = [true, true, true, false][i];
         let want_other = i == OWNER || i == ADMIN;
-        assert_eq!((own, other, op), (want_own, want_other, want_other), "{role}");
+        assert_eq!(
+            (own, other, op),
+            (want_own, want_other, want_other),
+            "{role}"
+        );
     }
     // Member revokes someone else's key
-    let d = p.authorize(&key_req(&f, Some(Role::Member), AdminAction::ManageKey, "bob@acme.io")).unwrap_err();
+    let d = p
+        .authorize(&key_req(
+            &f,
+            Some(Role::Member),
+            AdminAction::ManageKey,
+            "bob@acme.io",
+        ))
+        .unwrap_err();
     assert!(d.policies.is_empty());
     // A non-member who created a key (e.g. removed since) can do nothing with it.
-    assert!(!allowed(&p, &key_req(&f, None, AdminAction::ManageKey, "ann@acme.io")));
+    assert!(!allowed(
+        &p,
+        &key_req(&f, None, AdminAction::ManageKey, "ann@acme.io")
+    ));
     let _ = (MEMBER, VIEWER);
 }
 
@@ -325,13 +539,27 @@ fn errors_and_mismatches_deny() {
     let d = p.authorize(&req).unwrap_err();
     assert!(d.errors[0].contains("Target::NewKey"), "{d:?}");
     // Missing new role
-    let req = membership(&f, Role::Owner, AdminAction::AddMember, &f.bob, None, None, 1);
+    let req = membership(
+        &f,
+        Role::Owner,
+        AdminAction::AddMember,
+        &f.bob,
+        None,
+        None,
+        1,
+    );
     assert!(!p.authorize(&req).unwrap_err().errors.is_empty());
 }
 
 /// Every request shape the store can send, for comparing two policy sets.
 fn all_requests(f: &Fx) -> Vec<AdminRequest<'_>> {
-    let roles = [None, Some(Role::Owner), Some(Role::Admin), Some(Role::Member), Some(Role::Viewer)];
+    let roles = [
+        None,
+        Some(Role::Owner),
+        Some(Role::Admin),
+        Some(Role::Member),
+        Some(Role::Viewer),
+    ];
     let mut out = Vec::new();
     for role in roles {
         for action in AdminAction::ALL {
@@ -339,22 +567,50 @@ fn all_requests(f: &Fx) -> Vec<AdminRequest<'_>> {
             match action {
                 AdminAction::CreateKey => {
                     for has_expiry in [true, false] {
-                        out.push(AdminRequest { target: Target::NewKey { has_expiry }, ..base.clone() });
+                        out.push(AdminRequest {
+                            target: Target::NewKey { has_expiry },
+                            ..base.clone()
+                        });
                     }
                 }
                 AdminAction::ManageKey => {
                     for by in ["ann@acme.io", "bob@acme.io", "operator"] {
-                        out.push(AdminRequest { target: Target::Key { id: f.key, created_by: by }, ..base.clone() });
+                        out.push(AdminRequest {
+                            target: Target::Key {
+                                id: f.key,
+                                created_by: by,
+                            },
+                            ..base.clone()
+                        });
                     }
                 }
-                AdminAction::AddMember | AdminAction::ChangeRole | AdminAction::RemoveMember | AdminAction::LeaveOrg => {
+                AdminAction::AddMember
+                | AdminAction::ChangeRole
+                | AdminAction::RemoveMember
+                | AdminAction::LeaveOrg => {
                     for who in [&f.email, &f.bob] {
-                        for cur in [None, Some(Role::Owner), Some(Role::Admin), Some(Role::Member), Some(Role::Viewer)] {
-                            for new in [None, Some(Role::Owner), Some(Role::Admin), Some(Role::Member), Some(Role::Viewer)] {
+                        for cur in [
+                            None,
+                            Some(Role::Owner),
+                            Some(Role::Admin),
+                            Some(Role::Member),
+                            Some(Role::Viewer),
+                        ] {
+                            for new in [
+                                None,
+                                Some(Role::Owner),
+                                Some(Role::Admin),
+                                Some(Role::Member),
+                                Some(Role::Viewer),
+                            ] {
                                 for owners in [1, 2] {
                                     out.push(AdminRequest {
                                         owner_count: owners,
-                                        target: Target::Membership { email: who, role: cur, new_role: new },
+                                        target: Target::Membership {
+                                            email: who,
+                                            role: cur,
+                                            new_role: new,
+                                        },
                                         ..base.clone()
                                     });
                                 }

@@ -22,7 +22,12 @@ pub(super) struct Outcome {
 
 impl Outcome {
     pub(super) fn from_error(msg: String) -> Self {
-        Self { allowed: false, reasons: Vec::new(), errors: vec![msg], erroring: Vec::new() }
+        Self {
+            allowed: false,
+            reasons: Vec::new(),
+            errors: vec![msg],
+            erroring: Vec::new(),
+        }
     }
 
     pub(super) fn from_response(r: &Response) -> Self {
@@ -40,7 +45,12 @@ impl Outcome {
         errors.sort_unstable();
         erroring.sort_unstable();
         erroring.dedup();
-        Self { allowed: r.decision() == Decision::Allow && errors.is_empty(), reasons, errors, erroring }
+        Self {
+            allowed: r.decision() == Decision::Allow && errors.is_empty(),
+            reasons,
+            errors,
+            erroring,
+        }
     }
 
     /// The ids to report for a denial: the deciding forbids, or the policies that errored.
@@ -62,10 +72,21 @@ impl Policies {
         };
         match c.action_entities.get(req.action.cedar_name()) {
             Some(a) => facts.entities.push(a.clone()),
-            None => return Outcome::from_error(format!("action {} is not in the schema", req.action.cedar_name())),
+            None => {
+                return Outcome::from_error(format!(
+                    "action {} is not in the schema",
+                    req.action.cedar_name()
+                ));
+            }
         }
         let action = c.types.action(req.action.cedar_name());
-        let request = match Request::new(facts.principal, action, facts.resource, facts.context, Some(&c.schema)) {
+        let request = match Request::new(
+            facts.principal,
+            action,
+            facts.resource,
+            facts.context,
+            Some(&c.schema),
+        ) {
             Ok(r) => r,
             Err(e) => return Outcome::from_error(format!("request: {e}")),
         };
@@ -76,8 +97,11 @@ impl Policies {
             Ok(e) => e,
             Err(e) => return Outcome::from_error(format!("entities: {e}")),
         };
-        let response =
-            c.authorizer.is_authorized(&request, c.policies_for(req.action.cedar_name()), &entities);
+        let response = c.authorizer.is_authorized(
+            &request,
+            c.policies_for(req.action.cedar_name()),
+            &entities,
+        );
         Outcome::from_response(&response)
     }
 
@@ -92,7 +116,12 @@ impl Policies {
             return Ok(());
         }
         let (policies, errors) = out.deciding();
-        Err(Denial::new(req.action.cedar_name(), req.actor_role, policies, errors))
+        Err(Denial::new(
+            req.action.cedar_name(),
+            req.actor_role,
+            policies,
+            errors,
+        ))
     }
 
     /// The decision for one admin request with its reasons and errors, for
@@ -100,7 +129,11 @@ impl Policies {
     /// allowed, the forbids when denied); an evaluation error makes `allowed` false.
     pub fn explain(&self, req: &AdminRequest<'_>) -> Explanation {
         let out = self.evaluate(req);
-        Explanation { allowed: out.allowed, reasons: out.reasons, errors: out.errors }
+        Explanation {
+            allowed: out.allowed,
+            reasons: out.reasons,
+            errors: out.errors,
+        }
     }
 
     /// The Cedar entities JSON of one org (org, role groups, config, members and their
@@ -112,6 +145,12 @@ impl Policies {
         members: &[Member],
         keys: &[KeyInfo],
     ) -> Result<serde_json::Value, crate::error::Error> {
-        super::entities::org_entities_json(&self.inner.types, &self.inner.schema, org, members, keys)
+        super::entities::org_entities_json(
+            &self.inner.types,
+            &self.inner.schema,
+            org,
+            members,
+            keys,
+        )
     }
 }

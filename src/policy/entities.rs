@@ -3,7 +3,9 @@
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
-use cedar_policy::{Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
+};
 
 use super::request::{AdminAction, AdminRequest, Target};
 use crate::error::Error;
@@ -58,7 +60,10 @@ impl Types {
         Self::uid(&self.config, org.as_str())
     }
     pub(super) fn membership(&self, org: &OrgId, email: &Email) -> EntityUid {
-        Self::uid(&self.membership, &format!("{}/{}", org.as_str(), email.as_str()))
+        Self::uid(
+            &self.membership,
+            &format!("{}/{}", org.as_str(), email.as_str()),
+        )
     }
     pub(super) fn key(&self, key: &KeyId) -> EntityUid {
         Self::uid(&self.key, &key.to_string())
@@ -71,7 +76,11 @@ impl Types {
     }
 }
 
-fn entity(uid: EntityUid, attrs: Vec<(&str, RestrictedExpression)>, parents: Vec<EntityUid>) -> Result<Entity, String> {
+fn entity(
+    uid: EntityUid,
+    attrs: Vec<(&str, RestrictedExpression)>,
+    parents: Vec<EntityUid>,
+) -> Result<Entity, String> {
     let attrs: HashMap<String, RestrictedExpression> =
         attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     Entity::new(uid, attrs, parents.into_iter().collect::<HashSet<_>>()).map_err(|e| e.to_string())
@@ -93,26 +102,46 @@ fn org_entities(t: &Types, org: &OrgId, owner_count: u32) -> Result<Vec<Entity>,
     ])
 }
 
-fn user_entity(t: &Types, org: &OrgId, email: &Email, role: Option<Role>) -> Result<Entity, String> {
+fn user_entity(
+    t: &Types,
+    org: &OrgId,
+    email: &Email,
+    role: Option<Role>,
+) -> Result<Entity, String> {
     // Exactly the actor's role group of this org; the hierarchy comes from the Role entities.
     let parents = role.map(|r| t.role(org, r)).into_iter().collect();
     entity(
         t.user(email.as_str()),
-        vec![("email", RestrictedExpression::new_string(email.as_str().to_owned()))],
+        vec![(
+            "email",
+            RestrictedExpression::new_string(email.as_str().to_owned()),
+        )],
         parents,
     )
 }
 
 /// The actor for one request: their role group and, already closed transitively, every group
 /// it is nested in (so the per-request store needs no Role entities).
-fn actor_entity(t: &Types, org: &OrgId, email: &Email, role: Option<Role>) -> Result<Entity, String> {
+fn actor_entity(
+    t: &Types,
+    org: &OrgId,
+    email: &Email,
+    role: Option<Role>,
+) -> Result<Entity, String> {
     let parents = match role {
-        Some(r) => Role::ALL.into_iter().filter(|g| *g <= r).map(|g| t.role(org, g)).collect(),
+        Some(r) => Role::ALL
+            .into_iter()
+            .filter(|g| *g <= r)
+            .map(|g| t.role(org, g))
+            .collect(),
         None => Vec::new(),
     };
     entity(
         t.user(email.as_str()),
-        vec![("email", RestrictedExpression::new_string(email.as_str().to_owned()))],
+        vec![(
+            "email",
+            RestrictedExpression::new_string(email.as_str().to_owned()),
+        )],
         parents,
     )
 }
@@ -127,29 +156,49 @@ fn org_entity(t: &Types, org: &OrgId, owner_count: u32) -> Result<Entity, String
             ("admins", euid(&admin)),
             ("members", euid(&member)),
             ("viewers", euid(&viewer)),
-            ("owner_count", RestrictedExpression::new_long(i64::from(owner_count))),
+            (
+                "owner_count",
+                RestrictedExpression::new_long(i64::from(owner_count)),
+            ),
         ],
         vec![],
     )
 }
 
-fn membership_entity(t: &Types, org: &OrgId, email: &Email, role: Option<Role>) -> Result<Entity, String> {
+fn membership_entity(
+    t: &Types,
+    org: &OrgId,
+    email: &Email,
+    role: Option<Role>,
+) -> Result<Entity, String> {
     let mut attrs = vec![
         ("org", euid(&t.org(org))),
         ("member", euid(&t.user(email.as_str()))),
     ];
     if let Some(r) = role {
-        attrs.push(("role", RestrictedExpression::new_string(r.as_str().to_owned())));
+        attrs.push((
+            "role",
+            RestrictedExpression::new_string(r.as_str().to_owned()),
+        ));
     }
     entity(t.membership(org, email), attrs, vec![t.org(org)])
 }
 
 /// The creator of a key as recorded by the store: an email, or `operator` (no creator).
 fn creator(created_by: &str) -> Option<Email> {
-    if created_by == "operator" { None } else { Email::parse(created_by).ok() }
+    if created_by == "operator" {
+        None
+    } else {
+        Email::parse(created_by).ok()
+    }
 }
 
-fn key_entity(t: &Types, org: &OrgId, key: &KeyId, created_by: Option<&str>) -> Result<Entity, String> {
+fn key_entity(
+    t: &Types,
+    org: &OrgId,
+    key: &KeyId,
+    created_by: Option<&str>,
+) -> Result<Entity, String> {
     let mut attrs = vec![("org", euid(&t.org(org)))];
     if let Some(c) = created_by.and_then(creator) {
         attrs.push(("creator", euid(&t.user(c.as_str()))));
@@ -192,7 +241,8 @@ fn target_name(target: &Target<'_>) -> &'static str {
 
 pub(super) fn admin_facts(t: &Types, req: &AdminRequest<'_>) -> Result<AdminFacts, String> {
     let email = req.actor.email().ok_or_else(|| {
-        "the operator is not a Cedar principal (the store allows operator requests itself)".to_owned()
+        "the operator is not a Cedar principal (the store allows operator requests itself)"
+            .to_owned()
     })?;
     let expected = expected_target(req.action);
     if target_name(&req.target) != expected {
@@ -210,20 +260,34 @@ pub(super) fn admin_facts(t: &Types, req: &AdminRequest<'_>) -> Result<AdminFact
     let resource = match &req.target {
         Target::Org => t.org(org),
         Target::NewKey { has_expiry } => {
-            ctx.push(("has_expiry".to_owned(), RestrictedExpression::new_bool(*has_expiry)));
+            ctx.push((
+                "has_expiry".to_owned(),
+                RestrictedExpression::new_bool(*has_expiry),
+            ));
             t.org(org)
         }
         Target::Config => {
             let uid = t.config(org);
-            entities.push(entity(uid.clone(), vec![("org", euid(&t.org(org)))], vec![t.org(org)])?);
+            entities.push(entity(
+                uid.clone(),
+                vec![("org", euid(&t.org(org)))],
+                vec![t.org(org)],
+            )?);
             uid
         }
-        Target::Membership { email: member, role, new_role } => {
+        Target::Membership {
+            email: member,
+            role,
+            new_role,
+        } => {
             if matches!(req.action, AdminAction::AddMember | AdminAction::ChangeRole) {
                 let new_role = new_role.ok_or_else(|| {
                     format!("action {} needs the new role", req.action.cedar_name())
                 })?;
-                ctx.push(("new_role".to_owned(), RestrictedExpression::new_string(new_role.as_str().to_owned())));
+                ctx.push((
+                    "new_role".to_owned(),
+                    RestrictedExpression::new_string(new_role.as_str().to_owned()),
+                ));
             }
             entities.push(membership_entity(t, org, member, *role)?);
             t.membership(org, member)
@@ -234,7 +298,12 @@ pub(super) fn admin_facts(t: &Types, req: &AdminRequest<'_>) -> Result<AdminFact
         }
     };
     let context = Context::from_pairs(ctx).map_err(|e| e.to_string())?;
-    Ok(AdminFacts { entities, principal: t.user(email.as_str()), resource, context })
+    Ok(AdminFacts {
+        entities,
+        principal: t.user(email.as_str()),
+        resource,
+        context,
+    })
 }
 
 /// The gateway's principal: the key, in its org, with only stable attributes.
@@ -253,8 +322,12 @@ pub(super) fn org_entities_json(
     let fail = |e: String| Error::invalid("policies", format!("entities of org {}: {e}", org.id));
     let mut all = org_entities(t, &org.id, org.owner_count).map_err(fail)?;
     all.push(
-        entity(t.config(&org.id), vec![("org", euid(&t.org(&org.id)))], vec![t.org(&org.id)])
-            .map_err(fail)?,
+        entity(
+            t.config(&org.id),
+            vec![("org", euid(&t.org(&org.id)))],
+            vec![t.org(&org.id)],
+        )
+        .map_err(fail)?,
     );
     for m in members.iter().filter(|m| m.org == org.id) {
         all.push(user_entity(t, &org.id, &m.email, Some(m.role)).map_err(fail)?);

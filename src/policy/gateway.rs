@@ -12,20 +12,46 @@ impl Policies {
     /// May key `key` of org `org` invoke `model`, given the host-computed facts `ctx`? Any
     /// evaluation error denies. The answer depends only on (policies, org, key, model, ctx),
     /// so the caller may memoize it per [`Policies::generation`], key version, model and ctx.
-    pub fn gateway_decide(&self, org: &OrgId, key: &KeyId, model: &str, ctx: GatewayContext) -> GatewayDecision {
+    pub fn gateway_decide(
+        &self,
+        org: &OrgId,
+        key: &KeyId,
+        model: &str,
+        ctx: GatewayContext,
+    ) -> GatewayDecision {
         let out = self.gateway_outcome(org, key, model, ctx);
         let allowed = out.allowed;
-        let (policies, errors) = if allowed { (out.reasons, Vec::new()) } else { out.deciding() };
-        GatewayDecision { allowed, policies, errors }
+        let (policies, errors) = if allowed {
+            (out.reasons, Vec::new())
+        } else {
+            out.deciding()
+        };
+        GatewayDecision {
+            allowed,
+            policies,
+            errors,
+        }
     }
 
     /// The same as [`Policies::gateway_decide`]: always a fresh Cedar evaluation, for tests
     /// that check a memoized answer against it.
-    pub fn gateway_decide_uncached(&self, org: &OrgId, key: &KeyId, model: &str, ctx: GatewayContext) -> GatewayDecision {
+    pub fn gateway_decide_uncached(
+        &self,
+        org: &OrgId,
+        key: &KeyId,
+        model: &str,
+        ctx: GatewayContext,
+    ) -> GatewayDecision {
         self.gateway_decide(org, key, model, ctx)
     }
 
-    fn gateway_outcome(&self, org: &OrgId, key: &KeyId, model: &str, ctx: GatewayContext) -> Outcome {
+    fn gateway_outcome(
+        &self,
+        org: &OrgId,
+        key: &KeyId,
+        model: &str,
+        ctx: GatewayContext,
+    ) -> Outcome {
         let c = &*self.inner;
         let t = &c.types;
         let principal = match gateway_key(t, org, key) {
@@ -33,13 +59,25 @@ impl Policies {
             Err(e) => return Outcome::from_error(e),
         };
         let context = match Context::from_pairs([
-            ("ip_allowed".to_owned(), RestrictedExpression::new_bool(ctx.ip_allowed)),
-            ("model_allowed".to_owned(), RestrictedExpression::new_bool(ctx.model_allowed)),
+            (
+                "ip_allowed".to_owned(),
+                RestrictedExpression::new_bool(ctx.ip_allowed),
+            ),
+            (
+                "model_allowed".to_owned(),
+                RestrictedExpression::new_bool(ctx.model_allowed),
+            ),
         ]) {
             Ok(c) => c,
             Err(e) => return Outcome::from_error(format!("context: {e}")),
         };
-        let request = match Request::new(t.key(key), t.action(INVOKE), t.model(model), context, Some(&c.schema)) {
+        let request = match Request::new(
+            t.key(key),
+            t.action(INVOKE),
+            t.model(model),
+            context,
+            Some(&c.schema),
+        ) {
             Ok(r) => r,
             Err(e) => return Outcome::from_error(format!("request: {e}")),
         };
@@ -50,7 +88,9 @@ impl Policies {
             Ok(e) => e,
             Err(e) => return Outcome::from_error(format!("entities: {e}")),
         };
-        let response = c.authorizer.is_authorized(&request, c.policies_for(INVOKE), &entities);
+        let response = c
+            .authorizer
+            .is_authorized(&request, c.policies_for(INVOKE), &entities);
         Outcome::from_response(&response)
     }
 }

@@ -16,9 +16,15 @@ use super::request::AdminAction;
 use crate::error::Error;
 
 /// The compiled-in schema.
-pub(super) const SCHEMA_SRC: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/schema.cedarschema"));
+pub(super) const SCHEMA_SRC: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/policies/schema.cedarschema"
+));
 const ROLES_SRC: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/roles.cedar"));
-const GATEWAY_SRC: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/gateway.cedar"));
+const GATEWAY_SRC: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/policies/gateway.cedar"
+));
 
 /// The Cedar action id of the gateway decision.
 pub(super) const INVOKE: &str = "invoke";
@@ -34,12 +40,18 @@ pub(crate) struct Source {
 
 impl Source {
     pub(crate) fn new(name: &str, text: &str) -> Self {
-        Self { name: name.into(), text: text.into() }
+        Self {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 }
 
 pub(super) fn default_sources() -> Vec<Source> {
-    vec![Source::new("roles.cedar", ROLES_SRC), Source::new("gateway.cedar", GATEWAY_SRC)]
+    vec![
+        Source::new("roles.cedar", ROLES_SRC),
+        Source::new("gateway.cedar", GATEWAY_SRC),
+    ]
 }
 
 /// Reads every `*.cedar` file of `dir`, in file-name order.
@@ -51,7 +63,10 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<Source>, Error> {
     let mut paths = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| {
-            Error::invalid("policies", format!("cannot read policy directory {shown}: {e}"))
+            Error::invalid(
+                "policies",
+                format!("cannot read policy directory {shown}: {e}"),
+            )
         })?;
         let path = entry.path();
         if path.extension().is_some_and(|x| x == "cedar") && path.is_file() {
@@ -62,9 +77,8 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<Source>, Error> {
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::invalid("policies", format!("{name}: cannot read: {e}"))
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::invalid("policies", format!("{name}: cannot read: {e}")))?;
         out.push(Source::new(&name, &text));
     }
     Ok(out)
@@ -96,15 +110,17 @@ impl Compiled {
         let mut origin: HashMap<String, usize> = HashMap::new();
         for (i, src) in sources.iter().enumerate() {
             let parsed = PolicySet::from_str(&src.text).map_err(|errs| {
-                let msgs: Vec<String> =
-                    errs.iter().map(|e| located(src, e, false)).collect();
+                let msgs: Vec<String> = errs.iter().map(|e| located(src, e, false)).collect();
                 Error::invalid("policies", finish(msgs))
             })?;
             if let Some(t) = parsed.templates().next() {
                 let id = t.annotation("id").unwrap_or("(no @id)").to_owned();
                 return Err(Error::invalid(
                     "policies",
-                    format!("{}: template {id}: templates are not supported; write a policy without ?principal/?resource slots", src.name),
+                    format!(
+                        "{}: template {id}: templates are not supported; write a policy without ?principal/?resource slots",
+                        src.name
+                    ),
                 ));
             }
             for p in parsed.policies() {
@@ -123,9 +139,8 @@ impl Compiled {
                     ));
                 }
                 let renamed = p.new_id(PolicyId::new(&id));
-                set.add(renamed).map_err(|e| {
-                    Error::invalid("policies", format!("{}: {id}: {e}", src.name))
-                })?;
+                set.add(renamed)
+                    .map_err(|e| Error::invalid("policies", format!("{}: {id}: {e}", src.name)))?;
                 origin.insert(id.clone(), i);
                 ids.push(id);
             }
@@ -134,11 +149,15 @@ impl Compiled {
         let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
         let mut msgs = Vec::new();
         for e in result.validation_errors() {
-            let src = origin.get(e.policy_id().to_string().as_str()).and_then(|i| sources.get(*i));
+            let src = origin
+                .get(e.policy_id().to_string().as_str())
+                .and_then(|i| sources.get(*i));
             msgs.push(located_opt(src, e, false));
         }
         for w in result.validation_warnings() {
-            let src = origin.get(w.policy_id().to_string().as_str()).and_then(|i| sources.get(*i));
+            let src = origin
+                .get(w.policy_id().to_string().as_str())
+                .and_then(|i| sources.get(*i));
             msgs.push(located_opt(src, w, true));
         }
         if !msgs.is_empty() {
@@ -173,10 +192,11 @@ impl Compiled {
 }
 
 fn parse_schema() -> Result<Schema, Error> {
-    let (schema, warnings) = Schema::from_cedarschema_str(SCHEMA_SRC).map_err(|e| {
-        Error::invalid("policies", format!("schema.cedarschema: {e}"))
-    })?;
-    let warnings: Vec<String> = warnings.map(|w| format!("schema.cedarschema: warning: {w}")).collect();
+    let (schema, warnings) = Schema::from_cedarschema_str(SCHEMA_SRC)
+        .map_err(|e| Error::invalid("policies", format!("schema.cedarschema: {e}")))?;
+    let warnings: Vec<String> = warnings
+        .map(|w| format!("schema.cedarschema: warning: {w}"))
+        .collect();
     if !warnings.is_empty() {
         return Err(Error::invalid("policies", warnings.join("; ")));
     }
@@ -186,11 +206,20 @@ fn parse_schema() -> Result<Schema, Error> {
 fn action_uid(name: &str) -> Result<EntityUid, Error> {
     let ty = cedar_policy::EntityTypeName::from_str("Action")
         .map_err(|e| Error::invalid("policies", format!("action type: {e}")))?;
-    Ok(EntityUid::from_type_name_and_id(ty, cedar_policy::EntityId::new(name)))
+    Ok(EntityUid::from_type_name_and_id(
+        ty,
+        cedar_policy::EntityId::new(name),
+    ))
 }
 
-fn split_by_action(set: &PolicySet, actions: &Entities) -> Result<HashMap<String, PolicySet>, Error> {
-    let names = AdminAction::ALL.iter().map(|a| a.cedar_name()).chain(std::iter::once(INVOKE));
+fn split_by_action(
+    set: &PolicySet,
+    actions: &Entities,
+) -> Result<HashMap<String, PolicySet>, Error> {
+    let names = AdminAction::ALL
+        .iter()
+        .map(|a| a.cedar_name())
+        .chain(std::iter::once(INVOKE));
     let mut out = HashMap::new();
     for name in names {
         let uid = action_uid(name)?;
@@ -213,7 +242,10 @@ fn split_by_action(set: &PolicySet, actions: &Entities) -> Result<HashMap<String
 }
 
 fn short_name(name: &str) -> &str {
-    Path::new(name).file_name().and_then(|s| s.to_str()).unwrap_or(name)
+    Path::new(name)
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or(name)
 }
 
 fn finish(msgs: Vec<String>) -> String {
@@ -245,8 +277,11 @@ fn located(src: &Source, d: &dyn Diagnostic, warning: bool) -> String {
         None => src.name.to_string(),
     };
     // Cedar's validation messages already start with "for policy `id`".
-    let mut msg =
-        if warning { format!("{place}: warning: {d}") } else { format!("{place}: {d}") };
+    let mut msg = if warning {
+        format!("{place}: warning: {d}")
+    } else {
+        format!("{place}: {d}")
+    };
     if let Some(help) = d.help() {
         msg.push_str(&format!(" ({help})"));
     }

@@ -87,7 +87,9 @@ impl AdminAction {
 
     /// Parses a Cedar action id (case-insensitive), for the CLI's `policy explain`.
     pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.cedar_name().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|a| a.cedar_name().eq_ignore_ascii_case(s))
     }
 }
 

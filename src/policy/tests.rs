@@ -5,7 +5,10 @@ use cedar_policy::{Decision, Entities, Request};
 
 use super::entities::{admin_facts, reference_entities};
 use super::*;
-use crate::model::{Actor, Email, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus, Member, Org, OrgId, OrgStatus, Role, Timestamp};
+use crate::model::{
+    Actor, Email, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus, Member, Org, OrgId, OrgStatus,
+    Role, Timestamp,
+};
 
 struct Fx {
     org: OrgId,
@@ -26,30 +29,56 @@ fn fx() -> Fx {
     }
 }
 
-const ROLES: [Option<Role>; 5] = [None, Some(Role::Owner), Some(Role::Admin), Some(Role::Member), Some(Role::Viewer)];
+const ROLES: [Option<Role>; 5] = [
+    None,
+    Some(Role::Owner),
+    Some(Role::Admin),
+    Some(Role::Member),
+    Some(Role::Viewer),
+];
 
 /// Every well-formed request shape.
 fn shapes(f: &Fx) -> Vec<AdminRequest<'_>> {
     let mut out = Vec::new();
     for actor_role in ROLES {
         for action in AdminAction::ALL {
-            let base = AdminRequest { actor: &f.actor, actor_role, action, org: &f.org, owner_count: 1, target: Target::Org };
+            let base = AdminRequest {
+                actor: &f.actor,
+                actor_role,
+                action,
+                org: &f.org,
+                owner_count: 1,
+                target: Target::Org,
+            };
             let mut targets = Vec::new();
             match action {
-                AdminAction::UpdateConfig | AdminAction::RevealSecrets => targets.push(Target::Config),
+                AdminAction::UpdateConfig | AdminAction::RevealSecrets => {
+                    targets.push(Target::Config)
+                }
                 AdminAction::CreateKey => {
                     targets.extend([true, false].map(|has_expiry| Target::NewKey { has_expiry }))
                 }
                 AdminAction::ManageKey => targets.extend(
-                    ["ann@acme.io", "bob@acme.io", "operator", "not an email"]
-                        .map(|created_by| Target::Key { id: f.key, created_by }),
+                    ["ann@acme.io", "bob@acme.io", "operator", "not an email"].map(|created_by| {
+                        Target::Key {
+                            id: f.key,
+                            created_by,
+                        }
+                    }),
                 ),
-                AdminAction::AddMember | AdminAction::ChangeRole | AdminAction::RemoveMember | AdminAction::LeaveOrg => {
+                AdminAction::AddMember
+                | AdminAction::ChangeRole
+                | AdminAction::RemoveMember
+                | AdminAction::LeaveOrg => {
                     let adds = matches!(action, AdminAction::AddMember | AdminAction::ChangeRole);
                     for email in [&f.ann, &f.bob] {
                         for role in ROLES {
                             for new_role in if adds { &ROLES[1..] } else { &ROLES[..1] } {
-                                targets.push(Target::Membership { email, role, new_role: *new_role });
+                                targets.push(Target::Membership {
+                                    email,
+                                    role,
+                                    new_role: *new_role,
+                                });
                             }
                         }
                     }
@@ -58,7 +87,11 @@ fn shapes(f: &Fx) -> Vec<AdminRequest<'_>> {
             }
             for target in targets {
                 for owner_count in [1, 2] {
-                    out.push(AdminRequest { target: target.clone(), owner_count, ..base.clone() });
+                    out.push(AdminRequest {
+                        target: target.clone(),
+                        owner_count,
+                        ..base.clone()
+                    });
                 }
             }
         }
@@ -72,7 +105,14 @@ fn reference(p: &Policies, req: &AdminRequest<'_>) -> (bool, Vec<String>) {
     let facts = admin_facts(&c.types, req).unwrap();
     let entities = reference_entities(&c.types, &c.schema, req).unwrap();
     let action = c.types.action(req.action.cedar_name());
-    let request = Request::new(facts.principal, action, facts.resource, facts.context, Some(&c.schema)).unwrap();
+    let request = Request::new(
+        facts.principal,
+        action,
+        facts.resource,
+        facts.context,
+        Some(&c.schema),
+    )
+    .unwrap();
     let r = c.authorizer.is_authorized(&request, &c.set, &entities);
     assert_eq!(r.diagnostics().errors().count(), 0, "{req:?}");
     let mut reasons: Vec<String> = r.diagnostics().reason().map(ToString::to_string).collect();
@@ -84,7 +124,13 @@ fn reference(p: &Policies, req: &AdminRequest<'_>) -> (bool, Vec<String>) {
 fn every_request_shape_conforms_to_the_schema_and_matches_the_plain_evaluation() {
     let with_example = Policies::default_set()
         .unwrap()
-        .with_sources(&[("ex.cedar", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/examples/require-key-expiry.cedar")))])
+        .with_sources(&[(
+            "ex.cedar",
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/policies/examples/require-key-expiry.cedar"
+            )),
+        )])
         .unwrap();
     let f = fx();
     let all = shapes(&f);
@@ -93,7 +139,11 @@ fn every_request_shape_conforms_to_the_schema_and_matches_the_plain_evaluation()
         for req in &all {
             let e = p.explain(req);
             assert!(e.errors.is_empty(), "{req:?}: {e:?}");
-            assert_eq!(reference(&p, req), (e.allowed, e.reasons.clone()), "{req:?}");
+            assert_eq!(
+                reference(&p, req),
+                (e.allowed, e.reasons.clone()),
+                "{req:?}"
+            );
         }
     }
 }
@@ -102,11 +152,20 @@ fn every_request_shape_conforms_to_the_schema_and_matches_the_plain_evaluation()
 fn per_action_subsets_cover_the_action_groups() {
     let p = Policies::default_set().unwrap();
     let c = &*p.inner;
-    let ids = |a: &str| -> Vec<String> { c.policies_for(a).policies().map(|p| p.id().to_string()).collect() };
+    let ids = |a: &str| -> Vec<String> {
+        c.policies_for(a)
+            .policies()
+            .map(|p| p.id().to_string())
+            .collect()
+    };
     assert_eq!(ids("ReadOrg"), vec!["viewer-read"]);
     assert!(ids("ChangeRole").contains(&"owner-manage-members".to_owned()));
     assert!(ids("invoke").iter().all(|i| i.starts_with("gateway-")));
-    let total: usize = AdminAction::ALL.iter().map(|a| ids(a.cedar_name()).len()).sum::<usize>() + ids("invoke").len();
+    let total: usize = AdminAction::ALL
+        .iter()
+        .map(|a| ids(a.cedar_name()).len())
+        .sum::<usize>()
+        + ids("invoke").len();
     assert!(total >= c.set.policies().count());
 }
 
@@ -166,13 +225,46 @@ fn org_entities_json_round_trips_and_decides_like_authorize() {
         let actor = Actor::member(m.email.clone());
         for (action, target) in [
             (AdminAction::UpdateConfig, Target::Config),
-            (AdminAction::ManageKey, Target::Key { id: keys[0].id, created_by: &keys[0].created_by }),
-            (AdminAction::ManageKey, Target::Key { id: keys[1].id, created_by: &keys[1].created_by }),
-            (AdminAction::RemoveMember, Target::Membership { email: &members[0].email, role: Some(Role::Owner), new_role: None }),
-            (AdminAction::LeaveOrg, Target::Membership { email: &m.email, role: Some(m.role), new_role: None }),
+            (
+                AdminAction::ManageKey,
+                Target::Key {
+                    id: keys[0].id,
+                    created_by: &keys[0].created_by,
+                },
+            ),
+            (
+                AdminAction::ManageKey,
+                Target::Key {
+                    id: keys[1].id,
+                    created_by: &keys[1].created_by,
+                },
+            ),
+            (
+                AdminAction::RemoveMember,
+                Target::Membership {
+                    email: &members[0].email,
+                    role: Some(Role::Owner),
+                    new_role: None,
+                },
+            ),
+            (
+                AdminAction::LeaveOrg,
+                Target::Membership {
+                    email: &m.email,
+                    role: Some(m.role),
+                    new_role: None,
+                },
+            ),
             (AdminAction::ReadAudit, Target::Org),
         ] {
-            let req = AdminRequest { actor: &actor, actor_role: Some(m.role), action, org: &org.id, owner_count: 1, target };
+            let req = AdminRequest {
+                actor: &actor,
+                actor_role: Some(m.role),
+                action,
+                org: &org.id,
+                owner_count: 1,
+                target,
+            };
             let facts = admin_facts(&c.types, &req).unwrap();
             let request = Request::new(
                 facts.principal,
@@ -182,9 +274,12 @@ fn org_entities_json_round_trips_and_decides_like_authorize() {
                 Some(&c.schema),
             )
             .unwrap();
-            let cli = c.authorizer.is_authorized(&request, &c.set, &entities).decision() == Decision::Allow;
+            let cli = c
+                .authorizer
+                .is_authorized(&request, &c.set, &entities)
+                .decision()
+                == Decision::Allow;
             assert_eq!(cli, p.authorize(&req).is_ok(), "{req:?}");
         }
     }
 }
-
