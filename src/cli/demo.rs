@@ -9,7 +9,8 @@
 //! [`build`] creates the store and returns every key it created (with the secret, which is
 //! never printed, so gateway checks can be tried with it); [`capabilities`] turns each key
 //! into one row of the table (add columns to [`Capability`]); [`role_matrix`] tries admin
-//! actions as each role; [`gateway_trials`], [`rate_burst`] and [`budget_run`] send
+//! actions as each role through the Cedar-enforcing store and compares each answer with the
+//! role matrix; [`gateway_trials`], [`rate_burst`] and [`budget_run`] send
 //! requests through the gateway.
 //!
 //! Customer B also accepts traffic only from its own network (`ip_acl`), so that the
@@ -281,36 +282,57 @@ pub(crate) struct MatrixRow {
     action: &'static str,
     /// In [`MATRIX_MEMBERS`] order: `Ok(true)` allowed, `Ok(false)` denied, `Err` another error.
     results: Vec<Result<bool, String>>,
+    /// The role matrix's answer, in [`MATRIX_MEMBERS`] order.
+    expected: [bool; 4],
+}
+
+impl MatrixRow {
+    /// Whether every role got the role matrix's answer.
+    fn matches(&self) -> bool {
+        self.results
+            .iter()
+            .zip(self.expected)
+            .all(|(got, want)| got.as_ref().is_ok_and(|g| *g == want))
+    }
 }
 
 type Trial = fn(&Store, &Actor, &OrgId, Role) -> Result<(), Error>;
 
-const TRIALS: &[(&str, Trial)] = &[
-    ("read config", |s, a, o, _| {
+/// Owner, Admin, Member, Viewer: the answers of the role matrix (issue 3's table).
+const EVERY_ROLE: [bool; 4] = [true, true, true, true];
+const ADMINS_UP: [bool; 4] = [true, true, false, false];
+const MEMBERS_UP: [bool; 4] = [true, true, true, false];
+const OWNERS_ONLY: [bool; 4] = [true, false, false, false];
+
+/// Each admin action the demo tries, with the role matrix's answer for each role.
+const TRIALS: &[(&str, [bool; 4], Trial)] = &[
+    ("read config", EVERY_ROLE, |s, a, o, _| {
         s.org_configs().retrieve(a, o).map(drop)
     }),
-    ("update config", |s, a, o, _| {
+    ("update config", ADMINS_UP, |s, a, o, _| {
         s.org_configs()
             .update(a, o, r#"{"cache":{"enabled":true}}"#)
             .map(drop)
     }),
-    ("reveal secrets", |s, a, o, _| {
+    ("reveal secrets", ADMINS_UP, |s, a, o, _| {
         s.org_configs().reveal(a, o, None).map(drop)
     }),
-    ("list members", |s, a, o, _| {
+    ("list members", EVERY_ROLE, |s, a, o, _| {
         s.members().list(a, o).map(drop)
     }),
-    ("add a viewer", |s, a, o, r| {
+    ("add a viewer", ADMINS_UP, |s, a, o, r| {
         let email = Email::parse(&format!("new-{}@internal.example", r.as_str()))?;
         s.members().add(a, o, &email, Role::Viewer).map(drop)
     }),
-    ("create a key", |s, a, o, r| {
+    ("create a key", MEMBERS_UP, |s, a, o, r| {
         let month = Timestamp::from_micros(Timestamp::now().as_micros() + 30 * 86_400 * 1_000_000);
         let spec = KeySpec::new(format!("trial-{}", r.as_str())).expires_at(month);
         s.keys().create(a, o, spec).map(drop)
     }),
-    ("list keys", |s, a, o, _| s.keys().list(a, o).map(drop)),
-    ("revoke another's key", |s, a, o, r| {
+    ("list keys", EVERY_ROLE, |s, a, o, _| {
+        s.keys().list(a, o).map(drop)
+    }),
+    ("revoke another's key", ADMINS_UP, |s, a, o, r| {
         let other = s.keys().create(
             &Actor::Operator,
             o,
@@ -318,10 +340,10 @@ const TRIALS: &[(&str, Trial)] = &[
         )?;
         s.keys().revoke(a, &other.info.id).map(drop)
     }),
-    ("read audit log", |s, a, o, _| {
+    ("read audit log", ADMINS_UP, |s, a, o, _| {
         s.audit().list(a, o, 10).map(drop)
     }),
-    ("delete org", |s, a, _, r| {
+    ("delete org", OWNERS_ONLY, |s, a, _, r| {
         // A sandbox org per role, so that a permitted deletion leaves the demo intact.
         let sandbox = OrgId::parse(&format!("sandbox-{}", r.as_str()))?;
         let owner = Email::parse(MATRIX_MEMBERS[0].1)?;
@@ -341,7 +363,7 @@ const TRIALS: &[(&str, Trial)] = &[
 pub(crate) fn role_matrix(demo: &Demo) -> Result<Vec<MatrixRow>, Error> {
     let org = OrgId::parse(MATRIX_ORG)?;
     let mut rows = Vec::with_capacity(TRIALS.len());
-    for (action, trial) in TRIALS {
+    for (action, expected, trial) in TRIALS {
         let mut results = Vec::with_capacity(MATRIX_MEMBERS.len());
         for (role, email) in MATRIX_MEMBERS {
             let actor = Actor::Member(Email::parse(email)?);
@@ -351,7 +373,11 @@ pub(crate) fn role_matrix(demo: &Demo) -> Result<Vec<MatrixRow>, Error> {
                 Err(e) => Err(e.to_string()),
             });
         }
-        rows.push(MatrixRow { action, results });
+        rows.push(MatrixRow {
+            action,
+            results,
+            expected: *expected,
+        });
     }
     Ok(rows)
 }
@@ -559,16 +585,31 @@ pub(crate) fn run(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
     let mut header = vec!["ACTION"];
     header.extend(MATRIX_MEMBERS.iter().map(|(r, _)| r.as_str()));
     let mut t = Table::new(&header);
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
     for row in &matrix {
         let mut cells = vec![row.action.to_owned()];
-        cells.extend(row.results.iter().map(|r| match r {
-            Ok(true) => "yes".to_owned(),
-            Ok(false) => "no".to_owned(),
-            Err(e) => format!("error: {e}"),
-        }));
+        cells.extend(
+            row.results
+                .iter()
+                .zip(row.expected)
+                .map(|(r, want)| match r {
+                    Ok(got) if *got == want => yes_no(*got).to_owned(),
+                    Ok(got) => format!("{} (matrix: {})", yes_no(*got), yes_no(want)),
+                    Err(e) => format!("error: {e}"),
+                }),
+        );
         t.row(cells);
     }
     out.table(&t);
+    let differ = matrix.iter().filter(|r| !r.matches()).count();
+    if differ == 0 {
+        out.line("Every answer matches the role matrix (Owner / Admin / Member / Viewer).");
+    } else {
+        out.line(format!(
+            "{differ} of {} actions differ from the built-in role matrix (marked above; operator policies from --policies can change answers).",
+            matrix.len()
+        ));
+    }
     print_trials(out, &trials);
     print_burst(out, &burst);
     print_budget(out, &spend);
@@ -718,6 +759,7 @@ fn matrix_json(rows: &[MatrixRow]) -> Value {
         .map(|r| {
             let mut obj = serde_json::Map::new();
             obj.insert("action".into(), r.action.into());
+            obj.insert("matches_matrix".into(), r.matches().into());
             for ((role, _), res) in MATRIX_MEMBERS.iter().zip(&r.results) {
                 let v = match res {
                     Ok(b) => Value::Bool(*b),

@@ -14,6 +14,7 @@ mod key;
 mod member;
 mod org;
 mod output;
+mod policy;
 mod usage;
 
 use std::cell::OnceCell;
@@ -87,6 +88,9 @@ enum Command {
     /// Build a temporary store with the seed's multi-tenancy patterns, show what each key
     /// may do and try each one through the gateway (models, addresses, rate limit, budget).
     Demo,
+    /// Validate policy files, explain an admin decision, export an org's Cedar entities.
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
 }
 
 /// A failed command: the one line printed after `error: ` and the exit code.
@@ -228,6 +232,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Command::Usage(args) => usage::run(&ctx, args, out),
         Command::Bench(args) => bench::run(&ctx, args, out),
         Command::Demo => demo::run(&ctx, out),
+        Command::Policy(cmd) => policy::run(&ctx, cmd, out),
     }
 }
 
