@@ -40,6 +40,12 @@ impl OrgId {
     }
 }
 
+impl std::borrow::Borrow<str> for OrgId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for OrgId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -62,12 +68,28 @@ impl fmt::Debug for OrgId {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Email(String);
 
+/// Characters that change text direction: they make displayed text differ from its content.
+pub(crate) fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that show nothing (or change direction): two emails differing only by them
+/// would look like one person.
+pub(crate) fn is_invisible(c: char) -> bool {
+    is_bidi_control(c)
+        || matches!(c, '\u{00ad}' | '\u{200b}'..='\u{200d}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+}
+
 impl Email {
     /// Normalises and validates an email address.
     pub fn parse(s: &str) -> Result<Self, Error> {
         let norm = s.trim().to_lowercase();
         let fix = "give an address like name@example.com (at most 254 characters, no spaces)";
-        if norm.len() > 254 || norm.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if norm.len() > 254
+            || norm
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+        {
             return Err(Error::invalid("email", fix));
         }
         match norm.split_once('@') {

@@ -2,10 +2,11 @@
 //! publication of what one commit changed.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::entry::{HAS_BUDGET, HAS_RPM, HAS_TPM, KeyRules, REVOKED};
 use super::{
@@ -17,8 +18,8 @@ use crate::config::ip::{IpRules, parse_nets};
 use crate::error::Error;
 use crate::keys::KeyDigest;
 use crate::limits::{BudgetConfig, BudgetCounter};
-use crate::model::{KeyId, KeyStatus, Org, OrgId, Timestamp};
-use crate::store::records::KeyRecord;
+use crate::model::{KeyId, Org, OrgId, Timestamp};
+use crate::store::records::KeyGate;
 use crate::store::spend::{key_scope, org_scope, spent_in};
 use crate::store::tables::{KEYS, ORGS};
 use crate::store::tx::{Changes, Lookup};
@@ -30,7 +31,7 @@ enum Edit {
 
 impl SnapshotCell {
     /// Rebuilds the whole snapshot from the store (at open, or after a failed publication).
-    pub(crate) fn rebuild(&self, r: &impl Lookup) -> Result<(), Error> {
+    pub(crate) fn rebuild(&self, r: &(impl Lookup + Sync)) -> Result<(), Error> {
         let mut st = self.state.lock();
         st.epoch = st.epoch.wrapping_add(1);
         let epoch = st.epoch;
@@ -57,19 +58,32 @@ impl SnapshotCell {
                 orgs.push(Arc::new(self.org_view(r, &org, &cfg, runtime, now)?));
             }
         }
-        let mut entries: Vec<KeyEntry> = Vec::new();
-        {
+        // Decoding dominates: scan the two halves of the (random) key id space in parallel.
+        let scan = |range: (Bound<&[u8; 16]>, Bound<&[u8; 16]>)| -> Result<Vec<KeyEntry>, Error> {
             let t = r.table(KEYS)?;
-            for item in t.iter().map_err(io)? {
+            let mut out = Vec::with_capacity(t.len().map_err(io)? as usize / 2 + 16);
+            for item in t.range::<&[u8; 16]>(range).map_err(io)? {
                 let (_, v) = item.map_err(io)?;
-                let rec: KeyRecord = crate::store::codec::decode("key", v.value())?;
-                let Some(&ix) = st.org_ix.get(&rec.info.org) else {
+                let key = KeyGate::decode(v.value())?;
+                let Some(&ix) = st.org_ix.get(key.org) else {
                     return Err(Error::corrupt("key", "key of an unknown org"));
                 };
                 let org = &orgs[ix as usize];
-                let runtime = old.find(&rec.digest).map(|e| e.runtime.clone());
-                entries.push(self.key_entry(r, &rec, org, ix, epoch, runtime, now)?);
+                let runtime = old.find(&key.digest).map(|e| e.runtime.clone());
+                out.push(self.key_entry(r, &key, org, ix, epoch, runtime, now)?);
             }
+            Ok(out)
+        };
+        let mid = [0x80u8; 16];
+        let (low, high) = std::thread::scope(|s| {
+            let high = s.spawn(|| scan((Bound::Included(&mid), Bound::Unbounded)));
+            let low = scan((Bound::Unbounded, Bound::Excluded(&mid)));
+            (low, high.join())
+        });
+        let mut entries = low?;
+        match high {
+            Ok(h) => entries.extend(h?),
+            Err(_) => return Err(Error::corrupt("key", "the snapshot loader stopped unexpectedly")),
         }
         let count = shard_count_for(entries.len());
         let mut sizes = vec![0usize; count];
@@ -125,7 +139,7 @@ impl SnapshotCell {
             // Inherited settings changed: re-resolve every key of the org.
             for rec in r.keys_of(id)? {
                 let runtime = old.find(&rec.digest).map(|e| e.runtime.clone());
-                let entry = self.key_entry(r, &rec, &view, ix, epoch, runtime, now)?;
+                let entry = self.key_entry(r, &KeyGate::of(&rec), &view, ix, epoch, runtime, now)?;
                 push(&mut edits, &rec.digest, Edit::Upsert(entry));
                 done.insert(rec.info.id, ());
             }
@@ -148,7 +162,7 @@ impl SnapshotCell {
                 .get(&rec.info.org)
                 .ok_or_else(|| Error::corrupt("key", "key of an unknown org"))?;
             let org = &orgs[ix as usize];
-            let entry = self.key_entry(r, &rec, org, ix, epoch, runtime, now)?;
+            let entry = self.key_entry(r, &KeyGate::of(&rec), org, ix, epoch, runtime, now)?;
             push(&mut edits, &rec.digest, Edit::Upsert(entry));
         }
 
@@ -232,53 +246,49 @@ impl SnapshotCell {
     fn key_entry(
         &self,
         r: &impl Lookup,
-        rec: &KeyRecord,
+        key: &KeyGate<'_>,
         org: &Arc<OrgView>,
         org_ix: u32,
         epoch: u32,
         runtime: Option<Arc<KeyRuntime>>,
         now: i64,
     ) -> Result<KeyEntry, Error> {
-        let spec = &rec.info.spec;
         let runtime =
-            runtime.unwrap_or_else(|| Arc::new(KeyRuntime::new(rec.info.id, org.runtime.clone())));
-        let rpm = spec.rate_limit_rpm.map_or(org.per_key_rpm, u64::from);
-        let tpm = spec.rate_limit_tpm.unwrap_or(org.per_key_tpm);
+            runtime.unwrap_or_else(|| Arc::new(KeyRuntime::new(key.id, org.runtime.clone())));
+        let rpm = key.rpm.map_or(org.per_key_rpm, u64::from);
+        let tpm = key.tpm.unwrap_or(org.per_key_tpm);
         set_limit(&runtime.rpm, rpm);
         set_limit(&runtime.tpm, tpm);
-        if let Some(b) = spec.budget {
+        if let Some(b) = key.budget {
             let bc = BudgetConfig {
                 limit_micros: b.limit.micros(),
                 period: b.period,
                 hard: b.hard,
                 warn_threshold_ppm: org.warn_ppm,
             };
-            let scope = key_scope(&rec.info.id);
+            let scope = key_scope(&key.id);
             configure_budget(&runtime.budget, bc, now, r, &scope, &runtime.unflushed)?;
         }
-        let models = (!spec.allowed_models.is_empty()).then(|| {
-            self.models
-                .intern_all(&spec.allowed_models)
-                .unwrap_or_default()
-        });
+        let models = (!key.models.is_empty())
+            .then(|| self.models.intern_all(&key.models).unwrap_or_default());
         // Stored specs were validated at write time; an unparsable entry fails closed.
-        let ips = (!spec.allowed_ips.is_empty()).then(|| IpRules {
-            allow: parse_nets("allowed_ips", &spec.allowed_ips).unwrap_or_default(),
+        let ips = (!key.ips.is_empty()).then(|| IpRules {
+            allow: parse_nets("allowed_ips", &key.ips).unwrap_or_default(),
             deny: Vec::new(),
         });
         let ips = ips.map(|r| if r.allow.is_empty() { deny_all() } else { r });
         let rules = (models.is_some() || ips.is_some()).then(|| Arc::new(KeyRules { models, ips }));
         Ok(KeyEntry {
-            digest: rec.digest,
+            digest: key.digest,
             runtime,
             rules,
-            expires_at: spec.expires_at.map_or(i64::MAX, Timestamp::as_micros),
+            expires_at: key.expires_at.map_or(i64::MAX, Timestamp::as_micros),
             org_ix,
             epoch,
-            flags: flag(rec.info.status == KeyStatus::Revoked, REVOKED)
+            flags: flag(key.revoked, REVOKED)
                 | flag(rpm > 0, HAS_RPM)
                 | flag(tpm > 0, HAS_TPM)
-                | flag(spec.budget.is_some(), HAS_BUDGET),
+                | flag(key.budget.is_some(), HAS_BUDGET),
         })
     }
 }

@@ -69,10 +69,10 @@ impl ModelIds {
 
     /// Interns every name of an allow-list; the result is sorted. `None` only when more
     /// than four million distinct names exist.
-    pub fn intern_all(&self, names: &[String]) -> Option<Box<[u32]>> {
+    pub fn intern_all<S: AsRef<str>>(&self, names: &[S]) -> Option<Box<[u32]>> {
         let mut ids = Vec::with_capacity(names.len());
         for n in names {
-            ids.push(self.intern(n, MAX_MODELS)?);
+            ids.push(self.intern(n.as_ref(), MAX_MODELS)?);
         }
         ids.sort_unstable();
         ids.dedup();

@@ -9,8 +9,19 @@ use crate::error::Error;
 /// The record format this build writes.
 pub(crate) const FORMAT: u8 = 1;
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// More than any record holds (the largest, a config version, is about 1.4 MiB sealed). The
+/// decoder checks every length prefix against it before allocating, so a damaged record
+/// cannot make it allocate gigabytes (and abort the process) before it notices.
+const MAX_RECORD_BYTES: usize = 16 << 20;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_RECORD_BYTES>,
+>;
+
+fn config() -> Config {
+    bincode::config::standard().with_limit::<MAX_RECORD_BYTES>()
 }
 
 /// Encodes a record with its format byte.
@@ -23,23 +34,43 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
 
 /// Decodes a record; `what` names it in the error.
 pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, Error> {
+    let body = body(what, bytes)?;
+    let (v, used) =
+        bincode::serde::decode_from_slice(body, config()).map_err(|e| Error::corrupt(what, e))?;
+    whole(what, body, used)?;
+    Ok(v)
+}
+
+/// Decodes a record whose type borrows strings from `bytes` (no allocation for them).
+pub(crate) fn decode_borrowed<'a, T: serde::Deserialize<'a>>(
+    what: &'static str,
+    bytes: &'a [u8],
+) -> Result<T, Error> {
+    let body = body(what, bytes)?;
+    let (v, used) = bincode::serde::borrow_decode_from_slice(body, config())
+        .map_err(|e| Error::corrupt(what, e))?;
+    whole(what, body, used)?;
+    Ok(v)
+}
+
+/// The bytes after the format byte, when the format is one this build reads.
+fn body<'a>(what: &'static str, bytes: &'a [u8]) -> Result<&'a [u8], Error> {
     match bytes.split_first() {
-        Some((&FORMAT, body)) => {
-            let (v, used) = bincode::serde::decode_from_slice(body, config())
-                .map_err(|e| Error::corrupt(what, e))?;
-            if used != body.len() {
-                return Err(Error::corrupt(what, "trailing bytes"));
-            }
-            Ok(v)
-        }
+        Some((&FORMAT, body)) => Ok(body),
         Some((&v, _)) if v > FORMAT => Err(Error::new(
             crate::error::ErrorKind::TooNew,
             "store",
-            format!("a {what} was written in record format {v} by a newer orgstore; upgrade orgstore to read it"),
+            format!(
+                "a {what} was written in record format {v} by a newer orgstore; upgrade orgstore to read it"
+            ),
         )),
         Some((v, _)) => Err(Error::corrupt(what, format!("unknown record format {v}"))),
         None => Err(Error::corrupt(what, "empty record")),
     }
+}
+
+fn whole(what: &'static str, body: &[u8], used: usize) -> Result<(), Error> {
+    if used == body.len() { Ok(()) } else { Err(Error::corrupt(what, "trailing bytes")) }
 }
 
 #[cfg(test)]
