@@ -158,6 +158,22 @@ pub struct BudgetCounter {
     roll_lock: Mutex<()>,
 }
 
+/// Adds `amount` to a generation-tagged word if its generation is still `generation`
+/// (saturating at the largest amount).
+fn add_tagged(word: &AtomicU64, generation: u16, amount: u64) -> bool {
+    let mut cur = word.load(SC);
+    loop {
+        if generation_of(cur) != generation {
+            return false;
+        }
+        let new = (amount_of(cur) + amount).min(AMOUNT_MASK);
+        match word.compare_exchange_weak(cur, pack(generation, new), SC, SC) {
+            Ok(_) => return true,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
 fn pack(generation: u16, amount: u64) -> u64 {
     ((u64::from(generation) & GEN_MASK) << AMOUNT_BITS) | (amount & AMOUNT_MASK)
 }
@@ -450,38 +466,12 @@ impl BudgetCounter {
 
     /// Adds to `spent` if its generation is still `generation`.
     fn add_spent(&self, generation: u16, amount: u64) -> bool {
-        let mut spent = self.spent.load(SC);
-        loop {
-            if generation_of(spent) != generation {
-                return false;
-            }
-            let new = (amount_of(spent) + amount).min(AMOUNT_MASK);
-            match self
-                .spent
-                .compare_exchange_weak(spent, pack(generation, new), SC, SC)
-            {
-                Ok(_) => return true,
-                Err(current) => spent = current,
-            }
-        }
+        add_tagged(&self.spent, generation, amount)
     }
 
     /// Adds to `committed` if its generation is still `generation`.
     fn add_committed(&self, generation: u16, amount: u64) -> bool {
-        let mut state = self.state.load(SC);
-        loop {
-            if generation_of(state) != generation {
-                return false;
-            }
-            let new = (amount_of(state) + amount).min(AMOUNT_MASK);
-            match self
-                .state
-                .compare_exchange_weak(state, pack(generation, new), SC, SC)
-            {
-                Ok(_) => return true,
-                Err(current) => state = current,
-            }
-        }
+        add_tagged(&self.state, generation, amount)
     }
 
     /// Loads persisted spend for `window_start` (as stored from
