@@ -8,6 +8,7 @@ mod org;
 mod role;
 mod time;
 
+pub(crate) use ids::is_bidi_control;
 pub use ids::{Email, KeyId, OrgId};
 pub use key::{Budget, KeyInfo, KeySource, KeySpec, KeyStatus};
 pub use member::Member;

@@ -6,9 +6,9 @@ use super::Store;
 use super::tables::AUDIT;
 use super::tx::{Lookup, ReadTx};
 use crate::error::Error;
-use redb::ReadableTable;
 use crate::model::{Actor, OrgId, Timestamp};
 use crate::policy::{AdminAction, Target};
+use redb::ReadableTable;
 
 /// Whether the audited operation happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +60,8 @@ impl Audit<'_> {
     pub fn list(&self, actor: &Actor, org: &OrgId, limit: usize) -> Result<Vec<AuditEntry>, Error> {
         self.store.read(|r: &ReadTx| {
             let o = r.org_any(org)?;
-            self.store.authorize_read(r, actor, AdminAction::ReadAudit, &o, Target::Org)?;
+            self.store
+                .authorize_read(r, actor, AdminAction::ReadAudit, &o, Target::Org)?;
             let t = r.table(AUDIT)?;
             let mut out = Vec::new();
             let range = t

@@ -1,7 +1,8 @@
 //! Versioned org config: retrieve, update (merge patch), history, diff, rollback.
 
 use super::records::ConfigRecord;
-use super::tx::{Lookup, parse_stored_config};
+use super::secrets::{Sealer, Unreadable};
+use super::tx::Lookup;
 use super::{Outcome, Store, audit_append};
 use crate::config::{ConfigChange, OrgConfig, diff};
 use crate::error::Error;
@@ -51,21 +52,49 @@ impl OrgConfigs<'_> {
     }
 
     /// One version (the active one for `None`).
-    pub fn version(&self, actor: &Actor, org: &OrgId, version: Option<u64>) -> Result<ConfigVersion, Error> {
+    pub fn version(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        version: Option<u64>,
+    ) -> Result<ConfigVersion, Error> {
         self.get(actor, org, version, AdminAction::ReadOrg)
     }
 
     /// One version with provider secrets in clear text (Owner and Admin only).
-    pub fn reveal(&self, actor: &Actor, org: &OrgId, version: Option<u64>) -> Result<ConfigVersion, Error> {
+    pub fn reveal(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        version: Option<u64>,
+    ) -> Result<ConfigVersion, Error> {
         self.get(actor, org, version, AdminAction::RevealSecrets)
     }
 
-    fn get(&self, actor: &Actor, org: &OrgId, version: Option<u64>, action: AdminAction) -> Result<ConfigVersion, Error> {
+    fn get(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        version: Option<u64>,
+        action: AdminAction,
+    ) -> Result<ConfigVersion, Error> {
         self.store.read(|r| {
             let o = r.org_live(org)?;
-            self.store.authorize_read(r, actor, action, &o, Target::Config)?;
+            // ReadOrg is decided on the org, RevealSecrets on its config (see the schema).
+            let target = if action == AdminAction::RevealSecrets {
+                Target::Config
+            } else {
+                Target::Org
+            };
+            self.store.authorize_read(r, actor, action, &o, target)?;
             let rec = r.config(org, version.unwrap_or(o.config_version))?;
-            to_version(org, o.config_version, rec)
+            let sealer = &self.store.inner.sealer;
+            let config = if action == AdminAction::RevealSecrets {
+                sealer.open_strict(&rec)?
+            } else {
+                sealer.open(&rec)?.config
+            };
+            Ok(to_version(org, o.config_version, rec, config))
         })
     }
 
@@ -74,23 +103,51 @@ impl OrgConfigs<'_> {
     pub fn update(&self, actor: &Actor, org: &OrgId, patch: &str) -> Result<ConfigVersion, Error> {
         self.store.write(|tx| {
             let o = tx.org_live(org)?;
-            self.store.authorize(tx, actor, AdminAction::UpdateConfig, &o, Target::Config)?;
-            let (_, active) = tx.active_config(&o)?;
-            let next = active.merge_patch(patch)?;
-            let changes = diff(active.json(), next.json());
-            commit_version(tx, actor, o, next, "update".into(), &changes)
+            self.store
+                .authorize(tx, actor, AdminAction::UpdateConfig, &o, Target::Config)?;
+            let sealer = &self.store.inner.sealer;
+            let active = sealer.open(&tx.config(org, o.config_version)?)?;
+            let next = active.config.merge_patch(patch)?;
+            let changes = diff(active.config.json(), next.json());
+            commit_version(
+                tx,
+                sealer,
+                actor,
+                o,
+                next,
+                "update".into(),
+                &changes,
+                &active.unreadable,
+            )
         })
     }
 
     /// Re-activates an old version's content as a new version.
-    pub fn rollback(&self, actor: &Actor, org: &OrgId, version: u64) -> Result<ConfigVersion, Error> {
+    pub fn rollback(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        version: u64,
+    ) -> Result<ConfigVersion, Error> {
         self.store.write(|tx| {
             let o = tx.org_live(org)?;
-            self.store.authorize(tx, actor, AdminAction::UpdateConfig, &o, Target::Config)?;
-            let old = parse_stored_config(&tx.config(org, version)?)?;
-            let (_, active) = tx.active_config(&o)?;
-            let changes = diff(active.json(), old.json());
-            commit_version(tx, actor, o, old, format!("rollback to {version}"), &changes)
+            self.store
+                .authorize(tx, actor, AdminAction::UpdateConfig, &o, Target::Config)?;
+            let sealer = &self.store.inner.sealer;
+            let old = sealer.open(&tx.config(org, version)?)?;
+            let active = sealer.open(&tx.config(org, o.config_version)?)?;
+            let changes = diff(active.config.json(), old.config.json());
+            let note = format!("rollback to {version}");
+            commit_version(
+                tx,
+                sealer,
+                actor,
+                o,
+                old.config,
+                note,
+                &changes,
+                &old.unreadable,
+            )
         })
     }
 
@@ -98,51 +155,70 @@ impl OrgConfigs<'_> {
     pub fn history(&self, actor: &Actor, org: &OrgId) -> Result<Vec<ConfigVersion>, Error> {
         self.store.read(|r| {
             let o = r.org_live(org)?;
-            self.store.authorize_read(r, actor, AdminAction::ReadOrg, &o, Target::Config)?;
+            self.store
+                .authorize_read(r, actor, AdminAction::ReadOrg, &o, Target::Org)?;
+            let sealer = &self.store.inner.sealer;
             (1..=o.latest_version)
-                .map(|v| to_version(org, o.config_version, r.config(org, v)?))
+                .map(|v| {
+                    let rec = r.config(org, v)?;
+                    let config = sealer.open(&rec)?.config;
+                    Ok(to_version(org, o.config_version, rec, config))
+                })
                 .collect()
         })
     }
 
     /// The leaves that differ from version `a` to version `b`, secrets masked.
-    pub fn diff(&self, actor: &Actor, org: &OrgId, a: u64, b: u64) -> Result<Vec<ConfigChange>, Error> {
+    pub fn diff(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        a: u64,
+        b: u64,
+    ) -> Result<Vec<ConfigChange>, Error> {
         self.store.read(|r| {
             let o = r.org_live(org)?;
-            self.store.authorize_read(r, actor, AdminAction::ReadOrg, &o, Target::Config)?;
-            let va = parse_stored_config(&r.config(org, a)?)?;
-            let vb = parse_stored_config(&r.config(org, b)?)?;
+            self.store
+                .authorize_read(r, actor, AdminAction::ReadOrg, &o, Target::Org)?;
+            let sealer = &self.store.inner.sealer;
+            let va = sealer.open(&r.config(org, a)?)?.config;
+            let vb = sealer.open(&r.config(org, b)?)?.config;
             Ok(diff(va.json(), vb.json()))
         })
     }
 }
 
-fn to_version(org: &OrgId, active: u64, rec: ConfigRecord) -> Result<ConfigVersion, Error> {
-    Ok(ConfigVersion {
+fn to_version(org: &OrgId, active: u64, rec: ConfigRecord, config: OrgConfig) -> ConfigVersion {
+    ConfigVersion {
         org: org.clone(),
         version: rec.version,
         active: rec.version == active,
         created_at: rec.created_at,
-        created_by: rec.created_by.clone(),
-        config: parse_stored_config(&rec)?,
+        created_by: rec.created_by,
+        config,
         note: rec.note,
-    })
+    }
 }
 
+/// Writes `next` as the new active version, provider secrets encrypted; `unreadable` are
+/// the secrets of its source that could not be decrypted (each must have been replaced).
+#[allow(clippy::too_many_arguments)]
 fn commit_version(
     tx: &mut super::tx::WriteTx,
+    sealer: &Sealer,
     actor: &Actor,
     mut o: crate::model::Org,
     next: OrgConfig,
     note: String,
     changes: &[ConfigChange],
+    unreadable: &[Unreadable],
 ) -> Result<ConfigVersion, Error> {
     let version = o.latest_version + 1;
     let rec = ConfigRecord {
         version,
         created_at: tx.now,
         created_by: actor.to_string(),
-        json: next.json().to_string(),
+        json: sealer.seal_config(&next, unreadable)?,
         note: note.clone(),
     };
     tx.put_config(&o.id, &rec)?;
@@ -151,11 +227,26 @@ fn commit_version(
     tx.put_org(&o)?;
     let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).take(20).collect();
     let more = changes.len().saturating_sub(paths.len());
-    let mut summary = format!("{note}: version {version}; changed {}", if paths.is_empty() { "nothing".to_owned() } else { paths.join(", ") });
+    let mut summary = format!(
+        "{note}: version {version}; changed {}",
+        if paths.is_empty() {
+            "nothing".to_owned()
+        } else {
+            paths.join(", ")
+        }
+    );
     if more > 0 {
         summary.push_str(&format!(" and {more} more"));
     }
-    audit_append(tx, &actor.to_string(), &o.id, "config.update", "config", summary, Outcome::Applied)?;
+    audit_append(
+        tx,
+        &actor.to_string(),
+        &o.id,
+        "config.update",
+        "config",
+        summary,
+        Outcome::Applied,
+    )?;
     Ok(ConfigVersion {
         org: o.id.clone(),
         version,

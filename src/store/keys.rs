@@ -34,7 +34,10 @@ pub struct ImportKey {
 impl ImportKey {
     /// A key to import.
     pub fn new(sha256_hex: impl Into<String>, spec: KeySpec) -> Self {
-        Self { sha256_hex: sha256_hex.into(), spec }
+        Self {
+            sha256_hex: sha256_hex.into(),
+            spec,
+        }
     }
 }
 
@@ -62,7 +65,13 @@ impl Keys<'_> {
         self.store.write(|tx| {
             let o = tx.org_live(org)?;
             let has_expiry = spec.expires_at.is_some();
-            self.store.authorize(tx, actor, AdminAction::CreateKey, &o, Target::NewKey { has_expiry })?;
+            self.store.authorize(
+                tx,
+                actor,
+                AdminAction::CreateKey,
+                &o,
+                Target::NewKey { has_expiry },
+            )?;
             let key = SecretKey::generate();
             let info = KeyInfo {
                 id: fresh_id(tx)?,
@@ -77,34 +86,68 @@ impl Keys<'_> {
                 source: KeySource::Generated,
                 version: 1,
             };
-            let rec = KeyRecord { info, digest: key.digest() };
+            let rec = KeyRecord {
+                info,
+                digest: key.digest(),
+            };
             tx.put_key(&rec, None)?;
             let summary = format!("created key `{}` ({})", rec.info.spec.name, rec.info.prefix);
-            audit_append(tx, &actor.to_string(), org, "key.create", &rec.info.id.to_string(), summary, Outcome::Applied)?;
-            Ok(CreatedKey { info: rec.info, key })
+            audit_append(
+                tx,
+                &actor.to_string(),
+                org,
+                "key.create",
+                &rec.info.id.to_string(),
+                summary,
+                Outcome::Applied,
+            )?;
+            Ok(CreatedKey {
+                info: rec.info,
+                key,
+            })
         })
     }
 
     /// Imports existing keys by their SHA-256 digests, all in one transaction: either every
     /// key is imported or none is.
-    pub fn import(&self, actor: &Actor, org: &OrgId, keys: &[ImportKey]) -> Result<Vec<KeyInfo>, Error> {
+    pub fn import(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        keys: &[ImportKey],
+    ) -> Result<Vec<KeyInfo>, Error> {
         let now = Timestamp::now();
         let mut prepared = Vec::with_capacity(keys.len());
         let mut seen = HashSet::with_capacity(keys.len());
         for (i, k) in keys.iter().enumerate() {
             let digest = parse_digest_hex(&k.sha256_hex).ok_or_else(|| {
-                Error::invalid(format!("keys[{i}].sha256"), "give 64 hex digits: the SHA-256 of the whole key")
+                Error::invalid(
+                    format!("keys[{i}].sha256"),
+                    "give 64 hex digits: the SHA-256 of the whole key",
+                )
             })?;
             if !seen.insert(digest) {
-                return Err(Error::invalid(format!("keys[{i}].sha256"), "this digest appears twice in the import"));
+                return Err(Error::invalid(
+                    format!("keys[{i}].sha256"),
+                    "this digest appears twice in the import",
+                ));
             }
-            let spec = validate_spec(k.spec.clone(), now).map_err(|e| e.in_field(&format!("keys[{i}]")))?;
+            let spec = validate_spec(k.spec.clone(), now)
+                .map_err(|e| e.in_field(&format!("keys[{i}]")))?;
             prepared.push((digest, spec));
         }
         self.store.write(|tx| {
             let o = tx.org_live(org)?;
             let all_expire = prepared.iter().all(|(_, s)| s.expires_at.is_some());
-            self.store.authorize(tx, actor, AdminAction::CreateKey, &o, Target::NewKey { has_expiry: all_expire })?;
+            self.store.authorize(
+                tx,
+                actor,
+                AdminAction::CreateKey,
+                &o,
+                Target::NewKey {
+                    has_expiry: all_expire,
+                },
+            )?;
             let (now, created_by) = (tx.now, actor.to_string());
             let mut out = Vec::with_capacity(prepared.len());
             // The tables are opened once for the whole batch: per key that would cost more
@@ -146,7 +189,15 @@ impl Keys<'_> {
                 [one] => one.id.to_string(),
                 _ => format!("{} keys", out.len()),
             };
-            audit_append(tx, &actor.to_string(), org, "key.import", &target, format!("imported {} keys by digest", out.len()), Outcome::Applied)?;
+            audit_append(
+                tx,
+                &actor.to_string(),
+                org,
+                "key.import",
+                &target,
+                format!("imported {} keys by digest", out.len()),
+                Outcome::Applied,
+            )?;
             Ok(out)
         })
     }
@@ -155,7 +206,8 @@ impl Keys<'_> {
     pub fn list(&self, actor: &Actor, org: &OrgId) -> Result<Vec<KeyInfo>, Error> {
         self.store.read(|r| {
             let o = r.org_live(org)?;
-            self.store.authorize_read(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
+            self.store
+                .authorize_read(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
             Ok(r.keys_of(org)?.into_iter().map(|k| k.info).collect())
         })
     }
@@ -167,7 +219,8 @@ impl Keys<'_> {
             let rec = r.key(id)?.ok_or_else(|| key_not_found(id))?;
             let o = r.org_live(&rec.info.org)?;
             // ListKeys is decided on the key's org (see the schema).
-            self.store.authorize_read(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
+            self.store
+                .authorize_read(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
             Ok(rec.info)
         })
     }
@@ -181,7 +234,10 @@ impl Keys<'_> {
     pub fn revoke(&self, actor: &Actor, id: &KeyId) -> Result<KeyInfo, Error> {
         self.manage(actor, id, "key.revoke", |tx, rec| {
             if rec.info.status == KeyStatus::Revoked {
-                return Err(Error::conflict("key id", format!("key {id} is already revoked")));
+                return Err(Error::conflict(
+                    "key id",
+                    format!("key {id} is already revoked"),
+                ));
             }
             rec.info.status = KeyStatus::Revoked;
             rec.info.revoked_at = Some(tx.now);
@@ -194,13 +250,19 @@ impl Keys<'_> {
     pub fn rotate(&self, actor: &Actor, id: &KeyId) -> Result<CreatedKey, Error> {
         let (info, key) = self.manage(actor, id, "key.rotate", |tx, rec| {
             if rec.info.status == KeyStatus::Revoked {
-                return Err(Error::conflict("key id", format!("key {id} is revoked; create a new key instead")));
+                return Err(Error::conflict(
+                    "key id",
+                    format!("key {id} is revoked; create a new key instead"),
+                ));
             }
             let key = SecretKey::generate();
             rec.digest = key.digest();
             rec.info.prefix = key.prefix();
             rec.info.rotated_at = Some(tx.now);
-            Ok((format!("rotated, new prefix {}", rec.info.prefix), Some(key)))
+            Ok((
+                format!("rotated, new prefix {}", rec.info.prefix),
+                Some(key),
+            ))
         })?;
         let key = key.ok_or_else(|| Error::corrupt("rotation", "no key generated"))?;
         Ok(CreatedKey { info, key })
@@ -226,13 +288,25 @@ impl Keys<'_> {
         self.store.write(|tx| {
             let mut rec = tx.key(id)?.ok_or_else(|| key_not_found(id))?;
             let o = tx.org_live(&rec.info.org)?;
-            let target = Target::Key { id: *id, created_by: &rec.info.created_by };
-            self.store.authorize(tx, actor, AdminAction::ManageKey, &o, target)?;
+            let target = Target::Key {
+                id: *id,
+                created_by: &rec.info.created_by,
+            };
+            self.store
+                .authorize(tx, actor, AdminAction::ManageKey, &o, target)?;
             let old_digest = rec.digest;
             let (summary, key) = change(tx, &mut rec)?;
             rec.info.version += 1;
             tx.put_key(&rec, Some(old_digest))?;
-            audit_append(tx, &actor.to_string(), &o.id, action, &id.to_string(), summary, Outcome::Applied)?;
+            audit_append(
+                tx,
+                &actor.to_string(),
+                &o.id,
+                action,
+                &id.to_string(),
+                summary,
+                Outcome::Applied,
+            )?;
             Ok((rec.info, key))
         })
     }
@@ -256,10 +330,16 @@ fn key_not_found(id: &KeyId) -> Error {
 pub(crate) fn validate_spec(mut spec: KeySpec, now: Timestamp) -> Result<KeySpec, Error> {
     spec.name = super::orgs::validate_name("name", &spec.name)?;
     if spec.rate_limit_rpm == Some(0) {
-        return Err(Error::invalid("rate_limit_rpm", "must be at least 1; omit it to use the org's limit"));
+        return Err(Error::invalid(
+            "rate_limit_rpm",
+            "must be at least 1; omit it to use the org's limit",
+        ));
     }
     if spec.rate_limit_tpm == Some(0) {
-        return Err(Error::invalid("rate_limit_tpm", "must be at least 1; omit it to use the org's limit"));
+        return Err(Error::invalid(
+            "rate_limit_tpm",
+            "must be at least 1; omit it to use the org's limit",
+        ));
     }
     if spec.allowed_models.len() > 1000 {
         return Err(Error::invalid("allowed_models", "give at most 1000 models"));
@@ -267,7 +347,10 @@ pub(crate) fn validate_spec(mut spec: KeySpec, now: Timestamp) -> Result<KeySpec
     for (i, m) in spec.allowed_models.iter_mut().enumerate() {
         *m = m.trim().to_owned();
         if m.is_empty() || m.len() > 256 || m.chars().any(char::is_control) {
-            return Err(Error::invalid(format!("allowed_models[{i}]"), "give a model name of 1 to 256 characters"));
+            return Err(Error::invalid(
+                format!("allowed_models[{i}]"),
+                "give a model name of 1 to 256 characters",
+            ));
         }
     }
     let nets = parse_nets("allowed_ips", &spec.allowed_ips)?;
@@ -275,13 +358,20 @@ pub(crate) fn validate_spec(mut spec: KeySpec, now: Timestamp) -> Result<KeySpec
     if let Some(t) = spec.expires_at
         && t <= now
     {
-        return Err(Error::invalid("expires_at", "is in the past; give a future time such as 2030-01-01T00:00:00Z"));
+        return Err(Error::invalid(
+            "expires_at",
+            "is in the past; give a future time such as 2030-01-01T00:00:00Z",
+        ));
     }
     if spec.metadata.len() > 64 {
         return Err(Error::invalid("metadata", "give at most 64 entries"));
     }
     for (k, v) in &spec.metadata {
-        if k.is_empty() || k.len() > 64 || v.len() > 1024 || k.chars().chain(v.chars()).any(char::is_control) {
+        if k.is_empty()
+            || k.len() > 64
+            || v.len() > 1024
+            || k.chars().chain(v.chars()).any(char::is_control)
+        {
             return Err(Error::invalid(
                 "metadata",
                 "keys must be 1 to 64 characters and values at most 1024, without control characters",
@@ -290,4 +380,3 @@ pub(crate) fn validate_spec(mut spec: KeySpec, now: Timestamp) -> Result<KeySpec
     }
     Ok(spec)
 }
-

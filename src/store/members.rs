@@ -27,7 +27,13 @@ pub struct Members<'a> {
 
 impl Members<'_> {
     /// Adds a person to an org with a role.
-    pub fn add(&self, actor: &Actor, org: &OrgId, email: &Email, role: Role) -> Result<Member, Error> {
+    pub fn add(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        email: &Email,
+        role: Role,
+    ) -> Result<Member, Error> {
         self.store.write(|tx| {
             let mut o = tx.org_live(org)?;
             let target = Target::Membership { email, role: None, new_role: Some(role) };
@@ -53,18 +59,30 @@ impl Members<'_> {
     pub fn list(&self, actor: &Actor, org: &OrgId) -> Result<Vec<Member>, Error> {
         self.store.read(|r| {
             let o = r.org_live(org)?;
-            self.store.authorize_read(r, actor, AdminAction::ListMembers, &o, Target::Org)?;
+            self.store
+                .authorize_read(r, actor, AdminAction::ListMembers, &o, Target::Org)?;
             r.members_of(org)
         })
     }
 
     /// Changes a member's role. The last Owner cannot be demoted.
-    pub fn set_role(&self, actor: &Actor, org: &OrgId, email: &Email, role: Role) -> Result<Member, Error> {
+    pub fn set_role(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        email: &Email,
+        role: Role,
+    ) -> Result<Member, Error> {
         self.store.write(|tx| {
             let mut o = tx.org_live(org)?;
             let mut m = existing(tx, org, email)?;
-            let target = Target::Membership { email, role: Some(m.role), new_role: Some(role) };
-            self.store.authorize(tx, actor, AdminAction::ChangeRole, &o, target)?;
+            let target = Target::Membership {
+                email,
+                role: Some(m.role),
+                new_role: Some(role),
+            };
+            self.store
+                .authorize(tx, actor, AdminAction::ChangeRole, &o, target)?;
             let before = m.role;
             if before == role {
                 return Ok(m);
@@ -73,7 +91,15 @@ impl Members<'_> {
             m.role = role;
             tx.put_member(&m)?;
             tx.put_org(&o)?;
-            audit_append(tx, &actor.to_string(), org, "member.role", email.as_str(), format!("{before} -> {role}"), Outcome::Applied)?;
+            audit_append(
+                tx,
+                &actor.to_string(),
+                org,
+                "member.role",
+                email.as_str(),
+                format!("{before} -> {role}"),
+                Outcome::Applied,
+            )?;
             Ok(m)
         })
     }
@@ -84,14 +110,34 @@ impl Members<'_> {
         self.store.write(|tx| {
             let mut o = tx.org_live(org)?;
             let m = existing(tx, org, email)?;
-            let action = if actor.email() == Some(email) { AdminAction::LeaveOrg } else { AdminAction::RemoveMember };
-            let target = Target::Membership { email, role: Some(m.role), new_role: None };
+            let action = if actor.email() == Some(email) {
+                AdminAction::LeaveOrg
+            } else {
+                AdminAction::RemoveMember
+            };
+            let target = Target::Membership {
+                email,
+                role: Some(m.role),
+                new_role: None,
+            };
             self.store.authorize(tx, actor, action, &o, target)?;
             adjust_owner_count(&mut o, m.role, None)?;
             tx.remove_member(org, email)?;
             tx.put_org(&o)?;
-            let what = if action == AdminAction::LeaveOrg { "member.leave" } else { "member.remove" };
-            audit_append(tx, &actor.to_string(), org, what, email.as_str(), format!("removed ({})", m.role), Outcome::Applied)?;
+            let what = if action == AdminAction::LeaveOrg {
+                "member.leave"
+            } else {
+                "member.remove"
+            };
+            audit_append(
+                tx,
+                &actor.to_string(),
+                org,
+                what,
+                email.as_str(),
+                format!("removed ({})", m.role),
+                Outcome::Applied,
+            )?;
             Ok(())
         })
     }
@@ -111,7 +157,9 @@ impl Members<'_> {
         self.store.read(|r| {
             let io = |e: redb::StorageError| Error::storage("listing memberships", e);
             let t = r.table(MEMBER_ORGS)?;
-            let range = t.range((email.as_str(), "")..(email.as_str(), "\u{10ffff}")).map_err(io)?;
+            let range = t
+                .range((email.as_str(), "")..(email.as_str(), "\u{10ffff}"))
+                .map_err(io)?;
             let mut out = Vec::new();
             for item in range {
                 let (k, v) = item.map_err(io)?;
@@ -120,7 +168,9 @@ impl Members<'_> {
                 if r.org_any(&org)?.status == OrgStatus::Deleted {
                     continue;
                 }
-                let role = Role::ALL.into_iter().find(|r| r.level() == v.value())
+                let role = Role::ALL
+                    .into_iter()
+                    .find(|r| r.level() == v.value())
                     .ok_or_else(|| Error::corrupt("membership index", "unknown role level"))?;
                 out.push((org, role));
             }
@@ -130,8 +180,12 @@ impl Members<'_> {
 }
 
 fn existing(tx: &WriteTx, org: &OrgId, email: &Email) -> Result<Member, Error> {
-    tx.member(org, email)?
-        .ok_or_else(|| Error::not_found("email", format!("{email} is not a member of `{org}`; see `member list {org}`")))
+    tx.member(org, email)?.ok_or_else(|| {
+        Error::not_found(
+            "email",
+            format!("{email} is not a member of `{org}`; see `member list {org}`"),
+        )
+    })
 }
 
 /// Keeps the org's owner count in step with a role change, refusing to reach zero owners.
@@ -142,7 +196,10 @@ fn adjust_owner_count(o: &mut Org, before: Role, after: Option<Role>) -> Result<
         if o.owner_count <= 1 {
             return Err(Error::conflict(
                 "role",
-                format!("this is the last owner of `{}`; make another member owner first", o.id),
+                format!(
+                    "this is the last owner of `{}`; make another member owner first",
+                    o.id
+                ),
             ));
         }
         o.owner_count -= 1;

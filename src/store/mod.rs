@@ -70,21 +70,37 @@ impl Inner {
         &self,
         f: impl FnOnce(&mut WriteTx) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let _writer = self.writer.lock();
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(|e| Error::storage("starting a write", e))?;
-        txn.set_durability(self.durability)
-            .map_err(|e| Error::storage("setting durability", e))?;
-        let mut tx = WriteTx {
-            txn,
-            now: Timestamp::now(),
-            changes: Changes::default(),
-        };
-        f(&mut tx)?;
-        tx.txn.commit().map_err(|e| Error::storage("committing", e))
+        contain_damage(|| {
+            let _writer = self.writer.lock();
+            let mut txn = self
+                .db
+                .begin_write()
+                .map_err(|e| Error::storage("starting a write", e))?;
+            txn.set_durability(self.durability)
+                .map_err(|e| Error::storage("setting durability", e))?;
+            let mut tx = WriteTx {
+                txn,
+                now: Timestamp::now(),
+                changes: Changes::default(),
+            };
+            f(&mut tx)?;
+            tx.txn.commit().map_err(|e| Error::storage("committing", e))
+        })
     }
+}
+
+/// Runs `f`, turning a panic into a `Corrupt` error: redb panics (`unreachable!`) on some
+/// damaged pages of a store file instead of returning an error, and a damaged file must
+/// give a clear error, not take the process down. A damaged store keeps failing this way
+/// (fail closed) until it is restored.
+pub(crate) fn contain_damage<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::Corrupt,
+            "db",
+            "the store file is damaged (a page could not be read); restore it from a backup",
+        ))
+    })
 }
 
 impl Drop for Inner {
@@ -197,13 +213,14 @@ impl Store {
 
     /// Runs `f` in one read transaction; a denial is audited.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&ReadTx) -> Result<T, Error>) -> Result<T, Error> {
-        let r = self
-            .inner
-            .db
-            .begin_read()
-            .map_err(|e| Error::storage("starting a read", e))?;
-        let out = f(&r);
-        drop(r);
+        let out = contain_damage(|| {
+            let r = self
+                .inner
+                .db
+                .begin_read()
+                .map_err(|e| Error::storage("starting a read", e))?;
+            f(&r)
+        });
         self.audit_if_denied(out)
     }
 
@@ -213,7 +230,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut WriteTx) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let out = {
+        let out = contain_damage(|| {
             let _writer = self.inner.writer.lock();
             let mut txn = self
                 .inner
@@ -236,7 +253,7 @@ impl Store {
                 }
                 Err(e) => Err(e),
             }
-        };
+        });
         self.audit_if_denied(out)
     }
 

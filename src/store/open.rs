@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::Store;
 use super::codec::FORMAT;
+use super::secrets::{Sealer, key_path};
 use super::tables::*;
 use crate::error::{Error, ErrorKind};
 use crate::policy::Policies;
@@ -64,12 +65,22 @@ impl StoreBuilder {
         self
     }
 
-    /// Opens (or creates, with mode 0600) the store file at `path`.
+    /// Opens (or creates, with mode 0600) the store file at `path`. Provider secrets in
+    /// configs are encrypted under the key in `<path>.key`, created (mode 0600) if absent:
+    /// back it up with the store file.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store, Error> {
         let path = path.as_ref();
         create_private(path)?;
-        let db = redb::Database::create(path).map_err(|e| open_error(path, e))?;
-        self.finish(db)
+        // redb panics on some damaged pages instead of returning an error (see
+        // `contain_damage`): the first full scan happens here.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let db = redb::Database::create(path).map_err(|e| open_error(path, e))?;
+            self.finish(db, || Sealer::load_or_create(&key_path(path)))
+        }))
+        .unwrap_or_else(|_| {
+            let damaged = redb::StorageError::Corrupted("a page could not be read".into());
+            Err(open_error(path, redb::DatabaseError::Storage(damaged)))
+        })
     }
 
     /// Opens a store held in memory only.
@@ -77,24 +88,43 @@ impl StoreBuilder {
         let db = redb::Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| Error::storage("creating an in-memory store", e))?;
-        self.finish(db)
+        self.finish(db, Sealer::random)
     }
 
-    fn finish(&self, db: redb::Database) -> Result<Store, Error> {
+    fn finish(
+        &self,
+        db: redb::Database,
+        sealer: impl FnOnce() -> Result<Sealer, Error>,
+    ) -> Result<Store, Error> {
         init_tables(&db)?;
-        let mut policies = Policies::default_set()?;
+        let sealer = sealer()?;
+        let mut policies = default_policies()?;
         if let Some(dir) = &self.policy_dir {
             policies = policies.with_dir(dir)?;
         }
-        let durability =
-            if self.non_durable { redb::Durability::None } else { redb::Durability::Immediate };
-        let store = Store::from_parts(db, policies, durability, self.spend_sync);
+        let durability = if self.non_durable {
+            redb::Durability::None
+        } else {
+            redb::Durability::Immediate
+        };
+        let store = Store::from_parts(db, policies, durability, self.spend_sync, sealer);
         store.rebuild_snapshot()?;
         if !self.spend_sync {
             store.spawn_flusher(self.spend_flush.unwrap_or(DEFAULT_SPEND_FLUSH));
         }
         Ok(store)
     }
+}
+
+/// The compiled-in policy set, compiled once per process: it is immutable and the same for
+/// every store, and compiling and validating it costs far more than opening a store.
+fn default_policies() -> Result<Policies, Error> {
+    static DEFAULT: std::sync::OnceLock<Policies> = std::sync::OnceLock::new();
+    if let Some(p) = DEFAULT.get() {
+        return Ok(p.clone());
+    }
+    let p = Policies::default_set()?;
+    Ok(DEFAULT.get_or_init(|| p).clone())
 }
 
 /// Creates the file with mode 0600 if it does not exist yet.
@@ -112,7 +142,10 @@ fn create_private(path: &Path) -> Result<(), Error> {
         Err(e) => Err(Error::new(
             ErrorKind::Storage,
             "db",
-            format!("cannot create `{}` ({e}); check the directory exists and is writable", path.display()),
+            format!(
+                "cannot create `{}` ({e}); check the directory exists and is writable",
+                path.display()
+            ),
         )),
     }
 }
@@ -132,7 +165,9 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
         redb::DatabaseError::UpgradeRequired(v) => Error::new(
             ErrorKind::TooNew,
             "db",
-            format!("`{p}` uses redb file format {v}, which this orgstore cannot read; upgrade orgstore"),
+            format!(
+                "`{p}` uses redb file format {v}, which this orgstore cannot read; upgrade orgstore"
+            ),
         ),
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(msg)) => Error::new(
             ErrorKind::Corrupt,
@@ -142,24 +177,33 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
         other => Error::new(
             ErrorKind::Corrupt,
             "db",
-            format!("`{p}` cannot be opened as an orgstore file ({other}); check the path or restore a backup"),
+            format!(
+                "`{p}` cannot be opened as an orgstore file ({other}); check the path or restore a backup"
+            ),
         ),
     }
 }
 
 /// Creates every table and checks (or writes) the store format.
 fn init_tables(db: &redb::Database) -> Result<(), Error> {
-    let txn = db.begin_write().map_err(|e| Error::storage("initialising the store", e))?;
+    let txn = db
+        .begin_write()
+        .map_err(|e| Error::storage("initialising the store", e))?;
     {
         let w = |e: redb::TableError| Error::storage("initialising the store", e);
         let mut meta = txn.open_table(META).map_err(w)?;
-        let found = meta.get("format").map_err(|e| Error::storage("reading the store", e))?.map(|v| v.value());
+        let found = meta
+            .get("format")
+            .map_err(|e| Error::storage("reading the store", e))?
+            .map(|v| v.value());
         match found {
             Some(v) if v > u64::from(FORMAT) => {
                 return Err(Error::new(
                     ErrorKind::TooNew,
                     "db",
-                    format!("the store was written by a newer orgstore (format {v}, this one reads up to {FORMAT}); upgrade orgstore"),
+                    format!(
+                        "the store was written by a newer orgstore (format {v}, this one reads up to {FORMAT}); upgrade orgstore"
+                    ),
                 ));
             }
             Some(_) => {}
@@ -179,5 +223,6 @@ fn init_tables(db: &redb::Database) -> Result<(), Error> {
         txn.open_table(AUDIT).map_err(w)?;
         txn.open_table(SPEND).map_err(w)?;
     }
-    txn.commit().map_err(|e| Error::storage("initialising the store", e))
+    txn.commit()
+        .map_err(|e| Error::storage("initialising the store", e))
 }

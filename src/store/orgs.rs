@@ -18,7 +18,13 @@ impl Orgs<'_> {
     /// Creates an org with `owner` as its first Owner and an empty config (version 1).
     /// The operator may create any org; a member may create one only with themselves as
     /// the owner.
-    pub fn create(&self, actor: &Actor, id: &OrgId, name: &str, owner: &Email) -> Result<Org, Error> {
+    pub fn create(
+        &self,
+        actor: &Actor,
+        id: &OrgId,
+        name: &str,
+        owner: &Email,
+    ) -> Result<Org, Error> {
         let name = validate_name("org name", name)?;
         if let Actor::Member(me) = actor
             && me != owner
@@ -64,7 +70,15 @@ impl Orgs<'_> {
                 added_by: actor.to_string(),
             })?;
             let summary = format!("created org `{}` with owner {owner}", org.name);
-            audit_append(tx, &actor.to_string(), id, "org.create", id.as_str(), summary, Outcome::Applied)?;
+            audit_append(
+                tx,
+                &actor.to_string(),
+                id,
+                "org.create",
+                id.as_str(),
+                summary,
+                Outcome::Applied,
+            )?;
             Ok(org)
         })
     }
@@ -73,7 +87,8 @@ impl Orgs<'_> {
     pub fn get(&self, actor: &Actor, id: &OrgId) -> Result<Org, Error> {
         self.store.read(|r| {
             let org = r.org_live(id)?;
-            self.store.authorize_read(r, actor, AdminAction::ReadOrg, &org, Target::Org)?;
+            self.store
+                .authorize_read(r, actor, AdminAction::ReadOrg, &org, Target::Org)?;
             Ok(org)
         })
     }
@@ -135,15 +150,30 @@ impl Orgs<'_> {
         self.set_status(actor, id, OrgStatus::Active, "org.resume")
     }
 
-    fn set_status(&self, actor: &Actor, id: &OrgId, status: OrgStatus, action: &str) -> Result<Org, Error> {
+    fn set_status(
+        &self,
+        actor: &Actor,
+        id: &OrgId,
+        status: OrgStatus,
+        action: &str,
+    ) -> Result<Org, Error> {
         self.store.write(|tx| {
             let mut org = tx.org_live(id)?;
-            self.store.authorize(tx, actor, AdminAction::DeleteOrg, &org, Target::Org)?;
+            self.store
+                .authorize(tx, actor, AdminAction::DeleteOrg, &org, Target::Org)?;
             let before = org.status;
             org.status = status;
             tx.put_org(&org)?;
             let summary = format!("status {} -> {}", before.as_str(), status.as_str());
-            audit_append(tx, &actor.to_string(), id, action, id.as_str(), summary, Outcome::Applied)?;
+            audit_append(
+                tx,
+                &actor.to_string(),
+                id,
+                action,
+                id.as_str(),
+                summary,
+                Outcome::Applied,
+            )?;
             Ok(org)
         })
     }
@@ -152,8 +182,12 @@ impl Orgs<'_> {
 /// Validates a display name: 1 to 128 characters, no control characters.
 pub(crate) fn validate_name(field: &'static str, name: &str) -> Result<String, Error> {
     let n = name.trim();
-    if n.is_empty() || n.chars().count() > 128 || n.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "give 1 to 128 characters without control characters"));
+    let bad = |c: char| c.is_control() || crate::model::is_bidi_control(c) || c == '\u{feff}';
+    if n.is_empty() || n.chars().count() > 128 || n.chars().any(bad) {
+        return Err(Error::invalid(
+            field,
+            "give 1 to 128 characters without control or text-direction characters",
+        ));
     }
     Ok(n.to_owned())
 }

@@ -84,9 +84,14 @@ pub(crate) trait Lookup {
     /// All members of an org.
     fn members_of(&self, org: &OrgId) -> Result<Vec<Member>, Error> {
         let t = self.table(MEMBERS)?;
-        let range = t.range((org.as_str(), "")..(org.as_str(), "\u{10ffff}")).map_err(io)?;
+        let range = t
+            .range((org.as_str(), "")..(org.as_str(), "\u{10ffff}"))
+            .map_err(io)?;
         range
-            .map(|item| item.map_err(io).and_then(|(_, v)| decode("member", v.value())))
+            .map(|item| {
+                item.map_err(io)
+                    .and_then(|(_, v)| decode("member", v.value()))
+            })
             .collect()
     }
 
@@ -96,14 +101,22 @@ pub(crate) trait Lookup {
             let t = self.table(KEYS_BY_ORG)?;
             let lo = [0u8; 16];
             let hi = [0xffu8; 16];
-            let range = t.range((org.as_str(), &lo)..=(org.as_str(), &hi)).map_err(io)?;
+            let range = t
+                .range((org.as_str(), &lo)..=(org.as_str(), &hi))
+                .map_err(io)?;
             range
-                .map(|item| item.map(|(k, _)| KeyId::from_bytes(*k.value().1)).map_err(io))
+                .map(|item| {
+                    item.map(|(k, _)| KeyId::from_bytes(*k.value().1))
+                        .map_err(io)
+                })
                 .collect::<Result<_, _>>()?
         };
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            out.push(self.key(&id)?.ok_or_else(|| Error::corrupt("key index", "dangling key id"))?);
+            out.push(
+                self.key(&id)?
+                    .ok_or_else(|| Error::corrupt("key index", "dangling key id"))?,
+            );
         }
         Ok(out)
     }
@@ -168,7 +181,11 @@ impl WriteTx {
     /// Writes an org record.
     pub fn put_org(&mut self, org: &Org) -> Result<(), Error> {
         let bytes = encode(org)?;
-        self.txn.open_table(ORGS).map_err(wio)?.insert(org.id.as_str(), bytes.as_slice()).map_err(wio)?;
+        self.txn
+            .open_table(ORGS)
+            .map_err(wio)?
+            .insert(org.id.as_str(), bytes.as_slice())
+            .map_err(wio)?;
         self.changes.orgs.push(org.id.clone());
         Ok(())
     }
@@ -202,7 +219,11 @@ impl WriteTx {
 
     /// Removes a membership and its index entry.
     pub fn remove_member(&mut self, org: &OrgId, email: &Email) -> Result<(), Error> {
-        self.txn.open_table(MEMBERS).map_err(wio)?.remove((org.as_str(), email.as_str())).map_err(wio)?;
+        self.txn
+            .open_table(MEMBERS)
+            .map_err(wio)?
+            .remove((org.as_str(), email.as_str()))
+            .map_err(wio)?;
         self.txn
             .open_table(MEMBER_ORGS)
             .map_err(wio)?
