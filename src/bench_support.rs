@@ -32,6 +32,9 @@ pub struct Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        let mut key_file = self.path.clone().into_os_string();
+        key_file.push(".key");
+        let _ = std::fs::remove_file(key_file);
     }
 }
 

@@ -147,6 +147,7 @@ impl OrgConfig {
             ));
         }
         canonicalize(&mut patch)?;
+        mask::keep_masked_secrets(&mut patch, &self.json);
         let mut merged = self.json.clone();
         json_patch::merge(&mut merged, &patch);
         Self::from_value(merged)
@@ -164,9 +165,16 @@ impl OrgConfig {
         v
     }
 
-    /// The JSON with secrets in clear text: only for an authorized reveal.
+    /// The JSON as held, secrets included. A config read from the store holds clear
+    /// secrets only when it came from [`crate::OrgConfigs::reveal`], which needs the Owner
+    /// or Admin role; every other read returns a config whose secrets are already masked.
     pub fn to_revealed_json(&self) -> Value {
         self.json.clone()
+    }
+
+    /// The same config with its secrets masked, for reads that are not reveals.
+    pub(crate) fn masked(&self) -> Self {
+        Self { json: self.to_masked_json(), ..self.clone() }
     }
 
     /// The rate-limit section (disabled when absent).

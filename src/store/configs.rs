@@ -25,7 +25,8 @@ pub struct ConfigVersion {
     pub created_by: String,
     /// `initial`, `update` or `rollback to N`.
     pub note: String,
-    /// The validated config. Print it with [`OrgConfig::to_masked_json`].
+    /// The validated config; provider secrets are masked unless it came from
+    /// [`OrgConfigs::reveal`].
     pub config: OrgConfig,
 }
 
@@ -92,7 +93,7 @@ impl OrgConfigs<'_> {
             let config = if action == AdminAction::RevealSecrets {
                 sealer.open_strict(&rec)?
             } else {
-                sealer.open(&rec)?.config
+                sealer.open(&rec)?.config.masked()
             };
             Ok(to_version(org, o.config_version, rec, config))
         })
@@ -161,7 +162,7 @@ impl OrgConfigs<'_> {
             (1..=o.latest_version)
                 .map(|v| {
                     let rec = r.config(org, v)?;
-                    let config = sealer.open(&rec)?.config;
+                    let config = sealer.open(&rec)?.config.masked();
                     Ok(to_version(org, o.config_version, rec, config))
                 })
                 .collect()
@@ -254,6 +255,6 @@ fn commit_version(
         created_at: tx.now,
         created_by: actor.to_string(),
         note,
-        config: next,
+        config: next.masked(),
     })
 }
