@@ -146,26 +146,29 @@ fn bench(c: &mut Criterion) {
     // Each thread serves its own clients' keys (disjoint slices of the hot set), as gateway
     // workers do; 10k checks per iteration in total, split between the threads.
     for threads in [1usize, 2] {
-        g.bench_function(format!("check_warm_throughput_{threads}_threads_x10k"), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                std::thread::scope(|s| {
-                    for t in 0..threads {
-                        let gw = gw.clone();
-                        let mine = &hot[t * hot.len() / threads..(t + 1) * hot.len() / threads];
-                        s.spawn(move || {
-                            for it in 0..iters {
-                                for x in 0..(10_000 / threads) {
-                                    let k = &mine[(x + it as usize) % mine.len()];
-                                    black_box(gw.check(&Request::new(k, model, ip)).is_ok());
+        g.bench_function(
+            format!("check_warm_throughput_{threads}_threads_x10k"),
+            |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    std::thread::scope(|s| {
+                        for t in 0..threads {
+                            let gw = gw.clone();
+                            let mine = &hot[t * hot.len() / threads..(t + 1) * hot.len() / threads];
+                            s.spawn(move || {
+                                for it in 0..iters {
+                                    for x in 0..(10_000 / threads) {
+                                        let k = &mine[(x + it as usize) % mine.len()];
+                                        black_box(gw.check(&Request::new(k, model, ip)).is_ok());
+                                    }
                                 }
-                            }
-                        });
-                    }
-                });
-                start.elapsed()
-            })
-        });
+                            });
+                        }
+                    });
+                    start.elapsed()
+                })
+            },
+        );
     }
     let naive = NaivePath::new(&fixture.store).expect("naive");
     g.sample_size(20).measurement_time(Duration::from_secs(3));

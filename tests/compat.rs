@@ -32,28 +32,50 @@ fn format1_store_opens_with_everything_intact() {
     let store = Store::open(copy_fixture(dir.path())).unwrap();
     let acme = OrgId::parse("acme").unwrap();
     let org = store.orgs().get(&op(), &acme).unwrap();
-    assert_eq!((org.config_version, org.latest_version, org.owner_count), (3, 3, 1));
+    assert_eq!(
+        (org.config_version, org.latest_version, org.owner_count),
+        (3, 3, 1)
+    );
     let history = store.org_configs().history(&op(), &acme).unwrap();
     assert_eq!(history.len(), 3);
     let cfg = store.org_configs().retrieve(&op(), &acme).unwrap().config;
     assert_eq!(cfg.allowed_models(), Some(&["gpt-4o-mini".to_owned()][..]));
-    assert_eq!(cfg.budgets().unwrap().limit, Some(Usd::parse("100").unwrap()));
+    assert_eq!(
+        cfg.budgets().unwrap().limit,
+        Some(Usd::parse("100").unwrap())
+    );
     let members = store.members().list(&op(), &acme).unwrap();
     assert_eq!(members.len(), 2);
     let keys = store.keys().list(&op(), &acme).unwrap();
     assert_eq!(keys.len(), 2);
-    assert_eq!(keys.iter().filter(|k| k.status == KeyStatus::Revoked).count(), 1);
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.status == KeyStatus::Revoked)
+            .count(),
+        1
+    );
     let audit = store.audit().list(&op(), &acme, 100).unwrap();
     assert!(audit.len() >= 6, "{audit:?}");
     let key = std::fs::read_to_string(KEY_FILE).unwrap();
     let gw = store.gateway();
     let ip = "10.0.0.1".parse().unwrap();
-    assert!(gw.check(&Request::new(key.trim(), "gpt-4o-mini", ip)).is_ok());
-    assert_eq!(gw.check(&Request::new(key.trim(), "gpt-4o", ip)).unwrap_err().code(), "model_not_allowed");
+    assert!(
+        gw.check(&Request::new(key.trim(), "gpt-4o-mini", ip))
+            .is_ok()
+    );
+    assert_eq!(
+        gw.check(&Request::new(key.trim(), "gpt-4o", ip))
+            .unwrap_err()
+            .code(),
+        "model_not_allowed"
+    );
     let usage = store.orgs().usage(&op(), &acme).unwrap();
     assert_eq!(usage.total, Usd::parse("1.5").unwrap());
     // And it keeps working: a write on the old file.
-    store.keys().create(&op(), &acme, KeySpec::new("after-upgrade")).unwrap();
+    store
+        .keys()
+        .create(&op(), &acme, KeySpec::new("after-upgrade"))
+        .unwrap();
 }
 
 #[test]
@@ -63,15 +85,50 @@ fn regenerate_format1_fixture() {
     let _ = std::fs::remove_file(format!("{FIXTURE}.key"));
     let store = Store::open(FIXTURE).unwrap();
     let acme = OrgId::parse("acme").unwrap();
-    store.orgs().create(&op(), &acme, "Acme", &Email::parse("owner@acme.io").unwrap()).unwrap();
+    store
+        .orgs()
+        .create(
+            &op(),
+            &acme,
+            "Acme",
+            &Email::parse("owner@acme.io").unwrap(),
+        )
+        .unwrap();
     store.org_configs().update(&op(), &acme, r#"{"allowed_models":["gpt-4o-mini"],"providers":{"openai":{"api_key":"sk-fixture-0123456789abcdef"}}}"#).unwrap();
-    store.org_configs().update(&op(), &acme, r#"{"budgets":{"limit":100,"period":"monthly"}}"#).unwrap();
-    store.members().add(&op(), &acme, &Email::parse("dev@acme.io").unwrap(), Role::Member).unwrap();
-    let live = store.keys().create(&op(), &acme, KeySpec::new("live").rpm(100)).unwrap();
-    let dead = store.keys().create(&op(), &acme, KeySpec::new("dead")).unwrap();
+    store
+        .org_configs()
+        .update(
+            &op(),
+            &acme,
+            r#"{"budgets":{"limit":100,"period":"monthly"}}"#,
+        )
+        .unwrap();
+    store
+        .members()
+        .add(
+            &op(),
+            &acme,
+            &Email::parse("dev@acme.io").unwrap(),
+            Role::Member,
+        )
+        .unwrap();
+    let live = store
+        .keys()
+        .create(&op(), &acme, KeySpec::new("live").rpm(100))
+        .unwrap();
+    let dead = store
+        .keys()
+        .create(&op(), &acme, KeySpec::new("dead"))
+        .unwrap();
     store.keys().revoke(&op(), &dead.info.id).unwrap();
     let gw = store.gateway();
-    let g = gw.check(&Request::new(live.key.expose(), "gpt-4o-mini", "10.0.0.1".parse().unwrap())).unwrap();
+    let g = gw
+        .check(&Request::new(
+            live.key.expose(),
+            "gpt-4o-mini",
+            "10.0.0.1".parse().unwrap(),
+        ))
+        .unwrap();
     gw.record_usage(&g, Usage::new(1, 1, Usd::parse("1.5").unwrap()));
     store.flush().unwrap();
     std::fs::write(KEY_FILE, live.key.expose()).unwrap();

@@ -463,13 +463,25 @@ fn library_reads_other_than_reveal_never_hold_clear_secrets() {
     let store = Store::open_temporary().unwrap();
     let op = Actor::Operator;
     let org = OrgId::parse("acme").unwrap();
-    store.orgs().create(&op, &org, "Acme", &Email::parse("o@acme.io").unwrap()).unwrap();
+    store
+        .orgs()
+        .create(&op, &org, "Acme", &Email::parse("o@acme.io").unwrap())
+        .unwrap();
     let viewer = Email::parse("v@acme.io").unwrap();
-    store.members().add(&op, &org, &viewer, Role::Viewer).unwrap();
+    store
+        .members()
+        .add(&op, &org, &viewer, Role::Viewer)
+        .unwrap();
     let secret = "sk-live-viewer-must-not-see-0123456789";
     let patch = format!(r#"{{"providers":{{"openai":{{"api_key":"{secret}"}}}}}}"#);
     let updated = store.org_configs().update(&op, &org, &patch).unwrap();
-    assert!(!updated.config.to_revealed_json().to_string().contains(secret));
+    assert!(
+        !updated
+            .config
+            .to_revealed_json()
+            .to_string()
+            .contains(secret)
+    );
     let as_viewer = Actor::member(viewer);
     let got = store.org_configs().retrieve(&as_viewer, &org).unwrap();
     assert!(!got.config.to_revealed_json().to_string().contains(secret));
@@ -478,5 +490,11 @@ fn library_reads_other_than_reveal_never_hold_clear_secrets() {
     }
     assert!(store.org_configs().reveal(&as_viewer, &org, None).is_err());
     let revealed = store.org_configs().reveal(&op, &org, None).unwrap();
-    assert!(revealed.config.to_revealed_json().to_string().contains(secret));
+    assert!(
+        revealed
+            .config
+            .to_revealed_json()
+            .to_string()
+            .contains(secret)
+    );
 }

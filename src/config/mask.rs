@@ -99,15 +99,22 @@ mod tests {
 
     #[test]
     fn a_masked_secret_sent_back_keeps_the_real_one() {
-        let current = json!({"providers": {"openai": {"api_key": "sk-proj-abcdefghijklmnop", "timeout": 5}}});
+        let current =
+            json!({"providers": {"openai": {"api_key": "sk-proj-abcdefghijklmnop", "timeout": 5}}});
         let mut patch = current.clone();
         mask_secrets(&mut patch);
         patch["providers"]["openai"]["timeout"] = json!(9);
         keep_masked_secrets(&mut patch, &current);
-        assert_eq!(patch["providers"]["openai"]["api_key"], "sk-proj-abcdefghijklmnop");
+        assert_eq!(
+            patch["providers"]["openai"]["api_key"],
+            "sk-proj-abcdefghijklmnop"
+        );
         let mut new_key = json!({"providers": {"openai": {"api_key": "sk-new-key-0000000000"}}});
         keep_masked_secrets(&mut new_key, &current);
-        assert_eq!(new_key["providers"]["openai"]["api_key"], "sk-new-key-0000000000");
+        assert_eq!(
+            new_key["providers"]["openai"]["api_key"],
+            "sk-new-key-0000000000"
+        );
     }
 
     #[test]
@@ -121,6 +128,9 @@ mod tests {
         assert!(!s.contains("verysecret"));
         assert!(s.contains("https://x"));
         assert_eq!(mask_secret("short"), "****");
-        assert_eq!(mask_secret(&mask_secret("sk-proj-abcdefghijklmnop")), "sk-...mnop");
+        assert_eq!(
+            mask_secret(&mask_secret("sk-proj-abcdefghijklmnop")),
+            "sk-...mnop"
+        );
     }
 }

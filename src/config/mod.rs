@@ -174,7 +174,10 @@ impl OrgConfig {
 
     /// The same config with its secrets masked, for reads that are not reveals.
     pub(crate) fn masked(&self) -> Self {
-        Self { json: self.to_masked_json(), ..self.clone() }
+        Self {
+            json: self.to_masked_json(),
+            ..self.clone()
+        }
     }
 
     /// The rate-limit section (disabled when absent).

@@ -83,7 +83,12 @@ impl SnapshotCell {
         let mut entries = low?;
         match high {
             Ok(h) => entries.extend(h?),
-            Err(_) => return Err(Error::corrupt("key", "the snapshot loader stopped unexpectedly")),
+            Err(_) => {
+                return Err(Error::corrupt(
+                    "key",
+                    "the snapshot loader stopped unexpectedly",
+                ));
+            }
         }
         let count = shard_count_for(entries.len());
         let mut sizes = vec![0usize; count];
@@ -139,7 +144,8 @@ impl SnapshotCell {
             // Inherited settings changed: re-resolve every key of the org.
             for rec in r.keys_of(id)? {
                 let runtime = old.find(&rec.digest).map(|e| e.runtime.clone());
-                let entry = self.key_entry(r, &KeyGate::of(&rec), &view, ix, epoch, runtime, now)?;
+                let entry =
+                    self.key_entry(r, &KeyGate::of(&rec), &view, ix, epoch, runtime, now)?;
                 push(&mut edits, &rec.digest, Edit::Upsert(entry));
                 done.insert(rec.info.id, ());
             }

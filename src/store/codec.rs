@@ -70,7 +70,11 @@ fn body<'a>(what: &'static str, bytes: &'a [u8]) -> Result<&'a [u8], Error> {
 }
 
 fn whole(what: &'static str, body: &[u8], used: usize) -> Result<(), Error> {
-    if used == body.len() { Ok(()) } else { Err(Error::corrupt(what, "trailing bytes")) }
+    if used == body.len() {
+        Ok(())
+    } else {
+        Err(Error::corrupt(what, "trailing bytes"))
+    }
 }
 
 #[cfg(test)]

@@ -153,7 +153,13 @@ mod tests {
         let bytes = super::super::codec::encode(&rec).unwrap();
         let g = KeyGate::decode(&bytes).unwrap();
         let o = KeyGate::of(&rec);
-        assert_eq!((g.id, g.org, g.revoked, g.rpm, g.tpm), (o.id, o.org, o.revoked, o.rpm, o.tpm));
-        assert_eq!((g.models, g.ips, g.budget, g.expires_at, g.digest), (o.models, o.ips, o.budget, o.expires_at, o.digest));
+        assert_eq!(
+            (g.id, g.org, g.revoked, g.rpm, g.tpm),
+            (o.id, o.org, o.revoked, o.rpm, o.tpm)
+        );
+        assert_eq!(
+            (g.models, g.ips, g.budget, g.expires_at, g.digest),
+            (o.models, o.ips, o.budget, o.expires_at, o.digest)
+        );
     }
 }
