@@ -220,6 +220,9 @@ impl Gateway {
     fn check_now(&self, req: &Request<'_>, now: &LazyNow<'_>) -> Result<Grant, Denial> {
         let snap = self.cell.current.load();
         let (entry, org) = self.resolve(&snap, req.key, now)?;
+        // Start loading the key's runtime (memo slots) now: on a cold key it is a cache
+        // miss, which the address and model checks below then overlap.
+        std::hint::black_box(entry.runtime.memo[0].load(std::sync::atomic::Ordering::Relaxed));
         let rules = entry.rules.as_deref();
         let ip_ok = org.ips.as_ref().is_none_or(|r| r.allows(req.client_ip))
             && rules
