@@ -131,7 +131,7 @@ pub fn check_key_format(key: &str) -> Result<(), KeyFormatError> {
 /// Checks prefix, length and alphabet. Returns whether the key carries a checksum (a
 /// generated key) that [`verify_checksum`] can check.
 #[inline]
-pub(crate) fn check_key_shape(key: &str) -> Result<bool, KeyFormatError> {
+fn check_key_shape(key: &str) -> Result<bool, KeyFormatError> {
     let b = key.as_bytes();
     let Some(rest) = b.strip_prefix(KEY_PREFIX.as_bytes()) else {
         return Err(KeyFormatError::Prefix);
@@ -160,7 +160,7 @@ pub(crate) fn check_key_shape(key: &str) -> Result<bool, KeyFormatError> {
 
 /// Verifies the CRC32 checksum of a generated key whose shape is already checked.
 #[inline]
-pub(crate) fn verify_checksum(key: &str) -> Result<(), KeyFormatError> {
+fn verify_checksum(key: &str) -> Result<(), KeyFormatError> {
     let b = key.as_bytes();
     match b.len().checked_sub(CHECK_LEN).map(|n| b.split_at(n)) {
         Some((signed, check)) if checksum_chars(signed) == check => Ok(()),
