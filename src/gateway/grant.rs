@@ -9,7 +9,9 @@ use super::clock::{LazyNow, Now};
 use super::denial::{Denial, Scope};
 use crate::limits::{BudgetExceeded, RateState, Reservation};
 use crate::model::{KeyId, OrgId, Timestamp, Usd};
-use crate::snapshot::{HAS_RPM, HAS_TPM, KeyEntry, KeyRuntime, OrgView, SnapshotCell, add_spend};
+use crate::snapshot::{
+    HAS_BUDGET, HAS_RPM, HAS_TPM, KeyEntry, KeyRuntime, OrgView, SnapshotCell, add_spend,
+};
 
 /// A key's effective limits: the key's own and its org's, both enforced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,16 +33,37 @@ pub struct Limits {
 
 impl Limits {
     pub(crate) fn of(e: &KeyEntry, org: &OrgView) -> Self {
+        Self::from_parts(
+            &e.runtime,
+            e.flags,
+            org.rpm,
+            org.tpm,
+            org.budget.map(|b| b.0),
+        )
+    }
+
+    /// The key's limits from its runtime (values) and flags (which apply), plus the org's.
+    fn from_parts(
+        rt: &KeyRuntime,
+        flags: u8,
+        org_rpm: u64,
+        org_tpm: u64,
+        org_budget: Option<i64>,
+    ) -> Self {
         let nz = |v: u64| (v > 0).then_some(v);
         let usd = |m: i64| Usd::from_micros(m).ok();
-        let rt = &e.runtime;
+        let on = |f: u8| flags & f != 0;
         Self {
-            key_rpm: e.has(HAS_RPM).then(|| rt.rpm.limit()),
-            org_rpm: nz(org.rpm),
-            key_tpm: e.has(HAS_TPM).then(|| rt.tpm.limit()),
-            org_tpm: nz(org.tpm),
-            key_budget: e.budget().and_then(|b| usd(b.config().limit_micros)),
-            org_budget: org.budget.and_then(|b| usd(b.0)),
+            key_rpm: on(HAS_RPM).then(|| rt.rpm.limit()),
+            org_rpm: nz(org_rpm),
+            key_tpm: on(HAS_TPM).then(|| rt.tpm.limit()),
+            org_tpm: nz(org_tpm),
+            key_budget: rt
+                .budget
+                .get()
+                .filter(|_| on(HAS_BUDGET))
+                .and_then(|b| usd(b.config().limit_micros)),
+            org_budget: org_budget.and_then(usd),
         }
     }
 }
@@ -122,22 +145,13 @@ impl Grant {
 
     /// The effective limits.
     pub fn limits(&self) -> Limits {
-        let nz = |v: u64| (v > 0).then_some(v);
-        let rt = &self.runtime;
-        let on = |f: u8| self.flags & f != 0;
-        Limits {
-            key_rpm: on(HAS_RPM).then(|| rt.rpm.limit()),
-            org_rpm: nz(self.org_rpm),
-            key_tpm: on(HAS_TPM).then(|| rt.tpm.limit()),
-            org_tpm: nz(self.org_tpm),
-            key_budget: self
-                .key_budget
-                .and_then(|_| rt.budget.get())
-                .and_then(|b| Usd::from_micros(b.config().limit_micros).ok()),
-            org_budget: self
-                .org_budget_micros
-                .and_then(|m| Usd::from_micros(m).ok()),
-        }
+        Limits::from_parts(
+            &self.runtime,
+            self.flags,
+            self.org_rpm,
+            self.org_tpm,
+            self.org_budget_micros,
+        )
     }
 
     /// Rate-limit header values, when a requests-per-minute limit applies.

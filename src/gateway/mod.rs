@@ -147,11 +147,11 @@ impl Gateway {
     pub fn lookup(&self, key: &str) -> Result<ResolvedKey, Denial> {
         let now = LazyNow::new(&self.clock);
         let snap = self.cell.current.load();
-        let (entry, _) = self.resolve(&snap, key, &now)?;
+        let (entry, org) = self.resolve(&snap, key, &now)?;
         Ok(ResolvedKey {
             key_id: entry.runtime.id,
             org_id: entry.runtime.org.id.clone(),
-            limits: Limits::of(entry, &snap.orgs[entry.org_ix as usize]),
+            limits: Limits::of(entry, org),
             expires_at: (entry.expires_at != i64::MAX)
                 .then(|| Timestamp::from_micros(entry.expires_at)),
         })

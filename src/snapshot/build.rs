@@ -1,7 +1,7 @@
 //! Building snapshot entries from store records: a full rebuild at open, and incremental
 //! publication of what one commit changed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -68,7 +68,9 @@ impl SnapshotCell {
                 let Some(&ix) = st.org_ix.get(key.org) else {
                     return Err(Error::corrupt("key", "key of an unknown org"));
                 };
-                let org = &orgs[ix as usize];
+                let org = orgs
+                    .get(ix as usize)
+                    .ok_or_else(|| Error::corrupt("key", "key of an unknown org"))?;
                 let runtime = old.find(&key.digest).map(|e| e.runtime.clone());
                 out.push(self.key_entry(r, &key, org, ix, epoch, runtime, now)?);
             }
@@ -121,7 +123,7 @@ impl SnapshotCell {
         let old = self.current.load_full();
         let mut orgs: Vec<Arc<OrgView>> = old.orgs.to_vec();
         let mut edits: HashMap<usize, Vec<Edit>> = HashMap::new();
-        let mut done: HashMap<KeyId, ()> = HashMap::new();
+        let mut done: HashSet<KeyId> = HashSet::new();
         let count = old.shards.len();
         let push = |edits: &mut HashMap<usize, Vec<Edit>>, d: &KeyDigest, e: Edit| {
             edits.entry(shard_of(d, count)).or_default().push(e);
@@ -147,14 +149,13 @@ impl SnapshotCell {
                 let entry =
                     self.key_entry(r, &KeyGate::of(&rec), &view, ix, epoch, runtime, now)?;
                 push(&mut edits, &rec.digest, Edit::Upsert(entry));
-                done.insert(rec.info.id, ());
+                done.insert(rec.info.id);
             }
         }
         for (id, old_digest) in &changes.keys {
-            if done.contains_key(id) {
+            if !done.insert(*id) {
                 continue;
             }
-            done.insert(*id, ());
             let Some(rec) = r.key(id)? else { continue };
             let mut runtime = old.find(&rec.digest).map(|e| e.runtime.clone());
             if let Some(od) = old_digest.filter(|d| *d != rec.digest) {
@@ -167,7 +168,9 @@ impl SnapshotCell {
                 .org_ix
                 .get(&rec.info.org)
                 .ok_or_else(|| Error::corrupt("key", "key of an unknown org"))?;
-            let org = &orgs[ix as usize];
+            let org = orgs
+                .get(ix as usize)
+                .ok_or_else(|| Error::corrupt("key", "key of an unknown org"))?;
             let entry = self.key_entry(r, &KeyGate::of(&rec), org, ix, epoch, runtime, now)?;
             push(&mut edits, &rec.digest, Edit::Upsert(entry));
         }

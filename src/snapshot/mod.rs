@@ -13,8 +13,8 @@ mod entry;
 mod models;
 
 pub(crate) use entry::{
-    HAS_RPM, HAS_TPM, KeyEntry, KeyRuntime, MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, SpendScope,
-    add_spend,
+    HAS_BUDGET, HAS_RPM, HAS_TPM, KeyEntry, KeyRuntime, MEMO_SLOTS, OrgRuntime, OrgView, REVOKED,
+    SpendScope, add_spend,
 };
 pub(crate) use models::{MAX_REQUEST_MODELS, ModelIds, ModelMap};
 

@@ -61,7 +61,7 @@ impl Audit<'_> {
         self.store.read(|r: &ReadTx| {
             let o = r.org_any(org)?;
             self.store
-                .authorize_read(r, actor, AdminAction::ReadAudit, &o, Target::Org)?;
+                .authorize(r, actor, AdminAction::ReadAudit, &o, Target::Org)?;
             let t = r.table(AUDIT)?;
             let mut out = Vec::new();
             let range = t

@@ -87,7 +87,7 @@ impl OrgConfigs<'_> {
             } else {
                 Target::Org
             };
-            self.store.authorize_read(r, actor, action, &o, target)?;
+            self.store.authorize(r, actor, action, &o, target)?;
             let rec = r.config(org, version.unwrap_or(o.config_version))?;
             let sealer = &self.store.inner.sealer;
             let config = if action == AdminAction::RevealSecrets {
@@ -157,7 +157,7 @@ impl OrgConfigs<'_> {
         self.store.read(|r| {
             let o = r.org_live(org)?;
             self.store
-                .authorize_read(r, actor, AdminAction::ReadOrg, &o, Target::Org)?;
+                .authorize(r, actor, AdminAction::ReadOrg, &o, Target::Org)?;
             let sealer = &self.store.inner.sealer;
             (1..=o.latest_version)
                 .map(|v| {
@@ -180,7 +180,7 @@ impl OrgConfigs<'_> {
         self.store.read(|r| {
             let o = r.org_live(org)?;
             self.store
-                .authorize_read(r, actor, AdminAction::ReadOrg, &o, Target::Org)?;
+                .authorize(r, actor, AdminAction::ReadOrg, &o, Target::Org)?;
             let sealer = &self.store.inner.sealer;
             let va = sealer.open(&r.config(org, a)?)?.config;
             let vb = sealer.open(&r.config(org, b)?)?.config;

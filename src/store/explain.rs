@@ -267,8 +267,8 @@ impl Store {
     pub fn policy_entities(&self, actor: &Actor, org: &OrgId) -> Result<serde_json::Value, Error> {
         self.read(|r| {
             let o = r.org_live(org)?;
-            self.authorize_read(r, actor, AdminAction::ListMembers, &o, Target::Org)?;
-            self.authorize_read(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
+            self.authorize(r, actor, AdminAction::ListMembers, &o, Target::Org)?;
+            self.authorize(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
             let members = r.members_of(org)?;
             let keys: Vec<KeyInfo> = r.keys_of(org)?.into_iter().map(|k| k.info).collect();
             self.policies().org_entities_json(&o, &members, &keys)

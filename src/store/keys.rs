@@ -207,7 +207,7 @@ impl Keys<'_> {
         self.store.read(|r| {
             let o = r.org_live(org)?;
             self.store
-                .authorize_read(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
+                .authorize(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
             Ok(r.keys_of(org)?.into_iter().map(|k| k.info).collect())
         })
     }
@@ -220,7 +220,7 @@ impl Keys<'_> {
             let o = r.org_live(&rec.info.org)?;
             // ListKeys is decided on the key's org (see the schema).
             self.store
-                .authorize_read(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
+                .authorize(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
             Ok(rec.info)
         })
     }

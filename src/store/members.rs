@@ -60,7 +60,7 @@ impl Members<'_> {
         self.store.read(|r| {
             let o = r.org_live(org)?;
             self.store
-                .authorize_read(r, actor, AdminAction::ListMembers, &o, Target::Org)?;
+                .authorize(r, actor, AdminAction::ListMembers, &o, Target::Org)?;
             r.members_of(org)
         })
     }

@@ -303,43 +303,21 @@ impl Store {
             && let Some(d) = e.denial()
             && let Some(org) = &d.org
         {
-            let entry = (
-                d.actor.clone(),
-                org.clone(),
-                d.action.clone(),
-                d.target.clone(),
-            );
             // The denial is the answer; a failure to audit it must not hide it.
-            let _ = self.write_denial_audit(entry);
+            let _ = self.inner.write_raw(|tx| {
+                let summary = "denied by policy".to_owned();
+                audit_append(
+                    tx,
+                    &d.actor,
+                    org,
+                    &d.action,
+                    &d.target,
+                    summary,
+                    Outcome::Denied,
+                )
+            });
         }
         out
-    }
-
-    fn write_denial_audit(
-        &self,
-        (actor, org, action, target): (String, OrgId, String, String),
-    ) -> Result<(), Error> {
-        let _writer = self.inner.writer.lock();
-        let txn = self
-            .inner
-            .db
-            .begin_write()
-            .map_err(|e| Error::storage("starting a write", e))?;
-        let mut tx = WriteTx {
-            txn,
-            now: Timestamp::now(),
-            changes: Changes::default(),
-        };
-        audit_append(
-            &mut tx,
-            &actor,
-            &org,
-            &action,
-            &target,
-            "denied by policy".into(),
-            Outcome::Denied,
-        )?;
-        tx.txn.commit().map_err(|e| Error::storage("committing", e))
     }
 
     /// Checks that `actor` may do `action` to `target` in `org`, using the store's own
@@ -374,18 +352,6 @@ impl Store {
                 Err(Error::denied(d))
             }
         }
-    }
-
-    /// [`Store::authorize`] for read transactions.
-    pub(crate) fn authorize_read(
-        &self,
-        tx: &ReadTx,
-        actor: &Actor,
-        action: AdminAction,
-        org: &Org,
-        target: Target<'_>,
-    ) -> Result<Option<Role>, Error> {
-        self.authorize(tx, actor, action, org, target)
     }
 }
 

@@ -88,7 +88,7 @@ impl Orgs<'_> {
         self.store.read(|r| {
             let org = r.org_live(id)?;
             self.store
-                .authorize_read(r, actor, AdminAction::ReadOrg, &org, Target::Org)?;
+                .authorize(r, actor, AdminAction::ReadOrg, &org, Target::Org)?;
             Ok(org)
         })
     }

@@ -83,7 +83,7 @@ impl super::Keys<'_> {
             })?;
             let o = r.org_live(&rec.info.org)?;
             // ReadAnalytics is decided on the key's org (see the schema).
-            store.authorize_read(r, actor, AdminAction::ReadAnalytics, &o, Target::Org)?;
+            store.authorize(r, actor, AdminAction::ReadAnalytics, &o, Target::Org)?;
             let snap = store.inner.snapshot.current.load();
             let entry = snap.find(&rec.digest);
             let now = Clock::new().now();
@@ -106,7 +106,7 @@ impl super::Orgs<'_> {
         let store = self.store;
         store.read(|r| {
             let o = r.org_live(id)?;
-            store.authorize_read(r, actor, AdminAction::ReadAnalytics, &o, Target::Org)?;
+            store.authorize(r, actor, AdminAction::ReadAnalytics, &o, Target::Org)?;
             let snap = store.inner.snapshot.current.load();
             let view = snap.orgs.iter().find(|v| v.runtime.id == *id);
             let now = Clock::new().now();
