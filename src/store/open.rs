@@ -26,6 +26,7 @@ pub struct StoreBuilder {
     non_durable: bool,
     spend_flush: Option<Duration>,
     spend_sync: bool,
+    skip_integrity_check: bool,
 }
 
 /// How often gateway spend is written to the store file unless told otherwise.
@@ -65,6 +66,15 @@ impl StoreBuilder {
         self
     }
 
+    /// Skips the integrity check at open. By default opening reads the whole file and
+    /// verifies redb's page checksums, so a damaged file is refused at open (`Corrupt`)
+    /// instead of failing later in the middle of an operation, where redb may abort the
+    /// process. Skip it only for a file you trust and need to open faster.
+    pub fn skip_integrity_check(mut self) -> Self {
+        self.skip_integrity_check = true;
+        self
+    }
+
     /// Opens (or creates, with mode 0600) the store file at `path`. Provider secrets in
     /// configs are encrypted under the key in `<path>.key`, created (mode 0600) if absent:
     /// back it up with the store file.
@@ -74,7 +84,10 @@ impl StoreBuilder {
         // redb panics on some damaged pages instead of returning an error (see
         // `contain_damage`): the first full scan happens here.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let db = redb::Database::create(path).map_err(|e| open_error(path, e))?;
+            let db = redb::Database::builder()
+                .set_check_integrity_on_open(!self.skip_integrity_check)
+                .create(path)
+                .map_err(|e| open_error(path, e))?;
             self.finish(db, || Sealer::load_or_create(&key_path(path)))
         }))
         .unwrap_or_else(|_| {
