@@ -128,8 +128,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         display_prefix(key)
     );
 
-    // The gateway's side.
-    let gw = store.gateway();
+    // The gateway's side: each worker thread or task keeps its own clone of the handle.
+    let gw = store.gateway().clone();
     let bearer = format!("Bearer {key}");
     let mut typo = key.to_owned();
     let last = if typo.ends_with('x') { "y" } else { "x" };

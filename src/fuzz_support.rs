@@ -776,7 +776,8 @@ fn step(store: &Store, m: &mut Model, op: &Op) -> Result<(), Failure> {
             };
             let name = model_name(md);
             let req = Request::new(secret, &name, IpAddr::V4(Ipv4Addr::LOCALHOST));
-            let got = store.gateway().check(&req);
+            let gw = store.gateway();
+            let got = gw.check(&req);
             let code = got.as_ref().map_or_else(|d| d.code(), |_| "ok");
             ensure!(
                 code == want,
@@ -791,7 +792,8 @@ fn step(store: &Store, m: &mut Model, op: &Op) -> Result<(), Failure> {
         }
         Op::CheckJunk { junk } => {
             let req = Request::new(junk, "model-0", IpAddr::V4(Ipv4Addr::LOCALHOST));
-            let got = store.gateway().check(&req);
+            let gw = store.gateway();
+            let got = gw.check(&req);
             let code = got.as_ref().map_or_else(|d| d.code(), |_| "ok");
             ensure!(
                 matches!(code, "malformed_key" | "unknown_key"),

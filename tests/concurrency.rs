@@ -145,7 +145,7 @@ fn readers_never_see_torn_or_stale_keys_while_writers_churn() {
     }
     for r in 0..3u64 {
         let (gw, registry, stop, counts) = (
-            store.gateway(),
+            store.gateway().clone(),
             registry.clone(),
             stop.clone(),
             counts.clone(),

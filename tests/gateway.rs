@@ -36,7 +36,7 @@ impl Fixture {
         let c = self.store.keys().create(&op(), &self.org, spec).unwrap();
         (c.info.id, c.key.expose().to_owned())
     }
-    fn check(&self, key: &str, model: &str, addr: &str) -> Result<Grant, Denial> {
+    fn check(&self, key: &str, model: &str, addr: &str) -> Result<Grant<'_>, Denial> {
         self.store
             .gateway()
             .check(&Request::new(key, model, ip(addr)))

@@ -98,15 +98,15 @@ pub(crate) fn run(ctx: &Ctx, args: BenchArgs, out: &mut Out) -> Result<(), CliEr
         let _ = black_box(gateway.check(&Request::new(k, MODEL, CLIENT)));
     }
     measure(
-        &gateway,
+        gateway,
         &fixture,
         &order,
         1,
         duration.min(Duration::from_millis(300)),
     );
 
-    let one = measure(&gateway, &fixture, &order, 1, duration);
-    let two = measure(&gateway, &fixture, &order, 2, duration);
+    let one = measure(gateway, &fixture, &order, 1, duration);
+    let two = measure(gateway, &fixture, &order, 2, duration);
     let runs = [one, two];
     let speedup = runs[1].throughput() / runs[0].throughput().max(f64::MIN_POSITIVE);
 

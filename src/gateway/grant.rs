@@ -1,7 +1,6 @@
 //! What a granted request carries: org, key, effective limits, rate-limit header values and
 //! budget reservations that `record_usage` settles.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -10,7 +9,8 @@ use super::denial::{Denial, Scope};
 use crate::limits::{BudgetExceeded, RateState, Reservation};
 use crate::model::{KeyId, OrgId, Timestamp, Usd};
 use crate::snapshot::{
-    HAS_BUDGET, HAS_RPM, HAS_TPM, KeyEntry, KeyRuntime, OrgView, SnapshotCell, add_spend,
+    HAS_BUDGET, HAS_RPM, HAS_TPM, KeyEntry, KeyRuntime, OrgRuntime, OrgView, SnapshotCell,
+    add_spend,
 };
 
 /// A key's effective limits: the key's own and its org's, both enforced.
@@ -32,9 +32,9 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub(crate) fn of(e: &KeyEntry, org: &OrgView) -> Self {
+    pub(crate) fn of(rt: &KeyRuntime, e: &KeyEntry, org: &OrgView) -> Self {
         Self::from_parts(
-            &e.runtime,
+            Some(rt),
             e.flags,
             org.rpm,
             org.tpm,
@@ -44,7 +44,7 @@ impl Limits {
 
     /// The key's limits from its runtime (values) and flags (which apply), plus the org's.
     fn from_parts(
-        rt: &KeyRuntime,
+        rt: Option<&KeyRuntime>,
         flags: u8,
         org_rpm: u64,
         org_tpm: u64,
@@ -53,14 +53,14 @@ impl Limits {
         let nz = |v: u64| (v > 0).then_some(v);
         let usd = |m: i64| Usd::from_micros(m).ok();
         let on = |f: u8| flags & f != 0;
+        let rt = rt.filter(|_| on(HAS_RPM | HAS_TPM | HAS_BUDGET));
         Self {
-            key_rpm: on(HAS_RPM).then(|| rt.rpm.limit()),
+            key_rpm: rt.filter(|_| on(HAS_RPM)).map(|rt| rt.rpm.limit()),
             org_rpm: nz(org_rpm),
-            key_tpm: on(HAS_TPM).then(|| rt.tpm.limit()),
+            key_tpm: rt.filter(|_| on(HAS_TPM)).map(|rt| rt.tpm.limit()),
             org_tpm: nz(org_tpm),
             key_budget: rt
-                .budget
-                .get()
+                .and_then(|rt| rt.budget.get())
                 .filter(|_| on(HAS_BUDGET))
                 .and_then(|b| usd(b.config().limit_micros)),
             org_budget: org_budget.and_then(usd),
@@ -106,9 +106,14 @@ impl Usage {
 
 /// A granted request. Hand it to [`super::Gateway::record_usage`] when the response is done;
 /// until then its cost estimate stays reserved against the budgets.
-#[derive(Debug)]
-pub struct Grant {
-    runtime: Arc<KeyRuntime>,
+///
+/// A grant borrows the [`super::Gateway`] it came from: it holds no reference count, so
+/// admitting a request writes to no memory shared between threads or keys.
+pub struct Grant<'g> {
+    cell: &'g SnapshotCell,
+    org: &'g OrgRuntime,
+    /// The key's runtime, in the cell's arena; read only when needed (limits, `key_id`).
+    key: u32,
     /// The entry's flags and the org's limits at admission; `limits()` is built from them.
     flags: u8,
     org_rpm: u64,
@@ -120,33 +125,39 @@ pub struct Grant {
     settled: AtomicBool,
 }
 
-impl std::fmt::Debug for KeyRuntime {
+impl std::fmt::Debug for Grant<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Key({} in {})", self.id, self.runtime_org())
+        f.debug_struct("Grant")
+            .field("org_id", self.org_id())
+            .field("key_id", &self.key_id())
+            .field("rate", &self.rate)
+            .field("key_budget", &self.key_budget)
+            .field("org_budget", &self.org_budget)
+            .finish()
     }
 }
 
-impl KeyRuntime {
-    fn runtime_org(&self) -> &OrgId {
+impl<'g> Grant<'g> {
+    /// The org the key belongs to.
+    pub fn org_id(&self) -> &'g OrgId {
         &self.org.id
     }
-}
 
-impl Grant {
-    /// The org the key belongs to.
-    pub fn org_id(&self) -> &OrgId {
-        &self.runtime.org.id
+    /// The key's id. Reads the key's runtime record (one more cache line than `check`
+    /// needs for a key without limits).
+    pub fn key_id(&self) -> KeyId {
+        self.runtime().map_or(KeyId::NIL, |k| k.id)
     }
 
-    /// The key's id.
-    pub fn key_id(&self) -> KeyId {
-        self.runtime.id
+    #[inline]
+    fn runtime(&self) -> Option<&'g KeyRuntime> {
+        self.cell.key_rt(self.key)
     }
 
     /// The effective limits.
     pub fn limits(&self) -> Limits {
         Limits::from_parts(
-            &self.runtime,
+            self.runtime(),
             self.flags,
             self.org_rpm,
             self.org_tpm,
@@ -180,12 +191,30 @@ impl Grant {
     /// Admits a request that passed every other check: rate limits, then budgets.
     #[inline]
     pub(super) fn admit(
+        cell: &'g SnapshotCell,
         entry: &KeyEntry,
         org: &OrgView,
         estimate: i64,
         now: &LazyNow<'_>,
-    ) -> Result<Grant, Denial> {
-        let kr = &entry.runtime;
+    ) -> Result<Grant<'g>, Denial> {
+        let org_rt = cell.org_rt(entry.org_ix).ok_or(Denial::Unavailable)?;
+        let grant = |rate, key_budget, org_budget| Grant {
+            cell,
+            org: org_rt,
+            key: entry.rt,
+            flags: entry.flags,
+            org_rpm: org.rpm,
+            org_tpm: org.tpm,
+            org_budget_micros: org.budget.map(|b| b.0),
+            rate,
+            key_budget,
+            org_budget,
+            settled: AtomicBool::new(false),
+        };
+        if !entry.has(HAS_RPM | HAS_TPM | HAS_BUDGET) && org.rpm == 0 && org.tpm == 0 && org.budget.is_none() {
+            return Ok(grant(None, None, None));
+        }
+        let kr = cell.key_rt(entry.rt).ok_or(Denial::Unavailable)?;
         let mut rate = None;
         if entry.has(HAS_RPM) {
             let s = kr
@@ -213,7 +242,7 @@ impl Grant {
                 .peek_allows(now.get().nanos)
                 .map_err(|r| limited(Scope::Org, true, r.after_nanos))?;
         }
-        let key_budget = match entry.budget() {
+        let key_budget = match entry.budget(kr) {
             Some(b) => Some(
                 b.reserve(now.get().micros, estimate)
                     .map_err(|e| over(Scope::Key, e))?,
@@ -232,52 +261,45 @@ impl Grant {
             },
             _ => None,
         };
-        Ok(Grant {
-            runtime: kr.clone(),
-            flags: entry.flags,
-            org_rpm: org.rpm,
-            org_tpm: org.tpm,
-            org_budget_micros: org.budget.map(|b| b.0),
-            rate,
-            key_budget,
-            org_budget,
-            settled: AtomicBool::new(false),
-        })
+        Ok(grant(rate, key_budget, org_budget))
     }
 
     /// Settles once: charges tokens and replaces the reservations by the real cost.
-    pub(super) fn settle(&self, usage: Usage, now: Now, cell: &SnapshotCell) {
+    pub(super) fn settle(&self, usage: Usage, now: Now) {
         if self.settled.swap(true, Ordering::AcqRel) {
             return;
         }
         self.settle_budgets(usage.cost.micros());
         let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
-        let kr = &self.runtime;
+        let Some(kr) = self.runtime() else { return };
         if self.flags & HAS_TPM != 0 {
             kr.tpm.charge(now.nanos, tokens);
         }
         if self.org_tpm > 0 {
-            kr.org.tpm.charge(now.nanos, tokens);
+            self.org.tpm.charge(now.nanos, tokens);
         }
-        add_spend(kr, usage.cost.micros(), cell);
+        add_spend(kr, usage.cost.micros(), self.cell);
     }
 
     fn settle_budgets(&self, cost: i64) {
-        let kr = &self.runtime;
-        if let (Some(r), Some(b)) = (&self.key_budget, kr.budget.get()) {
+        if let (Some(r), Some(b)) = (
+            &self.key_budget,
+            self.runtime().and_then(|k| k.budget.get()),
+        ) {
             b.settle(r, cost);
         }
-        if let (Some(r), Some(b)) = (&self.org_budget, kr.org.budget.get()) {
+        if let (Some(r), Some(b)) = (&self.org_budget, self.org.budget.get()) {
             b.settle(r, cost);
         }
     }
 }
 
-impl Drop for Grant {
+impl Drop for Grant<'_> {
     /// A grant dropped without [`super::Gateway::record_usage`] (an upstream error, an early
     /// return) releases its budget reservations, charging nothing.
     fn drop(&mut self) {
-        if !self.settled.swap(true, Ordering::AcqRel) {
+        let reserved = self.key_budget.is_some() || self.org_budget.is_some();
+        if reserved && !self.settled.swap(true, Ordering::AcqRel) {
             self.settle_budgets(0);
         }
     }

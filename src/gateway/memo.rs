@@ -1,5 +1,6 @@
-//! Memoized Cedar decisions. Each key keeps a few 64-bit slots, one decision per recently
-//! used model:
+//! Memoized Cedar decisions. Each key's entry holds its latest decision inline (so a check
+//! reads no other line of the key) and its runtime a few more, one per recently used
+//! model:
 //!
 //! ```text
 //! bit 63     valid
@@ -18,10 +19,12 @@ use std::sync::atomic::Ordering;
 
 use super::denial::Denial;
 use crate::policy::GatewayContext;
-use crate::snapshot::{KeyEntry, MEMO_SLOTS, NO_REASON, OrgView, Snapshot};
+use crate::snapshot::{KeyEntry, KeyRuntime, MEMO_SLOTS, NO_REASON, OrgView, Snapshot, SnapshotCell};
 
 const VALID: u64 = 1 << 63;
 const ALLOWED: u64 = 1 << 62;
+/// The bits that say which question a word answers (all but the verdict and reason).
+const QUESTION: u64 = !(ALLOWED | (0xff << 54));
 
 #[inline]
 fn pack(tag: u32, model: u32, allowed: bool, reason: u8) -> u64 {
@@ -35,6 +38,7 @@ fn pack(tag: u32, model: u32, allowed: bool, reason: u8) -> u64 {
 /// The gateway decision for this key and model, memoized when the model has an id.
 #[inline]
 pub(super) fn decide(
+    cell: &SnapshotCell,
     snap: &Snapshot,
     entry: &KeyEntry,
     org: &OrgView,
@@ -42,32 +46,48 @@ pub(super) fn decide(
     model: &str,
 ) -> Result<(), Denial> {
     let tag = entry.epoch.max(snap.policy_epoch);
+    // The runtime is read only when the inline word does not answer allowed.
+    let runtime = || cell.key_rt(entry.rt).ok_or(Denial::Unavailable);
     if let Some(mid) = model_id {
-        let want = pack(tag, mid, false, 0) & !(ALLOWED | (0xff << 54));
-        for slot in &entry.runtime.memo {
+        let want = pack(tag, mid, false, 0) & QUESTION;
+        let w = entry.memo.load(Ordering::Relaxed);
+        if w & QUESTION == want && w & ALLOWED != 0 {
+            return Ok(());
+        }
+        let rt = runtime()?;
+        if w & QUESTION == want {
+            return verdict(snap, w, rt, org, model);
+        }
+        for slot in &rt.memo {
             let w = slot.load(Ordering::Relaxed);
-            if w & !(ALLOWED | (0xff << 54)) == want {
-                if w & ALLOWED != 0 {
-                    return Ok(());
-                }
-                return Err(memo_denial(
-                    snap,
-                    ((w >> 54) & 0xff) as u8,
-                    entry,
-                    org,
-                    model,
-                ));
+            if w & QUESTION == want {
+                return verdict(snap, w, rt, org, model);
             }
         }
+        return evaluate(snap, entry, rt, org, Some(mid), model, tag);
     }
-    evaluate(snap, entry, org, model_id, model, tag)
+    evaluate(snap, entry, runtime()?, org, None, model, tag)
+}
+
+#[inline]
+fn verdict(
+    snap: &Snapshot,
+    w: u64,
+    rt: &KeyRuntime,
+    org: &OrgView,
+    model: &str,
+) -> Result<(), Denial> {
+    if w & ALLOWED != 0 {
+        return Ok(());
+    }
+    Err(memo_denial(snap, ((w >> 54) & 0xff) as u8, rt, org, model))
 }
 
 #[cold]
 fn memo_denial(
     snap: &Snapshot,
     reason: u8,
-    entry: &KeyEntry,
+    rt: &KeyRuntime,
     org: &OrgView,
     model: &str,
 ) -> Denial {
@@ -79,7 +99,7 @@ fn memo_denial(
     let d = snap
         .policies
         .policies
-        .gateway_decide(&org.runtime.id, &entry.runtime.id, model, CTX);
+        .gateway_decide(&org.runtime.id, &rt.id, model, CTX);
     Denial::PolicyDenied {
         policies: d.policies.into(),
     }
@@ -92,9 +112,11 @@ const CTX: GatewayContext = GatewayContext {
 };
 
 #[cold]
+#[allow(clippy::too_many_arguments)]
 fn evaluate(
     snap: &Snapshot,
     entry: &KeyEntry,
+    rt: &KeyRuntime,
     org: &OrgView,
     model_id: Option<u32>,
     model: &str,
@@ -103,23 +125,31 @@ fn evaluate(
     let d = snap
         .policies
         .policies
-        .gateway_decide(&org.runtime.id, &entry.runtime.id, model, CTX);
+        .gateway_decide(&org.runtime.id, &rt.id, model, CTX);
     let reason = if d.allowed {
         0
     } else {
         snap.policies.reason_index(&d.policies)
     };
     if let Some(mid) = model_id {
-        let slots = &entry.runtime.memo;
-        // Prefer an empty or outdated slot; otherwise replace one chosen by the model id.
-        let ix = slots
-            .iter()
-            .position(|s| {
-                let w = s.load(Ordering::Relaxed);
-                w & VALID == 0 || (w as u32) != tag
-            })
-            .unwrap_or(mid as usize % MEMO_SLOTS);
-        slots[ix].store(pack(tag, mid, d.allowed, reason), Ordering::Relaxed);
+        // The new decision goes inline; the one it displaces, if still current, moves to
+        // the runtime: to an empty or outdated slot, else one chosen by its model id.
+        let displaced = entry
+            .memo
+            .swap(pack(tag, mid, d.allowed, reason), Ordering::Relaxed);
+        if displaced & VALID != 0 && displaced as u32 == tag {
+            let slots = &rt.memo;
+            let ix = slots
+                .iter()
+                .position(|s| {
+                    let w = s.load(Ordering::Relaxed);
+                    w & VALID == 0 || (w as u32) != tag
+                })
+                .unwrap_or(((displaced >> 32) & 0x3f_ffff) as usize % MEMO_SLOTS);
+            if let Some(slot) = slots.get(ix) {
+                slot.store(displaced, Ordering::Relaxed);
+            }
+        }
     }
     if d.allowed {
         Ok(())

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use crate::keys::{check_key_format, digest};
 use crate::model::{KeyId, OrgId, OrgStatus, Timestamp, Usd};
-use crate::snapshot::{KeyEntry, MAX_REQUEST_MODELS, OrgView, REVOKED, Snapshot, SnapshotCell};
+use crate::snapshot::{
+    HAS_RULES, KeyEntry, MAX_REQUEST_MODELS, OrgView, REVOKED, Snapshot, SnapshotCell,
+};
 use clock::{Clock, LazyNow};
 
 /// Default cost reserved against budgets per request when the caller gives no estimate:
@@ -132,13 +134,13 @@ impl Gateway {
     /// limits and what rate-limit headers need; pass it to [`Gateway::record_usage`] when
     /// the response is done.
     #[inline]
-    pub fn check(&self, req: &Request<'_>) -> Result<Grant, Denial> {
+    pub fn check(&self, req: &Request<'_>) -> Result<Grant<'_>, Denial> {
         self.check_now(req, &LazyNow::new(&self.clock))
     }
 
     /// [`Gateway::check`] at a given time (for tests and replays of budget periods and
     /// expiry).
-    pub fn check_at(&self, req: &Request<'_>, at: Timestamp) -> Result<Grant, Denial> {
+    pub fn check_at(&self, req: &Request<'_>, at: Timestamp) -> Result<Grant<'_>, Denial> {
         self.check_now(req, &LazyNow::fixed(&self.clock, self.clock.at(at)))
     }
 
@@ -148,10 +150,11 @@ impl Gateway {
         let now = LazyNow::new(&self.clock);
         let snap = self.cell.current.load();
         let (entry, org) = self.resolve(&snap, key, &now)?;
+        let rt = self.cell.key_rt(entry.rt).ok_or(Denial::Unavailable)?;
         Ok(ResolvedKey {
-            key_id: entry.runtime.id,
-            org_id: entry.runtime.org.id.clone(),
-            limits: Limits::of(entry, org),
+            key_id: rt.id,
+            org_id: org.runtime.id.clone(),
+            limits: Limits::of(rt, entry, org),
             expires_at: (entry.expires_at != i64::MAX)
                 .then(|| Timestamp::from_micros(entry.expires_at)),
         })
@@ -162,8 +165,8 @@ impl Gateway {
     ///
     /// Spend reaches the store file in the background flush (or at once in lossless mode,
     /// see [`crate::StoreBuilder::lossless_spend`]).
-    pub fn record_usage(&self, grant: &Grant, usage: Usage) {
-        grant.settle(usage, self.clock.now(), &self.cell);
+    pub fn record_usage(&self, grant: &Grant<'_>, usage: Usage) {
+        grant.settle(usage, self.clock.now());
         if let Some(inner) = self.sync_flush.as_ref().and_then(std::sync::Weak::upgrade) {
             // The spend stays queued in memory when the write fails; the next flush retries.
             let _ = crate::store::spend::flush(&inner);
@@ -215,13 +218,16 @@ impl Gateway {
     }
 
     #[inline]
-    fn check_now(&self, req: &Request<'_>, now: &LazyNow<'_>) -> Result<Grant, Denial> {
+    fn check_now(&self, req: &Request<'_>, now: &LazyNow<'_>) -> Result<Grant<'_>, Denial> {
         let snap = self.cell.current.load();
         let (entry, org) = self.resolve(&snap, req.key, now)?;
-        // Start loading the key's runtime (memo slots) now: on a cold key it is a cache
-        // miss, which the address and model checks below then overlap.
-        std::hint::black_box(entry.runtime.memo[0].load(std::sync::atomic::Ordering::Relaxed));
-        let rules = entry.rules.as_deref();
+        let rules_guard = if entry.has(HAS_RULES) {
+            let rt = self.cell.key_rt(entry.rt).ok_or(Denial::Unavailable)?;
+            Some(rt.rules.load())
+        } else {
+            None
+        };
+        let rules = rules_guard.as_ref().and_then(|g| g.as_deref());
         let ip_ok = org.ips.as_ref().is_none_or(|r| r.allows(req.client_ip))
             && rules
                 .and_then(|r| r.ips.as_ref())
@@ -240,8 +246,8 @@ impl Gateway {
             return Err(Denial::ModelNotAllowed);
         }
         let model_id = model_id.or_else(|| self.first_sight(req.model));
-        memo::decide(&snap, entry, org, model_id, req.model)?;
+        memo::decide(&self.cell, &snap, entry, org, model_id, req.model)?;
         let estimate = req.estimated_cost.unwrap_or(self.default_estimate);
-        Grant::admit(entry, org, estimate.micros(), now)
+        Grant::admit(&self.cell, entry, org, estimate.micros(), now)
     }
 }

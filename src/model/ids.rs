@@ -136,6 +136,9 @@ impl fmt::Debug for Email {
 pub struct KeyId([u8; 16]);
 
 impl KeyId {
+    /// The all-zero id, never given to a key.
+    pub(crate) const NIL: KeyId = KeyId([0; 16]);
+
     /// A fresh id from the OS random number generator.
     pub fn random() -> Self {
         Self(rand::random())

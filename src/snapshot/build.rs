@@ -4,14 +4,14 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::entry::{HAS_BUDGET, HAS_RPM, HAS_TPM, KeyRules, REVOKED};
+use super::entry::{HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyRules, REVOKED};
 use super::{
-    KeyEntry, KeyRuntime, OrgRuntime, OrgView, PublishState, Shard, Snapshot, SnapshotCell,
-    hash_of, shard_count_for, shard_of,
+    KeyEntry, KeyRuntime, OrgRuntime, OrgView, PublishState, Snapshot, SnapshotCell,
+    shard_count_for, shard_of, table,
 };
 use crate::config::OrgConfig;
 use crate::config::ip::{IpRules, parse_nets};
@@ -39,23 +39,19 @@ impl SnapshotCell {
         let old = self.current.load_full();
         let io = |e: redb::StorageError| Error::storage("loading the snapshot", e);
 
-        let mut orgs: Vec<Arc<OrgView>> = Vec::new();
-        st.org_ix.clear();
+        // Org indexes are stable for the cell's life; runtimes (limits) carry over.
+        let mut orgs: Vec<Arc<OrgView>> = old.orgs.to_vec();
         {
             let t = r.table(ORGS)?;
             for item in t.iter().map_err(io)? {
                 let (_, v) = item.map_err(io)?;
                 let org: Org = crate::store::codec::decode("org", v.value())?;
                 let (_, cfg) = r.active_config(&org)?;
-                // Runtimes of the previous snapshot carry over (limits keep their state).
-                let runtime = old
-                    .orgs
-                    .iter()
-                    .find(|o| o.runtime.id == org.id)
-                    .map(|o| o.runtime.clone())
-                    .unwrap_or_else(|| Arc::new(OrgRuntime::new(org.id.clone())));
-                st.org_ix.insert(org.id.clone(), orgs.len() as u32);
-                orgs.push(Arc::new(self.org_view(r, &org, &cfg, runtime, now)?));
+                let (ix, runtime) = self.org_index(&mut st, &mut orgs, &org.id)?;
+                let view = self.org_view(r, &org, &cfg, runtime, now)?;
+                if let Some(slot) = orgs.get_mut(ix as usize) {
+                    *slot = Arc::new(view);
+                }
             }
         }
         // Decoding dominates: scan the two halves of the (random) key id space in parallel.
@@ -71,8 +67,8 @@ impl SnapshotCell {
                 let org = orgs
                     .get(ix as usize)
                     .ok_or_else(|| Error::corrupt("key", "key of an unknown org"))?;
-                let runtime = old.find(&key.digest).map(|e| e.runtime.clone());
-                out.push(self.key_entry(r, &key, org, ix, epoch, runtime, now)?);
+                let rt = old.find(&key.digest).map(|e| e.rt);
+                out.push(self.key_entry(r, &key, org, ix, epoch, rt, now)?);
             }
             Ok(out)
         };
@@ -93,17 +89,17 @@ impl SnapshotCell {
             }
         }
         let count = shard_count_for(entries.len());
-        let mut sizes = vec![0usize; count];
-        for e in &entries {
-            sizes[shard_of(&e.digest, count)] += 1;
-        }
-        let mut shards: Vec<Shard> = sizes.into_iter().map(Shard::with_capacity).collect();
+        let mut groups: Vec<Vec<KeyEntry>> = vec![Vec::new(); count];
         for e in entries {
-            let d = e.digest;
-            shards[shard_of(&d, count)].insert_unique(hash_of(&d), e, |e| hash_of(&e.digest));
+            if let Some(g) = groups.get_mut(shard_of(&e.digest, count)) {
+                g.push(e);
+            }
         }
         self.current.store(Arc::new(Snapshot {
-            shards: shards.into_iter().map(Arc::new).collect(),
+            shards: groups
+                .into_iter()
+                .map(|g| table::build(g.into_iter()))
+                .collect(),
             orgs: orgs.into(),
             policy_epoch: old.policy_epoch,
             policies: old.policies.clone(),
@@ -135,19 +131,15 @@ impl SnapshotCell {
         for id in org_ids {
             let org = r.org_any(id)?;
             let (_, cfg) = r.active_config(&org)?;
-            let ix = org_index(&mut st, &mut orgs, id);
-            let runtime = orgs
-                .get(ix as usize)
-                .filter(|o| o.runtime.id == *id)
-                .map(|o| o.runtime.clone())
-                .unwrap_or_else(|| Arc::new(OrgRuntime::new(id.clone())));
+            let (ix, runtime) = self.org_index(&mut st, &mut orgs, id)?;
             let view = Arc::new(self.org_view(r, &org, &cfg, runtime, now)?);
-            orgs[ix as usize] = view.clone();
+            if let Some(slot) = orgs.get_mut(ix as usize) {
+                *slot = view.clone();
+            }
             // Inherited settings changed: re-resolve every key of the org.
             for rec in r.keys_of(id)? {
-                let runtime = old.find(&rec.digest).map(|e| e.runtime.clone());
-                let entry =
-                    self.key_entry(r, &KeyGate::of(&rec), &view, ix, epoch, runtime, now)?;
+                let rt = old.find(&rec.digest).map(|e| e.rt);
+                let entry = self.key_entry(r, &KeyGate::of(&rec), &view, ix, epoch, rt, now)?;
                 push(&mut edits, &rec.digest, Edit::Upsert(entry));
                 done.insert(rec.info.id);
             }
@@ -157,10 +149,10 @@ impl SnapshotCell {
                 continue;
             }
             let Some(rec) = r.key(id)? else { continue };
-            let mut runtime = old.find(&rec.digest).map(|e| e.runtime.clone());
+            let mut rt = old.find(&rec.digest).map(|e| e.rt);
             if let Some(od) = old_digest.filter(|d| *d != rec.digest) {
-                if runtime.is_none() {
-                    runtime = old.find(&od).map(|e| e.runtime.clone());
+                if rt.is_none() {
+                    rt = old.find(&od).map(|e| e.rt);
                 }
                 push(&mut edits, &od, Edit::Remove(od));
             }
@@ -171,32 +163,32 @@ impl SnapshotCell {
             let org = orgs
                 .get(ix as usize)
                 .ok_or_else(|| Error::corrupt("key", "key of an unknown org"))?;
-            let entry = self.key_entry(r, &KeyGate::of(&rec), org, ix, epoch, runtime, now)?;
+            let entry = self.key_entry(r, &KeyGate::of(&rec), org, ix, epoch, rt, now)?;
             push(&mut edits, &rec.digest, Edit::Upsert(entry));
         }
 
         let mut shards = old.shards.to_vec();
         for (i, list) in edits {
-            let mut shard: Shard = (*shards[i]).clone();
-            for e in list {
-                match e {
-                    Edit::Remove(d) => {
-                        if let Ok(occ) = shard.find_entry(hash_of(&d), |e| e.digest == d) {
-                            occ.remove();
-                        }
-                    }
-                    Edit::Upsert(entry) => {
-                        let d = entry.digest;
-                        match shard.entry(hash_of(&d), |e| e.digest == d, |e| hash_of(&e.digest)) {
-                            hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = entry,
-                            hashbrown::hash_table::Entry::Vacant(v) => {
-                                v.insert(entry);
-                            }
-                        }
-                    }
-                }
-            }
-            shards[i] = Arc::new(shard);
+            let Some(shard) = shards.get_mut(i) else {
+                continue;
+            };
+            let removed: Vec<KeyDigest> = list
+                .iter()
+                .filter_map(|e| match e {
+                    Edit::Remove(d) => Some(*d),
+                    Edit::Upsert(_) => None,
+                })
+                .collect();
+            // Upserts come last: `table::build` keeps the later of two equal digests.
+            let next: Vec<KeyEntry> = table::entries(shard)
+                .filter(|e| !removed.contains(&e.digest))
+                .cloned()
+                .chain(list.into_iter().filter_map(|e| match e {
+                    Edit::Upsert(entry) => Some(entry),
+                    Edit::Remove(_) => None,
+                }))
+                .collect();
+            *shard = table::build(next.into_iter());
         }
         self.current.store(Arc::new(Snapshot {
             shards: shards.into_boxed_slice(),
@@ -206,6 +198,37 @@ impl SnapshotCell {
             models: self.model_map(&old),
         }));
         Ok(())
+    }
+
+    /// The index and runtime of an org, registering it (with a placeholder view the
+    /// caller replaces) when it is new to the cell.
+    fn org_index(
+        &self,
+        st: &mut PublishState,
+        orgs: &mut Vec<Arc<OrgView>>,
+        id: &OrgId,
+    ) -> Result<(u32, Arc<OrgRuntime>), Error> {
+        let ix = match st.org_ix.get(id) {
+            Some(&ix) => ix,
+            None => {
+                let ix = self.org_rts.count();
+                let ix32 = u32::try_from(ix)
+                    .map_err(|_| Error::corrupt("org", "more orgs than the snapshot can index"))?;
+                self.org_rts
+                    .push_with(|_| Arc::new(OrgRuntime::new(ix32, id.clone())));
+                st.org_ix.insert(id.clone(), ix32);
+                ix32
+            }
+        };
+        let runtime = self
+            .org_rts
+            .get(ix as usize)
+            .cloned()
+            .ok_or_else(|| Error::corrupt("org", "org runtime missing"))?;
+        while orgs.len() <= ix as usize {
+            orgs.push(Arc::new(placeholder(runtime.clone())));
+        }
+        Ok((ix, runtime))
     }
 
     fn org_view(
@@ -259,11 +282,22 @@ impl SnapshotCell {
         org: &Arc<OrgView>,
         org_ix: u32,
         epoch: u32,
-        runtime: Option<Arc<KeyRuntime>>,
+        rt: Option<u32>,
         now: i64,
     ) -> Result<KeyEntry, Error> {
-        let runtime =
-            runtime.unwrap_or_else(|| Arc::new(KeyRuntime::new(key.id, org.runtime.clone())));
+        let rt = match rt {
+            Some(ix) => ix,
+            None => {
+                let ix = self.key_rts.push_with(|ix| {
+                    KeyRuntime::new(ix as u32, key.id, org.runtime.clone())
+                });
+                u32::try_from(ix)
+                    .map_err(|_| Error::corrupt("key", "more keys than the snapshot can index"))?
+            }
+        };
+        let runtime = self
+            .key_rt(rt)
+            .ok_or_else(|| Error::corrupt("key", "key runtime missing"))?;
         let rpm = key.rpm.map_or(org.per_key_rpm, u64::from);
         let tpm = key.tpm.unwrap_or(org.per_key_tpm);
         set_limit(&runtime.rpm, rpm);
@@ -286,18 +320,26 @@ impl SnapshotCell {
             deny: Vec::new(),
         });
         let ips = ips.map(|r| if r.allow.is_empty() { deny_all() } else { r });
-        let rules = (models.is_some() || ips.is_some()).then(|| Arc::new(KeyRules { models, ips }));
+        let has_rules = models.is_some() || ips.is_some();
+        // Readers of an older snapshot may see the new rules a moment before the new
+        // entry: the commit is already durable by then.
+        if has_rules || runtime.rules.load().is_some() {
+            runtime
+                .rules
+                .store(has_rules.then(|| Arc::new(KeyRules { models, ips })));
+        }
         Ok(KeyEntry {
             digest: key.digest,
-            runtime,
-            rules,
             expires_at: key.expires_at.map_or(i64::MAX, Timestamp::as_micros),
+            memo: AtomicU64::new(0),
+            rt,
             org_ix,
             epoch,
             flags: flag(key.revoked, REVOKED)
                 | flag(rpm > 0, HAS_RPM)
                 | flag(tpm > 0, HAS_TPM)
-                | flag(key.budget.is_some(), HAS_BUDGET),
+                | flag(key.budget.is_some(), HAS_BUDGET)
+                | flag(has_rules, HAS_RULES),
         })
     }
 }
@@ -314,15 +356,10 @@ fn deny_all() -> IpRules {
     }
 }
 
-fn org_index(st: &mut PublishState, orgs: &mut Vec<Arc<OrgView>>, id: &OrgId) -> u32 {
-    if let Some(&ix) = st.org_ix.get(id) {
-        return ix;
-    }
-    let ix = orgs.len() as u32;
-    st.org_ix.insert(id.clone(), ix);
-    // Placeholder replaced by the caller right away.
-    let placeholder = OrgView {
-        runtime: Arc::new(OrgRuntime::new(id.clone())),
+/// The view of an org index not (yet) known to the store: everything denied.
+fn placeholder(runtime: Arc<OrgRuntime>) -> OrgView {
+    OrgView {
+        runtime,
         status: crate::model::OrgStatus::Deleted,
         models: Some(Box::new([])),
         ips: None,
@@ -332,9 +369,7 @@ fn org_index(st: &mut PublishState, orgs: &mut Vec<Arc<OrgView>>, id: &OrgId) ->
         per_key_tpm: 0,
         budget: None,
         warn_ppm: 0,
-    };
-    orgs.push(Arc::new(placeholder));
-    ix
+    }
 }
 
 fn set_limit(l: &crate::limits::RateLimiter, per_minute: u64) {

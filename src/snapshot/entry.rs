@@ -1,22 +1,32 @@
 //! What the snapshot holds per key and per org.
 
+use arc_swap::ArcSwapOption;
 use once_cell::race::OnceBox;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::ip::IpRules;
 use crate::keys::KeyDigest;
 use crate::limits::{BudgetCounter, RateLimiter};
 use crate::model::{KeyId, OrgId, OrgStatus, Period};
 
-/// Number of memoized gateway decisions kept per key (one per recently used model).
-pub(crate) const MEMO_SLOTS: usize = 4;
+/// Number of memoized gateway decisions kept in a key's runtime, besides the one inline in
+/// its entry (for keys that alternate between models).
+pub(crate) const MEMO_SLOTS: usize = 3;
 
-/// Mutable per-key state that outlives snapshot versions: rate limiters, budget, memo.
+/// Mutable per-key state that outlives snapshot versions: rate limiters, budget, more memo
+/// slots and the key's rare restrictions. Runtimes live in the cell's append-only arena
+/// and entries point at them by index, so a check that needs none of this never touches
+/// the runtime's memory.
 pub(crate) struct KeyRuntime {
+    /// Index in the cell's key arena.
+    pub ix: u32,
     pub id: KeyId,
     pub org: Arc<OrgRuntime>,
     pub memo: [AtomicU64; MEMO_SLOTS],
+    /// Model and address restrictions of the key's current version; consulted only when
+    /// the entry has `HAS_RULES`.
+    pub rules: ArcSwapOption<KeyRules>,
     pub rpm: RateLimiter,
     pub tpm: RateLimiter,
     pub budget: OnceBox<BudgetCounter>,
@@ -26,6 +36,8 @@ pub(crate) struct KeyRuntime {
 
 /// Mutable per-org state that outlives snapshot versions: the org-wide shared limits.
 pub(crate) struct OrgRuntime {
+    /// Index in the cell's org arena (also `KeyEntry::org_ix`).
+    pub ix: u32,
     pub id: OrgId,
     pub rpm: RateLimiter,
     pub tpm: RateLimiter,
@@ -42,6 +54,10 @@ pub(crate) const HAS_RPM: u8 = 2;
 pub(crate) const HAS_TPM: u8 = 4;
 /// The key has its own budget; its configuration is in the counter.
 pub(crate) const HAS_BUDGET: u8 = 8;
+/// The key has model or address restrictions (in its runtime's `rules`).
+pub(crate) const HAS_RULES: u8 = 16;
+/// The table slot holds an entry.
+pub(crate) const OCCUPIED: u8 = 128;
 
 /// Restrictions that most keys do not have, kept out of line.
 pub(crate) struct KeyRules {
@@ -50,23 +66,55 @@ pub(crate) struct KeyRules {
     pub ips: Option<IpRules>,
 }
 
-/// One key as the gateway sees it: inline in the snapshot's hash table, 72 bytes. Limit
-/// values live in the runtime's limiters and counter; the entry only says which apply.
-#[derive(Clone)]
+/// One key as the gateway sees it: one 64-byte slot of the snapshot's open-addressing
+/// table, a single cache line. Everything a check of a key without limits needs is here
+/// (digest, state, expiry, org, one memoized decision); limit values and rarer
+/// restrictions live in the runtime, which the flags say when to consult.
+#[repr(C, align(64))]
 pub(crate) struct KeyEntry {
     pub digest: KeyDigest,
-    pub runtime: Arc<KeyRuntime>,
-    pub rules: Option<Arc<KeyRules>>,
     /// Unix micros; `i64::MAX` when the key never expires.
     pub expires_at: i64,
+    /// The most recent memoized decision (see `gateway::memo`); copied along when the
+    /// shard is copied, and only ever a cache.
+    pub memo: AtomicU64,
+    /// Index of the key's runtime in the cell's arena.
+    pub rt: u32,
     pub org_ix: u32,
     /// Publication epoch of this entry (memo tag).
     pub epoch: u32,
-    /// `REVOKED`, `HAS_RPM`, `HAS_TPM`, `HAS_BUDGET`.
+    /// `OCCUPIED`, `REVOKED`, `HAS_RPM`, `HAS_TPM`, `HAS_BUDGET`, `HAS_RULES`.
     pub flags: u8,
 }
 
+impl Clone for KeyEntry {
+    fn clone(&self) -> Self {
+        Self {
+            digest: self.digest,
+            expires_at: self.expires_at,
+            memo: AtomicU64::new(self.memo.load(Ordering::Relaxed)),
+            rt: self.rt,
+            org_ix: self.org_ix,
+            epoch: self.epoch,
+            flags: self.flags,
+        }
+    }
+}
+
 impl KeyEntry {
+    /// An unused table slot.
+    pub fn empty() -> KeyEntry {
+        KeyEntry {
+            digest: [0; 32],
+            expires_at: 0,
+            memo: AtomicU64::new(0),
+            rt: 0,
+            org_ix: 0,
+            epoch: 0,
+            flags: 0,
+        }
+    }
+
     #[inline]
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
@@ -74,9 +122,9 @@ impl KeyEntry {
 
     /// The key's own budget counter, when it has a budget.
     #[inline]
-    pub fn budget(&self) -> Option<&BudgetCounter> {
+    pub fn budget<'r>(&self, rt: &'r KeyRuntime) -> Option<&'r BudgetCounter> {
         if self.has(HAS_BUDGET) {
-            self.runtime.budget.get()
+            rt.budget.get()
         } else {
             None
         }
@@ -102,11 +150,13 @@ pub(crate) struct OrgView {
 }
 
 impl KeyRuntime {
-    pub fn new(id: KeyId, org: Arc<OrgRuntime>) -> Self {
+    pub fn new(ix: u32, id: KeyId, org: Arc<OrgRuntime>) -> Self {
         Self {
+            ix,
             id,
             org,
             memo: Default::default(),
+            rules: ArcSwapOption::empty(),
             rpm: RateLimiter::unlimited(),
             tpm: RateLimiter::unlimited(),
             budget: OnceBox::new(),
@@ -116,8 +166,9 @@ impl KeyRuntime {
 }
 
 impl OrgRuntime {
-    pub fn new(id: OrgId) -> Self {
+    pub fn new(ix: u32, id: OrgId) -> Self {
         Self {
+            ix,
             id,
             rpm: RateLimiter::unlimited(),
             tpm: RateLimiter::unlimited(),
@@ -128,12 +179,13 @@ impl OrgRuntime {
 }
 
 /// A scope whose in-memory spend waits for the flusher.
-pub(crate) enum SpendScope {
-    Key(Arc<KeyRuntime>),
-    Org(Arc<OrgRuntime>),
+#[derive(Clone, Copy)]
+pub(crate) enum SpendScope<'a> {
+    Key(&'a KeyRuntime),
+    Org(&'a OrgRuntime),
 }
 
-impl SpendScope {
+impl SpendScope<'_> {
     pub fn unflushed(&self) -> &std::sync::atomic::AtomicI64 {
         match self {
             SpendScope::Key(k) => &k.unflushed,
@@ -150,32 +202,27 @@ impl SpendScope {
 
     /// Adds spend and queues the scope for the flusher when it was clean.
     pub fn add_unflushed(&self, micros: i64, cell: &super::SnapshotCell) {
-        if micros == 0 {
-            return;
-        }
-        if self
-            .unflushed()
-            .fetch_add(micros, std::sync::atomic::Ordering::AcqRel)
-            == 0
-        {
+        if micros != 0 && self.unflushed().fetch_add(micros, Ordering::AcqRel) == 0 {
             cell.queue_spend(match self {
-                SpendScope::Key(k) => SpendScope::Key(k.clone()),
-                SpendScope::Org(o) => SpendScope::Org(o.clone()),
+                SpendScope::Key(k) => Dirty::Key(k.ix),
+                SpendScope::Org(o) => Dirty::Org(o.ix),
             });
         }
     }
 }
 
+/// A queued scope, by arena index.
+#[derive(Clone, Copy)]
+pub(crate) enum Dirty {
+    Key(u32),
+    Org(u32),
+}
+
 /// Adds spend to a key and its org, queueing them for the flusher when they were clean.
-pub(crate) fn add_spend(key: &Arc<KeyRuntime>, micros: i64, cell: &super::SnapshotCell) {
-    use std::sync::atomic::Ordering;
+pub(crate) fn add_spend(key: &KeyRuntime, micros: i64, cell: &super::SnapshotCell) {
     if micros <= 0 {
         return;
     }
-    if key.unflushed.fetch_add(micros, Ordering::AcqRel) == 0 {
-        cell.queue_spend(SpendScope::Key(key.clone()));
-    }
-    if key.org.unflushed.fetch_add(micros, Ordering::AcqRel) == 0 {
-        cell.queue_spend(SpendScope::Org(key.org.clone()));
-    }
+    SpendScope::Key(key).add_unflushed(micros, cell);
+    SpendScope::Org(&key.org).add_unflushed(micros, cell);
 }

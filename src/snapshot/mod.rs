@@ -2,20 +2,23 @@
 //! after each commit. Readers do one `arc-swap` load and one hash lookup; they never lock,
 //! never read redb and never wait for writers.
 //!
-//! Keys live inline in 4096 shards (hash tables keyed by the SHA-256 digest). A commit copies
-//! only the shards it touches plus the 4096-pointer shard array, so a write costs in
-//! proportion to what changed, and a whole commit becomes visible at once. Per-key and
-//! per-org mutable state (rate limiters, budgets, memoized decisions) sits behind `Arc`s that
-//! carry over from one snapshot to the next.
+//! Keys live inline in at least 4096 shards (open-addressing tables of one-cache-line
+//! entries keyed by the SHA-256 digest, see [`table`]). A commit copies only the shards it
+//! touches plus the shard array, so a write costs in proportion to what changed, and a whole
+//! commit becomes visible at once. Per-key and per-org mutable state (rate limiters,
+//! budgets, more memo slots) lives in append-only arenas of the cell that carry over from
+//! one snapshot to the next; entries point at it by index.
 
 mod build;
 mod entry;
 mod models;
+mod table;
 
 pub(crate) use entry::{
-    HAS_BUDGET, HAS_RPM, HAS_TPM, KeyEntry, KeyRuntime, MEMO_SLOTS, OrgRuntime, OrgView, REVOKED,
-    SpendScope, add_spend,
+    Dirty, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime, MEMO_SLOTS,
+    OrgRuntime, OrgView, REVOKED, SpendScope, add_spend,
 };
+pub(crate) use table::Shard;
 pub(crate) use models::{MAX_REQUEST_MODELS, ModelIds, ModelMap};
 
 use arc_swap::ArcSwap;
@@ -30,8 +33,8 @@ use crate::policy::Policies;
 
 /// Fewest shards; a rebuild uses more for large stores (see [`shard_count_for`]).
 pub(crate) const MIN_SHARDS: usize = 4096;
-/// Keys per shard a rebuild aims at: hashbrown tables of 256 buckets hold up to 224, so
-/// about 175 keep nearly every shard at 256 buckets and ~68% full.
+/// Keys per shard a rebuild aims at: small enough that copying a shard on a write is cheap
+/// (about 17 KB), large enough that the shard array stays small and hot.
 const KEYS_PER_SHARD: usize = 175;
 
 /// The shard count for a store of `keys` keys.
@@ -39,12 +42,9 @@ pub(crate) fn shard_count_for(keys: usize) -> usize {
     (keys / KEYS_PER_SHARD).max(MIN_SHARDS)
 }
 
-/// One shard of keys.
-pub(crate) type Shard = hashbrown::HashTable<KeyEntry>;
-
 /// One published version of the gateway's view.
 pub(crate) struct Snapshot {
-    pub shards: Box<[Arc<Shard>]>,
+    pub shards: Box<[Shard]>,
     /// Indexed by `KeyEntry::org_ix`; deleted orgs keep their slot.
     pub orgs: Arc<[Arc<OrgView>]>,
     /// Epoch at which the current policy set was published (memo tag).
@@ -59,38 +59,17 @@ impl Snapshot {
     #[inline]
     pub fn find(&self, d: &KeyDigest) -> Option<&KeyEntry> {
         let shard = self.shards.get(shard_of(d, self.shards.len()))?;
-        shard.find(hash_of(d), |e| e.digest == *d)
+        table::find(shard, d)
+    }
+
+    /// Every entry.
+    pub fn entries(&self) -> impl Iterator<Item = &KeyEntry> {
+        self.shards.iter().flat_map(|s| table::entries(s))
     }
 
     /// Number of keys.
     pub fn key_count(&self) -> usize {
-        self.shards.iter().map(|s| s.len()).sum()
-    }
-
-    /// Heap bytes held for keys: table slots (entry + control byte), per-key runtimes and
-    /// rules, counting 16 bytes of allocator overhead per allocation.
-    pub fn key_memory_bytes(&self) -> usize {
-        const ALLOC: usize = 16;
-        let mut bytes = 0;
-        for shard in self.shards.iter() {
-            bytes += shard.capacity() * (std::mem::size_of::<KeyEntry>() + 1) + ALLOC;
-            for e in shard.iter() {
-                bytes += std::mem::size_of::<KeyRuntime>() + 16 + ALLOC;
-                if e.runtime.budget.get().is_some() {
-                    // Counted for keys whose budget was set at least once.
-                    bytes += std::mem::size_of::<crate::limits::BudgetCounter>() + ALLOC;
-                }
-                if let Some(r) = &e.rules {
-                    bytes += std::mem::size_of_val(&**r) + 16 + ALLOC;
-                    bytes += r.models.as_ref().map_or(0, |m| m.len() * 4 + ALLOC);
-                    bytes += r
-                        .ips
-                        .as_ref()
-                        .map_or(0, |i| (i.allow.len() + i.deny.len()) * 20 + ALLOC);
-                }
-            }
-        }
-        bytes
+        self.entries().count()
     }
 }
 
@@ -99,12 +78,6 @@ impl Snapshot {
 pub(crate) fn shard_of(d: &KeyDigest, count: usize) -> usize {
     let x = u64::from(u32::from_le_bytes([d[0], d[1], d[2], d[3]]));
     ((x * count as u64) >> 32) as usize
-}
-
-/// The digest is already uniformly random: its bytes are the hash.
-#[inline]
-pub(crate) fn hash_of(d: &KeyDigest) -> u64 {
-    u64::from_le_bytes([d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]])
 }
 
 /// The policy set as the gateway uses it, with the table of denial reasons that memoized
@@ -166,13 +139,18 @@ pub(crate) struct SnapshotCell {
     /// Set when a commit could not be published: checks fail closed until a rebuild works.
     pub stale: AtomicBool,
     /// Scopes with spend waiting for the flusher.
-    spend_dirty: Mutex<Vec<SpendScope>>,
+    spend_dirty: Mutex<Vec<Dirty>>,
+    /// Every key runtime ever created, by `KeyEntry::rt`; append-only, so references
+    /// stay valid for the cell's life.
+    pub(crate) key_rts: boxcar::Vec<KeyRuntime>,
+    /// Every org runtime, by `KeyEntry::org_ix`.
+    pub(crate) org_rts: boxcar::Vec<Arc<OrgRuntime>>,
 }
 
 impl SnapshotCell {
     pub fn new(policies: Arc<Policies>) -> Self {
         let empty = Snapshot {
-            shards: (0..MIN_SHARDS).map(|_| Arc::new(Shard::new())).collect(),
+            shards: (0..MIN_SHARDS).map(|_| Arc::from(Vec::new())).collect(),
             orgs: Arc::from(Vec::new()),
             policy_epoch: 0,
             policies: Arc::new(GatewayPolicies::new(policies)),
@@ -184,17 +162,66 @@ impl SnapshotCell {
             state: Mutex::new(PublishState::default()),
             stale: AtomicBool::new(false),
             spend_dirty: Mutex::new(Vec::new()),
+            key_rts: boxcar::Vec::new(),
+            org_rts: boxcar::Vec::new(),
         }
     }
 
+    /// A key's runtime.
+    #[inline]
+    pub fn key_rt(&self, ix: u32) -> Option<&KeyRuntime> {
+        self.key_rts.get(ix as usize)
+    }
+
+    /// An org's runtime.
+    #[inline]
+    pub fn org_rt(&self, ix: u32) -> Option<&OrgRuntime> {
+        self.org_rts.get(ix as usize).map(|o| &**o)
+    }
+
     /// Queues a scope whose spend went from zero to non-zero.
-    pub fn queue_spend(&self, s: SpendScope) {
+    pub fn queue_spend(&self, s: Dirty) {
         self.spend_dirty.lock().push(s);
     }
 
     /// Takes every queued scope.
-    pub fn take_spend_dirty(&self) -> Vec<SpendScope> {
-        std::mem::take(&mut *self.spend_dirty.lock())
+    pub fn take_spend_dirty(&self) -> Vec<SpendScope<'_>> {
+        let dirty = std::mem::take(&mut *self.spend_dirty.lock());
+        dirty
+            .into_iter()
+            .filter_map(|d| match d {
+                Dirty::Key(ix) => self.key_rt(ix).map(SpendScope::Key),
+                Dirty::Org(ix) => self.org_rt(ix).map(SpendScope::Org),
+            })
+            .collect()
+    }
+
+    /// Heap bytes the snapshot holds for keys: table slots, runtimes in the arena, budget
+    /// counters and rules, counting 16 bytes of allocator overhead per separate allocation.
+    pub fn key_memory_bytes(&self) -> usize {
+        const ALLOC: usize = 16;
+        let snap = self.current.load();
+        let mut bytes: usize = snap
+            .shards
+            .iter()
+            .map(|s| std::mem::size_of_val(&**s) + 64)
+            .sum();
+        // Arena entries carry a flag word next to the value.
+        bytes += self.key_rts.count() * (std::mem::size_of::<KeyRuntime>() + 8);
+        for (_, k) in self.key_rts.iter() {
+            if k.budget.get().is_some() {
+                bytes += std::mem::size_of::<crate::limits::BudgetCounter>() + ALLOC;
+            }
+            if let Some(r) = &*k.rules.load() {
+                bytes += std::mem::size_of_val(&**r) + 16 + ALLOC;
+                bytes += r.models.as_ref().map_or(0, |m| m.len() * 4 + ALLOC);
+                bytes += r
+                    .ips
+                    .as_ref()
+                    .map_or(0, |i| (i.allow.len() + i.deny.len()) * 20 + ALLOC);
+            }
+        }
+        bytes
     }
 
     /// Whether the snapshot may be behind the store.

@@ -50,6 +50,7 @@ use tx::{Changes, Lookup, ReadTx, WriteTx};
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    gateway: crate::gateway::Gateway,
 }
 
 pub(crate) struct Inner {
@@ -58,8 +59,6 @@ pub(crate) struct Inner {
     policies: ArcSwap<Policies>,
     durability: redb::Durability,
     snapshot: Arc<SnapshotCell>,
-    /// Flush spend on every `record_usage` (lossless) instead of in the background.
-    spend_sync: bool,
     /// Encrypts provider secrets in stored configs.
     sealer: secrets::Sealer,
 }
@@ -152,10 +151,10 @@ impl Store {
         self.inner.policies.load_full()
     }
 
-    /// The gateway handle: a cheap, cloneable, `Send + Sync` view for the hot path.
-    pub fn gateway(&self) -> crate::gateway::Gateway {
-        let sync = self.inner.spend_sync.then(|| Arc::downgrade(&self.inner));
-        crate::gateway::Gateway::new(self.inner.snapshot.clone(), sync)
+    /// The gateway handle for the hot path: `Send + Sync`, and cheap to clone when a
+    /// thread or task needs its own (`store.gateway().clone()`); grants borrow it.
+    pub fn gateway(&self) -> &crate::gateway::Gateway {
+        &self.gateway
     }
 
     /// Replaces the active policy set: the compiled-in set plus the `*.cedar` files of
@@ -181,17 +180,17 @@ impl Store {
         sealer: secrets::Sealer,
     ) -> Self {
         let policies = Arc::new(policies);
-        Self {
-            inner: Arc::new(Inner {
-                db,
-                writer: Mutex::new(()),
-                snapshot: Arc::new(SnapshotCell::new(policies.clone())),
-                policies: ArcSwap::new(policies),
-                durability,
-                spend_sync,
-                sealer,
-            }),
-        }
+        let inner = Arc::new(Inner {
+            db,
+            writer: Mutex::new(()),
+            snapshot: Arc::new(SnapshotCell::new(policies.clone())),
+            policies: ArcSwap::new(policies),
+            durability,
+            sealer,
+        });
+        let sync = spend_sync.then(|| Arc::downgrade(&inner));
+        let gateway = crate::gateway::Gateway::new(inner.snapshot.clone(), sync);
+        Self { inner, gateway }
     }
 
     /// Starts the background spend flusher; it stops when the store is dropped.
@@ -284,7 +283,7 @@ impl Store {
     /// Heap bytes the gateway snapshot holds for keys.
     #[doc(hidden)]
     pub fn snapshot_key_memory(&self) -> usize {
-        self.inner.snapshot.current.load().key_memory_bytes()
+        self.inner.snapshot.key_memory_bytes()
     }
 
     /// Builds the snapshot from the store file.

@@ -87,13 +87,14 @@ impl super::Keys<'_> {
             let snap = store.inner.snapshot.current.load();
             let entry = snap.find(&rec.digest);
             let now = Clock::new().now();
-            let rt = entry.map(|e| &e.runtime);
-            let pending = rt.map_or(0, |k| k.unflushed.load(Ordering::Acquire));
+            let cell = &store.inner.snapshot;
+            let rt = entry.and_then(|e| cell.key_rt(e.rt).map(|rt| (e, rt)));
+            let pending = rt.map_or(0, |(_, k)| k.unflushed.load(Ordering::Acquire));
             let mut rep = report(r, id.to_string(), &key_scope(id), pending, now.micros)?;
-            if let Some(e) = entry {
-                rep.budget = e.budget().map(|b| status(b, now.micros));
-                rep.rpm = e.has(HAS_RPM).then(|| rate(&e.runtime.rpm, now.nanos));
-                rep.tpm = e.has(HAS_TPM).then(|| rate(&e.runtime.tpm, now.nanos));
+            if let Some((e, rt)) = rt {
+                rep.budget = e.budget(rt).map(|b| status(b, now.micros));
+                rep.rpm = e.has(HAS_RPM).then(|| rate(&rt.rpm, now.nanos));
+                rep.tpm = e.has(HAS_TPM).then(|| rate(&rt.tpm, now.nanos));
             }
             Ok(rep)
         })
