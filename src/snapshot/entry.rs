@@ -22,7 +22,9 @@ pub(crate) struct KeyRuntime {
     /// Index in the cell's key arena.
     pub ix: u32,
     pub id: KeyId,
-    pub org: Arc<OrgRuntime>,
+    /// The key's org, by index in the cell's org arena (an index rather than an `Arc`:
+    /// loading a snapshot on two threads would otherwise bounce the org's reference count).
+    pub org: u32,
     pub memo: [AtomicU64; MEMO_SLOTS],
     /// Model and address restrictions of the key's current version; consulted only when
     /// the entry has `HAS_RULES`.
@@ -150,7 +152,7 @@ pub(crate) struct OrgView {
 }
 
 impl KeyRuntime {
-    pub fn new(ix: u32, id: KeyId, org: Arc<OrgRuntime>) -> Self {
+    pub fn new(ix: u32, id: KeyId, org: u32) -> Self {
         Self {
             ix,
             id,
@@ -224,5 +226,7 @@ pub(crate) fn add_spend(key: &KeyRuntime, micros: i64, cell: &super::SnapshotCel
         return;
     }
     SpendScope::Key(key).add_unflushed(micros, cell);
-    SpendScope::Org(&key.org).add_unflushed(micros, cell);
+    if let Some(org) = cell.org_rt(key.org) {
+        SpendScope::Org(org).add_unflushed(micros, cell);
+    }
 }
