@@ -33,13 +33,7 @@ pub struct Limits {
 
 impl Limits {
     pub(crate) fn of(rt: &KeyRuntime, e: &KeyEntry, org: &OrgView) -> Self {
-        Self::from_parts(
-            Some(rt),
-            e.flags,
-            org.rpm,
-            org.tpm,
-            org.budget.map(|b| b.0),
-        )
+        Self::from_parts(Some(rt), e.flags, org.rpm, org.tpm, org.budget.map(|b| b.0))
     }
 
     /// The key's limits from its runtime (values) and flags (which apply), plus the org's.
@@ -211,7 +205,11 @@ impl<'g> Grant<'g> {
             org_budget,
             settled: AtomicBool::new(false),
         };
-        if !entry.has(HAS_RPM | HAS_TPM | HAS_BUDGET) && org.rpm == 0 && org.tpm == 0 && org.budget.is_none() {
+        if !entry.has(HAS_RPM | HAS_TPM | HAS_BUDGET)
+            && org.rpm == 0
+            && org.tpm == 0
+            && org.budget.is_none()
+        {
             return Ok(grant(None, None, None));
         }
         let kr = cell.key_rt(entry.rt).ok_or(Denial::Unavailable)?;

@@ -19,7 +19,9 @@ use std::sync::atomic::Ordering;
 
 use super::denial::Denial;
 use crate::policy::GatewayContext;
-use crate::snapshot::{KeyEntry, KeyRuntime, MEMO_SLOTS, NO_REASON, OrgView, Snapshot, SnapshotCell};
+use crate::snapshot::{
+    KeyEntry, KeyRuntime, MEMO_SLOTS, NO_REASON, OrgView, Snapshot, SnapshotCell,
+};
 
 const VALID: u64 = 1 << 63;
 const ALLOWED: u64 = 1 << 62;
@@ -84,13 +86,7 @@ fn verdict(
 }
 
 #[cold]
-fn memo_denial(
-    snap: &Snapshot,
-    reason: u8,
-    rt: &KeyRuntime,
-    org: &OrgView,
-    model: &str,
-) -> Denial {
+fn memo_denial(snap: &Snapshot, reason: u8, rt: &KeyRuntime, org: &OrgView, model: &str) -> Denial {
     if reason != NO_REASON
         && let Some(policies) = snap.policies.reason(reason)
     {

@@ -288,9 +288,9 @@ impl SnapshotCell {
         let rt = match rt {
             Some(ix) => ix,
             None => {
-                let ix = self.key_rts.push_with(|ix| {
-                    KeyRuntime::new(ix as u32, key.id, org_ix)
-                });
+                let ix = self
+                    .key_rts
+                    .push_with(|ix| KeyRuntime::new(ix as u32, key.id, org_ix));
                 u32::try_from(ix)
                     .map_err(|_| Error::corrupt("key", "more keys than the snapshot can index"))?
             }

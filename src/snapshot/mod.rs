@@ -15,11 +15,11 @@ mod models;
 mod table;
 
 pub(crate) use entry::{
-    Dirty, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime, MEMO_SLOTS,
-    OrgRuntime, OrgView, REVOKED, SpendScope, add_spend,
+    Dirty, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime, MEMO_SLOTS, OrgRuntime,
+    OrgView, REVOKED, SpendScope, add_spend,
 };
-pub(crate) use table::Shard;
 pub(crate) use models::{MAX_REQUEST_MODELS, ModelIds, ModelMap};
+pub(crate) use table::Shard;
 
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
