@@ -152,7 +152,20 @@ impl Store {
     }
 
     /// The gateway handle for the hot path: `Send + Sync`, and cheap to clone when a
-    /// thread or task needs its own (`store.gateway().clone()`); grants borrow it.
+    /// thread or task needs its own; grants borrow the handle they came from.
+    ///
+    /// ```
+    /// use orgstore::{Request, Store};
+    /// let store = Store::open_temporary()?;
+    /// let ip = "10.0.0.1".parse().unwrap();
+    /// // Borrowed for a check on this thread...
+    /// let denial = store.gateway().check(&Request::new("sk-nope", "gpt-4o", ip)).unwrap_err();
+    /// assert_eq!(denial.code(), "malformed_key");
+    /// // ...or cloned into a worker.
+    /// let gw = store.gateway().clone();
+    /// std::thread::spawn(move || assert_eq!(gw.key_count(), 0)).join().unwrap();
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
     pub fn gateway(&self) -> &crate::gateway::Gateway {
         &self.gateway
     }
