@@ -46,7 +46,9 @@ pub fn key_parse(data: &[u8]) -> Result<(), Failure> {
             "accepted a key without the prefix"
         );
         ensure!(
-            s.len() == KEY_LEN || (rest.len() == 48 && rest.bytes().all(|c| c.is_ascii_hexdigit())),
+            s.len() == KEY_LEN
+                || s.len() == 60
+                || (rest.len() == 48 && rest.bytes().all(|c| c.is_ascii_hexdigit())),
             "accepted a key of length {}",
             s.len()
         );

@@ -114,7 +114,7 @@ fn has_full_key(text: &str) -> bool {
             .chars()
             .take_while(char::is_ascii_alphanumeric)
             .count()
-            >= 49
+            >= orgstore::KEY_LEN - "sk-agentcc-".len()
     })
 }
 

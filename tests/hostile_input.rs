@@ -532,8 +532,13 @@ fn hostile_keys() {
             KeyFormatError::Length,
         ),
         (
-            "one short: a legacy length",
+            "one short",
             g[..g.len() - 1].to_owned(),
+            KeyFormatError::Length,
+        ),
+        (
+            "upstream length, not hex",
+            format!("sk-agentcc-{}", "g".repeat(48)),
             KeyFormatError::Charset,
         ),
         ("non-ASCII", non_ascii, KeyFormatError::Charset),

@@ -160,11 +160,9 @@ fn the_checksum_rejects_a_one_character_typo() {
         );
     }
     // A dropped, added or foreign character fails on shape alone.
-    // (Dropping one character leaves 48 after the prefix, the length of an upstream hex key,
-    // so that one is refused for its non-hex characters.)
     assert_eq!(
         check_key_format(&key[..key.len() - 1]),
-        Err(KeyFormatError::Charset)
+        Err(KeyFormatError::Length)
     );
     assert_eq!(
         check_key_format(&key[..key.len() - 2]),
