@@ -24,6 +24,9 @@ use crate::store::spend::{key_scope, org_scope, spent_in};
 use crate::store::tables::{KEYS, ORGS};
 use crate::store::tx::{Changes, Lookup};
 
+/// Entries sorted by shard.
+type Groups = Vec<Vec<KeyEntry>>;
+
 enum Edit {
     Remove(KeyDigest),
     Upsert(KeyEntry),
@@ -54,10 +57,13 @@ impl SnapshotCell {
                 }
             }
         }
-        // Decoding dominates: scan the two halves of the (random) key id space in parallel.
-        let scan = |range: (Bound<&[u8; 16]>, Bound<&[u8; 16]>)| -> Result<Vec<KeyEntry>, Error> {
+        // Decoding dominates: scan the two halves of the (random) key id space in parallel,
+        // each half sorted into shards as it is read.
+        let count = shard_count_for(r.table(KEYS)?.len().map_err(io)? as usize);
+        let scan = |range: (Bound<&[u8; 16]>, Bound<&[u8; 16]>)| -> Result<Groups, Error> {
             let t = r.table(KEYS)?;
-            let mut out = Vec::with_capacity(t.len().map_err(io)? as usize / 2 + 16);
+            let per_shard = t.len().map_err(io)? as usize / count / 2 + 8;
+            let mut out: Groups = (0..count).map(|_| Vec::with_capacity(per_shard)).collect();
             for item in t.range::<&[u8; 16]>(range).map_err(io)? {
                 let (_, v) = item.map_err(io)?;
                 let key = KeyGate::decode(v.value())?;
@@ -68,7 +74,10 @@ impl SnapshotCell {
                     .get(ix as usize)
                     .ok_or_else(|| Error::corrupt("key", "key of an unknown org"))?;
                 let rt = old.find(&key.digest).map(|e| e.rt);
-                out.push(self.key_entry(r, &key, org, ix, epoch, rt, now)?);
+                let entry = self.key_entry(r, &key, org, ix, epoch, rt, now)?;
+                if let Some(g) = out.get_mut(shard_of(&entry.digest, count)) {
+                    g.push(entry);
+                }
             }
             Ok(out)
         };
@@ -78,28 +87,15 @@ impl SnapshotCell {
             let low = scan((Bound::Unbounded, Bound::Excluded(&mid)));
             (low, high.join())
         });
-        let mut entries = low?;
-        match high {
-            Ok(h) => entries.extend(h?),
-            Err(_) => {
-                return Err(Error::corrupt(
-                    "key",
-                    "the snapshot loader stopped unexpectedly",
-                ));
-            }
-        }
-        let count = shard_count_for(entries.len());
-        let mut groups: Vec<Vec<KeyEntry>> = vec![Vec::new(); count];
-        for e in entries {
-            if let Some(g) = groups.get_mut(shard_of(&e.digest, count)) {
-                g.push(e);
-            }
-        }
+        let high =
+            high.map_err(|_| Error::corrupt("key", "the snapshot loader stopped unexpectedly"))??;
+        let shards = low?
+            .into_iter()
+            .zip(high)
+            .map(|(a, b)| table::build(a.len() + b.len(), a.into_iter().chain(b)))
+            .collect();
         self.current.store(Arc::new(Snapshot {
-            shards: groups
-                .into_iter()
-                .map(|g| table::build(g.into_iter()))
-                .collect(),
+            shards,
             orgs: orgs.into(),
             policy_epoch: old.policy_epoch,
             policies: old.policies.clone(),
@@ -188,7 +184,7 @@ impl SnapshotCell {
                     Edit::Remove(_) => None,
                 }))
                 .collect();
-            *shard = table::build(next.into_iter());
+            *shard = table::build(next.len(), next);
         }
         self.current.store(Arc::new(Snapshot {
             shards: shards.into_boxed_slice(),
@@ -285,6 +281,7 @@ impl SnapshotCell {
         rt: Option<u32>,
         now: i64,
     ) -> Result<KeyEntry, Error> {
+        let fresh = rt.is_none();
         let rt = match rt {
             Some(ix) => ix,
             None => {
@@ -323,7 +320,7 @@ impl SnapshotCell {
         let has_rules = models.is_some() || ips.is_some();
         // Readers of an older snapshot may see the new rules a moment before the new
         // entry: the commit is already durable by then.
-        if has_rules || runtime.rules.load().is_some() {
+        if has_rules || (!fresh && runtime.rules.load().is_some()) {
             runtime
                 .rules
                 .store(has_rules.then(|| Arc::new(KeyRules { models, ips })));

@@ -41,16 +41,20 @@ pub(crate) fn find<'a>(shard: &'a [KeyEntry], d: &KeyDigest) -> Option<&'a KeyEn
     None
 }
 
-/// Builds a shard from entries with distinct digests (a later duplicate replaces an
-/// earlier one).
-pub(crate) fn build(entries: impl ExactSizeIterator<Item = KeyEntry>) -> Shard {
-    let n = entries.len();
+/// Builds a shard from the first `n` of `entries`, whose digests are distinct (a later
+/// duplicate replaces an earlier one). The slots are allocated in their final `Arc` and
+/// filled in place: no copy of the table.
+pub(crate) fn build(n: usize, entries: impl IntoIterator<Item = KeyEntry>) -> Shard {
     if n == 0 {
         return Arc::from(Vec::new());
     }
     let len = n + n / 2 + 1;
-    let mut slots = vec![KeyEntry::empty(); len];
-    for mut e in entries {
+    let mut shard: Shard = std::iter::repeat_with(KeyEntry::empty).take(len).collect();
+    // Just made, so not shared; `get_mut` cannot fail.
+    let Some(slots) = Arc::get_mut(&mut shard) else {
+        return shard;
+    };
+    for mut e in entries.into_iter().take(n) {
         e.flags |= OCCUPIED;
         let mut i = home(&e.digest, len);
         loop {
@@ -66,7 +70,7 @@ pub(crate) fn build(entries: impl ExactSizeIterator<Item = KeyEntry>) -> Shard {
             }
         }
     }
-    Arc::from(slots)
+    shard
 }
 
 /// The live entries of a shard.
@@ -97,19 +101,25 @@ mod tests {
                 d
             })
             .collect();
-        let shard = build(digests.iter().enumerate().map(|(i, d)| entry(*d, i as u32)));
+        let shard = build(
+            digests.len(),
+            digests.iter().enumerate().map(|(i, d)| entry(*d, i as u32)),
+        );
         assert_eq!(shard.len(), 301);
         for (i, d) in digests.iter().enumerate() {
             assert_eq!(find(&shard, d).unwrap().rt, i as u32);
         }
         assert!(find(&shard, &[250; 32]).is_none());
         assert_eq!(entries(&shard).count(), 200);
-        assert!(find(&build(std::iter::empty()), &[1; 32]).is_none());
+        assert!(find(&build(0, std::iter::empty()), &[1; 32]).is_none());
+        // Entries beyond `n` are ignored: the table never fills up.
+        let few = build(2, (0..50u8).map(|i| entry([i; 32], 0)));
+        assert_eq!((few.len(), entries(&few).count()), (4, 2));
     }
 
     #[test]
     fn a_later_duplicate_replaces_the_earlier() {
-        let shard = build([entry([7; 32], 1), entry([7; 32], 2)].into_iter());
+        let shard = build(2, [entry([7; 32], 1), entry([7; 32], 2)]);
         assert_eq!(find(&shard, &[7; 32]).unwrap().rt, 2);
         assert_eq!(entries(&shard).count(), 1);
     }

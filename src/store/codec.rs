@@ -41,14 +41,18 @@ pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> R
     Ok(v)
 }
 
-/// Decodes a record whose type borrows strings from `bytes` (no allocation for them).
-pub(crate) fn decode_borrowed<'a, T: serde::Deserialize<'a>>(
+/// Decodes a record through bincode's own `BorrowDecode` instead of serde: for mirrors of
+/// hot record types (the snapshot loader decodes a million keys at open). The bytes are the
+/// same: serde's bincode encoding of a struct, a newtype, a `u8` array or a unit variant is
+/// bincode's native encoding of its fields, the inner value, the raw bytes or a `u32` index.
+/// Strings are borrowed from `bytes`.
+pub(crate) fn decode_borrowed<'a, T: bincode::BorrowDecode<'a, ()>>(
     what: &'static str,
     bytes: &'a [u8],
 ) -> Result<T, Error> {
     let body = body(what, bytes)?;
-    let (v, used) = bincode::serde::borrow_decode_from_slice(body, config())
-        .map_err(|e| Error::corrupt(what, e))?;
+    let (v, used) =
+        bincode::borrow_decode_from_slice(body, config()).map_err(|e| Error::corrupt(what, e))?;
     whole(what, body, used)?;
     Ok(v)
 }
