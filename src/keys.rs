@@ -6,8 +6,8 @@
 //! them, 55 characters in all. 55 is the longest message SHA-256 digests in one 64-byte block
 //! (the padding adds at least 9 bytes), so hashing a key costs one compression, not two: the
 //! hash is most of a gateway check. Keys generated before this length was chosen (43 body
-//! characters, 60 in all) keep working. A mistyped or invented key fails the checksum and is
-//! rejected without any lookup. Keys imported from the upstream gateway (`sk-agentcc-` + 48
+//! characters, 60 in all) keep working. A mistyped or invented key fails the checksum: it is
+//! refused as malformed, never as merely unknown. Keys imported from the upstream gateway (`sk-agentcc-` + 48
 //! lowercase hex digits) carry no checksum and are accepted by shape only. The store keeps
 //! only the SHA-256 digest of the whole key string (the upstream scheme, so imported digests
 //! match).
@@ -146,7 +146,7 @@ pub fn check_key_format(key: &str) -> Result<(), KeyFormatError> {
 /// Checks prefix, length and alphabet. Returns whether the key carries a checksum (a
 /// generated key) that [`verify_checksum`] can check.
 #[inline]
-fn check_key_shape(key: &str) -> Result<bool, KeyFormatError> {
+pub(crate) fn check_key_shape(key: &str) -> Result<bool, KeyFormatError> {
     let b = key.as_bytes();
     let Some(rest) = b.strip_prefix(KEY_PREFIX.as_bytes()) else {
         return Err(KeyFormatError::Prefix);
@@ -175,7 +175,7 @@ fn check_key_shape(key: &str) -> Result<bool, KeyFormatError> {
 
 /// Verifies the CRC32 checksum of a generated key whose shape is already checked.
 #[inline]
-fn verify_checksum(key: &str) -> Result<(), KeyFormatError> {
+pub(crate) fn verify_checksum(key: &str) -> Result<(), KeyFormatError> {
     let b = key.as_bytes();
     match b.len().checked_sub(CHECK_LEN).map(|n| b.split_at(n)) {
         Some((signed, check)) if checksum_chars(signed) == check => Ok(()),

@@ -10,8 +10,8 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::entry::{HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyRules, REVOKED};
 use super::{
-    KeyEntry, KeyRuntime, OrgRuntime, OrgView, PublishState, Snapshot, SnapshotCell,
-    shard_count_for, shard_of, table,
+    KeyEntry, OrgRuntime, OrgView, PublishState, Snapshot, SnapshotCell, shard_count_for, shard_of,
+    table,
 };
 use crate::config::OrgConfig;
 use crate::config::ip::{IpRules, parse_nets};
@@ -281,22 +281,16 @@ impl SnapshotCell {
         rt: Option<u32>,
         now: i64,
     ) -> Result<KeyEntry, Error> {
+        let rpm = key.rpm.map_or(org.per_key_rpm, u64::from);
+        let tpm = key.tpm.unwrap_or(org.per_key_tpm);
         let fresh = rt.is_none();
         let rt = match rt {
             Some(ix) => ix,
-            None => {
-                let ix = self
-                    .key_rts
-                    .push_with(|ix| KeyRuntime::new(ix as u32, key.id, org_ix));
-                u32::try_from(ix)
-                    .map_err(|_| Error::corrupt("key", "more keys than the snapshot can index"))?
-            }
+            None => self.push_key_rt(rpm > 0 || tpm > 0 || key.budget.is_some(), key.id, org_ix)?,
         };
         let runtime = self
             .key_rt(rt)
             .ok_or_else(|| Error::corrupt("key", "key runtime missing"))?;
-        let rpm = key.rpm.map_or(org.per_key_rpm, u64::from);
-        let tpm = key.tpm.unwrap_or(org.per_key_tpm);
         set_limit(&runtime.rpm, rpm);
         set_limit(&runtime.tpm, tpm);
         if let Some(b) = key.budget {

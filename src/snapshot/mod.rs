@@ -27,12 +27,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::error::Error;
 use crate::keys::KeyDigest;
-use crate::model::OrgId;
+use crate::model::{KeyId, OrgId};
 use crate::policy::Policies;
 
 /// Fewest shards; a rebuild uses more for large stores (see [`shard_count_for`]).
 pub(crate) const MIN_SHARDS: usize = 4096;
+
+/// `KeyEntry::rt` bit: the runtime is in the limited keys' arena.
+const LIMITED: u32 = 1 << 31;
 /// Keys per shard a rebuild aims at: small enough that copying a shard on a write is cheap
 /// (about 17 KB), large enough that the shard array stays small and hot.
 const KEYS_PER_SHARD: usize = 175;
@@ -140,9 +144,14 @@ pub(crate) struct SnapshotCell {
     pub stale: AtomicBool,
     /// Scopes with spend waiting for the flusher.
     spend_dirty: Mutex<Vec<Dirty>>,
-    /// Every key runtime ever created, by `KeyEntry::rt`; append-only, so references
-    /// stay valid for the cell's life.
-    pub(crate) key_rts: boxcar::Vec<KeyRuntime>,
+    /// Every runtime ever created for a key without limits, by `KeyEntry::rt`;
+    /// append-only, so references stay valid for the cell's life.
+    key_rts: boxcar::Vec<KeyRuntime>,
+    /// Runtimes of keys that had limits or a budget when first seen, by `KeyEntry::rt`
+    /// with the `LIMITED` bit set. A check of such a key reads its runtime every time;
+    /// keeping those few runtimes together keeps them on few pages (measured at 1M keys:
+    /// scattered among all runtimes, each limited check paid a TLB miss for its runtime).
+    limited_rts: boxcar::Vec<KeyRuntime>,
     /// Every org runtime, by `KeyEntry::org_ix`.
     pub(crate) org_rts: boxcar::Vec<Arc<OrgRuntime>>,
 }
@@ -163,6 +172,7 @@ impl SnapshotCell {
             stale: AtomicBool::new(false),
             spend_dirty: Mutex::new(Vec::new()),
             key_rts: boxcar::Vec::new(),
+            limited_rts: boxcar::Vec::new(),
             org_rts: boxcar::Vec::new(),
         }
     }
@@ -170,7 +180,29 @@ impl SnapshotCell {
     /// A key's runtime.
     #[inline]
     pub fn key_rt(&self, ix: u32) -> Option<&KeyRuntime> {
-        self.key_rts.get(ix as usize)
+        if ix & LIMITED == 0 {
+            self.key_rts.get(ix as usize)
+        } else {
+            self.limited_rts.get((ix & !LIMITED) as usize)
+        }
+    }
+
+    /// Creates a key's runtime, among the limited keys' when `limited`, and returns its
+    /// index for `KeyEntry::rt`.
+    pub fn push_key_rt(&self, limited: bool, id: KeyId, org_ix: u32) -> Result<u32, Error> {
+        let (arena, tag) = if limited {
+            (&self.limited_rts, LIMITED)
+        } else {
+            (&self.key_rts, 0)
+        };
+        let ix = arena.push_with(|ix| KeyRuntime::new(ix as u32 | tag, id, org_ix));
+        match u32::try_from(ix) {
+            Ok(ix) if ix < LIMITED => Ok(ix | tag),
+            _ => Err(Error::corrupt(
+                "key",
+                "more keys than the snapshot can index",
+            )),
+        }
     }
 
     /// An org's runtime.
@@ -207,8 +239,9 @@ impl SnapshotCell {
             .map(|s| std::mem::size_of_val(&**s) + 64)
             .sum();
         // Arena entries carry a flag word next to the value.
-        bytes += self.key_rts.count() * (std::mem::size_of::<KeyRuntime>() + 8);
-        for (_, k) in self.key_rts.iter() {
+        let runtimes = self.key_rts.count() + self.limited_rts.count();
+        bytes += runtimes * (std::mem::size_of::<KeyRuntime>() + 8);
+        for (_, k) in self.key_rts.iter().chain(self.limited_rts.iter()) {
             if k.budget.get().is_some() {
                 bytes += std::mem::size_of::<crate::limits::BudgetCounter>() + ALLOC;
             }
