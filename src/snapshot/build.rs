@@ -10,8 +10,8 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::entry::{HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyRules, REVOKED};
 use super::{
-    KeyEntry, OrgRuntime, OrgView, PublishState, Snapshot, SnapshotCell, shard_count_for, shard_of,
-    table,
+    KeyEntry, OrgRuntime, OrgView, PublishState, Shard, Snapshot, SnapshotCell, shard_count_for,
+    shard_of,
 };
 use crate::config::OrgConfig;
 use crate::config::ip::{IpRules, parse_nets};
@@ -92,7 +92,7 @@ impl SnapshotCell {
         let shards = low?
             .into_iter()
             .zip(high)
-            .map(|(a, b)| table::build(a.len() + b.len(), a.into_iter().chain(b)))
+            .map(|(a, b)| Shard::build(a.len() + b.len(), a.into_iter().chain(b)))
             .collect();
         self.current.store(Arc::new(Snapshot {
             shards,
@@ -175,8 +175,9 @@ impl SnapshotCell {
                     Edit::Upsert(_) => None,
                 })
                 .collect();
-            // Upserts come last: `table::build` keeps the later of two equal digests.
-            let next: Vec<KeyEntry> = table::entries(shard)
+            // Upserts come last: `Shard::build` keeps the later of two equal digests.
+            let next: Vec<KeyEntry> = shard
+                .entries()
                 .filter(|e| !removed.contains(&e.digest))
                 .cloned()
                 .chain(list.into_iter().filter_map(|e| match e {
@@ -184,7 +185,7 @@ impl SnapshotCell {
                     Edit::Remove(_) => None,
                 }))
                 .collect();
-            *shard = table::build(next.len(), next);
+            *shard = Shard::build(next.len(), next);
         }
         self.current.store(Arc::new(Snapshot {
             shards: shards.into_boxed_slice(),

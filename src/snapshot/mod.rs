@@ -64,13 +64,12 @@ impl Snapshot {
     /// The entry of a digest.
     #[inline]
     pub fn find(&self, d: &KeyDigest) -> Option<&KeyEntry> {
-        let shard = self.shards.get(shard_of(d, self.shards.len()))?;
-        table::find(shard, d)
+        self.shards.get(shard_of(d, self.shards.len()))?.find(d)
     }
 
     /// Every entry.
     pub fn entries(&self) -> impl Iterator<Item = &KeyEntry> {
-        self.shards.iter().flat_map(|s| table::entries(s))
+        self.shards.iter().flat_map(Shard::entries)
     }
 
     /// Number of keys.
@@ -161,7 +160,7 @@ pub(crate) struct SnapshotCell {
 impl SnapshotCell {
     pub fn new(policies: Arc<Policies>) -> Self {
         let empty = Snapshot {
-            shards: (0..MIN_SHARDS).map(|_| Arc::from(Vec::new())).collect(),
+            shards: (0..MIN_SHARDS).map(|_| Shard::default()).collect(),
             orgs: Arc::from(Vec::new()),
             policy_epoch: 0,
             policies: Arc::new(GatewayPolicies::new(policies)),
@@ -235,11 +234,7 @@ impl SnapshotCell {
     pub fn key_memory_bytes(&self) -> usize {
         const ALLOC: usize = 16;
         let snap = self.current.load();
-        let mut bytes: usize = snap
-            .shards
-            .iter()
-            .map(|s| std::mem::size_of_val(&**s) + 64)
-            .sum();
+        let mut bytes: usize = snap.shards.iter().map(|s| s.heap_bytes() + 48).sum();
         // Arena entries carry a flag word next to the value.
         let runtimes = self.key_rts.count() + self.limited_rts.count();
         bytes += runtimes * (std::mem::size_of::<KeyRuntime>() + 8);
