@@ -370,6 +370,7 @@ impl BudgetCounter {
     /// limit. The decision and the increment are one CAS, so concurrent
     /// reservations can never jointly overshoot a hard limit. Negative
     /// estimates count as 0.
+    #[inline(always)]
     pub fn reserve(
         &self,
         now_micros: i64,

@@ -71,6 +71,7 @@ struct Params {
 impl RateState {
     /// The state when the TAT is `ahead` nanoseconds past `now`
     /// (`ahead <= tau`).
+    #[inline(always)]
     fn at(p: Params, ahead: u64) -> RateState {
         RateState {
             limit: p.limit,
@@ -124,6 +125,7 @@ impl RateLimiter {
         true
     }
 
+    #[inline(always)]
     fn params(&self) -> Params {
         // The stored limit is never 0 and never above the window, but stay
         // total anyway: `max(1)` keeps the division defined.
@@ -144,6 +146,7 @@ impl RateLimiter {
     /// Admits iff `max(tat, now) + cost * T <= now + tau`; on success the TAT
     /// advances by `cost * T`, on failure nothing changes. Use `cost = 1`
     /// for requests. A cost of 0 behaves like [`RateLimiter::peek_allows`].
+    #[inline(always)]
     pub fn try_acquire(&self, now_nanos: u64, cost: u64) -> Result<RateState, RetryAfter> {
         let p = self.params();
         let increment = cost.saturating_mul(p.interval);
@@ -174,6 +177,7 @@ impl RateLimiter {
     /// [`RateLimiter::charge`] can cause). At exactly the limit it still
     /// admits. Meant for tokens per minute, where the cost is only known
     /// after the response and is then added with `charge`.
+    #[inline(always)]
     pub fn peek_allows(&self, now_nanos: u64) -> Result<RateState, RetryAfter> {
         let p = self.params();
         let ahead = self.tat.load(Ordering::Acquire).saturating_sub(now_nanos);
