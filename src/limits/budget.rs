@@ -174,15 +174,18 @@ fn add_tagged(word: &AtomicU64, generation: u16, amount: u64) -> bool {
     }
 }
 
+#[inline]
 fn pack(generation: u16, amount: u64) -> u64 {
     ((u64::from(generation) & GEN_MASK) << AMOUNT_BITS) | (amount & AMOUNT_MASK)
 }
 
+#[inline]
 fn generation_of(word: u64) -> u16 {
     // Truncation is exact: only GEN_BITS (< 16) bits remain after the shift.
     (word >> AMOUNT_BITS) as u16
 }
 
+#[inline]
 fn amount_of(word: u64) -> u64 {
     word & AMOUNT_MASK
 }
@@ -193,11 +196,13 @@ fn next_generation(generation: u16) -> u16 {
 }
 
 /// Clamps a money amount into `0..=MAX_AMOUNT_MICROS`.
+#[inline]
 fn clamp_amount(micros: i64) -> u64 {
     micros.clamp(0, MAX_AMOUNT_MICROS).unsigned_abs()
 }
 
 /// An amount known to be `<= AMOUNT_MASK` as `i64`.
+#[inline]
 fn to_i64(amount: u64) -> i64 {
     i64::try_from(amount.min(AMOUNT_MASK)).unwrap_or(MAX_AMOUNT_MICROS)
 }
@@ -213,6 +218,7 @@ fn encode_start(start: i64) -> u64 {
     u64::from(day.cast_unsigned())
 }
 
+#[inline]
 fn decode_start(word: u64) -> i64 {
     // Only the low 32 bits hold the day number; the truncation is intended.
     let day = (word as u32).cast_signed();
@@ -248,10 +254,12 @@ fn policy_period(policy: u64) -> Period {
     }
 }
 
+#[inline]
 fn policy_hard(policy: u64) -> bool {
     policy & HARD_BIT != 0
 }
 
+#[inline]
 fn policy_warn_ppm(policy: u64) -> u32 {
     // The low 32 bits are the threshold; the truncation is intended.
     policy as u32
