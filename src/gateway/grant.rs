@@ -32,12 +32,14 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub(crate) fn of(rt: &KeyRuntime, e: &KeyEntry, org: &OrgView) -> Self {
-        Self::from_parts(Some(rt), e.flags, org.rpm, org.tpm, org.budget.map(|b| b.0))
+    pub(crate) fn of(cell: &SnapshotCell, rt: &KeyRuntime, e: &KeyEntry, org: &OrgView) -> Self {
+        let org_budget = org.budget.map(|b| b.0);
+        Self::from_parts(cell, Some(rt), e.flags, org.rpm, org.tpm, org_budget)
     }
 
     /// The key's limits from its runtime (values) and flags (which apply), plus the org's.
     fn from_parts(
+        cell: &SnapshotCell,
         rt: Option<&KeyRuntime>,
         flags: u8,
         org_rpm: u64,
@@ -54,7 +56,7 @@ impl Limits {
             key_tpm: rt.filter(|_| on(HAS_TPM)).map(|rt| rt.tpm.limit()),
             org_tpm: nz(org_tpm),
             key_budget: rt
-                .and_then(|rt| rt.budget.get())
+                .and_then(|rt| cell.budget(&rt.budget))
                 .filter(|_| on(HAS_BUDGET))
                 .and_then(|b| usd(b.config().limit_micros)),
             org_budget: org_budget.and_then(usd),
@@ -151,6 +153,7 @@ impl<'g> Grant<'g> {
     /// The effective limits.
     pub fn limits(&self) -> Limits {
         Limits::from_parts(
+            self.cell,
             self.runtime(),
             self.flags,
             self.org_rpm,
@@ -240,18 +243,18 @@ impl<'g> Grant<'g> {
                 .peek_allows(now.get().nanos)
                 .map_err(|r| limited(Scope::Org, true, r.after_nanos))?;
         }
-        let key_budget = match entry.budget(kr) {
+        let key_budget = match entry.budget(kr, cell) {
             Some(b) => Some(
                 b.reserve(now.get().micros, estimate)
                     .map_err(|e| over(Scope::Key, e))?,
             ),
             _ => None,
         };
-        let org_budget = match (org.budget, org.runtime.budget.get()) {
+        let org_budget = match (org.budget, cell.budget(&org.runtime.budget)) {
             (Some(_), Some(b)) => match b.reserve(now.get().micros, estimate) {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    if let (Some(r), Some(kb)) = (key_budget, kr.budget.get()) {
+                    if let (Some(r), Some(kb)) = (key_budget, cell.budget(&kr.budget)) {
                         kb.settle(&r, 0);
                     }
                     return Err(over(Scope::Org, e));
@@ -282,11 +285,11 @@ impl<'g> Grant<'g> {
     fn settle_budgets(&self, cost: i64) {
         if let (Some(r), Some(b)) = (
             &self.key_budget,
-            self.runtime().and_then(|k| k.budget.get()),
+            self.runtime().and_then(|k| self.cell.budget(&k.budget)),
         ) {
             b.settle(r, cost);
         }
-        if let (Some(r), Some(b)) = (&self.org_budget, self.org.budget.get()) {
+        if let (Some(r), Some(b)) = (&self.org_budget, self.cell.budget(&self.org.budget)) {
             b.settle(r, cost);
         }
     }

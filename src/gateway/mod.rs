@@ -154,7 +154,7 @@ impl Gateway {
         Ok(ResolvedKey {
             key_id: rt.id,
             org_id: org.runtime.id.clone(),
-            limits: Limits::of(rt, entry, org),
+            limits: Limits::of(&self.cell, rt, entry, org),
             expires_at: (entry.expires_at != i64::MAX)
                 .then(|| Timestamp::from_micros(entry.expires_at)),
         })

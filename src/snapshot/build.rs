@@ -10,8 +10,8 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::entry::{HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyRules, REVOKED};
 use super::{
-    KeyEntry, OrgRuntime, OrgView, PublishState, Shard, Snapshot, SnapshotCell, shard_count_for,
-    shard_of,
+    BudgetSlot, KeyEntry, OrgRuntime, OrgView, PublishState, Shard, Snapshot, SnapshotCell,
+    shard_count_for, shard_of,
 };
 use crate::config::OrgConfig;
 use crate::config::ip::{IpRules, parse_nets};
@@ -253,7 +253,15 @@ impl SnapshotCell {
                 warn_threshold_ppm: warn,
             };
             let scope = org_scope(&org.id);
-            configure_budget(&runtime.budget, bc, now, r, &scope, &runtime.unflushed)?;
+            configure_budget(
+                self,
+                &runtime.budget,
+                bc,
+                now,
+                r,
+                &scope,
+                &runtime.unflushed,
+            )?;
         }
         Ok(OrgView {
             status: org.status,
@@ -302,7 +310,15 @@ impl SnapshotCell {
                 warn_threshold_ppm: org.warn_ppm,
             };
             let scope = key_scope(&key.id);
-            configure_budget(&runtime.budget, bc, now, r, &scope, &runtime.unflushed)?;
+            configure_budget(
+                self,
+                &runtime.budget,
+                bc,
+                now,
+                r,
+                &scope,
+                &runtime.unflushed,
+            )?;
         }
         let models = (!key.models.is_empty())
             .then(|| self.models.intern_all(&key.models).unwrap_or_default());
@@ -375,14 +391,15 @@ fn set_limit(l: &crate::limits::RateLimiter, per_minute: u64) {
 /// counts this period's spend, and a period that ended while the process was down starts
 /// fresh.
 fn configure_budget(
-    slot: &once_cell::race::OnceBox<BudgetCounter>,
+    cell: &SnapshotCell,
+    slot: &BudgetSlot,
     cfg: BudgetConfig,
     now: i64,
     r: &impl Lookup,
     scope: &str,
     unflushed: &std::sync::atomic::AtomicI64,
 ) -> Result<(), Error> {
-    if let Some(counter) = slot.get() {
+    if let Some(counter) = cell.budget(slot) {
         if counter.config() != cfg {
             counter.set_config(now, cfg);
         }
@@ -393,6 +410,5 @@ fn configure_budget(
     let pending = unflushed.load(Ordering::Acquire);
     counter.restore(now, window_start, stored.saturating_add(pending));
     // Only writers publish, under the writer lock, so the slot is still empty here.
-    let _ = slot.set(Box::new(counter));
-    Ok(())
+    cell.set_budget(slot, counter)
 }

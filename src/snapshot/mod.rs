@@ -15,8 +15,8 @@ mod models;
 mod table;
 
 pub(crate) use entry::{
-    Dirty, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime, MEMO_SLOTS, OrgRuntime,
-    OrgView, REVOKED, SpendScope, add_spend,
+    BudgetSlot, Dirty, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime, MEMO_SLOTS,
+    OrgRuntime, OrgView, REVOKED, SpendScope, add_spend,
 };
 pub(crate) use models::{MAX_REQUEST_MODELS, ModelIds, ModelMap};
 pub(crate) use table::Shard;
@@ -34,6 +34,11 @@ use crate::policy::Policies;
 
 /// Fewest shards; a rebuild uses more for large stores (see [`shard_count_for`]).
 pub(crate) const MIN_SHARDS: usize = 512;
+
+/// Whether an arena index can be stored in a `BudgetSlot` (whose `u32::MAX` means none).
+fn slot_index_ok(ix: u32) -> bool {
+    ix != u32::MAX
+}
 
 /// `KeyEntry::rt` bit: the runtime is in the limited keys' arena.
 const LIMITED: u32 = 1 << 31;
@@ -153,6 +158,8 @@ pub(crate) struct SnapshotCell {
     /// keeping those few runtimes together keeps them on few pages (measured at 1M keys:
     /// scattered among all runtimes, each limited check paid a TLB miss for its runtime).
     limited_rts: boxcar::Vec<KeyRuntime>,
+    /// Every budget counter, of keys and orgs, by `BudgetSlot` index.
+    budgets: boxcar::Vec<crate::limits::BudgetCounter>,
     /// Every org runtime, by `KeyEntry::org_ix`.
     pub(crate) org_rts: boxcar::Vec<Arc<OrgRuntime>>,
 }
@@ -174,6 +181,7 @@ impl SnapshotCell {
             spend_dirty: Mutex::new(Vec::new()),
             key_rts: boxcar::Vec::new(),
             limited_rts: boxcar::Vec::new(),
+            budgets: boxcar::Vec::new(),
             org_rts: boxcar::Vec::new(),
         }
     }
@@ -186,6 +194,26 @@ impl SnapshotCell {
         } else {
             self.limited_rts.get((ix & !LIMITED) as usize)
         }
+    }
+
+    /// The budget counter a slot points at.
+    #[inline]
+    pub fn budget(&self, slot: &BudgetSlot) -> Option<&crate::limits::BudgetCounter> {
+        self.budgets.get(slot.index()? as usize)
+    }
+
+    /// Adds a budget counter to the arena and points `slot` at it.
+    pub fn set_budget(
+        &self,
+        slot: &BudgetSlot,
+        counter: crate::limits::BudgetCounter,
+    ) -> Result<(), Error> {
+        let ix = u32::try_from(self.budgets.push(counter))
+            .ok()
+            .filter(|&ix| slot_index_ok(ix))
+            .ok_or_else(|| Error::corrupt("budget", "more budgets than the snapshot can index"))?;
+        slot.set(ix);
+        Ok(())
     }
 
     /// Creates a key's runtime, among the limited keys' when `limited`, and returns its
@@ -238,10 +266,8 @@ impl SnapshotCell {
         // Arena entries carry a flag word next to the value.
         let runtimes = self.key_rts.count() + self.limited_rts.count();
         bytes += runtimes * (std::mem::size_of::<KeyRuntime>() + 8);
+        bytes += self.budgets.count() * (std::mem::size_of::<crate::limits::BudgetCounter>() + 8);
         for (_, k) in self.key_rts.iter().chain(self.limited_rts.iter()) {
-            if k.budget.get().is_some() {
-                bytes += std::mem::size_of::<crate::limits::BudgetCounter>() + ALLOC;
-            }
             if let Some(r) = &*k.rules.load() {
                 bytes += std::mem::size_of_val(&**r) + 16 + ALLOC;
                 bytes += r.models.as_ref().map_or(0, |m| m.len() * 4 + ALLOC);

@@ -92,7 +92,7 @@ impl super::Keys<'_> {
             let pending = rt.map_or(0, |(_, k)| k.unflushed.load(Ordering::Acquire));
             let mut rep = report(r, id.to_string(), &key_scope(id), pending, now.micros)?;
             if let Some((e, rt)) = rt {
-                rep.budget = e.budget(rt).map(|b| status(b, now.micros));
+                rep.budget = e.budget(rt, cell).map(|b| status(b, now.micros));
                 rep.rpm = e.has(HAS_RPM).then(|| rate(&rt.rpm, now.nanos));
                 rep.tpm = e.has(HAS_TPM).then(|| rate(&rt.tpm, now.nanos));
             }
@@ -116,7 +116,7 @@ impl super::Orgs<'_> {
             if let Some(v) = view {
                 rep.budget = v
                     .budget
-                    .and(v.runtime.budget.get())
+                    .and(store.inner.snapshot.budget(&v.runtime.budget))
                     .map(|b| status(b, now.micros));
                 rep.rpm = (v.rpm > 0).then(|| rate(&v.runtime.rpm, now.nanos));
                 rep.tpm = (v.tpm > 0).then(|| rate(&v.runtime.tpm, now.nanos));
