@@ -29,6 +29,15 @@ pub struct Fixture {
     pub path: PathBuf,
 }
 
+impl Fixture {
+    /// Closes the file-backed store (leaving an empty in-memory one in its place), so that
+    /// the file can be opened again, e.g. to time opening it.
+    pub fn close(&mut self) -> Result<(), Error> {
+        self.store = Store::open_temporary()?;
+        Ok(())
+    }
+}
+
 impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
