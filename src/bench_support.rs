@@ -13,6 +13,12 @@ use crate::store::tables::{KEY_DIGESTS, KEYS, ORGS};
 use crate::{Budget, Error, ImportKey, KeySpec, Period, SecretKey, Store, StoreBuilder, Usd};
 use redb::ReadableDatabase;
 
+/// The digest the gateway computes for a key (SHA-256; one directly compressed block for
+/// keys of up to 55 bytes), for references that should hash exactly as `check` does.
+pub fn key_digest(key: &str) -> [u8; 32] {
+    crate::keys::digest(key)
+}
+
 /// A synthetic store and the full keys of everything in it.
 pub struct Fixture {
     /// The store (opened from its file after the keys were written).
