@@ -15,6 +15,7 @@ use redb::ReadableDatabase;
 
 /// The digest the gateway computes for a key (SHA-256; one directly compressed block for
 /// keys of up to 55 bytes), for references that should hash exactly as `check` does.
+#[inline]
 pub fn key_digest(key: &str) -> [u8; 32] {
     crate::keys::digest(key)
 }
