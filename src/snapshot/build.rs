@@ -253,15 +253,7 @@ impl SnapshotCell {
                 warn_threshold_ppm: warn,
             };
             let scope = org_scope(&org.id);
-            configure_budget(
-                self,
-                &runtime.budget,
-                bc,
-                now,
-                r,
-                &scope,
-                &runtime.unflushed,
-            )?;
+            self.configure_budget(&runtime.budget, &runtime.unflushed, bc, now, r, &scope)?;
         }
         Ok(OrgView {
             status: org.status,
@@ -310,15 +302,7 @@ impl SnapshotCell {
                 warn_threshold_ppm: org.warn_ppm,
             };
             let scope = key_scope(&key.id);
-            configure_budget(
-                self,
-                &runtime.budget,
-                bc,
-                now,
-                r,
-                &scope,
-                &runtime.unflushed,
-            )?;
+            self.configure_budget(&runtime.budget, &runtime.unflushed, bc, now, r, &scope)?;
         }
         let models = (!key.models.is_empty())
             .then(|| self.models.intern_all(&key.models).unwrap_or_default());
@@ -386,29 +370,31 @@ fn set_limit(l: &crate::limits::RateLimiter, per_minute: u64) {
     }
 }
 
-/// Configures a scope's budget counter. A new counter starts from the ledger's spend in the
-/// current period plus spend not flushed yet, so a budget added to a key that already spent
-/// counts this period's spend, and a period that ended while the process was down starts
-/// fresh.
-fn configure_budget(
-    cell: &SnapshotCell,
-    slot: &BudgetSlot,
-    cfg: BudgetConfig,
-    now: i64,
-    r: &impl Lookup,
-    scope: &str,
-    unflushed: &std::sync::atomic::AtomicI64,
-) -> Result<(), Error> {
-    if let Some(counter) = cell.budget(slot) {
-        if counter.config() != cfg {
-            counter.set_config(now, cfg);
+impl SnapshotCell {
+    /// Configures a scope's budget counter. A new counter starts from the ledger's spend in the
+    /// current period plus spend not flushed yet, so a budget added to a key that already spent
+    /// counts this period's spend, and a period that ended while the process was down starts
+    /// fresh.
+    fn configure_budget(
+        &self,
+        slot: &BudgetSlot,
+        unflushed: &std::sync::atomic::AtomicI64,
+        cfg: BudgetConfig,
+        now: i64,
+        r: &impl Lookup,
+        scope: &str,
+    ) -> Result<(), Error> {
+        if let Some(counter) = self.budget(slot) {
+            if counter.config() != cfg {
+                counter.set_config(now, cfg);
+            }
+            return Ok(());
         }
-        return Ok(());
+        let (window_start, stored) = spent_in(r, scope, cfg.period, now)?;
+        let counter = BudgetCounter::new(cfg, now);
+        let pending = unflushed.load(Ordering::Acquire);
+        counter.restore(now, window_start, stored.saturating_add(pending));
+        // Only writers publish, under the writer lock, so the slot is still empty here.
+        self.set_budget(slot, counter)
     }
-    let (window_start, stored) = spent_in(r, scope, cfg.period, now)?;
-    let counter = BudgetCounter::new(cfg, now);
-    let pending = unflushed.load(Ordering::Acquire);
-    counter.restore(now, window_start, stored.saturating_add(pending));
-    // Only writers publish, under the writer lock, so the slot is still empty here.
-    cell.set_budget(slot, counter)
 }
