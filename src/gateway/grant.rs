@@ -110,11 +110,11 @@ pub struct Grant<'g> {
     org: &'g OrgRuntime,
     /// The key's runtime, in the cell's arena; read only when needed (limits, `key_id`).
     key: u32,
-    /// The entry's flags and the org's limits at admission; `limits()` is built from them.
+    /// The entry's flags, and which org limits applied at admission (`ORG_*`); `limits()`
+    /// reads the values from the runtimes. Flags rather than values keep the grant small:
+    /// gateways hold thousands in flight, and a limited check touches more memory.
     flags: u8,
-    org_rpm: u64,
-    org_tpm: u64,
-    org_budget_micros: Option<i64>,
+    org_flags: u8,
     rate: Option<RateHeaders>,
     key_budget: Option<Reservation>,
     org_budget: Option<Reservation>,
@@ -152,13 +152,19 @@ impl<'g> Grant<'g> {
 
     /// The effective limits.
     pub fn limits(&self) -> Limits {
+        let on = |f: u8| self.org_flags & f != 0;
+        let org_budget = self
+            .cell
+            .budget(&self.org.budget)
+            .filter(|_| on(ORG_BUDGET))
+            .map(|b| b.config().limit_micros);
         Limits::from_parts(
             self.cell,
             self.runtime(),
             self.flags,
-            self.org_rpm,
-            self.org_tpm,
-            self.org_budget_micros,
+            if on(ORG_RPM) { self.org.rpm.limit() } else { 0 },
+            if on(ORG_TPM) { self.org.tpm.limit() } else { 0 },
+            org_budget,
         )
     }
 
@@ -200,9 +206,9 @@ impl<'g> Grant<'g> {
             org: org_rt,
             key: entry.rt,
             flags: entry.flags,
-            org_rpm: org.rpm,
-            org_tpm: org.tpm,
-            org_budget_micros: org.budget.map(|b| b.0),
+            org_flags: flag(org.rpm > 0, ORG_RPM)
+                | flag(org.tpm > 0, ORG_TPM)
+                | flag(org.budget.is_some(), ORG_BUDGET),
             rate,
             key_budget,
             org_budget,
@@ -276,7 +282,7 @@ impl<'g> Grant<'g> {
         if self.flags & HAS_TPM != 0 {
             kr.tpm.charge(now.nanos, tokens);
         }
-        if self.org_tpm > 0 {
+        if self.org_flags & ORG_TPM != 0 {
             self.org.tpm.charge(now.nanos, tokens);
         }
         add_spend(kr, usage.cost.micros(), self.cell);
@@ -304,6 +310,16 @@ impl Drop for Grant<'_> {
             self.settle_budgets(0);
         }
     }
+}
+
+/// `Grant::org_flags` bits: the org's shared limits that applied at admission.
+const ORG_RPM: u8 = 1;
+const ORG_TPM: u8 = 2;
+const ORG_BUDGET: u8 = 4;
+
+#[inline]
+fn flag(on: bool, bit: u8) -> u8 {
+    if on { bit } else { 0 }
 }
 
 fn tighter(cur: Option<RateHeaders>, s: RateState) -> Option<RateHeaders> {
