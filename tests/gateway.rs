@@ -59,13 +59,14 @@ fn grant_carries_org_key_and_limits() {
     assert_eq!(g.limits(), r.limits);
     assert_eq!((g.limits().org_tpm, g.limits().org_budget), (None, None));
 
-    let f = fixture(
-        r#"{"rate_limiting":{"tpm":9000},"budgets":{"limit":250,"period":"monthly"}}"#,
-    );
+    let f = fixture(r#"{"rate_limiting":{"tpm":9000},"budgets":{"limit":250,"period":"monthly"}}"#);
     let (_, key) = f.key(KeySpec::new("svc").tpm(70));
     let g = f.check(&key, "gpt-4o", "10.0.0.1").unwrap();
     let l = g.limits();
-    assert_eq!((l.key_tpm, l.org_tpm, l.org_rpm), (Some(70), Some(9000), None));
+    assert_eq!(
+        (l.key_tpm, l.org_tpm, l.org_rpm),
+        (Some(70), Some(9000), None)
+    );
     assert_eq!(l.org_budget, Some(orgstore::Usd::parse("250").unwrap()));
     assert_eq!(l, f.store.gateway().lookup(&key).unwrap().limits);
 }
