@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 
 use crate::config::{OrgConfig, diff, is_secret_field};
 use crate::error::ErrorKind;
-use crate::keys::{HeaderError, KEY_LEN, KEY_PREFIX, check_key_format, key_from_headers};
+use crate::keys::{
+    HeaderError, KEY_LEN, KEY_PREFIX, OLD_KEY_LEN, check_key_format, key_from_headers,
+};
 use crate::model::{Actor, Email, KeyId, KeyInfo, Member, Org, OrgId, Role, Timestamp, Usd};
 use crate::store::codec::{decode, encode};
 use crate::store::records::{ConfigRecord, KeyRecord};
@@ -47,7 +49,7 @@ pub fn key_parse(data: &[u8]) -> Result<(), Failure> {
         );
         ensure!(
             s.len() == KEY_LEN
-                || s.len() == 60
+                || s.len() == OLD_KEY_LEN
                 || (rest.len() == 48 && rest.bytes().all(|c| c.is_ascii_hexdigit())),
             "accepted a key of length {}",
             s.len()

@@ -91,6 +91,12 @@ fn malformed_and_unknown_keys() {
         f.check(other.expose(), "m", "10.0.0.1").unwrap_err(),
         Denial::UnknownKey
     );
+    // An upstream hex key carries no checksum: never imported, it is simply unknown.
+    let upstream = format!("sk-agentcc-{}", "0123456789abcdef".repeat(3));
+    assert_eq!(
+        f.check(&upstream, "m", "10.0.0.1").unwrap_err(),
+        Denial::UnknownKey
+    );
     let huge = "sk-agentcc-".to_owned() + &"a".repeat(1 << 20);
     assert_eq!(
         f.check(&huge, "m", "10.0.0.1").unwrap_err().code(),

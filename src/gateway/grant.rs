@@ -10,7 +10,7 @@ use crate::limits::{BudgetExceeded, RateState, Reservation};
 use crate::model::{KeyId, OrgId, Timestamp, Usd};
 use crate::snapshot::{
     HAS_BUDGET, HAS_RPM, HAS_TPM, KeyEntry, KeyRuntime, OrgRuntime, OrgView, SnapshotCell,
-    add_spend,
+    add_spend, flag,
 };
 
 /// A key's effective limits: the key's own and its org's, both enforced.
@@ -153,10 +153,9 @@ impl<'g> Grant<'g> {
     /// The effective limits.
     pub fn limits(&self) -> Limits {
         let on = |f: u8| self.org_flags & f != 0;
-        let org_budget = self
-            .cell
-            .budget(&self.org.budget)
-            .filter(|_| on(ORG_BUDGET))
+        let org_budget = on(ORG_BUDGET)
+            .then(|| self.cell.budget(&self.org.budget))
+            .flatten()
             .map(|b| b.config().limit_micros);
         Limits::from_parts(
             self.cell,
@@ -316,11 +315,6 @@ impl Drop for Grant<'_> {
 const ORG_RPM: u8 = 1;
 const ORG_TPM: u8 = 2;
 const ORG_BUDGET: u8 = 4;
-
-#[inline]
-fn flag(on: bool, bit: u8) -> u8 {
-    if on { bit } else { 0 }
-}
 
 fn tighter(cur: Option<RateHeaders>, s: RateState) -> Option<RateHeaders> {
     let h = RateHeaders {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::entry::{HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyRules, REVOKED};
+use super::entry::{HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyRules, REVOKED, flag};
 use super::{
     BudgetSlot, KeyEntry, OrgRuntime, OrgView, PublishState, Shard, Snapshot, SnapshotCell,
     shard_count_for, shard_of,
@@ -334,10 +334,6 @@ impl SnapshotCell {
                 | flag(has_rules, HAS_RULES),
         })
     }
-}
-
-fn flag(on: bool, bit: u8) -> u8 {
-    if on { bit } else { 0 }
 }
 
 fn deny_all() -> IpRules {

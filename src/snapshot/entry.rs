@@ -41,7 +41,8 @@ pub(crate) struct KeyRuntime {
 pub(crate) struct BudgetSlot(AtomicU32);
 
 impl BudgetSlot {
-    const NONE: u32 = u32::MAX;
+    /// The index meaning "no counter"; never handed out by the arena.
+    pub const NONE: u32 = u32::MAX;
 
     pub fn new() -> Self {
         Self(AtomicU32::new(Self::NONE))
@@ -84,6 +85,12 @@ pub(crate) const HAS_BUDGET: u8 = 8;
 pub(crate) const HAS_RULES: u8 = 16;
 /// The table slot holds an entry.
 pub(crate) const OCCUPIED: u8 = 128;
+
+/// `bit` when `on`, else 0: for assembling flag bytes.
+#[inline]
+pub(crate) fn flag(on: bool, bit: u8) -> u8 {
+    if on { bit } else { 0 }
+}
 
 /// Restrictions that most keys do not have, kept out of line.
 pub(crate) struct KeyRules {

@@ -16,7 +16,7 @@ mod table;
 
 pub(crate) use entry::{
     BudgetSlot, Dirty, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime, MEMO_SLOTS,
-    OrgRuntime, OrgView, REVOKED, SpendScope, add_spend,
+    OrgRuntime, OrgView, REVOKED, SpendScope, add_spend, flag,
 };
 pub(crate) use models::{MAX_REQUEST_MODELS, ModelIds, ModelMap};
 pub(crate) use table::Shard;
@@ -34,11 +34,6 @@ use crate::policy::Policies;
 
 /// Fewest shards; a rebuild uses more for large stores (see [`shard_count_for`]).
 pub(crate) const MIN_SHARDS: usize = 512;
-
-/// Whether an arena index can be stored in a `BudgetSlot` (whose `u32::MAX` means none).
-fn slot_index_ok(ix: u32) -> bool {
-    ix != u32::MAX
-}
 
 /// `KeyEntry::rt` bit: the runtime is in the limited keys' arena.
 const LIMITED: u32 = 1 << 31;
@@ -210,8 +205,13 @@ impl SnapshotCell {
     ) -> Result<(), Error> {
         let ix = u32::try_from(self.budgets.push(counter))
             .ok()
-            .filter(|&ix| slot_index_ok(ix))
-            .ok_or_else(|| Error::corrupt("budget", "more budgets than the snapshot can index"))?;
+            .filter(|&ix| ix != BudgetSlot::NONE)
+            .ok_or_else(|| {
+                Error::corrupt(
+                    "budget",
+                    "more budgets than the snapshot can index; reopen the store to rebuild it",
+                )
+            })?;
         slot.set(ix);
         Ok(())
     }
@@ -229,7 +229,7 @@ impl SnapshotCell {
             Ok(ix) if ix < LIMITED => Ok(ix | tag),
             _ => Err(Error::corrupt(
                 "key",
-                "more keys than the snapshot can index",
+                "more key runtimes than the snapshot can index; reopen the store to rebuild it",
             )),
         }
     }
