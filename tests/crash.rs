@@ -6,6 +6,8 @@
 //! and that the gateway snapshot agrees with the records. Repeated 120 times on one file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
@@ -58,13 +60,7 @@ fn crash_child() {
     };
     ack(&["open"]);
     let gw = store.gateway();
-    let mut orgs: Vec<OrgId> = store
-        .orgs()
-        .list(&OP)
-        .unwrap()
-        .into_iter()
-        .map(|o| o.id)
-        .collect();
+    let mut orgs: Vec<OrgId> = common::org_ids(&store);
     // Keys of this run with their secrets (for usage).
     let mut mine: Vec<(KeyId, String)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -324,12 +320,7 @@ fn verify(path: &Path, acked: &Acked, runs: u64) {
             "{org}: acknowledged version {last} lost"
         );
         for (&v, &seq) in versions {
-            let c = store
-                .org_configs()
-                .reveal(&OP, &org, Some(v))
-                .unwrap()
-                .config
-                .to_revealed_json();
+            let c = common::revealed(&store, &org, Some(v));
             assert_eq!(c["routing"]["seq"], seq, "{org} v{v}");
             assert_eq!(
                 c["providers"]["openai"]["api_key"],

@@ -2,6 +2,8 @@
 //! the field, nothing changed in the store, and no panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -849,12 +851,7 @@ fn damaged_or_lost_store_key_file() {
                 r#"{"providers":{"openai":{"api_key":"sk-new-0123456789abcdef"}}}"#,
             )
             .unwrap();
-        let revealed = store
-            .org_configs()
-            .reveal(&OP, &acme, None)
-            .unwrap()
-            .config
-            .to_revealed_json();
+        let revealed = common::revealed(&store, &acme, None);
         assert_eq!(
             revealed["providers"]["openai"]["api_key"],
             "sk-new-0123456789abcdef"
@@ -863,12 +860,7 @@ fn damaged_or_lost_store_key_file() {
     // The original key file, restored, reads the old version again (but not the new one).
     std::fs::write(&key_file, &saved).unwrap();
     let store = Store::open(&path).unwrap();
-    let v2 = store
-        .org_configs()
-        .reveal(&OP, &acme, Some(2))
-        .unwrap()
-        .config
-        .to_revealed_json();
+    let v2 = common::revealed(&store, &acme, Some(2));
     assert_eq!(
         v2["providers"]["openai"]["api_key"],
         "sk-lost-0123456789abcdef"

@@ -28,13 +28,7 @@ fn create_get_and_list() {
     let alpha = create_org(&store, "alpha", "a@alpha.io");
     assert_eq!(store.orgs().get(&OP, &org("beta")).unwrap(), created);
 
-    let ids: Vec<OrgId> = store
-        .orgs()
-        .list(&OP)
-        .unwrap()
-        .into_iter()
-        .map(|o| o.id)
-        .collect();
+    let ids: Vec<OrgId> = common::org_ids(&store);
     assert_eq!(ids, [alpha.clone(), org("beta")]);
 
     // The owner is a member with the Owner role; the config starts empty at version 1.
@@ -155,14 +149,7 @@ fn deleted_org_disappears_and_its_id_is_never_reused() {
     let err = f.store.orgs().get(&OP, &f.org).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.message().contains("deleted"), "{err}");
-    let ids: Vec<OrgId> = f
-        .store
-        .orgs()
-        .list(&OP)
-        .unwrap()
-        .into_iter()
-        .map(|o| o.id)
-        .collect();
+    let ids: Vec<OrgId> = common::org_ids(&f.store);
     assert_eq!(ids, [other]);
 
     // Not even the same owner may take the id again, and a second delete is NotFound.

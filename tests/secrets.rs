@@ -3,6 +3,8 @@
 //! store file, which holds provider secrets only encrypted under the sidecar key file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -240,12 +242,7 @@ fn the_store_file_never_holds_a_key_or_a_provider_secret() {
         let (acme, k) = populate(&store);
         keys = k;
         // Reading everything back (reveal included) writes nothing in clear either.
-        let revealed = store
-            .org_configs()
-            .reveal(&OP, &acme, Some(2))
-            .unwrap()
-            .config
-            .to_revealed_json();
+        let revealed = common::revealed(&store, &acme, Some(2));
         assert_eq!(revealed["providers"]["openai"]["api_key"], PROVIDER_SECRET);
         assert_eq!(
             revealed["providers"]["bedrock"]["pin_password"],
@@ -288,12 +285,7 @@ fn the_store_file_never_holds_a_key_or_a_provider_secret() {
     // Reopened, everything decrypts again: the key file is what makes the secrets readable.
     let store = Store::open(&path).unwrap();
     let acme = org("acme");
-    let v = store
-        .org_configs()
-        .reveal(&OP, &acme, None)
-        .unwrap()
-        .config
-        .to_revealed_json();
+    let v = common::revealed(&store, &acme, None);
     assert_eq!(
         v["providers"]["bedrock"]["credentials"]["aws_secret_access_key"],
         AWS_SECRET

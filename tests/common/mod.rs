@@ -124,3 +124,25 @@ pub fn legacy_key(n: u64) -> String {
 pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// An org's config (the active version, or `version`) with its secrets in clear, as the
+/// operator sees it through `reveal`.
+pub fn revealed(store: &Store, org: &OrgId, version: Option<u64>) -> serde_json::Value {
+    store
+        .org_configs()
+        .reveal(&OP, org, version)
+        .unwrap()
+        .config
+        .to_revealed_json()
+}
+
+/// The ids of the orgs an operator lists, in listing order.
+pub fn org_ids(store: &Store) -> Vec<OrgId> {
+    store
+        .orgs()
+        .list(&OP)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect()
+}
