@@ -115,7 +115,8 @@ pub struct Grant<'g> {
     /// gateways hold thousands in flight, and a limited check touches more memory.
     flags: u8,
     org_flags: u8,
-    rate: Option<RateHeaders>,
+    /// The tighter requests-per-minute state, valid when `org_flags` has `RATE`.
+    rate: RateState,
     key_budget: Option<Reservation>,
     org_budget: Option<Reservation>,
     settled: AtomicBool,
@@ -126,7 +127,7 @@ impl std::fmt::Debug for Grant<'_> {
         f.debug_struct("Grant")
             .field("org_id", self.org_id())
             .field("key_id", &self.key_id())
-            .field("rate", &self.rate)
+            .field("rate", &self.rate_headers())
             .field("key_budget", &self.key_budget)
             .field("org_budget", &self.org_budget)
             .finish()
@@ -169,7 +170,11 @@ impl<'g> Grant<'g> {
 
     /// Rate-limit header values, when a requests-per-minute limit applies.
     pub fn rate_headers(&self) -> Option<RateHeaders> {
-        self.rate
+        (self.org_flags & RATE != 0).then(|| RateHeaders {
+            limit: self.rate.limit,
+            remaining: self.rate.remaining,
+            reset: Duration::from_nanos(self.rate.reset_after_nanos),
+        })
     }
 
     /// Whether a budget passed its warning threshold (default 80%).
@@ -200,15 +205,16 @@ impl<'g> Grant<'g> {
         now: &LazyNow<'_>,
     ) -> Result<Grant<'g>, Denial> {
         let org_rt = cell.org_rt(entry.org_ix).ok_or(Denial::Unavailable)?;
-        let grant = |rate, key_budget, org_budget| Grant {
+        let grant = |rate: Option<RateState>, key_budget, org_budget| Grant {
             cell,
             org: org_rt,
             key: entry.rt,
             flags: entry.flags,
             org_flags: flag(org.rpm > 0, ORG_RPM)
                 | flag(org.tpm > 0, ORG_TPM)
-                | flag(org.budget.is_some(), ORG_BUDGET),
-            rate,
+                | flag(org.budget.is_some(), ORG_BUDGET)
+                | flag(rate.is_some(), RATE),
+            rate: rate.unwrap_or(NO_RATE),
             key_budget,
             org_budget,
             settled: AtomicBool::new(false),
@@ -311,20 +317,25 @@ impl Drop for Grant<'_> {
     }
 }
 
-/// `Grant::org_flags` bits: the org's shared limits that applied at admission.
+/// `Grant::org_flags` bits: the org's shared limits that applied at admission, and whether
+/// a requests-per-minute limit gave rate-limit header values.
 const ORG_RPM: u8 = 1;
 const ORG_TPM: u8 = 2;
 const ORG_BUDGET: u8 = 4;
+const RATE: u8 = 8;
 
-fn tighter(cur: Option<RateHeaders>, s: RateState) -> Option<RateHeaders> {
-    let h = RateHeaders {
-        limit: s.limit,
-        remaining: s.remaining,
-        reset: Duration::from_nanos(s.reset_after_nanos),
-    };
+/// The grant's rate state when no requests-per-minute limit applies (never read).
+const NO_RATE: RateState = RateState {
+    limit: 0,
+    remaining: 0,
+    reset_after_nanos: 0,
+};
+
+/// The state with fewer requests left: the one the headers should report.
+fn tighter(cur: Option<RateState>, s: RateState) -> Option<RateState> {
     match cur {
-        Some(c) if c.remaining <= h.remaining => Some(c),
-        _ => Some(h),
+        Some(c) if c.remaining <= s.remaining => Some(c),
+        _ => Some(s),
     }
 }
 

@@ -48,10 +48,9 @@ pub struct BudgetConfig {
 /// exactly once (it is `Copy`, so settling a copy twice would release the
 /// amount twice).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// 24 bytes: a gateway holds one or two per request in flight.
 pub struct Reservation {
-    /// Start of the window the reservation was admitted into (Unix micros,
-    /// `i64::MIN` for [`Period::Total`]); its spend belongs to that window.
-    pub window_start: i64,
     /// The reserved amount (the clamped estimate), micro-dollars.
     pub amount: i64,
     /// `spent + reserved` (including this reservation) reached the warn
@@ -89,11 +88,8 @@ pub enum Settled {
     Counted,
     /// The reservation's window ended before the cost could be recorded
     /// (the reservation vanished with the window's reset). The cost is not
-    /// added to the new window; a persister may add `actual_micros` to its
-    /// stored record for `window_start`.
+    /// added to the new window.
     WindowEnded {
-        /// The window the cost belongs to.
-        window_start: i64,
         /// The (clamped) cost that was not counted in memory.
         actual_micros: i64,
     },
@@ -419,7 +415,6 @@ impl BudgetCounter {
             {
                 Ok(_) => {
                     return Ok(Reservation {
-                        window_start: decode_start(window),
                         amount: to_i64(estimate),
                         warn: warn_ppm > 0 && u128::from(sum) * PPM >= u128::from(limit) * warn_ppm,
                         over,
@@ -444,7 +439,6 @@ impl BudgetCounter {
     pub fn settle(&self, r: &Reservation, actual_micros: i64) -> Settled {
         let actual = clamp_amount(actual_micros);
         let ended = Settled::WindowEnded {
-            window_start: r.window_start,
             actual_micros: to_i64(actual),
         };
         let amount = clamp_amount(r.amount);
@@ -595,7 +589,6 @@ mod tests {
             (r1.amount, r1.warn, r1.over, r1.remaining_micros),
             (500, false, false, 500)
         );
-        assert_eq!(r1.window_start, NOON - DAY / 2);
         let r2 = ok(b.reserve(NOON, 300));
         assert!(r2.warn);
         let denied = b.reserve(NOON, 201);
@@ -702,10 +695,7 @@ mod tests {
         // The old reservation is gone with its window.
         assert_eq!(
             b.settle(&r, 550),
-            Settled::WindowEnded {
-                window_start: NOON - DAY / 2,
-                actual_micros: 550
-            }
+            Settled::WindowEnded { actual_micros: 550 }
         );
         assert_eq!(b.snapshot(tomorrow).spent_micros, 0);
         // A full new window is available.
@@ -845,7 +835,7 @@ mod tests {
                 let (b, start) = (Arc::clone(&b), Arc::clone(&start));
                 std::thread::spawn(move || {
                     start.wait();
-                    let mut counted: HashMap<i64, i64> = HashMap::new();
+                    let mut counted: HashMap<u16, i64> = HashMap::new();
                     for i in 0..STEPS {
                         // Time advances through three day boundaries.
                         let now = NOON + i * 3 * DAY / STEPS + t;
@@ -853,7 +843,7 @@ mod tests {
                         if let Ok(r) = b.reserve(now, estimate) {
                             let actual = (i * 13 + t) % (estimate + 1);
                             if b.settle(&r, actual) == Settled::Counted {
-                                *counted.entry(r.window_start).or_default() += actual;
+                                *counted.entry(r.generation).or_default() += actual;
                             }
                         }
                     }
@@ -861,7 +851,7 @@ mod tests {
                 })
             })
             .collect();
-        let mut per_window: HashMap<i64, i64> = HashMap::new();
+        let mut per_window: HashMap<u16, i64> = HashMap::new();
         for t in threads {
             for (w, v) in t.join().unwrap_or_default() {
                 *per_window.entry(w).or_default() += v;
@@ -875,7 +865,10 @@ mod tests {
         assert_eq!(u.reserved_micros, 0);
         assert_eq!(
             u.spent_micros,
-            per_window.get(&u.window_start).copied().unwrap_or(0)
+            per_window
+                .get(&generation_of(b.state.load(SC)))
+                .copied()
+                .unwrap_or(0)
         );
     }
 

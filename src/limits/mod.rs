@@ -66,8 +66,8 @@
 //! window, and the re-check under the mutex makes a double reset
 //! impossible. A reservation's cost belongs to the window it was reserved
 //! in: settling it after that window ended changes nothing in memory and
-//! returns [`Settled::WindowEnded`] so a persister can book it on the old
-//! window if it cares.
+//! returns [`Settled::WindowEnded`] (the store's ledger books spend by UTC
+//! day on its own, so it needs no window from the reservation).
 //!
 //! # Persistence
 //!
