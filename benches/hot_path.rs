@@ -1,6 +1,7 @@
 //! Gateway hot path on a store of 1M keys (set ORGSTORE_BENCH_KEYS to change the count).
 //!
-//! Cases: warm key (1k hot set), cold random key, unknown key, malformed key, two threads;
+//! Cases: warm key (1k hot set), cold random key, unknown key, malformed key, limits and
+//! budgets on (alone and as a paired difference against plain keys), two threads;
 //! references measured in the same run: the floor (SHA-256 + get in a plain `hashbrown`
 //! map of the same digests; once with `Sha256::digest`, once hashing as `check` does) and
 //! the naive path (redb get + Cedar per request). Last, the time to open the store file
@@ -134,20 +135,22 @@ fn bench(c: &mut Criterion) {
     let limited = &fixture.limited_keys;
     // Grants are kept and dropped outside the timed section: dropping an unsettled grant
     // releases its budget reservations, which is `record_usage`'s work, not `check`'s.
+    let batch = |keys: &[String], j: &mut usize, n: u64, grants: &mut Vec<_>| {
+        let start = Instant::now();
+        for _ in 0..n {
+            *j = (*j + 1) % keys.len();
+            grants.push(gw.check(&Request::new(black_box(&keys[*j]), model, ip)));
+        }
+        let t = start.elapsed();
+        grants.clear();
+        t
+    };
     let timed_checks = |keys: &[String], iters: u64| {
-        let mut total = Duration::ZERO;
+        let (mut total, mut done, mut j) = (Duration::ZERO, 0u64, 0usize);
         let mut grants = Vec::with_capacity(4096);
-        let mut done = 0u64;
-        let mut j = 0usize;
         while done < iters {
             let n = (iters - done).min(4096);
-            let start = Instant::now();
-            for _ in 0..n {
-                j = (j + 1) % keys.len();
-                grants.push(gw.check(&Request::new(black_box(&keys[j]), model, ip)));
-            }
-            total += start.elapsed();
-            grants.clear();
+            total += batch(keys, &mut j, n, &mut grants);
             done += n;
         }
         total
@@ -157,6 +160,23 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("check_warm_with_limits_and_budgets", |b| {
         b.iter_custom(|iters| timed_checks(limited, iters))
+    });
+    // What limits and budgets add, measured in pairs: every batch of 4096 checks of limited
+    // keys runs right after a batch of plain keys, so both see the same state of this shared
+    // machine; the time reported is the difference (limited minus plain) per check.
+    g.bench_function("limits_and_budgets_added_paired", |b| {
+        b.iter_custom(|iters| {
+            let (mut plain, mut with_limits, mut done) = (Duration::ZERO, Duration::ZERO, 0u64);
+            let (mut jp, mut jl) = (0usize, 0usize);
+            let mut grants = Vec::with_capacity(4096);
+            while done < iters {
+                let n = (iters - done).min(4096);
+                plain += batch(&hot, &mut jp, n, &mut grants);
+                with_limits += batch(limited, &mut jl, n, &mut grants);
+                done += n;
+            }
+            with_limits.saturating_sub(plain)
+        })
     });
     g.bench_function("record_usage", |b| {
         b.iter_batched(
