@@ -359,3 +359,18 @@ fn over(scope: Scope, e: BudgetExceeded) -> Denial {
         requested: usd(e.requested_micros),
     }
 }
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    /// Gateways hold a grant per request in flight and a limited check writes one: keep
+    /// them from growing unnoticed.
+    #[test]
+    fn grants_stay_small() {
+        assert_eq!(std::mem::size_of::<crate::limits::Reservation>(), 24);
+        assert_eq!(std::mem::size_of::<super::Grant<'static>>(), 96);
+        assert_eq!(
+            std::mem::size_of::<Result<super::Grant<'static>, super::Denial>>(),
+            96
+        );
+    }
+}

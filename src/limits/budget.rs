@@ -47,9 +47,9 @@ pub struct BudgetConfig {
 /// An admitted reservation; hand it back to [`BudgetCounter::settle`]
 /// exactly once (it is `Copy`, so settling a copy twice would release the
 /// amount twice).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 ///
 /// 24 bytes: a gateway holds one or two per request in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reservation {
     /// The reserved amount (the clamped estimate), micro-dollars.
     pub amount: i64,
