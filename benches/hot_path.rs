@@ -1,7 +1,8 @@
 //! Gateway hot path on a store of 1M keys (set ORGSTORE_BENCH_KEYS to change the count).
 //!
-//! Cases: warm key (1k hot set), cold random key, unknown key, malformed key, limits and
-//! budgets on (alone and as a paired difference against plain keys), two threads;
+//! Cases: warm key (1k hot set; alone and as a paired difference against the floor), cold
+//! random key, unknown key, malformed key, limits and budgets on (alone and as a paired
+//! difference against plain keys), two threads;
 //! references measured in the same run: the floor (SHA-256 + get in a plain `hashbrown`
 //! map of the same digests; once with `Sha256::digest`, once hashing as `check` does) and
 //! the naive path (redb get + Cedar per request). Last, the time to open the store file
@@ -83,6 +84,36 @@ fn bench(c: &mut Criterion) {
                 gw.check(&Request::new(black_box(&hot[i]), model, ip))
                     .is_ok(),
             )
+        })
+    });
+    // What `check` adds over the floor, measured in pairs: batches of 1024 floor lookups and
+    // 1024 checks of the same hot keys alternate, so both see the same state of this shared
+    // machine; the time reported is the difference (check minus floor) per key.
+    g.bench_function("check_warm_over_floor_paired", |b| {
+        b.iter_custom(|iters| {
+            let (mut floor_t, mut check_t, mut done) = (Duration::ZERO, Duration::ZERO, 0u64);
+            let (mut jf, mut jc) = (0usize, 0usize);
+            while done < iters {
+                let n = (iters - done).min(1024);
+                let start = Instant::now();
+                for _ in 0..n {
+                    jf = (jf + 1) % hot.len();
+                    let d: [u8; 32] = Sha256::digest(black_box(hot[jf].as_bytes())).into();
+                    black_box(floor.get(&d));
+                }
+                floor_t += start.elapsed();
+                let start = Instant::now();
+                for _ in 0..n {
+                    jc = (jc + 1) % hot.len();
+                    black_box(
+                        gw.check(&Request::new(black_box(&hot[jc]), model, ip))
+                            .is_ok(),
+                    );
+                }
+                check_t += start.elapsed();
+                done += n;
+            }
+            check_t.saturating_sub(floor_t)
         })
     });
     g.bench_function("floor_sha256_hashbrown_cold", |b| {
