@@ -25,6 +25,35 @@ fn key_count() -> usize {
         .unwrap_or(1_000_000)
 }
 
+/// Runs `op` on the next `n` keys (cycling, from `*j`) and returns the time taken.
+fn time_ops(keys: &[String], j: &mut usize, n: u64, mut op: impl FnMut(&str)) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        *j = (*j + 1) % keys.len();
+        op(black_box(&keys[*j]));
+    }
+    start.elapsed()
+}
+
+/// Alternates batches of `chunk` runs of a reference and of the measured code until `iters`
+/// of each ran, and returns the measured time minus the reference's: both see the same
+/// moments of this shared machine, so the difference survives its noise.
+fn paired_difference(
+    iters: u64,
+    chunk: u64,
+    mut reference: impl FnMut(u64) -> Duration,
+    mut measured: impl FnMut(u64) -> Duration,
+) -> Duration {
+    let (mut r, mut m, mut done) = (Duration::ZERO, Duration::ZERO, 0u64);
+    while done < iters {
+        let n = (iters - done).min(chunk);
+        r += reference(n);
+        m += measured(n);
+        done += n;
+    }
+    m.saturating_sub(r)
+}
+
 fn bench(c: &mut Criterion) {
     let n = key_count();
     let t = Instant::now();
@@ -60,13 +89,19 @@ fn bench(c: &mut Criterion) {
         gw.check(&Request::new(k, model, ip)).expect("warm up");
     }
 
+    let floor_lookup = |k: &str| {
+        let d: [u8; 32] = Sha256::digest(k.as_bytes()).into();
+        black_box(floor.get(&d));
+    };
+    let check_ok = |k: &str| {
+        black_box(gw.check(&Request::new(k, model, ip)).is_ok());
+    };
     let mut g = c.benchmark_group("hot_path");
     let mut i = 0usize;
     g.bench_function("floor_sha256_hashbrown_warm", |b| {
         b.iter(|| {
             i = (i + 1) % hot.len();
-            let d: [u8; 32] = Sha256::digest(black_box(hot[i].as_bytes())).into();
-            black_box(floor.get(&d))
+            floor_lookup(black_box(&hot[i]))
         })
     });
     // The same floor hashing as `check` does (one block compressed directly, not through
@@ -80,56 +115,34 @@ fn bench(c: &mut Criterion) {
     g.bench_function("check_warm", |b| {
         b.iter(|| {
             i = (i + 1) % hot.len();
-            black_box(
-                gw.check(&Request::new(black_box(&hot[i]), model, ip))
-                    .is_ok(),
-            )
+            check_ok(black_box(&hot[i]))
         })
     });
     // What `check` adds over the floor, measured in pairs: batches of 1024 floor lookups and
-    // 1024 checks of the same hot keys alternate, so both see the same state of this shared
-    // machine; the time reported is the difference (check minus floor) per key.
+    // 1024 checks of the same hot keys alternate; the time reported is the difference (check
+    // minus floor) per key.
     g.bench_function("check_warm_over_floor_paired", |b| {
         b.iter_custom(|iters| {
-            let (mut floor_t, mut check_t, mut done) = (Duration::ZERO, Duration::ZERO, 0u64);
             let (mut jf, mut jc) = (0usize, 0usize);
-            while done < iters {
-                let n = (iters - done).min(1024);
-                let start = Instant::now();
-                for _ in 0..n {
-                    jf = (jf + 1) % hot.len();
-                    let d: [u8; 32] = Sha256::digest(black_box(hot[jf].as_bytes())).into();
-                    black_box(floor.get(&d));
-                }
-                floor_t += start.elapsed();
-                let start = Instant::now();
-                for _ in 0..n {
-                    jc = (jc + 1) % hot.len();
-                    black_box(
-                        gw.check(&Request::new(black_box(&hot[jc]), model, ip))
-                            .is_ok(),
-                    );
-                }
-                check_t += start.elapsed();
-                done += n;
-            }
-            check_t.saturating_sub(floor_t)
+            paired_difference(
+                iters,
+                1024,
+                |n| time_ops(&hot, &mut jf, n, floor_lookup),
+                |n| time_ops(&hot, &mut jc, n, check_ok),
+            )
         })
     });
     g.bench_function("floor_sha256_hashbrown_cold", |b| {
         b.iter_batched(
             || keys[next() as usize % keys.len()].clone(),
-            |k| {
-                let d: [u8; 32] = Sha256::digest(k.as_bytes()).into();
-                black_box(floor.get(&d).is_some())
-            },
+            |k| floor_lookup(&k),
             BatchSize::SmallInput,
         )
     });
     g.bench_function("check_cold", |b| {
         b.iter_batched(
             || keys[next() as usize % keys.len()].clone(),
-            |k| black_box(gw.check(&Request::new(&k, model, ip)).is_ok()),
+            |k| check_ok(&k),
             BatchSize::SmallInput,
         )
     });
@@ -167,12 +180,9 @@ fn bench(c: &mut Criterion) {
     // Grants are kept and dropped outside the timed section: dropping an unsettled grant
     // releases its budget reservations, which is `record_usage`'s work, not `check`'s.
     let batch = |keys: &[String], j: &mut usize, n: u64, grants: &mut Vec<_>| {
-        let start = Instant::now();
-        for _ in 0..n {
-            *j = (*j + 1) % keys.len();
-            grants.push(gw.check(&Request::new(black_box(&keys[*j]), model, ip)));
-        }
-        let t = start.elapsed();
+        let t = time_ops(keys, j, n, |k| {
+            grants.push(gw.check(&Request::new(k, model, ip)));
+        });
         grants.clear();
         t
     };
@@ -193,20 +203,18 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| timed_checks(limited, iters))
     });
     // What limits and budgets add, measured in pairs: every batch of 4096 checks of limited
-    // keys runs right after a batch of plain keys, so both see the same state of this shared
-    // machine; the time reported is the difference (limited minus plain) per check.
+    // keys runs right after a batch of plain keys; the time reported is the difference
+    // (limited minus plain) per check.
     g.bench_function("limits_and_budgets_added_paired", |b| {
         b.iter_custom(|iters| {
-            let (mut plain, mut with_limits, mut done) = (Duration::ZERO, Duration::ZERO, 0u64);
             let (mut jp, mut jl) = (0usize, 0usize);
-            let mut grants = Vec::with_capacity(4096);
-            while done < iters {
-                let n = (iters - done).min(4096);
-                plain += batch(&hot, &mut jp, n, &mut grants);
-                with_limits += batch(limited, &mut jl, n, &mut grants);
-                done += n;
-            }
-            with_limits.saturating_sub(plain)
+            let (mut gp, mut gl) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
+            paired_difference(
+                iters,
+                4096,
+                |n| batch(&hot, &mut jp, n, &mut gp),
+                |n| batch(limited, &mut jl, n, &mut gl),
+            )
         })
     });
     g.bench_function("record_usage", |b| {

@@ -13,8 +13,9 @@ use crate::store::tables::{KEY_DIGESTS, KEYS, ORGS};
 use crate::{Budget, Error, ImportKey, KeySpec, Period, SecretKey, Store, StoreBuilder, Usd};
 use redb::ReadableDatabase;
 
-/// The digest the gateway computes for a key (SHA-256; one directly compressed block for
-/// keys of up to 55 bytes), for references that should hash exactly as `check` does.
+/// The digest the gateway computes for a key (SHA-256; for a generated 55-byte key, one
+/// block laid out and compressed directly), for references that should hash exactly as
+/// `check` does.
 #[inline]
 pub fn key_digest(key: &str) -> [u8; 32] {
     crate::keys::digest(key)

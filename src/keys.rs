@@ -13,7 +13,6 @@
 //! scheme, so imported digests match).
 
 use rand::{RngCore, TryRngCore};
-use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use zeroize::Zeroizing;
@@ -237,10 +236,8 @@ pub fn digest(key: &str) -> KeyDigest {
     };
     let block = generated_key_block(k);
     let mut state = SHA256_INIT;
-    sha2::compress256(
-        &mut state,
-        std::slice::from_ref(GenericArray::from_slice(&block)),
-    );
+    // By reference: a copy of the block would be read back as narrower loads.
+    sha2::compress256(&mut state, std::slice::from_ref((&block).into()));
     let mut out = [0u8; 32];
     for (o, w) in out.chunks_exact_mut(4).zip(state) {
         o.copy_from_slice(&w.to_be_bytes());

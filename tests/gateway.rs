@@ -69,6 +69,8 @@ fn grant_carries_org_key_and_limits() {
     );
     assert_eq!(l.org_budget, Some(orgstore::Usd::parse("250").unwrap()));
     assert_eq!(l, f.store.gateway().lookup(&key).unwrap().limits);
+    // No requests-per-minute limit at either level: no rate-limit headers.
+    assert_eq!(g.rate_headers(), None);
 }
 
 #[test]

@@ -115,7 +115,8 @@ pub struct Grant<'g> {
     /// gateways hold thousands in flight, and a limited check touches more memory.
     flags: u8,
     org_flags: u8,
-    /// The tighter requests-per-minute state, valid when `org_flags` has `RATE`.
+    /// The tighter requests-per-minute state; `NO_RATE` (limit 0, which no limiter has)
+    /// when none applied.
     rate: RateState,
     key_budget: Option<Reservation>,
     org_budget: Option<Reservation>,
@@ -154,9 +155,10 @@ impl<'g> Grant<'g> {
     /// The effective limits.
     pub fn limits(&self) -> Limits {
         let on = |f: u8| self.org_flags & f != 0;
-        let org_budget = on(ORG_BUDGET)
-            .then(|| self.cell.budget(&self.org.budget))
-            .flatten()
+        let org_budget = self
+            .cell
+            .budget(&self.org.budget)
+            .filter(|_| on(ORG_BUDGET))
             .map(|b| b.config().limit_micros);
         Limits::from_parts(
             self.cell,
@@ -170,7 +172,7 @@ impl<'g> Grant<'g> {
 
     /// Rate-limit header values, when a requests-per-minute limit applies.
     pub fn rate_headers(&self) -> Option<RateHeaders> {
-        (self.org_flags & RATE != 0).then(|| RateHeaders {
+        (self.rate.limit != 0).then(|| RateHeaders {
             limit: self.rate.limit,
             remaining: self.rate.remaining,
             reset: Duration::from_nanos(self.rate.reset_after_nanos),
@@ -212,8 +214,7 @@ impl<'g> Grant<'g> {
             flags: entry.flags,
             org_flags: flag(org.rpm > 0, ORG_RPM)
                 | flag(org.tpm > 0, ORG_TPM)
-                | flag(org.budget.is_some(), ORG_BUDGET)
-                | flag(rate.is_some(), RATE),
+                | flag(org.budget.is_some(), ORG_BUDGET),
             rate: rate.unwrap_or(NO_RATE),
             key_budget,
             org_budget,
@@ -317,14 +318,13 @@ impl Drop for Grant<'_> {
     }
 }
 
-/// `Grant::org_flags` bits: the org's shared limits that applied at admission, and whether
-/// a requests-per-minute limit gave rate-limit header values.
+/// `Grant::org_flags` bits: the org's shared limits that applied at admission.
 const ORG_RPM: u8 = 1;
 const ORG_TPM: u8 = 2;
 const ORG_BUDGET: u8 = 4;
-const RATE: u8 = 8;
 
-/// The grant's rate state when no requests-per-minute limit applies (never read).
+/// The grant's rate state when no requests-per-minute limit applies: a limiter's limit is
+/// never 0, so `rate_headers` tells the two apart by it.
 const NO_RATE: RateState = RateState {
     limit: 0,
     remaining: 0,
