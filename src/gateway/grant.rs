@@ -56,7 +56,7 @@ impl Limits {
             key_tpm: rt.filter(|_| on(HAS_TPM)).map(|rt| rt.tpm.limit()),
             org_tpm: nz(org_tpm),
             key_budget: rt
-                .and_then(|rt| cell.budget(&rt.budget))
+                .and_then(|rt| cell.key_budget(rt))
                 .filter(|_| on(HAS_BUDGET))
                 .and_then(|b| usd(b.config().limit_micros)),
             org_budget: org_budget.and_then(usd),
@@ -156,8 +156,9 @@ impl<'g> Grant<'g> {
     pub fn limits(&self) -> Limits {
         let on = |f: u8| self.org_flags & f != 0;
         let org_budget = self
-            .cell
-            .budget(&self.org.budget)
+            .org
+            .budget
+            .get()
             .filter(|_| on(ORG_BUDGET))
             .map(|b| b.config().limit_micros);
         Limits::from_parts(
@@ -227,7 +228,9 @@ impl<'g> Grant<'g> {
         {
             return Ok(grant(None, None, None));
         }
-        let kr = cell.key_rt(entry.rt).ok_or(Denial::Unavailable)?;
+        let (kr, kb) = cell
+            .key_rt_and_budget(entry.rt)
+            .ok_or(Denial::Unavailable)?;
         let mut rate = None;
         if entry.has(HAS_RPM) {
             let s = kr
@@ -255,18 +258,18 @@ impl<'g> Grant<'g> {
                 .peek_allows(now.get().nanos)
                 .map_err(|r| limited(Scope::Org, true, r.after_nanos))?;
         }
-        let key_budget = match entry.budget(kr, cell) {
+        let key_budget = match kb.filter(|_| entry.has(HAS_BUDGET)) {
             Some(b) => Some(
                 b.reserve(now.get().micros, estimate)
                     .map_err(|e| over(Scope::Key, e))?,
             ),
             _ => None,
         };
-        let org_budget = match (org.budget, cell.budget(&org.runtime.budget)) {
+        let org_budget = match (org.budget, org.runtime.budget.get()) {
             (Some(_), Some(b)) => match b.reserve(now.get().micros, estimate) {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    if let (Some(r), Some(kb)) = (key_budget, cell.budget(&kr.budget)) {
+                    if let (Some(r), Some(kb)) = (key_budget, kb) {
                         kb.settle(&r, 0);
                     }
                     return Err(over(Scope::Org, e));
@@ -297,11 +300,11 @@ impl<'g> Grant<'g> {
     fn settle_budgets(&self, cost: i64) {
         if let (Some(r), Some(b)) = (
             &self.key_budget,
-            self.runtime().and_then(|k| self.cell.budget(&k.budget)),
+            self.runtime().and_then(|k| self.cell.key_budget(k)),
         ) {
             b.settle(r, cost);
         }
-        if let (Some(r), Some(b)) = (&self.org_budget, self.cell.budget(&self.org.budget)) {
+        if let (Some(r), Some(b)) = (&self.org_budget, self.org.budget.get()) {
             b.settle(r, cost);
         }
     }

@@ -10,7 +10,7 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::entry::{HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyRules, REVOKED, flag};
 use super::{
-    BudgetSlot, KeyEntry, OrgRuntime, OrgView, PublishState, Shard, Snapshot, SnapshotCell,
+    BudgetHome, KeyEntry, OrgRuntime, OrgView, PublishState, Shard, Snapshot, SnapshotCell,
     shard_count_for, shard_of,
 };
 use crate::config::OrgConfig;
@@ -253,7 +253,8 @@ impl SnapshotCell {
                 warn_threshold_ppm: warn,
             };
             let scope = org_scope(&org.id);
-            self.configure_budget(&runtime.budget, &runtime.unflushed, bc, now, r, &scope)?;
+            let home = BudgetHome::Inline(&runtime.budget);
+            self.configure_budget(home, &runtime.unflushed, bc, now, r, &scope)?;
         }
         Ok(OrgView {
             status: org.status,
@@ -302,7 +303,10 @@ impl SnapshotCell {
                 warn_threshold_ppm: org.warn_ppm,
             };
             let scope = key_scope(&key.id);
-            self.configure_budget(&runtime.budget, &runtime.unflushed, bc, now, r, &scope)?;
+            let home = self
+                .key_budget_home(runtime)
+                .ok_or_else(|| Error::corrupt("key", "key runtime missing"))?;
+            self.configure_budget(home, &runtime.unflushed, bc, now, r, &scope)?;
         }
         let models = (!key.models.is_empty())
             .then(|| self.models.intern_all(&key.models).unwrap_or_default());
@@ -373,14 +377,14 @@ impl SnapshotCell {
     /// fresh.
     fn configure_budget(
         &self,
-        slot: &BudgetSlot,
+        home: BudgetHome<'_>,
         unflushed: &std::sync::atomic::AtomicI64,
         cfg: BudgetConfig,
         now: i64,
         r: &impl Lookup,
         scope: &str,
     ) -> Result<(), Error> {
-        if let Some(counter) = self.budget(slot) {
+        if let Some(counter) = home.get(self) {
             if counter.config() != cfg {
                 counter.set_config(now, cfg);
             }
@@ -390,7 +394,7 @@ impl SnapshotCell {
         let counter = BudgetCounter::new(cfg, now);
         let pending = unflushed.load(Ordering::Acquire);
         counter.restore(now, window_start, stored.saturating_add(pending));
-        // Only writers publish, under the writer lock, so the slot is still empty here.
-        self.set_budget(slot, counter)
+        // Only writers publish, under the writer lock, so the home is still empty here.
+        home.install(self, counter)
     }
 }

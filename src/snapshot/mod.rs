@@ -15,8 +15,8 @@ mod models;
 mod table;
 
 pub(crate) use entry::{
-    BudgetSlot, Dirty, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime, MEMO_SLOTS,
-    OrgRuntime, OrgView, REVOKED, SpendScope, add_spend, flag,
+    BudgetHome, BudgetSlot, Dirty, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime,
+    MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, SpendScope, add_spend, flag,
 };
 pub(crate) use models::{MAX_REQUEST_MODELS, ModelIds, ModelMap};
 pub(crate) use table::Shard;
@@ -31,6 +31,7 @@ use crate::error::Error;
 use crate::keys::KeyDigest;
 use crate::model::{KeyId, OrgId};
 use crate::policy::Policies;
+use entry::{InlineBudget, LimitedRuntime};
 
 /// Fewest shards; a rebuild uses more for large stores (see [`shard_count_for`]).
 pub(crate) const MIN_SHARDS: usize = 512;
@@ -149,11 +150,13 @@ pub(crate) struct SnapshotCell {
     /// append-only, so references stay valid for the cell's life.
     key_rts: boxcar::Vec<KeyRuntime>,
     /// Runtimes of keys that had limits or a budget when first seen, by `KeyEntry::rt`
-    /// with the `LIMITED` bit set. A check of such a key reads its runtime every time;
-    /// keeping those few runtimes together keeps them on few pages (measured at 1M keys:
-    /// scattered among all runtimes, each limited check paid a TLB miss for its runtime).
-    limited_rts: boxcar::Vec<KeyRuntime>,
-    /// Every budget counter, of keys and orgs, by `BudgetSlot` index.
+    /// with the `LIMITED` bit set, with their budget counters inline. A check of such a
+    /// key reads its runtime every time; keeping those few runtimes together keeps them on
+    /// few pages (measured at 1M keys: scattered among all runtimes, each limited check
+    /// paid a TLB miss for its runtime).
+    limited_rts: boxcar::Vec<LimitedRuntime>,
+    /// Budget counters of keys in the plain arena that were given a budget later, by
+    /// `BudgetSlot` index. Orgs and limited keys keep theirs inline.
     budgets: boxcar::Vec<crate::limits::BudgetCounter>,
     /// Every org runtime, by `KeyEntry::org_ix`.
     pub(crate) org_rts: boxcar::Vec<Arc<OrgRuntime>>,
@@ -187,18 +190,55 @@ impl SnapshotCell {
         if ix & LIMITED == 0 {
             self.key_rts.get(ix as usize)
         } else {
-            self.limited_rts.get((ix & !LIMITED) as usize)
+            self.limited_rts
+                .get((ix & !LIMITED) as usize)
+                .map(|l| &l.rt)
         }
     }
 
-    /// The budget counter a slot points at.
+    /// A key's runtime and its budget counter, when it has one (whether the key's
+    /// current version has a budget is the entry's `HAS_BUDGET`).
     #[inline]
-    pub fn budget(&self, slot: &BudgetSlot) -> Option<&crate::limits::BudgetCounter> {
+    pub fn key_rt_and_budget(
+        &self,
+        ix: u32,
+    ) -> Option<(&KeyRuntime, Option<&crate::limits::BudgetCounter>)> {
+        if ix & LIMITED == 0 {
+            let rt = self.key_rts.get(ix as usize)?;
+            Some((rt, self.arena_budget(&rt.budget)))
+        } else {
+            let l = self.limited_rts.get((ix & !LIMITED) as usize)?;
+            Some((&l.rt, l.budget.get()))
+        }
+    }
+
+    /// A key's budget counter, when it has one.
+    #[inline]
+    pub fn key_budget<'a>(
+        &'a self,
+        rt: &'a KeyRuntime,
+    ) -> Option<&'a crate::limits::BudgetCounter> {
+        self.key_budget_home(rt)?.get(self)
+    }
+
+    /// Where a key's budget counter lives: inline for a limited key, else in the arena.
+    pub fn key_budget_home<'a>(&'a self, rt: &'a KeyRuntime) -> Option<BudgetHome<'a>> {
+        if rt.ix & LIMITED == 0 {
+            Some(BudgetHome::Arena(&rt.budget))
+        } else {
+            let l = self.limited_rts.get((rt.ix & !LIMITED) as usize)?;
+            Some(BudgetHome::Inline(&l.budget))
+        }
+    }
+
+    /// The arena counter a slot points at.
+    #[inline]
+    pub(crate) fn arena_budget(&self, slot: &BudgetSlot) -> Option<&crate::limits::BudgetCounter> {
         self.budgets.get(slot.index()? as usize)
     }
 
     /// Adds a budget counter to the arena and points `slot` at it.
-    pub fn set_budget(
+    pub(crate) fn set_arena_budget(
         &self,
         slot: &BudgetSlot,
         counter: crate::limits::BudgetCounter,
@@ -219,12 +259,18 @@ impl SnapshotCell {
     /// Creates a key's runtime, among the limited keys' when `limited`, and returns its
     /// index for `KeyEntry::rt`.
     pub fn push_key_rt(&self, limited: bool, id: KeyId, org_ix: u32) -> Result<u32, Error> {
-        let (arena, tag) = if limited {
-            (&self.limited_rts, LIMITED)
+        let (ix, tag) = if limited {
+            let ix = self.limited_rts.push_with(|ix| LimitedRuntime {
+                rt: KeyRuntime::new(ix as u32 | LIMITED, id, org_ix),
+                budget: InlineBudget::new(),
+            });
+            (ix, LIMITED)
         } else {
-            (&self.key_rts, 0)
+            let ix = self
+                .key_rts
+                .push_with(|ix| KeyRuntime::new(ix as u32, id, org_ix));
+            (ix, 0)
         };
-        let ix = arena.push_with(|ix| KeyRuntime::new(ix as u32 | tag, id, org_ix));
         match u32::try_from(ix) {
             Ok(ix) if ix < LIMITED => Ok(ix | tag),
             _ => Err(Error::corrupt(
@@ -264,10 +310,11 @@ impl SnapshotCell {
         let snap = self.current.load();
         let mut bytes: usize = snap.shards.iter().map(|s| s.heap_bytes() + 48).sum();
         // Arena entries carry a flag word next to the value.
-        let runtimes = self.key_rts.count() + self.limited_rts.count();
-        bytes += runtimes * (std::mem::size_of::<KeyRuntime>() + 8);
+        bytes += self.key_rts.count() * (std::mem::size_of::<KeyRuntime>() + 8);
+        bytes += self.limited_rts.count() * (std::mem::size_of::<LimitedRuntime>() + 8);
         bytes += self.budgets.count() * (std::mem::size_of::<crate::limits::BudgetCounter>() + 8);
-        for (_, k) in self.key_rts.iter().chain(self.limited_rts.iter()) {
+        let limited = self.limited_rts.iter().map(|(_, l)| &l.rt);
+        for k in self.key_rts.iter().map(|(_, k)| k).chain(limited) {
             if let Some(r) = &*k.rules.load() {
                 bytes += std::mem::size_of_val(&**r) + 16 + ALLOC;
                 bytes += r.models.as_ref().map_or(0, |m| m.len() * 4 + ALLOC);

@@ -116,7 +116,7 @@ impl super::Orgs<'_> {
             if let Some(v) = view {
                 rep.budget = v
                     .budget
-                    .and(store.inner.snapshot.budget(&v.runtime.budget))
+                    .and(v.runtime.budget.get())
                     .map(|b| status(b, now.micros));
                 rep.rpm = (v.rpm > 0).then(|| rate(&v.runtime.rpm, now.nanos));
                 rep.tpm = (v.tpm > 0).then(|| rate(&v.runtime.tpm, now.nanos));
