@@ -309,3 +309,87 @@ fn dropped_grant_releases_its_reservation() {
             .is_ok()
     );
 }
+
+/// Budgets live in different places depending on when a scope got one (inline in a limited
+/// key's runtime, in an arena for a key given its first budget later, inline in the org's
+/// runtime); wherever it lives, changing the limit keeps the period's spend.
+#[test]
+fn changing_a_budget_keeps_the_spend_of_the_period() {
+    let store = Store::open_temporary().unwrap();
+    let org = org_with(&store, r#"{"budgets":{"limit":10,"period":"monthly"}}"#);
+    let budget = |limit: &str| Budget::new(usd(limit), Period::Monthly);
+    let from_start = store
+        .keys()
+        .create(&op(), &org, KeySpec::new("a").budget(budget("1")))
+        .unwrap();
+    let later = store.keys().create(&op(), &org, KeySpec::new("b")).unwrap();
+    // Key b was published without limits (a plain runtime); its budget comes afterwards.
+    let gw = store.gateway();
+    assert!(
+        gw.check(&Request::new(later.key.expose(), "m", ip()))
+            .is_ok()
+    );
+    let b = KeySpec::new("b").budget(budget("1"));
+    store.keys().update(&op(), &later.info.id, b).unwrap();
+    for (name, created) in [("a", &from_start), ("b", &later)] {
+        let key = created.key.expose();
+        let check =
+            |estimate: &str| gw.check(&Request::new(key, "m", ip()).estimate(usd(estimate)));
+        let g = check("0.6").unwrap();
+        gw.record_usage(&g, Usage::new(1, 1, usd("0.6")));
+        assert!(check("0.5").is_err(), "{name}: 0.6 + 0.5 is over 1");
+        let raised = KeySpec::new(name).budget(budget("2"));
+        store
+            .keys()
+            .update(&op(), &created.info.id, raised)
+            .unwrap();
+        let u = store.keys().usage(&op(), &created.info.id).unwrap();
+        assert_eq!(u.budget.unwrap().spent, usd("0.6"), "{name}");
+        assert!(check("1.5").is_err(), "{name}: 0.6 + 1.5 is over 2");
+        assert!(check("1.3").is_ok(), "{name}: 0.6 + 1.3 fits in 2");
+        let lowered = KeySpec::new(name).budget(budget("0.5"));
+        store
+            .keys()
+            .update(&op(), &created.info.id, lowered)
+            .unwrap();
+        let d = check("0.01").unwrap_err();
+        assert!(
+            matches!(
+                d,
+                Denial::BudgetExceeded {
+                    scope: Scope::Key,
+                    ..
+                }
+            ),
+            "{name}: {d:?}"
+        );
+    }
+    // The org's counter saw both keys' spend, and keeps it when its limit changes.
+    let spent = |store: &Store| {
+        store
+            .orgs()
+            .usage(&op(), &org)
+            .unwrap()
+            .budget
+            .unwrap()
+            .spent
+    };
+    assert_eq!(spent(&store), usd("1.2"));
+    let cfg = r#"{"budgets":{"limit":1.25,"period":"monthly"}}"#;
+    store.org_configs().update(&op(), &org, cfg).unwrap();
+    assert_eq!(spent(&store), usd("1.2"));
+    let other = store.keys().create(&op(), &org, KeySpec::new("c")).unwrap();
+    let req = Request::new(other.key.expose(), "m", ip());
+    let d = gw.check(&req.estimate(usd("0.1"))).unwrap_err();
+    assert!(
+        matches!(
+            d,
+            Denial::BudgetExceeded {
+                scope: Scope::Org,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert!(gw.check(&req.estimate(usd("0.05"))).is_ok());
+}
