@@ -190,10 +190,14 @@ impl SnapshotCell {
         if ix & LIMITED == 0 {
             self.key_rts.get(ix as usize)
         } else {
-            self.limited_rts
-                .get((ix & !LIMITED) as usize)
-                .map(|l| &l.rt)
+            self.limited(ix).map(|l| &l.rt)
         }
+    }
+
+    /// A limited key's runtime with its inline budget counter, by its tagged index.
+    #[inline]
+    fn limited(&self, ix: u32) -> Option<&LimitedRuntime> {
+        self.limited_rts.get((ix & !LIMITED) as usize)
     }
 
     /// A key's runtime and its budget counter, when it has one (whether the key's
@@ -207,7 +211,7 @@ impl SnapshotCell {
             let rt = self.key_rts.get(ix as usize)?;
             Some((rt, self.arena_budget(&rt.budget)))
         } else {
-            let l = self.limited_rts.get((ix & !LIMITED) as usize)?;
+            let l = self.limited(ix)?;
             Some((&l.rt, l.budget.get()))
         }
     }
@@ -226,8 +230,7 @@ impl SnapshotCell {
         if rt.ix & LIMITED == 0 {
             Some(BudgetHome::Arena(&rt.budget))
         } else {
-            let l = self.limited_rts.get((rt.ix & !LIMITED) as usize)?;
-            Some(BudgetHome::Inline(&l.budget))
+            Some(BudgetHome::Inline(&self.limited(rt.ix)?.budget))
         }
     }
 
