@@ -329,8 +329,11 @@ fn changing_a_budget_keeps_the_spend_of_the_period() {
         gw.check(&Request::new(later.key.expose(), "m", ip()))
             .is_ok()
     );
-    let b = KeySpec::new("b").budget(budget("1"));
-    store.keys().update(&op(), &later.info.id, b).unwrap();
+    let set_budget = |name: &str, id: &KeyId, limit: &str| {
+        let spec = KeySpec::new(name).budget(budget(limit));
+        store.keys().update(&op(), id, spec).unwrap();
+    };
+    set_budget("b", &later.info.id, "1");
     for (name, created) in [("a", &from_start), ("b", &later)] {
         let key = created.key.expose();
         let check =
@@ -338,20 +341,12 @@ fn changing_a_budget_keeps_the_spend_of_the_period() {
         let g = check("0.6").unwrap();
         gw.record_usage(&g, Usage::new(1, 1, usd("0.6")));
         assert!(check("0.5").is_err(), "{name}: 0.6 + 0.5 is over 1");
-        let raised = KeySpec::new(name).budget(budget("2"));
-        store
-            .keys()
-            .update(&op(), &created.info.id, raised)
-            .unwrap();
+        set_budget(name, &created.info.id, "2");
         let u = store.keys().usage(&op(), &created.info.id).unwrap();
         assert_eq!(u.budget.unwrap().spent, usd("0.6"), "{name}");
         assert!(check("1.5").is_err(), "{name}: 0.6 + 1.5 is over 2");
         assert!(check("1.3").is_ok(), "{name}: 0.6 + 1.3 fits in 2");
-        let lowered = KeySpec::new(name).budget(budget("0.5"));
-        store
-            .keys()
-            .update(&op(), &created.info.id, lowered)
-            .unwrap();
+        set_budget(name, &created.info.id, "0.5");
         let d = check("0.01").unwrap_err();
         assert!(
             matches!(
