@@ -298,10 +298,9 @@ impl<'g> Grant<'g> {
     }
 
     fn settle_budgets(&self, cost: i64) {
-        if let (Some(r), Some(b)) = (
-            &self.key_budget,
-            self.runtime().and_then(|k| self.cell.key_budget(k)),
-        ) {
+        if let (Some(r), Some((_, Some(b)))) =
+            (&self.key_budget, self.cell.key_rt_and_budget(self.key))
+        {
             b.settle(r, cost);
         }
         if let (Some(r), Some(b)) = (&self.org_budget, self.org.budget.get()) {
