@@ -1,4 +1,4 @@
-//! The bodies of the fuzz targets in `fuzz/`, shared with `tests/fuzz_corpus.rs`, which
+//! The bodies of the fuzz targets in `fuzz/`, shared with `tests/it/fuzz_corpus.rs`, which
 //! replays the checked-in corpus on stable Rust. Not part of the stable API.
 //!
 //! Each function takes the fuzzer's bytes and returns `Err` with a description when an

@@ -3,7 +3,6 @@
 //! hold of) never reads or changes anything of org B. Every attempt on B is denied or not
 //! found; B's records, config, keys, members and applied audit entries are unchanged, and its
 //! keys answer the gateway as before. A's own results follow the role matrix of issue 3.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,8 +1,6 @@
 //! When `revoke`, `rotate`, a config update or an org deletion returns, every later check on
 //! every thread sees it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use orgstore::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,8 +1,5 @@
 //! Bad input: for each row of the table in `docs/hostile-input.md`, a clear error that names
 //! the field, nothing changed in the store, and no panic.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -851,7 +848,7 @@ fn damaged_or_lost_store_key_file() {
                 r#"{"providers":{"openai":{"api_key":"sk-new-0123456789abcdef"}}}"#,
             )
             .unwrap();
-        let revealed = common::revealed(&store, &acme, None);
+        let revealed = crate::common::revealed(&store, &acme, None);
         assert_eq!(
             revealed["providers"]["openai"]["api_key"],
             "sk-new-0123456789abcdef"
@@ -860,7 +857,7 @@ fn damaged_or_lost_store_key_file() {
     // The original key file, restored, reads the old version again (but not the new one).
     std::fs::write(&key_file, &saved).unwrap();
     let store = Store::open(&path).unwrap();
-    let v2 = common::revealed(&store, &acme, Some(2));
+    let v2 = crate::common::revealed(&store, &acme, Some(2));
     assert_eq!(
         v2["providers"]["openai"]["api_key"],
         "sk-lost-0123456789abcdef"

@@ -2,7 +2,6 @@
 //! orgs, flush spend and reload policies): no torn reads (every grant names the key and org
 //! of the secret that was checked), no stale grant once a revoke or rotation has returned,
 //! and no deadlock (a watchdog aborts the process if the run does not finish in time).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

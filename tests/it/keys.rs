@@ -1,12 +1,9 @@
 //! Virtual keys: shown once, never stored, checksummed, random ids, import all or nothing,
 //! rotate, revoke, spec validation, and tenancy that metadata cannot move.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::collections::HashSet;
 
-use common::*;
+use crate::common::*;
 use orgstore::{
     Budget, ErrorKind, ImportKey, KEY_LEN, KEY_PREFIX, KeyFormatError, KeyInfo, KeySource, KeySpec,
     KeyStatus, Period, Timestamp, Usd, check_key_format, display_prefix,

@@ -1,10 +1,7 @@
 //! Members: one person in many orgs, emails compared case-insensitively, roles, and the
 //! last Owner rule with a correct owner count.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use orgstore::{Email, ErrorKind, Member, OrgId, Role, Store};
 
 fn roles(store: &Store, org: &OrgId) -> Vec<(String, Role)> {

@@ -1,5 +1,4 @@
 //! Loading: strict validation of the default set, operator directories, bad files.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
 

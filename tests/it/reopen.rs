@@ -1,13 +1,10 @@
 //! A file store keeps everything across close and reopen; new files are private; a file
 //! open elsewhere or full of garbage gives a clear error instead of a panic.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use orgstore::{
     AuditEntry, ConfigVersion, Error, ErrorKind, ImportKey, KeyInfo, KeySpec, Member, Org, OrgId,
     Role, Store,

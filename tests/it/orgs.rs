@@ -1,9 +1,6 @@
 //! Orgs: create, get, list, delete, suspend, resume; id rules; ids are never reused.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use orgstore::{Actor, ErrorKind, OrgId, OrgStatus, Role, Store};
 
 #[test]
@@ -28,7 +25,7 @@ fn create_get_and_list() {
     let alpha = create_org(&store, "alpha", "a@alpha.io");
     assert_eq!(store.orgs().get(&OP, &org("beta")).unwrap(), created);
 
-    let ids: Vec<OrgId> = common::org_ids(&store);
+    let ids: Vec<OrgId> = crate::common::org_ids(&store);
     assert_eq!(ids, [alpha.clone(), org("beta")]);
 
     // The owner is a member with the Owner role; the config starts empty at version 1.
@@ -149,7 +146,7 @@ fn deleted_org_disappears_and_its_id_is_never_reused() {
     let err = f.store.orgs().get(&OP, &f.org).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.message().contains("deleted"), "{err}");
-    let ids: Vec<OrgId> = common::org_ids(&f.store);
+    let ids: Vec<OrgId> = crate::common::org_ids(&f.store);
     assert_eq!(ids, [other]);
 
     // Not even the same owner may take the id again, and a second delete is NotFound.

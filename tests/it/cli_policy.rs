@@ -1,7 +1,6 @@
 //! The role matrix through the `orgstore` binary: representative commands run with `--as` by
 //! an Owner, Admin, Member, Viewer and a non-member, escalation cases, and the `policy`
 //! commands (`validate`, `explain`, `entities`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

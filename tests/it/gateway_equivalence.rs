@@ -3,8 +3,6 @@
 //! what the native checks plus a fresh Cedar `is_authorized` (built here from the policy
 //! files, independently of the library's policy module) give.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityUid, PolicySet, Request as CedarRequest,
     RestrictedExpression,
@@ -331,8 +329,8 @@ fn net(s: &str) -> IpNet {
 fn fresh_cedar(org: &OrgId, key: &KeyId, model: &str, operator: &str) -> bool {
     let text = format!(
         "{}\n{}\n{}",
-        include_str!("../policies/roles.cedar"),
-        include_str!("../policies/gateway.cedar"),
+        include_str!("../../policies/roles.cedar"),
+        include_str!("../../policies/gateway.cedar"),
         operator
     );
     let policies = PolicySet::from_str(&text).unwrap();

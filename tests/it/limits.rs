@@ -1,7 +1,5 @@
 //! Rate limits and budgets: exact under concurrency, aligned to UTC periods, persistent.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use orgstore::*;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,7 +4,6 @@
 //!
 //! `cargo test --test fuzz_corpus -- --ignored write_seed_corpus` rewrites the hand-made
 //! seeds (files named `seed-*`); files found by fuzzing are kept as they are.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};

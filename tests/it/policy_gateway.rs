@@ -1,5 +1,4 @@
 //! Gateway decisions: base permit, guard rails, operator forbids, arbitrary model names.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use orgstore::{GatewayContext, Policies};
 use orgstore::{KeyId, OrgId};

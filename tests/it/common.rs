@@ -1,7 +1,7 @@
 //! Shared set-up for the integration tests: parsing shorthands, a store with one org, and
 //! file stores in temporary directories.
 //!
-//! Every test binary includes this module and uses a different subset of it.
+//! Every test module uses a different subset of it.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -4,9 +4,6 @@
 //! the file and checks that every acknowledged write is there, that nothing is half-applied
 //! (every index agrees with the records, config versions are contiguous, owner counts match)
 //! and that the gateway snapshot agrees with the records. Repeated 120 times on one file.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -60,7 +57,7 @@ fn crash_child() {
     };
     ack(&["open"]);
     let gw = store.gateway();
-    let mut orgs: Vec<OrgId> = common::org_ids(&store);
+    let mut orgs: Vec<OrgId> = crate::common::org_ids(&store);
     // Keys of this run with their secrets (for usage).
     let mut mine: Vec<(KeyId, String)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -241,7 +238,12 @@ enum Kill {
 /// Runs one child, kills it with SIGKILL as `kill` says, returns its complete output lines.
 fn run_child(path: &Path, run: u64, kill: Kill) -> Vec<String> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash::crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, path)
         .env(RUN_ENV, run.to_string())
         .stdout(Stdio::piped())
@@ -320,7 +322,7 @@ fn verify(path: &Path, acked: &Acked, runs: u64) {
             "{org}: acknowledged version {last} lost"
         );
         for (&v, &seq) in versions {
-            let c = common::revealed(&store, &org, Some(v));
+            let c = crate::common::revealed(&store, &org, Some(v));
             assert_eq!(c["routing"]["seq"], seq, "{org} v{v}");
             assert_eq!(
                 c["providers"]["openai"]["api_key"],

@@ -3,8 +3,6 @@
 //! gateway snapshot intact. `cargo test --test compat -- --ignored` rewrites the fixture;
 //! do that only when adding a new format (and keep the old fixture for the migration test).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use orgstore::*;
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,5 @@
 //! The role matrix, through the public API: every role x every action x (own org, another
 //! org), escalation cases, and the example operator policy.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use orgstore::{Actor, Email, KeyId, OrgId, Role};
 use orgstore::{AdminAction, AdminRequest, Policies, Target};

@@ -1,7 +1,5 @@
 //! Gateway hot path behaviour through the public API.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use orgstore::*;
 use std::net::IpAddr;
 

@@ -1,6 +1,5 @@
 //! The `orgstore` binary end to end: every command through `std::process::Command` on a
 //! store file in a temporary directory.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,10 +1,7 @@
 //! Org config: merge patches (RFC 7396), documented and upstream spellings, validation,
 //! the size limit, history, diff, rollback, secret masking and exact money.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use orgstore::{ConfigChange, ErrorKind, MAX_CONFIG_BYTES, OrgConfig, Period};
 use serde_json::{Value, json};
 

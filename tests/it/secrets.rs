@@ -1,9 +1,6 @@
 //! No full key and no provider secret ever appears in `Display`, `Debug`, errors, the audit
 //! log, CLI output (except `key create`/`key rotate` once and `config get --reveal`) or the
 //! store file, which holds provider secrets only encrypted under the sidecar key file.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -242,7 +239,7 @@ fn the_store_file_never_holds_a_key_or_a_provider_secret() {
         let (acme, k) = populate(&store);
         keys = k;
         // Reading everything back (reveal included) writes nothing in clear either.
-        let revealed = common::revealed(&store, &acme, Some(2));
+        let revealed = crate::common::revealed(&store, &acme, Some(2));
         assert_eq!(revealed["providers"]["openai"]["api_key"], PROVIDER_SECRET);
         assert_eq!(
             revealed["providers"]["bedrock"]["pin_password"],
@@ -285,7 +282,7 @@ fn the_store_file_never_holds_a_key_or_a_provider_secret() {
     // Reopened, everything decrypts again: the key file is what makes the secrets readable.
     let store = Store::open(&path).unwrap();
     let acme = org("acme");
-    let v = common::revealed(&store, &acme, None);
+    let v = crate::common::revealed(&store, &acme, None);
     assert_eq!(
         v["providers"]["bedrock"]["credentials"]["aws_secret_access_key"],
         AWS_SECRET

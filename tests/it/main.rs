@@ -1,0 +1,25 @@
+//! The integration tests, one binary (Cedar is linked once): a module per concern.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod cli_policy;
+mod common;
+mod compat;
+mod concurrency;
+mod config;
+mod crash;
+mod fuzz_corpus;
+mod gateway;
+mod gateway_equivalence;
+mod gateway_threads;
+mod hostile_input;
+mod isolation;
+mod keys;
+mod limits;
+mod members;
+mod orgs;
+mod policy_gateway;
+mod policy_load;
+mod policy_matrix;
+mod reopen;
+mod secrets;
