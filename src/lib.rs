@@ -28,8 +28,8 @@ pub use keys::{
     display_prefix, key_from_headers,
 };
 pub use model::{
-    Actor, Budget, Email, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus, Member, Org, OrgId,
-    OrgStatus, Period, Role, Timestamp, Usd,
+    Actor, Budget, Email, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus, MAX_MODEL_NAME_BYTES,
+    Member, Org, OrgId, OrgStatus, Period, Role, Timestamp, Usd,
 };
 pub use policy::{
     AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, Policies, Target,

@@ -80,8 +80,20 @@ impl OrgConfig {
         Self::from_value(parse_json(text)?)
     }
 
-    /// Validates a whole config; aliases are rewritten to their canonical names.
-    pub fn from_value(mut v: Value) -> Result<Self, Error> {
+    /// Validates a whole config; aliases are rewritten to their canonical names and model
+    /// names are stored trimmed.
+    pub fn from_value(v: Value) -> Result<Self, Error> {
+        Self::build(v, false)
+    }
+
+    /// Reads a stored config version. Model names that an older build accepted but the
+    /// model name rule refuses (control or invisible characters) are left out of the
+    /// allow-list, which can only narrow it; the next update must fix them.
+    pub(crate) fn from_stored(v: Value) -> Result<Self, Error> {
+        Self::build(v, true)
+    }
+
+    fn build(mut v: Value, stored: bool) -> Result<Self, Error> {
         canonicalize(&mut v)?;
         let obj = v.as_object().ok_or_else(|| {
             Error::invalid(
@@ -106,8 +118,17 @@ impl OrgConfig {
             Some(s) => IpAcl::parse(s)?,
             None => IpAcl::default(),
         };
-        let allowed_models = obj.get("allowed_models").map(parse_models).transpose()?;
+        let allowed_models = obj
+            .get("allowed_models")
+            .map(|m| parse_models(m, stored))
+            .transpose()?;
         let mut json = v;
+        if let Some(list) = &allowed_models
+            && !stored
+            && let Some(slot) = json.get_mut("allowed_models")
+        {
+            *slot = Value::from(list.clone());
+        }
         if let Some(b) = &budgets
             && let Some(o) = json.get_mut("budgets").and_then(Value::as_object_mut)
         {
@@ -220,21 +241,21 @@ fn parse_json(text: &str) -> Result<Value, Error> {
     })
 }
 
-fn parse_models(v: &Value) -> Result<Vec<String>, Error> {
+fn parse_models(v: &Value, stored: bool) -> Result<Vec<String>, Error> {
     let fix = "must be a list of model names such as [\"gpt-4o-mini\"]; omit it to allow all";
     let items = v
         .as_array()
         .ok_or_else(|| Error::invalid("config.allowed_models", fix))?;
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match item.as_str() {
-            Some(s) if !s.trim().is_empty() && s.len() <= 256 => out.push(s.to_owned()),
-            _ => {
-                return Err(Error::invalid(
-                    format!("config.allowed_models[{i}]"),
-                    "must be a non-empty model name of at most 256 characters",
-                ));
-            }
+        let field = || format!("config.allowed_models[{i}]");
+        let Some(s) = item.as_str() else {
+            return Err(Error::invalid(field(), "must be a model name (a string)"));
+        };
+        match crate::model::validate_model_name(field(), s) {
+            Ok(name) => out.push(name.to_owned()),
+            Err(_) if stored => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(out)

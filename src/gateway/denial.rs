@@ -49,6 +49,9 @@ pub enum Denial {
     OrgSuspended,
     /// The key's org was deleted.
     OrgDeleted,
+    /// The model name is empty or longer than [`crate::MAX_MODEL_NAME_BYTES`] bytes (a bad
+    /// request: no allow-list can hold it).
+    InvalidModel,
     /// The model is outside the org's or the key's allow-list.
     ModelNotAllowed,
     /// The client address is denied by the org's or the key's IP rules.
@@ -92,6 +95,7 @@ impl Denial {
             Denial::Expired => "expired",
             Denial::OrgSuspended => "org_suspended",
             Denial::OrgDeleted => "org_deleted",
+            Denial::InvalidModel => "invalid_model",
             Denial::ModelNotAllowed => "model_not_allowed",
             Denial::IpNotAllowed => "ip_not_allowed",
             Denial::PolicyDenied { .. } => "policy_denied",
@@ -105,6 +109,7 @@ impl Denial {
     pub fn http_status(&self) -> u16 {
         match self {
             Denial::MalformedKey(_) | Denial::UnknownKey | Denial::Revoked | Denial::Expired => 401,
+            Denial::InvalidModel => 400,
             Denial::RateLimited { .. } | Denial::BudgetExceeded { .. } => 429,
             Denial::Unavailable => 503,
             _ => 403,
@@ -123,6 +128,11 @@ impl fmt::Display for Denial {
             Denial::Expired => f.write_str("key expired: create a new key"),
             Denial::OrgSuspended => f.write_str("org suspended: ask an org owner"),
             Denial::OrgDeleted => f.write_str("org deleted"),
+            Denial::InvalidModel => write!(
+                f,
+                "invalid model name: give the model's name, 1 to {} bytes",
+                crate::MAX_MODEL_NAME_BYTES
+            ),
             Denial::ModelNotAllowed => f.write_str("model not allowed for this key or org"),
             Denial::IpNotAllowed => f.write_str("client address not allowed for this key or org"),
             Denial::PolicyDenied { policies } if policies.is_empty() => {

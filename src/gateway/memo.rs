@@ -13,6 +13,9 @@
 //! Every publication gets a fresh epoch, and republishing an org re-resolves all its keys,
 //! so the tag changes whenever the key, its org or the policy set changes: a stale decision
 //! can never match. A slot is one atomic word, so readers never see half of one.
+//!
+//! A model name without an id (no allow-list and no policy mentions it) is memoized under
+//! `UNMENTIONED`: policies cannot tell such names apart, so one word answers for all.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,7 +23,7 @@ use std::sync::atomic::Ordering;
 use super::denial::Denial;
 use crate::policy::GatewayContext;
 use crate::snapshot::{
-    KeyEntry, KeyRuntime, MEMO_SLOTS, NO_REASON, OrgView, Snapshot, SnapshotCell,
+    KeyEntry, KeyRuntime, MEMO_SLOTS, NO_REASON, OrgView, Snapshot, SnapshotCell, UNMENTIONED,
 };
 
 const VALID: u64 = 1 << 63;
@@ -37,7 +40,8 @@ fn pack(tag: u32, model: u32, allowed: bool, reason: u8) -> u64 {
         | u64::from(tag)
 }
 
-/// The gateway decision for this key and model, memoized when the model has an id.
+/// The gateway decision for this key and model, memoized by the model's id, or for a name
+/// without one under `UNMENTIONED` (unless the policies' names could not all be interned).
 #[inline]
 pub(super) fn decide(
     cell: &SnapshotCell,
@@ -50,6 +54,7 @@ pub(super) fn decide(
     let tag = entry.epoch.max(snap.policy_epoch);
     // The runtime is read only when the inline word does not answer allowed.
     let runtime = || cell.key_rt(entry.rt).ok_or(Denial::Unavailable);
+    let model_id = model_id.or(snap.policies.memo_unmentioned.then_some(UNMENTIONED));
     if let Some(mid) = model_id {
         let want = pack(tag, mid, false, 0) & QUESTION;
         let w = entry.memo.load(Ordering::Relaxed);

@@ -15,9 +15,7 @@ use std::sync::Arc;
 
 use crate::keys::{check_key_shape, digest, verify_checksum};
 use crate::model::{KeyId, OrgId, OrgStatus, Timestamp, Usd};
-use crate::snapshot::{
-    HAS_RULES, KeyEntry, MAX_REQUEST_MODELS, OrgView, REVOKED, Snapshot, SnapshotCell,
-};
+use crate::snapshot::{HAS_RULES, KeyEntry, OrgView, REVOKED, Snapshot, SnapshotCell};
 use clock::{Clock, LazyNow};
 
 /// Default cost reserved against budgets per request when the caller gives no estimate:
@@ -80,6 +78,13 @@ pub struct ResolvedKey {
 /// The gateway handle: cheap to clone, `Send + Sync`. Get one with
 /// [`crate::Store::gateway`].
 ///
+/// A handle may outlive its [`crate::Store`]: once the last `Store` handle is dropped,
+/// every check answers [`Denial::Unavailable`] (the file may change under a store opened
+/// later), while [`Gateway::record_usage`] still accounts the grants in flight. The store
+/// file stays open until the last handle of either kind is dropped, and the spend is
+/// written to it then (and by the background flush meanwhile), so none is lost; opening
+/// the file again before that fails with `Busy`.
+///
 /// ```
 /// use orgstore::{Actor, Email, KeySpec, OrgId, Request, Store};
 /// let store = Store::open_temporary()?;
@@ -99,8 +104,11 @@ pub struct Gateway {
     cell: Arc<SnapshotCell>,
     clock: Clock,
     default_estimate: Usd,
-    /// Set in lossless spend mode: the store to flush after each usage.
-    sync_flush: Option<std::sync::Weak<crate::store::Inner>>,
+    /// The store's file and writer: kept open while a handle lives, so spend recorded
+    /// after the `Store` is dropped still reaches the file.
+    store: Arc<crate::store::Inner>,
+    /// Lossless spend mode: flush after each usage.
+    lossless: bool,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -114,13 +122,15 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     pub(crate) fn new(
         cell: Arc<SnapshotCell>,
-        sync_flush: Option<std::sync::Weak<crate::store::Inner>>,
+        store: Arc<crate::store::Inner>,
+        lossless: bool,
     ) -> Self {
         Self {
             cell,
             clock: Clock::new(),
             default_estimate: DEFAULT_ESTIMATE,
-            sync_flush,
+            store,
+            lossless,
         }
     }
 
@@ -164,21 +174,14 @@ impl Gateway {
     /// limits, the cost settles the budget reservations made by `check`.
     ///
     /// Spend reaches the store file in the background flush (or at once in lossless mode,
-    /// see [`crate::StoreBuilder::lossless_spend`]).
+    /// see [`crate::StoreBuilder::lossless_spend`]), also after the [`crate::Store`] was
+    /// dropped: this handle keeps the file open, and the last handle flushes when dropped.
     pub fn record_usage(&self, grant: &Grant<'_>, usage: Usage) {
         grant.settle(usage, self.clock.now());
-        if let Some(inner) = self.sync_flush.as_ref().and_then(std::sync::Weak::upgrade) {
+        if self.lossless {
             // The spend stays queued in memory when the write fails; the next flush retries.
-            let _ = crate::store::spend::flush(&inner);
+            let _ = crate::store::spend::flush(&self.store);
         }
-    }
-
-    /// Interns a model name seen for the first time and lets the snapshot's map learn it.
-    #[cold]
-    fn first_sight(&self, model: &str) -> Option<u32> {
-        let id = self.cell.models.intern(model, MAX_REQUEST_MODELS);
-        self.cell.publish_models();
-        id
     }
 
     /// Number of keys in the published snapshot.
@@ -239,17 +242,18 @@ impl Gateway {
         if !ip_ok {
             return Err(Denial::IpNotAllowed);
         }
-        let model_id = match snap.models.get(req.model) {
-            Some(&id) => Some(id),
-            None => self.cell.models.get(req.model),
-        };
+        if !crate::model::model_name_fits(req.model) {
+            return Err(Denial::InvalidModel);
+        }
+        // A name no allow-list or policy mentions has no id: it is in no list, and the memo
+        // decides it under one shared word. Nothing is interned or published here.
+        let model_id = snap.models.get(req.model).copied();
         let in_list = |list: Option<&[u32]>| {
             list.is_none_or(|l| model_id.is_some_and(|id| l.binary_search(&id).is_ok()))
         };
         if !in_list(org.models.as_deref()) || !in_list(rules.and_then(|r| r.models.as_deref())) {
             return Err(Denial::ModelNotAllowed);
         }
-        let model_id = model_id.or_else(|| self.first_sight(req.model));
         memo::decide(&self.cell, &snap, entry, org, model_id, req.model)?;
         let estimate = req.estimated_cost.unwrap_or(self.default_estimate);
         Grant::admit(&self.cell, entry, org, estimate.micros(), now)

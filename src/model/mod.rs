@@ -3,6 +3,7 @@
 mod ids;
 mod key;
 mod member;
+mod model_name;
 mod money;
 mod org;
 mod role;
@@ -12,6 +13,8 @@ pub(crate) use ids::is_bidi_control;
 pub use ids::{Email, KeyId, OrgId};
 pub use key::{Budget, KeyInfo, KeySource, KeySpec, KeyStatus};
 pub use member::Member;
+pub use model_name::MAX_MODEL_NAME_BYTES;
+pub(crate) use model_name::{model_name_fits, validate_model_name};
 pub use money::{Period, Usd};
 pub use org::{Org, OrgStatus};
 pub use role::{Actor, Role};

@@ -71,6 +71,9 @@ impl Types {
     pub(super) fn model(&self, name: &str) -> EntityUid {
         Self::uid(&self.model, name)
     }
+    pub(super) fn is_model(&self, uid: &EntityUid) -> bool {
+        uid.type_name() == &self.model
+    }
     pub(super) fn action(&self, name: &str) -> EntityUid {
         Self::uid(&self.action, name)
     }

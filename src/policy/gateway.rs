@@ -45,6 +45,24 @@ impl Policies {
         self.gateway_decide(org, key, model, ctx)
     }
 
+    /// Every model name the gateway policies name (`Model::"gpt-4o"` in a scope or a
+    /// condition of a policy that can apply to `invoke`), sorted. A `Model` has no
+    /// attributes or parents, so a policy can only tell models apart by naming them: all
+    /// other names get the same decision for a given key.
+    pub(crate) fn invoke_model_names(&self) -> Vec<String> {
+        let c = &*self.inner;
+        let mut out: Vec<String> = c
+            .policies_for(INVOKE)
+            .policies()
+            .flat_map(|p| p.entity_literals())
+            .filter(|u| c.types.is_model(u))
+            .map(|u| u.id().unescaped().to_owned())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     fn gateway_outcome(
         &self,
         org: &OrgId,

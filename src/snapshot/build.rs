@@ -94,14 +94,16 @@ impl SnapshotCell {
             .zip(high)
             .map(|(a, b)| Shard::build(a.len() + b.len(), a.into_iter().chain(b)))
             .collect();
-        self.current.store(Arc::new(Snapshot {
+        self.install(Snapshot {
             shards,
             orgs: orgs.into(),
             policy_epoch: old.policy_epoch,
             policies: old.policies.clone(),
             models: self.model_map(&old),
-        }));
-        self.stale.store(false, Ordering::Release);
+        });
+        if !self.is_closed() {
+            self.stale.store(false, Ordering::Release);
+        }
         Ok(())
     }
 
@@ -187,13 +189,13 @@ impl SnapshotCell {
                 .collect();
             *shard = Shard::build(next.len(), next);
         }
-        self.current.store(Arc::new(Snapshot {
+        self.install(Snapshot {
             shards: shards.into_boxed_slice(),
             orgs: orgs.into(),
             policy_epoch: old.policy_epoch,
             policies: old.policies.clone(),
             models: self.model_map(&old),
-        }));
+        });
         Ok(())
     }
 

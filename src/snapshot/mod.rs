@@ -18,14 +18,14 @@ pub(crate) use entry::{
     BudgetHome, BudgetSlot, Dirty, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime,
     MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, SpendScope, add_spend, flag,
 };
-pub(crate) use models::{MAX_REQUEST_MODELS, ModelIds, ModelMap};
+pub(crate) use models::{ModelIds, ModelMap, UNMENTIONED};
 pub(crate) use table::Shard;
 
 use arc_swap::ArcSwap;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::error::Error;
 use crate::keys::KeyDigest;
@@ -57,7 +57,8 @@ pub(crate) struct Snapshot {
     /// Epoch at which the current policy set was published (memo tag).
     pub policy_epoch: u32,
     pub policies: Arc<GatewayPolicies>,
-    /// Model names interned when this snapshot was published.
+    /// Model names interned when this snapshot was published (every name an org or key
+    /// allow-list or a gateway policy mentions).
     pub models: Arc<ModelMap>,
 }
 
@@ -90,43 +91,56 @@ pub(crate) fn shard_of(d: &KeyDigest, count: usize) -> usize {
 /// decisions point into.
 pub(crate) struct GatewayPolicies {
     pub policies: Arc<Policies>,
-    reasons: RwLock<Vec<Arc<[String]>>>,
+    /// Append-only, so checks read a memoized reason without a lock.
+    reasons: boxcar::Vec<Arc<[String]>>,
+    /// Serializes additions to `reasons`.
+    adding: Mutex<()>,
+    /// Whether every model name these policies mention is interned, so that names
+    /// without an id may share the `UNMENTIONED` memo word (false only when the interner
+    /// is full: such checks are then evaluated every time, still exactly).
+    pub memo_unmentioned: bool,
 }
-
-/// Names interned from requests reach the snapshot's plain map until this many names exist;
-/// later ones are looked up in the concurrent interner (a few nanoseconds more).
-const MAX_REPUBLISHED_MODELS: usize = 4096;
 
 /// Memo reason index meaning "too many distinct reasons; evaluate again for the reason".
 pub(crate) const NO_REASON: u8 = u8::MAX;
 
 impl GatewayPolicies {
-    pub fn new(policies: Arc<Policies>) -> Self {
+    /// The set as the gateway uses it; the model names its policies mention are interned
+    /// into `models`.
+    pub fn new(policies: Arc<Policies>, models: &ModelIds) -> Self {
+        let memo_unmentioned = models.intern_all(&policies.invoke_model_names()).is_some();
         Self {
             policies,
-            reasons: RwLock::new(Vec::new()),
+            reasons: boxcar::Vec::new(),
+            adding: Mutex::new(()),
+            memo_unmentioned,
         }
     }
 
-    /// The reason list stored at `ix`.
+    /// The reason list stored at `ix`. Lock-free.
     pub fn reason(&self, ix: u8) -> Option<Arc<[String]>> {
-        self.reasons.read().get(usize::from(ix)).cloned()
+        self.reasons.get(usize::from(ix)).cloned()
     }
 
     /// Stores a reason list, returning its index (or `NO_REASON` when full).
     pub fn reason_index(&self, ids: &[String]) -> u8 {
-        if let Some(i) = self.reasons.read().iter().position(|r| &r[..] == ids) {
-            return i as u8;
+        let find = || {
+            self.reasons
+                .iter()
+                .find(|(_, r)| &r[..] == ids)
+                .and_then(|(i, _)| u8::try_from(i).ok())
+        };
+        if let Some(i) = find() {
+            return i;
         }
-        let mut w = self.reasons.write();
-        if let Some(i) = w.iter().position(|r| &r[..] == ids) {
-            return i as u8;
+        let _adding = self.adding.lock();
+        if let Some(i) = find() {
+            return i;
         }
-        if w.len() >= usize::from(NO_REASON) {
+        if self.reasons.count() >= usize::from(NO_REASON) {
             return NO_REASON;
         }
-        w.push(ids.into());
-        (w.len() - 1) as u8
+        u8::try_from(self.reasons.push(ids.into())).unwrap_or(NO_REASON)
     }
 }
 
@@ -143,7 +157,13 @@ pub(crate) struct SnapshotCell {
     pub models: ModelIds,
     state: Mutex<PublishState>,
     /// Set when a commit could not be published: checks fail closed until a rebuild works.
+    /// Also set for good when the store is closed (see [`SnapshotCell::close`]).
     pub stale: AtomicBool,
+    /// Set when the last handle of the store is dropped: nothing can publish any more.
+    closed: AtomicBool,
+    /// How many snapshots were published (observability for tests: a request must never
+    /// cause one).
+    publications: AtomicU64,
     /// Scopes with spend waiting for the flusher.
     spend_dirty: Mutex<Vec<Dirty>>,
     /// Every runtime ever created for a key without limits, by `KeyEntry::rt`;
@@ -164,18 +184,22 @@ pub(crate) struct SnapshotCell {
 
 impl SnapshotCell {
     pub fn new(policies: Arc<Policies>) -> Self {
+        let models = ModelIds::new();
+        let policies = Arc::new(GatewayPolicies::new(policies, &models));
         let empty = Snapshot {
             shards: (0..MIN_SHARDS).map(|_| Shard::default()).collect(),
             orgs: Arc::from(Vec::new()),
             policy_epoch: 0,
-            policies: Arc::new(GatewayPolicies::new(policies)),
-            models: Arc::new(ModelMap::default()),
+            policies,
+            models: models.map_after(&Arc::new(ModelMap::default())),
         };
         Self {
             current: ArcSwap::from_pointee(empty),
-            models: ModelIds::new(),
+            models,
             state: Mutex::new(PublishState::default()),
             stale: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            publications: AtomicU64::new(0),
             spend_dirty: Mutex::new(Vec::new()),
             key_rts: boxcar::Vec::new(),
             limited_rts: boxcar::Vec::new(),
@@ -341,41 +365,51 @@ impl SnapshotCell {
         let mut st = self.state.lock();
         st.epoch = st.epoch.wrapping_add(1);
         let old = self.current.load_full();
-        self.current.store(Arc::new(Snapshot {
+        let policies = Arc::new(GatewayPolicies::new(policies, &self.models));
+        self.install(Snapshot {
             shards: old.shards.clone(),
             orgs: old.orgs.clone(),
             policy_epoch: st.epoch,
-            policies: Arc::new(GatewayPolicies::new(policies)),
+            policies,
             models: self.model_map(&old),
-        }));
+        });
     }
 
     /// The model map for a new snapshot: the previous one unless names were interned since.
     pub(crate) fn model_map(&self, old: &Snapshot) -> Arc<ModelMap> {
-        if old.models.len() == self.models.len() {
-            old.models.clone()
-        } else {
-            Arc::new(self.models.to_map())
-        }
+        self.models.map_after(&old.models)
     }
 
-    /// Republishes the snapshot so that names first seen in requests reach the plain map,
-    /// for the first `MAX_REPUBLISHED_MODELS` such names. Skipped when a writer is
-    /// publishing (its snapshot carries the names anyway).
-    pub fn publish_models(&self) {
-        if self.models.len() > MAX_REPUBLISHED_MODELS {
-            return;
-        }
-        let Some(_st) = self.state.try_lock() else {
-            return;
-        };
+    /// Makes `snap` the published snapshot.
+    pub(crate) fn install(&self, snap: Snapshot) {
+        self.current.store(Arc::new(snap));
+        self.publications.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many snapshots were published since the cell was created.
+    pub fn publications(&self) -> u64 {
+        self.publications.load(Ordering::Relaxed)
+    }
+
+    /// Whether the store was closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Called when the last handle of the store is dropped: from now on every check fails
+    /// closed (`unavailable`), since the file may change under a store opened later, and
+    /// the keys' table is released (runtimes stay: grants in flight still settle).
+    pub fn close(&self) {
+        let _st = self.state.lock();
+        self.closed.store(true, Ordering::Release);
+        self.stale.store(true, Ordering::Release);
         let old = self.current.load_full();
-        self.current.store(Arc::new(Snapshot {
-            shards: old.shards.clone(),
-            orgs: old.orgs.clone(),
+        self.install(Snapshot {
+            shards: Box::new([]),
+            orgs: Arc::from(Vec::new()),
             policy_epoch: old.policy_epoch,
             policies: old.policies.clone(),
-            models: self.model_map(&old),
-        }));
+            models: Arc::new(ModelMap::default()),
+        });
     }
 }

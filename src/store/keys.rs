@@ -345,13 +345,7 @@ pub(crate) fn validate_spec(mut spec: KeySpec, now: Timestamp) -> Result<KeySpec
         return Err(Error::invalid("allowed_models", "give at most 1000 models"));
     }
     for (i, m) in spec.allowed_models.iter_mut().enumerate() {
-        *m = m.trim().to_owned();
-        if m.is_empty() || m.len() > 256 || m.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                format!("allowed_models[{i}]"),
-                "give a model name of 1 to 256 characters",
-            ));
-        }
+        *m = crate::model::validate_model_name(format!("allowed_models[{i}]"), m)?.to_owned();
     }
     let nets = parse_nets("allowed_ips", &spec.allowed_ips)?;
     spec.allowed_ips = nets.iter().map(ToString::to_string).collect();

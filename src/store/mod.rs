@@ -49,8 +49,23 @@ use tx::{Changes, Lookup, ReadTx, WriteTx};
 /// ```
 #[derive(Clone)]
 pub struct Store {
+    /// Dropped with the last `Store` handle: closes the gateway (see [`Open`]).
+    _open: Arc<Open>,
     inner: Arc<Inner>,
     gateway: crate::gateway::Gateway,
+}
+
+/// Shared by the handles of one store. When the last is dropped, gateway handles that
+/// outlive it fail closed and the spend so far is flushed; `Inner` (the file) lives on
+/// while a gateway handle does, so their later spend is flushed when the last one goes.
+struct Open(Arc<Inner>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.snapshot.close();
+        // An error cannot be reported here; the spend stays queued for the next flush.
+        let _ = spend::flush(&self.0);
+    }
 }
 
 pub(crate) struct Inner {
@@ -104,7 +119,8 @@ pub(crate) fn contain_damage<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Last chance to make the gateway's spend durable; an error cannot be reported here.
+        // Dropped with the last store or gateway handle: the last chance to make the
+        // gateway's spend durable; an error cannot be reported here.
         let _ = spend::flush(self);
     }
 }
@@ -201,9 +217,13 @@ impl Store {
             durability,
             sealer,
         });
-        let sync = spend_sync.then(|| Arc::downgrade(&inner));
-        let gateway = crate::gateway::Gateway::new(inner.snapshot.clone(), sync);
-        Self { inner, gateway }
+        let gateway =
+            crate::gateway::Gateway::new(inner.snapshot.clone(), inner.clone(), spend_sync);
+        Self {
+            _open: Arc::new(Open(inner.clone())),
+            inner,
+            gateway,
+        }
     }
 
     /// Starts the background spend flusher; it stops when the store is dropped.
@@ -291,6 +311,19 @@ impl Store {
     /// The redb database (benchmarks' naive reference path).
     pub(crate) fn raw_db(&self) -> &redb::Database {
         &self.inner.db
+    }
+
+    /// How many distinct model names the gateway has interned (those of org and key
+    /// allow-lists and gateway policies; never names seen only in requests).
+    #[doc(hidden)]
+    pub fn interned_model_names(&self) -> usize {
+        self.inner.snapshot.models.len()
+    }
+
+    /// How many gateway snapshots were published since the store was opened.
+    #[doc(hidden)]
+    pub fn snapshot_publications(&self) -> u64 {
+        self.inner.snapshot.publications()
     }
 
     /// Heap bytes the gateway snapshot holds for keys.
