@@ -54,7 +54,7 @@ pub(super) fn decide(
     let tag = entry.epoch.max(snap.policy_epoch);
     // The runtime is read only when the inline word does not answer allowed.
     let runtime = || cell.key_rt(entry.rt).ok_or(Denial::Unavailable);
-    let model_id = model_id.or(snap.policies.memo_unmentioned.then_some(UNMENTIONED));
+    let model_id = model_id.or_else(|| snap.policies.memo_unmentioned.then_some(UNMENTIONED));
     if let Some(mid) = model_id {
         let want = pack(tag, mid, false, 0) & QUESTION;
         let w = entry.memo.load(Ordering::Relaxed);

@@ -171,7 +171,8 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
             ErrorKind::Busy,
             "db",
             format!(
-                "`{p}` is already open (by another process, or by another Store in this process); \
+                "`{p}` is already open (by another process, or by another Store in this process or a Gateway \
+                 handle still held from one); \
                  close that one first or use another --db"
             ),
         ),

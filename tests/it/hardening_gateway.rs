@@ -363,6 +363,7 @@ fn a_gateway_that_outlives_its_store_fails_closed() {
         panic!("the file must still be held by the gateway");
     };
     assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
+    assert!(err.to_string().contains("Gateway handle"), "{err}");
     drop(gw);
     let again = open_file_fast(dir.path());
     assert!(
