@@ -4,6 +4,7 @@
 mod diff;
 mod fields;
 pub(crate) mod ip;
+mod json;
 mod mask;
 mod sections;
 
@@ -81,7 +82,17 @@ impl OrgConfig {
     }
 
     /// Validates a whole config; aliases are rewritten to their canonical names.
-    pub fn from_value(mut v: Value) -> Result<Self, Error> {
+    pub fn from_value(v: Value) -> Result<Self, Error> {
+        Self::build(v, ip::Rules::New)
+    }
+
+    /// Reads a stored config version: validated when it was written, so rules that earlier
+    /// versions accepted keep the meaning they had (an IPv4-mapped range shorter than /96).
+    pub(crate) fn from_stored(v: Value) -> Result<Self, Error> {
+        Self::build(v, ip::Rules::Stored)
+    }
+
+    fn build(mut v: Value, ip_rules: ip::Rules) -> Result<Self, Error> {
         canonicalize(&mut v)?;
         let obj = v.as_object().ok_or_else(|| {
             Error::invalid(
@@ -103,7 +114,7 @@ impl OrgConfig {
         };
         let budgets = obj.get("budgets").map(BudgetPolicy::parse).transpose()?;
         let ip_acl = match obj.get("ip_acl") {
-            Some(s) => IpAcl::parse(s)?,
+            Some(s) => IpAcl::parse(s, ip_rules)?,
             None => IpAcl::default(),
         };
         let allowed_models = obj.get("allowed_models").map(parse_models).transpose()?;
@@ -212,12 +223,7 @@ fn parse_json(text: &str) -> Result<Value, Error> {
     if text.len() > MAX_CONFIG_BYTES {
         return Err(too_large());
     }
-    serde_json::from_str(text).map_err(|e| {
-        Error::invalid(
-            "config",
-            format!("is not valid JSON ({e}); check quoting and nesting (at most 128 levels)"),
-        )
-    })
+    json::parse_strict("config", text)
 }
 
 fn parse_models(v: &Value) -> Result<Vec<String>, Error> {

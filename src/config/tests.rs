@@ -45,7 +45,10 @@ fn money_is_exact() {
     assert_eq!(c.budgets().unwrap().limit.unwrap().micros(), 100_000);
     let c = OrgConfig::parse(r#"{"budgets":{"limit":1e3}}"#).unwrap();
     assert_eq!(c.budgets().unwrap().limit.unwrap().micros(), 1_000_000_000);
-    for bad in ["-1", "1e40", "0.0000001", "\"100\""] {
+    // Money may be a string holding a number (exact whatever the reader).
+    let c = OrgConfig::parse(r#"{"budgets":{"limit":"12.50"}}"#).unwrap();
+    assert_eq!(c.budgets().unwrap().limit.unwrap().micros(), 12_500_000);
+    for bad in ["-1", "1e40", "0.0000001", "\"12,5\"", "true"] {
         let e = OrgConfig::parse(&format!(r#"{{"budgets":{{"limit":{bad}}}}}"#)).unwrap_err();
         assert_eq!(e.field(), "config.budgets.limit", "{bad}");
     }

@@ -218,7 +218,7 @@ impl Sealer {
             serde_json::from_str(&rec.json).map_err(|e| Error::corrupt("config version", e))?;
         let mut unreadable = Vec::new();
         self.open_in_place(&mut v, &mut String::new(), &mut unreadable);
-        let config = OrgConfig::from_value(v).map_err(|e| Error::corrupt("config version", e))?;
+        let config = OrgConfig::from_stored(v).map_err(|e| Error::corrupt("config version", e))?;
         Ok(Opened { config, unreadable })
     }
 
