@@ -61,16 +61,13 @@ impl<'a> Fields<'a> {
     }
 
     /// A decimal under the rule for money: a JSON number or a string holding one
-    /// (`12.5`, `"12.50"`, `1e3`), read exactly (see [`Usd::parse`]).
-    pub fn money(&self, name: &str) -> Result<Option<Result<Usd, Error>>, Error> {
-        match self.obj.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => Ok(Some(Usd::from_json(n))),
-            Some(Value::String(s)) => Ok(Some(Usd::parse(s))),
-            Some(_) => Err(Error::invalid(
-                self.field(name),
-                "must be a number such as 12.5 or a string such as \"12.50\"",
-            )),
+    /// (`12.5`, `"12.50"`, `1e3`), read exactly (see [`Usd::parse`]). The inner error (any
+    /// other value included) is for the caller to word for its field.
+    pub fn money(&self, name: &str) -> Option<Result<Usd, Error>> {
+        match self.obj.get(name)? {
+            Value::Number(n) => Some(Usd::from_json(n)),
+            Value::String(s) => Some(Usd::parse(s)),
+            _ => Some(Err(self.err(name, "must be a number or a string"))),
         }
     }
 

@@ -84,7 +84,7 @@ impl BudgetPolicy {
     pub(super) fn parse(v: &Value) -> Result<Self, Error> {
         let f = Fields::new("config.budgets", v, BUDGET_FIELDS)?;
         let limit = f
-            .money("limit")?
+            .money("limit")
             .map(|r| {
                 r.map_err(|_| {
                     f.err(
@@ -101,7 +101,7 @@ impl BudgetPolicy {
                 .parse::<Period>()
                 .map_err(|_| f.err("period", "use one of daily, weekly, monthly, total"))?,
         };
-        let warn = match f.money("warn_threshold")? {
+        let warn = match f.money("warn_threshold") {
             None => 800_000,
             Some(n) => {
                 let micros = n.map(Usd::micros).unwrap_or(-1);
