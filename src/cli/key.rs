@@ -469,7 +469,7 @@ impl ImportLine {
                 whole(&n.to_string()).filter(|v| *v <= max).ok_or_else(|| {
                     CliError::invalid(
                         &at(field),
-                        &format!(
+                        format!(
                             "give a whole number from 1 to {max} (1000, 1e3 and 1000.0 all mean 1000)"
                         ),
                     )
