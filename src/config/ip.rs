@@ -140,6 +140,28 @@ mod tests {
     }
 
     #[test]
+    fn mapped_rules_are_their_ipv4_rules() {
+        for (mapped, v4) in [
+            ("::ffff:10.0.0.1", "10.0.0.1/32"),
+            ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
+            ("::ffff:10.9.8.7/112", "10.9.0.0/16"),
+            ("::ffff:0:0/96", "0.0.0.0/0"),
+        ] {
+            let got = parse_net("x", mapped, Rules::New).unwrap();
+            assert_eq!(got, v4.parse::<IpNet>().unwrap(), "{mapped}");
+        }
+        let e = parse_net("x", "::ffff:10.0.0.0/95", Rules::New).unwrap_err();
+        assert!(e.message().contains("/96"), "{e}");
+        let legacy = parse_net("x", "::ffff:10.0.0.0/95", Rules::Stored).unwrap();
+        assert_eq!(legacy, "::fffe:0:0/95".parse::<IpNet>().unwrap());
+        // Plain IPv6 stays IPv6.
+        assert_eq!(
+            parse_net("x", "2001:db8::1/64", Rules::New).unwrap(),
+            "2001:db8::/64".parse::<IpNet>().unwrap()
+        );
+    }
+
+    #[test]
     fn bad_entries_are_named() {
         let e = parse_nets("ip_acl.allow", &["10.0.0.0/8", "10.0.0.300"]).unwrap_err();
         assert_eq!(e.field(), "ip_acl.allow[1]");

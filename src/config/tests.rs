@@ -103,3 +103,16 @@ fn diff_masks_secrets() {
     assert!(!s.contains("aaaaaaaa") && !s.contains("bbbbbbbb"), "{s}");
     assert!(s.contains("1111") && s.contains("2222"));
 }
+
+#[test]
+fn stored_versions_keep_mapped_ranges_new_input_refuses() {
+    let v = serde_json::json!({"ip_acl": {"deny": ["::ffff:10.0.0.0/80", "::ffff:10.0.0.0/104"]}});
+    let e = OrgConfig::from_value(v.clone()).unwrap_err();
+    assert_eq!(e.field(), "config.ip_acl.deny[0]");
+    // A version an earlier build stored opens, with the meaning it had then (`::/80`).
+    let c = OrgConfig::from_stored(v).unwrap();
+    assert!(!c.ip_acl().allows("10.1.2.3".parse().unwrap()));
+    assert!(!c.ip_acl().allows("::ffff:10.1.2.3".parse().unwrap()));
+    assert!(!c.ip_acl().allows("::1".parse().unwrap()));
+    assert!(c.ip_acl().allows("11.0.0.1".parse().unwrap()));
+}
