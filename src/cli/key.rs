@@ -43,11 +43,11 @@ impl From<PeriodArg> for Period {
 pub(crate) struct KeyOpts {
     /// Requests per minute for this key (the org's limits apply too); a whole number in any
     /// JSON spelling (1000, 1e3, 1000.0).
-    #[arg(long, value_name = "N", value_parser = whole_arg::<u32>)]
+    #[arg(long, value_name = "N", value_parser = rpm_arg)]
     rpm: Option<u32>,
     /// Tokens per minute for this key (the org's limits apply too); a whole number in any
     /// JSON spelling.
-    #[arg(long, value_name = "N", value_parser = whole_arg::<u64>)]
+    #[arg(long, value_name = "N", value_parser = tpm_arg)]
     tpm: Option<u64>,
     /// Models the key may call, comma-separated (default: all the org allows).
     #[arg(long, value_name = "A,B", value_delimiter = ',')]
@@ -395,25 +395,20 @@ fn unique_labels<'de, D: serde::Deserializer<'de>>(
     d.deserialize_map(Labels)
 }
 
-/// The integer rule of config fields, for flags: a JSON number whose value is whole.
-fn whole_arg<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
-    whole(text.trim())
-        .and_then(|n| T::try_from(n).ok())
-        .ok_or_else(|| {
-            format!(
-                "give a whole number from 1 to {} (1000, 1e3 and 1000.0 all mean 1000)",
-                whole_max::<T>()
-            )
-        })
+/// `--rpm`: the integer rule of config fields (a JSON number whose value is whole).
+fn rpm_arg(text: &str) -> Result<u32, String> {
+    whole_arg(text, u64::from(u32::MAX)).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-fn whole_max<T: TryFrom<u64>>() -> u64 {
-    // The largest u64 that converts: u32::MAX for u32, u64::MAX for u64.
-    if T::try_from(u64::from(u32::MAX) + 1).is_ok() {
-        u64::MAX
-    } else {
-        u64::from(u32::MAX)
-    }
+/// `--tpm`: the integer rule of config fields.
+fn tpm_arg(text: &str) -> Result<u64, String> {
+    whole_arg(text, u64::MAX)
+}
+
+fn whole_arg(text: &str, max: u64) -> Result<u64, String> {
+    whole(text.trim()).filter(|n| *n <= max).ok_or_else(|| {
+        format!("give a whole number from 1 to {max} (1000, 1e3 and 1000.0 all mean 1000)")
+    })
 }
 
 /// The exact whole value of text in JSON number syntax (`1000`, `1e3`, `1000.0`), or `None`
