@@ -41,11 +41,13 @@ impl From<PeriodArg> for Period {
 /// A key's settings. Each one narrows what the org allows; none can widen it.
 #[derive(Args)]
 pub(crate) struct KeyOpts {
-    /// Requests per minute for this key (the org's limits apply too).
-    #[arg(long, value_name = "N")]
+    /// Requests per minute for this key (the org's limits apply too); a whole number in any
+    /// JSON spelling (1000, 1e3, 1000.0).
+    #[arg(long, value_name = "N", value_parser = rpm_arg)]
     rpm: Option<u32>,
-    /// Tokens per minute for this key (the org's limits apply too).
-    #[arg(long, value_name = "N")]
+    /// Tokens per minute for this key (the org's limits apply too); a whole number in any
+    /// JSON spelling.
+    #[arg(long, value_name = "N", value_parser = tpm_arg)]
     tpm: Option<u64>,
     /// Models the key may call, comma-separated (default: all the org allows).
     #[arg(long, value_name = "A,B", value_delimiter = ',')]
@@ -62,10 +64,11 @@ pub(crate) struct KeyOpts {
     /// Allow and flag at the budget instead of denying.
     #[arg(long, requires = "budget")]
     soft: bool,
-    /// When the key stops working (RFC 3339, e.g. 2026-12-31T23:59:59Z).
+    /// When the key stops working (RFC 3339, e.g. 2026-12-31T23:59:59Z; at most
+    /// 9999-12-30T22:00:00Z).
     #[arg(long, value_name = "RFC3339")]
     expires: Option<String>,
-    /// A free-form label (repeatable); never used for tenancy or permissions.
+    /// A free-form label (repeatable, each key once); never used for tenancy or permissions.
     #[arg(long = "meta", value_name = "K=V")]
     meta: Vec<String>,
 }
@@ -93,7 +96,16 @@ impl KeyOpts {
                     format!("`{kv}` is not K=V; write e.g. --meta team=ml"),
                 )
             })?;
-            spec.metadata.insert(k.trim().to_owned(), v.to_owned());
+            let k = k.trim();
+            if spec.metadata.insert(k.to_owned(), v.to_owned()).is_some() {
+                return Err(CliError::invalid(
+                    "--meta",
+                    format!(
+                        "`{}` is given twice; give each label once",
+                        k.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
         }
         Ok(spec)
     }
@@ -331,10 +343,11 @@ fn show(out: &mut Out, k: &KeyInfo) {
 struct ImportLine {
     sha256: String,
     name: String,
+    /// A whole number in any JSON spelling, as in the config.
     #[serde(default, alias = "rpm")]
-    rate_limit_rpm: Option<u32>,
+    rate_limit_rpm: Option<serde_json::Number>,
     #[serde(default, alias = "tpm")]
-    rate_limit_tpm: Option<u64>,
+    rate_limit_tpm: Option<serde_json::Number>,
     #[serde(default, alias = "models")]
     allowed_models: Vec<String>,
     #[serde(default, alias = "ips")]
@@ -348,16 +361,120 @@ struct ImportLine {
     hard: Option<bool>,
     #[serde(default, alias = "expires")]
     expires_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_labels")]
     metadata: BTreeMap<String, String>,
+}
+
+/// Metadata labels, refusing a label given twice (serde would keep the last one).
+fn unique_labels<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Labels;
+    impl<'de> serde::de::Visitor<'de> for Labels {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of string labels")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!(
+                        "metadata label `{}` is given twice; give each label once",
+                        k.chars().take(64).collect::<String>()
+                    )));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Labels)
+}
+
+/// `--rpm`: the integer rule of config fields (a JSON number whose value is whole).
+fn rpm_arg(text: &str) -> Result<u32, String> {
+    whole_arg(text, u64::from(u32::MAX)).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// `--tpm`: the integer rule of config fields.
+fn tpm_arg(text: &str) -> Result<u64, String> {
+    whole_arg(text, u64::MAX)
+}
+
+fn whole_arg(text: &str, max: u64) -> Result<u64, String> {
+    whole(text.trim()).filter(|n| *n <= max).ok_or_else(|| {
+        format!("give a whole number from 1 to {max} (1000, 1e3 and 1000.0 all mean 1000)")
+    })
+}
+
+/// The exact whole value of text in JSON number syntax (`1000`, `1e3`, `1000.0`), or `None`
+/// for a fraction, a negative number or a value above `u64::MAX`. The library's config
+/// fields follow the same rule.
+fn whole(text: &str) -> Option<u64> {
+    let (neg, t) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exp) = match t.find(['e', 'E']) {
+        Some(i) => (t.get(..i)?, t.get(i + 1..)?),
+        None => (t, "0"),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let exp_digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+    if !digits_ok(int)
+        || (int.len() > 1 && int.starts_with('0'))
+        || (mantissa.contains('.') && !digits_ok(frac))
+        || !digits_ok(exp_digits)
+    {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let sig = digits.trim_start_matches('0');
+    let kept = sig.trim_end_matches('0');
+    if kept.is_empty() {
+        return Some(0);
+    }
+    if neg || exp_digits.len() > 6 {
+        return None;
+    }
+    let exp: i64 = exp.parse().ok()?;
+    let shift =
+        exp - i64::try_from(frac.len()).ok()? + i64::try_from(sig.len() - kept.len()).ok()?;
+    if shift < 0 || kept.len() as i64 + shift > 20 {
+        return None;
+    }
+    let mut n: u64 = kept.parse().ok()?;
+    for _ in 0..shift {
+        n = n.checked_mul(10)?;
+    }
+    Some(n)
 }
 
 impl ImportLine {
     fn into_import(self, line: usize) -> Result<ImportKey, CliError> {
         let at = |field: &str| format!("--file line {line}: {field}");
         let mut spec = KeySpec::new(self.name);
-        spec.rate_limit_rpm = self.rate_limit_rpm;
-        spec.rate_limit_tpm = self.rate_limit_tpm;
+        let number = |field: &str, n: Option<serde_json::Number>, max: u64| {
+            n.map(|n| {
+                whole(&n.to_string()).filter(|v| *v <= max).ok_or_else(|| {
+                    CliError::invalid(
+                        &at(field),
+                        format!(
+                            "give a whole number from 1 to {max} (1000, 1e3 and 1000.0 all mean 1000)"
+                        ),
+                    )
+                })
+            })
+            .transpose()
+        };
+        spec.rate_limit_rpm = number("rpm", self.rate_limit_rpm, u64::from(u32::MAX))?
+            .and_then(|n| u32::try_from(n).ok());
+        spec.rate_limit_tpm = number("tpm", self.rate_limit_tpm, u64::MAX)?;
         spec.allowed_models = self.allowed_models;
         spec.allowed_ips = self.allowed_ips;
         spec.metadata = self.metadata;

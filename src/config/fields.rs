@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::model::Usd;
 
 /// One JSON object being read, with its dotted path for messages.
 pub(super) struct Fields<'a> {
@@ -40,17 +41,33 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A positive integer up to `max`.
+    /// A positive integer up to `max`, under the rule for every integer field: a JSON
+    /// number whose value is whole, in any spelling (`1000`, `1e3`, `1000.0`, `1.0E+3`);
+    /// a fraction, a string, a negative number, 0 and anything above `max` are refused.
     pub fn positive(&self, name: &str, max: u64) -> Result<Option<u64>, Error> {
         match self.obj.get(name) {
             None => Ok(None),
-            Some(v) => match v.as_u64() {
+            Some(v) => match v.as_number().and_then(|n| whole(&n.to_string())) {
                 Some(n) if (1..=max).contains(&n) => Ok(Some(n)),
                 _ => Err(Error::invalid(
                     self.field(name),
-                    format!("must be a whole number from 1 to {max}; omit it for no limit"),
+                    format!(
+                        "must be a whole number from 1 to {max} (1000, 1e3 and 1000.0 all mean \
+                         1000); omit it for no limit"
+                    ),
                 )),
             },
+        }
+    }
+
+    /// A decimal under the rule for money: a JSON number or a string holding one
+    /// (`12.5`, `"12.50"`, `1e3`), read exactly (see [`Usd::parse`]). The inner error (any
+    /// other value included) is for the caller to word for its field.
+    pub fn money(&self, name: &str) -> Option<Result<Usd, Error>> {
+        match self.obj.get(name)? {
+            Value::Number(n) => Some(Usd::from_json(n)),
+            Value::String(s) => Some(Usd::parse(s)),
+            _ => Some(Err(self.err(name, "must be a number or a string"))),
         }
     }
 
@@ -81,14 +98,6 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn number(&self, name: &str) -> Result<Option<&'a serde_json::Number>, Error> {
-        match self.obj.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => Ok(Some(n)),
-            Some(_) => Err(Error::invalid(self.field(name), "must be a number")),
-        }
-    }
-
     pub fn err(&self, name: &str, fix: &str) -> Error {
         Error::invalid(self.field(name), fix.to_owned())
     }
@@ -112,4 +121,95 @@ pub(super) fn apply_aliases(
         }
     }
     Ok(())
+}
+
+/// The exact whole value of a number written in JSON number syntax (`1000`, `1e3`,
+/// `1000.0`, `-0`), or `None` for a fraction, a negative number, a value above `u64::MAX`
+/// or text that is not such a number.
+pub(crate) fn whole(text: &str) -> Option<u64> {
+    let (neg, t) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exp) = match t.find(['e', 'E']) {
+        Some(i) => (t.get(..i)?, t.get(i + 1..)?),
+        None => (t, "0"),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let exp_digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+    if !digits_ok(int)
+        || (int.len() > 1 && int.starts_with('0'))
+        || (mantissa.contains('.') && !digits_ok(frac))
+        || !digits_ok(exp_digits)
+    {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let sig = digits.trim_start_matches('0');
+    let kept = sig.trim_end_matches('0');
+    if kept.is_empty() {
+        return Some(0);
+    }
+    if neg || exp_digits.len() > 6 {
+        return None;
+    }
+    // value = kept * 10^shift
+    let exp: i64 = exp.parse().ok()?;
+    let frac_len = i64::try_from(frac.len()).ok()?;
+    let zeros = i64::try_from(sig.len() - kept.len()).ok()?;
+    let shift = exp - frac_len + zeros;
+    if shift < 0 || kept.len() as i64 + shift > 20 {
+        return None;
+    }
+    let mut n: u64 = kept.parse().ok()?;
+    for _ in 0..shift {
+        n = n.checked_mul(10)?;
+    }
+    Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole;
+
+    #[test]
+    fn whole_numbers_by_value() {
+        for (t, n) in [
+            ("1000", 1000),
+            ("1e3", 1000),
+            ("1E+3", 1000),
+            ("1000.0", 1000),
+            ("1.000e3", 1000),
+            ("10000e-1", 1000),
+            ("0", 0),
+            ("-0", 0),
+            ("-0.0e5", 0),
+            ("18446744073709551615", u64::MAX),
+            ("1.8446744073709551615e19", u64::MAX),
+        ] {
+            assert_eq!(whole(t), Some(n), "{t}");
+        }
+        for t in [
+            "1.5",
+            "1e-3",
+            "-1",
+            "-1e3",
+            "18446744073709551616",
+            "1e20",
+            "",
+            "1e",
+            "01",
+            ".5",
+            "5.",
+            "+5",
+            "0x10",
+            "1_000",
+            " 1",
+            "1e9999999",
+            "NaN",
+        ] {
+            assert_eq!(whole(t), None, "{t}");
+        }
+    }
 }

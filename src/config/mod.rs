@@ -4,6 +4,7 @@
 mod diff;
 mod fields;
 pub(crate) mod ip;
+mod json;
 mod mask;
 mod sections;
 
@@ -86,14 +87,21 @@ impl OrgConfig {
         Self::build(v, false)
     }
 
-    /// Reads a stored config version. Model names that an older build accepted but the
-    /// model name rule refuses (control or invisible characters) are left out of the
-    /// allow-list, which can only narrow it; the next update must fix them.
+    /// Reads a stored config version: validated when it was written, so what an earlier
+    /// build accepted keeps the meaning it had. An IPv4-mapped range shorter than /96 keeps
+    /// its range; model names the model name rule refuses (control or invisible characters)
+    /// are left out of the allow-list, which can only narrow it. The next update must fix
+    /// both.
     pub(crate) fn from_stored(v: Value) -> Result<Self, Error> {
         Self::build(v, true)
     }
 
     fn build(mut v: Value, stored: bool) -> Result<Self, Error> {
+        let ip_rules = if stored {
+            ip::Rules::Stored
+        } else {
+            ip::Rules::New
+        };
         canonicalize(&mut v)?;
         let obj = v.as_object().ok_or_else(|| {
             Error::invalid(
@@ -115,7 +123,7 @@ impl OrgConfig {
         };
         let budgets = obj.get("budgets").map(BudgetPolicy::parse).transpose()?;
         let ip_acl = match obj.get("ip_acl") {
-            Some(s) => IpAcl::parse(s)?,
+            Some(s) => IpAcl::parse(s, ip_rules)?,
             None => IpAcl::default(),
         };
         let allowed_models = obj
@@ -233,12 +241,7 @@ fn parse_json(text: &str) -> Result<Value, Error> {
     if text.len() > MAX_CONFIG_BYTES {
         return Err(too_large());
     }
-    serde_json::from_str(text).map_err(|e| {
-        Error::invalid(
-            "config",
-            format!("is not valid JSON ({e}); check quoting and nesting (at most 128 levels)"),
-        )
-    })
+    json::parse_strict("config", text)
 }
 
 fn parse_models(v: &Value, stored: bool) -> Result<Vec<String>, Error> {

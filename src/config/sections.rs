@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::fields::{Fields, apply_aliases};
-use super::ip::{IpRules, parse_nets};
+use super::ip::{IpRules, Rules, parse_nets_as};
 use crate::error::Error;
 use crate::model::{Period, Usd};
 use std::net::IpAddr;
@@ -84,12 +84,13 @@ impl BudgetPolicy {
     pub(super) fn parse(v: &Value) -> Result<Self, Error> {
         let f = Fields::new("config.budgets", v, BUDGET_FIELDS)?;
         let limit = f
-            .number("limit")?
-            .map(|n| {
-                Usd::from_json(n).map_err(|_| {
+            .money("limit")
+            .map(|r| {
+                r.map_err(|_| {
                     f.err(
                         "limit",
-                        "must be a dollar amount from 0 to 1000000000 with at most 6 decimals",
+                        "must be a dollar amount from 0 to 1000000000 with at most 6 decimals, \
+                         as a number (12.5, 1e3) or a string (\"12.50\")",
                     )
                 })
             })
@@ -100,14 +101,14 @@ impl BudgetPolicy {
                 .parse::<Period>()
                 .map_err(|_| f.err("period", "use one of daily, weekly, monthly, total"))?,
         };
-        let warn = match f.number("warn_threshold")? {
+        let warn = match f.money("warn_threshold") {
             None => 800_000,
             Some(n) => {
-                let micros = Usd::from_json(n).map(Usd::micros).unwrap_or(-1);
+                let micros = n.map(Usd::micros).unwrap_or(-1);
                 if !(1..=1_000_000).contains(&micros) {
                     return Err(f.err(
                         "warn_threshold",
-                        "must be a fraction above 0 and at most 1, such as 0.8",
+                        "must be a fraction above 0 and at most 1 with at most 6 decimals, such as 0.8",
                     ));
                 }
                 micros as u32
@@ -139,15 +140,15 @@ pub struct IpAcl {
 }
 
 impl IpAcl {
-    pub(super) fn parse(v: &Value) -> Result<Self, Error> {
+    pub(super) fn parse(v: &Value, strictness: Rules) -> Result<Self, Error> {
         let f = Fields::new("config.ip_acl", v, IP_FIELDS)?;
         let allow = f.strings("allow")?.unwrap_or_default();
         let deny = f.strings("deny")?.unwrap_or_default();
         Ok(Self {
             enabled: f.bool("enabled", true)?,
             rules: IpRules {
-                allow: parse_nets("config.ip_acl.allow", &allow)?,
-                deny: parse_nets("config.ip_acl.deny", &deny)?,
+                allow: parse_nets_as("config.ip_acl.allow", &allow, strictness)?,
+                deny: parse_nets_as("config.ip_acl.deny", &deny, strictness)?,
             },
         })
     }

@@ -45,7 +45,10 @@ fn money_is_exact() {
     assert_eq!(c.budgets().unwrap().limit.unwrap().micros(), 100_000);
     let c = OrgConfig::parse(r#"{"budgets":{"limit":1e3}}"#).unwrap();
     assert_eq!(c.budgets().unwrap().limit.unwrap().micros(), 1_000_000_000);
-    for bad in ["-1", "1e40", "0.0000001", "\"100\""] {
+    // Money may be a string holding a number (exact whatever the reader).
+    let c = OrgConfig::parse(r#"{"budgets":{"limit":"12.50"}}"#).unwrap();
+    assert_eq!(c.budgets().unwrap().limit.unwrap().micros(), 12_500_000);
+    for bad in ["-1", "1e40", "0.0000001", "\"12,5\"", "true"] {
         let e = OrgConfig::parse(&format!(r#"{{"budgets":{{"limit":{bad}}}}}"#)).unwrap_err();
         assert_eq!(e.field(), "config.budgets.limit", "{bad}");
     }
@@ -99,4 +102,17 @@ fn diff_masks_secrets() {
     let s = serde_json::to_string(&d).unwrap();
     assert!(!s.contains("aaaaaaaa") && !s.contains("bbbbbbbb"), "{s}");
     assert!(s.contains("1111") && s.contains("2222"));
+}
+
+#[test]
+fn stored_versions_keep_mapped_ranges_new_input_refuses() {
+    let v = serde_json::json!({"ip_acl": {"deny": ["::ffff:10.0.0.0/80", "::ffff:10.0.0.0/104"]}});
+    let e = OrgConfig::from_value(v.clone()).unwrap_err();
+    assert_eq!(e.field(), "config.ip_acl.deny[0]");
+    // A version an earlier build stored opens, with the meaning it had then (`::/80`).
+    let c = OrgConfig::from_stored(v).unwrap();
+    assert!(!c.ip_acl().allows("10.1.2.3".parse().unwrap()));
+    assert!(!c.ip_acl().allows("::ffff:10.1.2.3".parse().unwrap()));
+    assert!(!c.ip_acl().allows("::1".parse().unwrap()));
+    assert!(c.ip_acl().allows("11.0.0.1".parse().unwrap()));
 }

@@ -73,50 +73,70 @@ impl Usd {
         self.0
     }
 
-    /// Parses a plain decimal such as `100`, `0.5` or `1e3` exactly, to at most 6 decimals.
+    /// Parses an amount under the one rule for money: JSON number syntax (`100`, `12.50`,
+    /// `0.000001`, `1e3`, `2.5E-3`; blanks around it are ignored), read exactly as a decimal,
+    /// with at most 6 decimals of value (`1.0000000` is 1), from 0 to 1000000000. `-0` is 0;
+    /// any other negative amount is refused, and so are `.5`, `5.`, `+5`, `007`, `1,5`, `$5`.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let fix =
-            "give a plain dollar amount such as 100 or 12.50 (at most 6 decimals, 0 to 1000000000)";
-        let bad = || Error::invalid("amount", fix);
+        let bad = |why: &str| {
+            Error::invalid(
+                "amount",
+                format!(
+                    "{why}; give a dollar amount from 0 to 1000000000 with at most 6 decimals, \
+                     such as 100, 12.50 or 1e3"
+                ),
+            )
+        };
         let t = text.trim();
-        let (mantissa, exp) = match t.find(['e', 'E']) {
-            Some(i) => {
-                let e: i32 = t[i + 1..].parse().map_err(|_| bad())?;
-                (&t[..i], e)
-            }
-            None => (t, 0),
+        let (neg, body) = match t.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, t),
+        };
+        let (mantissa, exp) = match body.find(['e', 'E']) {
+            Some(i) => (&body[..i], &body[i + 1..]),
+            None => (body, "0"),
         };
         let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        if int.is_empty() && frac.is_empty()
-            || !int.bytes().all(|b| b.is_ascii_digit())
-            || !frac.bytes().all(|b| b.is_ascii_digit())
-            || !(-30..=30).contains(&exp)
+        let digits_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let exp_digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+        if !digits_ok(int)
+            || (int.len() > 1 && int.starts_with('0'))
+            || (mantissa.contains('.') && !digits_ok(frac))
+            || !digits_ok(exp_digits)
         {
-            return Err(bad());
+            return Err(bad("not a number"));
         }
-        // digits * 10^(exp - frac.len()) dollars, in micro-dollars: shift by exp - frac + 6.
         let digits = format!("{int}{frac}");
-        let digits = digits.trim_start_matches('0');
-        let shift = exp + 6 - frac.len() as i32;
-        let mut value: i128 = 0;
-        if digits.len() > 30 {
-            return Err(bad());
+        let sig = digits.trim_start_matches('0');
+        let kept = sig.trim_end_matches('0');
+        if kept.is_empty() {
+            return Ok(Self::ZERO);
         }
-        for b in digits.bytes() {
-            value = value * 10 + i128::from(b - b'0');
+        if neg {
+            return Err(bad("is negative"));
         }
-        if shift >= 0 {
-            let scale = 10i128.checked_pow(shift as u32).ok_or_else(bad)?;
-            value = value.checked_mul(scale).ok_or_else(bad)?;
-        } else {
-            let div = 10i128.checked_pow((-shift) as u32).ok_or_else(bad)?;
-            if value % div != 0 {
-                return Err(bad());
-            }
-            value /= div;
+        let too_large = || bad("is above 1000000000");
+        if exp_digits.len() > 6 {
+            return Err(if exp.starts_with('-') {
+                bad("has more than 6 decimals")
+            } else {
+                too_large()
+            });
         }
-        let micros = i64::try_from(value).map_err(|_| bad())?;
-        Self::from_micros(micros).map_err(|_| bad())
+        // value = kept * 10^shift dollars = kept * 10^(shift + 6) micro-dollars
+        let exp: i64 = exp.parse().map_err(|_| bad("not a number"))?;
+        let shift = exp - frac.len() as i64 + (sig.len() - kept.len()) as i64 + 6;
+        if shift < 0 {
+            return Err(bad("has more than 6 decimals"));
+        }
+        if kept.len() as i64 + shift > 16 {
+            return Err(too_large());
+        }
+        let mut micros: i64 = kept.parse().map_err(|_| too_large())?;
+        for _ in 0..shift {
+            micros = micros.checked_mul(10).ok_or_else(too_large)?;
+        }
+        Self::from_micros(micros).map_err(|_| too_large())
     }
 
     /// Converts a JSON number exactly: the number's shortest decimal form is parsed, so

@@ -306,7 +306,7 @@ fn negative_nan_or_absurd_budgets() {
         "1000000000.000001",
         "1e30",
         "0.0000001",
-        "\"100\"",
+        "\"100 USD\"",
         "null",
     ] {
         let patch = format!(r#"{{"budgets":{{"limit":{limit}}}}}"#);
@@ -380,7 +380,9 @@ fn rpm_zero() {
                 &format!("config.rate_limiting.{field}"),
                 |s, o| s.org_configs().update(&OP, o, &patch),
             );
-            assert!(e.message().contains("whole number from 1"), "{e}");
+            // 1e20 written out is refused while reading the JSON (it is beyond what is held
+            // exactly), naming the same field.
+            assert!(e.message().contains("whole number"), "{e}");
         }
     }
     refused(ErrorKind::Invalid, "rate_limit_rpm", |s, o| {

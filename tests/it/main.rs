@@ -13,6 +13,7 @@ mod gateway;
 mod gateway_equivalence;
 mod gateway_threads;
 mod hardening_gateway;
+mod hardening_inputs;
 mod hostile_input;
 mod isolation;
 mod keys;
