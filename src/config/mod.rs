@@ -9,7 +9,7 @@ mod sections;
 
 pub use diff::ConfigChange;
 pub(crate) use diff::diff;
-pub(crate) use mask::{is_secret_field, mask_secrets};
+pub(crate) use mask::{SEALED_PREFIX, is_secret_field, mask_secrets, url_credentials};
 pub use sections::{BudgetPolicy, IpAcl, RateLimiting};
 
 use serde_json::{Map, Value};
@@ -81,7 +81,17 @@ impl OrgConfig {
     }
 
     /// Validates a whole config; aliases are rewritten to their canonical names.
-    pub fn from_value(mut v: Value) -> Result<Self, Error> {
+    ///
+    /// A string holding `enc:v1:` (what marks an encrypted secret in the store file) is
+    /// refused: give secrets in clear text.
+    pub fn from_value(v: Value) -> Result<Self, Error> {
+        mask::reject_sealed_text(&v)?;
+        Self::from_stored(v)
+    }
+
+    /// Validates a config as read from the store (where secrets that cannot be decrypted
+    /// stay sealed) or merged over one.
+    pub(crate) fn from_stored(mut v: Value) -> Result<Self, Error> {
         canonicalize(&mut v)?;
         let obj = v.as_object().ok_or_else(|| {
             Error::invalid(
@@ -131,6 +141,11 @@ impl OrgConfig {
     /// Applies a JSON merge patch (RFC 7396) and validates the result whole.
     /// `self` is unchanged whatever happens.
     ///
+    /// Whatever [`Self::to_masked_json`] printed can be sent back unchanged: a value equal
+    /// to the mask of the current secret at its place keeps that secret (strings, numbers,
+    /// values inside secret objects and arrays, URL passwords written `****`); a changed
+    /// value replaces it; a mask that stands for no current secret is refused.
+    ///
     /// ```
     /// use orgstore::OrgConfig;
     /// let c = OrgConfig::parse(r#"{"rate_limiting":{"rpm":10,"tpm":99}}"#).unwrap();
@@ -147,10 +162,11 @@ impl OrgConfig {
             ));
         }
         canonicalize(&mut patch)?;
-        mask::keep_masked_secrets(&mut patch, &self.json);
+        mask::reject_sealed_text(&patch)?;
+        mask::restore_masked(&mut patch, &self.json)?;
         let mut merged = self.json.clone();
         json_patch::merge(&mut merged, &patch);
-        Self::from_value(merged)
+        Self::from_stored(merged)
     }
 
     /// The canonical JSON, secrets included. Handle with care.
@@ -158,7 +174,9 @@ impl OrgConfig {
         &self.json
     }
 
-    /// The JSON with provider secrets masked (`sk-...abcd`).
+    /// The JSON with secrets masked: every string and number under a secret-named field
+    /// (`sk-...abcd`, `****`) and every URL credential (`https://user:****@host`). The
+    /// README's "Org config" section gives the rule.
     pub fn to_masked_json(&self) -> Value {
         let mut v = self.json.clone();
         mask_secrets(&mut v);

@@ -1,10 +1,15 @@
-//! Provider secrets at rest: every secret-named value of an org config (see
-//! `config::mask::is_secret_field`) is encrypted before the config is written to the store
-//! file and decrypted when it is read, so masking, reveal, diff, merge patch and validation
-//! all work on clear text while the file holds only ciphertext.
+//! Secrets at rest: every secret the masking rule recognises (see `config::mask`) is
+//! encrypted before a config version is written to the store file and decrypted when it is
+//! read, so masking, reveal, diff, merge patch and validation all work on clear text while
+//! the file holds only ciphertext.
 //!
-//! A sealed value is the string `enc:v1:<base64 of nonce (12 bytes) + ciphertext>`, where
-//! the ciphertext is ChaCha20-Poly1305 over the value's JSON text under a 256-bit store key.
+//! * A secret-named value (a string, a number, or a whole object or array) becomes the
+//!   string `enc:v1:<base64 of nonce (12 bytes) + ciphertext>`, the ciphertext being
+//!   ChaCha20-Poly1305 over the value's JSON text under a 256-bit store key.
+//! * A URL credential in any other string is replaced in place by
+//!   `enc:v1:<unpadded base64url of nonce + ciphertext>` (always followed by the URL's `@`),
+//!   so the rest of the string (scheme, user, host, path) stays as it was.
+//!
 //! The key lives in a sidecar file `<db path>.key` (64 hex digits, mode 0600) created next
 //! to the store; an in-memory store uses a random in-memory key. Losing the key file makes
 //! the sealed values unreadable and nothing else: orgs, members, keys, the gateway and the
@@ -14,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::TryRngCore;
@@ -22,11 +27,9 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::records::ConfigRecord;
-use crate::config::{OrgConfig, is_secret_field};
+use crate::config::{OrgConfig, SEALED_PREFIX, is_secret_field, url_credentials};
 use crate::error::{Error, ErrorKind};
 
-/// What every sealed value starts with.
-const SEALED_PREFIX: &str = "enc:v1:";
 const NONCE_LEN: usize = 12;
 /// Binds ciphertexts to their purpose.
 const AAD: &[u8] = b"orgstore config secret v1";
@@ -53,7 +56,7 @@ pub(crate) struct Unreadable {
     pub field: String,
     /// JSON pointer to the value.
     pointer: String,
-    /// The sealed text found there.
+    /// The sealed text found there (the whole value, or the token inside a URL).
     sealed: String,
 }
 
@@ -119,7 +122,8 @@ impl Sealer {
                 for (k, val) in o.iter_mut() {
                     if is_secret_field(k) {
                         if !matches!(val, Value::Null | Value::Bool(_)) {
-                            *val = Value::String(self.seal_value(val)?);
+                            let sealed = B64.encode(self.seal_bytes(val)?);
+                            *val = Value::String(format!("{SEALED_PREFIX}{sealed}"));
                         }
                     } else {
                         self.seal_in_place(val)?;
@@ -131,12 +135,21 @@ impl Sealer {
                     self.seal_in_place(item)?;
                 }
             }
-            _ => {}
+            Value::String(s) => {
+                let creds = url_credentials(s);
+                for r in creds.into_iter().rev() {
+                    let clear = Value::String(s.get(r.clone()).unwrap_or_default().to_owned());
+                    let sealed = B64URL.encode(self.seal_bytes(&clear)?);
+                    s.replace_range(r, &format!("{SEALED_PREFIX}{sealed}"));
+                }
+            }
+            Value::Number(_) | Value::Bool(_) | Value::Null => {}
         }
         Ok(())
     }
 
-    fn seal_value(&self, v: &Value) -> Result<String, Error> {
+    /// Nonce and ciphertext of `v`'s JSON text.
+    fn seal_bytes(&self, v: &Value) -> Result<Vec<u8>, Error> {
         let clear = Zeroizing::new(
             serde_json::to_vec(v).map_err(|e| Error::storage("encrypting a config secret", e))?,
         );
@@ -154,11 +167,14 @@ impl Sealer {
         let mut raw = Vec::with_capacity(NONCE_LEN + ct.len());
         raw.extend_from_slice(&nonce[..]);
         raw.extend_from_slice(&ct);
-        Ok(format!("{SEALED_PREFIX}{}", B64.encode(raw)))
+        Ok(raw)
     }
 
     fn open_value(&self, sealed: &str) -> Option<Value> {
-        let raw = B64.decode(sealed.strip_prefix(SEALED_PREFIX)?).ok()?;
+        self.open_bytes(&B64.decode(sealed.strip_prefix(SEALED_PREFIX)?).ok()?)
+    }
+
+    fn open_bytes(&self, raw: &[u8]) -> Option<Value> {
         if raw.len() < NONCE_LEN {
             return None;
         }
@@ -169,6 +185,24 @@ impl Sealer {
                 .ok()?,
         );
         serde_json::from_slice(&clear).ok()
+    }
+
+    /// Decrypts the sealed URL credentials inside `s`; the tokens that cannot be decrypted
+    /// stay and are returned.
+    fn open_tokens(&self, s: &mut String) -> Vec<String> {
+        let mut failed = Vec::new();
+        for r in sealed_tokens(s).into_iter().rev() {
+            let token = s.get(r.clone()).unwrap_or_default();
+            let clear = token
+                .strip_prefix(SEALED_PREFIX)
+                .and_then(|b| B64URL.decode(b).ok())
+                .and_then(|raw| self.open_bytes(&raw));
+            match clear {
+                Some(Value::String(clear)) => s.replace_range(r, &clear),
+                _ => failed.push(token.to_owned()),
+            }
+        }
+        failed
     }
 
     /// Decrypts every sealed value in place; values that cannot be decrypted stay sealed
@@ -207,6 +241,15 @@ impl Sealer {
                     pointer.truncate(len);
                 }
             }
+            Value::String(s) if s.contains(SEALED_PREFIX) => {
+                for sealed in self.open_tokens(s) {
+                    out.push(Unreadable {
+                        field: dotted(pointer),
+                        pointer: pointer.clone(),
+                        sealed,
+                    });
+                }
+            }
             _ => {}
         }
     }
@@ -218,7 +261,7 @@ impl Sealer {
             serde_json::from_str(&rec.json).map_err(|e| Error::corrupt("config version", e))?;
         let mut unreadable = Vec::new();
         self.open_in_place(&mut v, &mut String::new(), &mut unreadable);
-        let config = OrgConfig::from_value(v).map_err(|e| Error::corrupt("config version", e))?;
+        let config = OrgConfig::from_stored(v).map_err(|e| Error::corrupt("config version", e))?;
         Ok(Opened { config, unreadable })
     }
 
@@ -241,7 +284,8 @@ impl Sealer {
         carried: &[Unreadable],
     ) -> Result<String, Error> {
         for u in carried {
-            if next.json().pointer(&u.pointer).and_then(Value::as_str) == Some(u.sealed.as_str()) {
+            let held = next.json().pointer(&u.pointer).and_then(Value::as_str);
+            if held.is_some_and(|s| s.contains(u.sealed.as_str())) {
                 return Err(self.unreadable_error(u));
             }
         }
@@ -263,6 +307,7 @@ impl Sealer {
 
 /// Removes every sealed value: what the gateway snapshot parses (it never needs provider
 /// secrets, and the sealed text is longer than the clear text the size limit was checked on).
+/// Sealed secret-named values are removed; sealed URL credentials are cut out of their string.
 pub(crate) fn strip_sealed(v: &mut Value) {
     match v {
         Value::Object(o) => {
@@ -272,8 +317,32 @@ pub(crate) fn strip_sealed(v: &mut Value) {
             o.values_mut().for_each(strip_sealed);
         }
         Value::Array(items) => items.iter_mut().for_each(strip_sealed),
+        Value::String(s) => {
+            for r in sealed_tokens(s).into_iter().rev() {
+                s.replace_range(r, "");
+            }
+        }
         _ => {}
     }
+}
+
+/// The sealed URL credentials in `s`: `enc:v1:` and base64url text, followed by `@`.
+fn sealed_tokens(s: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(off) = s.get(from..).and_then(|t| t.find(SEALED_PREFIX)) {
+        let start = from + off;
+        let body = start + SEALED_PREFIX.len();
+        let rest = s.get(body..).unwrap_or("");
+        let len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(rest.len());
+        from = body + len;
+        if len > 0 && rest.get(len..).is_some_and(|t| t.starts_with('@')) {
+            out.push(start..from);
+        }
+    }
+    out
 }
 
 /// `/providers/openai/api_key` -> `config.providers.openai.api_key`.

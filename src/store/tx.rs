@@ -128,7 +128,7 @@ pub(crate) fn parse_stored_config(rec: &ConfigRecord) -> Result<OrgConfig, Error
     let mut v: serde_json::Value =
         serde_json::from_str(&rec.json).map_err(|e| Error::corrupt("config version", e))?;
     super::secrets::strip_sealed(&mut v);
-    OrgConfig::from_value(v).map_err(|e| Error::corrupt("config version", e))
+    OrgConfig::from_stored(v).map_err(|e| Error::corrupt("config version", e))
 }
 
 #[cold]
