@@ -7,7 +7,8 @@
 //!   and at camelCase boundaries (`accessToken` -> `access token`, `APIKey` -> `api key`),
 //!   lower-cased; trailing digits of a word are dropped (`key2` -> `key`). The name is
 //!   secret when the words joined (`xapikey`) contain one of [`STEMS`], when any word is one
-//!   of [`ANY_WORD`], or when the last word is one of [`LAST_WORD`].
+//!   of [`ANY_WORD`] (`token` only when the next word is not one of [`TOKEN_SETTINGS`]), or
+//!   when the last word is one of [`LAST_WORD`].
 //! * Under a secret name, every string and number is secret, however deep inside objects
 //!   and arrays; `true`, `false` and `null` are not (they hold no credential).
 //! * Anywhere in the config, the credential of a URL's userinfo is secret: the password of
@@ -51,12 +52,20 @@ pub(crate) const STEMS: &[&str] = &[
     "cookie",
 ];
 
-/// A name with one of these words anywhere is secret (`auth`, `auth_header`, `basic-auth`).
-pub(crate) const ANY_WORD: &[&str] = &["auth", "pwd"];
+/// A name with one of these words anywhere is secret (`auth`, `auth_header`, `basic-auth`,
+/// `tokenValue`), except `token` directly followed by one of [`TOKEN_SETTINGS`].
+pub(crate) const ANY_WORD: &[&str] = &["auth", "pwd", "bearer", "token"];
+
+/// After `token`, these words name a count or a setting, not a credential (`token_limit`,
+/// `token_url`). `tokens` (plural) is not a secret word at all: `max_tokens` is a count.
+pub(crate) const TOKEN_SETTINGS: &[&str] = &[
+    "limit", "limits", "count", "budget", "quota", "rate", "usage", "cost", "price", "window",
+    "size", "type", "ttl", "expiry", "lifetime", "url", "endpoint",
+];
 
 /// A name whose last word is one of these is secret (`key`, `signing_key`, `x-goog-api-key`,
-/// `keys`, `bearer_token`, `pin`). `tokens` is not: `max_tokens` is a count.
-pub(crate) const LAST_WORD: &[&str] = &["key", "keys", "token", "pin", "pass", "jwt", "otp"];
+/// `keys`, `pin`). `key` elsewhere in a name is not (`per_key_rpm`, `key_prefix`).
+pub(crate) const LAST_WORD: &[&str] = &["key", "keys", "pin", "pass", "jwt", "otp"];
 
 /// The words of a field name, lower-cased, trailing digits dropped, empty words skipped.
 fn words(name: &str) -> Vec<String> {
@@ -93,7 +102,13 @@ pub(crate) fn is_secret_field(name: &str) -> bool {
     let words = words(name);
     let joined: String = words.concat();
     STEMS.iter().any(|s| joined.contains(s))
-        || words.iter().any(|w| ANY_WORD.contains(&w.as_str()))
+        || words.iter().enumerate().any(|(i, w)| {
+            ANY_WORD.contains(&w.as_str())
+                && !(w == "token"
+                    && words
+                        .get(i + 1)
+                        .is_some_and(|n| TOKEN_SETTINGS.contains(&n.as_str())))
+        })
         || words
             .last()
             .is_some_and(|w| LAST_WORD.contains(&w.as_str()))
@@ -436,6 +451,9 @@ mod tests {
             "bearer_token",
             "Cookie",
             "aws_secret_access_key",
+            "tokenValue",
+            "github_token_2",
+            "bearer",
         ] {
             assert!(is_secret_field(name), "{name}");
         }
@@ -459,6 +477,8 @@ mod tests {
             "allowed_models",
             "max_tokens",
             "token_limit",
+            "token_url",
+            "tokens",
             "tokenizer",
             "author",
             "monkey",

@@ -489,6 +489,45 @@ mod tests {
     }
 
     #[test]
+    fn url_credentials_are_sealed_in_place() {
+        let a = Sealer::random().unwrap();
+        let cfg = OrgConfig::from_value(json!({"cache": {
+            "url": "redis://:hunter2hunter2@cache.internal:6379/0",
+            "mirrors": ["https://bob:pa55w0rd-x@m1.example/a b https://TOKEN1234567@m2.example"]}}))
+        .unwrap();
+        let text = a.seal_json(cfg.json()).unwrap();
+        for secret in ["hunter2", "pa55w0rd", "TOKEN1234567"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("redis://:enc:v1:") && text.contains("@cache.internal:6379/0"));
+        assert!(text.contains("https://bob:enc:v1:"), "{text}");
+        let opened = a.open(&rec(text.clone())).unwrap();
+        assert!(opened.unreadable.is_empty());
+        assert_eq!(opened.config, cfg);
+        // The gateway's view cuts the sealed credentials out.
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        strip_sealed(&mut v);
+        assert_eq!(v["cache"]["url"], "redis://:@cache.internal:6379/0");
+        // Under another key: unreadable, named, masked as `****`, and not carried on.
+        let b = Sealer::random().unwrap();
+        let opened = b.open(&rec(text)).unwrap();
+        assert_eq!(opened.unreadable.len(), 3);
+        let mut fields: Vec<&str> = opened.unreadable.iter().map(|u| u.field.as_str()).collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            ["config.cache.mirrors.0", "config.cache.mirrors.0", "config.cache.url"]
+        );
+        let masked = opened.config.to_masked_json();
+        assert_eq!(masked["cache"]["url"], "redis://:****@cache.internal:6379/0");
+        let moved = opened
+            .config
+            .merge_patch(r#"{"cache":{"url":"redis://:****@elsewhere:6379/0"}}"#)
+            .unwrap();
+        assert!(b.seal_config(&moved, &opened.unreadable).is_err());
+    }
+
+    #[test]
     fn another_key_leaves_values_sealed_and_named() {
         let a = Sealer::random().unwrap();
         let b = Sealer::random().unwrap();
