@@ -67,8 +67,9 @@ pub(crate) const TOKEN_SETTINGS: &[&str] = &[
 /// `keys`, `pin`). `key` elsewhere in a name is not (`per_key_rpm`, `key_prefix`).
 pub(crate) const LAST_WORD: &[&str] = &["key", "keys", "pin", "pass", "jwt", "otp"];
 
-/// The words of a field name, lower-cased, trailing digits dropped, empty words skipped.
-fn words(name: &str) -> Vec<String> {
+/// The words of a field name, lower-cased, trailing digits dropped, empty words skipped;
+/// split at camelCase boundaries too when `camel`.
+fn words(name: &str, camel: bool) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut cur = String::new();
     let chars: Vec<char> = name.chars().collect();
@@ -79,7 +80,8 @@ fn words(name: &str) -> Vec<String> {
         }
         let prev = i.checked_sub(1).and_then(|p| chars.get(p)).copied();
         let next = chars.get(i + 1).copied();
-        let boundary = c.is_uppercase()
+        let boundary = camel
+            && c.is_uppercase()
             && prev.is_some_and(|p| {
                 p.is_lowercase()
                     || p.is_ascii_digit()
@@ -98,8 +100,12 @@ fn words(name: &str) -> Vec<String> {
 }
 
 /// Whether a JSON field name holds a secret (see the module documentation for the rule).
+/// The words are taken with and without camelCase splitting (`API_kEy` is secret either way).
 pub(crate) fn is_secret_field(name: &str) -> bool {
-    let words = words(name);
+    secret_words(&words(name, true)) || secret_words(&words(name, false))
+}
+
+fn secret_words(words: &[String]) -> bool {
     let joined: String = words.concat();
     STEMS.iter().any(|s| joined.contains(s))
         || words.iter().enumerate().any(|(i, w)| {
@@ -295,7 +301,9 @@ fn restore(
             }
             let sent = Value::String(s.clone());
             let same = |c: &&Value| mask_at(c, true) == sent;
-            let found = cur.filter(same).or_else(|| unique(siblings.iter().filter(same)));
+            let found = cur
+                .filter(same)
+                .or_else(|| unique(siblings.iter().filter(same)));
             match found {
                 Some(c) => {
                     *p = c.clone();
@@ -454,6 +462,7 @@ mod tests {
             "tokenValue",
             "github_token_2",
             "bearer",
+            "OPENAI_kEy",
         ] {
             assert!(is_secret_field(name), "{name}");
         }
@@ -489,6 +498,65 @@ mod tests {
         ] {
             assert!(!is_secret_field(name), "{name}");
         }
+    }
+
+    /// Every name an older orgstore sealed is still recognised, so its sealed values are
+    /// still found and opened.
+    #[test]
+    fn the_rule_covers_every_name_the_older_rule_sealed() {
+        fn older(name: &str) -> bool {
+            let n = name.to_ascii_lowercase();
+            const EXACT: &[&str] = &[
+                "api_key",
+                "apikey",
+                "key",
+                "secret",
+                "password",
+                "token",
+                "credentials",
+            ];
+            const SUFFIX: &[&str] = &["_key", "_secret", "_token", "_password", "_credentials"];
+            EXACT.contains(&n.as_str())
+                || SUFFIX.iter().any(|s| n.ends_with(s))
+                || n.contains("secret")
+                || n.contains("password")
+        }
+        let parts = [
+            "",
+            "api",
+            "Api",
+            "key",
+            "KEY",
+            "kEy",
+            "_",
+            "-",
+            ".",
+            "token",
+            "TOKEN",
+            "Secret",
+            "password",
+            "PassWord",
+            "credentials",
+            "x",
+            "2",
+            "limit",
+            "per",
+        ];
+        let mut checked = 0;
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    for d in parts {
+                        let name = format!("{a}{b}{c}{d}");
+                        if older(&name) {
+                            assert!(is_secret_field(&name), "{name}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
     }
 
     #[test]

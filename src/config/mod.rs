@@ -9,7 +9,9 @@ mod sections;
 
 pub use diff::ConfigChange;
 pub(crate) use diff::diff;
-pub(crate) use mask::{SEALED_PREFIX, is_secret_field, mask_secrets, url_credentials};
+pub(crate) use mask::{
+    SEALED_PREFIX, is_secret_field, looks_masked, mask_secrets, url_credentials,
+};
 pub use sections::{BudgetPolicy, IpAcl, RateLimiting};
 
 use serde_json::{Map, Value};

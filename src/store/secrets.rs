@@ -516,10 +516,17 @@ mod tests {
         fields.sort_unstable();
         assert_eq!(
             fields,
-            ["config.cache.mirrors.0", "config.cache.mirrors.0", "config.cache.url"]
+            [
+                "config.cache.mirrors.0",
+                "config.cache.mirrors.0",
+                "config.cache.url"
+            ]
         );
         let masked = opened.config.to_masked_json();
-        assert_eq!(masked["cache"]["url"], "redis://:****@cache.internal:6379/0");
+        assert_eq!(
+            masked["cache"]["url"],
+            "redis://:****@cache.internal:6379/0"
+        );
         let moved = opened
             .config
             .merge_patch(r#"{"cache":{"url":"redis://:****@elsewhere:6379/0"}}"#)

@@ -240,7 +240,10 @@ fn credentials_under_any_name_or_in_urls_are_masked_for_viewers_and_sealed_at_re
         }
         assert_clean("CLI output", printed.as_bytes(), &needles);
         assert!(printed.contains("https://svc:****@backup.example/v1"));
-        let (ok, out, _) = cli(&db, &["config", "get", "acme", "--reveal", "--version", "2"]);
+        let (ok, out, _) = cli(
+            &db,
+            &["config", "get", "acme", "--reveal", "--version", "2"],
+        );
         assert!(ok && out.contains("PwFallbackZq9Xw") && out.contains("MidKey1Zq9Xw"));
     }
 }
