@@ -248,6 +248,13 @@ fn parse_models(v: &Value) -> Result<Vec<String>, Error> {
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         match item.as_str() {
+            Some(s) if !url_credentials(s).is_empty() => {
+                // A credential would be masked and sealed, and the gateway never sees those.
+                return Err(Error::invalid(
+                    format!("config.allowed_models[{i}]"),
+                    "must be a model name, not a URL with a password or token in it",
+                ));
+            }
             Some(s) if !s.trim().is_empty() && s.len() <= 256 => out.push(s.to_owned()),
             _ => {
                 return Err(Error::invalid(

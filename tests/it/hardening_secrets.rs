@@ -338,6 +338,7 @@ fn a_masked_config_sent_back_keeps_every_secret_and_applies_every_change() {
         json!({"cache": {"url": "redis://:****@a redis://:****@b"}}),
         json!({"providers": {"openai": {"headers": {"api-key": "enc:v1:AAAA"}}}}),
         json!({"routing": {"note": "pre enc:v1:abc@x"}}),
+        json!({"allowed_models": ["gpt-4o", "https://u:pw@models.example/m"]}),
     ] {
         let e = store
             .org_configs()
