@@ -268,14 +268,17 @@ fn a_masked_config_sent_back_keeps_every_secret_and_applies_every_change() {
         .update(&OP, &acme, &cfg.to_string())
         .unwrap();
 
-    // Sent back whole and unchanged: every secret (strings, numbers, objects, arrays,
-    // URL passwords and tokens) is kept.
-    let m = masked(&store, &acme);
+    // Sent back whole with one non-secret edit: every secret (strings, numbers, objects,
+    // arrays, URL passwords and tokens) is kept.
+    let mut m = masked(&store, &acme);
     assert_ne!(m, cfg);
+    m["routing"]["max_tokens"] = json!(4097);
     store
         .org_configs()
         .update(&OP, &acme, &m.to_string())
         .unwrap();
+    let mut cfg = cfg;
+    cfg["routing"]["max_tokens"] = json!(4097);
     assert_eq!(revealed(&store, &acme, None), cfg);
 
     // Edited: one array element, a host with its password masked, a nested object leaf,
@@ -366,16 +369,41 @@ fn config_get_output_sent_back_to_config_set_keeps_every_secret() {
     };
     run(&["org", "create", "acme", "--owner", "o@acme.io"]);
     run(&["config", "set", "acme", &cfg.to_string()]);
-    // `config get` prints a `#` line and the masked config: sent back as it is.
+    // `config get` prints a `#` line and the masked config: sent back as it is, with one
+    // non-secret value edited in the text.
     let printed = run(&["config", "get", "acme"]);
     assert!(printed.starts_with('#'), "{printed}");
     assert_clean("config get", printed.as_bytes(), &needles);
+    assert!(printed.contains("4096"));
     let file = dir.path().join("get.json");
-    std::fs::write(&file, &printed).unwrap();
+    std::fs::write(&file, printed.replace("4096", "2048")).unwrap();
     run(&["config", "set", "acme", &format!("@{}", file.display())]);
     let (ok, clear, _) = cli(&db, &["--json", "config", "get", "acme", "--reveal"]);
     assert!(ok);
     let clear: Value = serde_json::from_str(&clear).unwrap();
-    assert_eq!(clear["config"], cfg);
-    assert_eq!(clear["version"], 3);
+    let mut want = cfg;
+    want["routing"]["max_tokens"] = json!(2048);
+    assert_eq!(clear["config"], want);
+    // Sent back again through stdin, the secrets are still the clear ones.
+    let printed = run(&["config", "get", "acme"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orgstore"))
+        .arg("--db")
+        .arg(&db)
+        .args(["config", "set", "acme", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(printed.replace("2048", "1024").as_bytes())
+            .unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    want["routing"]["max_tokens"] = json!(1024);
+    let (_, clear, _) = cli(&db, &["--json", "config", "get", "acme", "--reveal"]);
+    let clear: Value = serde_json::from_str(&clear).unwrap();
+    assert_eq!(clear["config"], want);
 }
