@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::config::{OrgConfig, diff, is_secret_field, looks_masked, url_credentials};
+use crate::config::{OrgConfig, diff, is_secret_field, looks_masked, string_credentials};
 use crate::error::ErrorKind;
 use crate::keys::{
     HeaderError, KEY_LEN, KEY_PREFIX, OLD_KEY_LEN, check_key_format, key_from_headers,
@@ -198,7 +198,7 @@ fn canonical_checks(cfg: &OrgConfig) -> Result<(), Failure> {
 }
 
 /// Every secret differs in the masked JSON: each string and number under a secret name
-/// (unless already mask-shaped) and each URL credential elsewhere.
+/// (unless already mask-shaped) and each inline credential elsewhere.
 fn masks_every_secret(clear: &Value, masked: &Value) -> Result<(), Failure> {
     masks_at(clear, masked, false)
 }
@@ -229,11 +229,11 @@ fn masks_at(clear: &Value, masked: &Value, secret: bool) -> Result<(), Failure> 
             ensure!(mv != clear, "a numeric secret is not masked");
         }
         (Value::String(s), Value::String(m)) => {
-            let creds = url_credentials(m);
+            let creds = string_credentials(m);
             let shown: Vec<&str> = creds.iter().filter_map(|r| m.get(r.clone())).collect();
             ensure!(
-                shown.iter().all(|c| *c == "****") && creds.len() == url_credentials(s).len(),
-                "a URL credential is not masked"
+                shown.iter().all(|c| *c == "****") && creds.len() == string_credentials(s).len(),
+                "an inline credential is not masked"
             );
         }
         _ => {}

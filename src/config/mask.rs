@@ -11,13 +11,14 @@
 //!   when the last word is one of [`LAST_WORD`].
 //! * Under a secret name, every string and number is secret, however deep inside objects
 //!   and arrays; `true`, `false` and `null` are not (they hold no credential).
-//! * Anywhere in the config, the credential of a URL's userinfo is secret: the password of
-//!   `scheme://user:PASSWORD@host` (the user stays readable), or the whole userinfo of
-//!   `scheme://TOKEN@host`.
+//! * In every other string, credentials written inline are secret ([`string_credentials`]):
+//!   the password of `scheme://user:PASSWORD@host` (the user stays readable) or the whole
+//!   userinfo of `scheme://TOKEN@host`; the value of a secret-named parameter (`?key=VALUE`,
+//!   `;Password=VALUE`); the token of `Bearer TOKEN`.
 //!
 //! A secret string shows as `abc...wxyz` (first 3 and last 4 characters) when it has at
-//! least 12 characters, else `****`; a secret number as the string `****`; a URL credential
-//! as `****` in place (`https://user:****@host`).
+//! least 12 characters, else `****`; a secret number as the string `****`; an inline
+//! credential as `****` in place (`https://user:****@host`, `?key=****`).
 
 use std::ops::Range;
 
@@ -25,7 +26,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 
-/// The mask of a short secret, a secret number and a URL credential.
+/// The mask of a short secret, a secret number and an inline credential.
 pub(crate) const MASK: &str = "****";
 
 /// What marks an encrypted value in the store file; never accepted from a caller.
@@ -65,7 +66,16 @@ pub(crate) const TOKEN_SETTINGS: &[&str] = &[
 
 /// A name whose last word is one of these is secret (`key`, `signing_key`, `x-goog-api-key`,
 /// `keys`, `pin`). `key` elsewhere in a name is not (`per_key_rpm`, `key_prefix`).
-pub(crate) const LAST_WORD: &[&str] = &["key", "keys", "pin", "pass", "jwt", "otp"];
+pub(crate) const LAST_WORD: &[&str] = &[
+    "key",
+    "keys",
+    "pin",
+    "pass",
+    "jwt",
+    "otp",
+    "sig",
+    "signature",
+];
 
 /// The words of a field name, lower-cased, trailing digits dropped, empty words skipped;
 /// split at camelCase boundaries too when `camel`.
@@ -142,7 +152,7 @@ pub(crate) fn looks_masked(s: &str) -> bool {
     s == MASK || (s.chars().count() == 10 && s.chars().skip(3).take(3).eq("...".chars()))
 }
 
-/// Masks every secret anywhere in `v`, in place: secret-named values and URL credentials.
+/// Masks every secret anywhere in `v`, in place: secret-named values and inline credentials.
 pub(crate) fn mask_secrets(v: &mut Value) {
     mask_in_place(v, false);
 }
@@ -164,7 +174,7 @@ fn mask_in_place(v: &mut Value, secret: bool) {
         Value::Array(items) => items.iter_mut().for_each(|x| mask_in_place(x, secret)),
         Value::String(s) if secret => *s = mask_secret(s),
         Value::String(s) => {
-            if let Some(m) = mask_urls(s) {
+            if let Some(m) = mask_in_string(s) {
                 *s = m;
             }
         }
@@ -173,11 +183,98 @@ fn mask_in_place(v: &mut Value, secret: bool) {
     }
 }
 
+/// The byte ranges of the credentials inside a string that is not under a secret name, in
+/// order and without overlaps: URL userinfo ([`url_credentials`]), secret-named parameters
+/// (`?key=VALUE`, `;Password=VALUE`, see [`param_credentials`]) and `Bearer TOKEN`.
+pub(crate) fn string_credentials(s: &str) -> Vec<Range<usize>> {
+    let mut all = url_credentials(s);
+    all.extend(param_credentials(s));
+    all.extend(bearer_credentials(s));
+    all.sort_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(all.len());
+    for r in all {
+        if out.last().is_none_or(|last| r.start >= last.end) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// `NAME=VALUE` where NAME (letters, digits, `_`, `.`, `-`) starts the string or follows
+/// `?`, `&`, `;` or a blank, and is a secret name (`?key=`, `&api_key=`, `;Password=`,
+/// `AccountKey=`, `sig=`): the VALUE, up to the next `&`, `;`, blank or the end.
+fn param_credentials(s: &str) -> Vec<Range<usize>> {
+    let b = s.as_bytes();
+    let is_name = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-');
+    let is_end = |c: u8| matches!(c, b'&' | b';') || c.is_ascii_whitespace();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let starts = i == 0
+            || b.get(i - 1)
+                .is_some_and(|&c| matches!(c, b'?' | b'&' | b';') || c.is_ascii_whitespace());
+        if !starts || !b.get(i).copied().is_some_and(is_name) {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while b.get(j).copied().is_some_and(is_name) {
+            j += 1;
+        }
+        if b.get(j) != Some(&b'=') {
+            i = j.max(i + 1);
+            continue;
+        }
+        let mut k = j + 1;
+        while b.get(k).copied().is_some_and(|c| !is_end(c)) {
+            k += 1;
+        }
+        if k > j + 1 && s.get(i..j).is_some_and(is_secret_field) {
+            out.push(j + 1..k);
+        }
+        i = k.max(i + 1);
+    }
+    out
+}
+
+/// `Bearer TOKEN` (any case, `Bearer` not preceded by a letter or digit): the TOKEN, made of
+/// letters, digits and `-._~+/=:*`.
+fn bearer_credentials(s: &str) -> Vec<Range<usize>> {
+    let lower = s.to_ascii_lowercase();
+    let b = s.as_bytes();
+    let is_tok = |c: u8| c.is_ascii_alphanumeric() || b"-._~+/=:*".contains(&c);
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(off) = lower.get(from..).and_then(|t| t.find("bearer")) {
+        let at = from + off;
+        from = at + 6;
+        if at > 0 && b.get(at - 1).is_some_and(u8::is_ascii_alphanumeric) {
+            continue;
+        }
+        let mut start = from;
+        while b.get(start).is_some_and(|&c| c == b' ' || c == b'\t') {
+            start += 1;
+        }
+        if start == from {
+            continue;
+        }
+        let mut end = start;
+        while b.get(end).copied().is_some_and(is_tok) {
+            end += 1;
+        }
+        if end > start {
+            out.push(start..end);
+            from = end;
+        }
+    }
+    out
+}
+
 /// The byte ranges of the URL credentials in `s`, in order: for each `scheme://` whose
 /// authority (up to the first `/`, `?`, `#` or blank) has a userinfo (up to its last `@`),
 /// the password after the userinfo's first `:`, or the whole userinfo when it has no `:`.
 /// Empty credentials (`https://user:@host`) are not listed.
-pub(crate) fn url_credentials(s: &str) -> Vec<Range<usize>> {
+fn url_credentials(s: &str) -> Vec<Range<usize>> {
     let b = s.as_bytes();
     let is_scheme = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.');
     let mut out = Vec::new();
@@ -215,9 +312,10 @@ pub(crate) fn url_credentials(s: &str) -> Vec<Range<usize>> {
     out
 }
 
-/// `s` with every URL credential replaced by `****`, or `None` when it has none.
-pub(crate) fn mask_urls(s: &str) -> Option<String> {
-    let ranges = url_credentials(s);
+/// `s` with every credential ([`string_credentials`]) replaced by `****`, or `None` when it
+/// has none.
+pub(crate) fn mask_in_string(s: &str) -> Option<String> {
+    let ranges = string_credentials(s);
     if ranges.is_empty() {
         return None;
     }
@@ -265,9 +363,9 @@ pub(crate) fn reject_sealed_text(v: &Value) -> Result<(), Error> {
 ///   current value (a string, or a number masked as `****`); any other mask-shaped string
 ///   (`****`, `abc...wxyz`) is refused, since storing it would replace the secret by its
 ///   mask; any other value is a new secret;
-/// * elsewhere, a URL credential written `****` keeps the credential of the URL at the same
-///   position in the current string, whatever else of the URL changed (host, path, user);
-///   with no such current credential it is refused.
+/// * elsewhere, an inline credential written `****` keeps the one at the same position in
+///   the current string, whatever else of the string changed (host, path, user); with no
+///   such current credential it is refused.
 pub(crate) fn restore_masked(patch: &mut Value, current: &Value) -> Result<(), Error> {
     restore(patch, Some(current), &[], false, "config")
 }
@@ -319,7 +417,7 @@ fn restore(
         }
         Value::String(s) => {
             let c = cur.and_then(Value::as_str);
-            match restore_urls(s, c) {
+            match restore_in_string(s, c) {
                 Ok(Some(fixed)) => {
                     *s = fixed;
                     Ok(())
@@ -338,9 +436,8 @@ fn restore(
                         None => Err(Error::invalid(
                             path.to_owned(),
                             format!(
-                                "has a URL whose credential is masked (`{MASK}`) but there is \
-                                 no current credential at this place to keep; give it in clear \
-                                 text"
+                                "has a masked credential (`{MASK}`) but there is no current \
+                                 credential at this place to keep; give it in clear text"
                             ),
                         )),
                     }
@@ -356,11 +453,11 @@ fn unique<'a>(mut it: impl Iterator<Item = &'a Value>) -> Option<&'a Value> {
     it.next().is_none().then_some(first)
 }
 
-/// `sent` with each URL credential written `****` replaced by the credential at the same
+/// `sent` with each credential written `****` replaced by the credential at the same
 /// position in `current`; `Ok(None)` when nothing is masked, `Err` when a masked credential
 /// has no current one.
-fn restore_urls(sent: &str, current: Option<&str>) -> Result<Option<String>, ()> {
-    let masked: Vec<(usize, Range<usize>)> = url_credentials(sent)
+fn restore_in_string(sent: &str, current: Option<&str>) -> Result<Option<String>, ()> {
+    let masked: Vec<(usize, Range<usize>)> = string_credentials(sent)
         .into_iter()
         .enumerate()
         .filter(|(_, r)| sent.get(r.clone()) == Some(MASK))
@@ -369,7 +466,7 @@ fn restore_urls(sent: &str, current: Option<&str>) -> Result<Option<String>, ()>
         return Ok(None);
     }
     let current = current.ok_or(())?;
-    let creds = url_credentials(current);
+    let creds = string_credentials(current);
     let mut out = sent.to_owned();
     for (i, r) in masked.into_iter().rev() {
         let keep = creds
@@ -570,9 +667,27 @@ mod tests {
                 "a https://u:A@h and amqp://v:B@k",
                 "a https://u:****@h and amqp://v:****@k",
             ),
+            (
+                "https://g.example/v1?alt=json&key=AIzaSECRET&x=1",
+                "https://g.example/v1?alt=json&key=****&x=1",
+            ),
+            (
+                "Server=db;User ID=sa;Password=Pa55;AccountKey=abc==",
+                "Server=db;User ID=sa;Password=****;AccountKey=****",
+            ),
+            (
+                "https://x/b?sv=1&sig=SAS%2Fsig&se=2",
+                "https://x/b?sv=1&sig=****&se=2",
+            ),
+            (
+                "-H 'Authorization: Bearer eyJ.abc-123' -d",
+                "-H 'Authorization: Bearer ****' -d",
+            ),
+            ("api_key=k1 token=k2", "api_key=**** token=****"),
+            ("https://h/?token=https://u:p@x", "https://h/?token=****"),
         ];
         for (clear, masked) in cases {
-            assert_eq!(mask_urls(clear).as_deref(), Some(masked), "{clear}");
+            assert_eq!(mask_in_string(clear).as_deref(), Some(masked), "{clear}");
         }
         for plain in [
             "https://host/@user",
@@ -580,8 +695,12 @@ mod tests {
             "mailto:a@b.c",
             "https://user:@host",
             "://x:y@z",
+            "https://h/?model=gpt&max_tokens=5",
+            "key=",
+            "monkey=banana",
+            "unbearer x",
         ] {
-            assert_eq!(mask_urls(plain), None, "{plain}");
+            assert_eq!(mask_in_string(plain), None, "{plain}");
         }
     }
 

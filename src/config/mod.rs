@@ -10,7 +10,7 @@ mod sections;
 pub use diff::ConfigChange;
 pub(crate) use diff::diff;
 pub(crate) use mask::{
-    SEALED_PREFIX, is_secret_field, looks_masked, mask_secrets, url_credentials,
+    SEALED_PREFIX, is_secret_field, looks_masked, mask_secrets, string_credentials,
 };
 pub use sections::{BudgetPolicy, IpAcl, RateLimiting};
 
@@ -177,8 +177,8 @@ impl OrgConfig {
     }
 
     /// The JSON with secrets masked: every string and number under a secret-named field
-    /// (`sk-...abcd`, `****`) and every URL credential (`https://user:****@host`). The
-    /// README's "Org config" section gives the rule.
+    /// (`sk-...abcd`, `****`) and every inline credential (`https://user:****@host`,
+    /// `?key=****`). The README's "Secrets in the config" section gives the rule.
     pub fn to_masked_json(&self) -> Value {
         let mut v = self.json.clone();
         mask_secrets(&mut v);
@@ -248,11 +248,11 @@ fn parse_models(v: &Value) -> Result<Vec<String>, Error> {
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         match item.as_str() {
-            Some(s) if !url_credentials(s).is_empty() => {
+            Some(s) if !string_credentials(s).is_empty() => {
                 // A credential would be masked and sealed, and the gateway never sees those.
                 return Err(Error::invalid(
                     format!("config.allowed_models[{i}]"),
-                    "must be a model name, not a URL with a password or token in it",
+                    "must be a model name, not text holding a password, key or token",
                 ));
             }
             Some(s) if !s.trim().is_empty() && s.len() <= 256 => out.push(s.to_owned()),

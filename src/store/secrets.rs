@@ -6,9 +6,10 @@
 //! * A secret-named value (a string, a number, or a whole object or array) becomes the
 //!   string `enc:v1:<base64 of nonce (12 bytes) + ciphertext>`, the ciphertext being
 //!   ChaCha20-Poly1305 over the value's JSON text under a 256-bit store key.
-//! * A URL credential in any other string is replaced in place by
-//!   `enc:v1:<unpadded base64url of nonce + ciphertext>` (always followed by the URL's `@`),
-//!   so the rest of the string (scheme, user, host, path) stays as it was.
+//! * An inline credential in any other string (a URL's userinfo, a secret-named parameter,
+//!   a `Bearer` token: `config::mask::string_credentials`) is replaced in place by
+//!   `enc:v1:<unpadded base64url of nonce + ciphertext>`, so the rest of the string (scheme,
+//!   user, host, path, other parameters) stays as it was.
 //!
 //! The key lives in a sidecar file `<db path>.key` (64 hex digits, mode 0600) created next
 //! to the store; an in-memory store uses a random in-memory key. Losing the key file makes
@@ -27,7 +28,7 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::records::ConfigRecord;
-use crate::config::{OrgConfig, SEALED_PREFIX, is_secret_field, url_credentials};
+use crate::config::{OrgConfig, SEALED_PREFIX, is_secret_field, string_credentials};
 use crate::error::{Error, ErrorKind};
 
 const NONCE_LEN: usize = 12;
@@ -136,7 +137,7 @@ impl Sealer {
                 }
             }
             Value::String(s) => {
-                let creds = url_credentials(s);
+                let creds = string_credentials(s);
                 for r in creds.into_iter().rev() {
                     let clear = Value::String(s.get(r.clone()).unwrap_or_default().to_owned());
                     let sealed = B64URL.encode(self.seal_bytes(&clear)?);
@@ -187,7 +188,7 @@ impl Sealer {
         serde_json::from_slice(&clear).ok()
     }
 
-    /// Decrypts the sealed URL credentials inside `s`; the tokens that cannot be decrypted
+    /// Decrypts the sealed inline credentials inside `s`; the tokens that cannot be decrypted
     /// stay and are returned.
     fn open_tokens(&self, s: &mut String) -> Vec<String> {
         let mut failed = Vec::new();
@@ -307,7 +308,8 @@ impl Sealer {
 
 /// Removes every sealed value: what the gateway snapshot parses (it never needs provider
 /// secrets, and the sealed text is longer than the clear text the size limit was checked on).
-/// Sealed secret-named values are removed; sealed URL credentials are cut out of their string.
+/// Sealed secret-named values are removed; sealed inline credentials are cut out of their
+/// string.
 pub(crate) fn strip_sealed(v: &mut Value) {
     match v {
         Value::Object(o) => {
@@ -326,7 +328,8 @@ pub(crate) fn strip_sealed(v: &mut Value) {
     }
 }
 
-/// The sealed URL credentials in `s`: `enc:v1:` and base64url text, followed by `@`.
+/// The sealed inline credentials in `s`: `enc:v1:` and base64url text. Callers never give
+/// `enc:v1:` (it is refused in configs and patches), so nothing else looks like one.
 fn sealed_tokens(s: &str) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut from = 0;
@@ -338,7 +341,7 @@ fn sealed_tokens(s: &str) -> Vec<std::ops::Range<usize>> {
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
             .unwrap_or(rest.len());
         from = body + len;
-        if len > 0 && rest.get(len..).is_some_and(|t| t.starts_with('@')) {
+        if len > 0 {
             out.push(start..from);
         }
     }
@@ -493,10 +496,18 @@ mod tests {
         let a = Sealer::random().unwrap();
         let cfg = OrgConfig::from_value(json!({"cache": {
             "url": "redis://:hunter2hunter2@cache.internal:6379/0",
-            "mirrors": ["https://bob:pa55w0rd-x@m1.example/a b https://TOKEN1234567@m2.example"]}}))
+            "mirrors": ["https://bob:pa55w0rd-x@m1.example/a b https://TOKEN1234567@m2.example"],
+            "gemini": "https://g.example/v1?key=AIzaSyGEMINIkey&alt=json",
+            "curl": "-H 'Authorization: Bearer eyJhbGciBEARERtok' -d x"}}))
         .unwrap();
         let text = a.seal_json(cfg.json()).unwrap();
-        for secret in ["hunter2", "pa55w0rd", "TOKEN1234567"] {
+        for secret in [
+            "hunter2",
+            "pa55w0rd",
+            "TOKEN1234567",
+            "GEMINIkey",
+            "BEARERtok",
+        ] {
             assert!(!text.contains(secret), "{text}");
         }
         assert!(text.contains("redis://:enc:v1:") && text.contains("@cache.internal:6379/0"));
@@ -508,21 +519,32 @@ mod tests {
         let mut v: Value = serde_json::from_str(&text).unwrap();
         strip_sealed(&mut v);
         assert_eq!(v["cache"]["url"], "redis://:@cache.internal:6379/0");
+        assert_eq!(v["cache"]["gemini"], "https://g.example/v1?key=&alt=json");
         // Under another key: unreadable, named, masked as `****`, and not carried on.
         let b = Sealer::random().unwrap();
         let opened = b.open(&rec(text)).unwrap();
-        assert_eq!(opened.unreadable.len(), 3);
+        assert_eq!(opened.unreadable.len(), 5);
         let mut fields: Vec<&str> = opened.unreadable.iter().map(|u| u.field.as_str()).collect();
         fields.sort_unstable();
         assert_eq!(
             fields,
             [
+                "config.cache.curl",
+                "config.cache.gemini",
                 "config.cache.mirrors.0",
                 "config.cache.mirrors.0",
                 "config.cache.url"
             ]
         );
         let masked = opened.config.to_masked_json();
+        assert_eq!(
+            masked["cache"]["gemini"],
+            "https://g.example/v1?key=****&alt=json"
+        );
+        assert_eq!(
+            masked["cache"]["curl"],
+            "-H 'Authorization: Bearer ****' -d x"
+        );
         assert_eq!(
             masked["cache"]["url"],
             "redis://:****@cache.internal:6379/0"

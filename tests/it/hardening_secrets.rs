@@ -60,6 +60,15 @@ fn secret_config() -> (Value, Vec<String>) {
             }
         },
         "cache": {"url": "redis://:PwRedisZq9Xw@cache.internal:6379/0"},
+        "model_map": {
+            "gemini": "https://gl.example/v1beta?key=AIzaGemZq9Xw&alt=sse"
+        },
+        "cost_tracking": {
+            "store": "Server=db.example;User ID=sa;Password=PwAdoZq9Xw;AccountKey=AccKeyZq9Xw=="
+        },
+        "guardrails": {
+            "command": "curl -H 'Authorization: Bearer BearTokZq9Xw' https://guard.example"
+        },
         "routing": {
             "fallbacks": [
                 "https://svc:PwFallbackZq9Xw@backup.example/v1",
@@ -77,6 +86,10 @@ fn secret_config() -> (Value, Vec<String>) {
             "PwFallbackZq9Xw",
             "TokAlertZq9Xw",
             "PwPgZq9Xw",
+            "AIzaGemZq9Xw",
+            "PwAdoZq9Xw",
+            "AccKeyZq9Xw",
+            "BearTokZq9Xw",
             "7310426958",
             "9913578642",
         ]
@@ -94,6 +107,9 @@ const VISIBLE: &[&str] = &[
     "https://svc:****@backup.example/v1",
     "https://backup2.example/v1",
     "4096",
+    "https://gl.example/v1beta?key=****&alt=sse",
+    "Server=db.example;User ID=sa;Password=****;AccountKey=****",
+    "Bearer ****' https://guard.example",
 ];
 
 fn assert_clean(what: &str, text: &[u8], needles: &[String]) {
@@ -291,6 +307,7 @@ fn a_masked_config_sent_back_keeps_every_secret_and_applies_every_change() {
     m["cache"]["url"] = json!("redis://:****@moved.internal:6380/1");
     m["routing"]["fallbacks"][0] = json!("https://svc2:****@backup.example/v2");
     m["routing"]["max_tokens"] = json!(8192);
+    m["model_map"]["gemini"] = json!("https://gl2.example/v1?alt=json&key=****");
     store
         .org_configs()
         .update(&OP, &acme, &m.to_string())
@@ -302,6 +319,7 @@ fn a_masked_config_sent_back_keeps_every_secret_and_applies_every_change() {
     want["cache"]["url"] = json!("redis://:PwRedisZq9Xw@moved.internal:6380/1");
     want["routing"]["fallbacks"][0] = json!("https://svc2:PwFallbackZq9Xw@backup.example/v2");
     want["routing"]["max_tokens"] = json!(8192);
+    want["model_map"]["gemini"] = json!("https://gl2.example/v1?alt=json&key=AIzaGemZq9Xw");
     assert_eq!(revealed(&store, &acme, None), want);
 
     // An element dropped from the front of a key list: the others move and are still
