@@ -20,6 +20,8 @@
 //! least 12 characters, else `****`; a secret number as the string `****`; an inline
 //! credential as `****` in place (`https://user:****@host`, `?key=****`).
 
+use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::ops::Range;
 
 use serde_json::Value;
@@ -367,29 +369,74 @@ pub(crate) fn reject_sealed_text(v: &Value) -> Result<(), Error> {
 ///   the current string, whatever else of the string changed (host, path, user); with no
 ///   such current credential it is refused.
 pub(crate) fn restore_masked(patch: &mut Value, current: &Value) -> Result<(), Error> {
-    restore(patch, Some(current), &[], false, "config")
+    restore(
+        patch,
+        Some(current),
+        &Siblings::new(&[], false),
+        false,
+        "config",
+    )
+}
+
+/// The current elements of an array, found by the mask the store prints for them (built
+/// once per array, on first use, so a long array of masks costs linear time).
+struct Siblings<'a> {
+    items: &'a [Value],
+    secret: bool,
+    /// Mask -> the one element with it (`None`: several elements share it).
+    by_mask: OnceCell<HashMap<String, Option<usize>>>,
+}
+
+impl<'a> Siblings<'a> {
+    fn new(items: &'a [Value], secret: bool) -> Self {
+        Self {
+            items,
+            secret,
+            by_mask: OnceCell::new(),
+        }
+    }
+
+    /// The one string or number element whose mask is `sent`.
+    fn find(&self, sent: &str) -> Option<&'a Value> {
+        let map = self.by_mask.get_or_init(|| {
+            let mut map: HashMap<String, Option<usize>> = HashMap::new();
+            for (i, c) in self.items.iter().enumerate() {
+                if !matches!(c, Value::String(_) | Value::Number(_)) {
+                    continue;
+                }
+                if let Value::String(m) = mask_at(c, self.secret) {
+                    map.entry(m).and_modify(|e| *e = None).or_insert(Some(i));
+                }
+            }
+            map
+        });
+        let i = map.get(sent).copied().flatten()?;
+        self.items.get(i)
+    }
 }
 
 fn restore(
     p: &mut Value,
     cur: Option<&Value>,
-    siblings: &[Value],
+    siblings: &Siblings<'_>,
     secret: bool,
     path: &str,
 ) -> Result<(), Error> {
     match p {
         Value::Object(o) => {
             let cur = cur.and_then(Value::as_object);
+            let none = Siblings::new(&[], secret);
             for (k, v) in o.iter_mut() {
                 let c = cur.and_then(|c| c.get(k));
-                restore(v, c, &[], secret || is_secret_field(k), &child(path, k))?;
+                restore(v, c, &none, secret || is_secret_field(k), &child(path, k))?;
             }
             Ok(())
         }
         Value::Array(items) => {
             let cur: &[Value] = cur.and_then(Value::as_array).map_or(&[], Vec::as_slice);
+            let siblings = Siblings::new(cur, secret);
             for (i, v) in items.iter_mut().enumerate() {
-                restore(v, cur.get(i), cur, secret, &format!("{path}[{i}]"))?;
+                restore(v, cur.get(i), &siblings, secret, &format!("{path}[{i}]"))?;
             }
             Ok(())
         }
@@ -398,10 +445,9 @@ fn restore(
                 return Ok(());
             }
             let sent = Value::String(s.clone());
-            let same = |c: &&Value| mask_at(c, true) == sent;
             let found = cur
-                .filter(same)
-                .or_else(|| unique(siblings.iter().filter(same)));
+                .filter(|c| mask_at(c, true) == sent)
+                .or_else(|| siblings.find(s));
             match found {
                 Some(c) => {
                     *p = c.clone();
@@ -423,34 +469,25 @@ fn restore(
                     Ok(())
                 }
                 Ok(None) => Ok(()),
-                Err(()) => {
-                    // An element moved within its array: the one current element that
-                    // masks to exactly this string.
-                    let sent = Value::String(s.clone());
-                    let same = |c: &&Value| mask_at(c, false) == sent;
-                    match unique(siblings.iter().filter(same)) {
-                        Some(c) => {
-                            *p = c.clone();
-                            Ok(())
-                        }
-                        None => Err(Error::invalid(
-                            path.to_owned(),
-                            format!(
-                                "has a masked credential (`{MASK}`) but there is no current \
-                                 credential at this place to keep; give it in clear text"
-                            ),
-                        )),
+                // An element moved within its array: the one current element that masks to
+                // exactly this string.
+                Err(()) => match siblings.find(s) {
+                    Some(c) => {
+                        *p = c.clone();
+                        Ok(())
                     }
-                }
+                    None => Err(Error::invalid(
+                        path.to_owned(),
+                        format!(
+                            "has a masked credential (`{MASK}`) but there is no current \
+                             credential at this place to keep; give it in clear text"
+                        ),
+                    )),
+                },
             }
         }
         Value::Number(_) | Value::Bool(_) | Value::Null => Ok(()),
     }
-}
-
-fn unique<'a>(mut it: impl Iterator<Item = &'a Value>) -> Option<&'a Value> {
-    let first = it.next()?;
-    it.next().is_none().then_some(first)
 }
 
 /// `sent` with each credential written `****` replaced by the credential at the same

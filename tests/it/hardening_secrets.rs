@@ -425,3 +425,39 @@ fn config_get_output_sent_back_to_config_set_keeps_every_secret() {
     let clear: Value = serde_json::from_str(&clear).unwrap();
     assert_eq!(clear["config"], want);
 }
+
+#[test]
+fn a_long_array_of_moved_masks_is_restored_in_linear_time() {
+    let store = Store::open_temporary().unwrap();
+    let acme = crate::common::create_org(&store, "acme", "o@acme.io");
+    let n = 9000;
+    let keys: Vec<String> = (0..n)
+        .map(|i| format!("sk-{i:04}-padpadpad-{i:04}"))
+        .collect();
+    store
+        .org_configs()
+        .update(
+            &OP,
+            &acme,
+            &json!({"providers": {"p": {"api_keys": keys}}}).to_string(),
+        )
+        .unwrap();
+    // The first key dropped: every other mask moved one place to the front.
+    let m = masked(&store, &acme);
+    let moved: Vec<Value> = m["providers"]["p"]["api_keys"].as_array().unwrap()[1..].to_vec();
+    let started = std::time::Instant::now();
+    store
+        .org_configs()
+        .update(
+            &OP,
+            &acme,
+            &json!({"providers": {"p": {"api_keys": moved}}}).to_string(),
+        )
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        revealed(&store, &acme, None)["providers"]["p"]["api_keys"],
+        json!(keys[1..])
+    );
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+}
