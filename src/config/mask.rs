@@ -1,11 +1,12 @@
 //! Secrets in org configs: which values are secrets, how they are masked for display, and
 //! how a masked value sent back in a patch keeps the secret it stands for.
 //!
-//! The rule (README "Org config" and `docs/hostile-input.md` describe it for users):
+//! The rule (the README's "Secrets in the config" describes it for users):
 //!
 //! * A field **name** is split into words at every character that is not a letter or digit
 //!   and at camelCase boundaries (`accessToken` -> `access token`, `APIKey` -> `api key`),
-//!   lower-cased; trailing digits of a word are dropped (`key2` -> `key`). The name is
+//!   lower-cased; trailing digits of a word are dropped (`key2` -> `key`); the words are
+//!   also taken without camelCase splitting, and either way may make the name secret. It is
 //!   secret when the words joined (`xapikey`) contain one of [`STEMS`], when any word is one
 //!   of [`ANY_WORD`] (`token` only when the next word is not one of [`TOKEN_SETTINGS`]), or
 //!   when the last word is one of [`LAST_WORD`].
@@ -328,7 +329,7 @@ pub(crate) fn mask_in_string(s: &str) -> Option<String> {
     Some(out)
 }
 
-/// `config.providers.openai.api_key`, `config.x.keys[1]`.
+/// The path of field `key` under `path`, for messages (`config.providers.openai.api_key`).
 fn child(path: &str, key: &str) -> String {
     format!("{path}.{key}")
 }
