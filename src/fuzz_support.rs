@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::config::{OrgConfig, diff, is_secret_field};
+use crate::config::{OrgConfig, diff, is_secret_field, looks_masked, string_credentials};
 use crate::error::ErrorKind;
 use crate::keys::{
     HeaderError, KEY_LEN, KEY_PREFIX, OLD_KEY_LEN, check_key_format, key_from_headers,
@@ -197,32 +197,44 @@ fn canonical_checks(cfg: &OrgConfig) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Every secret-named string value differs in the masked JSON.
+/// Every secret differs in the masked JSON: each string and number under a secret name
+/// (unless already mask-shaped) and each inline credential elsewhere.
 fn masks_every_secret(clear: &Value, masked: &Value) -> Result<(), Failure> {
+    masks_at(clear, masked, false)
+}
+
+fn masks_at(clear: &Value, masked: &Value, secret: bool) -> Result<(), Failure> {
     match (clear, masked) {
         (Value::Object(c), Value::Object(m)) => {
             for (k, v) in c {
                 let mv = m
                     .get(k)
                     .ok_or_else(|| format!("masking dropped field {k}"))?;
-                if is_secret_field(k) {
-                    if let Value::String(s) = v {
-                        ensure!(s == "****" || mv != v, "secret field {k} is not masked");
-                    }
-                    ensure!(
-                        !matches!(v, Value::Number(_)) || mv != v,
-                        "numeric secret {k} is not masked"
-                    );
-                } else {
-                    masks_every_secret(v, mv)?;
-                }
+                masks_at(v, mv, secret || is_secret_field(k))?;
             }
         }
         (Value::Array(c), Value::Array(m)) => {
             ensure!(c.len() == m.len(), "masking changed an array's length");
             for (a, b) in c.iter().zip(m) {
-                masks_every_secret(a, b)?;
+                masks_at(a, b, secret)?;
             }
+        }
+        (Value::String(s), mv) if secret => {
+            ensure!(
+                looks_masked(s) || mv != clear,
+                "a secret string is not masked"
+            );
+        }
+        (Value::Number(_), mv) if secret => {
+            ensure!(mv != clear, "a numeric secret is not masked");
+        }
+        (Value::String(s), Value::String(m)) => {
+            let creds = string_credentials(m);
+            let shown: Vec<&str> = creds.iter().filter_map(|r| m.get(r.clone())).collect();
+            ensure!(
+                shown.iter().all(|c| *c == "****") && creds.len() == string_credentials(s).len(),
+                "an inline credential is not masked"
+            );
         }
         _ => {}
     }

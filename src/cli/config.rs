@@ -84,7 +84,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
         ConfigCmd::Set { org, patch } => {
             let org = OrgId::parse(&org)?;
             let patch = read_patch(&patch)?;
-            let v = ctx.store()?.org_configs().update(a, &org, &patch)?;
+            let v = ctx
+                .store()?
+                .org_configs()
+                .update(a, &org, skip_comment_lines(&patch))?;
             changed(ctx, out, &v)
         }
         ConfigCmd::History { org } => {
@@ -166,6 +169,18 @@ fn version_json(v: &ConfigVersion) -> Value {
         "created_by": v.created_by,
         "note": v.note,
     })
+}
+
+/// The text after its leading `#` lines: what `config get` printed (a `#` line describing
+/// the version, then the masked config) can be sent back to `config set` as it is. JSON
+/// never starts with `#`, so nothing else is dropped.
+fn skip_comment_lines(text: &str) -> &str {
+    let mut rest = text;
+    while rest.trim_start().starts_with('#') {
+        let t = rest.trim_start();
+        rest = t.split_once('\n').map_or("", |(_, after)| after);
+    }
+    rest
 }
 
 /// Reads a patch given inline, as `@FILE`, or as `-` (stdin), at most 1 MiB (plus a little

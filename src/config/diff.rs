@@ -3,9 +3,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::mask::{is_secret_field, mask_secrets};
+use super::mask::{is_secret_field, mask_at};
 
-/// One changed leaf between two config versions; secret values are masked.
+/// One changed leaf between two config versions; secrets are masked as in
+/// [`crate::OrgConfig::to_masked_json`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct ConfigChange {
@@ -22,19 +23,6 @@ pub(crate) fn diff(a: &Value, b: &Value) -> Vec<ConfigChange> {
     let mut out = Vec::new();
     walk("", a, b, false, &mut out);
     out
-}
-
-fn masked(v: &Value, secret: bool) -> Value {
-    let mut v = v.clone();
-    if secret {
-        if let Value::String(s) = &v {
-            return Value::String(super::mask::mask_secret(s));
-        }
-        v = Value::String("****".into());
-    } else {
-        mask_secrets(&mut v);
-    }
-    v
 }
 
 fn walk(path: &str, a: &Value, b: &Value, secret: bool, out: &mut Vec<ConfigChange>) {
@@ -54,8 +42,8 @@ fn walk(path: &str, a: &Value, b: &Value, secret: bool, out: &mut Vec<ConfigChan
                     (Some(va), Some(vb)) => walk(&p, va, vb, s, out),
                     (va, vb) => out.push(ConfigChange {
                         path: p,
-                        old: va.map(|v| masked(v, s)),
-                        new: vb.map(|v| masked(v, s)),
+                        old: va.map(|v| mask_at(v, s)),
+                        new: vb.map(|v| mask_at(v, s)),
                     }),
                 }
             }
@@ -63,8 +51,8 @@ fn walk(path: &str, a: &Value, b: &Value, secret: bool, out: &mut Vec<ConfigChan
         _ if a == b => {}
         _ => out.push(ConfigChange {
             path: path.to_owned(),
-            old: Some(masked(a, secret)),
-            new: Some(masked(b, secret)),
+            old: Some(mask_at(a, secret)),
+            new: Some(mask_at(b, secret)),
         }),
     }
 }

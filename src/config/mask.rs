@@ -1,24 +1,136 @@
-//! Masking of secrets (provider API keys and similar) for display.
+//! Secrets in org configs: which values are secrets, how they are masked for display, and
+//! how a masked value sent back in a patch keeps the secret it stands for.
+//!
+//! The rule (the README's "Secrets in the config" describes it for users):
+//!
+//! * A field **name** is split into words at every character that is not a letter or digit
+//!   and at camelCase boundaries (`accessToken` -> `access token`, `APIKey` -> `api key`),
+//!   lower-cased; trailing digits of a word are dropped (`key2` -> `key`); the words are
+//!   also taken without camelCase splitting, and either way may make the name secret. It is
+//!   secret when the words joined (`xapikey`) contain one of [`STEMS`], when any word is one
+//!   of [`ANY_WORD`] (`token` only when the next word is not one of [`TOKEN_SETTINGS`]), or
+//!   when the last word is one of [`LAST_WORD`].
+//! * Under a secret name, every string and number is secret, however deep inside objects
+//!   and arrays; `true`, `false` and `null` are not (they hold no credential).
+//! * In every other string, credentials written inline are secret ([`string_credentials`]):
+//!   the password of `scheme://user:PASSWORD@host` (the user stays readable) or the whole
+//!   userinfo of `scheme://TOKEN@host`; the value of a secret-named parameter (`?key=VALUE`,
+//!   `;Password=VALUE`); the token of `Bearer TOKEN`.
+//!
+//! A secret string shows as `abc...wxyz` (first 3 and last 4 characters) when it has at
+//! least 12 characters, else `****`; a secret number as the string `****`; an inline
+//! credential as `****` in place (`https://user:****@host`, `?key=****`).
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::ops::Range;
 
 use serde_json::Value;
 
-/// Whether a JSON field name holds a secret.
+use crate::error::Error;
+
+/// The mask of a short secret, a secret number and an inline credential.
+pub(crate) const MASK: &str = "****";
+
+/// What marks an encrypted value in the store file; never accepted from a caller.
+pub(crate) const SEALED_PREFIX: &str = "enc:v1:";
+
+/// A name whose words, joined, contain one of these is secret.
+pub(crate) const STEMS: &[&str] = &[
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "passcode",
+    "pincode",
+    "credential",
+    "apikey",
+    "apitoken",
+    "accesskey",
+    "privatekey",
+    "accesstoken",
+    "refreshtoken",
+    "sessiontoken",
+    "authtoken",
+    "authorization",
+    "cookie",
+];
+
+/// A name with one of these words anywhere is secret (`auth`, `auth_header`, `basic-auth`,
+/// `tokenValue`), except `token` directly followed by one of [`TOKEN_SETTINGS`].
+pub(crate) const ANY_WORD: &[&str] = &["auth", "pwd", "bearer", "token"];
+
+/// After `token`, these words name a count or a setting, not a credential (`token_limit`,
+/// `token_url`). `tokens` (plural) is not a secret word at all: `max_tokens` is a count.
+pub(crate) const TOKEN_SETTINGS: &[&str] = &[
+    "limit", "limits", "count", "budget", "quota", "rate", "usage", "cost", "price", "window",
+    "size", "type", "ttl", "expiry", "lifetime", "url", "endpoint",
+];
+
+/// A name whose last word is one of these is secret (`key`, `signing_key`, `x-goog-api-key`,
+/// `keys`, `pin`). `key` elsewhere in a name is not (`per_key_rpm`, `key_prefix`).
+pub(crate) const LAST_WORD: &[&str] = &[
+    "key",
+    "keys",
+    "pin",
+    "pass",
+    "jwt",
+    "otp",
+    "sig",
+    "signature",
+];
+
+/// The words of a field name, lower-cased, trailing digits dropped, empty words skipped;
+/// split at camelCase boundaries too when `camel`.
+fn words(name: &str, camel: bool) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let chars: Vec<char> = name.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if !c.is_alphanumeric() {
+            out.push(std::mem::take(&mut cur));
+            continue;
+        }
+        let prev = i.checked_sub(1).and_then(|p| chars.get(p)).copied();
+        let next = chars.get(i + 1).copied();
+        let boundary = camel
+            && c.is_uppercase()
+            && prev.is_some_and(|p| {
+                p.is_lowercase()
+                    || p.is_ascii_digit()
+                    || (p.is_uppercase() && next.is_some_and(char::is_lowercase))
+            });
+        if boundary {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.extend(c.to_lowercase());
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|w| w.trim_end_matches(|c: char| c.is_ascii_digit()).to_owned())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Whether a JSON field name holds a secret (see the module documentation for the rule).
+/// The words are taken with and without camelCase splitting (`API_kEy` is secret either way).
 pub(crate) fn is_secret_field(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    const EXACT: &[&str] = &[
-        "api_key",
-        "apikey",
-        "key",
-        "secret",
-        "password",
-        "token",
-        "credentials",
-    ];
-    const SUFFIX: &[&str] = &["_key", "_secret", "_token", "_password", "_credentials"];
-    EXACT.contains(&n.as_str())
-        || SUFFIX.iter().any(|s| n.ends_with(s))
-        || n.contains("secret")
-        || n.contains("password")
+    secret_words(&words(name, true)) || secret_words(&words(name, false))
+}
+
+fn secret_words(words: &[String]) -> bool {
+    let joined: String = words.concat();
+    STEMS.iter().any(|s| joined.contains(s))
+        || words.iter().enumerate().any(|(i, w)| {
+            ANY_WORD.contains(&w.as_str())
+                && !(w == "token"
+                    && words
+                        .get(i + 1)
+                        .is_some_and(|n| TOKEN_SETTINGS.contains(&n.as_str())))
+        })
+        || words
+            .last()
+            .is_some_and(|w| LAST_WORD.contains(&w.as_str()))
 }
 
 /// `sk-proj-abcdef123456` -> `sk-...3456`; short values are hidden entirely.
@@ -26,70 +138,382 @@ pub(crate) fn is_secret_field(name: &str) -> bool {
 /// A secret shorter than 12 characters shows nothing of itself.
 pub(crate) fn mask_secret(s: &str) -> String {
     // Masking is idempotent: an already masked value stays as it is.
-    if s == "****" || (s.len() == 10 && s.get(3..6) == Some("...")) {
+    if looks_masked(s) {
         return s.to_owned();
     }
     let n = s.chars().count();
     if n < 12 {
-        return "****".to_owned();
+        return MASK.to_owned();
     }
     let head: String = s.chars().take(3).collect();
     let tail: String = s.chars().skip(n - 4).collect();
     format!("{head}...{tail}")
 }
 
-/// Masks every secret-named field anywhere in `v`, in place.
+/// Whether `s` has the shape of a mask (`****` or `abc...wxyz`).
+pub(crate) fn looks_masked(s: &str) -> bool {
+    s == MASK || (s.chars().count() == 10 && s.chars().skip(3).take(3).eq("...".chars()))
+}
+
+/// Masks every secret anywhere in `v`, in place: secret-named values and inline credentials.
 pub(crate) fn mask_secrets(v: &mut Value) {
+    mask_in_place(v, false);
+}
+
+/// What the store prints for `v` at a place that is (`secret`) or is not under a secret name.
+pub(crate) fn mask_at(v: &Value, secret: bool) -> Value {
+    let mut v = v.clone();
+    mask_in_place(&mut v, secret);
+    v
+}
+
+fn mask_in_place(v: &mut Value, secret: bool) {
     match v {
         Value::Object(o) => {
             for (k, val) in o.iter_mut() {
-                if is_secret_field(k) {
-                    mask_value(val);
-                } else {
-                    mask_secrets(val);
+                mask_in_place(val, secret || is_secret_field(k));
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|x| mask_in_place(x, secret)),
+        Value::String(s) if secret => *s = mask_secret(s),
+        Value::String(s) => {
+            if let Some(m) = mask_in_string(s) {
+                *s = m;
+            }
+        }
+        Value::Number(_) if secret => *v = Value::String(MASK.into()),
+        Value::Number(_) | Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// The byte ranges of the credentials inside a string that is not under a secret name, in
+/// order and without overlaps: URL userinfo ([`url_credentials`]), secret-named parameters
+/// (`?key=VALUE`, `;Password=VALUE`, see [`param_credentials`]) and `Bearer TOKEN`.
+pub(crate) fn string_credentials(s: &str) -> Vec<Range<usize>> {
+    let mut all = url_credentials(s);
+    all.extend(param_credentials(s));
+    all.extend(bearer_credentials(s));
+    all.sort_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(all.len());
+    for r in all {
+        if out.last().is_none_or(|last| r.start >= last.end) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// `NAME=VALUE` where NAME (letters, digits, `_`, `.`, `-`) starts the string or follows
+/// `?`, `&`, `;` or a blank, and is a secret name (`?key=`, `&api_key=`, `;Password=`,
+/// `AccountKey=`, `sig=`): the VALUE, up to the next `&`, `;`, blank or the end.
+fn param_credentials(s: &str) -> Vec<Range<usize>> {
+    let b = s.as_bytes();
+    let is_name = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-');
+    let is_end = |c: u8| matches!(c, b'&' | b';') || c.is_ascii_whitespace();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let starts = i == 0
+            || b.get(i - 1)
+                .is_some_and(|&c| matches!(c, b'?' | b'&' | b';') || c.is_ascii_whitespace());
+        if !starts || !b.get(i).copied().is_some_and(is_name) {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while b.get(j).copied().is_some_and(is_name) {
+            j += 1;
+        }
+        if b.get(j) != Some(&b'=') {
+            i = j.max(i + 1);
+            continue;
+        }
+        let mut k = j + 1;
+        while b.get(k).copied().is_some_and(|c| !is_end(c)) {
+            k += 1;
+        }
+        if k > j + 1 && s.get(i..j).is_some_and(is_secret_field) {
+            out.push(j + 1..k);
+        }
+        i = k.max(i + 1);
+    }
+    out
+}
+
+/// `Bearer TOKEN` (any case, `Bearer` not preceded by a letter or digit): the TOKEN, made of
+/// letters, digits and `-._~+/=:*`.
+fn bearer_credentials(s: &str) -> Vec<Range<usize>> {
+    let lower = s.to_ascii_lowercase();
+    let b = s.as_bytes();
+    let is_tok = |c: u8| c.is_ascii_alphanumeric() || b"-._~+/=:*".contains(&c);
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(off) = lower.get(from..).and_then(|t| t.find("bearer")) {
+        let at = from + off;
+        from = at + 6;
+        if at > 0 && b.get(at - 1).is_some_and(u8::is_ascii_alphanumeric) {
+            continue;
+        }
+        let mut start = from;
+        while b.get(start).is_some_and(|&c| c == b' ' || c == b'\t') {
+            start += 1;
+        }
+        if start == from {
+            continue;
+        }
+        let mut end = start;
+        while b.get(end).copied().is_some_and(is_tok) {
+            end += 1;
+        }
+        if end > start {
+            out.push(start..end);
+            from = end;
+        }
+    }
+    out
+}
+
+/// The byte ranges of the URL credentials in `s`, in order: for each `scheme://` whose
+/// authority (up to the first `/`, `?`, `#` or blank) has a userinfo (up to its last `@`),
+/// the password after the userinfo's first `:`, or the whole userinfo when it has no `:`.
+/// Empty credentials (`https://user:@host`) are not listed.
+fn url_credentials(s: &str) -> Vec<Range<usize>> {
+    let b = s.as_bytes();
+    let is_scheme = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.');
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(off) = s.get(from..).and_then(|t| t.find("://")) {
+        let sep = from + off;
+        let start = sep + 3;
+        from = start;
+        let mut scheme = sep;
+        while scheme > 0 && b.get(scheme - 1).copied().is_some_and(is_scheme) {
+            scheme -= 1;
+        }
+        if !b[scheme..sep].iter().any(u8::is_ascii_alphabetic) {
+            continue;
+        }
+        let rest = s.get(start..).unwrap_or("");
+        let end = start
+            + rest
+                .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+                .unwrap_or(rest.len());
+        let Some(at) = s.get(start..end).and_then(|a| a.rfind('@')) else {
+            continue;
+        };
+        let at = start + at;
+        let userinfo = s.get(start..at).unwrap_or("");
+        let cred = match userinfo.find(':') {
+            Some(colon) => start + colon + 1..at,
+            None => start..at,
+        };
+        if !cred.is_empty() {
+            out.push(cred);
+        }
+        from = end;
+    }
+    out
+}
+
+/// `s` with every credential ([`string_credentials`]) replaced by `****`, or `None` when it
+/// has none.
+pub(crate) fn mask_in_string(s: &str) -> Option<String> {
+    let ranges = string_credentials(s);
+    if ranges.is_empty() {
+        return None;
+    }
+    let mut out = s.to_owned();
+    for r in ranges.into_iter().rev() {
+        out.replace_range(r, MASK);
+    }
+    Some(out)
+}
+
+/// The path of field `key` under `path`, for messages (`config.providers.openai.api_key`).
+fn child(path: &str, key: &str) -> String {
+    format!("{path}.{key}")
+}
+
+/// Refuses a caller's value holding the store's encryption marker anywhere: it would be
+/// read back as an encrypted value.
+pub(crate) fn reject_sealed_text(v: &Value) -> Result<(), Error> {
+    fn walk(v: &Value, path: &str) -> Result<(), Error> {
+        match v {
+            Value::String(s) if s.contains(SEALED_PREFIX) => Err(Error::invalid(
+                path.to_owned(),
+                format!(
+                    "contains `{SEALED_PREFIX}`, which marks an encrypted value in the store file; \
+                     give the value in clear text"
+                ),
+            )),
+            Value::Object(o) => o.iter().try_for_each(|(k, x)| walk(x, &child(path, k))),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, x)| walk(x, &format!("{path}[{i}]"))),
+            _ => Ok(()),
+        }
+    }
+    walk(v, "config")
+}
+
+/// In a patch, replaces every mask that stands for a current secret by that secret, so
+/// that whatever a masked read printed can be sent back unchanged without destroying a
+/// secret. At each place (same path in `current`; for an array element, the same index,
+/// else the one element of the current array with that mask):
+///
+/// * under a secret name, a string equal to the mask of the current value keeps the
+///   current value (a string, or a number masked as `****`); any other mask-shaped string
+///   (`****`, `abc...wxyz`) is refused, since storing it would replace the secret by its
+///   mask; any other value is a new secret;
+/// * elsewhere, an inline credential written `****` keeps the one at the same position in
+///   the current string, whatever else of the string changed (host, path, user); with no
+///   such current credential it is refused.
+pub(crate) fn restore_masked(patch: &mut Value, current: &Value) -> Result<(), Error> {
+    restore(
+        patch,
+        Some(current),
+        &Siblings::new(&[], false),
+        false,
+        "config",
+    )
+}
+
+/// The current elements of an array, found by the mask the store prints for them (built
+/// once per array, on first use, so a long array of masks costs linear time).
+struct Siblings<'a> {
+    items: &'a [Value],
+    secret: bool,
+    /// Mask -> the one element with it (`None`: several elements share it).
+    by_mask: OnceCell<HashMap<String, Option<usize>>>,
+}
+
+impl<'a> Siblings<'a> {
+    fn new(items: &'a [Value], secret: bool) -> Self {
+        Self {
+            items,
+            secret,
+            by_mask: OnceCell::new(),
+        }
+    }
+
+    /// The one string or number element whose mask is `sent`.
+    fn find(&self, sent: &str) -> Option<&'a Value> {
+        let map = self.by_mask.get_or_init(|| {
+            let mut map: HashMap<String, Option<usize>> = HashMap::new();
+            for (i, c) in self.items.iter().enumerate() {
+                if !matches!(c, Value::String(_) | Value::Number(_)) {
+                    continue;
+                }
+                if let Value::String(m) = mask_at(c, self.secret) {
+                    map.entry(m).and_modify(|e| *e = None).or_insert(Some(i));
                 }
             }
-        }
-        Value::Array(items) => items.iter_mut().for_each(mask_secrets),
-        _ => {}
+            map
+        });
+        let i = map.get(sent).copied().flatten()?;
+        self.items.get(i)
     }
 }
 
-/// In a patch, a secret-named field whose value is exactly the masked form of the current
-/// value keeps the current value: a client that reads a (masked) config, edits it and sends
-/// it back whole does not overwrite its provider keys with their masks.
-pub(crate) fn keep_masked_secrets(patch: &mut Value, current: &Value) {
-    let (Value::Object(p), Value::Object(c)) = (patch, current) else {
-        return;
-    };
-    for (k, v) in p.iter_mut() {
-        let Some(cur) = c.get(k) else { continue };
-        match (v, cur) {
-            (Value::String(masked), Value::String(clear))
-                if is_secret_field(k) && *masked == mask_secret(clear) =>
-            {
-                *masked = clear.clone();
+fn restore(
+    p: &mut Value,
+    cur: Option<&Value>,
+    siblings: &Siblings<'_>,
+    secret: bool,
+    path: &str,
+) -> Result<(), Error> {
+    match p {
+        Value::Object(o) => {
+            let cur = cur.and_then(Value::as_object);
+            let none = Siblings::new(&[], secret);
+            for (k, v) in o.iter_mut() {
+                let c = cur.and_then(|c| c.get(k));
+                restore(v, c, &none, secret || is_secret_field(k), &child(path, k))?;
             }
-            (v @ Value::Object(_), cur) => keep_masked_secrets(v, cur),
-            _ => {}
+            Ok(())
         }
+        Value::Array(items) => {
+            let cur: &[Value] = cur.and_then(Value::as_array).map_or(&[], Vec::as_slice);
+            let siblings = Siblings::new(cur, secret);
+            for (i, v) in items.iter_mut().enumerate() {
+                restore(v, cur.get(i), &siblings, secret, &format!("{path}[{i}]"))?;
+            }
+            Ok(())
+        }
+        Value::String(s) if secret => {
+            if !looks_masked(s) {
+                return Ok(());
+            }
+            let sent = Value::String(s.clone());
+            let found = cur
+                .filter(|c| mask_at(c, true) == sent)
+                .or_else(|| siblings.find(s));
+            match found {
+                Some(c) => {
+                    *p = c.clone();
+                    Ok(())
+                }
+                None => Err(Error::invalid(
+                    path.to_owned(),
+                    "is a masked value that does not stand for the current secret here (it \
+                     changed or is absent); send the secret in clear text to set it, or the \
+                     value the latest masked read printed to keep it",
+                )),
+            }
+        }
+        Value::String(s) => {
+            let c = cur.and_then(Value::as_str);
+            match restore_in_string(s, c) {
+                Ok(Some(fixed)) => {
+                    *s = fixed;
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                // An element moved within its array: the one current element that masks to
+                // exactly this string.
+                Err(()) => match siblings.find(s) {
+                    Some(c) => {
+                        *p = c.clone();
+                        Ok(())
+                    }
+                    None => Err(Error::invalid(
+                        path.to_owned(),
+                        format!(
+                            "has a masked credential (`{MASK}`) but there is no current \
+                             credential at this place to keep; give it in clear text"
+                        ),
+                    )),
+                },
+            }
+        }
+        Value::Number(_) | Value::Bool(_) | Value::Null => Ok(()),
     }
 }
 
-fn mask_value(v: &mut Value) {
-    match v {
-        Value::String(s) => *s = mask_secret(s),
-        Value::Object(_) | Value::Array(_) => {
-            // A secret-named object (e.g. `credentials: {...}`): mask every string inside.
-            match v {
-                Value::Object(o) => o.values_mut().for_each(mask_value),
-                Value::Array(a) => a.iter_mut().for_each(mask_value),
-                _ => {}
-            }
-        }
-        Value::Number(_) => *v = Value::String("****".into()),
-        Value::Bool(_) | Value::Null => {}
+/// `sent` with each credential written `****` replaced by the credential at the same
+/// position in `current`; `Ok(None)` when nothing is masked, `Err` when a masked credential
+/// has no current one.
+fn restore_in_string(sent: &str, current: Option<&str>) -> Result<Option<String>, ()> {
+    let masked: Vec<(usize, Range<usize>)> = string_credentials(sent)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, r)| sent.get(r.clone()) == Some(MASK))
+        .collect();
+    if masked.is_empty() {
+        return Ok(None);
     }
+    let current = current.ok_or(())?;
+    let creds = string_credentials(current);
+    let mut out = sent.to_owned();
+    for (i, r) in masked.into_iter().rev() {
+        let keep = creds
+            .get(i)
+            .and_then(|c| current.get(c.clone()))
+            .ok_or(())?;
+        out.replace_range(r, keep);
+    }
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -104,13 +528,13 @@ mod tests {
         let mut patch = current.clone();
         mask_secrets(&mut patch);
         patch["providers"]["openai"]["timeout"] = json!(9);
-        keep_masked_secrets(&mut patch, &current);
+        restore_masked(&mut patch, &current).unwrap();
         assert_eq!(
             patch["providers"]["openai"]["api_key"],
             "sk-proj-abcdefghijklmnop"
         );
         let mut new_key = json!({"providers": {"openai": {"api_key": "sk-new-key-0000000000"}}});
-        keep_masked_secrets(&mut new_key, &current);
+        restore_masked(&mut new_key, &current).unwrap();
         assert_eq!(
             new_key["providers"]["openai"]["api_key"],
             "sk-new-key-0000000000"
@@ -132,5 +556,225 @@ mod tests {
             mask_secret(&mask_secret("sk-proj-abcdefghijklmnop")),
             "sk-...mnop"
         );
+    }
+
+    #[test]
+    fn the_vocabulary_is_case_and_separator_insensitive() {
+        for name in [
+            "api_key",
+            "apiKey",
+            "APIKey",
+            "API-KEY",
+            "x-api-key",
+            "X-Api-Key",
+            "api-key",
+            "api_keys",
+            "Authorization",
+            "proxy-authorization",
+            "accessToken",
+            "sessionToken",
+            "privateKey",
+            "private_key",
+            "password",
+            "passwd",
+            "DB_PASSWORD",
+            "auth",
+            "basic_auth",
+            "X-Auth-Header",
+            "key",
+            "key2",
+            "keys",
+            "signing_key",
+            "Ocp-Apim-Subscription-Key",
+            "client_secret",
+            "credentials",
+            "pin",
+            "user_pin",
+            "token",
+            "bearer_token",
+            "Cookie",
+            "aws_secret_access_key",
+            "tokenValue",
+            "github_token_2",
+            "bearer",
+            "OPENAI_kEy",
+        ] {
+            assert!(is_secret_field(name), "{name}");
+        }
+        // Typed fields and common non-secret names stay readable.
+        for name in [
+            "per_key_rpm",
+            "per_key_tpm",
+            "rpm",
+            "tpm",
+            "global_rpm",
+            "global_tpm",
+            "limit",
+            "org_limit",
+            "hard_limit",
+            "warn_threshold",
+            "period",
+            "org_period",
+            "enabled",
+            "allow",
+            "deny",
+            "allowed_models",
+            "max_tokens",
+            "token_limit",
+            "token_url",
+            "tokens",
+            "tokenizer",
+            "author",
+            "monkey",
+            "base_url",
+            "region",
+            "key_prefix",
+            "model",
+        ] {
+            assert!(!is_secret_field(name), "{name}");
+        }
+    }
+
+    /// Every name an older orgstore sealed is still recognised, so its sealed values are
+    /// still found and opened.
+    #[test]
+    fn the_rule_covers_every_name_the_older_rule_sealed() {
+        fn older(name: &str) -> bool {
+            let n = name.to_ascii_lowercase();
+            const EXACT: &[&str] = &[
+                "api_key",
+                "apikey",
+                "key",
+                "secret",
+                "password",
+                "token",
+                "credentials",
+            ];
+            const SUFFIX: &[&str] = &["_key", "_secret", "_token", "_password", "_credentials"];
+            EXACT.contains(&n.as_str())
+                || SUFFIX.iter().any(|s| n.ends_with(s))
+                || n.contains("secret")
+                || n.contains("password")
+        }
+        let parts = [
+            "",
+            "api",
+            "Api",
+            "key",
+            "KEY",
+            "kEy",
+            "_",
+            "-",
+            ".",
+            "token",
+            "TOKEN",
+            "Secret",
+            "password",
+            "PassWord",
+            "credentials",
+            "x",
+            "2",
+            "limit",
+            "per",
+        ];
+        let mut checked = 0;
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    for d in parts {
+                        let name = format!("{a}{b}{c}{d}");
+                        if older(&name) {
+                            assert!(is_secret_field(&name), "{name}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+    }
+
+    #[test]
+    fn url_credentials_are_found_anywhere_in_a_string() {
+        let cases = [
+            ("https://user:PASS@host/p", "https://user:****@host/p"),
+            ("redis://:PASS@host:6379", "redis://:****@host:6379"),
+            ("postgres://u:p@ss:w@db/x?y=1", "postgres://u:****@db/x?y=1"),
+            ("https://TOKEN@github.com/x", "https://****@github.com/x"),
+            (
+                "a https://u:A@h and amqp://v:B@k",
+                "a https://u:****@h and amqp://v:****@k",
+            ),
+            (
+                "https://g.example/v1?alt=json&key=AIzaSECRET&x=1",
+                "https://g.example/v1?alt=json&key=****&x=1",
+            ),
+            (
+                "Server=db;User ID=sa;Password=Pa55;AccountKey=abc==",
+                "Server=db;User ID=sa;Password=****;AccountKey=****",
+            ),
+            (
+                "https://x/b?sv=1&sig=SAS%2Fsig&se=2",
+                "https://x/b?sv=1&sig=****&se=2",
+            ),
+            (
+                "-H 'Authorization: Bearer eyJ.abc-123' -d",
+                "-H 'Authorization: Bearer ****' -d",
+            ),
+            ("api_key=k1 token=k2", "api_key=**** token=****"),
+            ("https://h/?token=https://u:p@x", "https://h/?token=****"),
+        ];
+        for (clear, masked) in cases {
+            assert_eq!(mask_in_string(clear).as_deref(), Some(masked), "{clear}");
+        }
+        for plain in [
+            "https://host/@user",
+            "https://host/path?a=b@c",
+            "mailto:a@b.c",
+            "https://user:@host",
+            "://x:y@z",
+            "https://h/?model=gpt&max_tokens=5",
+            "key=",
+            "monkey=banana",
+            "unbearer x",
+        ] {
+            assert_eq!(mask_in_string(plain), None, "{plain}");
+        }
+    }
+
+    #[test]
+    fn every_shape_of_mask_round_trips() {
+        let current = json!({"providers": {"p": {
+            "pin": 1234,
+            "credentials": {"id": "AKIAverysecretvalue", "nested": {"k": "zzzzzzzzzzzzzzzz"}},
+            "api_keys": ["sk-aaaaaaaaaaaaaaaa1111", "sk-bbbbbbbbbbbbbbbb2222"],
+            "url": "https://user:hunter2@old.example/x"}}});
+        let mut patch = current.clone();
+        mask_secrets(&mut patch);
+        assert_ne!(patch, current);
+        restore_masked(&mut patch, &current).unwrap();
+        assert_eq!(patch, current);
+        // One key changed, the host changed, one element dropped from the front.
+        let mut patch = mask_at(&current, false);
+        patch["providers"]["p"]["api_keys"] = json!(["sk-...2222", "sk-newkey000000000000"]);
+        patch["providers"]["p"]["url"] = json!("https://user:****@new.example/x");
+        restore_masked(&mut patch, &current).unwrap();
+        assert_eq!(
+            patch["providers"]["p"]["api_keys"],
+            json!(["sk-bbbbbbbbbbbbbbbb2222", "sk-newkey000000000000"])
+        );
+        assert_eq!(
+            patch["providers"]["p"]["url"],
+            "https://user:hunter2@new.example/x"
+        );
+        // A mask that stands for nothing is refused.
+        for bad in [
+            json!({"providers": {"p": {"api_key": "****"}}}),
+            json!({"providers": {"p": {"pin": "sk-...9999"}}}),
+            json!({"providers": {"q": {"url": "https://u:****@h"}}}),
+        ] {
+            let mut b = bad.clone();
+            assert!(restore_masked(&mut b, &current).is_err(), "{bad}");
+        }
     }
 }

@@ -10,7 +10,9 @@ mod sections;
 
 pub use diff::ConfigChange;
 pub(crate) use diff::diff;
-pub(crate) use mask::{is_secret_field, mask_secrets};
+pub(crate) use mask::{
+    SEALED_PREFIX, is_secret_field, looks_masked, mask_secrets, string_credentials,
+};
 pub use sections::{BudgetPolicy, IpAcl, RateLimiting};
 
 use serde_json::{Map, Value};
@@ -83,19 +85,24 @@ impl OrgConfig {
 
     /// Validates a whole config; aliases are rewritten to their canonical names and model
     /// names are stored trimmed.
+    ///
+    /// A string holding `enc:v1:` (what marks an encrypted secret in the store file) is
+    /// refused: give secrets in clear text.
     pub fn from_value(v: Value) -> Result<Self, Error> {
+        mask::reject_sealed_text(&v)?;
         Self::build(v, false)
     }
 
-    /// Reads a stored config version: validated when it was written, so what an earlier
-    /// build accepted keeps the meaning it had. An IPv4-mapped range shorter than /96 keeps
-    /// its range; model names the model name rule refuses (control or invisible characters)
-    /// are left out of the allow-list, which can only narrow it. The next update must fix
-    /// both.
+    /// Reads a stored config version (where secrets that cannot be decrypted stay sealed):
+    /// validated when it was written, so what an earlier build accepted keeps the meaning
+    /// it had. An IPv4-mapped range shorter than /96 keeps its range; model names the model
+    /// name rule refuses (control or invisible characters) are left out of the allow-list,
+    /// which can only narrow it. The next update must fix both.
     pub(crate) fn from_stored(v: Value) -> Result<Self, Error> {
         Self::build(v, true)
     }
 
+    /// Validates a config; `stored` relaxes the rules for what an earlier build accepted.
     fn build(mut v: Value, stored: bool) -> Result<Self, Error> {
         let ip_rules = if stored {
             ip::Rules::Stored
@@ -160,6 +167,11 @@ impl OrgConfig {
     /// Applies a JSON merge patch (RFC 7396) and validates the result whole.
     /// `self` is unchanged whatever happens.
     ///
+    /// Whatever [`Self::to_masked_json`] printed can be sent back unchanged: a value equal
+    /// to the mask of the current secret at its place keeps that secret (strings, numbers,
+    /// values inside secret objects and arrays, URL passwords written `****`); a changed
+    /// value replaces it; a mask that stands for no current secret is refused.
+    ///
     /// ```
     /// use orgstore::OrgConfig;
     /// let c = OrgConfig::parse(r#"{"rate_limiting":{"rpm":10,"tpm":99}}"#).unwrap();
@@ -176,10 +188,13 @@ impl OrgConfig {
             ));
         }
         canonicalize(&mut patch)?;
-        mask::keep_masked_secrets(&mut patch, &self.json);
+        mask::reject_sealed_text(&patch)?;
+        mask::restore_masked(&mut patch, &self.json)?;
         let mut merged = self.json.clone();
         json_patch::merge(&mut merged, &patch);
-        Self::from_value(merged)
+        // The patch was checked for sealed text above; the merged whole is held to the
+        // rules of new input.
+        Self::build(merged, false)
     }
 
     /// The canonical JSON, secrets included. Handle with care.
@@ -187,7 +202,9 @@ impl OrgConfig {
         &self.json
     }
 
-    /// The JSON with provider secrets masked (`sk-...abcd`).
+    /// The JSON with secrets masked: every string and number under a secret-named field
+    /// (`sk-...abcd`, `****`) and every inline credential (`https://user:****@host`,
+    /// `?key=****`). The README's "Secrets in the config" section gives the rule.
     pub fn to_masked_json(&self) -> Value {
         let mut v = self.json.clone();
         mask_secrets(&mut v);
@@ -255,6 +272,13 @@ fn parse_models(v: &Value, stored: bool) -> Result<Vec<String>, Error> {
         let Some(s) = item.as_str() else {
             return Err(Error::invalid(field(), "must be a model name (a string)"));
         };
+        if !string_credentials(s).is_empty() {
+            // A credential would be masked and sealed, and the gateway never sees those.
+            return Err(Error::invalid(
+                field(),
+                "must be a model name, not text holding a password, key or token",
+            ));
+        }
         match crate::model::validate_model_name(field(), s) {
             Ok(name) => out.push(name.to_owned()),
             Err(_) if stored => {}

@@ -1,10 +1,16 @@
-//! Provider secrets at rest: every secret-named value of an org config (see
-//! `config::mask::is_secret_field`) is encrypted before the config is written to the store
-//! file and decrypted when it is read, so masking, reveal, diff, merge patch and validation
-//! all work on clear text while the file holds only ciphertext.
+//! Secrets at rest: every secret the masking rule recognises (see `config::mask`) is
+//! encrypted before a config version is written to the store file and decrypted when it is
+//! read, so masking, reveal, diff, merge patch and validation all work on clear text while
+//! the file holds only ciphertext.
 //!
-//! A sealed value is the string `enc:v1:<base64 of nonce (12 bytes) + ciphertext>`, where
-//! the ciphertext is ChaCha20-Poly1305 over the value's JSON text under a 256-bit store key.
+//! * A secret-named value (a string, a number, or a whole object or array) becomes the
+//!   string `enc:v1:<base64 of nonce (12 bytes) + ciphertext>`, the ciphertext being
+//!   ChaCha20-Poly1305 over the value's JSON text under a 256-bit store key.
+//! * An inline credential in any other string (a URL's userinfo, a secret-named parameter,
+//!   a `Bearer` token: `config::mask::string_credentials`) is replaced in place by
+//!   `enc:v1:<unpadded base64url of nonce + ciphertext>`, so the rest of the string (scheme,
+//!   user, host, path, other parameters) stays as it was.
+//!
 //! The key lives in a sidecar file `<db path>.key` (64 hex digits, mode 0600) created next
 //! to the store; an in-memory store uses a random in-memory key. Losing the key file makes
 //! the sealed values unreadable and nothing else: orgs, members, keys, the gateway and the
@@ -14,7 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::TryRngCore;
@@ -22,11 +28,9 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::records::ConfigRecord;
-use crate::config::{OrgConfig, is_secret_field};
+use crate::config::{OrgConfig, SEALED_PREFIX, is_secret_field, string_credentials};
 use crate::error::{Error, ErrorKind};
 
-/// What every sealed value starts with.
-const SEALED_PREFIX: &str = "enc:v1:";
 const NONCE_LEN: usize = 12;
 /// Binds ciphertexts to their purpose.
 const AAD: &[u8] = b"orgstore config secret v1";
@@ -53,7 +57,7 @@ pub(crate) struct Unreadable {
     pub field: String,
     /// JSON pointer to the value.
     pointer: String,
-    /// The sealed text found there.
+    /// The sealed text found there (the whole value, or the token inside a URL).
     sealed: String,
 }
 
@@ -119,7 +123,8 @@ impl Sealer {
                 for (k, val) in o.iter_mut() {
                     if is_secret_field(k) {
                         if !matches!(val, Value::Null | Value::Bool(_)) {
-                            *val = Value::String(self.seal_value(val)?);
+                            let sealed = B64.encode(self.seal_bytes(val)?);
+                            *val = Value::String(format!("{SEALED_PREFIX}{sealed}"));
                         }
                     } else {
                         self.seal_in_place(val)?;
@@ -131,12 +136,21 @@ impl Sealer {
                     self.seal_in_place(item)?;
                 }
             }
-            _ => {}
+            Value::String(s) => {
+                let creds = string_credentials(s);
+                for r in creds.into_iter().rev() {
+                    let clear = Value::String(s.get(r.clone()).unwrap_or_default().to_owned());
+                    let sealed = B64URL.encode(self.seal_bytes(&clear)?);
+                    s.replace_range(r, &format!("{SEALED_PREFIX}{sealed}"));
+                }
+            }
+            Value::Number(_) | Value::Bool(_) | Value::Null => {}
         }
         Ok(())
     }
 
-    fn seal_value(&self, v: &Value) -> Result<String, Error> {
+    /// Nonce and ciphertext of `v`'s JSON text.
+    fn seal_bytes(&self, v: &Value) -> Result<Vec<u8>, Error> {
         let clear = Zeroizing::new(
             serde_json::to_vec(v).map_err(|e| Error::storage("encrypting a config secret", e))?,
         );
@@ -154,11 +168,14 @@ impl Sealer {
         let mut raw = Vec::with_capacity(NONCE_LEN + ct.len());
         raw.extend_from_slice(&nonce[..]);
         raw.extend_from_slice(&ct);
-        Ok(format!("{SEALED_PREFIX}{}", B64.encode(raw)))
+        Ok(raw)
     }
 
     fn open_value(&self, sealed: &str) -> Option<Value> {
-        let raw = B64.decode(sealed.strip_prefix(SEALED_PREFIX)?).ok()?;
+        self.open_bytes(&B64.decode(sealed.strip_prefix(SEALED_PREFIX)?).ok()?)
+    }
+
+    fn open_bytes(&self, raw: &[u8]) -> Option<Value> {
         if raw.len() < NONCE_LEN {
             return None;
         }
@@ -169,6 +186,24 @@ impl Sealer {
                 .ok()?,
         );
         serde_json::from_slice(&clear).ok()
+    }
+
+    /// Decrypts the sealed inline credentials inside `s`; the tokens that cannot be decrypted
+    /// stay and are returned.
+    fn open_tokens(&self, s: &mut String) -> Vec<String> {
+        let mut failed = Vec::new();
+        for r in sealed_tokens(s).into_iter().rev() {
+            let token = s.get(r.clone()).unwrap_or_default();
+            let clear = token
+                .strip_prefix(SEALED_PREFIX)
+                .and_then(|b| B64URL.decode(b).ok())
+                .and_then(|raw| self.open_bytes(&raw));
+            match clear {
+                Some(Value::String(clear)) => s.replace_range(r, &clear),
+                _ => failed.push(token.to_owned()),
+            }
+        }
+        failed
     }
 
     /// Decrypts every sealed value in place; values that cannot be decrypted stay sealed
@@ -207,6 +242,15 @@ impl Sealer {
                     pointer.truncate(len);
                 }
             }
+            Value::String(s) if s.contains(SEALED_PREFIX) => {
+                for sealed in self.open_tokens(s) {
+                    out.push(Unreadable {
+                        field: dotted(pointer),
+                        pointer: pointer.clone(),
+                        sealed,
+                    });
+                }
+            }
             _ => {}
         }
     }
@@ -241,7 +285,8 @@ impl Sealer {
         carried: &[Unreadable],
     ) -> Result<String, Error> {
         for u in carried {
-            if next.json().pointer(&u.pointer).and_then(Value::as_str) == Some(u.sealed.as_str()) {
+            let held = next.json().pointer(&u.pointer).and_then(Value::as_str);
+            if held.is_some_and(|s| s.contains(u.sealed.as_str())) {
                 return Err(self.unreadable_error(u));
             }
         }
@@ -263,6 +308,8 @@ impl Sealer {
 
 /// Removes every sealed value: what the gateway snapshot parses (it never needs provider
 /// secrets, and the sealed text is longer than the clear text the size limit was checked on).
+/// Sealed secret-named values are removed; sealed inline credentials are cut out of their
+/// string.
 pub(crate) fn strip_sealed(v: &mut Value) {
     match v {
         Value::Object(o) => {
@@ -272,8 +319,33 @@ pub(crate) fn strip_sealed(v: &mut Value) {
             o.values_mut().for_each(strip_sealed);
         }
         Value::Array(items) => items.iter_mut().for_each(strip_sealed),
+        Value::String(s) => {
+            for r in sealed_tokens(s).into_iter().rev() {
+                s.replace_range(r, "");
+            }
+        }
         _ => {}
     }
+}
+
+/// The sealed inline credentials in `s`: `enc:v1:` and base64url text. Callers never give
+/// `enc:v1:` (it is refused in configs and patches), so nothing else looks like one.
+fn sealed_tokens(s: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(off) = s.get(from..).and_then(|t| t.find(SEALED_PREFIX)) {
+        let start = from + off;
+        let body = start + SEALED_PREFIX.len();
+        let rest = s.get(body..).unwrap_or("");
+        let len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(rest.len());
+        from = body + len;
+        if len > 0 {
+            out.push(start..from);
+        }
+    }
+    out
 }
 
 /// `/providers/openai/api_key` -> `config.providers.openai.api_key`.
@@ -417,6 +489,71 @@ mod tests {
             v,
             json!({"providers": {"openai": {"base_url": "https://x"}, "aws": {"enabled": true}, "list": [{}]}})
         );
+    }
+
+    #[test]
+    fn url_credentials_are_sealed_in_place() {
+        let a = Sealer::random().unwrap();
+        let cfg = OrgConfig::from_value(json!({"cache": {
+            "url": "redis://:hunter2hunter2@cache.internal:6379/0",
+            "mirrors": ["https://bob:pa55w0rd-x@m1.example/a b https://TOKEN1234567@m2.example"],
+            "gemini": "https://g.example/v1?key=AIzaSyGEMINIkey&alt=json",
+            "curl": "-H 'Authorization: Bearer eyJhbGciBEARERtok' -d x"}}))
+        .unwrap();
+        let text = a.seal_json(cfg.json()).unwrap();
+        for secret in [
+            "hunter2",
+            "pa55w0rd",
+            "TOKEN1234567",
+            "GEMINIkey",
+            "BEARERtok",
+        ] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("redis://:enc:v1:") && text.contains("@cache.internal:6379/0"));
+        assert!(text.contains("https://bob:enc:v1:"), "{text}");
+        let opened = a.open(&rec(text.clone())).unwrap();
+        assert!(opened.unreadable.is_empty());
+        assert_eq!(opened.config, cfg);
+        // The gateway's view cuts the sealed credentials out.
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        strip_sealed(&mut v);
+        assert_eq!(v["cache"]["url"], "redis://:@cache.internal:6379/0");
+        assert_eq!(v["cache"]["gemini"], "https://g.example/v1?key=&alt=json");
+        // Under another key: unreadable, named, masked as `****`, and not carried on.
+        let b = Sealer::random().unwrap();
+        let opened = b.open(&rec(text)).unwrap();
+        assert_eq!(opened.unreadable.len(), 5);
+        let mut fields: Vec<&str> = opened.unreadable.iter().map(|u| u.field.as_str()).collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "config.cache.curl",
+                "config.cache.gemini",
+                "config.cache.mirrors.0",
+                "config.cache.mirrors.0",
+                "config.cache.url"
+            ]
+        );
+        let masked = opened.config.to_masked_json();
+        assert_eq!(
+            masked["cache"]["gemini"],
+            "https://g.example/v1?key=****&alt=json"
+        );
+        assert_eq!(
+            masked["cache"]["curl"],
+            "-H 'Authorization: Bearer ****' -d x"
+        );
+        assert_eq!(
+            masked["cache"]["url"],
+            "redis://:****@cache.internal:6379/0"
+        );
+        let moved = opened
+            .config
+            .merge_patch(r#"{"cache":{"url":"redis://:****@elsewhere:6379/0"}}"#)
+            .unwrap();
+        assert!(b.seal_config(&moved, &opened.unreadable).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod gateway_equivalence;
 mod gateway_threads;
 mod hardening_gateway;
 mod hardening_inputs;
+mod hardening_secrets;
 mod hostile_input;
 mod isolation;
 mod keys;
