@@ -39,3 +39,4 @@ pub use store::{
     Outcome, Store, StoreBuilder,
 };
 pub use store::{BudgetStatus, RateUse, UsageReport};
+pub use store::StatusChange;

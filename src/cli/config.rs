@@ -140,7 +140,15 @@ fn changed(ctx: &Ctx, out: &mut Out, v: &ConfigVersion) -> Result<(), CliError> 
     if ctx.json {
         let mut obj = version_json(v);
         obj["config"] = v.config.to_masked_json();
+        obj["changed"] = Value::Bool(v.changed);
         return out.json(&obj);
+    }
+    if !v.changed {
+        out.line(format!(
+            "no change: `{}` config version {} is active and already has this content",
+            v.org, v.version
+        ));
+        return Ok(());
     }
     out.line(format!(
         "`{}` config version {} is active ({})",

@@ -1,7 +1,7 @@
 //! `orgstore org ...`
 
 use clap::Subcommand;
-use orgstore::{Email, Org, OrgId};
+use orgstore::{Email, Org, OrgId, StatusChange};
 use serde_json::Value;
 
 use super::output::{Out, Table, fields, org_json};
@@ -99,18 +99,23 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
         }
         OrgCmd::Suspend { id } => {
             let id = OrgId::parse(&id)?;
-            let org = ctx.store()?.orgs().suspend(a, &id)?;
-            done(
-                ctx,
-                out,
-                &org,
-                &format!("suspended org `{id}`; its keys are refused until `org resume {id}`"),
-            )
+            let c = ctx.store()?.orgs().suspend(a, &id)?;
+            let msg = if c.changed {
+                format!("suspended org `{id}`; its keys are refused until `org resume {id}`")
+            } else {
+                format!("no change: org `{id}` is already suspended")
+            };
+            status_done(ctx, out, &c, &msg)
         }
         OrgCmd::Resume { id } => {
             let id = OrgId::parse(&id)?;
-            let org = ctx.store()?.orgs().resume(a, &id)?;
-            done(ctx, out, &org, &format!("resumed org `{id}`"))
+            let c = ctx.store()?.orgs().resume(a, &id)?;
+            let msg = if c.changed {
+                format!("resumed org `{id}`")
+            } else {
+                format!("no change: org `{id}` is already active")
+            };
+            status_done(ctx, out, &c, &msg)
         }
     }
 }
@@ -118,6 +123,17 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
 fn done(ctx: &Ctx, out: &mut Out, org: &Org, msg: &str) -> Result<(), CliError> {
     if ctx.json {
         return out.json(&org_json(org));
+    }
+    out.line(msg);
+    Ok(())
+}
+
+/// Prints a suspend or resume: JSON adds `"changed"` to the org.
+fn status_done(ctx: &Ctx, out: &mut Out, c: &StatusChange, msg: &str) -> Result<(), CliError> {
+    if ctx.json {
+        let mut v = org_json(&c.org);
+        v["changed"] = Value::Bool(c.changed);
+        return out.json(&v);
     }
     out.line(msg);
     Ok(())
