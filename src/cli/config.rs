@@ -62,7 +62,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
             reveal,
         } => {
             let org = OrgId::parse(&org)?;
-            let configs = ctx.store()?.org_configs();
+            let configs = ctx.read_store()?.org_configs();
             let v = if reveal {
                 configs.reveal(a, &org, version)?
             } else {
@@ -89,7 +89,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
         }
         ConfigCmd::History { org } => {
             let org = OrgId::parse(&org)?;
-            let versions = ctx.store()?.org_configs().history(a, &org)?;
+            let versions = ctx.read_store()?.org_configs().history(a, &org)?;
             if ctx.json {
                 return out.json(&Value::Array(versions.iter().map(version_json).collect()));
             }
@@ -108,7 +108,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
         }
         ConfigCmd::Diff { org, v1, v2 } => {
             let org = OrgId::parse(&org)?;
-            let changes = ctx.store()?.org_configs().diff(a, &org, v1, v2)?;
+            let changes = ctx.read_store()?.org_configs().diff(a, &org, v1, v2)?;
             if ctx.json {
                 let v = serde_json::to_value(&changes).map_err(|e| {
                     CliError::invalid("output", format!("cannot encode JSON ({e})"))

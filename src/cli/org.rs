@@ -60,7 +60,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
             )
         }
         OrgCmd::List => {
-            let orgs = ctx.store()?.orgs().list(a)?;
+            let orgs = ctx.read_store()?.orgs().list(a)?;
             if ctx.json {
                 return out.json(&Value::Array(orgs.iter().map(org_json).collect()));
             }
@@ -80,7 +80,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
         }
         OrgCmd::Show { id } => {
             let id = OrgId::parse(&id)?;
-            let org = ctx.store()?.orgs().get(a, &id)?;
+            let org = ctx.read_store()?.orgs().get(a, &id)?;
             if ctx.json {
                 return out.json(&org_json(&org));
             }

@@ -382,7 +382,9 @@ fn init_tables(db: &redb::Database) -> Result<(), Error> {
 ///   added;
 /// * audit entries, numbered store-wide in format 1, are renumbered 1, 2, 3, ... per org in
 ///   their original order (keys and the `seq` inside each entry), and the store-wide
-///   counter is dropped.
+///   counter is dropped;
+/// * memberships stored under an address that is not in today's normal form (see
+///   [`crate::Email`]) are re-keyed under it (`merge_look_alike_members`).
 fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), Error> {
     let w = |e: redb::TableError| Error::storage("migrating the store", e);
     let s = |e: redb::StorageError| Error::storage("migrating the store", e);
@@ -422,6 +424,7 @@ fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), Error> {
             .map_err(s)?;
     }
     drop(audit);
+    merge_look_alike_members(txn)?;
     let mut meta = txn.open_table(META).map_err(w)?;
     meta.remove("audit_seq").map_err(s)?;
     meta.insert("format", STORE_FORMAT).map_err(s)?;
@@ -455,4 +458,151 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Storage, "{e}");
         assert!(e.message().contains("not closed cleanly"), "{e}");
     }
+}
+
+/// Re-keys memberships whose stored address is not in normal form. Two stored addresses
+/// with one normal form (`zoë` composed and decomposed, `ANN` full-width and plain) are one
+/// person now: they become one membership with the lower of the two roles (least
+/// privilege), unless that would leave the org without an Owner, in which case it keeps
+/// Owner. `owner_count` is recounted and each merge is recorded in the org's audit log
+/// (`member.merge`, by `operator`).
+fn merge_look_alike_members(txn: &redb::WriteTransaction) -> Result<(), Error> {
+    use crate::model::{Email, Member, Org, Role};
+    use std::collections::BTreeMap;
+    let w = |e: redb::TableError| Error::storage("migrating the store", e);
+    let s = |e: redb::StorageError| Error::storage("migrating the store", e);
+    let mut members = txn.open_table(MEMBERS).map_err(w)?;
+    let mut index = txn.open_table(MEMBER_ORGS).map_err(w)?;
+    let stale: Vec<(String, String, Vec<u8>)> = members
+        .iter()
+        .map_err(s)?
+        .filter_map(|item| match item {
+            Ok((k, v)) => {
+                let (org, email) = k.value();
+                (Email::normalize(email) != email)
+                    .then(|| Ok((org.to_owned(), email.to_owned(), v.value().to_vec())))
+            }
+            Err(e) => Some(Err(s(e))),
+        })
+        .collect::<Result<_, _>>()?;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    // (org, normal address) -> (merged membership, an Owner was merged away, merged).
+    let mut moved: BTreeMap<(String, String), (Member, bool, bool)> = BTreeMap::new();
+    for (org, old, bytes) in stale {
+        let mut m: Member = decode("member", &bytes)?;
+        // An address that is not valid in its normal form stays as it was stored.
+        let Ok(email) = Email::parse(&old) else {
+            continue;
+        };
+        m.email = email;
+        members.remove((org.as_str(), old.as_str())).map_err(s)?;
+        index.remove((old.as_str(), org.as_str())).map_err(s)?;
+        let key = (org.clone(), m.email.as_str().to_owned());
+        let existing = match moved.remove(&key) {
+            Some(x) => Some(x),
+            None => match members.get((org.as_str(), m.email.as_str())).map_err(s)? {
+                Some(v) => Some((decode::<Member>("member", v.value())?, false, false)),
+                None => None,
+            },
+        };
+        let merged = match existing {
+            None => (m, false, false),
+            Some((e, had_owner, _)) => {
+                let owner = had_owner || e.role == Role::Owner || m.role == Role::Owner;
+                let keep = if m.role.level() < e.role.level() { m } else { e };
+                (keep, owner, true)
+            }
+        };
+        moved.insert(key, merged);
+    }
+    let mut orgs = txn.open_table(ORGS).map_err(w)?;
+    let mut affected: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
+    for ((org, email), (m, had_owner, merged)) in &moved {
+        members
+            .insert((org.as_str(), email.as_str()), encode(m)?.as_slice())
+            .map_err(s)?;
+        index
+            .insert((email.as_str(), org.as_str()), m.role.level())
+            .map_err(s)?;
+        if *merged {
+            affected
+                .entry(org.clone())
+                .or_default()
+                .push((email.clone(), *had_owner));
+        }
+    }
+    for (org, merges) in affected {
+        let count_owners = |members: &redb::Table<(&str, &str), &[u8]>| -> Result<u32, Error> {
+            let mut n = 0u32;
+            for item in members
+                .range((org.as_str(), "")..(org.as_str(), "\u{10ffff}"))
+                .map_err(s)?
+            {
+                let (_, v) = item.map_err(s)?;
+                if decode::<Member>("member", v.value())?.role == Role::Owner {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        };
+        let mut owners = count_owners(&members)?;
+        let mut notes = Vec::new();
+        for (email, had_owner) in &merges {
+            let key = (org.clone(), email.clone());
+            let Some((m, _, _)) = moved.get_mut(&key) else {
+                continue;
+            };
+            if owners == 0 && *had_owner {
+                m.role = Role::Owner;
+                members
+                    .insert((org.as_str(), email.as_str()), encode(&*m)?.as_slice())
+                    .map_err(s)?;
+                index
+                    .insert((email.as_str(), org.as_str()), m.role.level())
+                    .map_err(s)?;
+                owners = count_owners(&members)?;
+            }
+            notes.push((email.clone(), m.role));
+        }
+        let org_rec = match orgs.get(org.as_str()).map_err(s)? {
+            Some(v) => Some(decode::<Org>("org", v.value())?),
+            None => None,
+        };
+        if let Some(mut o) = org_rec {
+            o.owner_count = owners;
+            orgs.insert(org.as_str(), encode(&o)?.as_slice())
+                .map_err(s)?;
+        }
+        let mut audit = txn.open_table(AUDIT).map_err(w)?;
+        for (email, role) in notes {
+            let last = match audit
+                .range((org.as_str(), 0u64)..=(org.as_str(), u64::MAX))
+                .map_err(s)?
+                .next_back()
+            {
+                Some(item) => item.map_err(s)?.0.value().1,
+                None => 0,
+            };
+            let org_id = crate::model::OrgId::parse(&org)?;
+            let entry = super::AuditEntry {
+                seq: last + 1,
+                at: crate::model::Timestamp::now(),
+                actor: "operator".into(),
+                org: org_id,
+                action: "member.merge".into(),
+                target: email.clone(),
+                summary: format!(
+                    "look-alike addresses of {email} merged into one member with role {role} \
+                     (addresses are normalised: NFKC and case folding)"
+                ),
+                outcome: super::Outcome::Applied,
+            };
+            audit
+                .insert((org.as_str(), last + 1), encode(&entry)?.as_slice())
+                .map_err(s)?;
+        }
+    }
+    Ok(())
 }
