@@ -771,7 +771,11 @@ fn step(store: &Store, m: &mut Model, op: &Op) -> Result<(), Failure> {
                     // Setting the list it already has is no change: no new version.
                     let changed = x.models != list;
                     if let Ok(v) = &got {
-                        ensure!(v.changed == changed, "update reported changed={}", v.changed);
+                        ensure!(
+                            v.changed == changed,
+                            "update reported changed={}",
+                            v.changed
+                        );
                     }
                     if changed {
                         x.models = list;

@@ -34,9 +34,9 @@ pub use model::{
 pub use policy::{
     AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, Policies, Target,
 };
+pub use store::StatusChange;
 pub use store::{
     Audit, AuditEntry, ConfigVersion, CreatedKey, ImportKey, Keys, Members, OrgConfigs, Orgs,
     Outcome, Store, StoreBuilder,
 };
 pub use store::{BudgetStatus, RateUse, UsageReport};
-pub use store::StatusChange;

@@ -213,7 +213,11 @@ impl Ctx {
 /// Whether this process may open `path` for writing. Only a refusal by permissions or a
 /// read-only file system says no; any other failure is left to the open to report.
 fn writable(path: &std::path::Path) -> bool {
-    match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
         Ok(_) => true,
         Err(e) => !matches!(
             e.kind(),

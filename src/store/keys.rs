@@ -156,13 +156,14 @@ impl Keys<'_> {
             // than the inserts themselves.
             let mut tables = tx.key_tables()?;
             for (i, (digest, spec)) in prepared.into_iter().enumerate() {
-                if tables.has_digest(&digest)? {
+                let revoked = tables.revoked_by_digest(&digest)?;
+                if revoked == Some(false) {
                     return Err(Error::conflict(
                         format!("keys[{i}].sha256"),
                         "a key with this digest already exists; nothing was imported",
                     ));
                 }
-                if tables.was_issued(&digest)? {
+                if revoked == Some(true) || tables.was_issued(&digest)? {
                     return Err(Error::conflict(
                         format!("keys[{i}].sha256"),
                         "this digest belonged to a key whose secret was rotated away or revoked; \

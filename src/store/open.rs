@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::codec::{decode, encode};
-use super::{Db, Store};
 use super::secrets::{Sealer, key_path};
 use super::tables::*;
+use super::{Db, Store};
 use crate::error::{Error, ErrorKind};
 use crate::policy::Policies;
 use redb::ReadableTable;
@@ -443,7 +443,10 @@ mod tests {
             std::io::ErrorKind::ReadOnlyFilesystem,
         ] {
             let io = std::io::Error::from(kind);
-            let e = open_error(path, redb::DatabaseError::Storage(redb::StorageError::Io(io)));
+            let e = open_error(
+                path,
+                redb::DatabaseError::Storage(redb::StorageError::Io(io)),
+            );
             assert_eq!((e.kind(), e.field()), (ErrorKind::Storage, "db"), "{e}");
             assert!(e.message().contains("permission problem"), "{e}");
             assert!(e.message().contains("/srv/orgstore.redb"), "{e}");
@@ -452,7 +455,10 @@ mod tests {
         }
         // Other I/O errors are not reported as permission problems.
         let io = std::io::Error::other("boom");
-        let e = open_error(path, redb::DatabaseError::Storage(redb::StorageError::Io(io)));
+        let e = open_error(
+            path,
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)),
+        );
         assert!(!e.message().contains("permission problem"), "{e}");
         let e = open_error(path, redb::DatabaseError::RepairAborted);
         assert_eq!(e.kind(), ErrorKind::Storage, "{e}");
@@ -488,8 +494,10 @@ fn merge_look_alike_members(txn: &redb::WriteTransaction) -> Result<(), Error> {
     if stale.is_empty() {
         return Ok(());
     }
-    // (org, normal address) -> (merged membership, an Owner was merged away, merged).
-    let mut moved: BTreeMap<(String, String), (Member, bool, bool)> = BTreeMap::new();
+    // (org, normal address) -> (merged membership, Owner claim, merged). The Owner claim is
+    // 2 when the row already stored in normal form was an Owner, 1 when only a look-alike
+    // row was: it decides who keeps Owner when the org would be left without one.
+    let mut moved: BTreeMap<(String, String), (Member, u8, bool)> = BTreeMap::new();
     for (org, old, bytes) in stale {
         let mut m: Member = decode("member", &bytes)?;
         // An address that is not valid in its normal form stays as it was stored.
@@ -503,23 +511,31 @@ fn merge_look_alike_members(txn: &redb::WriteTransaction) -> Result<(), Error> {
         let existing = match moved.remove(&key) {
             Some(x) => Some(x),
             None => match members.get((org.as_str(), m.email.as_str())).map_err(s)? {
-                Some(v) => Some((decode::<Member>("member", v.value())?, false, false)),
+                Some(v) => {
+                    let e = decode::<Member>("member", v.value())?;
+                    let claim = if e.role == Role::Owner { 2 } else { 0 };
+                    Some((e, claim, false))
+                }
                 None => None,
             },
         };
         let merged = match existing {
-            None => (m, false, false),
-            Some((e, had_owner, _)) => {
-                let owner = had_owner || e.role == Role::Owner || m.role == Role::Owner;
-                let keep = if m.role.level() < e.role.level() { m } else { e };
-                (keep, owner, true)
+            None => (m, 0, false),
+            Some((e, claim, _)) => {
+                let claim = claim.max(u8::from(m.role == Role::Owner));
+                let keep = if m.role.level() < e.role.level() {
+                    m
+                } else {
+                    e
+                };
+                (keep, claim, true)
             }
         };
         moved.insert(key, merged);
     }
     let mut orgs = txn.open_table(ORGS).map_err(w)?;
-    let mut affected: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
-    for ((org, email), (m, had_owner, merged)) in &moved {
+    let mut affected: BTreeMap<String, Vec<(String, u8)>> = BTreeMap::new();
+    for ((org, email), (m, claim, merged)) in &moved {
         members
             .insert((org.as_str(), email.as_str()), encode(m)?.as_slice())
             .map_err(s)?;
@@ -530,10 +546,11 @@ fn merge_look_alike_members(txn: &redb::WriteTransaction) -> Result<(), Error> {
             affected
                 .entry(org.clone())
                 .or_default()
-                .push((email.clone(), *had_owner));
+                .push((email.clone(), *claim));
         }
     }
-    for (org, merges) in affected {
+    for (org, mut merges) in affected {
+        merges.sort_by_key(|(_, claim)| std::cmp::Reverse(*claim));
         let count_owners = |members: &redb::Table<(&str, &str), &[u8]>| -> Result<u32, Error> {
             let mut n = 0u32;
             for item in members
@@ -549,12 +566,12 @@ fn merge_look_alike_members(txn: &redb::WriteTransaction) -> Result<(), Error> {
         };
         let mut owners = count_owners(&members)?;
         let mut notes = Vec::new();
-        for (email, had_owner) in &merges {
+        for (email, claim) in &merges {
             let key = (org.clone(), email.clone());
             let Some((m, _, _)) = moved.get_mut(&key) else {
                 continue;
             };
-            if owners == 0 && *had_owner {
+            if owners == 0 && *claim > 0 {
                 m.role = Role::Owner;
                 members
                     .insert((org.as_str(), email.as_str()), encode(&*m)?.as_slice())

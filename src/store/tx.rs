@@ -289,9 +289,16 @@ impl<'t> KeyTables<'t> {
         Ok(self.keys.get(id.as_bytes()).map_err(io)?.is_some())
     }
 
-    /// Whether a key with this digest exists.
-    pub fn has_digest(&self, digest: &KeyDigest) -> Result<bool, Error> {
-        Ok(self.digests.get(digest).map_err(io)?.is_some())
+    /// For a digest in the index of current secrets: whether its key is revoked.
+    pub fn revoked_by_digest(&self, digest: &KeyDigest) -> Result<Option<bool>, Error> {
+        let Some(id) = self.digests.get(digest).map_err(io)?.map(|v| *v.value()) else {
+            return Ok(None);
+        };
+        let rec: KeyRecord = match self.keys.get(&id).map_err(io)? {
+            Some(v) => decode("key", v.value())?,
+            None => return Err(Error::corrupt("key index", "dangling key id")),
+        };
+        Ok(Some(rec.info.status == crate::model::KeyStatus::Revoked))
     }
 
     /// Whether this digest was ever issued to a key (live, rotated away or revoked).
