@@ -152,8 +152,7 @@ fn a_format1_store_gets_its_digests_retired_on_open() {
             assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
         }
     }
-    // The revoked key's digest, once its key record is gone from the live index, is still
-    // refused: it is in the table of issued digests.
+    // Both are in the table of issued digests, and the file is at format 2.
     drop(store);
     let db = redb::Database::open(&path).unwrap();
     let r = db.begin_read().unwrap();
