@@ -431,41 +431,6 @@ fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), Error> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn permission_denied_is_a_permission_problem_not_damage() {
-        let path = Path::new("/srv/orgstore.redb");
-        for kind in [
-            std::io::ErrorKind::PermissionDenied,
-            std::io::ErrorKind::ReadOnlyFilesystem,
-        ] {
-            let io = std::io::Error::from(kind);
-            let e = open_error(
-                path,
-                redb::DatabaseError::Storage(redb::StorageError::Io(io)),
-            );
-            assert_eq!((e.kind(), e.field()), (ErrorKind::Storage, "db"), "{e}");
-            assert!(e.message().contains("permission problem"), "{e}");
-            assert!(e.message().contains("/srv/orgstore.redb"), "{e}");
-            assert!(e.message().contains("read-only"), "{e}");
-            assert!(!e.message().contains("backup"), "{e}");
-        }
-        // Other I/O errors are not reported as permission problems.
-        let io = std::io::Error::other("boom");
-        let e = open_error(
-            path,
-            redb::DatabaseError::Storage(redb::StorageError::Io(io)),
-        );
-        assert!(!e.message().contains("permission problem"), "{e}");
-        let e = open_error(path, redb::DatabaseError::RepairAborted);
-        assert_eq!(e.kind(), ErrorKind::Storage, "{e}");
-        assert!(e.message().contains("not closed cleanly"), "{e}");
-    }
-}
-
 /// Re-keys memberships whose stored address is not in normal form. Two stored addresses
 /// with one normal form (`zoë` composed and decomposed, `ANN` full-width and plain) are one
 /// person now: they become one membership with the lower of the two roles (least
@@ -622,4 +587,39 @@ fn merge_look_alike_members(txn: &redb::WriteTransaction) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_denied_is_a_permission_problem_not_damage() {
+        let path = Path::new("/srv/orgstore.redb");
+        for kind in [
+            std::io::ErrorKind::PermissionDenied,
+            std::io::ErrorKind::ReadOnlyFilesystem,
+        ] {
+            let io = std::io::Error::from(kind);
+            let e = open_error(
+                path,
+                redb::DatabaseError::Storage(redb::StorageError::Io(io)),
+            );
+            assert_eq!((e.kind(), e.field()), (ErrorKind::Storage, "db"), "{e}");
+            assert!(e.message().contains("permission problem"), "{e}");
+            assert!(e.message().contains("/srv/orgstore.redb"), "{e}");
+            assert!(e.message().contains("read-only"), "{e}");
+            assert!(!e.message().contains("backup"), "{e}");
+        }
+        // Other I/O errors are not reported as permission problems.
+        let io = std::io::Error::other("boom");
+        let e = open_error(
+            path,
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)),
+        );
+        assert!(!e.message().contains("permission problem"), "{e}");
+        let e = open_error(path, redb::DatabaseError::RepairAborted);
+        assert_eq!(e.kind(), ErrorKind::Storage, "{e}");
+        assert!(e.message().contains("not closed cleanly"), "{e}");
+    }
 }
