@@ -11,7 +11,6 @@ use crate::policy::{GatewayContext, Policies};
 use crate::store::records::KeyRecord;
 use crate::store::tables::{KEY_DIGESTS, KEYS, ORGS};
 use crate::{Budget, Error, ImportKey, KeySpec, Period, SecretKey, Store, StoreBuilder, Usd};
-use redb::ReadableDatabase;
 
 /// The digest the gateway computes for a key (SHA-256; for a generated 55-byte key, one
 /// block laid out and compressed directly), for references that should hash exactly as

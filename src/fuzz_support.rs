@@ -652,8 +652,14 @@ fn step(store: &Store, m: &mut Model, op: &Op) -> Result<(), Failure> {
             let (next, got) = match op {
                 Op::SetSuspended {
                     suspended: true, ..
-                } => (St::Suspended, store.orgs().suspend(&a, &org_id(o)?)),
-                Op::SetSuspended { .. } => (St::Active, store.orgs().resume(&a, &org_id(o)?)),
+                } => (
+                    St::Suspended,
+                    store.orgs().suspend(&a, &org_id(o)?).map(|c| c.org),
+                ),
+                Op::SetSuspended { .. } => (
+                    St::Active,
+                    store.orgs().resume(&a, &org_id(o)?).map(|c| c.org),
+                ),
                 _ => (St::Deleted, store.orgs().delete(&a, &org_id(o)?)),
             };
             match m.orgs.get_mut(&o).filter(|x| x.status != St::Deleted) {
@@ -774,8 +780,19 @@ fn step(store: &Store, m: &mut Model, op: &Op) -> Result<(), Failure> {
             match m.orgs.get_mut(&o).filter(|x| x.status != St::Deleted) {
                 Some(x) => {
                     expect(op, &got, Ok(()))?;
-                    x.models = list;
-                    x.versions += 1;
+                    // Setting the list it already has is no change: no new version.
+                    let changed = x.models != list;
+                    if let Ok(v) = &got {
+                        ensure!(
+                            v.changed == changed,
+                            "update reported changed={}",
+                            v.changed
+                        );
+                    }
+                    if changed {
+                        x.models = list;
+                        x.versions += 1;
+                    }
                 }
                 None => expect(op, &got, Err(ErrorKind::NotFound))?,
             }
@@ -979,7 +996,7 @@ pub fn check_store_file(path: &std::path::Path) -> Result<FileSummary, Failure> 
         .get("format")
         .map_err(|e| io("meta", e))?;
     ensure!(
-        format.map(|v| v.value()) == Some(u64::from(crate::store::codec::FORMAT)),
+        format.map(|v| v.value()) == Some(crate::store::open::STORE_FORMAT),
         "meta format is wrong"
     );
 
@@ -1160,12 +1177,8 @@ pub fn check_store_file(path: &std::path::Path) -> Result<FileSummary, Failure> 
         keys.len()
     );
 
-    let last = r
-        .open_table(META)
-        .map_err(|e| io("meta", e))?
-        .get("audit_seq")
-        .map_err(|e| io("meta", e))?
-        .map_or(0, |v| v.value());
+    // Audit entries are numbered per org, 1, 2, 3, ... without gaps.
+    let mut last: Option<(String, u64)> = None;
     for item in r
         .open_table(AUDIT)
         .map_err(|e| io("audit", e))?
@@ -1176,9 +1189,18 @@ pub fn check_store_file(path: &std::path::Path) -> Result<FileSummary, Failure> 
         let (org, seq) = k.value();
         let e: AuditEntry = decode("audit entry", v.value()).map_err(|e| e.to_string())?;
         ensure!(
-            e.seq == seq && e.org.as_str() == org && seq <= last,
+            e.seq == seq && e.org.as_str() == org,
             "audit entry {org}/{seq} is inconsistent"
         );
+        let want = match &last {
+            Some((o, n)) if o == org => n + 1,
+            _ => 1,
+        };
+        ensure!(
+            seq == want,
+            "audit entry {org}/{seq}: expected number {want} (per-org numbering)"
+        );
+        last = Some((org.to_owned(), seq));
         s.audit += 1;
     }
     Ok(s)

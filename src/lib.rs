@@ -34,6 +34,7 @@ pub use model::{
 pub use policy::{
     AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, Policies, Target,
 };
+pub use store::StatusChange;
 pub use store::{
     Audit, AuditEntry, ConfigVersion, CreatedKey, ImportKey, Keys, Members, OrgConfigs, Orgs,
     Outcome, Store, StoreBuilder,

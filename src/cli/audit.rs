@@ -18,7 +18,10 @@ pub(crate) struct AuditArgs {
 
 pub(crate) fn run(ctx: &Ctx, args: AuditArgs, out: &mut Out) -> Result<(), CliError> {
     let org = OrgId::parse(&args.org)?;
-    let entries = ctx.store()?.audit().list(&ctx.actor, &org, args.limit)?;
+    let entries = ctx
+        .read_store()?
+        .audit()
+        .list(&ctx.actor, &org, args.limit)?;
     if ctx.json {
         return out.json(&Value::Array(entries.iter().map(entry_json).collect()));
     }

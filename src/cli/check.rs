@@ -41,7 +41,7 @@ pub(crate) fn run(ctx: &Ctx, args: CheckArgs, out: &mut Out) -> Result<(), CliEr
     } else {
         Zeroizing::new(args.key)
     };
-    let gateway = ctx.store()?.gateway();
+    let gateway = ctx.read_store()?.gateway();
     let mut req = Request::new(&key, &args.model, args.ip);
     if let Some(e) = estimate {
         req = req.estimate(e);

@@ -62,7 +62,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
             reveal,
         } => {
             let org = OrgId::parse(&org)?;
-            let configs = ctx.store()?.org_configs();
+            let configs = ctx.read_store()?.org_configs();
             let v = if reveal {
                 configs.reveal(a, &org, version)?
             } else {
@@ -92,7 +92,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
         }
         ConfigCmd::History { org } => {
             let org = OrgId::parse(&org)?;
-            let versions = ctx.store()?.org_configs().history(a, &org)?;
+            let versions = ctx.read_store()?.org_configs().history(a, &org)?;
             if ctx.json {
                 return out.json(&Value::Array(versions.iter().map(version_json).collect()));
             }
@@ -111,7 +111,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
         }
         ConfigCmd::Diff { org, v1, v2 } => {
             let org = OrgId::parse(&org)?;
-            let changes = ctx.store()?.org_configs().diff(a, &org, v1, v2)?;
+            let changes = ctx.read_store()?.org_configs().diff(a, &org, v1, v2)?;
             if ctx.json {
                 let v = serde_json::to_value(&changes).map_err(|e| {
                     CliError::invalid("output", format!("cannot encode JSON ({e})"))
@@ -143,7 +143,15 @@ fn changed(ctx: &Ctx, out: &mut Out, v: &ConfigVersion) -> Result<(), CliError> 
     if ctx.json {
         let mut obj = version_json(v);
         obj["config"] = v.config.to_masked_json();
+        obj["changed"] = Value::Bool(v.changed);
         return out.json(&obj);
+    }
+    if !v.changed {
+        out.line(format!(
+            "no change: `{}` config version {} is active and already has this content",
+            v.org, v.version
+        ));
+        return Ok(());
     }
     out.line(format!(
         "`{}` config version {} is active ({})",

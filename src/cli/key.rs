@@ -184,7 +184,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: KeyCmd, out: &mut Out) -> Result<(), CliError>
         }
         KeyCmd::List { org } => {
             let org = OrgId::parse(&org)?;
-            let keys = ctx.store()?.keys().list(a, &org)?;
+            let keys = ctx.read_store()?.keys().list(a, &org)?;
             if ctx.json {
                 return out.json(&Value::Array(keys.iter().map(key_json).collect()));
             }
@@ -214,7 +214,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: KeyCmd, out: &mut Out) -> Result<(), CliError>
         }
         KeyCmd::Show { key_id } => {
             let id = KeyId::parse(&key_id)?;
-            let k = ctx.store()?.keys().show(a, &id)?;
+            let k = ctx.read_store()?.keys().show(a, &id)?;
             if ctx.json {
                 return out.json(&key_json(&k));
             }

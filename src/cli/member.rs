@@ -87,7 +87,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: MemberCmd, out: &mut Out) -> Result<(), CliErr
         }
         MemberCmd::List { org } => {
             let org = OrgId::parse(&org)?;
-            let members = ctx.store()?.members().list(a, &org)?;
+            let members = ctx.read_store()?.members().list(a, &org)?;
             if ctx.json {
                 return out.json(&Value::Array(members.iter().map(member_json).collect()));
             }
@@ -129,7 +129,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: MemberCmd, out: &mut Out) -> Result<(), CliErr
         }
         MemberCmd::Orgs { email } => {
             let email = Email::parse(&email)?;
-            let orgs = ctx.store()?.members().orgs_of(a, &email)?;
+            let orgs = ctx.read_store()?.members().orgs_of(a, &email)?;
             if ctx.json {
                 let v = orgs
                     .iter()

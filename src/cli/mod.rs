@@ -37,7 +37,9 @@ const GLOBAL: &str = "Global options";
     after_help = "Exit codes: 0 ok, 1 invalid input or conflict, 2 usage, 3 denied, 4 not found."
 )]
 struct Cli {
-    /// The store file; created with mode 0600 if absent.
+    /// The store file. Commands that change something create it (mode 0600) if absent;
+    /// commands that only read refuse a missing file, and open a file they may not write
+    /// read-only.
     #[arg(
         long,
         global = true,
@@ -182,13 +184,45 @@ impl Ctx {
         }
     }
 
-    /// The store at `--db`, opened (or created) on first use.
+    /// The store at `--db`, opened (or created) on first use: for commands that write.
     pub(crate) fn store(&self) -> Result<&Store, CliError> {
         if let Some(s) = self.store.get() {
             return Ok(s);
         }
         let opened = self.builder().open(&self.db)?;
         Ok(self.store.get_or_init(|| opened))
+    }
+
+    /// The store at `--db` for a command that only reads: a missing file is refused (it
+    /// names the path and the command that creates a store) instead of created, and a file
+    /// this user may read but not write is opened read-only.
+    pub(crate) fn read_store(&self) -> Result<&Store, CliError> {
+        if let Some(s) = self.store.get() {
+            return Ok(s);
+        }
+        let builder = self.builder().must_exist();
+        let opened = if writable(&self.db) {
+            builder.open(&self.db)?
+        } else {
+            builder.read_only().open(&self.db)?
+        };
+        Ok(self.store.get_or_init(|| opened))
+    }
+}
+
+/// Whether this process may open `path` for writing. Only a refusal by permissions or a
+/// read-only file system says no; any other failure is left to the open to report.
+fn writable(path: &std::path::Path) -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+        ),
     }
 }
 

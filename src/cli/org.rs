@@ -1,7 +1,7 @@
 //! `orgstore org ...`
 
 use clap::Subcommand;
-use orgstore::{Email, Org, OrgId};
+use orgstore::{Email, Org, OrgId, StatusChange};
 use serde_json::Value;
 
 use super::output::{Out, Table, fields, org_json};
@@ -60,7 +60,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
             )
         }
         OrgCmd::List => {
-            let orgs = ctx.store()?.orgs().list(a)?;
+            let orgs = ctx.read_store()?.orgs().list(a)?;
             if ctx.json {
                 return out.json(&Value::Array(orgs.iter().map(org_json).collect()));
             }
@@ -80,7 +80,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
         }
         OrgCmd::Show { id } => {
             let id = OrgId::parse(&id)?;
-            let org = ctx.store()?.orgs().get(a, &id)?;
+            let org = ctx.read_store()?.orgs().get(a, &id)?;
             if ctx.json {
                 return out.json(&org_json(&org));
             }
@@ -99,18 +99,23 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
         }
         OrgCmd::Suspend { id } => {
             let id = OrgId::parse(&id)?;
-            let org = ctx.store()?.orgs().suspend(a, &id)?;
-            done(
-                ctx,
-                out,
-                &org,
-                &format!("suspended org `{id}`; its keys are refused until `org resume {id}`"),
-            )
+            let c = ctx.store()?.orgs().suspend(a, &id)?;
+            let msg = if c.changed {
+                format!("suspended org `{id}`; its keys are refused until `org resume {id}`")
+            } else {
+                format!("no change: org `{id}` is already suspended")
+            };
+            status_done(ctx, out, &c, &msg)
         }
         OrgCmd::Resume { id } => {
             let id = OrgId::parse(&id)?;
-            let org = ctx.store()?.orgs().resume(a, &id)?;
-            done(ctx, out, &org, &format!("resumed org `{id}`"))
+            let c = ctx.store()?.orgs().resume(a, &id)?;
+            let msg = if c.changed {
+                format!("resumed org `{id}`")
+            } else {
+                format!("no change: org `{id}` is already active")
+            };
+            status_done(ctx, out, &c, &msg)
         }
     }
 }
@@ -118,6 +123,17 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
 fn done(ctx: &Ctx, out: &mut Out, org: &Org, msg: &str) -> Result<(), CliError> {
     if ctx.json {
         return out.json(&org_json(org));
+    }
+    out.line(msg);
+    Ok(())
+}
+
+/// Prints a suspend or resume: JSON adds `"changed"` to the org.
+fn status_done(ctx: &Ctx, out: &mut Out, c: &StatusChange, msg: &str) -> Result<(), CliError> {
+    if ctx.json {
+        let mut v = org_json(&c.org);
+        v["changed"] = Value::Bool(c.changed);
+        return out.json(&v);
     }
     out.line(msg);
     Ok(())

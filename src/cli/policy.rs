@@ -57,7 +57,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: PolicyCmd, out: &mut Out) -> Result<(), CliErr
         PolicyCmd::Explain(args) => explain(ctx, &args, out),
         PolicyCmd::Entities { org } => {
             let org = OrgId::parse(&org)?;
-            let v = ctx.store()?.policy_entities(&ctx.actor, &org)?;
+            let v = ctx.read_store()?.policy_entities(&ctx.actor, &org)?;
             out.json(&v)
         }
     }
@@ -135,7 +135,7 @@ fn explain(ctx: &Ctx, args: &ExplainArgs, out: &mut Out) -> Result<(), CliError>
     let target = full_target(&args.target, org.as_ref())?;
     let new_role = args.role.map(Into::into);
     let r = ctx
-        .store()?
+        .read_store()?
         .explain(&ctx.actor, action, &target, new_role, args.expires)
         .map_err(|e| match e.field() {
             "new role" => CliError::for_flag("--role", &e),

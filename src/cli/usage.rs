@@ -22,7 +22,7 @@ pub(crate) fn run(ctx: &Ctx, args: UsageArgs, out: &mut Out) -> Result<(), CliEr
         Some(k) => Some(KeyId::parse(k).map_err(|e| CliError::for_flag("--key", &e))?),
         None => None,
     };
-    let store = ctx.store()?;
+    let store = ctx.read_store()?;
     let a = &ctx.actor;
     let report = match &key {
         Some(id) => {

@@ -58,15 +58,37 @@ impl fmt::Debug for OrgId {
     }
 }
 
-/// A person's email, trimmed and lower-cased so that `Ann@X.io` and `ann@x.io` are one person.
+/// A person's email, normalised so that two addresses that look the same are one person.
+///
+/// The rule ([`Email::normalize`]): blanks around it are trimmed; the text is put in Unicode
+/// NFKC form (composed accents; compatibility forms such as full-width letters, ligatures
+/// like `ﬁ`, superscripts and the long s `ſ` become their plain letters); every character
+/// is lower-cased by Unicode's lower-case mapping, without context (`Σ` is `σ` anywhere),
+/// and the final sigma `ς` becomes `σ`; and NFKC is applied once more (lower-casing can
+/// decompose). Normalising a normalised address changes nothing. The result is then
+/// validated: no blanks, control, invisible or text-direction characters, one `@` with text
+/// on both sides, at most 254 bytes. `ß` stays `ß` (it does not look like `ss`).
 ///
 /// ```
 /// use orgstore::Email;
 /// assert_eq!(Email::parse(" Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+/// // Decomposed accent, full-width letters, a ligature: the same people as their plain forms.
+/// assert_eq!(Email::parse("zoe\u{308}@x.io").unwrap(), Email::parse("zo\u{eb}@x.io").unwrap());
+/// assert_eq!(Email::parse("ＡＮＮ@x.io").unwrap().as_str(), "ann@x.io");
+/// assert_eq!(Email::parse("ﬁona@x.io").unwrap().as_str(), "fiona@x.io");
 /// assert!(Email::parse("not-an-email").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Email(String);
+
+/// Stored addresses are normalised when read, so a record written before the rule above
+/// compares equal to the address as parsed now.
+impl<'de> Deserialize<'de> for Email {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Self(Email::normalize(&s)))
+    }
+}
 
 /// Characters that change text direction: they make displayed text differ from its content.
 pub(crate) fn is_bidi_control(c: char) -> bool {
@@ -81,9 +103,21 @@ pub(crate) fn is_invisible(c: char) -> bool {
 }
 
 impl Email {
+    /// The normal form of an address (see [`Email`]), without validating it.
+    pub fn normalize(s: &str) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        let lower: String = s
+            .trim()
+            .nfkc()
+            .flat_map(char::to_lowercase)
+            .map(|c| if c == '\u{3c2}' { '\u{3c3}' } else { c })
+            .collect();
+        lower.nfkc().collect()
+    }
+
     /// Normalises and validates an email address.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        let norm = s.trim().to_lowercase();
+        let norm = Self::normalize(s);
         let fix = "give an address like name@example.com (at most 254 characters, no spaces)";
         if norm.len() > 254
             || norm

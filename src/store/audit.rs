@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use super::tables::AUDIT;
+use super::tables::{AUDIT, META};
 use super::tx::{Lookup, ReadTx};
 use crate::error::Error;
 use crate::model::{Actor, OrgId, Timestamp};
@@ -23,7 +23,8 @@ pub enum Outcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct AuditEntry {
-    /// Store-wide sequence number, increasing.
+    /// Its number in its org's log: 1 for the org's first entry, then 2, 3, ... without
+    /// gaps. Numbers are per org, so they say nothing about other orgs' activity.
     pub seq: u64,
     /// When.
     pub at: Timestamp,
@@ -67,9 +68,30 @@ impl Audit<'_> {
             let range = t
                 .range((org.as_str(), 0u64)..=(org.as_str(), u64::MAX))
                 .map_err(|e| Error::storage("reading the audit log", e))?;
+            // A format 1 file opened read-only (so not migrated) still has store-wide
+            // numbers: its entries are numbered by their place in the org's log instead,
+            // as the migration will number them.
+            let old_numbers = r
+                .table(META)?
+                .get("format")
+                .map_err(|e| Error::storage("reading the audit log", e))?
+                .is_some_and(|v| v.value() < super::open::STORE_FORMAT);
+            let mut place = if old_numbers {
+                let all = t
+                    .range((org.as_str(), 0u64)..=(org.as_str(), u64::MAX))
+                    .map_err(|e| Error::storage("reading the audit log", e))?;
+                all.count() as u64
+            } else {
+                0
+            };
             for item in range.rev().take(limit) {
                 let (_, v) = item.map_err(|e| Error::storage("reading the audit log", e))?;
-                out.push(super::codec::decode("audit entry", v.value())?);
+                let mut entry: AuditEntry = super::codec::decode("audit entry", v.value())?;
+                if old_numbers {
+                    entry.seq = place;
+                    place -= 1;
+                }
+                out.push(entry);
             }
             Ok(out)
         })

@@ -28,6 +28,12 @@ pub struct ConfigVersion {
     /// The validated config; provider secrets are masked unless it came from
     /// [`OrgConfigs::reveal`].
     pub config: OrgConfig,
+    /// For [`OrgConfigs::update`] and [`OrgConfigs::rollback`]: whether the call made a new
+    /// version. `false` when the result equals the active config (an empty patch, a patch
+    /// that sets values to what they are, a rollback to the active version or to a copy of
+    /// it): then this is the active version, no version was written and nothing was
+    /// audited. Always `false` for reads.
+    pub changed: bool,
 }
 
 /// Org config operations (the SDK's `org_configs`). Get one with [`Store::org_configs`].
@@ -100,15 +106,21 @@ impl OrgConfigs<'_> {
     }
 
     /// Applies a JSON merge patch (RFC 7396) over the active version; the merged result is
-    /// validated whole and becomes version N+1. A failed update changes nothing.
+    /// validated whole and becomes version N+1. A failed update changes nothing. A patch
+    /// that leaves the config as it is (`{}`, or values set to what they are) writes no
+    /// version and no audit entry: it returns the active version with `changed: false`.
     pub fn update(&self, actor: &Actor, org: &OrgId, patch: &str) -> Result<ConfigVersion, Error> {
         self.store.write(|tx| {
             let o = tx.org_live(org)?;
             self.store
                 .authorize(tx, actor, AdminAction::UpdateConfig, &o, Target::Config)?;
             let sealer = &self.store.inner.sealer;
-            let active = sealer.open(&tx.config(org, o.config_version)?)?;
+            let active_rec = tx.config(org, o.config_version)?;
+            let active = sealer.open(&active_rec)?;
             let next = active.config.merge_patch(patch)?;
+            if next.json() == active.config.json() {
+                return Ok(unchanged(org, active_rec, active.config));
+            }
             let changes = diff(active.config.json(), next.json());
             commit_version(
                 tx,
@@ -123,7 +135,9 @@ impl OrgConfigs<'_> {
         })
     }
 
-    /// Re-activates an old version's content as a new version.
+    /// Re-activates an old version's content as a new version. Rolling back to the active
+    /// version (or to one whose content equals it) writes nothing and returns the active
+    /// version with `changed: false`.
     pub fn rollback(
         &self,
         actor: &Actor,
@@ -136,7 +150,11 @@ impl OrgConfigs<'_> {
                 .authorize(tx, actor, AdminAction::UpdateConfig, &o, Target::Config)?;
             let sealer = &self.store.inner.sealer;
             let old = sealer.open(&tx.config(org, version)?)?;
-            let active = sealer.open(&tx.config(org, o.config_version)?)?;
+            let active_rec = tx.config(org, o.config_version)?;
+            let active = sealer.open(&active_rec)?;
+            if version == o.config_version || old.config.json() == active.config.json() {
+                return Ok(unchanged(org, active_rec, active.config));
+            }
             let changes = diff(active.config.json(), old.config.json());
             let note = format!("rollback to {version}");
             commit_version(
@@ -189,8 +207,14 @@ impl OrgConfigs<'_> {
     }
 }
 
+/// The answer to an update or rollback that would not change the active config.
+fn unchanged(org: &OrgId, active: ConfigRecord, config: OrgConfig) -> ConfigVersion {
+    to_version(org, active.version, active, config.masked())
+}
+
 fn to_version(org: &OrgId, active: u64, rec: ConfigRecord, config: OrgConfig) -> ConfigVersion {
     ConfigVersion {
+        changed: false,
         org: org.clone(),
         version: rec.version,
         active: rec.version == active,
@@ -256,5 +280,6 @@ fn commit_version(
         created_by: actor.to_string(),
         note,
         config: next.masked(),
+        changed: true,
     })
 }

@@ -109,7 +109,9 @@ impl Keys<'_> {
     }
 
     /// Imports existing keys by their SHA-256 digests, all in one transaction: either every
-    /// key is imported or none is.
+    /// key is imported or none is. A digest that was ever issued to a key of any org (live,
+    /// rotated away, revoked, of a deleted org) is refused with `Conflict`: a secret that
+    /// was retired can never be brought back.
     pub fn import(
         &self,
         actor: &Actor,
@@ -154,10 +156,18 @@ impl Keys<'_> {
             // than the inserts themselves.
             let mut tables = tx.key_tables()?;
             for (i, (digest, spec)) in prepared.into_iter().enumerate() {
-                if tables.has_digest(&digest)? {
+                let revoked = tables.revoked_by_digest(&digest)?;
+                if revoked == Some(false) {
                     return Err(Error::conflict(
                         format!("keys[{i}].sha256"),
                         "a key with this digest already exists; nothing was imported",
+                    ));
+                }
+                if revoked == Some(true) || tables.was_issued(&digest)? {
+                    return Err(Error::conflict(
+                        format!("keys[{i}].sha256"),
+                        "this digest belonged to a key whose secret was rotated away or revoked; \
+                         a retired secret is never accepted again: issue a new key (nothing was imported)",
                     ));
                 }
                 let mut id = KeyId::random();
@@ -269,9 +279,16 @@ impl Keys<'_> {
     }
 
     /// Replaces a key's settings (name, limits, models, addresses, budget, expiry, metadata).
+    /// A revoked key cannot be changed (`Conflict`, as for [`Keys::rotate`]).
     pub fn update(&self, actor: &Actor, id: &KeyId, spec: KeySpec) -> Result<KeyInfo, Error> {
         let spec = validate_spec(spec, Timestamp::now())?;
         self.manage(actor, id, "key.update", |_, rec| {
+            if rec.info.status == KeyStatus::Revoked {
+                return Err(Error::conflict(
+                    "key id",
+                    format!("key {id} is revoked and cannot be changed; create a new key instead"),
+                ));
+            }
             rec.info.spec = spec;
             Ok(("settings replaced".into(), None))
         })

@@ -7,7 +7,7 @@ mod configs;
 mod explain;
 mod keys;
 mod members;
-mod open;
+pub(crate) mod open;
 mod orgs;
 pub(crate) mod records;
 pub(crate) mod secrets;
@@ -21,7 +21,7 @@ pub use configs::{ConfigVersion, OrgConfigs};
 pub use keys::{CreatedKey, ImportKey, Keys};
 pub use members::Members;
 pub use open::StoreBuilder;
-pub use orgs::Orgs;
+pub use orgs::{Orgs, StatusChange};
 pub use usage::{BudgetStatus, RateUse, UsageReport};
 
 use arc_swap::ArcSwap;
@@ -68,8 +68,53 @@ impl Drop for Open {
     }
 }
 
+/// The redb file, open for writing or (see [`StoreBuilder::read_only`]) for reading only.
+pub(crate) enum Db {
+    /// The normal mode.
+    Writable(redb::Database),
+    /// Every write fails with `Storage` on `db`, naming the file.
+    ReadOnly {
+        /// The file.
+        db: redb::ReadOnlyDatabase,
+        /// Its path, for the error.
+        path: String,
+    },
+}
+
+impl Db {
+    /// Starts a read transaction.
+    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Writable(db) => db.begin_read(),
+            Db::ReadOnly { db, .. } => db.begin_read(),
+        }
+    }
+
+    /// Starts a write transaction; refused on a read-only store.
+    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction, Error> {
+        match self {
+            Db::Writable(db) => db
+                .begin_write()
+                .map_err(|e| Error::storage("starting a write", e)),
+            Db::ReadOnly { path, .. } => Err(Error::new(
+                ErrorKind::Storage,
+                "db",
+                format!(
+                    "`{path}` is open read-only, so nothing can be changed; open it without \
+                     read-only (the file must be writable by this user) to make changes"
+                ),
+            )),
+        }
+    }
+
+    /// Whether this store was opened read-only.
+    pub(crate) fn is_read_only(&self) -> bool {
+        matches!(self, Db::ReadOnly { .. })
+    }
+}
+
 pub(crate) struct Inner {
-    db: redb::Database,
+    db: Db,
     writer: Mutex<()>,
     policies: ArcSwap<Policies>,
     durability: redb::Durability,
@@ -86,10 +131,7 @@ impl Inner {
     ) -> Result<(), Error> {
         contain_damage(|| {
             let _writer = self.writer.lock();
-            let mut txn = self
-                .db
-                .begin_write()
-                .map_err(|e| Error::storage("starting a write", e))?;
+            let mut txn = self.db.begin_write()?;
             txn.set_durability(self.durability)
                 .map_err(|e| Error::storage("setting durability", e))?;
             let mut tx = WriteTx {
@@ -132,6 +174,12 @@ impl Store {
         StoreBuilder::new().open(path)
     }
 
+    /// Opens an existing store file read-only: reads and gateway checks work, every change
+    /// fails. See [`StoreBuilder::read_only`].
+    pub fn open_read_only(path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
+        StoreBuilder::new().read_only().open(path)
+    }
+
     /// A store held in memory only, for demos and tests.
     pub fn open_temporary() -> Result<Self, Error> {
         StoreBuilder::new().open_temporary()
@@ -165,6 +213,12 @@ impl Store {
     /// The active policy set.
     pub fn policies(&self) -> Arc<Policies> {
         self.inner.policies.load_full()
+    }
+
+    /// Whether this store was opened read-only ([`StoreBuilder::read_only`]): then every
+    /// change fails with `Storage` on `db`.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.db.is_read_only()
     }
 
     /// The gateway handle for the hot path: `Send + Sync`, and cheap to clone when a
@@ -202,7 +256,7 @@ impl Store {
     }
 
     fn from_parts(
-        db: redb::Database,
+        db: Db,
         policies: Policies,
         durability: redb::Durability,
         spend_sync: bool,
@@ -264,11 +318,7 @@ impl Store {
     ) -> Result<T, Error> {
         let out = contain_damage(|| {
             let _writer = self.inner.writer.lock();
-            let mut txn = self
-                .inner
-                .db
-                .begin_write()
-                .map_err(|e| Error::storage("starting a write", e))?;
+            let mut txn = self.inner.db.begin_write()?;
             txn.set_durability(self.inner.durability)
                 .map_err(|e| Error::storage("setting durability", e))?;
             let mut tx = WriteTx {
@@ -309,7 +359,7 @@ impl Store {
     }
 
     /// The redb database (benchmarks' naive reference path).
-    pub(crate) fn raw_db(&self) -> &redb::Database {
+    pub(crate) fn raw_db(&self) -> &Db {
         &self.inner.db
     }
 
@@ -419,7 +469,7 @@ pub(crate) fn audit_append(
     summary: String,
     outcome: Outcome,
 ) -> Result<(), Error> {
-    let seq = tx.next_seq("audit_seq")?;
+    let seq = tx.next_audit_seq(org)?;
     let entry = AuditEntry {
         seq,
         at: tx.now,

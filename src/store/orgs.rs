@@ -9,6 +9,37 @@ use crate::model::{Actor, Email, Member, Org, OrgId, OrgStatus, Role};
 use crate::policy::{AdminAction, Target};
 use redb::ReadableTable;
 
+/// What [`Orgs::suspend`] and [`Orgs::resume`] did. It dereferences to the org as it is
+/// now.
+///
+/// ```
+/// # let store = orgstore::Store::open_temporary().unwrap();
+/// use orgstore::{Actor, Email, OrgId, OrgStatus};
+/// let acme = OrgId::parse("acme").unwrap();
+/// store.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("o@acme.io").unwrap()).unwrap();
+/// let r = store.orgs().resume(&Actor::Operator, &acme).unwrap();
+/// assert!(!r.changed); // it was active: nothing was written or audited
+/// assert_eq!(r.status, OrgStatus::Active);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatusChange {
+    /// The org after the call.
+    pub org: Org,
+    /// Its status before the call.
+    pub before: OrgStatus,
+    /// Whether the status changed. `false` when it already had the requested status: then
+    /// nothing was written and no audit entry was added.
+    pub changed: bool,
+}
+
+impl std::ops::Deref for StatusChange {
+    type Target = Org;
+    fn deref(&self) -> &Org {
+        &self.org
+    }
+}
+
 /// Org operations. Get one with [`Store::orgs`].
 pub struct Orgs<'a> {
     pub(super) store: &'a Store,
@@ -138,15 +169,18 @@ impl Orgs<'_> {
     /// Deletes an org (Owner only): its keys stop working at once and its id is never reused.
     pub fn delete(&self, actor: &Actor, id: &OrgId) -> Result<Org, Error> {
         self.set_status(actor, id, OrgStatus::Deleted, "org.delete")
+            .map(|c| c.org)
     }
 
-    /// Suspends an org (Owner only): its keys are refused until it is resumed.
-    pub fn suspend(&self, actor: &Actor, id: &OrgId) -> Result<Org, Error> {
+    /// Suspends an org (Owner only): its keys are refused until it is resumed. Suspending
+    /// a suspended org changes nothing (`changed: false`, no audit entry).
+    pub fn suspend(&self, actor: &Actor, id: &OrgId) -> Result<StatusChange, Error> {
         self.set_status(actor, id, OrgStatus::Suspended, "org.suspend")
     }
 
-    /// Resumes a suspended org.
-    pub fn resume(&self, actor: &Actor, id: &OrgId) -> Result<Org, Error> {
+    /// Resumes a suspended org. Resuming an active org changes nothing (`changed: false`,
+    /// no audit entry).
+    pub fn resume(&self, actor: &Actor, id: &OrgId) -> Result<StatusChange, Error> {
         self.set_status(actor, id, OrgStatus::Active, "org.resume")
     }
 
@@ -156,12 +190,19 @@ impl Orgs<'_> {
         id: &OrgId,
         status: OrgStatus,
         action: &str,
-    ) -> Result<Org, Error> {
+    ) -> Result<StatusChange, Error> {
         self.store.write(|tx| {
             let mut org = tx.org_live(id)?;
             self.store
                 .authorize(tx, actor, AdminAction::DeleteOrg, &org, Target::Org)?;
             let before = org.status;
+            if before == status {
+                return Ok(StatusChange {
+                    org,
+                    before,
+                    changed: false,
+                });
+            }
             org.status = status;
             tx.put_org(&org)?;
             let summary = format!("status {} -> {}", before.as_str(), status.as_str());
@@ -174,7 +215,11 @@ impl Orgs<'_> {
                 summary,
                 Outcome::Applied,
             )?;
-            Ok(org)
+            Ok(StatusChange {
+                org,
+                before,
+                changed: true,
+            })
         })
     }
 }

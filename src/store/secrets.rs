@@ -93,6 +93,19 @@ impl Sealer {
         })
     }
 
+    /// Reads the key file at `path` without ever creating it (a read-only store writes no
+    /// file): when it is absent the key is random, so sealed secrets read as unreadable.
+    pub(crate) fn load_existing(path: &Path) -> Result<Self, Error> {
+        let source = format!("the store key file `{}`", path.display());
+        match read_key_file(path)? {
+            Some(key) => Ok(Self { key, source }),
+            None => Ok(Self {
+                key: random_bytes::<32>()?,
+                source: format!("{source} (absent)"),
+            }),
+        }
+    }
+
     /// Reads the key file at `path`, creating it (mode 0600) with a fresh key if absent.
     pub(crate) fn load_or_create(path: &Path) -> Result<Self, Error> {
         let source = format!("the store key file `{}`", path.display());

@@ -2,7 +2,8 @@
 
 use redb::TableDefinition;
 
-/// `"format"` -> store format version (u64 LE); `"audit_seq"` -> last audit sequence number.
+/// `"format"` -> store format version (u64 LE). Format 1 files also hold `"audit_seq"`, the
+/// last store-wide audit number (unused since audit entries are numbered per org).
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// org id -> encoded `Org`.
 pub(crate) const ORGS: TableDefinition<&str, &[u8]> = TableDefinition::new("orgs");
@@ -21,7 +22,13 @@ pub(crate) const KEYS_BY_ORG: TableDefinition<(&str, &[u8; 16]), ()> =
 /// Index: SHA-256 digest of the key -> key id.
 pub(crate) const KEY_DIGESTS: TableDefinition<&[u8; 32], &[u8; 16]> =
     TableDefinition::new("key_digests");
-/// (org id, sequence) -> encoded `AuditEntry`.
+/// Every key digest ever issued (live, rotated away, revoked) -> the id of the key it was
+/// issued to. Never shrinks: an import of any digest in it is refused, so a secret that was
+/// rotated away or revoked can never be brought back, in any org. Added in store format 2
+/// (filled at migration from the digests a format 1 file still holds).
+pub(crate) const ISSUED_DIGESTS: TableDefinition<&[u8; 32], &[u8; 16]> =
+    TableDefinition::new("issued_digests");
+/// (org id, sequence) -> encoded `AuditEntry`; the sequence counts from 1 in each org.
 pub(crate) const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 /// (scope, window start micros) -> spent micro-dollars; scope is `o:<org>` or `k:<key id>`.
 pub(crate) const SPEND: TableDefinition<(&str, i64), i64> = TableDefinition::new("spend");

@@ -251,12 +251,18 @@ impl WriteTx {
         self.changes.keys.push((id, old_digest));
     }
 
-    /// The next store-wide sequence number of `counter` in the meta table.
-    pub fn next_seq(&mut self, counter: &str) -> Result<u64, Error> {
-        let mut meta = self.txn.open_table(META).map_err(wio)?;
-        let next = meta.get(counter).map_err(wio)?.map_or(0, |v| v.value()) + 1;
-        meta.insert(counter, next).map_err(wio)?;
-        Ok(next)
+    /// The number of the next audit entry of `org`: one more than its last (1 for the
+    /// first). Numbers are per org, so no org can tell how busy another one is.
+    pub fn next_audit_seq(&self, org: &OrgId) -> Result<u64, Error> {
+        let t = self.txn.open_table(AUDIT).map_err(wio)?;
+        let mut range = t
+            .range((org.as_str(), 0u64)..=(org.as_str(), u64::MAX))
+            .map_err(wio)?;
+        let last = match range.next_back() {
+            Some(item) => item.map_err(wio)?.0.value().1,
+            None => 0,
+        };
+        Ok(last + 1)
     }
 }
 
@@ -265,6 +271,7 @@ pub(crate) struct KeyTables<'t> {
     keys: redb::Table<'t, &'static [u8; 16], &'static [u8]>,
     by_org: redb::Table<'t, (&'static str, &'static [u8; 16]), ()>,
     digests: redb::Table<'t, &'static [u8; 32], &'static [u8; 16]>,
+    issued: redb::Table<'t, &'static [u8; 32], &'static [u8; 16]>,
 }
 
 impl<'t> KeyTables<'t> {
@@ -273,6 +280,7 @@ impl<'t> KeyTables<'t> {
             keys: txn.open_table(KEYS).map_err(wio)?,
             by_org: txn.open_table(KEYS_BY_ORG).map_err(wio)?,
             digests: txn.open_table(KEY_DIGESTS).map_err(wio)?,
+            issued: txn.open_table(ISSUED_DIGESTS).map_err(wio)?,
         })
     }
 
@@ -281,9 +289,21 @@ impl<'t> KeyTables<'t> {
         Ok(self.keys.get(id.as_bytes()).map_err(io)?.is_some())
     }
 
-    /// Whether a key with this digest exists.
-    pub fn has_digest(&self, digest: &KeyDigest) -> Result<bool, Error> {
-        Ok(self.digests.get(digest).map_err(io)?.is_some())
+    /// For a digest in the index of current secrets: whether its key is revoked.
+    pub fn revoked_by_digest(&self, digest: &KeyDigest) -> Result<Option<bool>, Error> {
+        let Some(id) = self.digests.get(digest).map_err(io)?.map(|v| *v.value()) else {
+            return Ok(None);
+        };
+        let rec: KeyRecord = match self.keys.get(&id).map_err(io)? {
+            Some(v) => decode("key", v.value())?,
+            None => return Err(Error::corrupt("key index", "dangling key id")),
+        };
+        Ok(Some(rec.info.status == crate::model::KeyStatus::Revoked))
+    }
+
+    /// Whether this digest was ever issued to a key (live, rotated away or revoked).
+    pub fn was_issued(&self, digest: &KeyDigest) -> Result<bool, Error> {
+        Ok(self.issued.get(digest).map_err(io)?.is_some())
     }
 
     /// Writes a key record and its indexes; `old_digest` is removed from the digest index
@@ -301,6 +321,10 @@ impl<'t> KeyTables<'t> {
             self.digests.remove(&old).map_err(wio)?;
         }
         self.digests
+            .insert(&rec.digest, id.as_bytes())
+            .map_err(wio)?;
+        // Every digest a key ever had stays here after rotation and revocation.
+        self.issued
             .insert(&rec.digest, id.as_bytes())
             .map_err(wio)?;
         Ok(())

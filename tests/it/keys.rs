@@ -439,7 +439,7 @@ fn rotate_issues_a_new_secret_for_the_same_key() {
     assert_eq!(log[0].action, "key.rotate");
     assert!(!format!("{log:?}").contains(&rotated.key.expose()[12..]));
 
-    // The new digest belongs to the key; the old one belongs to nothing any more.
+    // The new digest belongs to the key; the old one is retired (never accepted again).
     let err = f
         .store
         .keys()
@@ -453,14 +453,17 @@ fn rotate_issues_a_new_secret_for_the_same_key() {
         )
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
-    f.store
+    // The old digest is retired for good: importing it cannot bring the old secret back.
+    let err = f
+        .store
         .keys()
         .import(
             &OP,
             &f.org,
             &[ImportKey::new(hex(&old_digest), KeySpec::new("x"))],
         )
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
 
     // An imported key can be rotated into a generated-format secret.
     let imported = f

@@ -217,7 +217,7 @@ fn suspend_and_resume() {
 
     let r = f.store.orgs().resume(&OP, &f.org).unwrap();
     assert_eq!(r.status, OrgStatus::Active);
-    assert_eq!(f.store.orgs().get(&OP, &f.org).unwrap(), r);
+    assert_eq!(f.store.orgs().get(&OP, &f.org).unwrap(), r.org);
 
     // A suspended org can still be deleted.
     f.store.orgs().suspend(&OP, &f.org).unwrap();
