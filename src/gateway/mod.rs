@@ -166,7 +166,17 @@ impl Gateway {
     /// Spend reaches the store file in the background flush (or at once in lossless mode,
     /// see [`crate::StoreBuilder::lossless_spend`]).
     pub fn record_usage(&self, grant: &Grant<'_>, usage: Usage) {
-        grant.settle(usage, self.clock.now());
+        self.record_usage_now(grant, usage, self.clock.now());
+    }
+
+    /// [`Gateway::record_usage`] at a given time (for tests and replays, with
+    /// [`Gateway::check_at`]): tokens are charged to the tokens-per-minute limits at `at`.
+    pub fn record_usage_at(&self, grant: &Grant<'_>, usage: Usage, at: Timestamp) {
+        self.record_usage_now(grant, usage, self.clock.at(at));
+    }
+
+    fn record_usage_now(&self, grant: &Grant<'_>, usage: Usage, now: clock::Now) {
+        grant.settle(usage, now);
         if let Some(inner) = self.sync_flush.as_ref().and_then(std::sync::Weak::upgrade) {
             // The spend stays queued in memory when the write fails; the next flush retries.
             let _ = crate::store::spend::flush(&inner);
