@@ -71,9 +71,9 @@ impl Limits {
 pub struct RateHeaders {
     /// Requests per minute.
     pub limit: u64,
-    /// Requests left now.
+    /// Requests that would pass right now (all at once).
     pub remaining: u64,
-    /// Until the limiter is full again.
+    /// Quiet time after which the whole limit passes at once again.
     pub reset: Duration,
 }
 
@@ -198,7 +198,8 @@ impl<'g> Grant<'g> {
         (rem(self.key_budget), rem(self.org_budget))
     }
 
-    /// Admits a request that passed every other check: rate limits, then budgets.
+    /// Admits a request that passed every other check: tokens per minute (which take
+    /// nothing), requests per minute, then budgets.
     #[inline]
     pub(super) fn admit(
         cell: &'g SnapshotCell,
@@ -231,48 +232,58 @@ impl<'g> Grant<'g> {
         let (kr, kb) = cell
             .key_rt_and_budget(entry.rt)
             .ok_or(Denial::Unavailable)?;
-        let mut rate = None;
-        if entry.has(HAS_RPM) {
-            let s = kr
-                .rpm
-                .try_acquire(now.get().nanos, 1)
-                .map_err(|r| limited(Scope::Key, false, r.after_nanos))?;
-            rate = tighter(rate, s);
-        }
-        if org.rpm > 0 {
-            let s = org
-                .runtime
-                .rpm
-                .try_acquire(now.get().nanos, 1)
-                .map_err(|r| limited(Scope::Org, false, r.after_nanos))?;
-            rate = tighter(rate, s);
-        }
+        // Only an admitted request may consume a limit. Checks that take nothing (tokens per
+        // minute) go first; then each limit is taken in turn, and a refusal gives back what
+        // the request took before it (key rpm, org rpm, key budget), so a request refused by
+        // the org's rpm or a budget leaves every limit as it found it.
+        let at = now.get();
         if entry.has(HAS_TPM) {
             kr.tpm
-                .peek_allows(now.get().nanos)
+                .peek_allows(at.nanos)
                 .map_err(|r| limited(Scope::Key, true, r.after_nanos))?;
         }
         if org.tpm > 0 {
             org.runtime
                 .tpm
-                .peek_allows(now.get().nanos)
+                .peek_allows(at.nanos)
                 .map_err(|r| limited(Scope::Org, true, r.after_nanos))?;
         }
+        let mut rate = None;
+        let mut taken = Taken::default();
+        if entry.has(HAS_RPM) {
+            let (s, t) = kr
+                .rpm
+                .take(at.nanos, 1)
+                .map_err(|r| limited(Scope::Key, false, r.after_nanos))?;
+            rate = tighter(rate, s);
+            taken.key = Some(t);
+        }
+        if org.rpm > 0 {
+            match org.runtime.rpm.take(at.nanos, 1) {
+                Ok((s, t)) => {
+                    rate = tighter(rate, s);
+                    taken.org = Some(t);
+                }
+                Err(r) => {
+                    return Err(taken.undo(kr, org, limited(Scope::Org, false, r.after_nanos)));
+                }
+            }
+        }
         let key_budget = match kb.filter(|_| entry.has(HAS_BUDGET)) {
-            Some(b) => Some(
-                b.reserve(now.get().micros, estimate)
-                    .map_err(|e| over(Scope::Key, e))?,
-            ),
+            Some(b) => match b.reserve(at.micros, estimate) {
+                Ok(r) => Some(r),
+                Err(e) => return Err(taken.undo(kr, org, over(Scope::Key, e))),
+            },
             _ => None,
         };
         let org_budget = match (org.budget, org.runtime.budget.get()) {
-            (Some(_), Some(b)) => match b.reserve(now.get().micros, estimate) {
+            (Some(_), Some(b)) => match b.reserve(at.micros, estimate) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     if let (Some(r), Some(kb)) = (key_budget, kb) {
                         kb.settle(&r, 0);
                     }
-                    return Err(over(Scope::Org, e));
+                    return Err(taken.undo(kr, org, over(Scope::Org, e)));
                 }
             },
             _ => None,
@@ -285,16 +296,21 @@ impl<'g> Grant<'g> {
         if self.settled.swap(true, Ordering::AcqRel) {
             return;
         }
+        // The ledger's share first: a budget counter re-derived from the ledger meanwhile
+        // then counts this cost twice (refusing early) rather than not at all.
+        let kr = self.runtime();
+        if let Some(kr) = kr {
+            add_spend(kr, usage.cost.micros(), self.cell);
+        }
         self.settle_budgets(usage.cost.micros());
         let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
-        let Some(kr) = self.runtime() else { return };
+        let Some(kr) = kr else { return };
         if self.flags & HAS_TPM != 0 {
             kr.tpm.charge(now.nanos, tokens);
         }
         if self.org_flags & ORG_TPM != 0 {
             self.org.tpm.charge(now.nanos, tokens);
         }
-        add_spend(kr, usage.cost.micros(), self.cell);
     }
 
     fn settle_budgets(&self, cost: i64) {
@@ -317,6 +333,27 @@ impl Drop for Grant<'_> {
         if reserved && !self.settled.swap(true, Ordering::AcqRel) {
             self.settle_budgets(0);
         }
+    }
+}
+
+/// Requests-per-minute units a request took before a later limit refused it.
+#[derive(Default)]
+struct Taken {
+    key: Option<crate::limits::Taken>,
+    org: Option<crate::limits::Taken>,
+}
+
+impl Taken {
+    /// Gives the units back and returns the refusal.
+    #[cold]
+    fn undo(self, kr: &KeyRuntime, org: &OrgView, denial: Denial) -> Denial {
+        if let Some(t) = self.key {
+            kr.rpm.give_back(t);
+        }
+        if let Some(t) = self.org {
+            org.runtime.rpm.give_back(t);
+        }
+        denial
     }
 }
 

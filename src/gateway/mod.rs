@@ -177,7 +177,17 @@ impl Gateway {
     /// see [`crate::StoreBuilder::lossless_spend`]), also after the [`crate::Store`] was
     /// dropped: this handle keeps the file open, and the last handle flushes when dropped.
     pub fn record_usage(&self, grant: &Grant<'_>, usage: Usage) {
-        grant.settle(usage, self.clock.now());
+        self.record_usage_now(grant, usage, self.clock.now());
+    }
+
+    /// [`Gateway::record_usage`] at a given time (for tests and replays, with
+    /// [`Gateway::check_at`]): tokens are charged to the tokens-per-minute limits at `at`.
+    pub fn record_usage_at(&self, grant: &Grant<'_>, usage: Usage, at: Timestamp) {
+        self.record_usage_now(grant, usage, self.clock.at(at));
+    }
+
+    fn record_usage_now(&self, grant: &Grant<'_>, usage: Usage, now: clock::Now) {
+        grant.settle(usage, now);
         if self.lossless {
             // The spend stays queued in memory when the write fails; the next flush retries.
             let _ = crate::store::spend::flush(&self.store);

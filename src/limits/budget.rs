@@ -3,7 +3,7 @@
 //! See the module documentation of [`super`] for the protocol and the
 //! no-overshoot argument.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -152,6 +152,10 @@ pub struct BudgetCounter {
     policy: AtomicU64,
     /// Serialises window changes (roll, restore, set_config, snapshot).
     roll_lock: Mutex<()>,
+    /// Set while no published budget uses the counter (the budget was
+    /// disabled or removed): spend then reaches only the ledger, so the
+    /// counter must be re-derived from it before it is enforced again.
+    detached: AtomicBool,
 }
 
 /// Adds `amount` to a generation-tagged word if its generation is still `generation`
@@ -276,6 +280,7 @@ impl BudgetCounter {
             limit: AtomicI64::new(config.limit_micros.clamp(0, MAX_AMOUNT_MICROS)),
             policy: AtomicU64::new(encode_policy(&config)),
             roll_lock: Mutex::new(()),
+            detached: AtomicBool::new(false),
         }
     }
 
@@ -500,6 +505,53 @@ impl BudgetCounter {
             self.add_spent(generation, amount);
         }
         true
+    }
+
+    /// Marks the counter as unused by any published budget (its budget was
+    /// disabled or removed). Spend made meanwhile reaches only the ledger;
+    /// [`BudgetCounter::is_detached`] tells the writer that enables the
+    /// budget again to [`BudgetCounter::resync`] it first.
+    pub fn detach(&self) {
+        self.detached.store(true, SC);
+    }
+
+    /// Whether the counter was detached and not resynchronised since.
+    pub fn is_detached(&self) -> bool {
+        self.detached.load(SC)
+    }
+
+    /// Sets the settled spend of the current window to `spent_micros` (the
+    /// ledger's spend for `window_start` plus spend not flushed yet),
+    /// keeping outstanding reservations, and clears the detached mark.
+    ///
+    /// First rolls to the window containing `now_micros`. Returns `false`
+    /// and changes no amount when `window_start` is not that window.
+    pub fn resync(&self, now_micros: i64, window_start: i64, spent_micros: i64) -> bool {
+        self.roll_if_needed(now_micros);
+        let _guard = self.roll_lock.lock();
+        self.detached.store(false, SC);
+        let window = self.window.load(SC);
+        if decode_start(window) != window_start {
+            return false;
+        }
+        // Generations only change under the lock we hold.
+        let generation = generation_of(window);
+        let target = clamp_amount(spent_micros);
+        let old = amount_of(self.spent.swap(pack(generation, target), SC));
+        // `committed` moves by the same difference, so reservations stay.
+        let mut state = self.state.load(SC);
+        loop {
+            let committed = (amount_of(state) + target)
+                .saturating_sub(old)
+                .min(AMOUNT_MASK);
+            match self
+                .state
+                .compare_exchange_weak(state, pack(generation, committed), SC, SC)
+            {
+                Ok(_) => return true,
+                Err(actual) => state = actual,
+            }
+        }
     }
 
     /// The budget's state at `now_micros` (rolling first if the window has

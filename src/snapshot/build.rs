@@ -257,6 +257,8 @@ impl SnapshotCell {
             let scope = org_scope(&org.id);
             let home = BudgetHome::Inline(&runtime.budget);
             self.configure_budget(home, &runtime.unflushed, bc, now, r, &scope)?;
+        } else if let Some(counter) = runtime.budget.get() {
+            counter.detach();
         }
         Ok(OrgView {
             status: org.status,
@@ -309,6 +311,8 @@ impl SnapshotCell {
                 .key_budget_home(runtime)
                 .ok_or_else(|| Error::corrupt("key", "key runtime missing"))?;
             self.configure_budget(home, &runtime.unflushed, bc, now, r, &scope)?;
+        } else if let Some(counter) = self.key_budget_home(runtime).and_then(|h| h.get(self)) {
+            counter.detach();
         }
         let models = (!key.models.is_empty())
             .then(|| self.models.intern_all(&key.models).unwrap_or_default());
@@ -376,7 +380,8 @@ impl SnapshotCell {
     /// Configures a scope's budget counter. A new counter starts from the ledger's spend in the
     /// current period plus spend not flushed yet, so a budget added to a key that already spent
     /// counts this period's spend, and a period that ended while the process was down starts
-    /// fresh.
+    /// fresh. A counter whose budget was disabled or removed (detached) is re-derived the same
+    /// way when the budget comes back, keeping reservations in flight.
     fn configure_budget(
         &self,
         home: BudgetHome<'_>,
@@ -389,6 +394,12 @@ impl SnapshotCell {
         if let Some(counter) = home.get(self) {
             if counter.config() != cfg {
                 counter.set_config(now, cfg);
+            }
+            // Re-enabled or re-added: spend made while it was off is only in the ledger.
+            if counter.is_detached() {
+                let (window_start, stored) = spent_in(r, scope, cfg.period, now)?;
+                let pending = unflushed.load(Ordering::Acquire);
+                counter.resync(now, window_start, stored.saturating_add(pending));
             }
             return Ok(());
         }

@@ -80,15 +80,17 @@ pub(crate) fn flush(inner: &super::Inner) -> Result<usize, Error> {
         return Ok(0);
     }
     let mut amounts: HashMap<String, (i64, &SpendScope)> = HashMap::new();
-    for s in &dirty {
-        let amount = s.unflushed().swap(0, Ordering::AcqRel);
-        let e = amounts.entry(s.scope_name()).or_insert((0, s));
-        e.0 = e.0.saturating_add(amount);
-    }
-    amounts.retain(|_, (a, _)| *a != 0);
     let now = crate::model::Timestamp::now().as_micros();
     let day = now.div_euclid(DAY_MICROS) * DAY_MICROS;
     let result = inner.write_raw(|tx: &mut WriteTx| {
+        // Taken under the writer lock, which snapshot publication holds too: a budget counter
+        // derived from the ledger plus unflushed spend sees every amount in one of the two.
+        for s in &dirty {
+            let amount = s.unflushed().swap(0, Ordering::AcqRel);
+            let e = amounts.entry(s.scope_name()).or_insert((0, s));
+            e.0 = e.0.saturating_add(amount);
+        }
+        amounts.retain(|_, (a, _)| *a != 0);
         let io = |e: redb::StorageError| Error::storage("writing spend", e);
         let mut t = tx
             .txn

@@ -14,6 +14,7 @@ mod gateway_equivalence;
 mod gateway_threads;
 mod hardening_gateway;
 mod hardening_inputs;
+mod hardening_limits;
 mod hardening_secrets;
 mod hardening_store;
 mod hostile_input;
