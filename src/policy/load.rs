@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cedar_policy::{
-    ActionConstraint, Authorizer, Entities, Entity, EntityUid, PolicyId, PolicySet, Schema,
+    ActionConstraint, Authorizer, Entities, Entity, EntityUid, PolicyId, PolicySet, PrincipalConstraint,
+    Schema,
     ValidationMode, Validator,
 };
 use miette::Diagnostic;
@@ -252,12 +253,23 @@ fn split_by_action(
         let uid = action_uid(name)?;
         let matches = |c: &EntityUid| c == &uid || actions.is_ancestor_of(c, &uid);
         let mut sub = PolicySet::new();
+        // The gateway's principal is a Key: a policy scoped to another principal type (the
+        // admin guard rails are `principal is User`) never applies to it.
+        let principal_fits = |p: &cedar_policy::Policy| {
+            name != INVOKE
+                || match p.principal_constraint() {
+                    PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => {
+                        t.to_string() == "Key"
+                    }
+                    _ => true,
+                }
+        };
         for p in set.policies() {
             let applies = match p.action_constraint() {
                 ActionConstraint::Any => true,
                 ActionConstraint::Eq(c) => c == uid,
                 ActionConstraint::In(cs) => cs.iter().any(matches),
-            };
+            } && principal_fits(p);
             if applies {
                 sub.add(p.clone())
                     .map_err(|e| Error::invalid("policies", format!("{}: {e}", p.id())))?;
