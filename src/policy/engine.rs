@@ -109,12 +109,12 @@ fn hint(action: AdminAction, policies: &[String]) -> String {
     let has = |id: &str| policies.iter().any(|p| p == id);
     if has(TENANCY) {
         "only members of the org may act in it".to_owned()
-    } else if has(LAST_OWNER_STAYS) || has(LAST_OWNER_NOT_DEMOTED) {
-        "the last owner of an org can be neither removed nor demoted; make another member owner first".to_owned()
-    } else if has("only-owners-grant-owner") {
-        "only an owner of the org may grant the owner role".to_owned()
     } else if has("only-owners-manage-owners") {
         "only an owner of the org may change the role of an owner or remove one".to_owned()
+    } else if has("only-owners-grant-owner") {
+        "only an owner of the org may grant the owner role".to_owned()
+    } else if has(LAST_OWNER_STAYS) || has(LAST_OWNER_NOT_DEMOTED) {
+        "the last owner of an org can be neither removed nor demoted; make another member owner first".to_owned()
     } else {
         action.who_may().to_owned()
     }

@@ -12,6 +12,7 @@ mod fuzz_corpus;
 mod gateway;
 mod gateway_equivalence;
 mod gateway_threads;
+mod hardening_policy;
 mod hostile_input;
 mod isolation;
 mod keys;
