@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cedar_policy::{
-    ActionConstraint, Authorizer, Entities, Entity, EntityUid, PolicyId, PolicySet, PrincipalConstraint,
-    Schema,
-    ValidationMode, Validator,
+    ActionConstraint, Authorizer, Entities, Entity, EntityUid, PolicyId, PolicySet,
+    PrincipalConstraint, Schema, ValidationMode, Validator,
 };
 use miette::Diagnostic;
 

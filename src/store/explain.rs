@@ -277,7 +277,10 @@ impl Store {
     /// `explain` for CreateOrg: decided on the org to be created, whether or not it exists.
     fn explain_create(&self, actor: &Actor, spec: &Spec) -> Result<ExplainReport, Error> {
         let Spec::Org(org) = spec else {
-            return Err(Error::invalid("target", "CreateOrg is decided on org:<ORG>"));
+            return Err(Error::invalid(
+                "target",
+                "CreateOrg is decided on org:<ORG>",
+            ));
         };
         let explanation = match actor {
             Actor::Operator => Explanation {

@@ -319,7 +319,6 @@ fn fresh_id(tx: &WriteTx) -> Result<KeyId, Error> {
     }
 }
 
-
 /// Checks a key spec; returns it trimmed.
 pub(crate) fn validate_spec(mut spec: KeySpec, now: Timestamp) -> Result<KeySpec, Error> {
     spec.name = super::orgs::validate_name("name", &spec.name)?;

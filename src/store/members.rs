@@ -58,7 +58,9 @@ impl Members<'_> {
     /// Lists an org's members.
     pub fn list(&self, actor: &Actor, org: &OrgId) -> Result<Vec<Member>, Error> {
         self.store.read(|r| {
-            let o = self.store.org_for(r, actor, org, AdminAction::ListMembers)?;
+            let o = self
+                .store
+                .org_for(r, actor, org, AdminAction::ListMembers)?;
             self.store
                 .authorize(r, actor, AdminAction::ListMembers, &o, Target::Org)?;
             r.members_of(org)
@@ -74,7 +76,9 @@ impl Members<'_> {
         role: Role,
     ) -> Result<Member, Error> {
         self.store.write(|tx| {
-            let mut o = self.store.org_for(tx, actor, org, AdminAction::ChangeRole)?;
+            let mut o = self
+                .store
+                .org_for(tx, actor, org, AdminAction::ChangeRole)?;
             let mut m = existing(tx, org, email)?;
             let target = Target::Membership {
                 email,

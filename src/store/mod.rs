@@ -342,7 +342,13 @@ impl Store {
 
     /// The refusal of `actor`, who is not a member of `org`: exactly the answer for an org
     /// that does not exist, audited in `org`'s log as a denial of `action`.
-    fn not_a_member(&self, actor: &Actor, action: AdminAction, org: &OrgId, target: String) -> Error {
+    fn not_a_member(
+        &self,
+        actor: &Actor,
+        action: AdminAction,
+        org: &OrgId,
+        target: String,
+    ) -> Error {
         let mut d = crate::error::Denial::new(
             action.cedar_name(),
             None,

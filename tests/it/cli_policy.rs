@@ -417,7 +417,13 @@ fn policy_explain_reports_decision_reasons_and_facts() {
     assert_eq!(v["org"], "acme");
     let (code, out, err) = cli.run_as(
         STRANGER,
-        &["--json", "policy", "explain", "ListKeys", &format!("key:{key}")],
+        &[
+            "--json",
+            "policy",
+            "explain",
+            "ListKeys",
+            &format!("key:{key}"),
+        ],
     );
     assert_eq!((code, out.as_str()), (4, ""), "{err}");
     assert!(err.contains(&format!("no key {key}")), "{err}");

@@ -126,11 +126,13 @@ fn stranger_attempts(
         ("reveal config", ok(s.org_configs().reveal(who, acme, None))),
         (
             "update config",
-            ok(s
-                .org_configs()
+            ok(s.org_configs()
                 .update(who, acme, r#"{"rate_limiting":{"rpm":1}}"#)),
         ),
-        ("rollback config", ok(s.org_configs().rollback(who, acme, 1))),
+        (
+            "rollback config",
+            ok(s.org_configs().rollback(who, acme, 1)),
+        ),
         ("config history", ok(s.org_configs().history(who, acme))),
         ("config diff", ok(s.org_configs().diff(who, acme, 1, 2))),
         (
@@ -148,7 +150,10 @@ fn stranger_attempts(
         ("list keys", ok(s.keys().list(who, acme))),
         ("show key", ok(s.keys().show(who, &key))),
         ("key usage", ok(s.keys().usage(who, &key))),
-        ("edit key", ok(s.keys().update(who, &key, KeySpec::new("x")))),
+        (
+            "edit key",
+            ok(s.keys().update(who, &key, KeySpec::new("x"))),
+        ),
         ("rotate key", ok(s.keys().rotate(who, &key))),
         ("revoke key", ok(s.keys().revoke(who, &key))),
         ("list members", ok(s.members().list(who, acme))),
@@ -195,11 +200,9 @@ fn hostile_custom_policies_cannot_break_tenancy() {
             for (what, got) in stranger_attempts(&store, &actor, &acme, key.info.id, &owner) {
                 match got {
                     Ok(()) => panic!("{label}: non-member {who} could {what}"),
-                    Err(e) => assert_eq!(
-                        e.kind(),
-                        ErrorKind::NotFound,
-                        "{label}: {who} {what}: {e}"
-                    ),
+                    Err(e) => {
+                        assert_eq!(e.kind(), ErrorKind::NotFound, "{label}: {who} {what}: {e}")
+                    }
                 }
             }
         }
@@ -306,7 +309,9 @@ fn hostile_custom_policies_cannot_remove_or_demote_the_last_owner() {
         assert_eq!(store.orgs().get(&OP, &acme).unwrap().owner_count, 1);
         let roles = store.members().list(&OP, &acme).unwrap();
         assert!(
-            roles.iter().any(|m| m.email == ann && m.role == Role::Owner),
+            roles
+                .iter()
+                .any(|m| m.email == ann && m.role == Role::Owner),
             "{label}: {roles:?}"
         );
 
@@ -439,7 +444,14 @@ fn world(store: Store, b: B) -> World {
             .update(&OP, &id, r#"{"rate_limiting":{"rpm":5}}"#)
             .unwrap();
         let by_member = Actor::member(email("bee@b.io"));
-        b_keys.push(store.keys().create(&OP, &id, KeySpec::new("b0")).unwrap().info.id);
+        b_keys.push(
+            store
+                .keys()
+                .create(&OP, &id, KeySpec::new("b0"))
+                .unwrap()
+                .info
+                .id,
+        );
         b_keys.push(
             store
                 .keys()
@@ -468,17 +480,38 @@ fn answers(store: &Store, who: &Actor, keys: &[KeyId]) -> Vec<(String, Result<()
         ("orgs.usage".into(), ok(s.orgs().usage(who, &b))),
         ("orgs.suspend".into(), ok(s.orgs().suspend(who, &b))),
         ("orgs.resume".into(), ok(s.orgs().resume(who, &b))),
-        ("configs.retrieve".into(), ok(s.org_configs().retrieve(who, &b))),
-        ("configs.reveal".into(), ok(s.org_configs().reveal(who, &b, Some(2)))),
+        (
+            "configs.retrieve".into(),
+            ok(s.org_configs().retrieve(who, &b)),
+        ),
+        (
+            "configs.reveal".into(),
+            ok(s.org_configs().reveal(who, &b, Some(2))),
+        ),
         (
             "configs.update".into(),
             ok(s.org_configs().update(who, &b, r#"{"routing":{}}"#)),
         ),
-        ("configs.rollback".into(), ok(s.org_configs().rollback(who, &b, 1))),
-        ("configs.rollback 99".into(), ok(s.org_configs().rollback(who, &b, 99))),
-        ("configs.history".into(), ok(s.org_configs().history(who, &b))),
-        ("configs.diff".into(), ok(s.org_configs().diff(who, &b, 1, 2))),
-        ("keys.create".into(), ok(s.keys().create(who, &b, KeySpec::new("x")))),
+        (
+            "configs.rollback".into(),
+            ok(s.org_configs().rollback(who, &b, 1)),
+        ),
+        (
+            "configs.rollback 99".into(),
+            ok(s.org_configs().rollback(who, &b, 99)),
+        ),
+        (
+            "configs.history".into(),
+            ok(s.org_configs().history(who, &b)),
+        ),
+        (
+            "configs.diff".into(),
+            ok(s.org_configs().diff(who, &b, 1, 2)),
+        ),
+        (
+            "keys.create".into(),
+            ok(s.keys().create(who, &b, KeySpec::new("x"))),
+        ),
         (
             "keys.import".into(),
             ok(s.keys().import(
@@ -491,7 +524,10 @@ fn answers(store: &Store, who: &Actor, keys: &[KeyId]) -> Vec<(String, Result<()
         ("members.list".into(), ok(s.members().list(who, &b))),
         ("audit.list".into(), ok(s.audit().list(who, &b, 10))),
         ("policy_entities".into(), ok(s.policy_entities(who, &b))),
-        ("members.orgs_of".into(), ok(s.members().orgs_of(who, &boss))),
+        (
+            "members.orgs_of".into(),
+            ok(s.members().orgs_of(who, &boss)),
+        ),
     ];
     for (label, m) in [("boss", &boss), ("bee", &bee), ("ghost", &ghost)] {
         out.push((
@@ -536,7 +572,11 @@ fn answers(store: &Store, who: &Actor, keys: &[KeyId]) -> Vec<(String, Result<()
         out.push((format!("keys.rotate {i}"), ok(s.keys().rotate(who, k))));
         out.push((format!("keys.revoke {i}"), ok(s.keys().revoke(who, k))));
         out.push((format!("keys.delete {i}"), ok(s.keys().delete(who, k))));
-        for action in [AdminAction::ManageKey, AdminAction::ListKeys, AdminAction::ReadOrg] {
+        for action in [
+            AdminAction::ManageKey,
+            AdminAction::ListKeys,
+            AdminAction::ReadOrg,
+        ] {
             out.push((
                 format!("explain {action:?} key {i}"),
                 ok(s.explain(who, action, &format!("key:{k}"), None, false)),
@@ -615,13 +655,23 @@ fn policy_explain_by_a_non_member_is_refused_like_anything_else_and_audited() {
     let k = w.b_keys[1];
     for (action, target, role) in [
         (AdminAction::ReadOrg, "org:org-b".to_owned(), None),
-        (AdminAction::ChangeRole, "member:org-b/boss@b.io".to_owned(), Some(Role::Viewer)),
-        (AdminAction::RemoveMember, "member:org-b/ghost@b.io".to_owned(), None),
+        (
+            AdminAction::ChangeRole,
+            "member:org-b/boss@b.io".to_owned(),
+            Some(Role::Viewer),
+        ),
+        (
+            AdminAction::RemoveMember,
+            "member:org-b/ghost@b.io".to_owned(),
+            None,
+        ),
         (AdminAction::ManageKey, format!("key:{k}"), None),
         (AdminAction::ListKeys, format!("key:{k}"), None),
     ] {
         let before = denials_in_b(s);
-        let e = s.explain(&stranger, action, &target, role, false).unwrap_err();
+        let e = s
+            .explain(&stranger, action, &target, role, false)
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{target}: {e}");
         // Nothing of B in the answer: no role, no creator, no existence.
         for leak in ["boss", "bee", "owner", "member", "creator"] {
@@ -636,7 +686,13 @@ fn policy_explain_by_a_non_member_is_refused_like_anything_else_and_audited() {
     // A member of B still gets the explanation.
     let bee = Actor::member(email("bee@b.io"));
     let r = s
-        .explain(&bee, AdminAction::ManageKey, &format!("key:{k}"), None, false)
+        .explain(
+            &bee,
+            AdminAction::ManageKey,
+            &format!("key:{k}"),
+            None,
+            false,
+        )
         .unwrap();
     assert!(r.explanation.allowed);
 }
@@ -785,32 +841,164 @@ fn every_denial_names_its_action_and_who_may_do_it() {
     const OWNER_ADMIN: &str = "only an owner or admin of the org may";
     // (what, result, Cedar action, who may)
     let table: Vec<(&str, Result<(), Error>, &str, &str)> = vec![
-        ("viewer reads org", ok(s.orgs().get(&viewer, &acme)), "ReadOrg", "any member of the org"),
-        ("viewer reads config", ok(s.org_configs().retrieve(&viewer, &acme)), "ReadOrg", "any member of the org"),
-        ("viewer lists members", ok(s.members().list(&viewer, &acme)), "ListMembers", "any member of the org"),
-        ("viewer lists keys", ok(s.keys().list(&viewer, &acme)), "ListKeys", "any member of the org"),
-        ("viewer shows a key", ok(s.keys().show(&viewer, &k)), "ListKeys", "any member of the org"),
-        ("viewer reads usage", ok(s.orgs().usage(&viewer, &acme)), "ReadAnalytics", "any member of the org"),
-        ("member updates config", ok(s.org_configs().update(&member, &acme, "{}")), "UpdateConfig", OWNER_ADMIN),
-        ("viewer rolls back", ok(s.org_configs().rollback(&viewer, &acme, 1)), "UpdateConfig", OWNER_ADMIN),
-        ("member reveals", ok(s.org_configs().reveal(&member, &acme, None)), "RevealSecrets", OWNER_ADMIN),
-        ("member reads audit", ok(s.audit().list(&member, &acme, 5)), "ReadAudit", OWNER_ADMIN),
-        ("admin deletes", ok(s.orgs().delete(&admin, &acme)), "DeleteOrg", OWNER_ONLY),
-        ("admin suspends", ok(s.orgs().suspend(&admin, &acme)), "SuspendOrg", OWNER_ONLY),
-        ("member resumes", ok(s.orgs().resume(&member, &acme)), "ResumeOrg", OWNER_ONLY),
-        ("member adds", ok(s.members().add(&member, &acme, &email("n@acme.io"), Role::Viewer)), "AddMember", OWNER_ADMIN),
-        ("admin adds an owner", ok(s.members().add(&admin, &acme, &email("n@acme.io"), Role::Owner)), "AddMember", "only an owner of the org may grant the owner role"),
-        ("viewer changes a role", ok(s.members().set_role(&viewer, &acme, &max, Role::Viewer)), "ChangeRole", OWNER_ADMIN),
-        ("admin promotes to owner", ok(s.members().set_role(&admin, &acme, &max, Role::Owner)), "ChangeRole", "only an owner of the org may grant the owner role"),
-        ("admin demotes the owner", ok(s.members().set_role(&admin, &acme, &ann, Role::Admin)), "ChangeRole", "only an owner of the org may change the role of an owner"),
-        ("member removes", ok(s.members().remove(&member, &acme, &vic)), "RemoveMember", OWNER_ADMIN),
-        ("admin removes the owner", ok(s.members().remove(&admin, &acme, &ann)), "RemoveMember", "only an owner of the org may change the role of an owner or remove one"),
-        ("the last owner leaves", ok(s.members().remove(&owner, &acme, &ann)), "LeaveOrg", "the last owner of an org can be neither removed nor demoted"),
-        ("the last owner demotes self", ok(s.members().set_role(&owner, &acme, &ann, Role::Admin)), "ChangeRole", "the last owner of an org can be neither removed nor demoted"),
-        ("viewer creates a key", ok(s.keys().create(&viewer, &acme, KeySpec::new("v"))), "CreateKey", "only an owner, admin or member of the org may"),
-        ("member revokes another's key", ok(s.keys().revoke(&member, &k)), "ManageKey", "or the member who created the key"),
-        ("member rotates another's key", ok(s.keys().rotate(&member, &k)), "ManageKey", "or the member who created the key"),
-        ("member creates an org", ok(s.orgs().create(&member, &org("maxs"), "M", &max)), "CreateOrg", "only the operator may"),
+        (
+            "viewer reads org",
+            ok(s.orgs().get(&viewer, &acme)),
+            "ReadOrg",
+            "any member of the org",
+        ),
+        (
+            "viewer reads config",
+            ok(s.org_configs().retrieve(&viewer, &acme)),
+            "ReadOrg",
+            "any member of the org",
+        ),
+        (
+            "viewer lists members",
+            ok(s.members().list(&viewer, &acme)),
+            "ListMembers",
+            "any member of the org",
+        ),
+        (
+            "viewer lists keys",
+            ok(s.keys().list(&viewer, &acme)),
+            "ListKeys",
+            "any member of the org",
+        ),
+        (
+            "viewer shows a key",
+            ok(s.keys().show(&viewer, &k)),
+            "ListKeys",
+            "any member of the org",
+        ),
+        (
+            "viewer reads usage",
+            ok(s.orgs().usage(&viewer, &acme)),
+            "ReadAnalytics",
+            "any member of the org",
+        ),
+        (
+            "member updates config",
+            ok(s.org_configs().update(&member, &acme, "{}")),
+            "UpdateConfig",
+            OWNER_ADMIN,
+        ),
+        (
+            "viewer rolls back",
+            ok(s.org_configs().rollback(&viewer, &acme, 1)),
+            "UpdateConfig",
+            OWNER_ADMIN,
+        ),
+        (
+            "member reveals",
+            ok(s.org_configs().reveal(&member, &acme, None)),
+            "RevealSecrets",
+            OWNER_ADMIN,
+        ),
+        (
+            "member reads audit",
+            ok(s.audit().list(&member, &acme, 5)),
+            "ReadAudit",
+            OWNER_ADMIN,
+        ),
+        (
+            "admin deletes",
+            ok(s.orgs().delete(&admin, &acme)),
+            "DeleteOrg",
+            OWNER_ONLY,
+        ),
+        (
+            "admin suspends",
+            ok(s.orgs().suspend(&admin, &acme)),
+            "SuspendOrg",
+            OWNER_ONLY,
+        ),
+        (
+            "member resumes",
+            ok(s.orgs().resume(&member, &acme)),
+            "ResumeOrg",
+            OWNER_ONLY,
+        ),
+        (
+            "member adds",
+            ok(s.members()
+                .add(&member, &acme, &email("n@acme.io"), Role::Viewer)),
+            "AddMember",
+            OWNER_ADMIN,
+        ),
+        (
+            "admin adds an owner",
+            ok(s.members()
+                .add(&admin, &acme, &email("n@acme.io"), Role::Owner)),
+            "AddMember",
+            "only an owner of the org may grant the owner role",
+        ),
+        (
+            "viewer changes a role",
+            ok(s.members().set_role(&viewer, &acme, &max, Role::Viewer)),
+            "ChangeRole",
+            OWNER_ADMIN,
+        ),
+        (
+            "admin promotes to owner",
+            ok(s.members().set_role(&admin, &acme, &max, Role::Owner)),
+            "ChangeRole",
+            "only an owner of the org may grant the owner role",
+        ),
+        (
+            "admin demotes the owner",
+            ok(s.members().set_role(&admin, &acme, &ann, Role::Admin)),
+            "ChangeRole",
+            "only an owner of the org may change the role of an owner",
+        ),
+        (
+            "member removes",
+            ok(s.members().remove(&member, &acme, &vic)),
+            "RemoveMember",
+            OWNER_ADMIN,
+        ),
+        (
+            "admin removes the owner",
+            ok(s.members().remove(&admin, &acme, &ann)),
+            "RemoveMember",
+            "only an owner of the org may change the role of an owner or remove one",
+        ),
+        (
+            "the last owner leaves",
+            ok(s.members().remove(&owner, &acme, &ann)),
+            "LeaveOrg",
+            "the last owner of an org can be neither removed nor demoted",
+        ),
+        (
+            "the last owner demotes self",
+            ok(s.members().set_role(&owner, &acme, &ann, Role::Admin)),
+            "ChangeRole",
+            "the last owner of an org can be neither removed nor demoted",
+        ),
+        (
+            "viewer creates a key",
+            ok(s.keys().create(&viewer, &acme, KeySpec::new("v"))),
+            "CreateKey",
+            "only an owner, admin or member of the org may",
+        ),
+        (
+            "member revokes another's key",
+            ok(s.keys().revoke(&member, &k)),
+            "ManageKey",
+            "or the member who created the key",
+        ),
+        (
+            "member rotates another's key",
+            ok(s.keys().rotate(&member, &k)),
+            "ManageKey",
+            "or the member who created the key",
+        ),
+        (
+            "member creates an org",
+            ok(s.orgs().create(&member, &org("maxs"), "M", &max)),
+            "CreateOrg",
+            "only the operator may",
+        ),
     ];
     let mut failures = Vec::new();
     for (what, got, action, who) in table {
@@ -882,7 +1070,9 @@ fn a_policy_without_an_id_is_refused_with_file_and_line() {
             "x.cedar:3:1",
         ),
         (
-            format!("@id(\"s\")\npermit (principal, action == Action::\"ReadLogs\", resource) when {{ principal.email == \"x;y\" }};\n@other(\"z\")\n{permit}\n"),
+            format!(
+                "@id(\"s\")\npermit (principal, action == Action::\"ReadLogs\", resource) when {{ principal.email == \"x;y\" }};\n@other(\"z\")\n{permit}\n"
+            ),
             "x.cedar:3:1",
         ),
     ];
@@ -924,7 +1114,10 @@ fn policy_files_load_whatever_the_case_of_their_extension() {
     }
     // Other files are still not policies.
     let d = policy_dir(&[("notes.txt", "x"), ("a.cedar.bak", "x"), ("cedar", "x")]);
-    assert_eq!(base.with_dir(d.path()).unwrap().policy_ids(), base.policy_ids());
+    assert_eq!(
+        base.with_dir(d.path()).unwrap().policy_ids(),
+        base.policy_ids()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -955,8 +1148,14 @@ fn only_the_operator_creates_orgs_unless_a_policy_permits_it() {
     assert!(store.orgs().get(&OP, &org("fresh")).is_err());
     // The taken org's log has the refused attempt; a free id has no log.
     let log = store.audit().list(&OP, &org("taken"), 10).unwrap();
-    assert!(log.iter().any(|e| e.action == "CreateOrg" && e.outcome == Outcome::Denied));
-    store.orgs().create(&OP, &org("fresh"), "F", &email("f@x.io")).unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == "CreateOrg" && e.outcome == Outcome::Denied)
+    );
+    store
+        .orgs()
+        .create(&OP, &org("fresh"), "F", &email("f@x.io"))
+        .unwrap();
     let log = store.audit().list(&OP, &org("fresh"), 10).unwrap();
     assert_eq!(log.len(), 1, "{log:?}");
 
@@ -978,7 +1177,12 @@ fn only_the_operator_creates_orgs_unless_a_policy_permits_it() {
     assert_eq!((e.kind(), e.field()), (ErrorKind::Denied, "owner"));
     let e = store
         .orgs()
-        .create(&Actor::member(email("eve@evil.io")), &org("eves"), "E", &email("eve@evil.io"))
+        .create(
+            &Actor::member(email("eve@evil.io")),
+            &org("eves"),
+            "E",
+            &email("eve@evil.io"),
+        )
         .unwrap_err();
     assert_eq!(e.denial().unwrap().action, "CreateOrg");
     // With the permit, a taken id is a conflict (the id space is shared).
@@ -1001,9 +1205,23 @@ fn only_the_operator_creates_orgs_unless_a_policy_permits_it() {
     // The CLI: exit 3 for a person, 0 for the operator.
     let d = tempfile::tempdir().unwrap();
     let db = d.path().join("org.redb");
-    let (code, _, err) = cli(&db, &["--as", "sam@acme.io", "org", "create", "x", "--owner", "sam@acme.io"]);
+    let (code, _, err) = cli(
+        &db,
+        &[
+            "--as",
+            "sam@acme.io",
+            "org",
+            "create",
+            "x",
+            "--owner",
+            "sam@acme.io",
+        ],
+    );
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("CreateOrg") && err.contains("only the operator may"), "{err}");
+    assert!(
+        err.contains("CreateOrg") && err.contains("only the operator may"),
+        "{err}"
+    );
     let (code, _, err) = cli(&db, &["org", "create", "x", "--owner", "sam@acme.io"]);
     assert_eq!(code, 0, "{err}");
 }
@@ -1064,7 +1282,12 @@ fn removing_a_member_revokes_the_keys_they_created() {
     assert_eq!(gw_code(&store, max1.key.expose()), "revoked");
     assert_eq!(gw_code(&store, max2.key.expose()), "revoked");
     for k in [&mia, &ada, &own, &ops, &max_other] {
-        assert_eq!(gw_code(&store, k.key.expose()), "ok", "{}", k.info.spec.name);
+        assert_eq!(
+            gw_code(&store, k.key.expose()),
+            "ok",
+            "{}",
+            k.info.spec.name
+        );
     }
     let log = store.audit().list(&OP, &acme, usize::MAX).unwrap();
     let revokes: Vec<&str> = log
@@ -1075,7 +1298,10 @@ fn removing_a_member_revokes_the_keys_they_created() {
     assert_eq!(revokes.len(), 2, "{log:?}");
     assert!(revokes.contains(&max1.info.id.to_string().as_str()));
     let max3_now = store.keys().show(&OP, &max3.info.id).unwrap();
-    assert_eq!(max3_now.version, 2, "an already revoked key was written again");
+    assert_eq!(
+        max3_now.version, 2,
+        "an already revoked key was written again"
+    );
     // Coming back does not revive them.
     store
         .members()
@@ -1090,7 +1316,11 @@ fn removing_a_member_revokes_the_keys_they_created() {
     // Leaving does the same; so does an owner removing another owner.
     store
         .members()
-        .remove(&Actor::member(email("mia@acme.io")), &acme, &email("mia@acme.io"))
+        .remove(
+            &Actor::member(email("mia@acme.io")),
+            &acme,
+            &email("mia@acme.io"),
+        )
         .unwrap();
     assert_eq!(gw_code(&store, mia.key.expose()), "revoked");
     store
@@ -1099,7 +1329,10 @@ fn removing_a_member_revokes_the_keys_they_created() {
         .unwrap();
     assert_eq!(gw_code(&store, own.key.expose()), "revoked");
     // By the operator too.
-    store.members().remove(&OP, &acme, &email("ada@acme.io")).unwrap();
+    store
+        .members()
+        .remove(&OP, &acme, &email("ada@acme.io"))
+        .unwrap();
     assert_eq!(gw_code(&store, ada.key.expose()), "revoked");
     // The operator's key and the person's key in another org are untouched.
     assert_eq!(gw_code(&store, ops.key.expose()), "ok");

@@ -302,7 +302,12 @@ fn members_of_one_org_never_touch_another() {
                     &a,
                     &format!(r#"{{"routing":{{"step":{step}}}}}"#),
                 );
-                a_ok += usize::from(on_a(role, &w("updates A's config"), may(role, MANAGERS), &got));
+                a_ok += usize::from(on_a(
+                    role,
+                    &w("updates A's config"),
+                    may(role, MANAGERS),
+                    &got,
+                ));
                 a_total += 1;
             }
             23 => {
@@ -329,7 +334,8 @@ fn members_of_one_org_never_touch_another() {
                     assert_eq!(k.info.org, a);
                     a_keys.push((k.info.id, me.to_string()));
                 }
-                a_ok += usize::from(on_a(role, 
+                a_ok += usize::from(on_a(
+                    role,
                     &w("creates an A key"),
                     may(role, &[Role::Owner, Role::Admin, Role::Member]),
                     &got,
@@ -381,7 +387,12 @@ fn members_of_one_org_never_touch_another() {
                 let of = store.members().orgs_of(&actor, &me).unwrap();
                 assert!(of.iter().all(|(o, _)| *o != b));
                 a_ok += usize::from(on_a(role, &w("lists A's keys"), may(role, ALL), &got));
-                a_ok += usize::from(on_a(role, &w("reads A's audit log"), may(role, MANAGERS), &got3));
+                a_ok += usize::from(on_a(
+                    role,
+                    &w("reads A's audit log"),
+                    may(role, MANAGERS),
+                    &got3,
+                ));
                 a_total += 2;
             }
             27 => {
@@ -400,7 +411,12 @@ fn members_of_one_org_never_touch_another() {
                 if got.is_ok() {
                     a_roles.insert(who, any_role);
                 }
-                a_ok += usize::from(on_a(role, &w(&format!("adds {any_role} to A")), allowed, &got));
+                a_ok += usize::from(on_a(
+                    role,
+                    &w(&format!("adds {any_role} to A")),
+                    allowed,
+                    &got,
+                ));
                 a_total += 1;
             }
             28 => {
