@@ -361,6 +361,22 @@ fn hostile_custom_policies_cannot_remove_or_demote_the_last_owner() {
 }
 
 #[test]
+fn an_operator_file_cannot_take_over_a_guard_rail_id() {
+    let base = Policies::default_set().unwrap();
+    for id in [
+        "tenancy-members-only",
+        "last-owner-stays",
+        "last-owner-not-demoted",
+        "only-owners-grant-owner",
+    ] {
+        let text = format!("@id(\"{id}\")\npermit (principal, action, resource);\n");
+        let e = base.with_sources(&[("mine.cedar", &text)]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Invalid, "{id}");
+        assert!(e.to_string().contains("already used"), "{id}: {e}");
+    }
+}
+
+#[test]
 fn operator_forbids_still_narrow_and_permits_still_widen_inside_the_org() {
     let dir = policy_dir(&[(
         "ops.cedar",
