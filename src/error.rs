@@ -43,6 +43,9 @@ pub struct Denial {
     pub org: Option<crate::OrgId>,
     /// What the request was about (an email, a key id, `config`, `org`).
     pub target: String,
+    /// Who may do it: the rule that decided the denial, or the built-in role matrix for
+    /// the action (e.g. "only an owner of the org may").
+    pub who_may: String,
 }
 
 impl Denial {
@@ -61,6 +64,7 @@ impl Denial {
             actor: String::new(),
             org: None,
             target: String::new(),
+            who_may: String::new(),
         }
     }
 }
@@ -155,16 +159,36 @@ impl Error {
         } else {
             format!("denied by {}", denial.policies.join(", "))
         };
-        let message = format!(
-            "{actor} ({role}) may not {}: {why}; ask an owner or admin of the org",
-            denial.action
-        );
+        let who = if denial.who_may.is_empty() {
+            "ask an owner of the org"
+        } else {
+            &denial.who_may
+        };
+        let message = format!("{actor} ({role}) may not {}: {why}; {who}", denial.action);
         Self {
             kind: ErrorKind::Denied,
             field: Cow::Borrowed("permission"),
             message,
             denial: Some(Box::new(denial)),
         }
+    }
+
+    /// A refusal that must answer exactly like `not_found` (an id of another org answers
+    /// like an id that does not exist), while the store still audits `denial`: the store
+    /// removes the denial with [`Error::conceal`] before the error reaches the caller.
+    #[cold]
+    pub(crate) fn concealed(mut not_found: Error, denial: Denial) -> Self {
+        not_found.denial = Some(Box::new(denial));
+        not_found
+    }
+
+    /// Drops the audit details of a [`Error::concealed`] refusal, so it is identical to
+    /// the plain not-found error.
+    pub(crate) fn conceal(mut self) -> Self {
+        if self.kind != ErrorKind::Denied {
+            self.denial = None;
+        }
+        self
     }
 
     /// What kind of error this is.

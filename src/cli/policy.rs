@@ -33,8 +33,9 @@ pub(crate) enum PolicyCmd {
 #[derive(Args)]
 pub(crate) struct ExplainArgs {
     /// The Cedar action, case-insensitive: ReadOrg, UpdateConfig, RevealSecrets, DeleteOrg,
-    /// ManageBilling, ListMembers, AddMember, ChangeRole, RemoveMember, LeaveOrg, CreateKey,
-    /// ListKeys, ManageKey, ReadAudit, ReadLogs, ReadAnalytics.
+    /// SuspendOrg, ResumeOrg, ManageBilling, ListMembers, AddMember, ChangeRole,
+    /// RemoveMember, LeaveOrg, CreateKey, ListKeys, ManageKey, ReadAudit, ReadLogs,
+    /// ReadAnalytics, CreateOrg.
     action: String,
     /// What the action is done to: org:<ORG>, config:<ORG>, member:<ORG>/<EMAIL>,
     /// key:<KEY_ID> or newkey:<ORG>. With --org, `org`, `config`, `newkey` and

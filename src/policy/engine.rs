@@ -3,10 +3,10 @@
 use cedar_policy::{Decision, Entities, Request, Response};
 
 use super::entities::admin_facts;
-use super::request::AdminRequest;
+use super::request::{AdminAction, AdminRequest, Target};
 use super::{Explanation, Policies};
 use crate::error::Denial;
-use crate::model::{KeyInfo, Member, Org};
+use crate::model::{KeyInfo, Member, Org, Role};
 
 /// A Cedar response in our own terms.
 pub(super) struct Outcome {
@@ -18,6 +18,8 @@ pub(super) struct Outcome {
     pub(super) errors: Vec<String>,
     /// The ids of the policies that errored.
     pub(super) erroring: Vec<String>,
+    /// A guard rail decided the denial (its id is in `reasons`).
+    pub(super) railed: bool,
 }
 
 impl Outcome {
@@ -27,6 +29,7 @@ impl Outcome {
             reasons: Vec::new(),
             errors: vec![msg],
             erroring: Vec::new(),
+            railed: false,
         }
     }
 
@@ -50,12 +53,13 @@ impl Outcome {
             reasons,
             errors,
             erroring,
+            railed: false,
         }
     }
 
     /// The ids to report for a denial: the deciding forbids, or the policies that errored.
     pub(super) fn deciding(self) -> (Vec<String>, Vec<String>) {
-        if self.errors.is_empty() {
+        if self.errors.is_empty() || self.railed {
             (self.reasons, self.errors)
         } else {
             (self.erroring, self.errors)
@@ -63,8 +67,80 @@ impl Outcome {
     }
 }
 
+/// The guard rail ids (also the ids of the built-in forbids that state them in Cedar).
+pub(crate) const TENANCY: &str = "tenancy-members-only";
+/// The last Owner can be neither removed nor leave.
+pub(crate) const LAST_OWNER_STAYS: &str = "last-owner-stays";
+/// The last Owner cannot be demoted.
+pub(crate) const LAST_OWNER_NOT_DEMOTED: &str = "last-owner-not-demoted";
+
+/// The guard rails, checked in Rust before Cedar's answer counts, so that no operator
+/// `permit` can widen past them: a person who is not a member of the org can do nothing in
+/// it (except ask to create an org, which has no members yet), and the last Owner can be
+/// neither removed, nor leave, nor be demoted. Returns the ids of the rails `req` breaks.
+pub(super) fn guard_rails(req: &AdminRequest<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    if req.actor_role.is_none() && req.action != AdminAction::CreateOrg {
+        out.push(TENANCY.to_owned());
+    }
+    if let Target::Membership {
+        role: Some(Role::Owner),
+        new_role,
+        ..
+    } = &req.target
+        && req.owner_count <= 1
+    {
+        match req.action {
+            AdminAction::RemoveMember | AdminAction::LeaveOrg => {
+                out.push(LAST_OWNER_STAYS.to_owned())
+            }
+            AdminAction::ChangeRole if *new_role != Some(Role::Owner) => {
+                out.push(LAST_OWNER_NOT_DEMOTED.to_owned())
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Who may do what was denied, for the denial message: the rule that decided it, or the
+/// built-in role matrix for the action.
+fn hint(action: AdminAction, policies: &[String]) -> String {
+    let has = |id: &str| policies.iter().any(|p| p == id);
+    if has(TENANCY) {
+        "only members of the org may act in it".to_owned()
+    } else if has("only-owners-manage-owners") {
+        "only an owner of the org may change the role of an owner or remove one".to_owned()
+    } else if has("only-owners-grant-owner") {
+        "only an owner of the org may grant the owner role".to_owned()
+    } else if has(LAST_OWNER_STAYS) || has(LAST_OWNER_NOT_DEMOTED) {
+        "the last owner of an org can be neither removed nor demoted; make another member owner first".to_owned()
+    } else {
+        action.who_may().to_owned()
+    }
+}
+
 impl Policies {
+    /// Cedar's outcome with the guard rails applied on top: a broken rail denies whatever
+    /// Cedar permitted, and is named among the deciding policies.
     pub(super) fn evaluate(&self, req: &AdminRequest<'_>) -> Outcome {
+        let mut out = self.evaluate_cedar(req);
+        let rails = guard_rails(req);
+        if !rails.is_empty() {
+            if out.allowed || !out.errors.is_empty() {
+                // Cedar's permits (or its errors) are not why it is denied.
+                out.reasons.clear();
+            }
+            out.allowed = false;
+            out.railed = true;
+            out.reasons.extend(rails);
+            out.reasons.sort_unstable();
+            out.reasons.dedup();
+        }
+        out
+    }
+
+    fn evaluate_cedar(&self, req: &AdminRequest<'_>) -> Outcome {
         let c = &*self.inner;
         let mut facts = match admin_facts(&c.types, req) {
             Ok(f) => f,
@@ -116,12 +192,9 @@ impl Policies {
             return Ok(());
         }
         let (policies, errors) = out.deciding();
-        Err(Denial::new(
-            req.action.cedar_name(),
-            req.actor_role,
-            policies,
-            errors,
-        ))
+        let mut d = Denial::new(req.action.cedar_name(), req.actor_role, policies, errors);
+        d.who_may = hint(req.action, &d.policies);
+        Err(d)
     }
 
     /// The decision for one admin request with its reasons and errors, for

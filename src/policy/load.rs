@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cedar_policy::{
-    ActionConstraint, Authorizer, Entities, Entity, EntityUid, PolicyId, PolicySet, Schema,
-    ValidationMode, Validator,
+    ActionConstraint, Authorizer, Entities, Entity, EntityUid, PolicyId, PolicySet,
+    PrincipalConstraint, Schema, ValidationMode, Validator,
 };
 use miette::Diagnostic;
 
@@ -69,7 +69,12 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<Source>, Error> {
             )
         })?;
         let path = entry.path();
-        if path.extension().is_some_and(|x| x == "cedar") && path.is_file() {
+        // `.cedar` in any case: a file named `X.CEDAR` is a policy file too, never skipped.
+        if path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("cedar"))
+            && path.is_file()
+        {
             paths.push(path);
         }
     }
@@ -123,10 +128,32 @@ impl Compiled {
                     ),
                 ));
             }
+            let starts = policy_starts(&src.text);
             for p in parsed.policies() {
                 let id = match p.annotation("id") {
                     Some(id) if !id.trim().is_empty() => id.to_owned(),
-                    _ => format!("{}#{}", short_name(&src.name), p.id()),
+                    got => {
+                        let place = cedar_index(p.id().as_ref())
+                            .and_then(|i| starts.get(i))
+                            .map_or_else(
+                                || src.name.to_string(),
+                                |off| {
+                                    let (line, col) = line_col(&src.text, *off);
+                                    format!("{}:{line}:{col}", src.name)
+                                },
+                            );
+                        let what = if got.is_some() {
+                            "has a blank @id"
+                        } else {
+                            "has no @id"
+                        };
+                        return Err(Error::invalid(
+                            "policies",
+                            format!(
+                                "{place}: this policy {what}; every policy needs a unique @id(\"...\") (denials name it); fix the policy and load again (the previous policies stay active)"
+                            ),
+                        ));
+                    }
                 };
                 if let Some(prev) = origin.get(&id) {
                     let prev_name = sources.get(*prev).map_or("?", |s| &s.name);
@@ -225,12 +252,23 @@ fn split_by_action(
         let uid = action_uid(name)?;
         let matches = |c: &EntityUid| c == &uid || actions.is_ancestor_of(c, &uid);
         let mut sub = PolicySet::new();
+        // The gateway's principal is a Key: a policy scoped to another principal type (the
+        // admin guard rails are `principal is User`) never applies to it.
+        let principal_fits = |p: &cedar_policy::Policy| {
+            name != INVOKE
+                || match p.principal_constraint() {
+                    PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => {
+                        t.to_string() == "Key"
+                    }
+                    _ => true,
+                }
+        };
         for p in set.policies() {
             let applies = match p.action_constraint() {
                 ActionConstraint::Any => true,
                 ActionConstraint::Eq(c) => c == uid,
                 ActionConstraint::In(cs) => cs.iter().any(matches),
-            };
+            } && principal_fits(p);
             if applies {
                 sub.add(p.clone())
                     .map_err(|e| Error::invalid("policies", format!("{}: {e}", p.id())))?;
@@ -241,11 +279,53 @@ fn split_by_action(
     Ok(out)
 }
 
-fn short_name(name: &str) -> &str {
-    Path::new(name)
-        .file_name()
-        .and_then(|s| s.to_str())
-        .unwrap_or(name)
+/// The index Cedar's parser gave a policy in its text (`policy3` -> 3).
+fn cedar_index(id: &str) -> Option<usize> {
+    id.strip_prefix("policy")?.parse().ok()
+}
+
+/// The byte offset where each policy of `text` starts (its first annotation or its
+/// effect), in text order, as Cedar numbers them: policies end at a `;` outside strings and
+/// comments.
+fn policy_starts(text: &str) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut expecting = true;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '/' if chars.peek().is_some_and(|(_, n)| *n == '/') => {
+                for (_, n) in chars.by_ref() {
+                    if n == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                if expecting {
+                    starts.push(i);
+                    expecting = false;
+                }
+                while let Some((_, n)) = chars.next() {
+                    match n {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            ';' => expecting = true,
+            c if c.is_whitespace() => {}
+            _ => {
+                if expecting {
+                    starts.push(i);
+                    expecting = false;
+                }
+            }
+        }
+    }
+    starts
 }
 
 fn finish(msgs: Vec<String>) -> String {
@@ -304,6 +384,16 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_starts_skip_comments_and_strings() {
+        let text = "// a; b\n@id(\"x;y\")\npermit(principal, action, resource);\n\n  forbid(principal, action, resource) when { \"a\\\";\" == \"b\" };\n// end;\n";
+        let starts = policy_starts(text);
+        assert_eq!(starts.len(), 2, "{starts:?}");
+        assert_eq!(line_col(text, starts[0]), (2, 1));
+        assert_eq!(line_col(text, starts[1]), (5, 3));
+        assert_eq!(cedar_index("policy12"), Some(12));
+    }
 
     #[test]
     fn line_col_counts_from_one() {

@@ -6,6 +6,12 @@
 //! `.cedar` files with [`Policies::with_dir`] (forbid rules narrow, permit rules widen). Every
 //! load validates the whole set strictly against the schema; warnings count as failures.
 //!
+//! Guard rails hold whatever an operator adds: a person who is not a member of the org is
+//! refused everything in it, and the last Owner can be neither removed, nor leave, nor be
+//! demoted. They are checked in Rust on every decision, before Cedar's permits count (and
+//! stated as the built-in forbids `tenancy-members-only`, `last-owner-stays` and
+//! `last-owner-not-demoted`, whose ids an operator file cannot reuse).
+//!
 //! Cedar is an implementation detail: every public type here is our own.
 
 mod engine;
@@ -18,6 +24,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use request::{AdminAction, AdminRequest, Target};
+
+pub(crate) use engine::TENANCY;
 
 use crate::error::Error;
 
@@ -79,9 +87,10 @@ impl Policies {
         load::Compiled::build(load::default_sources()).map(Self::from_compiled)
     }
 
-    /// A new set: this one plus every `*.cedar` file in `dir` (not recursive, in file-name
-    /// order). Policies are named by their `@id("...")` annotation, or `<file>#policyN`
-    /// without one. A file that does not parse, an id used twice, or any strict-validation
+    /// A new set: this one plus every `*.cedar` file in `dir` (the extension in any case,
+    /// not recursive, in file-name order). Policies are named by their `@id("...")`
+    /// annotation, which every policy must have. A file that does not parse, a policy
+    /// without an `@id` (or with a blank one), an id used twice, or any strict-validation
     /// error or warning fails with kind `Invalid`, naming the file, line and Cedar's
     /// message; `self` is untouched, so the caller keeps the previous set. To reload a
     /// directory, start again from [`Policies::default_set`].

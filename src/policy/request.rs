@@ -14,8 +14,12 @@ pub enum AdminAction {
     UpdateConfig,
     /// Read provider secrets unmasked.
     RevealSecrets,
-    /// Delete, suspend or resume the org.
+    /// Delete the org.
     DeleteOrg,
+    /// Suspend the org (its keys are refused until it is resumed).
+    SuspendOrg,
+    /// Resume a suspended org.
+    ResumeOrg,
     /// Manage billing (budgets owned by billing, payment settings).
     ManageBilling,
     /// List members.
@@ -40,15 +44,21 @@ pub enum AdminAction {
     ReadLogs,
     /// Read analytics and usage (asked by the dashboard).
     ReadAnalytics,
+    /// Create an org. Decided on the org being created, which has no members yet; no
+    /// built-in policy permits it, so only the operator creates orgs unless an operator
+    /// policy permits others.
+    CreateOrg,
 }
 
 impl AdminAction {
     /// Every action.
-    pub const ALL: [AdminAction; 16] = [
+    pub const ALL: [AdminAction; 19] = [
         AdminAction::ReadOrg,
         AdminAction::UpdateConfig,
         AdminAction::RevealSecrets,
         AdminAction::DeleteOrg,
+        AdminAction::SuspendOrg,
+        AdminAction::ResumeOrg,
         AdminAction::ManageBilling,
         AdminAction::ListMembers,
         AdminAction::AddMember,
@@ -61,6 +71,7 @@ impl AdminAction {
         AdminAction::ReadAudit,
         AdminAction::ReadLogs,
         AdminAction::ReadAnalytics,
+        AdminAction::CreateOrg,
     ];
 
     /// The Cedar action id, e.g. `UpdateConfig`.
@@ -70,6 +81,8 @@ impl AdminAction {
             AdminAction::UpdateConfig => "UpdateConfig",
             AdminAction::RevealSecrets => "RevealSecrets",
             AdminAction::DeleteOrg => "DeleteOrg",
+            AdminAction::SuspendOrg => "SuspendOrg",
+            AdminAction::ResumeOrg => "ResumeOrg",
             AdminAction::ManageBilling => "ManageBilling",
             AdminAction::ListMembers => "ListMembers",
             AdminAction::AddMember => "AddMember",
@@ -82,6 +95,39 @@ impl AdminAction {
             AdminAction::ReadAudit => "ReadAudit",
             AdminAction::ReadLogs => "ReadLogs",
             AdminAction::ReadAnalytics => "ReadAnalytics",
+            AdminAction::CreateOrg => "CreateOrg",
+        }
+    }
+
+    /// Who may do this action under the built-in role matrix, as the end of a sentence
+    /// ("only an owner of the org may"), for denial messages.
+    pub fn who_may(self) -> &'static str {
+        match self {
+            AdminAction::ReadOrg
+            | AdminAction::ListMembers
+            | AdminAction::ListKeys
+            | AdminAction::ReadLogs
+            | AdminAction::ReadAnalytics => {
+                "any member of the org (owner, admin, member or viewer) may"
+            }
+            AdminAction::UpdateConfig | AdminAction::RevealSecrets | AdminAction::ReadAudit => {
+                "only an owner or admin of the org may"
+            }
+            AdminAction::DeleteOrg
+            | AdminAction::SuspendOrg
+            | AdminAction::ResumeOrg
+            | AdminAction::ManageBilling => "only an owner of the org may",
+            AdminAction::AddMember | AdminAction::ChangeRole | AdminAction::RemoveMember => {
+                "only an owner or admin of the org may (an admin only below owner)"
+            }
+            AdminAction::LeaveOrg => "any member may leave, except the last owner",
+            AdminAction::CreateKey => "only an owner, admin or member of the org may",
+            AdminAction::ManageKey => {
+                "only an owner or admin of the org, or the member who created the key, may"
+            }
+            AdminAction::CreateOrg => {
+                "only the operator may, unless an operator policy permits CreateOrg"
+            }
         }
     }
 

@@ -60,7 +60,9 @@ impl Audit<'_> {
     /// The newest `limit` entries of an org, newest first.
     pub fn list(&self, actor: &Actor, org: &OrgId, limit: usize) -> Result<Vec<AuditEntry>, Error> {
         self.store.read(|r: &ReadTx| {
-            let o = r.org_any(org)?;
+            let o = self
+                .store
+                .org_any_for(r, actor, org, AdminAction::ReadAudit)?;
             self.store
                 .authorize(r, actor, AdminAction::ReadAudit, &o, Target::Org)?;
             let t = r.table(AUDIT)?;

@@ -86,7 +86,7 @@ impl OrgConfigs<'_> {
         action: AdminAction,
     ) -> Result<ConfigVersion, Error> {
         self.store.read(|r| {
-            let o = r.org_live(org)?;
+            let o = self.store.org_for(r, actor, org, action)?;
             // ReadOrg is decided on the org, RevealSecrets on its config (see the schema).
             let target = if action == AdminAction::RevealSecrets {
                 Target::Config
@@ -111,7 +111,9 @@ impl OrgConfigs<'_> {
     /// version and no audit entry: it returns the active version with `changed: false`.
     pub fn update(&self, actor: &Actor, org: &OrgId, patch: &str) -> Result<ConfigVersion, Error> {
         self.store.write(|tx| {
-            let o = tx.org_live(org)?;
+            let o = self
+                .store
+                .org_for(tx, actor, org, AdminAction::UpdateConfig)?;
             self.store
                 .authorize(tx, actor, AdminAction::UpdateConfig, &o, Target::Config)?;
             let sealer = &self.store.inner.sealer;
@@ -145,7 +147,9 @@ impl OrgConfigs<'_> {
         version: u64,
     ) -> Result<ConfigVersion, Error> {
         self.store.write(|tx| {
-            let o = tx.org_live(org)?;
+            let o = self
+                .store
+                .org_for(tx, actor, org, AdminAction::UpdateConfig)?;
             self.store
                 .authorize(tx, actor, AdminAction::UpdateConfig, &o, Target::Config)?;
             let sealer = &self.store.inner.sealer;
@@ -173,7 +177,7 @@ impl OrgConfigs<'_> {
     /// Every version, oldest first.
     pub fn history(&self, actor: &Actor, org: &OrgId) -> Result<Vec<ConfigVersion>, Error> {
         self.store.read(|r| {
-            let o = r.org_live(org)?;
+            let o = self.store.org_for(r, actor, org, AdminAction::ReadOrg)?;
             self.store
                 .authorize(r, actor, AdminAction::ReadOrg, &o, Target::Org)?;
             let sealer = &self.store.inner.sealer;
@@ -196,7 +200,7 @@ impl OrgConfigs<'_> {
         b: u64,
     ) -> Result<Vec<ConfigChange>, Error> {
         self.store.read(|r| {
-            let o = r.org_live(org)?;
+            let o = self.store.org_for(r, actor, org, AdminAction::ReadOrg)?;
             self.store
                 .authorize(r, actor, AdminAction::ReadOrg, &o, Target::Org)?;
             let sealer = &self.store.inner.sealer;

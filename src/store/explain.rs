@@ -123,8 +123,13 @@ impl Store {
     /// `member:<ORG>/<EMAIL>`, `key:<KEY_ID>`, `newkey:<ORG>`; an org-level action may take
     /// `key:<KEY_ID>` for the key's org (as `key show` does). `new_role` is the role being
     /// granted (AddMember and ChangeRole need it, other actions refuse it); `has_expiry`
-    /// is whether a new key has an expiry (CreateKey only). Nothing is written, not even a
-    /// denial to the audit log. For `orgstore policy explain`.
+    /// is whether a new key has an expiry (CreateKey only). For `orgstore policy explain`.
+    ///
+    /// A person must be a member of the org: anybody else gets exactly the answer of an org
+    /// (or key) that does not exist, and the attempt is audited as a denial, as for every
+    /// other operation. A member must also be allowed to see what the answer shows: the
+    /// member list (ListMembers) for a membership, the key list (ListKeys) for a key, the
+    /// org (ReadOrg) otherwise. Otherwise nothing is written.
     #[doc(hidden)]
     pub fn explain(
         &self,
@@ -166,19 +171,29 @@ impl Store {
                 ),
             ));
         }
+        if action == AdminAction::CreateOrg {
+            return self.explain_create(actor, &spec);
+        }
+        // What explain reads is what these let the actor see: the member list (roles), the
+        // key list (creators), the org.
+        let shown_by = match spec.kind() {
+            Kind::Member => AdminAction::ListMembers,
+            Kind::Key => AdminAction::ListKeys,
+            _ => AdminAction::ReadOrg,
+        };
         self.read(|r| {
-            let (org_id, key) = match &spec {
+            // A non-member gets the answer of an id that does not exist (audited), exactly
+            // as from every other operation.
+            let (org, key) = match &spec {
                 Spec::Org(o) | Spec::Config(o) | Spec::NewKey(o) | Spec::Member(o, _) => {
-                    (o.clone(), None)
+                    (self.org_for(r, actor, o, action)?, None)
                 }
                 Spec::Key(id) => {
-                    let rec = r.key(id)?.ok_or_else(|| {
-                        Error::not_found("key id", format!("no key {id}; see `key list <ORG>`"))
-                    })?;
-                    (rec.info.org.clone(), Some(rec.info))
+                    let (rec, org) = self.key_for(r, actor, id, action)?;
+                    (org, Some(rec.info))
                 }
             };
-            let org = r.org_live(&org_id)?;
+            self.authorize(r, actor, shown_by, &org, Target::Org)?;
             let actor_role = match actor.email() {
                 Some(e) => r.member(&org.id, e)?.map(|m| m.role),
                 None => None,
@@ -259,6 +274,42 @@ impl Store {
         })
     }
 
+    /// `explain` for CreateOrg: decided on the org to be created, whether or not it exists.
+    fn explain_create(&self, actor: &Actor, spec: &Spec) -> Result<ExplainReport, Error> {
+        let Spec::Org(org) = spec else {
+            return Err(Error::invalid(
+                "target",
+                "CreateOrg is decided on org:<ORG>",
+            ));
+        };
+        let explanation = match actor {
+            Actor::Operator => Explanation {
+                allowed: true,
+                reasons: Vec::new(),
+                errors: Vec::new(),
+            },
+            Actor::Member(_) => self.policies().explain(&AdminRequest {
+                actor,
+                actor_role: None,
+                action: AdminAction::CreateOrg,
+                org,
+                owner_count: 0,
+                target: Target::Org,
+            }),
+        };
+        Ok(ExplainReport {
+            actor: actor.clone(),
+            actor_role: None,
+            action: AdminAction::CreateOrg,
+            org: org.clone(),
+            owner_count: 0,
+            resource: uid("Org", org.as_str()),
+            attributes: Vec::new(),
+            context: Vec::new(),
+            explanation,
+        })
+    }
+
     /// The Cedar entities JSON of one org (org, role groups, config, members with their
     /// memberships, keys), read in one transaction, for the public `cedar` CLI with our
     /// schema and policies. The actor needs the permissions to list the org's members and
@@ -266,7 +317,7 @@ impl Store {
     #[doc(hidden)]
     pub fn policy_entities(&self, actor: &Actor, org: &OrgId) -> Result<serde_json::Value, Error> {
         self.read(|r| {
-            let o = r.org_live(org)?;
+            let o = self.org_for(r, actor, org, AdminAction::ListMembers)?;
             self.authorize(r, actor, AdminAction::ListMembers, &o, Target::Org)?;
             self.authorize(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
             let members = r.members_of(org)?;

@@ -63,7 +63,7 @@ impl Keys<'_> {
     pub fn create(&self, actor: &Actor, org: &OrgId, spec: KeySpec) -> Result<CreatedKey, Error> {
         let spec = validate_spec(spec, Timestamp::now())?;
         self.store.write(|tx| {
-            let o = tx.org_live(org)?;
+            let o = self.store.org_for(tx, actor, org, AdminAction::CreateKey)?;
             let has_expiry = spec.expires_at.is_some();
             self.store.authorize(
                 tx,
@@ -139,7 +139,7 @@ impl Keys<'_> {
             prepared.push((digest, spec));
         }
         self.store.write(|tx| {
-            let o = tx.org_live(org)?;
+            let o = self.store.org_for(tx, actor, org, AdminAction::CreateKey)?;
             let all_expire = prepared.iter().all(|(_, s)| s.expires_at.is_some());
             self.store.authorize(
                 tx,
@@ -215,7 +215,7 @@ impl Keys<'_> {
     /// Lists an org's keys (prefixes only).
     pub fn list(&self, actor: &Actor, org: &OrgId) -> Result<Vec<KeyInfo>, Error> {
         self.store.read(|r| {
-            let o = r.org_live(org)?;
+            let o = self.store.org_for(r, actor, org, AdminAction::ListKeys)?;
             self.store
                 .authorize(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
             Ok(r.keys_of(org)?.into_iter().map(|k| k.info).collect())
@@ -226,8 +226,7 @@ impl Keys<'_> {
     /// is authorized against that org.
     pub fn show(&self, actor: &Actor, id: &KeyId) -> Result<KeyInfo, Error> {
         self.store.read(|r| {
-            let rec = r.key(id)?.ok_or_else(|| key_not_found(id))?;
-            let o = r.org_live(&rec.info.org)?;
+            let (rec, o) = self.store.key_for(r, actor, id, AdminAction::ListKeys)?;
             // ListKeys is decided on the key's org (see the schema).
             self.store
                 .authorize(r, actor, AdminAction::ListKeys, &o, Target::Org)?;
@@ -303,8 +302,7 @@ impl Keys<'_> {
         change: impl FnOnce(&WriteTx, &mut KeyRecord) -> Result<(String, Option<SecretKey>), Error>,
     ) -> Result<(KeyInfo, Option<SecretKey>), Error> {
         self.store.write(|tx| {
-            let mut rec = tx.key(id)?.ok_or_else(|| key_not_found(id))?;
-            let o = tx.org_live(&rec.info.org)?;
+            let (mut rec, o) = self.store.key_for(tx, actor, id, AdminAction::ManageKey)?;
             let target = Target::Key {
                 id: *id,
                 created_by: &rec.info.created_by,
@@ -336,11 +334,6 @@ fn fresh_id(tx: &WriteTx) -> Result<KeyId, Error> {
             return Ok(id);
         }
     }
-}
-
-#[cold]
-fn key_not_found(id: &KeyId) -> Error {
-    Error::not_found("key id", format!("no key {id}; see `key list <ORG>`"))
 }
 
 /// Checks a key spec; returns it trimmed.

@@ -4,7 +4,7 @@ use super::tables::MEMBER_ORGS;
 use super::tx::{Lookup, WriteTx};
 use super::{Outcome, Store, audit_append};
 use crate::error::Error;
-use crate::model::{Actor, Email, Member, Org, OrgId, OrgStatus, Role};
+use crate::model::{Actor, Email, KeyStatus, Member, Org, OrgId, OrgStatus, Role};
 use crate::policy::{AdminAction, Target};
 use redb::ReadableTable;
 
@@ -35,7 +35,7 @@ impl Members<'_> {
         role: Role,
     ) -> Result<Member, Error> {
         self.store.write(|tx| {
-            let mut o = tx.org_live(org)?;
+            let mut o = self.store.org_for(tx, actor, org, AdminAction::AddMember)?;
             let target = Target::Membership { email, role: None, new_role: Some(role) };
             self.store.authorize(tx, actor, AdminAction::AddMember, &o, target)?;
             if tx.member(org, email)?.is_some() {
@@ -58,7 +58,9 @@ impl Members<'_> {
     /// Lists an org's members.
     pub fn list(&self, actor: &Actor, org: &OrgId) -> Result<Vec<Member>, Error> {
         self.store.read(|r| {
-            let o = r.org_live(org)?;
+            let o = self
+                .store
+                .org_for(r, actor, org, AdminAction::ListMembers)?;
             self.store
                 .authorize(r, actor, AdminAction::ListMembers, &o, Target::Org)?;
             r.members_of(org)
@@ -74,7 +76,9 @@ impl Members<'_> {
         role: Role,
     ) -> Result<Member, Error> {
         self.store.write(|tx| {
-            let mut o = tx.org_live(org)?;
+            let mut o = self
+                .store
+                .org_for(tx, actor, org, AdminAction::ChangeRole)?;
             let mut m = existing(tx, org, email)?;
             let target = Target::Membership {
                 email,
@@ -106,15 +110,21 @@ impl Members<'_> {
 
     /// Removes a member; a member removing themselves is leaving the org. The last Owner
     /// can neither be removed nor leave.
+    ///
+    /// The keys of the org that the person created are revoked in the same transaction
+    /// (each audited as `key.revoke`): a departed person's keys stop working at the next
+    /// gateway check. Keys created by the operator or by other members are untouched; to keep
+    /// a service running, rotate or re-create its key as someone who stays before removing
+    /// its creator.
     pub fn remove(&self, actor: &Actor, org: &OrgId, email: &Email) -> Result<(), Error> {
         self.store.write(|tx| {
-            let mut o = tx.org_live(org)?;
-            let m = existing(tx, org, email)?;
             let action = if actor.email() == Some(email) {
                 AdminAction::LeaveOrg
             } else {
                 AdminAction::RemoveMember
             };
+            let mut o = self.store.org_for(tx, actor, org, action)?;
+            let m = existing(tx, org, email)?;
             let target = Target::Membership {
                 email,
                 role: Some(m.role),
@@ -124,6 +134,7 @@ impl Members<'_> {
             adjust_owner_count(&mut o, m.role, None)?;
             tx.remove_member(org, email)?;
             tx.put_org(&o)?;
+            let revoked = revoke_keys_created_by(tx, actor, org, email)?;
             let what = if action == AdminAction::LeaveOrg {
                 "member.leave"
             } else {
@@ -135,7 +146,7 @@ impl Members<'_> {
                 org,
                 what,
                 email.as_str(),
-                format!("removed ({})", m.role),
+                format!("removed ({}), {revoked} keys they created revoked", m.role),
                 Outcome::Applied,
             )?;
             Ok(())
@@ -177,6 +188,36 @@ impl Members<'_> {
             Ok(out)
         })
     }
+}
+
+/// Revokes every live key of `org` that `email` created; returns how many.
+fn revoke_keys_created_by(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    org: &OrgId,
+    email: &Email,
+) -> Result<usize, Error> {
+    let mut n = 0;
+    for mut rec in tx.keys_of(org)? {
+        if rec.info.created_by != email.as_str() || rec.info.status == KeyStatus::Revoked {
+            continue;
+        }
+        rec.info.status = KeyStatus::Revoked;
+        rec.info.revoked_at = Some(tx.now);
+        rec.info.version += 1;
+        tx.put_key(&rec, Some(rec.digest))?;
+        audit_append(
+            tx,
+            &actor.to_string(),
+            org,
+            "key.revoke",
+            &rec.info.id.to_string(),
+            format!("revoked: its creator {email} left the org"),
+            Outcome::Applied,
+        )?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn existing(tx: &WriteTx, org: &OrgId, email: &Email) -> Result<Member, Error> {

@@ -30,7 +30,7 @@ use redb::ReadableDatabase;
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind};
-use crate::model::{Actor, Org, OrgId, Role, Timestamp};
+use crate::model::{Actor, KeyId, Org, OrgId, Role, Timestamp};
 use crate::policy::{AdminAction, AdminRequest, Policies, Target};
 use crate::snapshot::SnapshotCell;
 use tx::{Changes, Lookup, ReadTx, WriteTx};
@@ -394,13 +394,21 @@ impl Store {
 
     fn audit_if_denied<T>(&self, out: Result<T, Error>) -> Result<T, Error> {
         if let Err(e) = &out
-            && e.kind() == ErrorKind::Denied
             && let Some(d) = e.denial()
             && let Some(org) = &d.org
         {
             // The denial is the answer; a failure to audit it must not hide it.
             let _ = self.inner.write_raw(|tx| {
-                let summary = "denied by policy".to_owned();
+                // Denials are kept in the log of the org they were about; an id of no org
+                // (a refused CreateOrg) has no log to hold one.
+                if tx.org_opt(org)?.is_none() {
+                    return Ok(());
+                }
+                let summary = if e.kind() == ErrorKind::Denied {
+                    "denied by policy".to_owned()
+                } else {
+                    "denied: not a member (answered as not found)".to_owned()
+                };
                 audit_append(
                     tx,
                     &d.actor,
@@ -412,7 +420,86 @@ impl Store {
                 )
             });
         }
-        out
+        out.map_err(Error::conceal)
+    }
+
+    /// The refusal of `actor`, who is not a member of `org`: exactly the answer for an org
+    /// that does not exist, audited in `org`'s log as a denial of `action`.
+    fn not_a_member(
+        &self,
+        actor: &Actor,
+        action: AdminAction,
+        org: &OrgId,
+        target: String,
+    ) -> Error {
+        let mut d = crate::error::Denial::new(
+            action.cedar_name(),
+            None,
+            vec![crate::policy::TENANCY.to_owned()],
+            Vec::new(),
+        );
+        d.actor = actor.to_string();
+        d.org = Some(org.clone());
+        d.target = target;
+        Error::concealed(tx::org_not_found(org), d)
+    }
+
+    /// The org `id` as `actor` may address it for `action`: for the operator and the org's
+    /// members, the live org (a deleted one is `NotFound`, saying so); for anybody else, an
+    /// org that exists answers exactly like one that does not (`NotFound`, the same
+    /// message), and the attempt is audited in the org's log.
+    pub(crate) fn org_for(
+        &self,
+        tx: &impl Lookup,
+        actor: &Actor,
+        id: &OrgId,
+        action: AdminAction,
+    ) -> Result<Org, Error> {
+        let org = self.org_any_for(tx, actor, id, action)?;
+        if org.status == crate::model::OrgStatus::Deleted {
+            return tx.org_live(id);
+        }
+        Ok(org)
+    }
+
+    /// Like [`Store::org_for`], deleted orgs included (their audit log stays readable).
+    pub(crate) fn org_any_for(
+        &self,
+        tx: &impl Lookup,
+        actor: &Actor,
+        id: &OrgId,
+        action: AdminAction,
+    ) -> Result<Org, Error> {
+        let org = tx.org_any(id)?;
+        if let Actor::Member(email) = actor
+            && tx.member(id, email)?.is_none()
+        {
+            return Err(self.not_a_member(actor, action, id, "org".to_owned()));
+        }
+        Ok(org)
+    }
+
+    /// The key `id` and its live org as `actor` may address them for `action`: a key of an
+    /// org the actor is not a member of answers exactly like a key that does not exist
+    /// (`NotFound` on `key id`, the same message), and the attempt is audited in the key's
+    /// org.
+    pub(crate) fn key_for(
+        &self,
+        tx: &impl Lookup,
+        actor: &Actor,
+        id: &KeyId,
+        action: AdminAction,
+    ) -> Result<(records::KeyRecord, Org), Error> {
+        let rec = tx.key(id)?.ok_or_else(|| key_not_found(id))?;
+        if let Actor::Member(email) = actor
+            && tx.member(&rec.info.org, email)?.is_none()
+        {
+            let e = self.not_a_member(actor, action, &rec.info.org, id.to_string());
+            let d = e.denial().cloned().ok_or_else(|| key_not_found(id))?;
+            return Err(Error::concealed(key_not_found(id), d));
+        }
+        let org = tx.org_live(&rec.info.org)?;
+        Ok((rec, org))
     }
 
     /// Checks that `actor` may do `action` to `target` in `org`, using the store's own
@@ -430,6 +517,11 @@ impl Store {
         };
         let role = tx.member(&org.id, email)?.map(|m| m.role);
         let target_name = target_name(&target);
+        if role.is_none() && action != AdminAction::CreateOrg {
+            // Tenancy, before any policy: a non-member learns nothing, not even that the
+            // org exists.
+            return Err(self.not_a_member(actor, action, &org.id, target_name));
+        }
         let req = AdminRequest {
             actor,
             actor_role: role,
@@ -457,6 +549,12 @@ fn target_name(t: &Target<'_>) -> String {
         Target::Membership { email, .. } => email.to_string(),
         Target::Key { id, .. } => id.to_string(),
     }
+}
+
+/// The answer for a key id of no key (or of a key the actor may not know about).
+#[cold]
+pub(crate) fn key_not_found(id: &KeyId) -> Error {
+    Error::not_found("key id", format!("no key {id}; see `key list <ORG>`"))
 }
 
 /// Appends an audit entry inside `tx`.

@@ -6,7 +6,7 @@ use super::tx::Lookup;
 use super::{Outcome, Store, audit_append};
 use crate::error::Error;
 use crate::model::{Actor, Email, Member, Org, OrgId, OrgStatus, Role};
-use crate::policy::{AdminAction, Target};
+use crate::policy::{AdminAction, AdminRequest, Target};
 use redb::ReadableTable;
 
 /// What [`Orgs::suspend`] and [`Orgs::resume`] did. It dereferences to the org as it is
@@ -47,8 +47,11 @@ pub struct Orgs<'a> {
 
 impl Orgs<'_> {
     /// Creates an org with `owner` as its first Owner and an empty config (version 1).
-    /// The operator may create any org; a member may create one only with themselves as
-    /// the owner.
+    ///
+    /// The operator may create any org. A person may create one only if a policy permits
+    /// the Cedar action `CreateOrg` (no built-in policy does: by default only the operator
+    /// creates orgs), and only with themselves as the owner. The permission is decided
+    /// before the id is looked up, so a refused person learns nothing about which ids exist.
     pub fn create(
         &self,
         actor: &Actor,
@@ -57,16 +60,19 @@ impl Orgs<'_> {
         owner: &Email,
     ) -> Result<Org, Error> {
         let name = validate_name("org name", name)?;
-        if let Actor::Member(me) = actor
-            && me != owner
-        {
-            return Err(Error::new(
-                crate::ErrorKind::Denied,
-                "owner",
-                format!("{me} may create an org only with themselves as owner; pass --owner {me}"),
-            ));
-        }
         self.store.write(|tx| {
+            if let Actor::Member(me) = actor {
+                self.authorize_create(actor, id)?;
+                if me != owner {
+                    return Err(Error::new(
+                        crate::ErrorKind::Denied,
+                        "owner",
+                        format!(
+                            "{me} may create an org only with themselves as owner; pass --owner {me}"
+                        ),
+                    ));
+                }
+            }
             if let Some(existing) = tx.org_opt(id)? {
                 let why = if existing.status == OrgStatus::Deleted {
                     "was deleted and its id cannot be reused; choose another id"
@@ -114,10 +120,34 @@ impl Orgs<'_> {
         })
     }
 
+    /// Decides `CreateOrg` for a person: the resource is the org to be created, with no
+    /// members and no owners, whether or not the id is taken.
+    fn authorize_create(&self, actor: &Actor, id: &OrgId) -> Result<(), Error> {
+        let req = AdminRequest {
+            actor,
+            actor_role: None,
+            action: AdminAction::CreateOrg,
+            org: id,
+            owner_count: 0,
+            target: Target::Org,
+        };
+        self.store
+            .inner
+            .policies
+            .load()
+            .authorize(&req)
+            .map_err(|mut d| {
+                d.org = Some(id.clone());
+                d.actor = actor.to_string();
+                d.target = "org".to_owned();
+                Error::denied(d)
+            })
+    }
+
     /// Shows one org.
     pub fn get(&self, actor: &Actor, id: &OrgId) -> Result<Org, Error> {
         self.store.read(|r| {
-            let org = r.org_live(id)?;
+            let org = self.store.org_for(r, actor, id, AdminAction::ReadOrg)?;
             self.store
                 .authorize(r, actor, AdminAction::ReadOrg, &org, Target::Org)?;
             Ok(org)
@@ -168,20 +198,20 @@ impl Orgs<'_> {
 
     /// Deletes an org (Owner only): its keys stop working at once and its id is never reused.
     pub fn delete(&self, actor: &Actor, id: &OrgId) -> Result<Org, Error> {
-        self.set_status(actor, id, OrgStatus::Deleted, "org.delete")
+        self.set_status(actor, id, OrgStatus::Deleted, AdminAction::DeleteOrg)
             .map(|c| c.org)
     }
 
     /// Suspends an org (Owner only): its keys are refused until it is resumed. Suspending
     /// a suspended org changes nothing (`changed: false`, no audit entry).
     pub fn suspend(&self, actor: &Actor, id: &OrgId) -> Result<StatusChange, Error> {
-        self.set_status(actor, id, OrgStatus::Suspended, "org.suspend")
+        self.set_status(actor, id, OrgStatus::Suspended, AdminAction::SuspendOrg)
     }
 
-    /// Resumes a suspended org. Resuming an active org changes nothing (`changed: false`,
-    /// no audit entry).
+    /// Resumes a suspended org (Owner only). Resuming an active org changes nothing
+    /// (`changed: false`, no audit entry).
     pub fn resume(&self, actor: &Actor, id: &OrgId) -> Result<StatusChange, Error> {
-        self.set_status(actor, id, OrgStatus::Active, "org.resume")
+        self.set_status(actor, id, OrgStatus::Active, AdminAction::ResumeOrg)
     }
 
     fn set_status(
@@ -189,12 +219,17 @@ impl Orgs<'_> {
         actor: &Actor,
         id: &OrgId,
         status: OrgStatus,
-        action: &str,
+        decided_by: AdminAction,
     ) -> Result<StatusChange, Error> {
+        let action = match decided_by {
+            AdminAction::SuspendOrg => "org.suspend",
+            AdminAction::ResumeOrg => "org.resume",
+            _ => "org.delete",
+        };
         self.store.write(|tx| {
-            let mut org = tx.org_live(id)?;
+            let mut org = self.store.org_for(tx, actor, id, decided_by)?;
             self.store
-                .authorize(tx, actor, AdminAction::DeleteOrg, &org, Target::Org)?;
+                .authorize(tx, actor, decided_by, &org, Target::Org)?;
             let before = org.status;
             if before == status {
                 return Ok(StatusChange {

@@ -4,7 +4,7 @@ use serde::Serialize;
 use std::sync::atomic::Ordering;
 
 use super::spend::{key_scope, org_scope, spent_in};
-use super::tx::{Lookup, ReadTx};
+use super::tx::ReadTx;
 use crate::error::Error;
 use crate::gateway::clock::Clock;
 use crate::limits::{BudgetCounter, RateLimiter};
@@ -78,10 +78,7 @@ impl super::Keys<'_> {
     pub fn usage(&self, actor: &Actor, id: &KeyId) -> Result<UsageReport, Error> {
         let store = self.store;
         store.read(|r| {
-            let rec = r.key(id)?.ok_or_else(|| {
-                Error::not_found("key id", format!("no key {id}; see `key list <ORG>`"))
-            })?;
-            let o = r.org_live(&rec.info.org)?;
+            let (rec, o) = store.key_for(r, actor, id, AdminAction::ReadAnalytics)?;
             // ReadAnalytics is decided on the key's org (see the schema).
             store.authorize(r, actor, AdminAction::ReadAnalytics, &o, Target::Org)?;
             let snap = store.inner.snapshot.current.load();
@@ -106,7 +103,7 @@ impl super::Orgs<'_> {
     pub fn usage(&self, actor: &Actor, id: &OrgId) -> Result<UsageReport, Error> {
         let store = self.store;
         store.read(|r| {
-            let o = r.org_live(id)?;
+            let o = store.org_for(r, actor, id, AdminAction::ReadAnalytics)?;
             store.authorize(r, actor, AdminAction::ReadAnalytics, &o, Target::Org)?;
             let snap = store.inner.snapshot.current.load();
             let view = snap.orgs.iter().find(|v| v.runtime.id == *id);

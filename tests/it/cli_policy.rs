@@ -92,10 +92,11 @@ fn examples_dir() -> PathBuf {
 }
 
 /// Exit codes of the representative commands for Owner, Admin, Member, Viewer, non-member.
-const ALLOW_ALL_MEMBERS: [i32; 5] = [0, 0, 0, 0, 3];
-const ADMINS_UP: [i32; 5] = [0, 0, 3, 3, 3];
-const MEMBERS_UP: [i32; 5] = [0, 0, 0, 3, 3];
-const OWNERS_ONLY: [i32; 5] = [0, 3, 3, 3, 3];
+// A non-member is answered as if the org (or key) did not exist: exit 4.
+const ALLOW_ALL_MEMBERS: [i32; 5] = [0, 0, 0, 0, 4];
+const ADMINS_UP: [i32; 5] = [0, 0, 3, 3, 4];
+const MEMBERS_UP: [i32; 5] = [0, 0, 0, 3, 4];
+const OWNERS_ONLY: [i32; 5] = [0, 3, 3, 3, 4];
 
 #[test]
 fn role_by_command_exit_codes_follow_the_matrix() {
@@ -257,10 +258,11 @@ fn escalations_through_the_cli() {
     let (code, _, err) = cli.run_as(VIEWER, &["key", "create", "acme", "--name", "v"]);
     assert_eq!(code, 3, "{err}");
 
-    // The owner of globex revokes a key of acme by id: their role elsewhere does not count.
+    // The owner of globex revokes a key of acme by id: their role elsewhere does not count,
+    // and the key answers as if it did not exist.
     let (code, _, err) = cli.run_as(STRANGER, &["key", "revoke", &others]);
-    assert_eq!(code, 3, "{err}");
-    assert!(err.contains("(no role)"), "{err}");
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains(&format!("no key {others}")), "{err}");
 
     // Denials are in the audit log.
     let audit = cli.ok(&["audit", "acme", "--limit", "100"]);
@@ -413,9 +415,18 @@ fn policy_explain_reports_decision_reasons_and_facts() {
     let (code, v) = explain(&cli, Some(MEMBER), &["ManageKey", &format!("key:{key}")]);
     assert_eq!(code, 3, "{v}");
     assert_eq!(v["org"], "acme");
-    let (code, v) = explain(&cli, Some(STRANGER), &["ListKeys", &format!("key:{key}")]);
-    assert_eq!(code, 3, "{v}");
-    assert_eq!(v["role"], Value::Null);
+    let (code, out, err) = cli.run_as(
+        STRANGER,
+        &[
+            "--json",
+            "policy",
+            "explain",
+            "ListKeys",
+            &format!("key:{key}"),
+        ],
+    );
+    assert_eq!((code, out.as_str()), (4, ""), "{err}");
+    assert!(err.contains(&format!("no key {key}")), "{err}");
 
     // The operator may do everything.
     let (code, v) = explain(&cli, None, &["DeleteOrg", "org:acme"]);
@@ -515,5 +526,6 @@ fn policy_entities_lists_the_org_for_the_cedar_cli() {
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), v);
     let (code, _, err) = cli.run_as(STRANGER, &["policy", "entities", "acme"]);
-    assert_eq!(code, 3, "{err}");
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("no org `acme`"), "{err}");
 }

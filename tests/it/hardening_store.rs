@@ -456,10 +456,11 @@ fn a_read_only_store_reads_and_refuses_every_change() {
         );
         assert!(e.message().contains("read-only"), "{what}: {e}");
     }
-    // Denials are not audited either (nothing is written), but they are still denials.
+    // Refusals are not audited either (nothing is written), but they are still refusals (a
+    // stranger is told the org does not exist).
     let stranger = Actor::Member(email("eve@evil.io"));
     let e = store.orgs().get(&stranger, &acme).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Denied);
+    assert_eq!(e.kind(), ErrorKind::NotFound);
     drop(store);
     assert_eq!(
         file_bytes(&path),
@@ -835,12 +836,12 @@ fn audit_entries_are_numbered_per_org() {
             .unwrap();
     }
     let quiet = create_org(&store, "quiet", "q@q.io");
-    // A denial is numbered in the org it was about.
+    // A denial is numbered in the org it was about (a stranger is told it does not exist).
     let e = store
         .orgs()
         .get(&Actor::Member(email("eve@evil.io")), &quiet)
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Denied);
+    assert_eq!(e.kind(), ErrorKind::NotFound);
     store
         .members()
         .add(&OP, &quiet, &email("m@q.io"), Role::Member)

@@ -15,6 +15,7 @@ mod gateway_threads;
 mod hardening_gateway;
 mod hardening_inputs;
 mod hardening_limits;
+mod hardening_policy;
 mod hardening_secrets;
 mod hardening_store;
 mod hostile_input;

@@ -238,7 +238,17 @@ fn suspend_and_resume() {
 
 #[test]
 fn a_member_may_create_an_org_only_as_its_own_owner() {
-    let store = Store::open_temporary().unwrap();
+    // Only the operator creates orgs unless a policy permits CreateOrg.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("self-service.cedar"),
+        "@id(\"anyone-creates-orgs\")\npermit (principal, action == Action::\"CreateOrg\", resource);\n",
+    )
+    .unwrap();
+    let store = orgstore::StoreBuilder::new()
+        .policy_dir(dir.path())
+        .open_temporary()
+        .unwrap();
     let ann = Actor::from_email("Ann@X.io").unwrap();
 
     let err = store

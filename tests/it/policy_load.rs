@@ -121,21 +121,17 @@ fn templates_are_rejected() {
 }
 
 #[test]
-fn policies_without_id_are_named_after_the_file() {
+fn policies_without_id_are_refused_with_file_and_line() {
+    // Moved to `hardening_policy` (every policy must have an @id); this keeps the old case.
     let base = Policies::default_set().unwrap();
     let d = dir_with(&[(
         "no-gpt4o.cedar",
         "forbid(principal in Org::\"customer-a\", action == Action::\"invoke\", resource == Model::\"gpt-4o\");\n",
     )]);
-    let p = base.with_dir(d.path()).unwrap();
-    assert!(
-        p.policy_ids()
-            .contains(&"no-gpt4o.cedar#policy0".to_owned()),
-        "{:?}",
-        p.policy_ids()
-    );
-    // validate_dir says the same
-    assert_eq!(Policies::validate_dir(d.path()).unwrap(), p.policy_ids());
+    let err = base.with_dir(d.path()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(err.to_string().contains("no-gpt4o.cedar:1:1"), "{err}");
+    assert!(Policies::validate_dir(d.path()).is_err());
 }
 
 #[test]

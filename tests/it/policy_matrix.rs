@@ -17,6 +17,10 @@ const MATRIX: &[(AdminAction, [bool; 4])] = &[
     (AdminAction::UpdateConfig, [true, true, false, false]),
     (AdminAction::RevealSecrets, [true, true, false, false]),
     (AdminAction::DeleteOrg, [true, false, false, false]),
+    (AdminAction::SuspendOrg, [true, false, false, false]),
+    (AdminAction::ResumeOrg, [true, false, false, false]),
+    // nobody but the operator, by default
+    (AdminAction::CreateOrg, [false, false, false, false]),
     (AdminAction::ManageBilling, [true, false, false, false]),
     (AdminAction::ListMembers, [true, true, true, true]),
     // a new Member
