@@ -116,3 +116,16 @@ fn stored_versions_keep_mapped_ranges_new_input_refuses() {
     assert!(!c.ip_acl().allows("::1".parse().unwrap()));
     assert!(c.ip_acl().allows("11.0.0.1".parse().unwrap()));
 }
+
+/// Stored configs whose model names break the naming rule (see `model::model_name`).
+#[test]
+fn stored_configs_that_break_the_rule_narrow_instead_of_failing() {
+    let v = serde_json::json!({"allowed_models": [" gpt-4o ", "bad\u{0}name", "o3"]});
+    let stored = OrgConfig::from_stored(v.clone()).unwrap();
+    assert_eq!(stored.allowed_models().unwrap(), ["gpt-4o", "o3"]);
+    let all_bad = serde_json::json!({"allowed_models": ["\u{202e}x"]});
+    let stored = OrgConfig::from_stored(all_bad).unwrap();
+    assert_eq!(stored.allowed_models().unwrap(), [] as [String; 0]);
+    let e = OrgConfig::from_value(v).unwrap_err();
+    assert_eq!(e.field(), "config.allowed_models[1]");
+}

@@ -2,7 +2,6 @@
 //! now?" from the in-memory snapshot, without locks, redb reads or Cedar calls on the
 //! success path (decisions are memoized per key, model and state version).
 
-pub(crate) mod clock;
 mod denial;
 mod grant;
 mod memo;
@@ -16,7 +15,16 @@ use std::sync::Arc;
 use crate::keys::{check_key_shape, digest, verify_checksum};
 use crate::model::{KeyId, OrgId, OrgStatus, Timestamp, Usd};
 use crate::snapshot::{HAS_RULES, KeyEntry, OrgView, REVOKED, Snapshot, SnapshotCell};
-use clock::{Clock, LazyNow};
+use crate::limits::clock::{self, Clock, LazyNow};
+
+/// Where a gateway's recorded spend is made durable: implemented by the store that hands
+/// out the gateway (the gateway never reaches into the store). The snapshot queues spend
+/// in memory as it is recorded; the sink moves it to the file.
+pub(crate) trait SpendSink: Send + Sync {
+    /// Writes the queued spend now (lossless mode calls it after each `record_usage`). A
+    /// failed write leaves the spend queued for the next flush; nothing is reported.
+    fn flush_now(&self);
+}
 
 /// Default cost reserved against budgets per request when the caller gives no estimate:
 /// one cent. `record_usage` settles the real cost.
@@ -104,9 +112,10 @@ pub struct Gateway {
     cell: Arc<SnapshotCell>,
     clock: Clock,
     default_estimate: Usd,
-    /// The store's file and writer: kept open while a handle lives, so spend recorded
-    /// after the `Store` is dropped still reaches the file.
-    store: Arc<crate::store::Inner>,
+    /// Where recorded spend goes, given by the store: holding it keeps the store file
+    /// open while a handle lives, so spend recorded after the `Store` is dropped still
+    /// reaches the file.
+    sink: Arc<dyn SpendSink>,
     /// Lossless spend mode: flush after each usage.
     lossless: bool,
 }
@@ -120,16 +129,13 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    pub(crate) fn new(
-        cell: Arc<SnapshotCell>,
-        store: Arc<crate::store::Inner>,
-        lossless: bool,
-    ) -> Self {
+    /// A handle reading `cell`, with `sink` told about spend in lossless mode.
+    pub(crate) fn new(cell: Arc<SnapshotCell>, sink: Arc<dyn SpendSink>, lossless: bool) -> Self {
         Self {
             cell,
             clock: Clock::new(),
             default_estimate: DEFAULT_ESTIMATE,
-            store,
+            sink,
             lossless,
         }
     }
@@ -189,8 +195,7 @@ impl Gateway {
     fn record_usage_now(&self, grant: &Grant<'_>, usage: Usage, now: clock::Now) {
         grant.settle(usage, now);
         if self.lossless {
-            // The spend stays queued in memory when the write fails; the next flush retries.
-            let _ = crate::store::spend::flush(&self.store);
+            self.sink.flush_now();
         }
     }
 

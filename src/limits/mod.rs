@@ -137,6 +137,7 @@
 //!   per burst) is enough to keep the window bound without a log.
 
 mod budget;
+pub(crate) mod clock;
 mod period;
 mod rate;
 

@@ -1,28 +1,21 @@
-//! Building snapshot entries from store records: a full rebuild at open, and incremental
-//! publication of what one commit changed.
+//! Building snapshot entries from the plain states of an [`Update`]: the whole key set
+//! (the initial load, or a rebuild), or incrementally what one commit changed.
 
-use std::collections::{HashMap, HashSet};
-use std::ops::Bound;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redb::{ReadableTable, ReadableTableMetadata};
-
 use super::entry::{HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyRules, REVOKED, flag};
+use super::update::{Extent, KeyLimits, KeyState, OrgKeys, OrgState, Spent, Update};
 use super::{
     BudgetHome, KeyEntry, OrgRuntime, OrgView, PublishState, Shard, Snapshot, SnapshotCell,
     shard_count_for, shard_of,
 };
-use crate::config::OrgConfig;
 use crate::config::ip::{IpRules, parse_nets};
 use crate::error::Error;
 use crate::keys::KeyDigest;
 use crate::limits::{BudgetConfig, BudgetCounter};
-use crate::model::{KeyId, Org, OrgId, Timestamp};
-use crate::store::records::KeyGate;
-use crate::store::spend::{key_scope, org_scope, spent_in};
-use crate::store::tables::{KEYS, ORGS};
-use crate::store::tx::{Changes, Lookup};
+use crate::model::{OrgId, Timestamp};
 
 /// Entries sorted by shard.
 type Groups = Vec<Vec<KeyEntry>>;
@@ -33,67 +26,28 @@ enum Edit {
 }
 
 impl SnapshotCell {
-    /// Rebuilds the whole snapshot from the store (at open, or after a failed publication).
-    pub(crate) fn rebuild(&self, r: &(impl Lookup + Sync)) -> Result<(), Error> {
-        let mut st = self.state.lock();
+    /// Applies the orgs and keys of an update (under the publish lock).
+    pub(super) fn apply_states(&self, st: &mut PublishState, u: Update) -> Result<(), Error> {
         st.epoch = st.epoch.wrapping_add(1);
         let epoch = st.epoch;
-        let now = Timestamp::now().as_micros();
+        let now = u.now;
         let old = self.current.load_full();
-        let io = |e: redb::StorageError| Error::storage("loading the snapshot", e);
 
         // Org indexes are stable for the cell's life; runtimes (limits) carry over.
         let mut orgs: Vec<Arc<OrgView>> = old.orgs.to_vec();
-        {
-            let t = r.table(ORGS)?;
-            for item in t.iter().map_err(io)? {
-                let (_, v) = item.map_err(io)?;
-                let org: Org = crate::store::codec::decode("org", v.value())?;
-                let (_, cfg) = r.active_config(&org)?;
-                let (ix, runtime) = self.org_index(&mut st, &mut orgs, &org.id)?;
-                let view = self.org_view(r, &org, &cfg, runtime, now)?;
-                if let Some(slot) = orgs.get_mut(ix as usize) {
-                    *slot = Arc::new(view);
-                }
+        for o in &u.orgs {
+            let (ix, runtime) = self.org_index(st, &mut orgs, &o.id)?;
+            let view = self.org_view(o, runtime, now)?;
+            if let Some(slot) = orgs.get_mut(ix as usize) {
+                *slot = Arc::new(view);
             }
         }
-        // Decoding dominates: scan the two halves of the (random) key id space in parallel,
-        // each half sorted into shards as it is read.
-        let count = shard_count_for(r.table(KEYS)?.len().map_err(io)? as usize);
-        let scan = |range: (Bound<&[u8; 16]>, Bound<&[u8; 16]>)| -> Result<Groups, Error> {
-            let t = r.table(KEYS)?;
-            let per_shard = t.len().map_err(io)? as usize / count / 2 + 8;
-            let mut out: Groups = (0..count).map(|_| Vec::with_capacity(per_shard)).collect();
-            for item in t.range::<&[u8; 16]>(range).map_err(io)? {
-                let (_, v) = item.map_err(io)?;
-                let key = KeyGate::decode(v.value())?;
-                let Some(&ix) = st.org_ix.get(key.org) else {
-                    return Err(Error::corrupt("key", "key of an unknown org"));
-                };
-                let org = orgs
-                    .get(ix as usize)
-                    .ok_or_else(|| Error::corrupt("key", "key of an unknown org"))?;
-                let rt = old.find(&key.digest).map(|e| e.rt);
-                let entry = self.key_entry(r, &key, org, ix, epoch, rt, now)?;
-                if let Some(g) = out.get_mut(shard_of(&entry.digest, count)) {
-                    g.push(entry);
-                }
+        let shards = match u.extent {
+            Extent::Full => self.build_all(st, &orgs, u.keys, &old, epoch, now)?,
+            Extent::Changes => {
+                self.build_changes(st, &orgs, u.keys, &u.rotated, &old, epoch, now)?
             }
-            Ok(out)
         };
-        let mid = [0x80u8; 16];
-        let (low, high) = std::thread::scope(|s| {
-            let high = s.spawn(|| scan((Bound::Included(&mid), Bound::Unbounded)));
-            let low = scan((Bound::Unbounded, Bound::Excluded(&mid)));
-            (low, high.join())
-        });
-        let high =
-            high.map_err(|_| Error::corrupt("key", "the snapshot loader stopped unexpectedly"))??;
-        let shards = low?
-            .into_iter()
-            .zip(high)
-            .map(|(a, b)| Shard::build(a.len() + b.len(), a.into_iter().chain(b)))
-            .collect();
         self.install(Snapshot {
             shards,
             orgs: orgs.into(),
@@ -101,68 +55,99 @@ impl SnapshotCell {
             policies: old.policies.clone(),
             models: self.model_map(&old),
         });
-        if !self.is_closed() {
+        if u.extent == Extent::Full && !self.is_closed() {
             self.stale.store(false, Ordering::Release);
         }
         Ok(())
     }
 
-    /// Publishes what one commit changed. Costs in proportion to the change: the touched
-    /// shards are copied, the rest are shared with the previous snapshot.
-    pub(crate) fn publish(&self, r: &impl Lookup, changes: &Changes) -> Result<(), Error> {
-        let mut st = self.state.lock();
-        st.epoch = st.epoch.wrapping_add(1);
-        let epoch = st.epoch;
-        let now = Timestamp::now().as_micros();
-        let old = self.current.load_full();
-        let mut orgs: Vec<Arc<OrgView>> = old.orgs.to_vec();
+    /// Every shard, from the whole key set. Resolving entries dominates: the groups are
+    /// split in two halves built in parallel, each sorted into shards as it is built.
+    fn build_all(
+        &self,
+        st: &PublishState,
+        orgs: &[Arc<OrgView>],
+        mut keys: Vec<OrgKeys>,
+        old: &Snapshot,
+        epoch: u32,
+        now: i64,
+    ) -> Result<Box<[Shard]>, Error> {
+        let total: usize = keys.iter().map(|g| g.keys.len()).sum();
+        let count = shard_count_for(total);
+        let mut acc = 0;
+        let split = keys
+            .iter()
+            .position(|g| {
+                acc += g.keys.len();
+                acc > total / 2
+            })
+            .unwrap_or(keys.len());
+        let high_keys = keys.split_off(split);
+        let build = |groups: Vec<OrgKeys>, n: usize| -> Result<Groups, Error> {
+            let per_shard = n / count + 8;
+            let mut out: Groups = (0..count).map(|_| Vec::with_capacity(per_shard)).collect();
+            for g in groups {
+                let (ix, org) = org_of(st, orgs, &g.org)?;
+                for key in &g.keys {
+                    let rt = old.find(&key.digest).map(|e| e.rt);
+                    let entry = self.key_entry(key, org, ix, epoch, rt, now)?;
+                    if let Some(s) = out.get_mut(shard_of(&entry.digest, count)) {
+                        s.push(entry);
+                    }
+                }
+            }
+            Ok(out)
+        };
+        let high_n = high_keys.iter().map(|g| g.keys.len()).sum::<usize>();
+        let (low, high) = std::thread::scope(|s| {
+            let high = s.spawn(|| build(high_keys, high_n));
+            let low = build(keys, total - high_n);
+            (low, high.join())
+        });
+        let high =
+            high.map_err(|_| Error::corrupt("key", "the snapshot loader stopped unexpectedly"))??;
+        Ok(low?
+            .into_iter()
+            .zip(high)
+            .map(|(a, b)| Shard::build(a.len() + b.len(), a.into_iter().chain(b)))
+            .collect())
+    }
+
+    /// The shards after a change: costs in proportion to the change, since the touched
+    /// shards are copied and the rest are shared with the previous snapshot.
+    #[allow(clippy::too_many_arguments)]
+    fn build_changes(
+        &self,
+        st: &PublishState,
+        orgs: &[Arc<OrgView>],
+        keys: Vec<OrgKeys>,
+        rotated: &[(KeyDigest, KeyDigest)],
+        old: &Snapshot,
+        epoch: u32,
+        now: i64,
+    ) -> Result<Box<[Shard]>, Error> {
         let mut edits: HashMap<usize, Vec<Edit>> = HashMap::new();
-        let mut done: HashSet<KeyId> = HashSet::new();
         let count = old.shards.len();
         let push = |edits: &mut HashMap<usize, Vec<Edit>>, d: &KeyDigest, e: Edit| {
             edits.entry(shard_of(d, count)).or_default().push(e);
         };
-
-        let mut org_ids: Vec<&OrgId> = changes.orgs.iter().collect();
-        org_ids.sort_unstable();
-        org_ids.dedup();
-        for id in org_ids {
-            let org = r.org_any(id)?;
-            let (_, cfg) = r.active_config(&org)?;
-            let (ix, runtime) = self.org_index(&mut st, &mut orgs, id)?;
-            let view = Arc::new(self.org_view(r, &org, &cfg, runtime, now)?);
-            if let Some(slot) = orgs.get_mut(ix as usize) {
-                *slot = view.clone();
-            }
-            // Inherited settings changed: re-resolve every key of the org.
-            for rec in r.keys_of(id)? {
-                let rt = old.find(&rec.digest).map(|e| e.rt);
-                let entry = self.key_entry(r, &KeyGate::of(&rec), &view, ix, epoch, rt, now)?;
-                push(&mut edits, &rec.digest, Edit::Upsert(entry));
-                done.insert(rec.info.id);
-            }
+        for (previous, _) in rotated.iter().filter(|(p, c)| p != c) {
+            push(&mut edits, previous, Edit::Remove(*previous));
         }
-        for (id, old_digest) in &changes.keys {
-            if !done.insert(*id) {
-                continue;
+        for g in &keys {
+            let (ix, org) = org_of(st, orgs, &g.org)?;
+            for key in &g.keys {
+                // A rotated key keeps the runtime it had under its previous digest.
+                let rt = old.find(&key.digest).map(|e| e.rt).or_else(|| {
+                    rotated
+                        .iter()
+                        .find(|(_, c)| *c == key.digest)
+                        .and_then(|(p, _)| old.find(p))
+                        .map(|e| e.rt)
+                });
+                let entry = self.key_entry(key, org, ix, epoch, rt, now)?;
+                push(&mut edits, &key.digest, Edit::Upsert(entry));
             }
-            let Some(rec) = r.key(id)? else { continue };
-            let mut rt = old.find(&rec.digest).map(|e| e.rt);
-            if let Some(od) = old_digest.filter(|d| *d != rec.digest) {
-                if rt.is_none() {
-                    rt = old.find(&od).map(|e| e.rt);
-                }
-                push(&mut edits, &od, Edit::Remove(od));
-            }
-            let ix = *st
-                .org_ix
-                .get(&rec.info.org)
-                .ok_or_else(|| Error::corrupt("key", "key of an unknown org"))?;
-            let org = orgs
-                .get(ix as usize)
-                .ok_or_else(|| Error::corrupt("key", "key of an unknown org"))?;
-            let entry = self.key_entry(r, &KeyGate::of(&rec), org, ix, epoch, rt, now)?;
-            push(&mut edits, &rec.digest, Edit::Upsert(entry));
         }
 
         let mut shards = old.shards.to_vec();
@@ -189,14 +174,7 @@ impl SnapshotCell {
                 .collect();
             *shard = Shard::build(next.len(), next);
         }
-        self.install(Snapshot {
-            shards: shards.into_boxed_slice(),
-            orgs: orgs.into(),
-            policy_epoch: old.policy_epoch,
-            policies: old.policies.clone(),
-            models: self.model_map(&old),
-        });
-        Ok(())
+        Ok(shards.into_boxed_slice())
     }
 
     /// The index and runtime of an org, registering it (with a placeholder view the
@@ -230,14 +208,8 @@ impl SnapshotCell {
         Ok((ix, runtime))
     }
 
-    fn org_view(
-        &self,
-        r: &impl Lookup,
-        org: &Org,
-        cfg: &OrgConfig,
-        runtime: Arc<OrgRuntime>,
-        now: i64,
-    ) -> Result<OrgView, Error> {
+    fn org_view(&self, o: &OrgState, runtime: Arc<OrgRuntime>, now: i64) -> Result<OrgView, Error> {
+        let cfg = &o.config;
         let rate = cfg.rate_limiting();
         let on = |v: Option<u64>| if rate.enabled { v.unwrap_or(0) } else { 0 };
         let (rpm, tpm) = (on(rate.rpm), on(rate.tpm));
@@ -254,14 +226,14 @@ impl SnapshotCell {
                 hard,
                 warn_threshold_ppm: warn,
             };
-            let scope = org_scope(&org.id);
+            let spent = o.spent.ok_or_else(|| missing_spend("org"))?;
             let home = BudgetHome::Inline(&runtime.budget);
-            self.configure_budget(home, &runtime.unflushed, bc, now, r, &scope)?;
+            self.configure_budget(home, &runtime.unflushed, bc, now, spent)?;
         } else if let Some(counter) = runtime.budget.get() {
             counter.detach();
         }
         Ok(OrgView {
-            status: org.status,
+            status: o.status,
             models: cfg
                 .allowed_models()
                 .map(|m| self.models.intern_all(m).unwrap_or_default()),
@@ -276,49 +248,54 @@ impl SnapshotCell {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn key_entry(
         &self,
-        r: &impl Lookup,
-        key: &KeyGate<'_>,
+        key: &KeyState,
         org: &Arc<OrgView>,
         org_ix: u32,
         epoch: u32,
         rt: Option<u32>,
         now: i64,
     ) -> Result<KeyEntry, Error> {
-        let rpm = key.rpm.map_or(org.per_key_rpm, u64::from);
-        let tpm = key.tpm.unwrap_or(org.per_key_tpm);
+        static NONE: KeyLimits = KeyLimits {
+            rpm: None,
+            tpm: None,
+            budget: None,
+            models: Vec::new(),
+            ips: Vec::new(),
+        };
+        let own = key.own.as_deref().unwrap_or(&NONE);
+        let rpm = own.rpm.map_or(org.per_key_rpm, u64::from);
+        let tpm = own.tpm.unwrap_or(org.per_key_tpm);
         let fresh = rt.is_none();
         let rt = match rt {
             Some(ix) => ix,
-            None => self.push_key_rt(rpm > 0 || tpm > 0 || key.budget.is_some(), key.id, org_ix)?,
+            None => self.push_key_rt(rpm > 0 || tpm > 0 || own.budget.is_some(), key.id, org_ix)?,
         };
         let runtime = self
             .key_rt(rt)
             .ok_or_else(|| Error::corrupt("key", "key runtime missing"))?;
         set_limit(&runtime.rpm, rpm);
         set_limit(&runtime.tpm, tpm);
-        if let Some(b) = key.budget {
+        if let Some((b, spent)) = own.budget {
             let bc = BudgetConfig {
                 limit_micros: b.limit.micros(),
                 period: b.period,
                 hard: b.hard,
                 warn_threshold_ppm: org.warn_ppm,
             };
-            let scope = key_scope(&key.id);
             let home = self
                 .key_budget_home(runtime)
                 .ok_or_else(|| Error::corrupt("key", "key runtime missing"))?;
-            self.configure_budget(home, &runtime.unflushed, bc, now, r, &scope)?;
+            self.configure_budget(home, &runtime.unflushed, bc, now, spent)?;
         } else if let Some(counter) = self.key_budget_home(runtime).and_then(|h| h.get(self)) {
             counter.detach();
         }
-        let models = (!key.models.is_empty())
-            .then(|| self.models.intern_all(&key.models).unwrap_or_default());
+        let models = (!own.models.is_empty())
+            .then(|| self.models.intern_all(&own.models).unwrap_or_default());
         // Stored specs were validated at write time; an unparsable entry fails closed.
-        let ips = (!key.ips.is_empty()).then(|| IpRules {
-            allow: parse_nets("allowed_ips", &key.ips).unwrap_or_default(),
+        let ips = (!own.ips.is_empty()).then(|| IpRules {
+            allow: parse_nets("allowed_ips", &own.ips).unwrap_or_default(),
             deny: Vec::new(),
         });
         let ips = ips.map(|r| if r.allow.is_empty() { deny_all() } else { r });
@@ -340,10 +317,31 @@ impl SnapshotCell {
             flags: flag(key.revoked, REVOKED)
                 | flag(rpm > 0, HAS_RPM)
                 | flag(tpm > 0, HAS_TPM)
-                | flag(key.budget.is_some(), HAS_BUDGET)
+                | flag(own.budget.is_some(), HAS_BUDGET)
                 | flag(has_rules, HAS_RULES),
         })
     }
+}
+
+/// The index and view of a key group's org, which the snapshot must know by now.
+fn org_of<'o>(
+    st: &PublishState,
+    orgs: &'o [Arc<OrgView>],
+    id: &OrgId,
+) -> Result<(u32, &'o Arc<OrgView>), Error> {
+    let unknown = || Error::corrupt("key", "key of an unknown org");
+    let ix = *st.org_ix.get(id).ok_or_else(unknown)?;
+    Ok((ix, orgs.get(ix as usize).ok_or_else(unknown)?))
+}
+
+/// An update without the spend of a budget it configures: a defect of the feeder, refused
+/// rather than starting the budget from zero.
+#[cold]
+fn missing_spend(what: &str) -> Error {
+    Error::corrupt(
+        "budget",
+        format!("the {what} budget came without its spend; reopen the store to rebuild it"),
+    )
 }
 
 fn deny_all() -> IpRules {
@@ -378,7 +376,7 @@ fn set_limit(l: &crate::limits::RateLimiter, per_minute: u64) {
 
 impl SnapshotCell {
     /// Configures a scope's budget counter. A new counter starts from the ledger's spend in the
-    /// current period plus spend not flushed yet, so a budget added to a key that already spent
+    /// current period (`spent`, read by the store) plus spend not flushed yet, so a budget added to a key that already spent
     /// counts this period's spend, and a period that ended while the process was down starts
     /// fresh. A counter whose budget was disabled or removed (detached) is re-derived the same
     /// way when the budget comes back, keeping reservations in flight.
@@ -388,8 +386,7 @@ impl SnapshotCell {
         unflushed: &std::sync::atomic::AtomicI64,
         cfg: BudgetConfig,
         now: i64,
-        r: &impl Lookup,
-        scope: &str,
+        spent: Spent,
     ) -> Result<(), Error> {
         if let Some(counter) = home.get(self) {
             if counter.config() != cfg {
@@ -397,17 +394,15 @@ impl SnapshotCell {
             }
             // Re-enabled or re-added: spend made while it was off is only in the ledger.
             if counter.is_detached() {
-                let (window_start, stored) = spent_in(r, scope, cfg.period, now)?;
                 let pending = unflushed.load(Ordering::Acquire);
-                counter.resync(now, window_start, stored.saturating_add(pending));
+                counter.resync(now, spent.window_start, spent.micros.saturating_add(pending));
             }
             return Ok(());
         }
-        let (window_start, stored) = spent_in(r, scope, cfg.period, now)?;
         let counter = BudgetCounter::new(cfg, now);
         let pending = unflushed.load(Ordering::Acquire);
-        counter.restore(now, window_start, stored.saturating_add(pending));
-        // Only writers publish, under the writer lock, so the home is still empty here.
+        counter.restore(now, spent.window_start, spent.micros.saturating_add(pending));
+        // Only writers publish, under the publish lock, so the home is still empty here.
         home.install(self, counter)
     }
 }

@@ -276,13 +276,6 @@ impl SpendScope<'_> {
         }
     }
 
-    pub fn scope_name(&self) -> String {
-        match self {
-            SpendScope::Key(k) => crate::store::spend::key_scope(&k.id),
-            SpendScope::Org(o) => crate::store::spend::org_scope(&o.id),
-        }
-    }
-
     /// Adds spend and queues the scope for the flusher when it was clean.
     pub fn add_unflushed(&self, micros: i64, cell: &super::SnapshotCell) {
         if micros != 0 && self.unflushed().fetch_add(micros, Ordering::AcqRel) == 0 {
@@ -295,7 +288,7 @@ impl SpendScope<'_> {
 }
 
 /// A queued scope, by arena index.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Dirty {
     Key(u32),
     Org(u32),

@@ -13,6 +13,7 @@ mod build;
 mod entry;
 mod models;
 mod table;
+mod update;
 
 pub(crate) use entry::{
     BudgetHome, BudgetSlot, Dirty, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime,
@@ -20,6 +21,10 @@ pub(crate) use entry::{
 };
 pub(crate) use models::{ModelIds, ModelMap, UNMENTIONED};
 pub(crate) use table::Shard;
+pub(crate) use update::{
+    Drained, Extent, KeyLimits, KeyState, OrgKeys, OrgState, ScopeId, Spent, Update,
+    org_budget_period,
+};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -157,7 +162,7 @@ pub(crate) struct SnapshotCell {
     pub models: ModelIds,
     state: Mutex<PublishState>,
     /// Set when a commit could not be published: checks fail closed until a rebuild works.
-    /// Also set for good when the store is closed (see [`SnapshotCell::close`]).
+    /// Also set for good when the store is closed (see [`Update::close`]).
     pub stale: AtomicBool,
     /// Set when the last handle of the store is dropped: nothing can publish any more.
     closed: AtomicBool,
@@ -318,16 +323,52 @@ impl SnapshotCell {
         self.spend_dirty.lock().push(s);
     }
 
-    /// Takes every queued scope.
-    pub fn take_spend_dirty(&self) -> Vec<SpendScope<'_>> {
+    /// Whether any scope has spend waiting for the flusher.
+    pub fn spend_queued(&self) -> bool {
+        !self.spend_dirty.lock().is_empty()
+    }
+
+    /// Takes the spend of every queued scope, leaving it at zero in memory, for the store to
+    /// write. Call it under the same lock as [`SnapshotCell::apply`] (the store's writer
+    /// lock): a budget counter derived from the ledger plus unflushed spend then sees every
+    /// amount in exactly one of the two.
+    pub fn drain_spend(&self) -> Vec<Drained> {
         let dirty = std::mem::take(&mut *self.spend_dirty.lock());
         dirty
             .into_iter()
-            .filter_map(|d| match d {
-                Dirty::Key(ix) => self.key_rt(ix).map(SpendScope::Key),
-                Dirty::Org(ix) => self.org_rt(ix).map(SpendScope::Org),
+            .filter_map(|d| {
+                let (scope, unflushed) = match d {
+                    Dirty::Key(ix) => {
+                        let k = self.key_rt(ix)?;
+                        (ScopeId::Key(k.id), &k.unflushed)
+                    }
+                    Dirty::Org(ix) => {
+                        let o = self.org_rt(ix)?;
+                        (ScopeId::Org(o.id.clone()), &o.unflushed)
+                    }
+                };
+                let micros = unflushed.swap(0, Ordering::AcqRel);
+                (micros != 0).then_some(Drained {
+                    scope,
+                    micros,
+                    from: d,
+                })
             })
             .collect()
+    }
+
+    /// Gives back spend that [`SnapshotCell::drain_spend`] took and the store could not
+    /// write: it waits in memory for the next flush.
+    pub fn restore_spend(&self, drained: &[Drained]) {
+        for d in drained {
+            let scope = match d.from {
+                Dirty::Key(ix) => self.key_rt(ix).map(SpendScope::Key),
+                Dirty::Org(ix) => self.org_rt(ix).map(SpendScope::Org),
+            };
+            if let Some(s) = scope {
+                s.add_unflushed(d.micros, self);
+            }
+        }
     }
 
     /// Heap bytes the snapshot holds for keys: table slots, runtimes in the arena, budget
@@ -360,9 +401,32 @@ impl SnapshotCell {
         self.stale.load(Ordering::Acquire)
     }
 
-    /// Publishes a new policy set; every memoized decision is invalidated.
-    pub fn set_policies(&self, policies: Arc<Policies>) {
+    /// Applies one change of the store: the single way anything gets into the snapshot
+    /// (the initial load, every commit, a policy reload and the close). Serialized with
+    /// other updates; checks keep reading the previous snapshot until the new one is
+    /// installed whole. On an error nothing of the orgs and keys is installed (the caller
+    /// rebuilds with a full update, or marks the snapshot stale).
+    pub(crate) fn apply(&self, u: Update) -> Result<(), Error> {
         let mut st = self.state.lock();
+        if u.close {
+            self.close_locked();
+            return Ok(());
+        }
+        let has_states = u.extent == Extent::Full
+            || !u.orgs.is_empty()
+            || !u.keys.is_empty()
+            || !u.rotated.is_empty();
+        if let Some(p) = u.policies.clone() {
+            self.install_policies(&mut st, p);
+        }
+        if has_states {
+            self.apply_states(&mut st, u)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a new policy set; every memoized decision is invalidated.
+    fn install_policies(&self, st: &mut PublishState, policies: Arc<Policies>) {
         st.epoch = st.epoch.wrapping_add(1);
         let old = self.current.load_full();
         let policies = Arc::new(GatewayPolicies::new(policies, &self.models));
@@ -396,11 +460,11 @@ impl SnapshotCell {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Called when the last handle of the store is dropped: from now on every check fails
-    /// closed (`unavailable`), since the file may change under a store opened later, and
-    /// the keys' table is released (runtimes stay: grants in flight still settle).
-    pub fn close(&self) {
-        let _st = self.state.lock();
+    /// Applied when the last handle of the store is dropped ([`Update::close`]): from now
+    /// on every check fails closed (`unavailable`), since the file may change under a store
+    /// opened later, and the keys' table is released (runtimes stay: grants in flight still
+    /// settle).
+    fn close_locked(&self) {
         self.closed.store(true, Ordering::Release);
         self.stale.store(true, Ordering::Release);
         let old = self.current.load_full();

@@ -5,6 +5,7 @@ mod audit;
 pub(crate) mod codec;
 mod configs;
 mod explain;
+mod feed;
 mod keys;
 mod members;
 pub(crate) mod open;
@@ -62,7 +63,7 @@ struct Open(Arc<Inner>);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.snapshot.close();
+        let _ = self.0.snapshot.apply(crate::snapshot::Update::close());
         // An error cannot be reported here; the spend stays queued for the next flush.
         let _ = spend::flush(&self.0);
     }
@@ -251,8 +252,9 @@ impl Store {
         let next = Arc::new(next);
         let _writer = self.inner.writer.lock();
         self.inner.policies.store(next.clone());
-        self.inner.snapshot.set_policies(next);
-        Ok(())
+        self.inner
+            .snapshot
+            .apply(crate::snapshot::Update::policies(next))
     }
 
     fn from_parts(
@@ -352,7 +354,7 @@ impl Store {
             .db
             .begin_read()
             .map_err(|e| Error::storage("starting a read", e))
-            .and_then(|r| cell.publish(&r, changes).or_else(|_| cell.rebuild(&r)));
+            .and_then(|r| feed::publish(cell, &r, changes, Timestamp::now().as_micros()));
         if ok.is_err() {
             cell.stale.store(true, std::sync::atomic::Ordering::Release);
         }
@@ -389,7 +391,8 @@ impl Store {
             .db
             .begin_read()
             .map_err(|e| Error::storage("starting a read", e))?;
-        self.inner.snapshot.rebuild(&r)
+        let update = feed::full(&r, Timestamp::now().as_micros())?;
+        self.inner.snapshot.apply(update)
     }
 
     fn audit_if_denied<T>(&self, out: Result<T, Error>) -> Result<T, Error> {

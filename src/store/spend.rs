@@ -1,11 +1,11 @@
 //! Spend that survives restarts: a ledger of micro-dollars per scope (a key or an org) per
 //! UTC day, plus an all-time row. The gateway adds spend to in-memory counters; a flusher
 //! moves it into redb in batched commits (every second by default, on `flush()` and when the
-//! store closes). Budget counters are restored from the ledger at open and whenever a budget
-//! is added, so a new budget counts the spend of its current period.
+//! store closes). The store reads each budget's window from the ledger into the snapshot's
+//! updates (at open and on every commit that configures it), so a new or re-enabled budget
+//! counts the spend of its current period.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use redb::ReadableTable;
 
@@ -14,7 +14,7 @@ use super::tx::{Lookup, WriteTx};
 use crate::error::Error;
 use crate::limits::DAY_MICROS;
 use crate::model::{KeyId, OrgId, Period};
-use crate::snapshot::SpendScope;
+use crate::snapshot::{Drained, ScopeId};
 
 /// The row that accumulates all-time spend of a scope.
 const TOTAL_ROW: i64 = i64::MIN;
@@ -72,31 +72,42 @@ impl super::Store {
     }
 }
 
+/// Ledger scope name of a snapshot's spend scope.
+fn scope_name(s: &ScopeId) -> String {
+    match s {
+        ScopeId::Key(k) => key_scope(k),
+        ScopeId::Org(o) => org_scope(o),
+    }
+}
+
 /// Moves in-memory spend into the ledger (see [`super::Store::flush`]).
 pub(crate) fn flush(inner: &super::Inner) -> Result<usize, Error> {
     let cell = &inner.snapshot;
-    let dirty = cell.take_spend_dirty();
-    if dirty.is_empty() {
+    // Idle: no write transaction at all.
+    if !cell.spend_queued() {
         return Ok(0);
     }
-    let mut amounts: HashMap<String, (i64, &SpendScope)> = HashMap::new();
+    let mut drained: Vec<Drained> = Vec::new();
+    let mut written = 0;
     let now = crate::model::Timestamp::now().as_micros();
     let day = now.div_euclid(DAY_MICROS) * DAY_MICROS;
     let result = inner.write_raw(|tx: &mut WriteTx| {
-        // Taken under the writer lock, which snapshot publication holds too: a budget counter
-        // derived from the ledger plus unflushed spend sees every amount in one of the two.
-        for s in &dirty {
-            let amount = s.unflushed().swap(0, Ordering::AcqRel);
-            let e = amounts.entry(s.scope_name()).or_insert((0, s));
-            e.0 = e.0.saturating_add(amount);
+        // Drained under the writer lock, which snapshot updates are applied under too: a
+        // budget counter derived from the ledger plus unflushed spend sees every amount in
+        // one of the two.
+        drained = cell.drain_spend();
+        let mut amounts: HashMap<String, i64> = HashMap::new();
+        for d in &drained {
+            let e = amounts.entry(scope_name(&d.scope)).or_insert(0);
+            *e = e.saturating_add(d.micros);
         }
-        amounts.retain(|_, (a, _)| *a != 0);
+        amounts.retain(|_, a| *a != 0);
         let io = |e: redb::StorageError| Error::storage("writing spend", e);
         let mut t = tx
             .txn
             .open_table(SPEND)
             .map_err(|e| Error::storage("writing spend", e))?;
-        for (scope, (amount, _)) in &amounts {
+        for (scope, amount) in &amounts {
             for row in [day, TOTAL_ROW] {
                 let cur = t
                     .get((scope.as_str(), row))
@@ -115,15 +126,22 @@ pub(crate) fn flush(inner: &super::Inner) -> Result<usize, Error> {
                 t.remove((scope.as_str(), d)).map_err(io)?;
             }
         }
+        written = amounts.len();
         Ok(())
     });
     match result {
-        Ok(()) => Ok(amounts.len()),
+        Ok(()) => Ok(written),
         Err(e) => {
-            for (amount, scope) in amounts.values() {
-                scope.add_unflushed(*amount, cell);
-            }
+            // Not written: the amounts wait in memory for the next try.
+            cell.restore_spend(&drained);
             Err(e)
         }
+    }
+}
+
+impl crate::gateway::SpendSink for super::Inner {
+    fn flush_now(&self) {
+        // The spend stays queued in memory when the write fails; the next flush retries.
+        let _ = flush(self);
     }
 }

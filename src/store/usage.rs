@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use super::spend::{key_scope, org_scope, spent_in};
 use super::tx::ReadTx;
 use crate::error::Error;
-use crate::gateway::clock::Clock;
+use crate::limits::clock::Clock;
 use crate::limits::{BudgetCounter, RateLimiter};
 use crate::model::{Actor, KeyId, OrgId, Period, Timestamp, Usd};
 use crate::policy::{AdminAction, Target};

@@ -23,6 +23,7 @@ mod isolation;
 mod keys;
 mod limits;
 mod members;
+mod module_graph;
 mod orgs;
 mod policy_gateway;
 mod policy_load;

@@ -1,6 +1,7 @@
 //! A cheap clock for the hot path: one coarse monotonic read (~5 ns) gives both the
 //! monotonic nanoseconds that rate limiters use and the wall-clock microseconds that expiry
-//! and budget windows use (anchored to the system clock when the gateway handle is made).
+//! and budget windows use (anchored to the system clock once per process). It lives with
+//! the limits it feeds; the gateway and the store's usage reports both read it.
 
 /// One reading of the gateway clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
