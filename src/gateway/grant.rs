@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::limits::clock::{LazyNow, Now};
 use super::denial::{Denial, Scope};
+use crate::limits::clock::{LazyNow, Now};
 use crate::limits::{BudgetExceeded, RateState, Reservation};
 use crate::model::{KeyId, OrgId, Timestamp, Usd};
 use crate::snapshot::{

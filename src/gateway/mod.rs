@@ -13,9 +13,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::keys::{check_key_shape, digest, verify_checksum};
+use crate::limits::clock::{self, Clock, LazyNow};
 use crate::model::{KeyId, OrgId, OrgStatus, Timestamp, Usd};
 use crate::snapshot::{HAS_RULES, KeyEntry, OrgView, REVOKED, Snapshot, SnapshotCell};
-use crate::limits::clock::{self, Clock, LazyNow};
 
 /// Where a gateway's recorded spend is made durable: implemented by the store that hands
 /// out the gateway (the gateway never reaches into the store). The snapshot queues spend

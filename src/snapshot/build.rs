@@ -395,13 +395,21 @@ impl SnapshotCell {
             // Re-enabled or re-added: spend made while it was off is only in the ledger.
             if counter.is_detached() {
                 let pending = unflushed.load(Ordering::Acquire);
-                counter.resync(now, spent.window_start, spent.micros.saturating_add(pending));
+                counter.resync(
+                    now,
+                    spent.window_start,
+                    spent.micros.saturating_add(pending),
+                );
             }
             return Ok(());
         }
         let counter = BudgetCounter::new(cfg, now);
         let pending = unflushed.load(Ordering::Acquire);
-        counter.restore(now, spent.window_start, spent.micros.saturating_add(pending));
+        counter.restore(
+            now,
+            spent.window_start,
+            spent.micros.saturating_add(pending),
+        );
         // Only writers publish, under the publish lock, so the home is still empty here.
         home.install(self, counter)
     }

@@ -154,3 +154,144 @@ pub(crate) struct Drained {
     /// Where it came from, for giving it back.
     pub(super) from: super::Dirty,
 }
+
+/// The snapshot fed by hand, without any store: what a replica applying a change log does.
+#[cfg(test)]
+mod tests {
+    use super::super::{SnapshotCell, add_spend};
+    use super::*;
+    use crate::model::{Period, Usd};
+
+    const NOW: i64 = 1_750_000_000_000_000;
+
+    fn org(id: &OrgId) -> OrgState {
+        let config =
+            OrgConfig::parse(r#"{"budgets":{"enabled":true,"limit":5,"period":"monthly"}}"#)
+                .unwrap();
+        let period = org_budget_period(&config).unwrap();
+        OrgState {
+            id: id.clone(),
+            status: OrgStatus::Active,
+            config,
+            spent: Some(Spent {
+                window_start: period.window(NOW).0,
+                micros: 400_000,
+            }),
+        }
+    }
+
+    fn key(id: KeyId, digest: KeyDigest, spent: Option<i64>) -> KeyState {
+        let budget = Budget::new(Usd::parse("1").unwrap(), Period::Monthly);
+        KeyState {
+            id,
+            digest,
+            revoked: false,
+            expires_at: None,
+            own: spent.map(|micros| {
+                let window_start = Period::Monthly.window(NOW).0;
+                Box::new(KeyLimits {
+                    budget: Some((
+                        budget,
+                        Spent {
+                            window_start,
+                            micros,
+                        },
+                    )),
+                    ..KeyLimits::default()
+                })
+            }),
+        }
+    }
+
+    fn changes(org: &OrgId, keys: Vec<KeyState>) -> Update {
+        let mut u = Update::new(Extent::Changes, NOW);
+        u.keys.push(OrgKeys {
+            org: org.clone(),
+            keys,
+        });
+        u
+    }
+
+    fn key_spent(cell: &SnapshotCell, d: &KeyDigest) -> Option<i64> {
+        let snap = cell.current.load();
+        let rt = cell.key_rt(snap.find(d)?.rt)?;
+        let b = cell.key_budget(rt)?;
+        (!b.is_detached()).then(|| b.snapshot(NOW).spent_micros)
+    }
+
+    #[test]
+    fn plain_updates_load_change_rotate_drain_and_close() {
+        let cell = SnapshotCell::new(Arc::new(Policies::default_set().unwrap()));
+        let acme = OrgId::parse("acme").unwrap();
+        let id = KeyId::random();
+        let (d1, d2) = ([1u8; 32], [2u8; 32]);
+
+        let mut full = Update::new(Extent::Full, NOW);
+        full.orgs.push(org(&acme));
+        full.keys.push(OrgKeys {
+            org: acme.clone(),
+            keys: vec![key(id, d1, Some(900_000))],
+        });
+        cell.apply(full).unwrap();
+        assert_eq!(cell.current.load().key_count(), 1);
+        assert_eq!(
+            key_spent(&cell, &d1),
+            Some(900_000),
+            "budget starts from the spend given"
+        );
+        let org_rt = cell.org_rt(0).unwrap();
+        let org_spent = org_rt.budget.get().unwrap().snapshot(NOW).spent_micros;
+        assert_eq!(org_spent, 400_000);
+
+        // Budget removed, then back: the counter is re-derived from the spend handed in.
+        cell.apply(changes(&acme, vec![key(id, d1, None)])).unwrap();
+        assert_eq!(key_spent(&cell, &d1), None);
+        cell.apply(changes(&acme, vec![key(id, d1, Some(950_000))]))
+            .unwrap();
+        assert_eq!(key_spent(&cell, &d1), Some(950_000));
+
+        // Rotation: the previous digest leaves, the runtime (and its budget) stays.
+        let rt = cell.current.load().find(&d1).unwrap().rt;
+        let mut rotate = changes(&acme, vec![key(id, d2, Some(0))]);
+        rotate.rotated.push((d1, d2));
+        cell.apply(rotate).unwrap();
+        let snap = cell.current.load();
+        assert!(snap.find(&d1).is_none());
+        assert_eq!(snap.find(&d2).unwrap().rt, rt);
+        assert_eq!(
+            key_spent(&cell, &d2),
+            Some(950_000),
+            "an existing counter keeps its spend"
+        );
+
+        // Spend comes back as plain amounts, and can be given back.
+        add_spend(cell.key_rt(rt).unwrap(), 7, &cell);
+        assert!(cell.spend_queued());
+        let drained = cell.drain_spend();
+        let mut got: Vec<(ScopeId, i64)> = drained
+            .iter()
+            .map(|d| (d.scope.clone(), d.micros))
+            .collect();
+        got.sort_by_key(|(s, _)| matches!(s, ScopeId::Org(_)));
+        assert_eq!(
+            got,
+            [(ScopeId::Key(id), 7), (ScopeId::Org(acme.clone()), 7)]
+        );
+        assert!(cell.drain_spend().is_empty());
+        cell.restore_spend(&drained);
+        assert_eq!(cell.drain_spend().len(), 2);
+
+        // A key of an org the snapshot never saw is refused, and nothing is installed.
+        let before = cell.publications();
+        let other = OrgId::parse("other").unwrap();
+        assert!(
+            cell.apply(changes(&other, vec![key(KeyId::random(), [3; 32], None)]))
+                .is_err()
+        );
+        assert_eq!(cell.publications(), before);
+
+        cell.apply(Update::close()).unwrap();
+        assert!(cell.is_stale() && cell.is_closed());
+        assert_eq!(cell.current.load().key_count(), 0);
+    }
+}

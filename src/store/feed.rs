@@ -15,8 +15,7 @@ use super::tx::{Changes, Lookup};
 use crate::error::Error;
 use crate::model::{KeyId, Org, OrgId};
 use crate::snapshot::{
-    Extent, KeyLimits, KeyState, OrgKeys, OrgState, SnapshotCell, Spent, Update,
-    org_budget_period,
+    Extent, KeyLimits, KeyState, OrgKeys, OrgState, SnapshotCell, Spent, Update, org_budget_period,
 };
 
 /// The update of everything in the store, read at `now` (unix micros).

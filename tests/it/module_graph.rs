@@ -189,10 +189,20 @@ fn nothing_below_the_store_imports_it_and_the_snapshot_never_the_gateway() {
     let edges = graph();
     for (from, to, path) in &edges {
         if from != "store" {
-            assert_ne!(to, "store", "{from} imports the store in {}", path.display());
+            assert_ne!(
+                to,
+                "store",
+                "{from} imports the store in {}",
+                path.display()
+            );
         }
         if from == "snapshot" {
-            assert_ne!(to, "gateway", "the snapshot imports the gateway in {}", path.display());
+            assert_ne!(
+                to,
+                "gateway",
+                "the snapshot imports the gateway in {}",
+                path.display()
+            );
         }
     }
     // The graph is really read: the intended edges are there.
@@ -206,7 +216,10 @@ fn nothing_below_the_store_imports_it_and_the_snapshot_never_the_gateway() {
 fn the_import_scanner_sees_every_path_form() {
     let reexports = root_reexports();
     assert_eq!(reexports.get("Store").map(String::as_str), Some("store"));
-    assert_eq!(reexports.get("AdminDenial").map(String::as_str), Some("error"));
+    assert_eq!(
+        reexports.get("AdminDenial").map(String::as_str),
+        Some("error")
+    );
     let code = strip_comments(
         "use crate::store::tx::Lookup;\n\
          use crate::{Store, model::{Org, OrgId}};\n\
