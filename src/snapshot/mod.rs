@@ -2,6 +2,10 @@
 //! after each commit. Readers do one `arc-swap` load and one hash lookup; they never lock,
 //! never read redb and never wait for writers.
 //!
+//! The snapshot is a pure in-memory index: it knows nothing of the store. Everything comes
+//! in as plain values through [`SnapshotCell::apply`] (see [`update`]), and spend goes out
+//! as plain amounts through [`SnapshotCell::drain_spend`].
+//!
 //! Keys live inline in at least 512 shards (open-addressing tables of one-cache-line
 //! entries keyed by the SHA-256 digest, see [`table`]). A commit copies only the shards it
 //! touches plus the shard array, so a write costs in proportion to what changed, and a whole

@@ -40,7 +40,8 @@ pub(crate) fn full(r: &(impl Lookup + Sync), now: i64) -> Result<Update, Error> 
     // each half grouped by org as it is read.
     let scan = |range: (Bound<&[u8; 16]>, Bound<&[u8; 16]>)| -> Result<Vec<Vec<KeyState>>, Error> {
         let t = r.table(KEYS)?;
-        let per_org = t.len().map_err(io)? as usize / org_ix.len().max(1) / 2 + 8;
+        // About the half's share per org, so the capacities add up to the half's keys.
+        let per_org = t.len().map_err(io)? as usize / org_ix.len().max(1) / 2;
         let mut out: Vec<Vec<KeyState>> = (0..org_ix.len())
             .map(|_| Vec::with_capacity(per_org))
             .collect();
