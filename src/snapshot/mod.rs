@@ -408,9 +408,9 @@ impl SnapshotCell {
     /// Applies one change of the store: the single way anything gets into the snapshot
     /// (the initial load, every commit, a policy reload and the close). Serialized with
     /// other updates; checks keep reading the previous snapshot until the new one is
-    /// installed whole. On an error nothing of the orgs and keys is installed (the caller
-    /// rebuilds with a full update, or marks the snapshot stale).
-    pub(crate) fn apply(&self, u: Update) -> Result<(), Error> {
+    /// installed whole. On an error no new snapshot is installed (the caller rebuilds with
+    /// a full update, or marks the snapshot stale).
+    pub(crate) fn apply(&self, mut u: Update) -> Result<(), Error> {
         let mut st = self.state.lock();
         if u.close {
             self.close_locked();
@@ -420,7 +420,7 @@ impl SnapshotCell {
             || !u.orgs.is_empty()
             || !u.keys.is_empty()
             || !u.rotated.is_empty();
-        if let Some(p) = u.policies.clone() {
+        if let Some(p) = u.policies.take() {
             self.install_policies(&mut st, p);
         }
         if has_states {
