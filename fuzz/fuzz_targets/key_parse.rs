@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../bodies/mod.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod bodies;
 
 fuzz_target!(|data: &[u8]| {
