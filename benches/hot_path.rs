@@ -11,13 +11,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use criterion::{BatchSize, Criterion, SamplingMode, criterion_group, criterion_main};
-use orgstore::bench_support::{NaivePath, build_store, key_digest};
-use orgstore::{Request, SecretKey, StoreBuilder};
+use orgstore::{Request, SecretKey, StoreBuilder, key_digest};
 use sha2::{Digest, Sha256};
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+use support::{NaivePath, build_store};
 
 fn key_count() -> usize {
     std::env::var("ORGSTORE_BENCH_KEYS")
@@ -277,7 +279,7 @@ fn bench(c: &mut Criterion) {
             },
         );
     }
-    let naive = NaivePath::new(&fixture.store).expect("naive");
+    let naive = NaivePath::new(&fixture.store, &hot).expect("naive");
     g.sample_size(20).measurement_time(Duration::from_secs(3));
     g.bench_function("naive_redb_get_plus_cedar", |b| {
         b.iter(|| {

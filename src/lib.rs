@@ -3,11 +3,9 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-#[doc(hidden)]
-pub mod bench_support;
 mod config;
 mod error;
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzz_support;
 mod gateway;
 mod keys;
@@ -17,7 +15,10 @@ mod policy;
 mod snapshot;
 mod store;
 
-pub use config::{BudgetPolicy, ConfigChange, IpAcl, MAX_CONFIG_BYTES, OrgConfig, RateLimiting};
+pub use config::{
+    BudgetPolicy, ConfigChange, IpAcl, MAX_CONFIG_BYTES, OrgConfig, RateLimiting,
+    parse_whole_number,
+};
 pub use error::{Denial as AdminDenial, Error, ErrorKind};
 pub use gateway::{
     DEFAULT_ESTIMATE, Denial, Gateway, Grant, Limits, RateHeaders, Request, ResolvedKey, Scope,
@@ -25,7 +26,7 @@ pub use gateway::{
 };
 pub use keys::{
     HeaderError, KEY_LEN, KEY_PREFIX, KeyDigest, KeyFormatError, SecretKey, check_key_format,
-    display_prefix, key_from_headers,
+    digest as key_digest, display_prefix, key_from_headers,
 };
 pub use model::{
     Actor, Budget, Email, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus, MAX_MODEL_NAME_BYTES,
@@ -36,7 +37,7 @@ pub use policy::{
 };
 pub use store::StatusChange;
 pub use store::{
-    Audit, AuditEntry, ConfigVersion, CreatedKey, ImportKey, Keys, Members, OrgConfigs, Orgs,
-    Outcome, Store, StoreBuilder,
+    Audit, AuditEntry, ConfigVersion, CreatedKey, ExplainReport, ImportKey, Keys, Members,
+    OrgConfigs, Orgs, Outcome, Store, StoreBuilder,
 };
 pub use store::{BudgetStatus, RateUse, UsageReport};

@@ -11,12 +11,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use orgstore::bench_support::{Fixture, build_store};
 use orgstore::{Gateway, Request};
 use rand::Rng;
 use serde_json::{Value, json};
 
 use super::output::{Out, Table};
+use super::synthetic::{Fixture, build_store};
 use super::{CliError, Ctx};
 
 /// Calls timed together.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 use orgstore::{
     Budget, CreatedKey, ImportKey, KeyId, KeyInfo, KeySpec, OrgId, Period, Timestamp, Usd,
+    parse_whole_number,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -406,53 +407,11 @@ fn tpm_arg(text: &str) -> Result<u64, String> {
 }
 
 fn whole_arg(text: &str, max: u64) -> Result<u64, String> {
-    whole(text.trim()).filter(|n| *n <= max).ok_or_else(|| {
-        format!("give a whole number from 1 to {max} (1000, 1e3 and 1000.0 all mean 1000)")
-    })
-}
-
-/// The exact whole value of text in JSON number syntax (`1000`, `1e3`, `1000.0`), or `None`
-/// for a fraction, a negative number or a value above `u64::MAX`. The library's config
-/// fields follow the same rule.
-fn whole(text: &str) -> Option<u64> {
-    let (neg, t) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (mantissa, exp) = match t.find(['e', 'E']) {
-        Some(i) => (t.get(..i)?, t.get(i + 1..)?),
-        None => (t, "0"),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let exp_digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-    if !digits_ok(int)
-        || (int.len() > 1 && int.starts_with('0'))
-        || (mantissa.contains('.') && !digits_ok(frac))
-        || !digits_ok(exp_digits)
-    {
-        return None;
-    }
-    let digits = format!("{int}{frac}");
-    let sig = digits.trim_start_matches('0');
-    let kept = sig.trim_end_matches('0');
-    if kept.is_empty() {
-        return Some(0);
-    }
-    if neg || exp_digits.len() > 6 {
-        return None;
-    }
-    let exp: i64 = exp.parse().ok()?;
-    let shift =
-        exp - i64::try_from(frac.len()).ok()? + i64::try_from(sig.len() - kept.len()).ok()?;
-    if shift < 0 || kept.len() as i64 + shift > 20 {
-        return None;
-    }
-    let mut n: u64 = kept.parse().ok()?;
-    for _ in 0..shift {
-        n = n.checked_mul(10)?;
-    }
-    Some(n)
+    parse_whole_number(text.trim())
+        .filter(|n| *n <= max)
+        .ok_or_else(|| {
+            format!("give a whole number from 1 to {max} (1000, 1e3 and 1000.0 all mean 1000)")
+        })
 }
 
 impl ImportLine {
@@ -461,7 +420,7 @@ impl ImportLine {
         let mut spec = KeySpec::new(self.name);
         let number = |field: &str, n: Option<serde_json::Number>, max: u64| {
             n.map(|n| {
-                whole(&n.to_string()).filter(|v| *v <= max).ok_or_else(|| {
+                parse_whole_number(&n.to_string()).filter(|v| *v <= max).ok_or_else(|| {
                     CliError::invalid(
                         &at(field),
                         format!(

@@ -15,6 +15,9 @@ mod member;
 mod org;
 mod output;
 mod policy;
+// Shared with the benchmarks (`benches/support`), which use all of it.
+#[allow(dead_code)]
+mod synthetic;
 mod usage;
 
 use std::cell::OnceCell;

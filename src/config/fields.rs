@@ -123,10 +123,24 @@ pub(super) fn apply_aliases(
     Ok(())
 }
 
-/// The exact whole value of a number written in JSON number syntax (`1000`, `1e3`,
-/// `1000.0`, `-0`), or `None` for a fraction, a negative number, a value above `u64::MAX`
-/// or text that is not such a number.
-pub(crate) fn whole(text: &str) -> Option<u64> {
+/// The integer rule of every integer field (the config's rate limits, a key's
+/// `rate_limit_rpm` / `rate_limit_tpm`): the exact value of text in JSON number syntax whose
+/// value is whole, in any spelling (`1000`, `1e3`, `1000.0`, `1.0E+3`, `10000e-1`; `-0` is
+/// 0), or `None` for a fraction, a negative number, a value above `u64::MAX` or text that
+/// is not a JSON number (blanks, a sign `+`, leading zeros, `0x10`, `1_000`). Exported as
+/// `orgstore::parse_whole_number`, for tools that take such numbers as text (command-line
+/// flags, import files) and must read them as the store does. The range a field allows
+/// (e.g. at least 1) is the field's to check.
+///
+/// ```
+/// use orgstore::parse_whole_number;
+/// assert_eq!(parse_whole_number("1e3"), Some(1000));
+/// assert_eq!(parse_whole_number("1000.0"), Some(1000));
+/// assert_eq!(parse_whole_number("1.5"), None);
+/// assert_eq!(parse_whole_number("-1"), None);
+/// assert_eq!(parse_whole_number("18446744073709551616"), None);
+/// ```
+pub fn whole(text: &str) -> Option<u64> {
     let (neg, t) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),

@@ -10,9 +10,10 @@ mod sections;
 
 pub use diff::ConfigChange;
 pub(crate) use diff::diff;
-pub(crate) use mask::{
-    SEALED_PREFIX, is_secret_field, looks_masked, mask_secrets, string_credentials,
-};
+pub use fields::whole as parse_whole_number;
+#[cfg(feature = "fuzzing")]
+pub(crate) use mask::looks_masked;
+pub(crate) use mask::{SEALED_PREFIX, is_secret_field, mask_secrets, string_credentials};
 pub use sections::{BudgetPolicy, IpAcl, RateLimiting};
 
 use serde_json::{Map, Value};

@@ -84,8 +84,7 @@ impl Spec {
 }
 
 /// One admin request as the store would decide it: the facts gathered from the store and
-/// the policies' answer. Built by [`Store::explain`].
-#[doc(hidden)]
+/// the policies' answer. Built by [`Store::explain`]; `orgstore policy explain` prints it.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ExplainReport {
@@ -123,14 +122,51 @@ impl Store {
     /// `member:<ORG>/<EMAIL>`, `key:<KEY_ID>`, `newkey:<ORG>`; an org-level action may take
     /// `key:<KEY_ID>` for the key's org (as `key show` does). `new_role` is the role being
     /// granted (AddMember and ChangeRole need it, other actions refuse it); `has_expiry`
-    /// is whether a new key has an expiry (CreateKey only). For `orgstore policy explain`.
+    /// is whether a new key has an expiry (CreateKey only). `orgstore policy explain` is
+    /// this call; an admin console can show the same report before a member tries an
+    /// action.
     ///
     /// A person must be a member of the org: anybody else gets exactly the answer of an org
     /// (or key) that does not exist, and the attempt is audited as a denial, as for every
     /// other operation. A member must also be allowed to see what the answer shows: the
     /// member list (ListMembers) for a membership, the key list (ListKeys) for a key, the
     /// org (ReadOrg) otherwise. Otherwise nothing is written.
-    #[doc(hidden)]
+    ///
+    /// ```
+    /// use orgstore::{Actor, AdminAction, Email, OrgId, Role, Store};
+    /// # fn main() -> Result<(), orgstore::Error> {
+    /// let store = Store::open_temporary()?;
+    /// let acme = OrgId::parse("acme")?;
+    /// let ann = Email::parse("ann@acme.io")?;
+    /// let bob = Email::parse("bob@acme.io")?;
+    /// store.orgs().create(&Actor::Operator, &acme, "Acme", &ann)?;
+    /// store.members().add(&Actor::Operator, &acme, &bob, Role::Viewer)?;
+    ///
+    /// // May Bob, a Viewer, make himself an Admin?
+    /// let report = store.explain(
+    ///     &Actor::Member(bob.clone()),
+    ///     AdminAction::ChangeRole,
+    ///     "member:acme/bob@acme.io",
+    ///     Some(Role::Admin),
+    ///     false,
+    /// )?;
+    /// assert_eq!(report.actor_role, Some(Role::Viewer));
+    /// assert_eq!(report.owner_count, 1);
+    /// assert!(!report.explanation.allowed);
+    /// assert_eq!(report.resource, r#"Membership::"acme/bob@acme.io""#);
+    /// assert!(report.context.contains(&("new_role", Role::Admin.to_string())));
+    ///
+    /// // The Owner may.
+    /// let report = store.explain(
+    ///     &Actor::Member(ann),
+    ///     AdminAction::ChangeRole,
+    ///     "member:acme/bob@acme.io",
+    ///     Some(Role::Admin),
+    ///     false,
+    /// )?;
+    /// assert!(report.explanation.allowed);
+    /// # Ok(()) }
+    /// ```
     pub fn explain(
         &self,
         actor: &Actor,
@@ -313,8 +349,25 @@ impl Store {
     /// The Cedar entities JSON of one org (org, role groups, config, members with their
     /// memberships, keys), read in one transaction, for the public `cedar` CLI with our
     /// schema and policies. The actor needs the permissions to list the org's members and
-    /// keys. For `orgstore policy entities`.
-    #[doc(hidden)]
+    /// keys. `orgstore policy entities` prints it, so that a policy author can try a
+    /// policy against an org's real entities with the `cedar` tool.
+    ///
+    /// ```
+    /// use orgstore::{Actor, Email, OrgId, Store};
+    /// # fn main() -> Result<(), orgstore::Error> {
+    /// let store = Store::open_temporary()?;
+    /// let acme = OrgId::parse("acme")?;
+    /// store.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("ann@acme.io")?)?;
+    /// let entities = store.policy_entities(&Actor::Operator, &acme)?;
+    /// let uids: Vec<String> = entities
+    ///     .as_array()
+    ///     .into_iter()
+    ///     .flatten()
+    ///     .map(|e| format!("{}::{}", e["uid"]["type"], e["uid"]["id"]))
+    ///     .collect();
+    /// assert!(uids.iter().any(|u| u == r#""Org"::"acme""#), "{uids:?}");
+    /// # Ok(()) }
+    /// ```
     pub fn policy_entities(&self, actor: &Actor, org: &OrgId) -> Result<serde_json::Value, Error> {
         self.read(|r| {
             let o = self.org_for(r, actor, org, AdminAction::ListMembers)?;

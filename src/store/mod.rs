@@ -19,6 +19,7 @@ mod usage;
 
 pub use audit::{Audit, AuditEntry, Outcome};
 pub use configs::{ConfigVersion, OrgConfigs};
+pub use explain::ExplainReport;
 pub use keys::{CreatedKey, ImportKey, Keys};
 pub use members::Members;
 pub use open::StoreBuilder;
@@ -360,26 +361,65 @@ impl Store {
         }
     }
 
-    /// The redb database (benchmarks' naive reference path).
-    pub(crate) fn raw_db(&self) -> &Db {
-        &self.inner.db
-    }
-
-    /// How many distinct model names the gateway has interned (those of org and key
-    /// allow-lists and gateway policies; never names seen only in requests).
-    #[doc(hidden)]
+    /// How many distinct model names the gateway snapshot has interned: those of org and
+    /// key allow-lists and of gateway policies, never names seen only in requests, so
+    /// callers cannot grow the gateway's memory by asking for made-up models. A gauge for
+    /// monitoring; it grows as allow-lists name new models and is not shrunk until the
+    /// store is reopened.
+    ///
+    /// ```
+    /// use orgstore::{Actor, Email, OrgId, Store};
+    /// # fn main() -> Result<(), orgstore::Error> {
+    /// let store = Store::open_temporary()?;
+    /// let acme = OrgId::parse("acme")?;
+    /// store.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("ann@acme.io")?)?;
+    /// let before = store.interned_model_names();
+    /// store.org_configs().update(&Actor::Operator, &acme, r#"{"allowed_models":["gpt-4o"]}"#)?;
+    /// assert_eq!(store.interned_model_names(), before + 1);
+    /// # Ok(()) }
+    /// ```
     pub fn interned_model_names(&self) -> usize {
         self.inner.snapshot.models.len()
     }
 
-    /// How many gateway snapshots were published since the store was opened.
-    #[doc(hidden)]
+    /// How many gateway snapshots were published since the store was opened: each commit
+    /// that changes what the gateway sees (orgs, their configs, keys) publishes one; a
+    /// refused or no-op operation publishes none. A counter for monitoring how often the
+    /// hot path's data changes.
+    ///
+    /// ```
+    /// use orgstore::{Actor, Email, OrgId, Store};
+    /// # fn main() -> Result<(), orgstore::Error> {
+    /// let store = Store::open_temporary()?;
+    /// let before = store.snapshot_publications();
+    /// let acme = OrgId::parse("acme")?;
+    /// store.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("ann@acme.io")?)?;
+    /// assert!(store.snapshot_publications() > before);
+    /// // A refused operation publishes nothing.
+    /// let now = store.snapshot_publications();
+    /// assert!(store.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("ann@acme.io")?).is_err());
+    /// assert_eq!(store.snapshot_publications(), now);
+    /// # Ok(()) }
+    /// ```
     pub fn snapshot_publications(&self) -> u64 {
         self.inner.snapshot.publications()
     }
 
-    /// Heap bytes the gateway snapshot holds for keys.
-    #[doc(hidden)]
+    /// Heap bytes the gateway snapshot holds for keys (their entries and the tables that
+    /// index them; about 200 bytes per key), for sizing a gateway host's memory. An
+    /// estimate from the snapshot's own accounting, not an allocator measurement.
+    ///
+    /// ```
+    /// use orgstore::{Actor, Email, KeySpec, OrgId, Store};
+    /// # fn main() -> Result<(), orgstore::Error> {
+    /// let store = Store::open_temporary()?;
+    /// let acme = OrgId::parse("acme")?;
+    /// store.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("ann@acme.io")?)?;
+    /// let empty = store.snapshot_key_memory();
+    /// store.keys().create(&Actor::Operator, &acme, KeySpec::new("svc"))?;
+    /// assert!(store.snapshot_key_memory() > empty);
+    /// # Ok(()) }
+    /// ```
     pub fn snapshot_key_memory(&self) -> usize {
         self.inner.snapshot.key_memory_bytes()
     }

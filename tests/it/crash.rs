@@ -4,6 +4,10 @@
 //! the file and checks that every acknowledged write is there, that nothing is half-applied
 //! (every index agrees with the records, config versions are contiguous, owner counts match)
 //! and that the gateway snapshot agrees with the records. Repeated 120 times on one file.
+//!
+//! The index check reads the file's tables directly (`orgstore::fuzz_support`), so these
+//! tests need the `fuzzing` feature: `cargo test --all-features` runs them.
+#![cfg(feature = "fuzzing")]
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};

@@ -1,23 +1,31 @@
 //! Replays the checked-in fuzz corpus (`fuzz/corpus/<target>/`) through the same bodies the
-//! cargo-fuzz targets run (`orgstore::fuzz_support`), on stable Rust, as ordinary tests.
-//! Longer runs: `cd fuzz && cargo +nightly fuzz run <target>` (see `fuzz/README.md`).
+//! cargo-fuzz targets run, on stable Rust, as ordinary tests: those that need only the
+//! public API (`fuzz/bodies/`, included here) and, with the `fuzzing` feature, those that
+//! reach into the library (`orgstore::fuzz_support`). `cargo test --all-features` runs them
+//! all. Longer runs: `cd fuzz && cargo +nightly fuzz run <target>` (see `fuzz/README.md`).
 //!
-//! `cargo test --test fuzz_corpus -- --ignored write_seed_corpus` rewrites the hand-made
-//! seeds (files named `seed-*`); files found by fuzzing are kept as they are.
+//! `cargo test --all-features --test it fuzz_corpus -- --ignored write_seed_corpus`
+//! rewrites the hand-made seeds (files named `seed-*`); files found by fuzzing are kept as
+//! they are.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use orgstore::fuzz_support::{self, Failure};
+#[path = "../../fuzz/bodies/mod.rs"]
+mod bodies;
+
+use bodies::Failure;
 
 type Body = fn(&[u8]) -> Result<(), Failure>;
 
-const TARGETS: [(&str, Body); 5] = [
-    ("key_parse", fuzz_support::key_parse),
-    ("config_patch", fuzz_support::config_patch),
-    ("record_decode", fuzz_support::record_decode),
-    ("policy_dir", fuzz_support::policy_dir),
-    ("model_ops", fuzz_support::model_ops),
+const TARGETS: &[(&str, Body)] = &[
+    ("key_parse", bodies::key_parse),
+    #[cfg(feature = "fuzzing")]
+    ("config_patch", orgstore::fuzz_support::config_patch),
+    #[cfg(feature = "fuzzing")]
+    ("record_decode", orgstore::fuzz_support::record_decode),
+    ("policy_dir", bodies::policy_dir),
+    ("model_ops", bodies::model_ops),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -71,11 +79,13 @@ fn key_parse_corpus() {
 }
 
 #[test]
+#[cfg(feature = "fuzzing")]
 fn config_patch_corpus() {
     replay("config_patch");
 }
 
 #[test]
+#[cfg(feature = "fuzzing")]
 fn record_decode_corpus() {
     replay("record_decode");
 }
@@ -93,7 +103,9 @@ fn model_ops_corpus() {
 /// The record seeds decode as what they are, and every truncation of them is refused
 /// cleanly (the codec's own regression set, independent of the files).
 #[test]
+#[cfg(feature = "fuzzing")]
 fn record_seeds_and_their_truncations() {
+    use orgstore::fuzz_support;
     for seed in fuzz_support::record_seeds().unwrap() {
         for cut in 0..=seed.len() {
             fuzz_support::record_decode(&seed[..cut]).unwrap();
@@ -104,7 +116,7 @@ fn record_seeds_and_their_truncations() {
 /// A few hand-written model scenarios that the random corpus might not hit.
 #[test]
 fn model_scenarios() {
-    use fuzz_support::Op::*;
+    use bodies::Op::*;
     let scenarios = vec![
         vec![
             CreateOrg { org: 0 },
@@ -210,12 +222,13 @@ fn model_scenarios() {
         ],
     ];
     for ops in scenarios {
-        fuzz_support::run_model(&ops).unwrap();
+        bodies::run_model(&ops).unwrap();
     }
 }
 
 /// Rewrites the hand-made seeds of every target.
 #[test]
+#[cfg(feature = "fuzzing")]
 #[ignore = "writes fuzz/corpus; run by hand"]
 fn write_seed_corpus() {
     let key = orgstore::SecretKey::generate();
@@ -267,7 +280,7 @@ fn write_seed_corpus() {
     .iter()
     .map(|s| s.as_bytes().to_vec())
     .collect();
-    let mut record_seeds = fuzz_support::record_seeds().unwrap();
+    let mut record_seeds = orgstore::fuzz_support::record_seeds().unwrap();
     record_seeds.extend([
         vec![],
         vec![1],

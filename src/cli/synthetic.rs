@@ -1,24 +1,14 @@
-//! Synthetic stores for benchmarks and the `orgstore bench` command. Not part of the
-//! stable API.
+//! The synthetic store of `orgstore bench` and of the criterion benchmarks in `benches/`
+//! (which include this file with `#[path]`): N keys spread over 100 orgs plus 1,000 keys
+//! with limits, written to a file and reopened. Public API only.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::keys::{check_key_format, digest};
-use crate::model::{Actor, Email, KeyStatus, Org, OrgId, OrgStatus};
-use crate::policy::{GatewayContext, Policies};
-use crate::store::records::KeyRecord;
-use crate::store::tables::{KEY_DIGESTS, KEYS, ORGS};
-use crate::{Budget, Error, ImportKey, KeySpec, Period, SecretKey, Store, StoreBuilder, Usd};
-
-/// The digest the gateway computes for a key (SHA-256; for a generated 55-byte key, one
-/// block laid out and compressed directly), for references that should hash exactly as
-/// `check` does.
-#[inline]
-pub fn key_digest(key: &str) -> [u8; 32] {
-    crate::keys::digest(key)
-}
+use orgstore::{
+    Actor, Budget, Email, Error, ImportKey, KeyId, KeySpec, OrgId, Period, SecretKey, Store,
+    StoreBuilder, Usd,
+};
 
 /// A synthetic store and the full keys of everything in it.
 pub struct Fixture {
@@ -57,7 +47,7 @@ impl Drop for Fixture {
 /// Builds a store file of `n` keys spread over 100 orgs plus 1,000 keys with limits,
 /// reopens it and measures the snapshot.
 pub fn build_store(n: usize, durable: bool) -> Result<Fixture, Error> {
-    let path = std::env::temp_dir().join(format!("orgstore-bench-{}.redb", crate::KeyId::random()));
+    let path = std::env::temp_dir().join(format!("orgstore-bench-{}.redb", KeyId::random()));
     let mut builder = StoreBuilder::new();
     if !durable {
         builder = builder.non_durable();
@@ -124,69 +114,4 @@ pub fn build_store(n: usize, durable: bool) -> Result<Fixture, Error> {
 
 fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The naive path a gateway without a snapshot takes: a redb lookup of the digest, the key
-/// record and the org record, then a Cedar evaluation, per request.
-pub struct NaivePath {
-    txn: redb::ReadTransaction,
-    policies: Arc<Policies>,
-}
-
-impl NaivePath {
-    /// Opens one read transaction, reused for every check.
-    pub fn new(store: &Store) -> Result<Self, Error> {
-        let txn = store
-            .raw_db()
-            .begin_read()
-            .map_err(|e| Error::storage("starting a read", e))?;
-        Ok(Self {
-            txn,
-            policies: store.policies(),
-        })
-    }
-
-    /// One naive check.
-    pub fn check(&self, key: &str, model: &str) -> Result<bool, Error> {
-        let io = |e: redb::StorageError| Error::storage("naive read", e);
-        let tio = |e: redb::TableError| Error::storage("naive read", e);
-        if check_key_format(key).is_err() {
-            return Ok(false);
-        }
-        let d = digest(key);
-        let Some(id) = self
-            .txn
-            .open_table(KEY_DIGESTS)
-            .map_err(tio)?
-            .get(&d)
-            .map_err(io)?
-            .map(|v| *v.value())
-        else {
-            return Ok(false);
-        };
-        let keys = self.txn.open_table(KEYS).map_err(tio)?;
-        let Some(raw) = keys.get(&id).map_err(io)? else {
-            return Ok(false);
-        };
-        let rec: KeyRecord = crate::store::codec::decode("key", raw.value())?;
-        if rec.info.status == KeyStatus::Revoked {
-            return Ok(false);
-        }
-        let orgs = self.txn.open_table(ORGS).map_err(tio)?;
-        let Some(raw) = orgs.get(rec.info.org.as_str()).map_err(io)? else {
-            return Ok(false);
-        };
-        let org: Org = crate::store::codec::decode("org", raw.value())?;
-        if org.status != OrgStatus::Active {
-            return Ok(false);
-        }
-        let ctx = GatewayContext {
-            ip_allowed: true,
-            model_allowed: true,
-        };
-        Ok(self
-            .policies
-            .gateway_decide(&org.id, &rec.info.id, model, ctx)
-            .allowed)
-    }
 }
