@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use arbitrary::{Arbitrary, Unstructured};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::config::{OrgConfig, diff, is_secret_field, looks_masked, string_credentials};
@@ -241,7 +239,7 @@ fn masks_at(clear: &Value, masked: &Value, secret: bool) -> Result<(), Failure> 
     Ok(())
 }
 
-fn decode_round_trip<T: Serialize + DeserializeOwned>(
+fn decode_round_trip<T: crate::store::records::Record>(
     what: &'static str,
     data: &[u8],
 ) -> Result<(), Failure> {

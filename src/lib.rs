@@ -35,6 +35,8 @@ pub use policy::{
     AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, Policies, Target,
 };
 pub use store::StatusChange;
+#[doc(hidden)]
+pub use store::records::support as record_support;
 pub use store::{
     Audit, AuditEntry, ConfigVersion, CreatedKey, ImportKey, Keys, Members, OrgConfigs, Orgs,
     Outcome, Store, StoreBuilder,

@@ -18,14 +18,7 @@ pub struct OrgId(String);
 impl OrgId {
     /// Validates an org id.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        let b = s.as_bytes();
-        let ok_first = b
-            .first()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let ok_rest = b
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
-        if !ok_first || !ok_rest || b.len() > 63 {
+        if !org_id_ok(s) {
             return Err(Error::invalid(
                 "org id",
                 "use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter or digit",
@@ -34,10 +27,27 @@ impl OrgId {
         Ok(Self(s.to_owned()))
     }
 
+    /// An id read from a record, when it is a valid one.
+    pub(crate) fn from_stored(s: String) -> Option<Self> {
+        org_id_ok(&s).then_some(Self(s))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `s` is a valid org id (see [`OrgId`]).
+pub(crate) fn org_id_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    let ok_first = b
+        .first()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let ok_rest = b
+        .iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    ok_first && ok_rest && b.len() <= 63
 }
 
 impl std::borrow::Borrow<str> for OrgId {
@@ -138,6 +148,12 @@ impl Email {
             }
             _ => Err(Error::invalid("email", fix)),
         }
+    }
+
+    /// An address read from a record: normalised, not validated (an address stored before
+    /// the current rule keeps working).
+    pub(crate) fn from_stored(s: &str) -> Self {
+        Self(Self::normalize(s))
     }
 
     /// The normalised address.

@@ -9,8 +9,8 @@ mod org;
 mod role;
 mod time;
 
-pub(crate) use ids::is_bidi_control;
 pub use ids::{Email, KeyId, OrgId};
+pub(crate) use ids::{is_bidi_control, org_id_ok};
 pub use key::{Budget, KeyInfo, KeySource, KeySpec, KeyStatus};
 pub use member::Member;
 pub use model_name::MAX_MODEL_NAME_BYTES;
