@@ -1,6 +1,5 @@
 //! Validated identifiers.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::error::Error;
@@ -12,7 +11,7 @@ use crate::error::Error;
 /// assert!(OrgId::parse("customer-a").is_ok());
 /// assert!(OrgId::parse("Customer A").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OrgId(String);
 
 impl OrgId {
@@ -88,17 +87,8 @@ impl fmt::Debug for OrgId {
 /// assert_eq!(Email::parse("ﬁona@x.io").unwrap().as_str(), "fiona@x.io");
 /// assert!(Email::parse("not-an-email").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Email(String);
-
-/// Stored addresses are normalised when read, so a record written before the rule above
-/// compares equal to the address as parsed now.
-impl<'de> Deserialize<'de> for Email {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(Self(Email::normalize(&s)))
-    }
-}
 
 /// Characters that change text direction: they make displayed text differ from its content.
 pub(crate) fn is_bidi_control(c: char) -> bool {
@@ -182,7 +172,7 @@ impl fmt::Debug for Email {
 /// let id = KeyId::random();
 /// assert_eq!(KeyId::parse(&id.to_string()).unwrap(), id);
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KeyId([u8; 16]);
 
 impl KeyId {

@@ -7,6 +7,8 @@ mod model_name;
 mod money;
 mod org;
 mod role;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod time;
 
 pub use ids::{Email, KeyId, OrgId};
