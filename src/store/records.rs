@@ -9,8 +9,10 @@
 //! changes no byte on disk. A tag or value that no public value has (an unknown enum tag, a
 //! negative amount, an invalid org id) is a `Corrupt` error naming the record.
 //!
-//! `codec` does the encoding; the index tables (`tables.rs`) store plain strings, ids and
-//! numbers (a member's role level in `member_orgs`, the upstream numeric level).
+//! `codec` does the encoding. The index tables (`tables.rs`) store plain strings, ids and
+//! numbers (a member's role level in `member_orgs`, the upstream numeric level of
+//! `Role::level`); the spend ledger's scope names are written out here too
+//! ([`key_scope`], [`org_scope`]), not taken from a public type's `Display`.
 
 use std::collections::BTreeMap;
 
@@ -78,6 +80,25 @@ tags!(Period, "budget period" {
     Period::Total = 3,
 });
 tags!(Outcome, "audit outcome" { Outcome::Applied = 0, Outcome::Denied = 1 });
+
+/// The spend ledger's scope of a key: `k:key_` and the id's 32 lower-case hex digits.
+pub(crate) fn key_scope(id: &KeyId) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(38);
+    s.push_str("k:key_");
+    for b in id.as_bytes() {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The spend ledger's scope of an org: `o:` and the org id.
+pub(crate) fn org_scope(id: &OrgId) -> String {
+    let mut s = String::with_capacity(2 + id.as_str().len());
+    s.push_str("o:");
+    s.push_str(id.as_str());
+    s
+}
 
 fn untag<T: Tagged>(what: &'static str, tag: u32) -> Result<T, Error> {
     T::from_tag(tag).ok_or_else(|| Error::corrupt(what, format!("unknown {} tag {tag}", T::FIELD)))
@@ -395,7 +416,7 @@ pub mod support {
     use super::{ConfigRecord, KeyRecord, Record};
     use crate::error::Error;
     use crate::keys::KeyDigest;
-    use crate::model::{KeyInfo, Member, Org};
+    use crate::model::{KeyId, KeyInfo, Member, Org, OrgId};
     use crate::store::AuditEntry;
     use crate::store::codec::{decode, encode};
 
@@ -420,6 +441,16 @@ pub mod support {
     /// The record bytes of an audit entry.
     pub fn encode_audit(entry: &AuditEntry) -> Result<Vec<u8>, Error> {
         encode(entry)
+    }
+
+    /// The spend ledger's scope name of a key.
+    pub fn key_scope(id: &KeyId) -> String {
+        super::key_scope(id)
+    }
+
+    /// The spend ledger's scope name of an org.
+    pub fn org_scope(id: &OrgId) -> String {
+        super::org_scope(id)
     }
 
     /// Decodes a record of the table `table` (`orgs`, `configs`, `members`, `keys` or
@@ -686,6 +717,14 @@ mod tests {
     fn pinned(what: &str) -> Vec<u8> {
         let (_, h) = PINNED.iter().find(|(w, _)| *w == what).unwrap();
         unhex(&h.replace(' ', ""))
+    }
+
+    #[test]
+    fn spend_scopes_are_pinned() {
+        let id = KeyId::from_bytes([0xab; 16]);
+        assert_eq!(key_scope(&id), format!("k:key_{}", "ab".repeat(16)));
+        assert_eq!(key_scope(&id), format!("k:{id}"));
+        assert_eq!(org_scope(&acme()), "o:acme");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use orgstore::record_support::{encode_audit, encode_key, encode_member, encode_org, reencode};
+use orgstore::record_support::{
+    encode_audit, encode_key, encode_member, encode_org, key_scope, org_scope, reencode,
+};
 use orgstore::*;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use sha2::Digest;
@@ -18,6 +20,7 @@ const CONFIGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("confi
 const MEMBERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("members");
 const KEYS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("keys");
 const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
+const SPEND: TableDefinition<(&str, i64), i64> = TableDefinition::new("spend");
 
 /// A copy of the fixture (with its key sidecar) in `dir`.
 fn copy_fixture(dir: &Path) -> PathBuf {
@@ -38,6 +41,7 @@ struct Raw {
     members: BTreeMap<(String, String), Vec<u8>>,
     keys: BTreeMap<[u8; 16], Vec<u8>>,
     audit: BTreeMap<(String, u64), Vec<u8>>,
+    spend_scopes: std::collections::BTreeSet<String>,
 }
 
 fn read_raw(path: &Path) -> Raw {
@@ -67,6 +71,10 @@ fn read_raw(path: &Path) -> Raw {
         let (k, v) = item.unwrap();
         let (o, n) = k.value();
         raw.audit.insert((o.to_owned(), n), v.value().to_vec());
+    }
+    for item in r.open_table(SPEND).unwrap().iter().unwrap() {
+        let (k, _) = item.unwrap();
+        raw.spend_scopes.insert(k.value().0.to_owned());
     }
     raw
 }
@@ -143,6 +151,10 @@ fn public_values_encode_to_the_bytes_of_the_format1_file() {
         hex(&encode_key(live, &sha2::Sha256::digest(secret.trim()).into()).unwrap()),
         hex(stored)
     );
+
+    // The spend ledger is keyed by the org's and the used key's scope names.
+    let scopes: std::collections::BTreeSet<String> = [org_scope(&acme), key_scope(&live.id)].into();
+    assert_eq!(raw.spend_scopes, scopes);
 
     let audit = store.audit().list(&op, &acme, 1000).unwrap();
     assert_eq!(audit.len(), raw.audit.len());
