@@ -15,8 +15,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::{OrgConfig, diff, is_secret_field, looks_masked, string_credentials};
@@ -166,7 +164,7 @@ fn masks_at(clear: &Value, masked: &Value, secret: bool) -> Result<(), Failure> 
     Ok(())
 }
 
-fn decode_round_trip<T: Serialize + DeserializeOwned>(
+fn decode_round_trip<T: crate::store::records::Record>(
     what: &'static str,
     data: &[u8],
 ) -> Result<(), Failure> {

@@ -36,6 +36,8 @@ pub use policy::{
     AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, Policies, Target,
 };
 pub use store::StatusChange;
+#[cfg(feature = "fuzzing")]
+pub use store::records::support as record_support;
 pub use store::{
     Audit, AuditEntry, ConfigVersion, CreatedKey, ExplainReport, ImportKey, Keys, Members,
     OrgConfigs, Orgs, Outcome, Store, StoreBuilder,

@@ -1,6 +1,5 @@
 //! Validated identifiers.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::error::Error;
@@ -12,20 +11,13 @@ use crate::error::Error;
 /// assert!(OrgId::parse("customer-a").is_ok());
 /// assert!(OrgId::parse("Customer A").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OrgId(String);
 
 impl OrgId {
     /// Validates an org id.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        let b = s.as_bytes();
-        let ok_first = b
-            .first()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let ok_rest = b
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
-        if !ok_first || !ok_rest || b.len() > 63 {
+        if !org_id_ok(s) {
             return Err(Error::invalid(
                 "org id",
                 "use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter or digit",
@@ -34,10 +26,27 @@ impl OrgId {
         Ok(Self(s.to_owned()))
     }
 
+    /// An id read from a record, when it is a valid one.
+    pub(crate) fn from_stored(s: String) -> Option<Self> {
+        org_id_ok(&s).then_some(Self(s))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `s` is a valid org id (see [`OrgId`]).
+pub(crate) fn org_id_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    let ok_first = b
+        .first()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let ok_rest = b
+        .iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    ok_first && ok_rest && b.len() <= 63
 }
 
 impl std::borrow::Borrow<str> for OrgId {
@@ -78,17 +87,8 @@ impl fmt::Debug for OrgId {
 /// assert_eq!(Email::parse("ﬁona@x.io").unwrap().as_str(), "fiona@x.io");
 /// assert!(Email::parse("not-an-email").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Email(String);
-
-/// Stored addresses are normalised when read, so a record written before the rule above
-/// compares equal to the address as parsed now.
-impl<'de> Deserialize<'de> for Email {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(Self(Email::normalize(&s)))
-    }
-}
 
 /// Characters that change text direction: they make displayed text differ from its content.
 pub(crate) fn is_bidi_control(c: char) -> bool {
@@ -140,6 +140,12 @@ impl Email {
         }
     }
 
+    /// An address read from a record: normalised, not validated (an address stored before
+    /// the current rule keeps working).
+    pub(crate) fn from_stored(s: &str) -> Self {
+        Self(Self::normalize(s))
+    }
+
     /// The normalised address.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -166,7 +172,7 @@ impl fmt::Debug for Email {
 /// let id = KeyId::random();
 /// assert_eq!(KeyId::parse(&id.to_string()).unwrap(), id);
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KeyId([u8; 16]);
 
 impl KeyId {

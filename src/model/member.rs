@@ -1,11 +1,10 @@
 //! Memberships.
 
-use serde::{Deserialize, Serialize};
-
 use super::{Email, OrgId, Role, Timestamp};
 
 /// One person's membership in one org.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Member {
     /// The org.

@@ -7,10 +7,12 @@ mod model_name;
 mod money;
 mod org;
 mod role;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod time;
 
-pub(crate) use ids::is_bidi_control;
 pub use ids::{Email, KeyId, OrgId};
+pub(crate) use ids::{is_bidi_control, org_id_ok};
 pub use key::{Budget, KeyInfo, KeySource, KeySpec, KeyStatus};
 pub use member::Member;
 pub use model_name::MAX_MODEL_NAME_BYTES;

@@ -1,6 +1,5 @@
 //! Exact money amounts and budget periods.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::error::Error;
@@ -20,36 +19,6 @@ const MAX_MICROS: i64 = 1_000_000_000 * 1_000_000;
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Usd(i64);
-
-/// Human-readable formats (JSON) see exact decimal dollars as a string (`"12.5"`); binary
-/// formats (the store's records) see integer micro-dollars.
-impl Serialize for Usd {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.collect_str(self)
-        } else {
-            s.serialize_i64(self.0)
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Usd {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error as _;
-        if d.is_human_readable() {
-            let v = serde_json::Value::deserialize(d)?;
-            let text = match &v {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
-                _ => return Err(D::Error::custom("expected a dollar amount")),
-            };
-            Usd::parse(&text).map_err(D::Error::custom)
-        } else {
-            let micros = i64::deserialize(d)?;
-            Usd::from_micros(micros).map_err(D::Error::custom)
-        }
-    }
-}
 
 impl Usd {
     /// Zero dollars.
@@ -183,7 +152,8 @@ impl fmt::Debug for Usd {
 /// use orgstore::Period;
 /// assert_eq!("monthly".parse::<Period>().unwrap(), Period::Monthly);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Period {
     /// 00:00 UTC to 00:00 UTC.
     Daily,

@@ -1,11 +1,10 @@
 //! Organizations.
 
-use serde::{Deserialize, Serialize};
-
 use super::{OrgId, Timestamp};
 
 /// Whether an org's keys may be used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum OrgStatus {
     /// Keys work.
     Active,
@@ -35,7 +34,8 @@ impl OrgStatus {
 ///     &Email::parse("owner@acme.io").unwrap()).unwrap();
 /// assert_eq!(org.owner_count, 1);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Org {
     /// The org's id.

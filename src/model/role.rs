@@ -1,6 +1,5 @@
 //! Roles and the acting principal.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use super::Email;
@@ -13,7 +12,8 @@ use crate::error::Error;
 /// assert!(Role::Owner > Role::Admin);
 /// assert_eq!("admin".parse::<Role>().unwrap(), Role::Admin);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Role {
     /// Read-only access.
     Viewer,
@@ -92,7 +92,8 @@ impl fmt::Display for Role {
 /// assert_eq!(ann.to_string(), "ann@example.com");
 /// assert_eq!(Actor::Operator.to_string(), "operator");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Actor {
     /// The holder of the store file: may do everything, still audited.
     Operator,

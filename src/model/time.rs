@@ -1,6 +1,5 @@
 //! Wall-clock timestamps.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::error::Error;
@@ -18,7 +17,7 @@ const MAX_TEXT: &str = "9999-12-30T22:00:00Z";
 /// assert_eq!(t.to_string(), "2026-01-02T03:04:05Z");
 /// assert!(Timestamp::parse("yesterday").is_err());
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
 impl Timestamp {

@@ -1,7 +1,5 @@
 //! The audit log: every mutation and every denial, per org, newest first.
 
-use serde::{Deserialize, Serialize};
-
 use super::Store;
 use super::tables::{AUDIT, META};
 use super::tx::{Lookup, ReadTx};
@@ -11,7 +9,8 @@ use crate::policy::{AdminAction, Target};
 use redb::ReadableTable;
 
 /// Whether the audited operation happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Outcome {
     /// It was applied.
     Applied,
@@ -20,7 +19,8 @@ pub enum Outcome {
 }
 
 /// One audit log entry. Secrets never appear in it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct AuditEntry {
     /// Its number in its org's log: 1 for the org's first entry, then 2, 3, ... without

@@ -1,9 +1,10 @@
-//! The only place that knows how records are encoded: one format byte, then bincode 2.
-//! A later format adds a branch in `decode` that migrates the older shape.
+//! The only place that knows how records are encoded: one format byte, then bincode 2 of
+//! the record's private shape (`records.rs`). A later format adds a branch in `decode` that
+//! migrates the older shape.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use bincode::{BorrowDecode, Decode, Encode};
 
+use super::records::Record;
 use crate::error::Error;
 
 /// The record format this build writes.
@@ -25,28 +26,36 @@ fn config() -> Config {
 }
 
 /// Encodes a record with its format byte.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+pub(crate) fn encode<T: Record>(value: &T) -> Result<Vec<u8>, Error> {
+    encode_shape(&value.to_disk())
+}
+
+/// Decodes a record; `what` names it in the error.
+pub(crate) fn decode<T: Record>(what: &'static str, bytes: &[u8]) -> Result<T, Error> {
+    let shape: T::Disk = decode_shape(what, bytes)?;
+    T::from_disk(shape, what)
+}
+
+/// Encodes a record shape with the format byte.
+fn encode_shape<D: Encode>(shape: &D) -> Result<Vec<u8>, Error> {
     let mut out = vec![FORMAT];
-    bincode::serde::encode_into_std_write(value, &mut out, config())
+    bincode::encode_into_std_write(shape, &mut out, config())
         .map_err(|e| Error::storage("encoding a record", e))?;
     Ok(out)
 }
 
-/// Decodes a record; `what` names it in the error.
-pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, Error> {
+/// Decodes a record shape after checking the format byte.
+fn decode_shape<D: Decode<()>>(what: &'static str, bytes: &[u8]) -> Result<D, Error> {
     let body = body(what, bytes)?;
     let (v, used) =
-        bincode::serde::decode_from_slice(body, config()).map_err(|e| Error::corrupt(what, e))?;
+        bincode::decode_from_slice(body, config()).map_err(|e| Error::corrupt(what, e))?;
     whole(what, body, used)?;
     Ok(v)
 }
 
-/// Decodes a record through bincode's own `BorrowDecode` instead of serde: for mirrors of
-/// hot record types (the snapshot loader decodes a million keys at open). The bytes are the
-/// same: serde's bincode encoding of a struct, a newtype, a `u8` array or a unit variant is
-/// bincode's native encoding of its fields, the inner value, the raw bytes or a `u32` index.
-/// Strings are borrowed from `bytes`.
-pub(crate) fn decode_borrowed<'a, T: bincode::BorrowDecode<'a, ()>>(
+/// Decodes a borrowed mirror of a record shape (the snapshot loader decodes a million keys
+/// at open): the same bytes as the owned shape, strings borrowed from `bytes`.
+pub(crate) fn decode_borrowed<'a, T: BorrowDecode<'a, ()>>(
     what: &'static str,
     bytes: &'a [u8],
 ) -> Result<T, Error> {
@@ -87,12 +96,13 @@ mod tests {
 
     #[test]
     fn round_trip_and_garbage() {
-        let b = encode(&("a".to_owned(), 5u64)).unwrap();
-        let v: (String, u64) = decode("test", &b).unwrap();
+        let b = encode_shape(&("a".to_owned(), 5u64)).unwrap();
+        assert_eq!(b, [FORMAT, 1, b'a', 5]);
+        let v: (String, u64) = decode_shape("test", &b).unwrap();
         assert_eq!(v, ("a".to_owned(), 5));
-        assert!(decode::<(String, u64)>("test", &[]).is_err());
-        assert!(decode::<(String, u64)>("test", &[1, 255, 255, 255, 255]).is_err());
-        let e = decode::<(String, u64)>("test", &[9, 0]).unwrap_err();
+        assert!(decode_shape::<(String, u64)>("test", &[]).is_err());
+        assert!(decode_shape::<(String, u64)>("test", &[1, 255, 255, 255, 255]).is_err());
+        let e = decode_shape::<(String, u64)>("test", &[9, 0]).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::TooNew);
     }
 }

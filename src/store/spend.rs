@@ -21,14 +21,14 @@ const TOTAL_ROW: i64 = i64::MIN;
 /// Day rows older than this are pruned at flush time (the longest period is a month).
 const KEEP_DAYS: i64 = 62;
 
-/// Ledger scope name of a key.
+/// Ledger scope name of a key (its form is part of the file format: `records.rs`).
 pub(crate) fn key_scope(id: &KeyId) -> String {
-    format!("k:{id}")
+    super::records::key_scope(id)
 }
 
-/// Ledger scope name of an org.
+/// Ledger scope name of an org (its form is part of the file format: `records.rs`).
 pub(crate) fn org_scope(id: &OrgId) -> String {
-    format!("o:{id}")
+    super::records::org_scope(id)
 }
 
 /// Spend recorded for `scope` in the window of `period` that contains `now`.

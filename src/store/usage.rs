@@ -1,6 +1,5 @@
 //! Usage reports: spend per period, budget left, current rate use.
 
-use serde::Serialize;
 use std::sync::atomic::Ordering;
 
 use super::spend::{key_scope, org_scope, spent_in};
@@ -13,7 +12,8 @@ use crate::policy::{AdminAction, Target};
 use crate::snapshot::{HAS_RPM, HAS_TPM};
 
 /// A budget's state in its current period.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct BudgetStatus {
     /// The limit per period.
@@ -31,7 +31,8 @@ pub struct BudgetStatus {
 }
 
 /// Requests or tokens used in the current minute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct RateUse {
     /// The limit per minute.
@@ -41,7 +42,8 @@ pub struct RateUse {
 }
 
 /// Usage of a key or an org.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct UsageReport {
     /// The key id or the org id.

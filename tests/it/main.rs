@@ -28,5 +28,6 @@ mod orgs;
 mod policy_gateway;
 mod policy_load;
 mod policy_matrix;
+mod records;
 mod reopen;
 mod secrets;
