@@ -451,14 +451,7 @@ fn unknown_role() {
     // Through the CLI: a usage error, nothing written.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.redb");
-    let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_orgstore"))
-            .arg("--db")
-            .arg(&db)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| crate::common::orgstore(args).db(&db).run();
     assert!(
         cli(&[
             "org",
@@ -481,10 +474,9 @@ fn unknown_role() {
         "superuser",
     ]);
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = out.stderr;
     assert!(err.contains("superuser") || err.contains("role"), "{err}");
-    let list =
-        String::from_utf8_lossy(&cli(&["--json", "member", "list", "acme"]).stdout).into_owned();
+    let list = cli(&["--json", "member", "list", "acme"]).stdout;
     assert!(!list.contains("ann@acme.io"), "{list}");
 }
 
@@ -758,16 +750,13 @@ fn second_process_opening_the_same_file() {
         .expect("second open in-process succeeded");
     assert_eq!((e.kind(), e.field()), (ErrorKind::Busy, "db"), "{e}");
     // A second process (the CLI) writing to the same file.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orgstore"))
-        .arg("--db")
-        .arg(&path)
-        .args([
-            "org", "create", "other", "--name", "Other", "--owner", "o@o.io",
-        ])
-        .output()
-        .unwrap();
+    let out = crate::common::orgstore(&[
+        "org", "create", "other", "--name", "Other", "--owner", "o@o.io",
+    ])
+    .db(&path)
+    .run();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = out.stderr;
     assert!(err.contains("already open"), "{err}");
     assert_eq!(observe(&first), state);
     drop(first);
