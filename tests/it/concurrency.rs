@@ -9,8 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use orgstore::{Actor, Email, KeyId, KeySpec, OrgId, Request, StoreBuilder, Usage, Usd};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 const OP: Actor = Actor::Operator;
 const RUN_FOR: Duration = Duration::from_secs(3);
@@ -80,7 +79,7 @@ fn readers_never_see_torn_or_stale_keys_while_writers_churn() {
         );
         let my_orgs = [orgs[0].clone(), orgs[1 + w as usize].clone()];
         handles.push(std::thread::spawn(move || {
-            let mut rng = StdRng::seed_from_u64(w);
+            let mut rng = crate::common::rng(w);
             // This writer's live credentials (index into the registry).
             let mut live: Vec<Arc<Credential>> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -150,7 +149,7 @@ fn readers_never_see_torn_or_stale_keys_while_writers_churn() {
             counts.clone(),
         );
         handles.push(std::thread::spawn(move || {
-            let mut rng = StdRng::seed_from_u64(100 + r);
+            let mut rng = crate::common::rng(100 + r);
             let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
             while !stop.load(Ordering::Relaxed) {
                 let c = {

@@ -16,8 +16,7 @@ use orgstore::{
     Actor, Email, ErrorKind, KeyId, KeySpec, KeyStatus, OrgId, Request, Role, Store, StoreBuilder,
     Usage, Usd,
 };
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 const CHILD_ENV: &str = "ORGSTORE_CRASH_CHILD";
 const RUN_ENV: &str = "ORGSTORE_CRASH_RUN";
@@ -46,7 +45,7 @@ fn crash_child() {
         return;
     };
     let run: u64 = std::env::var(RUN_ENV).unwrap().parse().unwrap();
-    let mut rng = StdRng::seed_from_u64(run);
+    let mut rng = crate::common::rng(run);
     let store = loop {
         match Store::open(&path) {
             Ok(s) => break s,
@@ -417,7 +416,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().join("crash.redb");
-    let mut rng = StdRng::seed_from_u64(0x0c0a_57ed);
+    let mut rng = crate::common::rng(0x0c0a_57ed);
     let mut acked = Acked::default();
     let started = Instant::now();
     let (mut before_open, mut mid_write, mut lines) = (0, 0, 0);

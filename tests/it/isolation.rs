@@ -11,8 +11,7 @@ use orgstore::{
     Actor, Email, Error, ErrorKind, ImportKey, KeyId, KeySpec, KeyStatus, OrgId, Outcome, Request,
     Role, Store, Timestamp,
 };
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 const OP: Actor = Actor::Operator;
 const STEPS: usize = 600;
@@ -198,7 +197,7 @@ fn members_of_one_org_never_touch_another() {
         .max(store.audit().list(&OP, &b, 1).unwrap()[0].seq);
     let b_secret_text = "sk-b-secret-0123456789";
 
-    let mut rng = StdRng::seed_from_u64(0x150_1a7e);
+    let mut rng = crate::common::rng(0x150_1a7e);
     let people: Vec<Email> = a_roles.keys().cloned().collect();
     let (mut a_ok, mut a_total) = (0usize, 0usize);
     for step in 0..STEPS {
