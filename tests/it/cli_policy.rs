@@ -166,7 +166,8 @@ fn escalations_through_the_cli() {
         assert!(err.contains("(role admin)"), "{err}");
     }
     // Admin adds a new Owner.
-    let (code, _, err) = run_as(&cli, 
+    let (code, _, err) = run_as(
+        &cli,
         ADMIN,
         &["member", "add", "acme", "new@acme.io", "--role", "owner"],
     );
@@ -206,13 +207,18 @@ fn escalations_through_the_cli() {
     let others = key_by_operator(&cli, "others");
     let (code, _, err) = run_as(&cli, MEMBER, &["key", "revoke", &others]);
     assert_eq!(code, 3, "{err}");
-    let (code, out, err) = run_as(&cli, 
+    let (code, out, err) = run_as(
+        &cli,
         MEMBER,
         &["--json", "key", "create", "acme", "--name", "mine"],
     );
     assert_eq!(code, 0, "{err}");
     let mine: Value = serde_json::from_str(&out).unwrap();
-    let (code, _, err) = run_as(&cli, MEMBER, &["key", "revoke", mine["id"].as_str().unwrap()]);
+    let (code, _, err) = run_as(
+        &cli,
+        MEMBER,
+        &["key", "revoke", mine["id"].as_str().unwrap()],
+    );
     assert_eq!(code, 0, "{err}");
 
     // Viewer creates a key.
@@ -369,7 +375,8 @@ fn policy_explain_reports_decision_reasons_and_facts() {
     let (code, v) = explain(&cli, Some(MEMBER), &["ManageKey", &format!("key:{key}")]);
     assert_eq!(code, 3, "{v}");
     assert_eq!(v["org"], "acme");
-    let (code, out, err) = run_as(&cli, 
+    let (code, out, err) = run_as(
+        &cli,
         STRANGER,
         &[
             "--json",
@@ -402,7 +409,8 @@ fn policy_explain_reports_decision_reasons_and_facts() {
     assert_eq!(code, 0);
 
     // The human form names the decision and the deciding policies.
-    let (code, out, _) = run_as(&cli, 
+    let (code, out, _) = run_as(
+        &cli,
         ADMIN,
         &[
             "policy",

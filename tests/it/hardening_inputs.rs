@@ -564,7 +564,11 @@ impl Cli {
     /// A refused flag value: clap's usage error (2) or an invalid input (1); returns stderr.
     fn invalid_or_usage(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(matches!(out.code(), Some(1 | 2)), "{args:?}: {}", out.stderr);
+        assert!(
+            matches!(out.code(), Some(1 | 2)),
+            "{args:?}: {}",
+            out.stderr
+        );
         out.stderr
     }
 }

@@ -407,7 +407,7 @@ fn config_get_output_sent_back_to_config_set_keeps_every_secret() {
 }
 
 #[test]
-fn a_long_array_of_moved_masks_is_restored_in_linear_time() {
+fn a_long_array_of_moved_masks_is_restored_through_the_store() {
     let store = Store::open_temporary().unwrap();
     let acme = crate::common::create_org(&store, "acme", "o@acme.io");
     let n = 9000;
@@ -425,7 +425,6 @@ fn a_long_array_of_moved_masks_is_restored_in_linear_time() {
     // The first key dropped: every other mask moved one place to the front.
     let m = masked(&store, &acme);
     let moved: Vec<Value> = m["providers"]["p"]["api_keys"].as_array().unwrap()[1..].to_vec();
-    let started = std::time::Instant::now();
     store
         .org_configs()
         .update(
@@ -434,10 +433,11 @@ fn a_long_array_of_moved_masks_is_restored_in_linear_time() {
             &json!({"providers": {"p": {"api_keys": moved}}}).to_string(),
         )
         .unwrap();
-    let took = started.elapsed();
+    // That the work is linear (each mask compared once, the array's masks indexed once) is
+    // counted, not timed, by the unit test
+    // `restoring_an_array_of_moved_masks_masks_each_element_a_bounded_number_of_times`.
     assert_eq!(
         revealed(&store, &acme, None)["providers"]["p"]["api_keys"],
         json!(keys[1..])
     );
-    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
 }

@@ -255,9 +255,7 @@ fn look_alike_emails_are_one_person() {
 fn look_alike_emails_in_the_cli_are_one_person() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("o.redb");
-    let ok = |args: &[&str]| {
-        cli(&db, args).ok()
-    };
+    let ok = |args: &[&str]| cli(&db, args).ok();
     ok(&["org", "create", "acme", "--owner", "own\u{e9}r@acme.io"]);
     let out = cli(
         &db,
@@ -709,9 +707,7 @@ fn no_op_changes_write_no_version_and_no_audit_entry() {
 fn the_cli_reports_no_change() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("o.redb");
-    let ok = |args: &[&str]| {
-        cli(&db, args).ok()
-    };
+    let ok = |args: &[&str]| cli(&db, args).ok();
     ok(&["org", "create", "acme", "--owner", "ann@acme.io"]);
     ok(&["config", "set", "acme", r#"{"routing":{"x":1}}"#]);
     let audit = ok(&["--json", "audit", "acme"]);
