@@ -313,7 +313,7 @@ pub fn parse_digest_hex(hex: &str) -> Option<KeyDigest> {
     Some(out)
 }
 
-/// The display prefix: the first 12 characters and `...` (upstream's scheme).
+/// The display prefix: the first 12 characters and `...` (the upstream gateway's scheme).
 pub fn display_prefix(key: &str) -> String {
     let head: String = key.chars().take(12).collect();
     format!("{head}...")

@@ -2,7 +2,8 @@
 //! writes on A's config, keys, members and audit log, and every id of org B they could get
 //! hold of) never reads or changes anything of org B. Every attempt on B is denied or not
 //! found; B's records, config, keys, members and applied audit entries are unchanged, and its
-//! keys answer the gateway as before. A's own results follow the role matrix of issue 3.
+//! keys answer the gateway as before. A's own results follow the role matrix (README,
+//! "Roles").
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
