@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use orgstore::{Actor, Email, KeyId, KeySpec, OrgId, Request, StoreBuilder, Usage, Usd};
+use orgstore::{Email, KeyId, KeySpec, OrgId, Request, StoreBuilder, Usage, Usd};
 use rand::Rng;
 
-const OP: Actor = Actor::Operator;
+use crate::common::OP;
+
 /// Admin calls each writer makes at least.
 const MIN_WRITES: u64 = 150;
 /// Checks (and grants among them) the readers make at least while the writers write.

@@ -17,15 +17,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use orgstore::{
-    Actor, Email, ErrorKind, KeyId, KeySpec, KeyStatus, OrgId, Request, Role, Store, StoreBuilder,
-    Usage, Usd,
+    Email, ErrorKind, KeyId, KeySpec, KeyStatus, OrgId, Request, Role, Store, StoreBuilder, Usage,
+    Usd,
 };
 use rand::Rng;
+
+use crate::common::OP;
 
 const CHILD_ENV: &str = "ORGSTORE_CRASH_CHILD";
 const RUN_ENV: &str = "ORGSTORE_CRASH_RUN";
 const RUNS: u64 = 120;
-const OP: Actor = Actor::Operator;
 /// Every usage the child records costs this much.
 const COST_MICROS: i64 = 10_000;
 const MODEL: &str = "gpt-4o-mini";

@@ -5,9 +5,7 @@ use orgstore::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-fn op() -> Actor {
-    Actor::Operator
-}
+use crate::common::OP;
 
 /// Runs `change` while `threads` readers check `key`/`model` in a loop; after `change`
 /// returns, no reader may be granted.
@@ -60,7 +58,7 @@ fn setup() -> (Store, OrgId) {
     let org = OrgId::parse("acme").unwrap();
     store
         .orgs()
-        .create(&op(), &org, "Acme", &Email::parse("o@acme.io").unwrap())
+        .create(&OP, &org, "Acme", &Email::parse("o@acme.io").unwrap())
         .unwrap();
     (store, org)
 }
@@ -68,32 +66,32 @@ fn setup() -> (Store, OrgId) {
 #[test]
 fn revoke_is_seen_by_every_thread() {
     let (store, org) = setup();
-    let k = store.keys().create(&op(), &org, KeySpec::new("k")).unwrap();
+    let k = store.keys().create(&OP, &org, KeySpec::new("k")).unwrap();
     let key = k.key.expose().to_owned();
     no_grant_after(&store, &key, "m", || {
-        store.keys().revoke(&op(), &k.info.id).unwrap();
+        store.keys().revoke(&OP, &k.info.id).unwrap();
     });
 }
 
 #[test]
 fn rotate_is_seen_by_every_thread() {
     let (store, org) = setup();
-    let k = store.keys().create(&op(), &org, KeySpec::new("k")).unwrap();
+    let k = store.keys().create(&OP, &org, KeySpec::new("k")).unwrap();
     let key = k.key.expose().to_owned();
     no_grant_after(&store, &key, "m", || {
-        store.keys().rotate(&op(), &k.info.id).unwrap();
+        store.keys().rotate(&OP, &k.info.id).unwrap();
     });
 }
 
 #[test]
 fn config_update_is_seen_by_every_thread() {
     let (store, org) = setup();
-    let k = store.keys().create(&op(), &org, KeySpec::new("k")).unwrap();
+    let k = store.keys().create(&OP, &org, KeySpec::new("k")).unwrap();
     let key = k.key.expose().to_owned();
     no_grant_after(&store, &key, "gpt-4o", || {
         store
             .org_configs()
-            .update(&op(), &org, r#"{"allowed_models":["gpt-4o-mini"]}"#)
+            .update(&OP, &org, r#"{"allowed_models":["gpt-4o-mini"]}"#)
             .unwrap();
     });
 }
@@ -101,9 +99,9 @@ fn config_update_is_seen_by_every_thread() {
 #[test]
 fn org_deletion_is_seen_by_every_thread() {
     let (store, org) = setup();
-    let k = store.keys().create(&op(), &org, KeySpec::new("k")).unwrap();
+    let k = store.keys().create(&OP, &org, KeySpec::new("k")).unwrap();
     let key = k.key.expose().to_owned();
     no_grant_after(&store, &key, "m", || {
-        store.orgs().delete(&op(), &org).unwrap();
+        store.orgs().delete(&OP, &org).unwrap();
     });
 }

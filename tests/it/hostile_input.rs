@@ -6,20 +6,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use orgstore::{
-    Actor, Budget, Email, Error, ErrorKind, ImportKey, KeyFormatError, KeyId, KeySpec, OrgId,
-    Period, Request, Role, SecretKey, Store, Timestamp, Usd, key_from_headers,
+    Budget, Email, Error, ErrorKind, ImportKey, KeyFormatError, KeyId, KeySpec, OrgId, Period,
+    Request, Role, SecretKey, Store, Timestamp, Usd, key_from_headers,
 };
 use serde_json::json;
 
-const OP: Actor = Actor::Operator;
-
-fn org(id: &str) -> OrgId {
-    OrgId::parse(id).unwrap()
-}
-
-fn email(s: &str) -> Email {
-    Email::parse(s).unwrap()
-}
+use crate::common::{OP, email, org};
 
 /// A store with org `acme` (owner `owner@acme.io`, one admin, one key, a config version 2).
 fn fixture() -> (Store, OrgId) {

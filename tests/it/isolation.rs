@@ -14,12 +14,9 @@ use orgstore::{
 };
 use rand::Rng;
 
-const OP: Actor = Actor::Operator;
-const STEPS: usize = 600;
+use crate::common::{OP, email};
 
-fn email(s: &str) -> Email {
-    Email::parse(s).unwrap()
-}
+const STEPS: usize = 600;
 
 /// Everything of B an operator can see, except denial entries in its audit log (a denied
 /// attempt on B is recorded in B's log by design).

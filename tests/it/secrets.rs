@@ -9,16 +9,11 @@ use orgstore::{
     Actor, Email, ErrorKind, KeySpec, OrgId, Request, Role, SecretKey, Store, StoreBuilder,
 };
 
-use crate::common::Cli;
+use crate::common::{Cli, OP, org};
 
-const OP: Actor = Actor::Operator;
 const PROVIDER_SECRET: &str = "sk-proj-TOPSECRETprovider0123456789";
 const AWS_SECRET: &str = "AKIAxSECRETxaccessxkeyx987654321";
 const NUMERIC_PIN: u64 = 918_273_645_546_372;
-
-fn org(id: &str) -> OrgId {
-    OrgId::parse(id).unwrap()
-}
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     let n = needle.as_bytes();
