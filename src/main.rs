@@ -1,7 +1,7 @@
 //! `orgstore`: the operator's command-line tool over a store file.
 //!
-//! See `docs/cli.md` for the reference; `orgstore demo` shows the seed's multi-tenancy
-//! patterns on a temporary store.
+//! See `docs/cli.md` for the reference; `orgstore demo` shows both multi-tenancy patterns
+//! (one org per customer, one org with per-key isolation) on a temporary store.
 
 mod cli;
 

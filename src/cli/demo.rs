@@ -1,4 +1,4 @@
-//! `orgstore demo`: the seed's two multi-tenancy patterns on a temporary store.
+//! `orgstore demo`: the two multi-tenancy patterns orgstore serves, on a temporary store.
 //!
 //! 1. One org per customer: Customer A ($100/month, gpt-4o-mini only), Customer B
 //!    ($500/month, gpt-4o and claude-sonnet-4-6), Customer C (unlimited, all models).
@@ -115,7 +115,7 @@ const MATRIX_MEMBERS: [(Role, &str); 4] = [
 
 /// A key the demo created. The full secret is kept for gateway checks and never printed.
 pub(crate) struct DemoKey {
-    /// Which pattern of the seed it illustrates.
+    /// Which multi-tenancy pattern it illustrates.
     pub(crate) pattern: &'static str,
     /// The key as created (info and secret).
     pub(crate) created: CreatedKey,
@@ -298,7 +298,7 @@ impl MatrixRow {
 
 type Trial = fn(&Store, &Actor, &OrgId, Role) -> Result<(), Error>;
 
-/// Owner, Admin, Member, Viewer: the answers of the role matrix (issue 3's table).
+/// Owner, Admin, Member, Viewer: the answers of the role matrix (README, "Roles").
 const EVERY_ROLE: [bool; 4] = [true, true, true, true];
 const ADMINS_UP: [bool; 4] = [true, true, false, false];
 const MEMBERS_UP: [bool; 4] = [true, true, true, false];
@@ -558,7 +558,7 @@ pub(crate) fn run(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
             "budget": budget_json(&spend),
         }));
     }
-    out.line("orgstore demo: a temporary store with the seed's two multi-tenancy patterns.");
+    out.line("orgstore demo: a temporary store with the two multi-tenancy patterns.");
     out.line("");
     out.line("What each key may do (the org's settings and the key's own both apply):");
     out.line("  customer-a/b/c: one org per customer; internal: one org, per-key isolation");

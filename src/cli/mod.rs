@@ -90,7 +90,7 @@ enum Command {
     Usage(usage::UsageArgs),
     /// Measure the gateway check on a synthetic store: p50 / p99 latency and throughput.
     Bench(bench::BenchArgs),
-    /// Build a temporary store with the seed's multi-tenancy patterns, show what each key
+    /// Build a temporary store with both multi-tenancy patterns, show what each key
     /// may do and try each one through the gateway (models, addresses, rate limit, budget).
     Demo,
     /// Validate policy files, explain an admin decision, export an org's Cedar entities.

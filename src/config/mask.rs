@@ -162,6 +162,8 @@ pub(crate) fn mask_secrets(v: &mut Value) {
 
 /// What the store prints for `v` at a place that is (`secret`) or is not under a secret name.
 pub(crate) fn mask_at(v: &Value, secret: bool) -> Value {
+    #[cfg(test)]
+    tests::MASKINGS.with(|n| n.set(n.get() + 1));
     let mut v = v.clone();
     mask_in_place(&mut v, secret);
     v
@@ -520,6 +522,43 @@ fn restore_in_string(sent: &str, current: Option<&str>) -> Result<Option<String>
 mod tests {
     use super::*;
     use serde_json::json;
+
+    thread_local! {
+        /// Calls of [`mask_at`] on this thread: the unit of work of restoring masks.
+        pub(super) static MASKINGS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// How many values restoring `patch` against `current` masks.
+    fn maskings_to_restore(patch: &mut Value, current: &Value) -> u64 {
+        MASKINGS.with(|n| n.set(0));
+        restore_masked(patch, current).unwrap();
+        MASKINGS.with(|n| n.get())
+    }
+
+    #[test]
+    fn restoring_an_array_of_moved_masks_masks_each_element_a_bounded_number_of_times() {
+        for n in [10usize, 100, 1000, 4000] {
+            let keys: Vec<String> = (0..n)
+                .map(|i| format!("sk-{i:05}-padpadpad-{i:05}"))
+                .collect();
+            let current = json!({"providers": {"p": {"api_keys": keys}}});
+            let mut masked = current.clone();
+            mask_secrets(&mut masked);
+            // The first key dropped: every other mask moved one place to the front.
+            let moved = &masked["providers"]["p"]["api_keys"].as_array().unwrap()[1..];
+            let mut patch = json!({"providers": {"p": {"api_keys": moved}}});
+            let work = maskings_to_restore(&mut patch, &current);
+            assert_eq!(patch["providers"]["p"]["api_keys"], json!(keys[1..]));
+            // Each sent mask is compared with the current element at its index (one masking)
+            // and the array's index of masks is built once (one masking per current
+            // element): at most 2n. Searching the array for each mask would be n * n.
+            assert!(work <= 2 * n as u64, "n = {n}: {work} maskings");
+            assert!(
+                work >= n as u64,
+                "n = {n}: {work} maskings: the count is not counting"
+            );
+        }
+    }
 
     #[test]
     fn a_masked_secret_sent_back_keeps_the_real_one() {

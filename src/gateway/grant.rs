@@ -141,8 +141,8 @@ impl<'g> Grant<'g> {
         &self.org.id
     }
 
-    /// The key's id. Reads the key's runtime record (one more cache line than `check`
-    /// needs for a key without limits).
+    /// The key's id. Reads the key's runtime record (one more cache line than a `check` of
+    /// a key without limits reads when its inline memoized decision answers).
     pub fn key_id(&self) -> KeyId {
         self.runtime().map_or(KeyId::NIL, |k| k.id)
     }

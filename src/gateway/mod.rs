@@ -1,6 +1,8 @@
 //! The gateway hot path: `check` answers "may this key call this model from this address
-//! now?" from the in-memory snapshot, without locks, redb reads or Cedar calls on the
-//! success path (decisions are memoized per key, model and state version).
+//! now?" from the in-memory snapshot, without redb reads, and without locks or Cedar calls
+//! when the decision is memoized (per key, model and state version). The only locks it can
+//! take are cold: a budget's when its window ends (once per window) and the denial-reason
+//! table's when a Cedar evaluation finds a list of policies not seen before.
 
 mod denial;
 mod grant;

@@ -29,7 +29,7 @@ impl Role {
     /// All roles, lowest first.
     pub const ALL: [Role; 4] = [Role::Viewer, Role::Member, Role::Admin, Role::Owner];
 
-    /// The upstream product's numeric level (Owner 15, Admin 8, Member 3, Viewer 1).
+    /// The upstream gateway's numeric level (Owner 15, Admin 8, Member 3, Viewer 1).
     pub fn level(self) -> u8 {
         match self {
             Role::Owner => 15,

@@ -146,9 +146,10 @@ pub(crate) struct KeyRules {
 }
 
 /// One key as the gateway sees it: one 64-byte slot of the snapshot's open-addressing
-/// table, a single cache line. Everything a check of a key without limits needs is here
-/// (digest, state, expiry, org, one memoized decision); limit values and rarer
-/// restrictions live in the runtime, which the flags say when to consult.
+/// table, a single cache line. Everything a check of a key without limits or restrictions
+/// needs is here when its memoized decision answers (digest, state, expiry, org, the
+/// latest decision); limit values, rarer restrictions and more memo slots live in the
+/// runtime, which the flags (and a memo word that does not answer) say when to consult.
 #[repr(C, align(64))]
 pub(crate) struct KeyEntry {
     pub digest: KeyDigest,

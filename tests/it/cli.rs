@@ -1,110 +1,9 @@
-//! The `orgstore` binary end to end: every command through `std::process::Command` on a
+//! The `orgstore` binary end to end: every command through the shared harness on a
 //! store file in a temporary directory.
-
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-struct Cli {
-    dir: tempfile::TempDir,
-    db: PathBuf,
-}
-
-impl Cli {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("org.redb");
-        Self { dir, db }
-    }
-
-    /// A store with org `acme` owned by ann@acme.io.
-    fn with_acme() -> Self {
-        let cli = Self::new();
-        cli.ok(&[
-            "org",
-            "create",
-            "acme",
-            "--name",
-            "Acme Inc",
-            "--owner",
-            "ann@acme.io",
-        ]);
-        cli
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_orgstore"));
-        c.env_remove("ORGSTORE_DB")
-            .arg("--db")
-            .arg(&self.db)
-            .args(args);
-        c.current_dir(self.dir.path());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn run_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        check_ok(args, self.run(args))
-    }
-
-    /// Runs a command with `--json`; returns its stdout parsed.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.ok(&all);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
-    }
-
-    /// Runs a command that must fail with `code`; returns its stderr. Our own errors (all but
-    /// clap's usage errors) are exactly one line `error: ...` and print nothing on stdout.
-    fn fail(&self, args: &[&str], code: i32) -> String {
-        check_fail(args, self.run(args), code)
-    }
-}
-
-fn check_ok(args: &[&str], out: Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{args:?} failed with {:?}: {stderr}",
-        out.status.code()
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn check_fail(args: &[&str], out: Output, code: i32) -> String {
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
-    if code != 2 {
-        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-        assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
-    }
-    stderr
-}
+use crate::common::{Cli, orgstore};
 
 /// Whether `text` contains a full generated key (prefix, 43 + 6 base62 characters).
 fn has_full_key(text: &str) -> bool {
@@ -162,20 +61,10 @@ fn org_create_list_show_delete() {
 fn db_path_comes_from_env_when_no_flag() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("env.redb");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_orgstore"))
-            .env("ORGSTORE_DB", &db)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    check_ok(&[], run(&["org", "create", "acme", "--owner", "a@b.io"]));
+    let run = |args: &[&str]| orgstore(args).env("ORGSTORE_DB", &db).run();
+    run(&["org", "create", "acme", "--owner", "a@b.io"]).ok();
     assert!(db.exists());
-    assert!(
-        String::from_utf8(run(&["org", "list"]).stdout)
-            .unwrap()
-            .contains("acme")
-    );
+    assert!(run(&["org", "list"]).ok().contains("acme"));
 }
 
 #[test]
@@ -353,11 +242,11 @@ fn config_set_from_inline_file_and_stdin_makes_versions() {
     let file = cli.dir.path().join("patch.json");
     std::fs::write(&file, r#"{"budgets":{"limit":500.00,"period":"monthly"}}"#).unwrap();
     cli.ok(&["config", "set", "acme", &format!("@{}", file.display())]);
-    let out = cli.run_stdin(
+    cli.run_stdin(
         &["config", "set", "acme", "-"],
         r#"{"allowed_models":["gpt-4o-mini"]}"#,
-    );
-    check_ok(&["config", "set", "-"], out);
+    )
+    .ok();
     let cfg = cli.json(&["config", "get", "acme"]);
     assert_eq!(cfg["version"], 4);
     assert_eq!(cfg["active"], true);
@@ -493,8 +382,8 @@ fn key_create_shows_the_full_key_once() {
 
     // The human form prints it too, once, with a warning on stderr.
     let out = cli.run(&["key", "create", "acme", "--name", "second"]);
-    assert!(has_full_key(&String::from_utf8_lossy(&out.stdout)));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only this once"));
+    assert!(has_full_key(&out.stdout));
+    assert!(out.stderr.contains("only this once"));
 }
 
 #[test]
@@ -604,7 +493,7 @@ fn key_import_single_and_bulk_all_or_nothing() {
         &["key", "import", "acme", "--file", "-"],
         &format!("{{\"sha256\":\"{}\",\"name\":\"d\",\"rpn\":1}}\n", hex('d')),
     );
-    assert!(check_fail(&["import -"], out, 1).contains("--file line 1"));
+    assert!(out.fail(1).contains("--file line 1"));
     let err = cli.fail(
         &["key", "import", "acme", "--sha256", "xyz", "--name", "bad"],
         1,
@@ -746,9 +635,7 @@ fn check(cli: &Cli, args: &[&str]) -> (Option<i32>, Value) {
     let mut all = vec!["check"];
     all.extend_from_slice(args);
     let out = cli.run(&all);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
-    (out.status.code(), v)
+    (out.code(), out.json())
 }
 
 #[test]
@@ -790,7 +677,7 @@ fn check_allowed_prints_the_grant_as_json_with_exit_0() {
         ],
         &format!("{key}\n"),
     );
-    let stdout = check_ok(&["check", "-"], out);
+    let stdout = out.ok();
     assert_eq!(
         serde_json::from_str::<Value>(&stdout).unwrap()["allowed"],
         true

@@ -3,9 +3,10 @@
 //! commands (`validate`, `explain`, `entities`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
+
+use crate::common::Cli;
 
 const OWNER: &str = "ann@acme.io";
 const ADMIN: &str = "ada@acme.io";
@@ -23,68 +24,28 @@ const ACTORS: [(&str, &str, Option<&str>); 5] = [
     ("non-member", STRANGER, None),
 ];
 
-struct Cli {
-    dir: tempfile::TempDir,
-    db: PathBuf,
+/// A store with `acme` (an owner, admin, member and viewer) and `globex` (owned by the
+/// stranger).
+fn matrix() -> Cli {
+    let cli = Cli::new();
+    cli.ok(&["org", "create", "acme", "--owner", OWNER]);
+    cli.ok(&["org", "create", "globex", "--owner", STRANGER]);
+    for (email, role) in [(ADMIN, "admin"), (MEMBER, "member"), (VIEWER, "viewer")] {
+        cli.ok(&["member", "add", "acme", email, "--role", role]);
+    }
+    cli
 }
 
-impl Cli {
-    /// A store with `acme` (an owner, admin, member and viewer) and `globex` (owned by
-    /// the stranger).
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("org.redb");
-        let cli = Self { dir, db };
-        cli.ok(&["org", "create", "acme", "--owner", OWNER]);
-        cli.ok(&["org", "create", "globex", "--owner", STRANGER]);
-        for (email, role) in [(ADMIN, "admin"), (MEMBER, "member"), (VIEWER, "viewer")] {
-            cli.ok(&["member", "add", "acme", email, "--role", role]);
-        }
-        cli
-    }
+/// A key in acme created by the operator; returns its id.
+fn key_by_operator(cli: &Cli, name: &str) -> String {
+    let v = cli.json(&["key", "create", "acme", "--name", name]);
+    v["id"].as_str().unwrap().to_owned()
+}
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_orgstore"))
-            .env_remove("ORGSTORE_DB")
-            .current_dir(self.dir.path())
-            .arg("--db")
-            .arg(&self.db)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// Runs as the operator; must succeed; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {:?} {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs `args` with `--as email`; returns (exit code, stdout, stderr).
-    fn run_as(&self, email: &str, args: &[&str]) -> (i32, String, String) {
-        let mut all = vec!["--as", email];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        (
-            out.status.code().unwrap(),
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    }
-
-    /// A key in acme created by the operator; returns its id.
-    fn key_by_operator(&self, name: &str) -> String {
-        let v: Value =
-            serde_json::from_str(&self.ok(&["--json", "key", "create", "acme", "--name", name]))
-                .unwrap();
-        v["id"].as_str().unwrap().to_owned()
-    }
+/// Runs `args` with `--as email`; returns (exit code, stdout, stderr).
+fn run_as(cli: &Cli, email: &str, args: &[&str]) -> (i32, String, String) {
+    let out = cli.run_as(email, args);
+    (out.code().unwrap(), out.stdout, out.stderr)
 }
 
 fn examples_dir() -> PathBuf {
@@ -100,12 +61,12 @@ const OWNERS_ONLY: [i32; 5] = [0, 3, 3, 3, 4];
 
 #[test]
 fn role_by_command_exit_codes_follow_the_matrix() {
-    let cli = Cli::new();
+    let cli = matrix();
     let mut failures = Vec::new();
     for (i, (label, email, role)) in ACTORS.iter().enumerate() {
         // Fresh things for this actor, so that one actor's success does not change the
         // next one's answer.
-        let victim = cli.key_by_operator(&format!("victim-{label}"));
+        let victim = key_by_operator(&cli, &format!("victim-{label}"));
         let sandbox = format!("sandbox-{}", i);
         match role {
             Some("owner") => cli.ok(&["org", "create", &sandbox, "--owner", email]),
@@ -167,7 +128,7 @@ fn role_by_command_exit_codes_follow_the_matrix() {
             ("org delete", vec!["org", "delete", &sandbox], OWNERS_ONLY),
         ];
         for (what, args, want) in cases {
-            let (code, stdout, stderr) = cli.run_as(email, &args);
+            let (code, stdout, stderr) = run_as(&cli, email, &args);
             if code != want[i] {
                 failures.push(format!(
                     "{label} {what}: exit {code}, want {}: {stderr}",
@@ -195,17 +156,18 @@ fn role_by_command_exit_codes_follow_the_matrix() {
 
 #[test]
 fn escalations_through_the_cli() {
-    let cli = Cli::new();
+    let cli = matrix();
 
     // Admin promotes another to Owner, or themselves.
     for target in [MEMBER, ADMIN] {
-        let (code, _, err) = cli.run_as(ADMIN, &["member", "role", "acme", target, "owner"]);
+        let (code, _, err) = run_as(&cli, ADMIN, &["member", "role", "acme", target, "owner"]);
         assert_eq!(code, 3, "{err}");
         assert!(err.contains("only-owners-grant-owner"), "{err}");
         assert!(err.contains("(role admin)"), "{err}");
     }
     // Admin adds a new Owner.
-    let (code, _, err) = cli.run_as(
+    let (code, _, err) = run_as(
+        &cli,
         ADMIN,
         &["member", "add", "acme", "new@acme.io", "--role", "owner"],
     );
@@ -213,21 +175,21 @@ fn escalations_through_the_cli() {
     assert!(err.contains("only-owners-grant-owner"), "{err}");
 
     // Admin demotes or removes an Owner.
-    let (code, _, err) = cli.run_as(ADMIN, &["member", "role", "acme", OWNER, "viewer"]);
+    let (code, _, err) = run_as(&cli, ADMIN, &["member", "role", "acme", OWNER, "viewer"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("only-owners-manage-owners"), "{err}");
-    let (code, _, err) = cli.run_as(ADMIN, &["member", "remove", "acme", OWNER]);
+    let (code, _, err) = run_as(&cli, ADMIN, &["member", "remove", "acme", OWNER]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("only-owners-manage-owners"), "{err}");
 
     // The last Owner can neither leave nor be demoted, even by themselves.
-    let (code, _, err) = cli.run_as(OWNER, &["member", "remove", "acme", OWNER]);
+    let (code, _, err) = run_as(&cli, OWNER, &["member", "remove", "acme", OWNER]);
     assert!(code == 3 || code == 1, "{code}: {err}");
     assert!(
         err.contains("last-owner") || err.contains("last owner"),
         "{err}"
     );
-    let (code, _, err) = cli.run_as(OWNER, &["member", "role", "acme", OWNER, "admin"]);
+    let (code, _, err) = run_as(&cli, OWNER, &["member", "role", "acme", OWNER, "admin"]);
     assert!(code == 3 || code == 1, "{code}: {err}");
     assert!(
         err.contains("last-owner") || err.contains("last owner"),
@@ -242,25 +204,30 @@ fn escalations_through_the_cli() {
     );
 
     // Member revokes someone else's key: denied; their own: allowed.
-    let others = cli.key_by_operator("others");
-    let (code, _, err) = cli.run_as(MEMBER, &["key", "revoke", &others]);
+    let others = key_by_operator(&cli, "others");
+    let (code, _, err) = run_as(&cli, MEMBER, &["key", "revoke", &others]);
     assert_eq!(code, 3, "{err}");
-    let (code, out, err) = cli.run_as(
+    let (code, out, err) = run_as(
+        &cli,
         MEMBER,
         &["--json", "key", "create", "acme", "--name", "mine"],
     );
     assert_eq!(code, 0, "{err}");
     let mine: Value = serde_json::from_str(&out).unwrap();
-    let (code, _, err) = cli.run_as(MEMBER, &["key", "revoke", mine["id"].as_str().unwrap()]);
+    let (code, _, err) = run_as(
+        &cli,
+        MEMBER,
+        &["key", "revoke", mine["id"].as_str().unwrap()],
+    );
     assert_eq!(code, 0, "{err}");
 
     // Viewer creates a key.
-    let (code, _, err) = cli.run_as(VIEWER, &["key", "create", "acme", "--name", "v"]);
+    let (code, _, err) = run_as(&cli, VIEWER, &["key", "create", "acme", "--name", "v"]);
     assert_eq!(code, 3, "{err}");
 
     // The owner of globex revokes a key of acme by id: their role elsewhere does not count,
     // and the key answers as if it did not exist.
-    let (code, _, err) = cli.run_as(STRANGER, &["key", "revoke", &others]);
+    let (code, _, err) = run_as(&cli, STRANGER, &["key", "revoke", &others]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains(&format!("no key {others}")), "{err}");
 
@@ -276,7 +243,7 @@ fn escalations_through_the_cli() {
 
 #[test]
 fn policy_validate_examples_and_a_bad_file() {
-    let cli = Cli::new();
+    let cli = matrix();
     let examples = examples_dir();
     let examples = examples.to_str().unwrap();
 
@@ -320,7 +287,7 @@ fn policy_validate_examples_and_a_bad_file() {
     for (text, place) in cases {
         std::fs::write(&file, text).unwrap();
         let out = cli.run(&["policy", "validate", bad.to_str().unwrap()]);
-        let err = String::from_utf8(out.stderr).unwrap();
+        let err = out.stderr;
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(out.stdout.is_empty());
         assert!(
@@ -332,7 +299,7 @@ fn policy_validate_examples_and_a_bad_file() {
     // A policy directory that does not exist.
     let out = cli.run(&["policy", "validate", "no-such-dir"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir"));
+    assert!(out.stderr.contains("no-such-dir"));
 }
 
 /// `policy explain` with `--json`; returns (exit code, parsed stdout).
@@ -344,19 +311,12 @@ fn explain(cli: &Cli, actor: Option<&str>, args: &[&str]) -> (i32, Value) {
     all.extend(["--json", "policy", "explain"]);
     all.extend_from_slice(args);
     let out = cli.run(&all);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "{all:?}: not JSON ({e}): {stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap(), v)
+    (out.code().unwrap(), out.json())
 }
 
 #[test]
 fn policy_explain_reports_decision_reasons_and_facts() {
-    let cli = Cli::new();
+    let cli = matrix();
 
     let (code, v) = explain(&cli, Some(VIEWER), &["readorg", "org:acme"]);
     assert_eq!(code, 0, "{v}");
@@ -411,11 +371,12 @@ fn policy_explain_reports_decision_reasons_and_facts() {
     assert_eq!(v["reasons"], serde_json::json!([]));
 
     // A key's creator comes from the store; a non-member gets nothing through another org.
-    let key = cli.key_by_operator("k");
+    let key = key_by_operator(&cli, "k");
     let (code, v) = explain(&cli, Some(MEMBER), &["ManageKey", &format!("key:{key}")]);
     assert_eq!(code, 3, "{v}");
     assert_eq!(v["org"], "acme");
-    let (code, out, err) = cli.run_as(
+    let (code, out, err) = run_as(
+        &cli,
         STRANGER,
         &[
             "--json",
@@ -448,7 +409,8 @@ fn policy_explain_reports_decision_reasons_and_facts() {
     assert_eq!(code, 0);
 
     // The human form names the decision and the deciding policies.
-    let (code, out, _) = cli.run_as(
+    let (code, out, _) = run_as(
+        &cli,
         ADMIN,
         &[
             "policy",
@@ -481,7 +443,7 @@ fn policy_explain_reports_decision_reasons_and_facts() {
             "--expires",
         ),
     ] {
-        let (code, out, err) = cli.run_as(VIEWER, &args);
+        let (code, out, err) = run_as(&cli, VIEWER, &args);
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(
             out.is_empty() && err.starts_with(&format!("error: {field}: ")),
@@ -492,8 +454,8 @@ fn policy_explain_reports_decision_reasons_and_facts() {
 
 #[test]
 fn policy_entities_lists_the_org_for_the_cedar_cli() {
-    let cli = Cli::new();
-    let key = cli.key_by_operator("k");
+    let cli = matrix();
+    let key = key_by_operator(&cli, "k");
     let v: Value = serde_json::from_str(&cli.ok(&["policy", "entities", "acme"])).unwrap();
     let entities = v.as_array().unwrap();
     let uid = |ty: &str, id: &str| {
@@ -522,10 +484,10 @@ fn policy_entities_lists_the_org_for_the_cedar_cli() {
     );
 
     // Any member may export it; a non-member may not.
-    let (code, out, _) = cli.run_as(VIEWER, &["policy", "entities", "acme"]);
+    let (code, out, _) = run_as(&cli, VIEWER, &["policy", "entities", "acme"]);
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), v);
-    let (code, _, err) = cli.run_as(STRANGER, &["policy", "entities", "acme"]);
+    let (code, _, err) = run_as(&cli, STRANGER, &["policy", "entities", "acme"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("no org `acme`"), "{err}");
 }

@@ -6,13 +6,11 @@
 use orgstore::*;
 use std::path::{Path, PathBuf};
 
+use crate::common::OP;
+
 const FIXTURE: &str = "tests/data/format1.redb";
 /// A key created in the fixture; printing it here is fine: it exists only in this test file.
 const KEY_FILE: &str = "tests/data/format1.key.txt";
-
-fn op() -> Actor {
-    Actor::Operator
-}
 
 fn copy_fixture(dir: &Path) -> PathBuf {
     let to = dir.join("store.redb");
@@ -29,22 +27,22 @@ fn format1_store_opens_with_everything_intact() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(copy_fixture(dir.path())).unwrap();
     let acme = OrgId::parse("acme").unwrap();
-    let org = store.orgs().get(&op(), &acme).unwrap();
+    let org = store.orgs().get(&OP, &acme).unwrap();
     assert_eq!(
         (org.config_version, org.latest_version, org.owner_count),
         (3, 3, 1)
     );
-    let history = store.org_configs().history(&op(), &acme).unwrap();
+    let history = store.org_configs().history(&OP, &acme).unwrap();
     assert_eq!(history.len(), 3);
-    let cfg = store.org_configs().retrieve(&op(), &acme).unwrap().config;
+    let cfg = store.org_configs().retrieve(&OP, &acme).unwrap().config;
     assert_eq!(cfg.allowed_models(), Some(&["gpt-4o-mini".to_owned()][..]));
     assert_eq!(
         cfg.budgets().unwrap().limit,
         Some(Usd::parse("100").unwrap())
     );
-    let members = store.members().list(&op(), &acme).unwrap();
+    let members = store.members().list(&OP, &acme).unwrap();
     assert_eq!(members.len(), 2);
-    let keys = store.keys().list(&op(), &acme).unwrap();
+    let keys = store.keys().list(&OP, &acme).unwrap();
     assert_eq!(keys.len(), 2);
     assert_eq!(
         keys.iter()
@@ -52,7 +50,7 @@ fn format1_store_opens_with_everything_intact() {
             .count(),
         1
     );
-    let audit = store.audit().list(&op(), &acme, 100).unwrap();
+    let audit = store.audit().list(&OP, &acme, 100).unwrap();
     assert!(audit.len() >= 6, "{audit:?}");
     let key = std::fs::read_to_string(KEY_FILE).unwrap();
     let gw = store.gateway();
@@ -67,12 +65,12 @@ fn format1_store_opens_with_everything_intact() {
             .code(),
         "model_not_allowed"
     );
-    let usage = store.orgs().usage(&op(), &acme).unwrap();
+    let usage = store.orgs().usage(&OP, &acme).unwrap();
     assert_eq!(usage.total, Usd::parse("1.5").unwrap());
     // And it keeps working: a write on the old file.
     store
         .keys()
-        .create(&op(), &acme, KeySpec::new("after-upgrade"))
+        .create(&OP, &acme, KeySpec::new("after-upgrade"))
         .unwrap();
 }
 
@@ -85,18 +83,13 @@ fn regenerate_format1_fixture() {
     let acme = OrgId::parse("acme").unwrap();
     store
         .orgs()
-        .create(
-            &op(),
-            &acme,
-            "Acme",
-            &Email::parse("owner@acme.io").unwrap(),
-        )
+        .create(&OP, &acme, "Acme", &Email::parse("owner@acme.io").unwrap())
         .unwrap();
-    store.org_configs().update(&op(), &acme, r#"{"allowed_models":["gpt-4o-mini"],"providers":{"openai":{"api_key":"sk-fixture-0123456789abcdef"}}}"#).unwrap();
+    store.org_configs().update(&OP, &acme, r#"{"allowed_models":["gpt-4o-mini"],"providers":{"openai":{"api_key":"sk-fixture-0123456789abcdef"}}}"#).unwrap();
     store
         .org_configs()
         .update(
-            &op(),
+            &OP,
             &acme,
             r#"{"budgets":{"limit":100,"period":"monthly"}}"#,
         )
@@ -104,7 +97,7 @@ fn regenerate_format1_fixture() {
     store
         .members()
         .add(
-            &op(),
+            &OP,
             &acme,
             &Email::parse("dev@acme.io").unwrap(),
             Role::Member,
@@ -112,13 +105,13 @@ fn regenerate_format1_fixture() {
         .unwrap();
     let live = store
         .keys()
-        .create(&op(), &acme, KeySpec::new("live").rpm(100))
+        .create(&OP, &acme, KeySpec::new("live").rpm(100))
         .unwrap();
     let dead = store
         .keys()
-        .create(&op(), &acme, KeySpec::new("dead"))
+        .create(&OP, &acme, KeySpec::new("dead"))
         .unwrap();
-    store.keys().revoke(&op(), &dead.info.id).unwrap();
+    store.keys().revoke(&OP, &dead.info.id).unwrap();
     let gw = store.gateway();
     let g = gw
         .check(&Request::new(

@@ -5,6 +5,10 @@
 //! (every index agrees with the records, config versions are contiguous, owner counts match)
 //! and that the gateway snapshot agrees with the records. Repeated 120 times on one file.
 //!
+//! Most kills come once the child has acknowledged a drawn number of writes (the parent
+//! counts its lines, so how much is written does not depend on the machine's speed), some
+//! a drawn time after the start, while the store is being opened or created.
+//!
 //! The index check reads the file's tables directly (`orgstore::fuzz_support`), so these
 //! tests need the `fuzzing` feature: `cargo test --all-features` runs them.
 #![cfg(feature = "fuzzing")]
@@ -17,16 +21,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use orgstore::{
-    Actor, Email, ErrorKind, KeyId, KeySpec, KeyStatus, OrgId, Request, Role, Store, StoreBuilder,
-    Usage, Usd,
+    Email, ErrorKind, KeyId, KeySpec, KeyStatus, OrgId, Request, Role, Store, StoreBuilder, Usage,
+    Usd,
 };
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
+
+use crate::common::OP;
 
 const CHILD_ENV: &str = "ORGSTORE_CRASH_CHILD";
 const RUN_ENV: &str = "ORGSTORE_CRASH_RUN";
 const RUNS: u64 = 120;
-const OP: Actor = Actor::Operator;
 /// Every usage the child records costs this much.
 const COST_MICROS: i64 = 10_000;
 const MODEL: &str = "gpt-4o-mini";
@@ -43,14 +47,18 @@ fn ack(fields: &[&str]) {
     out.flush().unwrap();
 }
 
-/// The child: opens the store and writes until it is killed (or a few seconds pass).
+/// At most this many writes per child; the parent kills it long before.
+const CHILD_WRITES: u64 = 100_000;
+
+/// The child: opens the store and writes until it is killed (or stops after
+/// `CHILD_WRITES`; a write to the parent's closed pipe ends it too).
 #[test]
 fn crash_child() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
         return;
     };
     let run: u64 = std::env::var(RUN_ENV).unwrap().parse().unwrap();
-    let mut rng = StdRng::seed_from_u64(run);
+    let mut rng = crate::common::rng(run);
     let store = loop {
         match Store::open(&path) {
             Ok(s) => break s,
@@ -64,10 +72,7 @@ fn crash_child() {
     let mut orgs: Vec<OrgId> = crate::common::org_ids(&store);
     // Keys of this run with their secrets (for usage).
     let mut mine: Vec<(KeyId, String)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut n = 0u64;
-    while Instant::now() < deadline {
-        n += 1;
+    for n in 1..=CHILD_WRITES {
         if orgs.is_empty() || rng.random_ratio(1, 12) {
             let id = OrgId::parse(&format!("r{run}-o{n}")).unwrap();
             store
@@ -235,8 +240,9 @@ impl Acked {
 enum Kill {
     /// This long after it started: usually while it opens (or creates) the store.
     AfterStart(Duration),
-    /// This long after it acknowledged opening the store: while it writes.
-    AfterOpen(Duration),
+    /// Once it has acknowledged opening the store and then `acks` writes, after `then`:
+    /// while it writes the next ones.
+    AfterAcks { acks: usize, then: Duration },
 }
 
 /// Runs one child, kills it with SIGKILL as `kill` says, returns its complete output lines.
@@ -257,32 +263,52 @@ fn run_child(path: &Path, run: u64, kill: Kill) -> Vec<String> {
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
+    let wanted = match kill {
+        Kill::AfterAcks { acks, .. } => Some(acks),
+        Kill::AfterStart(_) => None,
+    };
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let reader = std::thread::spawn(move || {
+        const OPEN: &[u8] = b"ACK|open\n";
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
+        // Where the acknowledgements after the open start, and how many are complete.
+        let mut after_open: Option<usize> = None;
+        let mut counted = 0;
+        let mut acks = 0;
         let mut told = false;
         loop {
             match stdout.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => out.extend_from_slice(&buf[..n]),
             }
-            if !told && out.windows(9).any(|w| w == b"ACK|open\n") {
-                told = tx.send(()).is_ok();
+            if after_open.is_none() {
+                after_open = out
+                    .windows(OPEN.len())
+                    .position(|w| w == OPEN)
+                    .map(|i| i + OPEN.len());
+                counted = after_open.unwrap_or(0);
+            }
+            if let Some(want) = wanted.filter(|_| after_open.is_some() && !told) {
+                acks += out[counted..].iter().filter(|&&b| b == b'\n').count();
+                counted = out.len();
+                if acks >= want {
+                    told = tx.send(()).is_ok();
+                }
             }
         }
+        // Dropping `tx` tells a parent still waiting that the child ended first.
         String::from_utf8_lossy(&out).into_owned()
     });
     match kill {
         Kill::AfterStart(d) => std::thread::sleep(d),
-        Kill::AfterOpen(d) => {
-            if rx.recv_timeout(Duration::from_secs(20)).is_err() {
-                let _ = child.kill();
+        Kill::AfterAcks { acks, then } => {
+            if rx.recv().is_err() {
                 let _ = child.wait();
                 let err = std::fs::read_to_string(stderr_path(path)).unwrap_or_default();
-                panic!("run {run}: the child never opened the store:\n{err}");
+                panic!("run {run}: the child ended before acknowledging {acks} writes:\n{err}");
             }
-            std::thread::sleep(d);
+            std::thread::sleep(then);
         }
     }
     // SIGKILL on unix: no destructor, no flush, no chance to finish the current commit.
@@ -421,15 +447,23 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().join("crash.redb");
-    let mut rng = StdRng::seed_from_u64(0x0c0a_57ed);
+    let mut rng = crate::common::rng(0x0c0a_57ed);
     let mut acked = Acked::default();
     let started = Instant::now();
     let (mut before_open, mut mid_write, mut lines) = (0, 0, 0);
+    // Runs killed by acknowledgement count, and the lines each of them surely printed.
+    let (mut by_acks, mut surely_printed) = (0, 0);
     for run in 0..RUNS {
         let kill = if run % 10 == 3 {
             Kill::AfterStart(Duration::from_millis(rng.random_range(1..150)))
         } else {
-            Kill::AfterOpen(Duration::from_micros(rng.random_range(0..40_000)))
+            let acks = rng.random_range(0..12);
+            by_acks += 1;
+            surely_printed += 1 + acks;
+            Kill::AfterAcks {
+                acks,
+                then: Duration::from_micros(rng.random_range(0..3_000)),
+            }
         };
         let out = run_child(&path, run, kill);
         if out.first().is_some_and(|l| l == "ACK|open") {
@@ -459,11 +493,21 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
         acked.orgs.len(),
         started.elapsed()
     );
+    // Every run killed by acknowledgements was killed while writing, after at least the
+    // lines it was waited for.
     assert!(
-        mid_write >= RUNS * 3 / 4,
-        "too few kills landed while writing: {mid_write}"
+        mid_write >= by_acks,
+        "{mid_write} kills while writing, {by_acks} after acknowledgements"
     );
-    assert!(acked.keys.len() >= 20 && acked.configs.len() >= 3 && !acked.spend.is_empty());
+    assert!(
+        lines >= surely_printed,
+        "{lines} lines read, {surely_printed} waited for"
+    );
+    // With hundreds of acknowledged writes drawn from seven kinds, each kind is there
+    // (and so was checked above).
+    assert!(!acked.orgs.is_empty() && !acked.keys.is_empty() && !acked.members.is_empty());
+    assert!(acked.keys.values().any(|k| k.3), "no acknowledged revoke");
+    assert!(!acked.configs.is_empty() && !acked.spend.is_empty());
     // No stray temporary key files: at most the key file itself besides the store.
     let key = PathBuf::from(format!("{}.key", path.display()));
     assert!(key.exists());

@@ -3,13 +3,11 @@
 use orgstore::*;
 use std::net::IpAddr;
 
+use crate::common::OP;
+
 struct Fixture {
     store: Store,
     org: OrgId,
-}
-
-fn op() -> Actor {
-    Actor::Operator
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -21,17 +19,17 @@ fn fixture(config: &str) -> Fixture {
     let org = OrgId::parse("acme").unwrap();
     store
         .orgs()
-        .create(&op(), &org, "Acme", &Email::parse("o@acme.io").unwrap())
+        .create(&OP, &org, "Acme", &Email::parse("o@acme.io").unwrap())
         .unwrap();
     if !config.is_empty() {
-        store.org_configs().update(&op(), &org, config).unwrap();
+        store.org_configs().update(&OP, &org, config).unwrap();
     }
     Fixture { store, org }
 }
 
 impl Fixture {
     fn key(&self, spec: KeySpec) -> (KeyId, String) {
-        let c = self.store.keys().create(&op(), &self.org, spec).unwrap();
+        let c = self.store.keys().create(&OP, &self.org, spec).unwrap();
         (c.info.id, c.key.expose().to_owned())
     }
     fn check(&self, key: &str, model: &str, addr: &str) -> Result<Grant<'_>, Denial> {
@@ -160,15 +158,15 @@ fn revoke_rotate_expiry_and_org_status_are_seen_at_once() {
     let gw = f.store.gateway();
     let req = |k: &str| gw.check(&Request::new(k, "m", ip("10.0.0.1"))).map(|_| ());
     assert!(req(&key).is_ok());
-    let rotated = f.store.keys().rotate(&op(), &id).unwrap();
+    let rotated = f.store.keys().rotate(&OP, &id).unwrap();
     assert_eq!(req(&key).unwrap_err(), Denial::UnknownKey);
     let new_key = rotated.key.expose().to_owned();
     assert!(req(&new_key).is_ok());
-    f.store.orgs().suspend(&op(), &f.org).unwrap();
+    f.store.orgs().suspend(&OP, &f.org).unwrap();
     assert_eq!(req(&new_key).unwrap_err(), Denial::OrgSuspended);
-    f.store.orgs().resume(&op(), &f.org).unwrap();
+    f.store.orgs().resume(&OP, &f.org).unwrap();
     assert!(req(&new_key).is_ok());
-    f.store.keys().revoke(&op(), &id).unwrap();
+    f.store.keys().revoke(&OP, &id).unwrap();
     assert_eq!(req(&new_key).unwrap_err(), Denial::Revoked);
 
     let exp = Timestamp::parse("2099-01-01T00:00:00Z").unwrap();
@@ -183,7 +181,7 @@ fn revoke_rotate_expiry_and_org_status_are_seen_at_once() {
             .unwrap_err(),
         Denial::Expired
     );
-    f.store.orgs().delete(&op(), &f.org).unwrap();
+    f.store.orgs().delete(&OP, &f.org).unwrap();
     assert_eq!(req(&k2).unwrap_err(), Denial::OrgDeleted);
 }
 
@@ -194,13 +192,13 @@ fn config_changes_reach_existing_keys() {
     assert!(f.check(&key, "gpt-4o", "10.0.0.1").is_ok());
     f.store
         .org_configs()
-        .update(&op(), &f.org, r#"{"allowed_models":["gpt-4o-mini"]}"#)
+        .update(&OP, &f.org, r#"{"allowed_models":["gpt-4o-mini"]}"#)
         .unwrap();
     assert_eq!(
         f.check(&key, "gpt-4o", "10.0.0.1").unwrap_err(),
         Denial::ModelNotAllowed
     );
-    f.store.org_configs().rollback(&op(), &f.org, 1).unwrap();
+    f.store.org_configs().rollback(&OP, &f.org, 1).unwrap();
     assert!(f.check(&key, "gpt-4o", "10.0.0.1").is_ok());
 }
 
@@ -248,15 +246,15 @@ fn reopen_restores_the_snapshot() {
         let org = OrgId::parse("acme").unwrap();
         store
             .orgs()
-            .create(&op(), &org, "Acme", &Email::parse("o@acme.io").unwrap())
+            .create(&OP, &org, "Acme", &Email::parse("o@acme.io").unwrap())
             .unwrap();
         store
             .org_configs()
-            .update(&op(), &org, r#"{"allowed_models":["gpt-4o-mini"]}"#)
+            .update(&OP, &org, r#"{"allowed_models":["gpt-4o-mini"]}"#)
             .unwrap();
         key = store
             .keys()
-            .create(&op(), &org, KeySpec::new("svc"))
+            .create(&OP, &org, KeySpec::new("svc"))
             .unwrap()
             .key
             .expose()

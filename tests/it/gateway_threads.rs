@@ -5,27 +5,28 @@ use orgstore::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-fn op() -> Actor {
-    Actor::Operator
-}
+use crate::common::OP;
 
-/// Runs `change` while `threads` readers check `key`/`model` in a loop; after `change`
-/// returns, no reader may be granted.
+/// Runs `change` while two readers check `key`/`model` in a loop, once they have been
+/// granted 1 000 times between them; after `change` returns, no reader may be granted
+/// (checked over the next 10 000 checks).
 fn no_grant_after(store: &Store, key: &str, model: &str, change: impl FnOnce()) {
     let gw = store.gateway();
     let done = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let stale = Arc::new(AtomicU64::new(0));
     let checked_after = Arc::new(AtomicU64::new(0));
+    let granted_before = Arc::new(AtomicU64::new(0));
     let ip = "10.0.0.1".parse().unwrap();
     std::thread::scope(|s| {
         for _ in 0..2 {
-            let (gw, done, stop, stale, after) = (
+            let (gw, done, stop, stale, after, before) = (
                 gw.clone(),
                 done.clone(),
                 stop.clone(),
                 stale.clone(),
                 checked_after.clone(),
+                granted_before.clone(),
             );
             s.spawn(move || {
                 while !stop.load(Ordering::Acquire) {
@@ -36,11 +37,16 @@ fn no_grant_after(store: &Store, key: &str, model: &str, change: impl FnOnce()) 
                         if ok {
                             stale.fetch_add(1, Ordering::Relaxed);
                         }
+                    } else if ok {
+                        before.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             });
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // The readers are running and the key works: the change has something to stop.
+        while granted_before.load(Ordering::Relaxed) < 1_000 {
+            std::thread::yield_now();
+        }
         change();
         done.store(true, Ordering::Release);
         while checked_after.load(Ordering::Relaxed) < 10_000 {
@@ -60,7 +66,7 @@ fn setup() -> (Store, OrgId) {
     let org = OrgId::parse("acme").unwrap();
     store
         .orgs()
-        .create(&op(), &org, "Acme", &Email::parse("o@acme.io").unwrap())
+        .create(&OP, &org, "Acme", &Email::parse("o@acme.io").unwrap())
         .unwrap();
     (store, org)
 }
@@ -68,32 +74,32 @@ fn setup() -> (Store, OrgId) {
 #[test]
 fn revoke_is_seen_by_every_thread() {
     let (store, org) = setup();
-    let k = store.keys().create(&op(), &org, KeySpec::new("k")).unwrap();
+    let k = store.keys().create(&OP, &org, KeySpec::new("k")).unwrap();
     let key = k.key.expose().to_owned();
     no_grant_after(&store, &key, "m", || {
-        store.keys().revoke(&op(), &k.info.id).unwrap();
+        store.keys().revoke(&OP, &k.info.id).unwrap();
     });
 }
 
 #[test]
 fn rotate_is_seen_by_every_thread() {
     let (store, org) = setup();
-    let k = store.keys().create(&op(), &org, KeySpec::new("k")).unwrap();
+    let k = store.keys().create(&OP, &org, KeySpec::new("k")).unwrap();
     let key = k.key.expose().to_owned();
     no_grant_after(&store, &key, "m", || {
-        store.keys().rotate(&op(), &k.info.id).unwrap();
+        store.keys().rotate(&OP, &k.info.id).unwrap();
     });
 }
 
 #[test]
 fn config_update_is_seen_by_every_thread() {
     let (store, org) = setup();
-    let k = store.keys().create(&op(), &org, KeySpec::new("k")).unwrap();
+    let k = store.keys().create(&OP, &org, KeySpec::new("k")).unwrap();
     let key = k.key.expose().to_owned();
     no_grant_after(&store, &key, "gpt-4o", || {
         store
             .org_configs()
-            .update(&op(), &org, r#"{"allowed_models":["gpt-4o-mini"]}"#)
+            .update(&OP, &org, r#"{"allowed_models":["gpt-4o-mini"]}"#)
             .unwrap();
     });
 }
@@ -101,9 +107,9 @@ fn config_update_is_seen_by_every_thread() {
 #[test]
 fn org_deletion_is_seen_by_every_thread() {
     let (store, org) = setup();
-    let k = store.keys().create(&op(), &org, KeySpec::new("k")).unwrap();
+    let k = store.keys().create(&OP, &org, KeySpec::new("k")).unwrap();
     let key = k.key.expose().to_owned();
     no_grant_after(&store, &key, "m", || {
-        store.orgs().delete(&op(), &org).unwrap();
+        store.orgs().delete(&OP, &org).unwrap();
     });
 }

@@ -1,15 +1,13 @@
 //! Input rules: IPv4-mapped IP rules, exact numbers in config JSON, keys given twice, the one
 //! rule for integer fields and the one for money, and timestamps outside the supported range.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::process::{Command, Output, Stdio};
 
 use ipnet::IpNet;
 use orgstore::{Budget, ErrorKind, KeySpec, OrgConfig, Period, Request, Store, Timestamp, Usd};
 use serde_json::Value;
 
-use crate::common::{Fixture, OP};
+use crate::common::{Cli, Fixture, OP};
 
 const MODEL: &str = "gpt-4o-mini";
 
@@ -394,77 +392,24 @@ fn keys_given_twice_are_refused_in_config_patches() {
     assert!(OrgConfig::parse(r#"{"rate_limiting":{"rpm":1,"rpm":2}}"#).is_err());
 }
 
-/// The `orgstore` binary on a store file in a temporary directory.
-struct Cli {
-    dir: tempfile::TempDir,
-}
-
+/// The CLI's views these tests read back.
 impl Cli {
-    fn with_acme() -> Self {
-        let cli = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        cli.ok(&[
-            "org",
-            "create",
-            "acme",
-            "--name",
-            "Acme",
-            "--owner",
-            "ann@acme.io",
-        ]);
-        cli
-    }
-
-    fn run_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_orgstore"))
-            .env_remove("ORGSTORE_DB")
-            .arg("--db")
-            .arg(self.dir.path().join("org.redb"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run_stdin(args, "");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{args:?}: {stderr}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
     /// Runs a command that must fail with exit code 1; returns its stderr.
     fn invalid(&self, args: &[&str], input: &str) -> String {
-        let out = self.run_stdin(args, input);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        stderr
+        self.run_stdin(args, input).fail(1)
     }
 
+    /// Acme's keys as `key list --json` prints them.
     fn keys(&self) -> Vec<Value> {
-        let out = self.ok(&["--json", "key", "list", "acme"]);
-        serde_json::from_str::<Value>(&out)
-            .unwrap()
+        self.json(&["key", "list", "acme"])
             .as_array()
             .unwrap()
             .clone()
     }
 
+    /// How many config versions acme has.
     fn versions(&self) -> usize {
-        let out = self.ok(&["--json", "config", "history", "acme"]);
-        serde_json::from_str::<Value>(&out)
-            .unwrap()
+        self.json(&["config", "history", "acme"])
             .as_array()
             .unwrap()
             .len()
@@ -595,15 +540,11 @@ fn one_rule_for_integer_fields() {
         );
     }
     let sha = "cd".repeat(32);
-    let out = cli.run_stdin(
+    cli.run_stdin(
         &["key", "import", "acme", "--file", "-"],
         &format!(r#"{{"sha256":"{sha}","name":"imp","rpm":1e3,"tpm":2.5e3}}"#),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    )
+    .ok();
     let k = cli.keys().into_iter().find(|k| k["name"] == "imp").unwrap();
     assert_eq!(
         (k["rate_limit_rpm"].clone(), k["rate_limit_tpm"].clone()),
@@ -622,13 +563,13 @@ fn one_rule_for_integer_fields() {
 impl Cli {
     /// A refused flag value: clap's usage error (2) or an invalid input (1); returns stderr.
     fn invalid_or_usage(&self, args: &[&str]) -> String {
-        let out = self.run_stdin(args, "");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let out = self.run(args);
         assert!(
-            matches!(out.status.code(), Some(1 | 2)),
-            "{args:?}: {stderr}"
+            matches!(out.code(), Some(1 | 2)),
+            "{args:?}: {}",
+            out.stderr
         );
-        stderr
+        out.stderr
     }
 }
 

@@ -6,14 +6,13 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use orgstore::{
     Actor, AdminAction, AdminRequest, Email, Error, ErrorKind, ImportKey, KeyId, KeySpec,
     KeyStatus, OrgId, Outcome, Policies, Request, Role, Store, StoreBuilder, Target,
 };
 
-use crate::common::{OP, email, org};
+use crate::common::{OP, email, org, orgstore};
 
 const ROLES: [Role; 4] = [Role::Owner, Role::Admin, Role::Member, Role::Viewer];
 
@@ -715,19 +714,10 @@ fn policy_explain_by_a_non_member_is_refused_like_anything_else_and_audited() {
 
 // The CLI: the same commands against a store file with B and one without.
 
+/// Runs the binary on `db`; returns (exit code, stdout, stderr).
 fn cli(db: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_orgstore"))
-        .env_remove("ORGSTORE_DB")
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    let out = orgstore(args).db(db).run();
+    (out.code().unwrap(), out.stdout, out.stderr)
 }
 
 fn file_world(dir: &Path, b: B) -> (PathBuf, Vec<KeyId>) {

@@ -3,12 +3,11 @@
 //! unchanged without destroying a secret.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use orgstore::{Actor, ErrorKind, Role, Store};
 use serde_json::{Value, json};
 
-use crate::common::{OP, contains_bytes, email, revealed};
+use crate::common::{OP, contains_bytes, email, orgstore, revealed};
 
 /// Secrets long enough to be shown as `abc...wxyz`: the middle (what must never appear)
 /// is the needle.
@@ -121,18 +120,10 @@ fn assert_clean(what: &str, text: &[u8], needles: &[String]) {
     }
 }
 
+/// Runs the binary on `db`; returns (success, stdout, stderr).
 fn cli(db: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_orgstore"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = orgstore(args).db(db).run();
+    (out.success(), out.stdout, out.stderr)
 }
 
 fn store_bytes(dir: &Path) -> Vec<u8> {
@@ -404,22 +395,11 @@ fn config_get_output_sent_back_to_config_set_keeps_every_secret() {
     assert_eq!(clear["config"], want);
     // Sent back again through stdin, the secrets are still the clear ones.
     let printed = run(&["config", "get", "acme"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orgstore"))
-        .arg("--db")
-        .arg(&db)
-        .args(["config", "set", "acme", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(printed.replace("2048", "1024").as_bytes())
-            .unwrap();
-    }
-    assert!(child.wait().unwrap().success());
+    orgstore(&["config", "set", "acme", "-"])
+        .db(&db)
+        .stdin(printed.replace("2048", "1024"))
+        .run()
+        .ok();
     want["routing"]["max_tokens"] = json!(1024);
     let (_, clear, _) = cli(&db, &["--json", "config", "get", "acme", "--reveal"]);
     let clear: Value = serde_json::from_str(&clear).unwrap();
@@ -427,7 +407,7 @@ fn config_get_output_sent_back_to_config_set_keeps_every_secret() {
 }
 
 #[test]
-fn a_long_array_of_moved_masks_is_restored_in_linear_time() {
+fn a_long_array_of_moved_masks_is_restored_through_the_store() {
     let store = Store::open_temporary().unwrap();
     let acme = crate::common::create_org(&store, "acme", "o@acme.io");
     let n = 9000;
@@ -445,7 +425,6 @@ fn a_long_array_of_moved_masks_is_restored_in_linear_time() {
     // The first key dropped: every other mask moved one place to the front.
     let m = masked(&store, &acme);
     let moved: Vec<Value> = m["providers"]["p"]["api_keys"].as_array().unwrap()[1..].to_vec();
-    let started = std::time::Instant::now();
     store
         .org_configs()
         .update(
@@ -454,10 +433,11 @@ fn a_long_array_of_moved_masks_is_restored_in_linear_time() {
             &json!({"providers": {"p": {"api_keys": moved}}}).to_string(),
         )
         .unwrap();
-    let took = started.elapsed();
+    // That the work is linear (each mask compared once, the array's masks indexed once) is
+    // counted, not timed, by the unit test
+    // `restoring_an_array_of_moved_masks_masks_each_element_a_bounded_number_of_times`.
     assert_eq!(
         revealed(&store, &acme, None)["providers"]["p"]["api_keys"],
         json!(keys[1..])
     );
-    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
 }

@@ -2,7 +2,6 @@
 //! files, no-op changes, changes to revoked keys, and per-org audit numbers.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use orgstore::{
     Actor, AuditEntry, ErrorKind, ImportKey, KeySpec, KeyStatus, OrgId, Request, Role, Store,
@@ -256,11 +255,7 @@ fn look_alike_emails_are_one_person() {
 fn look_alike_emails_in_the_cli_are_one_person() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("o.redb");
-    let ok = |args: &[&str]| {
-        let out = cli(&db, args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-        text(&out.stdout)
-    };
+    let ok = |args: &[&str]| cli(&db, args).ok();
     ok(&["org", "create", "acme", "--owner", "own\u{e9}r@acme.io"]);
     let out = cli(
         &db,
@@ -273,8 +268,8 @@ fn look_alike_emails_in_the_cli_are_one_person() {
             "viewer",
         ],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("already a member"));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("already a member"));
     // --as with the full-width form acts as the owner.
     ok(&[
         "--as",
@@ -362,18 +357,8 @@ fn a_format1_store_with_look_alike_members_is_merged_on_open() {
 // ---------------------------------------------------------------------------------------
 // Unwritable and missing store files
 
-fn cli(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_orgstore"))
-        .env_remove("ORGSTORE_DB")
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+fn cli(db: &Path, args: &[&str]) -> Run {
+    orgstore(args).db(db).run()
 }
 
 fn file_bytes(p: &Path) -> Vec<u8> {
@@ -536,10 +521,8 @@ fn running_as_root() -> bool {
 /// Runs the CLI as a user whom the permission bits bind: as `nobody` when the tests run
 /// as root (root ignores them), as this user otherwise.
 #[cfg(unix)]
-fn cli_unprivileged(dir: &Path, db: &Path, args: &[&str]) -> Output {
-    use std::os::unix::process::CommandExt;
-    let mut c = Command::new(env!("CARGO_BIN_EXE_orgstore"));
-    c.env_remove("ORGSTORE_DB").arg("--db").arg(db).args(args);
+fn cli_unprivileged(dir: &Path, db: &Path, args: &[&str]) -> Run {
+    let mut c = orgstore(args).db(db);
     if running_as_root() {
         for p in [
             dir.to_path_buf(),
@@ -548,9 +531,9 @@ fn cli_unprivileged(dir: &Path, db: &Path, args: &[&str]) -> Output {
         ] {
             std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
         }
-        c.uid(65534).gid(65534);
+        c = c.user(65534, 65534);
     }
-    c.output().unwrap()
+    c.run()
 }
 
 #[cfg(unix)]
@@ -575,12 +558,12 @@ fn a_store_file_this_user_may_not_write_is_read_read_only_by_the_cli() {
     ];
     for args in reads {
         let out = cli_unprivileged(dir.path(), &db, args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(out.status.success(), "{args:?}: {}", out.stderr);
     }
     let out = cli_unprivileged(dir.path(), &db, &["org", "list"]);
-    assert!(text(&out.stdout).contains("acme"));
+    assert!(out.stdout.contains("acme"));
     let out = cli_unprivileged(dir.path(), &db, &["check", &key, "--model", "m"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.status.success(), "{}", out.stderr);
     // A change is refused as a permission problem, not as damage.
     for args in [
         &["org", "create", "b", "--owner", "b@b.io"][..],
@@ -588,7 +571,7 @@ fn a_store_file_this_user_may_not_write_is_read_read_only_by_the_cli() {
         &["org", "suspend", "acme"],
     ] {
         let out = cli_unprivileged(dir.path(), &db, args);
-        let err = text(&out.stderr);
+        let err = out.stderr;
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains("permission problem"), "{args:?}: {err}");
         assert!(!err.contains("backup"), "{args:?}: {err}");
@@ -622,7 +605,7 @@ fn read_commands_refuse_a_missing_store_file() {
     ];
     for args in reads {
         let out = cli(&db, args);
-        let err = text(&out.stderr);
+        let err = out.stderr;
         assert_eq!(out.status.code(), Some(4), "{args:?}: {err}");
         assert!(err.contains(&db.display().to_string()), "{args:?}: {err}");
         assert!(err.contains("org create"), "{args:?}: {err}");
@@ -631,10 +614,10 @@ fn read_commands_refuse_a_missing_store_file() {
     }
     // A command that writes creates the store.
     let out = cli(&db, &["org", "create", "acme", "--owner", "ann@acme.io"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.status.success(), "{}", out.stderr);
     assert!(db.exists());
     let out = cli(&db, &["org", "list"]);
-    assert!(text(&out.stdout).contains("acme"));
+    assert!(out.stdout.contains("acme"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -724,11 +707,7 @@ fn no_op_changes_write_no_version_and_no_audit_entry() {
 fn the_cli_reports_no_change() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("o.redb");
-    let ok = |args: &[&str]| {
-        let out = cli(&db, args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-        text(&out.stdout)
-    };
+    let ok = |args: &[&str]| cli(&db, args).ok();
     ok(&["org", "create", "acme", "--owner", "ann@acme.io"]);
     ok(&["config", "set", "acme", r#"{"routing":{"x":1}}"#]);
     let audit = ok(&["--json", "audit", "acme"]);

@@ -2,7 +2,8 @@
 //! writes on A's config, keys, members and audit log, and every id of org B they could get
 //! hold of) never reads or changes anything of org B. Every attempt on B is denied or not
 //! found; B's records, config, keys, members and applied audit entries are unchanged, and its
-//! keys answer the gateway as before. A's own results follow the role matrix of issue 3.
+//! keys answer the gateway as before. A's own results follow the role matrix (README,
+//! "Roles").
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -11,15 +12,11 @@ use orgstore::{
     Actor, Email, Error, ErrorKind, ImportKey, KeyId, KeySpec, KeyStatus, OrgId, Outcome, Request,
     Role, Store, Timestamp,
 };
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
-const OP: Actor = Actor::Operator;
+use crate::common::{OP, email};
+
 const STEPS: usize = 600;
-
-fn email(s: &str) -> Email {
-    Email::parse(s).unwrap()
-}
 
 /// Everything of B an operator can see, except denial entries in its audit log (a denied
 /// attempt on B is recorded in B's log by design).
@@ -198,7 +195,7 @@ fn members_of_one_org_never_touch_another() {
         .max(store.audit().list(&OP, &b, 1).unwrap()[0].seq);
     let b_secret_text = "sk-b-secret-0123456789";
 
-    let mut rng = StdRng::seed_from_u64(0x150_1a7e);
+    let mut rng = crate::common::rng(0x150_1a7e);
     let people: Vec<Email> = a_roles.keys().cloned().collect();
     let (mut a_ok, mut a_total) = (0usize, 0usize);
     for step in 0..STEPS {

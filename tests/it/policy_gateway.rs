@@ -121,9 +121,26 @@ proptest! {
         let p = &*WITH_OPS;
         let org = OrgId::parse(if org_a { "customer-a" } else { "customer-b" }).unwrap();
         let key = KeyId::random();
-        let d = p.gateway_decide_uncached(&org, &key, &model, ctx(ip, allowed_model));
-        let want = ip && allowed_model && !(org_a && model == "gpt-4o");
-        prop_assert_eq!(d.allowed, want);
-        prop_assert_eq!(d, p.gateway_decide(&org, &key, &model, ctx(ip, allowed_model)));
+        let mut d = p.gateway_decide(&org, &key, &model, ctx(ip, allowed_model));
+        // Every forbid that applies is named; a grant names the base permit.
+        let mut forbids = Vec::new();
+        if !ip {
+            forbids.push("gateway-deny-ip");
+        }
+        if !allowed_model {
+            forbids.push("gateway-deny-model");
+        }
+        if org_a && model == "gpt-4o" {
+            forbids.push("customer-a-no-gpt-4o");
+        }
+        forbids.sort_unstable();
+        d.policies.sort();
+        prop_assert_eq!(d.allowed, forbids.is_empty());
+        if forbids.is_empty() {
+            prop_assert_eq!(d.policies, vec!["gateway-allow-valid".to_owned()]);
+        } else {
+            prop_assert_eq!(d.policies, forbids);
+        }
+        prop_assert!(d.errors.is_empty());
     }
 }

@@ -10,7 +10,7 @@ const MEMBER: usize = 2;
 const VIEWER: usize = 3;
 const ROLES: [Role; 4] = [Role::Owner, Role::Admin, Role::Member, Role::Viewer];
 
-/// The matrix of issue 3, one row per action with its canonical target, columns
+/// The role matrix (README, "Roles"), one row per action with its canonical target, columns
 /// Owner / Admin / Member / Viewer.
 const MATRIX: &[(AdminAction, [bool; 4])] = &[
     (AdminAction::ReadOrg, [true, true, true, true]),

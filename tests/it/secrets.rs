@@ -4,20 +4,16 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use orgstore::{
     Actor, Email, ErrorKind, KeySpec, OrgId, Request, Role, SecretKey, Store, StoreBuilder,
 };
 
-const OP: Actor = Actor::Operator;
+use crate::common::{Cli, OP, org};
+
 const PROVIDER_SECRET: &str = "sk-proj-TOPSECRETprovider0123456789";
 const AWS_SECRET: &str = "AKIAxSECRETxaccessxkeyx987654321";
 const NUMERIC_PIN: u64 = 918_273_645_546_372;
-
-fn org(id: &str) -> OrgId {
-    OrgId::parse(id).unwrap()
-}
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     let n = needle.as_bytes();
@@ -300,36 +296,29 @@ fn the_store_file_never_holds_a_key_or_a_provider_secret() {
     );
 }
 
-struct Cli {
-    db: PathBuf,
-    _dir: tempfile::TempDir,
+/// The binary on a store of its own, keeping what it printed.
+struct Printing {
+    cli: Cli,
     /// Everything printed so far, stdout and stderr.
     printed: Vec<u8>,
 }
 
-impl Cli {
+impl Printing {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
         Self {
-            db: dir.path().join("s.redb"),
-            _dir: dir,
+            cli: Cli::new(),
             printed: Vec::new(),
         }
     }
 
     /// Runs a command; returns its stdout. Its output is added to `printed` unless `exempt`.
     fn run(&mut self, args: &[&str], exempt: bool) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_orgstore"))
-            .arg("--db")
-            .arg(&self.db)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = self.cli.run(args);
         if !exempt {
-            self.printed.extend_from_slice(&out.stdout);
-            self.printed.extend_from_slice(&out.stderr);
+            self.printed.extend_from_slice(out.stdout.as_bytes());
+            self.printed.extend_from_slice(out.stderr.as_bytes());
         }
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        out.stdout
     }
 }
 
@@ -348,7 +337,7 @@ fn key_in(text: &str) -> String {
 
 #[test]
 fn cli_output_shows_a_key_once_and_secrets_only_on_reveal() {
-    let mut cli = Cli::new();
+    let mut cli = Printing::new();
     cli.run(
         &[
             "org",
@@ -430,7 +419,7 @@ fn cli_output_shows_a_key_once_and_secrets_only_on_reveal() {
         "{revealed}"
     );
     // And the file holds none of it.
-    let db = std::fs::read(&cli.db).unwrap();
+    let db = std::fs::read(&cli.cli.db).unwrap();
     assert_clean("the CLI's store file", &db, &needles);
 }
 
