@@ -10,6 +10,8 @@ mod error;
 #[doc(hidden)]
 pub mod fuzz_support;
 mod gateway;
+#[cfg(feature = "tower")]
+pub mod http;
 mod keys;
 mod limits;
 mod model;
