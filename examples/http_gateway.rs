@@ -158,7 +158,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let keys = store.keys();
     let specs = [
         ("main", KeySpec::new("main").rpm(1000).tpm(100_000)),
-        ("mini_only", KeySpec::new("mini-only").models(["gpt-4o-mini"])),
+        (
+            "mini_only",
+            KeySpec::new("mini-only").models(["gpt-4o-mini"]),
+        ),
         ("office", KeySpec::new("office").ips(["10.0.0.0/8"])),
         ("rpm", KeySpec::new("rpm").rpm(30)),
         (

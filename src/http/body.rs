@@ -257,12 +257,11 @@ mod tests {
 
     #[test]
     fn usage_is_read_in_both_spellings() {
-        let f = usage_of(br#"{"id":"x","usage":{"prompt_tokens":12,"completion_tokens":3}}"#)
-            .unwrap();
+        let f =
+            usage_of(br#"{"id":"x","usage":{"prompt_tokens":12,"completion_tokens":3}}"#).unwrap();
         assert_eq!((f.input, f.output), (12, 3));
         assert!(f.cost.is_none());
-        let f = usage_of(br#"{"usage":{"input_tokens":5,"output_tokens":7,"cost":0.25}}"#)
-            .unwrap();
+        let f = usage_of(br#"{"usage":{"input_tokens":5,"output_tokens":7,"cost":0.25}}"#).unwrap();
         assert_eq!((f.input, f.output), (5, 7));
         assert_eq!(f.cost, Some(Usd::parse("0.25").unwrap()));
         assert!(usage_of(br#"{"usage":null}"#).is_none());

@@ -66,10 +66,13 @@ impl TrustedProxies {
         }
         let forwarded = headers.get_all(http::header::FORWARDED);
         if forwarded.iter().next().is_some() {
-            return self.walk(peer, forwarded.iter().rev().flat_map(|v| {
-                let v = v.to_str().unwrap_or("\u{0}");
-                v.rsplit(',').map(forwarded_for)
-            }));
+            return self.walk(
+                peer,
+                forwarded.iter().rev().flat_map(|v| {
+                    let v = v.to_str().unwrap_or("\u{0}");
+                    v.rsplit(',').map(forwarded_for)
+                }),
+            );
         }
         let xff = headers.get_all("x-forwarded-for");
         self.walk(
@@ -166,13 +169,19 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "10.1.1.1, 10.0.0.9")]);
         assert_eq!(t.client(ip("127.0.0.1"), &h), ip("10.1.1.1"));
         // No header: the proxy itself.
-        assert_eq!(t.client(ip("127.0.0.1"), &HeaderMap::new()), ip("127.0.0.1"));
+        assert_eq!(
+            t.client(ip("127.0.0.1"), &HeaderMap::new()),
+            ip("127.0.0.1")
+        );
         // Garbage stops the walk at the last trusted hop.
         let h = headers(&[("x-forwarded-for", "198.51.100.7, nonsense, 10.0.0.9")]);
         assert_eq!(t.client(ip("127.0.0.1"), &h), ip("10.0.0.9"));
         // IPv4-mapped proxies are their IPv4 addresses.
         assert_eq!(
-            t.client(ip("::ffff:127.0.0.1"), &headers(&[("x-forwarded-for", "192.0.2.1")])),
+            t.client(
+                ip("::ffff:127.0.0.1"),
+                &headers(&[("x-forwarded-for", "192.0.2.1")])
+            ),
             ip("192.0.2.1")
         );
     }
@@ -181,7 +190,10 @@ mod tests {
     fn forwarded_header_is_read_and_preferred() {
         let t = TrustedProxies::parse(["127.0.0.1"]).unwrap();
         let h = headers(&[
-            ("forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8::17]:4711\""),
+            (
+                "forwarded",
+                "for=192.0.2.60;proto=http, for=\"[2001:db8::17]:4711\"",
+            ),
             ("x-forwarded-for", "203.0.113.1"),
         ]);
         assert_eq!(t.client(ip("127.0.0.1"), &h), ip("2001:db8::17"));

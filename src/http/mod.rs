@@ -162,10 +162,7 @@ impl GatewayLayer {
 
     /// The cost estimate reserved by `check` per request (e.g. per route); `None` uses the
     /// gateway's default.
-    pub fn estimate_with(
-        self,
-        f: impl Fn(&Parts) -> Option<Usd> + Send + Sync + 'static,
-    ) -> Self {
+    pub fn estimate_with(self, f: impl Fn(&Parts) -> Option<Usd> + Send + Sync + 'static) -> Self {
         self.edit(|c| c.estimate = Some(Arc::new(f)))
     }
 
@@ -181,10 +178,7 @@ impl GatewayLayer {
 
     /// The price of a response's usage: `(model, input_tokens, output_tokens) -> cost`.
     /// Without it, a `usage.cost` number in the response is used, else the estimate.
-    pub fn price_with(
-        self,
-        f: impl Fn(&str, u64, u64) -> Usd + Send + Sync + 'static,
-    ) -> Self {
+    pub fn price_with(self, f: impl Fn(&str, u64, u64) -> Usd + Send + Sync + 'static) -> Self {
         self.edit(|c| c.price = Some(Arc::new(f)))
     }
 }
@@ -382,7 +376,10 @@ fn admit<ResBody>(
     model: Bytes,
 ) -> Result<Arc<Shared>, Response<ResponseBody<ResBody>>> {
     let header = |name: http::header::HeaderName| {
-        parts.headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"))
+        parts
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("\u{0}"))
     };
     let key = crate::key_from_headers(
         header(http::header::AUTHORIZATION),

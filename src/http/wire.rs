@@ -174,8 +174,17 @@ fn tighter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 
 /// The answer to a denial: its status, the error body with its stable code, and for a rate
 /// limit `retry-after` and the rate headers of the limit that refused it.
-pub(crate) fn denied<B>(gateway: &Gateway, key: &str, denial: &Denial) -> Response<ResponseBody<B>> {
-    let mut resp = error(denial.http_status(), denial.code(), &denial.to_string(), None);
+pub(crate) fn denied<B>(
+    gateway: &Gateway,
+    key: &str,
+    denial: &Denial,
+) -> Response<ResponseBody<B>> {
+    let mut resp = error(
+        denial.http_status(),
+        denial.code(),
+        &denial.to_string(),
+        None,
+    );
     let headers = resp.headers_mut();
     match denial {
         Denial::RateLimited {
@@ -211,7 +220,10 @@ pub(crate) fn denied<B>(gateway: &Gateway, key: &str, denial: &Denial) -> Respon
             ..
         } => {
             let micros = at.as_micros().saturating_sub(Timestamp::now().as_micros());
-            let secs = u64::try_from(micros).unwrap_or(0).div_ceil(1_000_000).max(1);
+            let secs = u64::try_from(micros)
+                .unwrap_or(0)
+                .div_ceil(1_000_000)
+                .max(1);
             headers.insert(RETRY_AFTER, int_header(secs));
         }
         Denial::Unavailable => {

@@ -31,7 +31,10 @@ fn upstream() -> Router {
         let who = json!({"org": grant.org_id().as_str(), "model": grant.model()});
         if req["stream"] == json!(true) {
             let chunks = [
-                format!("data: {}\n\n", json!({"choices": [{"delta": {"content": "hi"}}], "who": who})),
+                format!(
+                    "data: {}\n\n",
+                    json!({"choices": [{"delta": {"content": "hi"}}], "who": who})
+                ),
                 format!(
                     "data: {}\n\n",
                     json!({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 5}})
@@ -153,13 +156,21 @@ async fn granted_json_gets_openai_rate_headers_and_settles_usage() {
     let f = Fixture::new();
     let k = key(&f, KeySpec::new("svc").rpm(5).tpm(1000));
     let app = upstream().layer(layer(&f));
-    let a = send(&app, post_json("/v1/chat/completions", Some(k.key.expose()), CHAT)).await;
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(a.body["who"]["org"], "acme");
     assert_eq!(a.body["who"]["model"], "gpt-4o-mini");
     assert_eq!(a.header("x-ratelimit-limit-requests"), Some("5"));
     assert_eq!(a.header("x-ratelimit-remaining-requests"), Some("4"));
-    let reset: u64 = a.header("x-ratelimit-reset-requests").unwrap().parse().unwrap();
+    let reset: u64 = a
+        .header("x-ratelimit-reset-requests")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&reset), "{reset}");
     assert_eq!(a.header("x-ratelimit-limit-tokens"), Some("1000"));
     // The library's older names are not sent.
@@ -176,7 +187,11 @@ async fn granted_stream_settles_from_the_last_usage_chunk() {
     let k = key(&f, KeySpec::new("svc"));
     let app = upstream().layer(layer(&f));
     let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
-    let a = send(&app, post_json("/v1/chat/completions", Some(k.key.expose()), body)).await;
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), body),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert!(a.raw.contains("data: [DONE]"), "{}", a.raw);
     assert_eq!(spend(&f, &k), usd("0.12"));
@@ -222,9 +237,17 @@ async fn failed_or_dropped_responses_release_the_reservation() {
     assert_eq!(spend(&f, &k), usd("0"));
     // The budget is whole: a request whose usage costs 0.15 (over it) is still admitted
     // and charged, and the next one is refused as over budget.
-    let a = send(&app, post_json("/v1/chat/completions", Some(k.key.expose()), CHAT)).await;
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.raw);
-    let a = send(&app, post_json("/v1/chat/completions", Some(k.key.expose()), CHAT)).await;
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
     assert_eq!(a.status, 429, "{}", a.raw);
     assert_eq!(a.code(), "budget_exceeded");
     assert_eq!(a.kind(), "insufficient_quota");
@@ -248,7 +271,11 @@ async fn key_denials_answer_the_error_body() {
         assert_eq!(a.status, 401, "{}", a.raw);
         assert_eq!(a.code(), code, "{}", a.raw);
         assert_eq!(a.kind(), "authentication_error");
-        assert!(a.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            a.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
         assert!(a.body["error"].get("param").is_some());
         assert_eq!(a.header("content-type"), Some("application/json"));
         // The key is never echoed.
@@ -265,7 +292,11 @@ async fn key_denials_answer_the_error_body() {
     assert_eq!(send(&app, req).await.code(), "malformed_key");
     // Revoked: the very next request.
     f.store.keys().revoke(&OP, &k.info.id).unwrap();
-    let a = send(&app, post_json("/v1/chat/completions", Some(k.key.expose()), CHAT)).await;
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
     assert_eq!((a.status, a.code()), (401, "revoked"));
 }
 
@@ -274,15 +305,29 @@ async fn model_and_address_denials_are_permission_errors() {
     let f = Fixture::new();
     let k = key(
         &f,
-        KeySpec::new("svc").models(["gpt-4o-mini"]).ips(["203.0.113.0/24"]),
+        KeySpec::new("svc")
+            .models(["gpt-4o-mini"])
+            .ips(["203.0.113.0/24"]),
     );
     let app = upstream().layer(layer(&f));
     let other = r#"{"model":"gpt-4o","messages":[]}"#;
-    let a = send(&app, post_json("/v1/chat/completions", Some(k.key.expose()), other)).await;
-    assert_eq!((a.status, a.code(), a.kind()), (403, "model_not_allowed", "permission_error"));
     let a = send(
         &app,
-        post_from("/v1/chat/completions", Some(k.key.expose()), CHAT, "198.51.100.1"),
+        post_json("/v1/chat/completions", Some(k.key.expose()), other),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code(), a.kind()),
+        (403, "model_not_allowed", "permission_error")
+    );
+    let a = send(
+        &app,
+        post_from(
+            "/v1/chat/completions",
+            Some(k.key.expose()),
+            CHAT,
+            "198.51.100.1",
+        ),
     )
     .await;
     assert_eq!((a.status, a.code()), (403, "ip_not_allowed"));
@@ -294,11 +339,22 @@ async fn rpm_exhausted_answers_retry_after_and_rate_headers() {
     let k = key(&f, KeySpec::new("svc").rpm(2));
     let app = upstream().layer(layer(&f));
     for _ in 0..2 {
-        let a = send(&app, post_json("/v1/chat/completions", Some(k.key.expose()), CHAT)).await;
+        let a = send(
+            &app,
+            post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+        )
+        .await;
         assert_eq!(a.status, 200);
     }
-    let a = send(&app, post_json("/v1/chat/completions", Some(k.key.expose()), CHAT)).await;
-    assert_eq!((a.status, a.code(), a.kind()), (429, "rate_limited", "rate_limit_error"));
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code(), a.kind()),
+        (429, "rate_limited", "rate_limit_error")
+    );
     let wait: u64 = a.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(a.header("x-ratelimit-limit-requests"), Some("2"));
@@ -340,7 +396,11 @@ async fn bodies_the_layer_cannot_read_a_model_from() {
     // An escaped model name is unescaped.
     let a = send(
         &app,
-        post_json("/v1/chat/completions", key, r#"{"model":"gpt\u002d4o-mini"}"#),
+        post_json(
+            "/v1/chat/completions",
+            key,
+            r#"{"model":"gpt\u002d4o-mini"}"#,
+        ),
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.raw);
@@ -365,7 +425,10 @@ async fn forwarded_headers_count_only_from_trusted_proxies() {
     assert_eq!(a.code(), "ip_not_allowed");
     // Behind a trusted proxy, the rightmost untrusted hop is the client.
     let app = upstream().layer(layer(&f).trusted_proxies(["127.0.0.1"]).unwrap());
-    assert_eq!(send(&app, forged("127.0.0.1", "10.1.2.3")).await.status, 200);
+    assert_eq!(
+        send(&app, forged("127.0.0.1", "10.1.2.3")).await.status,
+        200
+    );
     // A client that forges an allowed address in front of its own is still itself.
     let a = send(&app, forged("127.0.0.1", "10.1.2.3, 198.51.100.4")).await;
     assert_eq!(a.code(), "ip_not_allowed");
@@ -385,7 +448,11 @@ async fn a_model_extractor_leaves_the_body_unread() {
     let app = Router::new()
         .route("/m/{model}", post(echo))
         .layer(layer(&f).model_with(|p| p.uri.path().strip_prefix("/m/")));
-    let a = send(&app, post_json("/m/gpt-4o-mini", Some(k.key.expose()), "raw bytes")).await;
+    let a = send(
+        &app,
+        post_json("/m/gpt-4o-mini", Some(k.key.expose()), "raw bytes"),
+    )
+    .await;
     assert_eq!((a.status, a.raw.as_str()), (200, "gpt-4o-mini raw bytes"));
     let a = send(&app, post_json("/m/gpt-4o", Some(k.key.expose()), "x")).await;
     assert_eq!(a.code(), "model_not_allowed");
