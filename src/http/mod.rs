@@ -12,6 +12,10 @@
 //!
 //! See the README's "HTTP layer" section for the headers and error bodies.
 
+// Refusals travel as ready responses (`Err(Response)`): the refusal path builds one anyway,
+// and moving it is nothing beside building it.
+#![allow(clippy::result_large_err)]
+
 mod body;
 mod forwarded;
 mod wire;
