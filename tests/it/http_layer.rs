@@ -281,6 +281,14 @@ async fn key_denials_answer_the_error_body() {
         // The key is never echoed.
         assert!(!a.raw.contains(&typo));
     }
+    // Well-formed but never issued.
+    let unknown = orgstore::SecretKey::generate();
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(unknown.expose()), CHAT),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (401, "unknown_key"));
     // x-api-key works too, and a Basic scheme is refused.
     let mut req = post_json("/v1/chat/completions", None, CHAT);
     req.headers_mut()
@@ -469,4 +477,31 @@ async fn a_request_without_a_peer_address_is_refused() {
         .unwrap();
     let a = send(&app, req).await;
     assert_eq!((a.status, a.kind()), (500, "api_error"));
+}
+
+#[tokio::test]
+async fn tpm_exhausted_answers_the_tokens_headers() {
+    let f = Fixture::new();
+    let k = key(&f, KeySpec::new("svc").tpm(10));
+    let app = upstream().layer(layer(&f));
+    // 15 tokens used: over the 10 per minute for the next request.
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("x-ratelimit-limit-tokens"), Some("10"));
+    assert!(a.header("x-ratelimit-limit-requests").is_none());
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (429, "rate_limited"), "{}", a.raw);
+    assert_eq!(a.header("x-ratelimit-limit-tokens"), Some("10"));
+    assert_eq!(a.header("x-ratelimit-remaining-tokens"), Some("0"));
+    let wait = a.header("retry-after").unwrap();
+    assert_eq!(a.header("x-ratelimit-reset-tokens"), Some(wait));
+    assert!(a.header("x-ratelimit-limit-requests").is_none());
 }
