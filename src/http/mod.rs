@@ -30,7 +30,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{BodyExt, Either, Full};
 
 use crate::{Gateway, Grant, KeyId, OrgId, Usage, Usd};
 
@@ -301,7 +301,6 @@ where
         + 'static,
     S::Future: Send + 'static,
     ReqBody: Body<Data = Bytes> + Send + 'static,
-    ReqBody::Error: std::error::Error + Send + Sync + 'static,
     ResBody: Body<Data = Bytes>,
 {
     type Response = Response<ResponseBody<ResBody>>;
@@ -345,7 +344,6 @@ async fn read_model<ReqBody, ResBody>(
 ) -> Result<(Parts, RequestBody<ReqBody>, Bytes), Response<ResponseBody<ResBody>>>
 where
     ReqBody: Body<Data = Bytes>,
-    ReqBody::Error: std::error::Error + Send + Sync + 'static,
 {
     if let Some(extract) = &config.model {
         let model = match extract(&parts) {
@@ -362,15 +360,45 @@ where
     if declared.is_some_and(|n| n > config.max_body as u64) {
         return Err(wire::too_large(config.max_body));
     }
-    let bytes = match Limited::new(body, config.max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(wire::too_large(config.max_body));
-        }
-        Err(_) => return Err(wire::unreadable_body()),
-    };
+    let bytes = read_body(body, config.max_body).await?;
     let model = wire::model_of(&bytes)?;
     Ok((parts, Either::Left(Full::new(bytes)), model))
+}
+
+/// The whole request body, at most `max` bytes. A body of one frame (what clients send for
+/// a JSON request) is kept as it came, without a copy or an allocation.
+async fn read_body<ReqBody, ResBody>(
+    body: ReqBody,
+    max: usize,
+) -> Result<Bytes, Response<ResponseBody<ResBody>>>
+where
+    ReqBody: Body<Data = Bytes>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut first = Bytes::new();
+    let mut joined: Option<Vec<u8>> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| wire::unreadable_body())?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        len = len.saturating_add(data.len());
+        if len > max {
+            return Err(wire::too_large(max));
+        }
+        match &mut joined {
+            Some(all) => all.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut all = Vec::with_capacity(len);
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&data);
+                joined = Some(all);
+            }
+        }
+    }
+    Ok(joined.map_or(first, Bytes::from))
 }
 
 /// Decides the request: the key, the address, then `check`.
