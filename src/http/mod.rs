@@ -18,11 +18,10 @@
 
 mod body;
 mod forwarded;
+mod future;
 mod wire;
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -30,13 +29,14 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{Either, Full};
 
 use crate::{Gateway, Grant, KeyId, OrgId, Usage, Usd};
 
 pub use body::UsageBody;
 pub use forwarded::InvalidProxy;
 use forwarded::TrustedProxies;
+pub use future::GatewayFuture;
 
 /// The body the inner service receives: the buffered request body (when the layer read the
 /// model from it) or the original one (when a model extractor was configured).
@@ -65,7 +65,7 @@ type PeerFn = dyn Fn(&Parts) -> Option<IpAddr> + Send + Sync;
 type PriceFn = dyn Fn(&str, u64, u64) -> Usd + Send + Sync;
 
 #[derive(Clone)]
-struct Config {
+pub(crate) struct Config {
     gateway: &'static Gateway,
     max_body: usize,
     max_usage: usize,
@@ -290,22 +290,15 @@ impl GrantHandle {
     }
 }
 
-/// The future of [`GatewayService`].
-pub type GatewayFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
-
 impl<S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for GatewayService<S>
 where
-    S: tower_service::Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    ReqBody: Body<Data = Bytes> + Send + 'static,
+    S: tower_service::Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
+    ReqBody: Body<Data = Bytes> + Unpin,
     ResBody: Body<Data = Bytes>,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = GatewayFuture<Self::Response, S::Error>;
+    type Future = GatewayFuture<S, ReqBody, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -314,95 +307,37 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         // The clone took `poll_ready`'s readiness: call the ready one, keep the clone.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
-        Box::pin(async move {
-            let (parts, body) = req.into_parts();
-            let (parts, body, model) = match read_model(&config, parts, body).await {
-                Ok(read) => read,
-                Err(resp) => return Ok(resp),
+        let (parts, body) = req.into_parts();
+        if let Some(extract) = &config.model {
+            // The model is in the head: decide now, pass the body on unread.
+            let decided = match extract(&parts) {
+                Some(m) => admit(&config, &parts, Bytes::copy_from_slice(m.as_bytes())),
+                None => Err(wire::missing_model()),
             };
-            let shared = match admit(&config, &parts, model) {
-                Ok(shared) => shared,
-                Err(resp) => return Ok(resp),
+            return match decided {
+                Ok(shared) => {
+                    GatewayFuture::calling(inner, config, shared, parts, Either::Right(body))
+                }
+                Err(resp) => GatewayFuture::answer(config, resp),
             };
-            let mut req = Request::from_parts(parts, body);
-            req.extensions_mut().insert(GrantHandle {
-                shared: shared.clone(),
-            });
-            let resp = inner.call(req).await?;
-            Ok(respond(&config, shared, resp))
-        })
-    }
-}
-
-/// Reads the model: from the extractor, or from the buffered JSON body.
-async fn read_model<ReqBody, ResBody>(
-    config: &Config,
-    parts: Parts,
-    body: ReqBody,
-) -> Result<(Parts, RequestBody<ReqBody>, Bytes), Response<ResponseBody<ResBody>>>
-where
-    ReqBody: Body<Data = Bytes>,
-{
-    if let Some(extract) = &config.model {
-        let model = match extract(&parts) {
-            Some(m) => Bytes::copy_from_slice(m.as_bytes()),
-            None => return Err(wire::missing_model()),
-        };
-        return Ok((parts, Either::Right(body), model));
-    }
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > config.max_body as u64) {
-        return Err(wire::too_large(config.max_body));
-    }
-    let bytes = read_body(body, config.max_body).await?;
-    let model = wire::model_of(&bytes)?;
-    Ok((parts, Either::Left(Full::new(bytes)), model))
-}
-
-/// The whole request body, at most `max` bytes. A body of one frame (what clients send for
-/// a JSON request) is kept as it came, without a copy or an allocation.
-async fn read_body<ReqBody, ResBody>(
-    body: ReqBody,
-    max: usize,
-) -> Result<Bytes, Response<ResponseBody<ResBody>>>
-where
-    ReqBody: Body<Data = Bytes>,
-{
-    let mut body = std::pin::pin!(body);
-    let mut first = Bytes::new();
-    let mut joined: Option<Vec<u8>> = None;
-    let mut len = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| wire::unreadable_body())?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        len = len.saturating_add(data.len());
-        if len > max {
-            return Err(wire::too_large(max));
         }
-        match &mut joined {
-            Some(all) => all.extend_from_slice(&data),
-            None if first.is_empty() => first = data,
-            None => {
-                let mut all = Vec::with_capacity(len);
-                all.extend_from_slice(&first);
-                all.extend_from_slice(&data);
-                joined = Some(all);
-            }
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > config.max_body as u64) {
+            let resp = wire::too_large(config.max_body);
+            return GatewayFuture::answer(config, resp);
         }
+        GatewayFuture::reading(inner, config, parts, body)
     }
-    Ok(joined.map_or(first, Bytes::from))
 }
 
 /// Decides the request: the key, the address, then `check`.
-fn admit<ResBody>(
+pub(crate) fn admit<ResBody>(
     config: &Config,
     parts: &Parts,
     model: Bytes,
@@ -459,7 +394,7 @@ fn default_peer(parts: &Parts) -> Option<IpAddr> {
 }
 
 /// Adds the rate headers and wraps the body to settle usage.
-fn respond<ResBody: Body<Data = Bytes>>(
+pub(crate) fn respond<ResBody: Body<Data = Bytes>>(
     config: &Config,
     shared: Arc<Shared>,
     resp: Response<ResBody>,
