@@ -70,9 +70,9 @@ fn handle(
     // 3. Rate-limit headers for the client.
     let mut extra = vec![];
     if let Some(h) = grant.rate_headers() {
-        extra.push(("x-ratelimit-limit", h.limit.to_string()));
-        extra.push(("x-ratelimit-remaining", h.remaining.to_string()));
-        extra.push(("x-ratelimit-reset", ceil_secs(h.reset).to_string()));
+        extra.push(("x-ratelimit-limit-requests", h.limit.to_string()));
+        extra.push(("x-ratelimit-remaining-requests", h.remaining.to_string()));
+        extra.push(("x-ratelimit-reset-requests", ceil_secs(h.reset).to_string()));
     }
     if grant.budget_warning() {
         extra.push(("x-budget-warning", "true".to_owned()));
@@ -91,7 +91,7 @@ fn handle(
     Ok((200, body.to_string(), extra))
 }
 
-/// Whole seconds, rounded up (`retry-after` and `x-ratelimit-reset` are in seconds).
+/// Whole seconds, rounded up (`retry-after` and `x-ratelimit-reset-requests` are in seconds).
 fn ceil_secs(d: Duration) -> u128 {
     d.as_millis().div_ceil(1000)
 }

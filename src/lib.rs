@@ -8,6 +8,8 @@ mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz_support;
 mod gateway;
+#[cfg(feature = "tower")]
+pub mod http;
 mod keys;
 mod limits;
 mod model;

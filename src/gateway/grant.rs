@@ -64,8 +64,9 @@ impl Limits {
     }
 }
 
-/// Values for the `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset`
-/// response headers: the tighter of the key's and the org's requests-per-minute limits.
+/// Values for the `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests` and
+/// `x-ratelimit-reset-requests` response headers (OpenAI's names): the tighter of the key's and the
+/// org's requests-per-minute limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RateHeaders {

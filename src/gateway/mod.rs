@@ -148,6 +148,11 @@ impl Gateway {
         self
     }
 
+    /// The cost estimate reserved for requests that give none.
+    pub fn default_estimate(&self) -> Usd {
+        self.default_estimate
+    }
+
     /// Decides a request. On success the grant carries the org, the key, the effective
     /// limits and what rate-limit headers need; pass it to [`Gateway::record_usage`] when
     /// the response is done.

@@ -19,6 +19,8 @@ mod hardening_policy;
 mod hardening_secrets;
 mod hardening_store;
 mod hostile_input;
+#[cfg(feature = "tower")]
+mod http_layer;
 mod isolation;
 mod keys;
 mod limits;

@@ -1,0 +1,507 @@
+//! The HTTP layer (feature `tower`): wire format of denials and grants, body limits, the
+//! client address behind trusted proxies, and usage settled from JSON and SSE responses
+//! (or released when a response fails). Requests go through an axum router in process.
+
+use std::net::IpAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Extension;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use http_body_util::BodyExt;
+use orgstore::http::{GatewayLayer, GrantHandle, PeerAddr};
+use orgstore::{Budget, CreatedKey, KeySpec, Period, Usage, Usd};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::common::{Fixture, OP};
+
+const PEER: &str = "203.0.113.9";
+
+fn usd(s: &str) -> Usd {
+    Usd::parse(s).unwrap()
+}
+
+/// A fake upstream: a chat completion with usage (12 in, 3 out), or its SSE stream when
+/// `"stream": true`; `/fail` answers 500; `/settle` settles through the handle.
+fn upstream() -> Router {
+    async fn chat(Extension(grant): Extension<GrantHandle>, body: String) -> impl IntoResponse {
+        let req: Value = serde_json::from_str(&body).unwrap();
+        let who = json!({"org": grant.org_id().as_str(), "model": grant.model()});
+        if req["stream"] == json!(true) {
+            let chunks = [
+                format!(
+                    "data: {}\n\n",
+                    json!({"choices": [{"delta": {"content": "hi"}}], "who": who})
+                ),
+                format!(
+                    "data: {}\n\n",
+                    json!({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 5}})
+                ),
+                "data: [DONE]\n\n".to_owned(),
+            ];
+            let stream = futures_stream(chunks.to_vec());
+            return (
+                [("content-type", "text/event-stream")],
+                Body::from_stream(stream),
+            )
+                .into_response();
+        }
+        axum::Json(json!({
+            "id": "c1", "who": who,
+            "choices": [{"message": {"role": "assistant", "content": "hi"}}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3}
+        }))
+        .into_response()
+    }
+    async fn fail() -> impl IntoResponse {
+        (http::StatusCode::BAD_GATEWAY, "upstream down")
+    }
+    async fn settle(Extension(grant): Extension<GrantHandle>) -> impl IntoResponse {
+        grant.record_usage(Usage::new(1, 1, Usd::parse("0.5").unwrap()));
+        axum::Json(json!({"usage": {"prompt_tokens": 1000, "completion_tokens": 1000}}))
+    }
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/fail", post(fail))
+        .route("/settle", post(settle))
+}
+
+/// A stream of frames, one per chunk (what a real upstream's SSE looks like).
+fn futures_stream(
+    chunks: Vec<String>,
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    struct It(std::vec::IntoIter<String>);
+    impl futures_core::Stream for It {
+        type Item = Result<bytes::Bytes, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next().map(|s| Ok(bytes::Bytes::from(s))))
+        }
+    }
+    It(chunks.into_iter())
+}
+
+/// One cent per token, whatever the model.
+fn layer(f: &Fixture) -> GatewayLayer {
+    GatewayLayer::new(f.store.gateway().clone())
+        .estimate_with(|_| Some(Usd::parse("0.10").unwrap()))
+        .price_with(|_, i, o| Usd::from_micros(((i + o) * 10_000) as i64).unwrap())
+}
+
+struct Answer {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Value,
+    raw: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+    fn kind(&self) -> &str {
+        self.body["error"]["type"].as_str().unwrap_or("")
+    }
+}
+
+async fn send(app: &Router, req: http::Request<Body>) -> Answer {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let raw = String::from_utf8(bytes.to_vec()).unwrap();
+    let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+        raw,
+    }
+}
+
+fn post_json(path: &str, key: Option<&str>, body: &str) -> http::Request<Body> {
+    post_from(path, key, body, PEER)
+}
+
+fn post_from(path: &str, key: Option<&str>, body: &str, peer: &str) -> http::Request<Body> {
+    let mut b = http::Request::post(path).header("content-type", "application/json");
+    if let Some(k) = key {
+        b = b.header("authorization", format!("Bearer {k}"));
+    }
+    let mut req = b.body(Body::from(body.to_owned())).unwrap();
+    req.extensions_mut()
+        .insert(PeerAddr(peer.parse::<IpAddr>().unwrap()));
+    req
+}
+
+const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+
+fn key(f: &Fixture, spec: KeySpec) -> CreatedKey {
+    f.store.keys().create(&OP, &f.org, spec).unwrap()
+}
+
+fn spend(f: &Fixture, k: &CreatedKey) -> Usd {
+    f.store.keys().usage(&OP, &k.info.id).unwrap().today
+}
+
+#[tokio::test]
+async fn granted_json_gets_openai_rate_headers_and_settles_usage() {
+    let f = Fixture::new();
+    let k = key(&f, KeySpec::new("svc").rpm(5).tpm(1000));
+    let app = upstream().layer(layer(&f));
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(a.body["who"]["org"], "acme");
+    assert_eq!(a.body["who"]["model"], "gpt-4o-mini");
+    assert_eq!(a.header("x-ratelimit-limit-requests"), Some("5"));
+    assert_eq!(a.header("x-ratelimit-remaining-requests"), Some("4"));
+    let reset: u64 = a
+        .header("x-ratelimit-reset-requests")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&reset), "{reset}");
+    assert_eq!(a.header("x-ratelimit-limit-tokens"), Some("1000"));
+    // The library's older names are not sent.
+    assert!(a.header("x-ratelimit-limit").is_none());
+    // 15 tokens at a cent each.
+    assert_eq!(spend(&f, &k), usd("0.15"));
+    let u = f.store.keys().usage(&OP, &k.info.id).unwrap();
+    assert_eq!(u.tpm.unwrap().used, 15);
+}
+
+#[tokio::test]
+async fn granted_stream_settles_from_the_last_usage_chunk() {
+    let f = Fixture::new();
+    let k = key(&f, KeySpec::new("svc"));
+    let app = upstream().layer(layer(&f));
+    let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), body),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert!(a.raw.contains("data: [DONE]"), "{}", a.raw);
+    assert_eq!(spend(&f, &k), usd("0.12"));
+}
+
+#[tokio::test]
+async fn a_settlement_through_the_handle_wins_over_the_body() {
+    let f = Fixture::new();
+    let k = key(&f, KeySpec::new("svc"));
+    let app = upstream().layer(layer(&f));
+    let a = send(&app, post_json("/settle", Some(k.key.expose()), CHAT)).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(spend(&f, &k), usd("0.5"));
+}
+
+#[tokio::test]
+async fn failed_or_dropped_responses_release_the_reservation() {
+    let f = Fixture::new();
+    // The budget holds exactly one estimate: a leaked reservation would refuse the next.
+    let k = key(
+        &f,
+        KeySpec::new("svc").budget(Budget::new(usd("0.10"), Period::Daily)),
+    );
+    let app = upstream().layer(layer(&f));
+    for _ in 0..3 {
+        let a = send(&app, post_json("/fail", Some(k.key.expose()), CHAT)).await;
+        assert_eq!(a.status, 502);
+    }
+    // Dropped before the body was read.
+    for _ in 0..3 {
+        let resp = app
+            .clone()
+            .oneshot(post_json(
+                "/v1/chat/completions",
+                Some(k.key.expose()),
+                CHAT,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        drop(resp);
+    }
+    assert_eq!(spend(&f, &k), usd("0"));
+    // The budget is whole: a request whose usage costs 0.15 (over it) is still admitted
+    // and charged, and the next one is refused as over budget.
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    assert_eq!(a.status, 429, "{}", a.raw);
+    assert_eq!(a.code(), "budget_exceeded");
+    assert_eq!(a.kind(), "insufficient_quota");
+    assert!(a.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn key_denials_answer_the_error_body() {
+    let f = Fixture::new();
+    let k = key(&f, KeySpec::new("svc"));
+    let app = upstream().layer(layer(&f));
+    let mut typo = k.key.expose().to_owned();
+    let last = if typo.ends_with('x') { "y" } else { "x" };
+    typo.replace_range(typo.len() - 1.., last);
+    for (key, code) in [
+        (None, "missing_key"),
+        (Some(typo.as_str()), "malformed_key"),
+        (Some("sk-agentcc-nope"), "malformed_key"),
+    ] {
+        let a = send(&app, post_json("/v1/chat/completions", key, CHAT)).await;
+        assert_eq!(a.status, 401, "{}", a.raw);
+        assert_eq!(a.code(), code, "{}", a.raw);
+        assert_eq!(a.kind(), "authentication_error");
+        assert!(
+            a.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+        assert!(a.body["error"].get("param").is_some());
+        assert_eq!(a.header("content-type"), Some("application/json"));
+        // The key is never echoed.
+        assert!(!a.raw.contains(&typo));
+    }
+    // Well-formed but never issued.
+    let unknown = orgstore::SecretKey::generate();
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(unknown.expose()), CHAT),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (401, "unknown_key"));
+    // x-api-key works too, and a Basic scheme is refused.
+    let mut req = post_json("/v1/chat/completions", None, CHAT);
+    req.headers_mut()
+        .insert("x-api-key", k.key.expose().parse().unwrap());
+    assert_eq!(send(&app, req).await.status, 200);
+    let mut req = post_json("/v1/chat/completions", None, CHAT);
+    req.headers_mut()
+        .insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
+    assert_eq!(send(&app, req).await.code(), "malformed_key");
+    // Revoked: the very next request.
+    f.store.keys().revoke(&OP, &k.info.id).unwrap();
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (401, "revoked"));
+}
+
+#[tokio::test]
+async fn model_and_address_denials_are_permission_errors() {
+    let f = Fixture::new();
+    let k = key(
+        &f,
+        KeySpec::new("svc")
+            .models(["gpt-4o-mini"])
+            .ips(["203.0.113.0/24"]),
+    );
+    let app = upstream().layer(layer(&f));
+    let other = r#"{"model":"gpt-4o","messages":[]}"#;
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), other),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code(), a.kind()),
+        (403, "model_not_allowed", "permission_error")
+    );
+    let a = send(
+        &app,
+        post_from(
+            "/v1/chat/completions",
+            Some(k.key.expose()),
+            CHAT,
+            "198.51.100.1",
+        ),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (403, "ip_not_allowed"));
+}
+
+#[tokio::test]
+async fn rpm_exhausted_answers_retry_after_and_rate_headers() {
+    let f = Fixture::new();
+    let k = key(&f, KeySpec::new("svc").rpm(2));
+    let app = upstream().layer(layer(&f));
+    for _ in 0..2 {
+        let a = send(
+            &app,
+            post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+        )
+        .await;
+        assert_eq!(a.status, 200);
+    }
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code(), a.kind()),
+        (429, "rate_limited", "rate_limit_error")
+    );
+    let wait: u64 = a.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(a.header("x-ratelimit-limit-requests"), Some("2"));
+    assert_eq!(a.header("x-ratelimit-remaining-requests"), Some("0"));
+    assert_eq!(
+        a.header("x-ratelimit-reset-requests"),
+        Some(wait.to_string().as_str())
+    );
+}
+
+#[tokio::test]
+async fn bodies_the_layer_cannot_read_a_model_from() {
+    let f = Fixture::new();
+    let k = key(&f, KeySpec::new("svc"));
+    let app = upstream().layer(layer(&f).max_body_bytes(64));
+    let key = Some(k.key.expose());
+    let big = format!(r#"{{"model":"gpt-4o-mini","pad":"{}"}}"#, "x".repeat(100));
+    let a = send(&app, post_json("/v1/chat/completions", key, &big)).await;
+    assert_eq!((a.status, a.code()), (413, "request_too_large"));
+    // Without a content-length (a stream), the limit holds as well.
+    let mut req = http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {}", k.key.expose()))
+        .body(Body::from_stream(futures_stream(vec![big.clone(), big])))
+        .unwrap();
+    req.extensions_mut().insert(PeerAddr(PEER.parse().unwrap()));
+    let a = send(&app, req).await;
+    assert_eq!((a.status, a.code()), (413, "request_too_large"));
+    for (body, code) in [
+        ("not json", "invalid_json"),
+        ("{\"messages\":[]}", "missing_model"),
+        ("{\"model\":5}", "invalid_model"),
+        ("{\"model\":\"\"}", "invalid_model"),
+        ("[1,2]", "invalid_model"),
+    ] {
+        let a = send(&app, post_json("/v1/chat/completions", key, body)).await;
+        assert_eq!((a.status, a.code()), (400, code), "{body}: {}", a.raw);
+        assert_eq!(a.kind(), "invalid_request_error");
+    }
+    // An escaped model name is unescaped.
+    let a = send(
+        &app,
+        post_json(
+            "/v1/chat/completions",
+            key,
+            r#"{"model":"gpt\u002d4o-mini"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(a.body["who"]["model"], "gpt-4o-mini");
+}
+
+#[tokio::test]
+async fn forwarded_headers_count_only_from_trusted_proxies() {
+    let f = Fixture::new();
+    let k = key(&f, KeySpec::new("svc").ips(["10.0.0.0/8"]));
+    let forged = |peer: &str, xff: &str| {
+        let mut req = post_from("/v1/chat/completions", Some(k.key.expose()), CHAT, peer);
+        req.headers_mut()
+            .insert("x-forwarded-for", xff.parse().unwrap());
+        req
+    };
+    // By default no header is believed.
+    let app = upstream().layer(layer(&f));
+    let a = send(&app, forged("203.0.113.1", "10.1.2.3")).await;
+    assert_eq!(a.code(), "ip_not_allowed");
+    let a = send(&app, forged("127.0.0.1", "10.1.2.3")).await;
+    assert_eq!(a.code(), "ip_not_allowed");
+    // Behind a trusted proxy, the rightmost untrusted hop is the client.
+    let app = upstream().layer(layer(&f).trusted_proxies(["127.0.0.1"]).unwrap());
+    assert_eq!(
+        send(&app, forged("127.0.0.1", "10.1.2.3")).await.status,
+        200
+    );
+    // A client that forges an allowed address in front of its own is still itself.
+    let a = send(&app, forged("127.0.0.1", "10.1.2.3, 198.51.100.4")).await;
+    assert_eq!(a.code(), "ip_not_allowed");
+    // An untrusted peer's header is ignored.
+    let a = send(&app, forged("203.0.113.1", "10.1.2.3")).await;
+    assert_eq!(a.code(), "ip_not_allowed");
+    assert!(layer(&f).trusted_proxies(["nonsense"]).is_err());
+}
+
+#[tokio::test]
+async fn a_model_extractor_leaves_the_body_unread() {
+    let f = Fixture::new();
+    let k = key(&f, KeySpec::new("svc").models(["gpt-4o-mini"]));
+    async fn echo(Extension(g): Extension<GrantHandle>, body: String) -> String {
+        format!("{} {body}", g.model())
+    }
+    let app = Router::new()
+        .route("/m/{model}", post(echo))
+        .layer(layer(&f).model_with(|p| p.uri.path().strip_prefix("/m/")));
+    let a = send(
+        &app,
+        post_json("/m/gpt-4o-mini", Some(k.key.expose()), "raw bytes"),
+    )
+    .await;
+    assert_eq!((a.status, a.raw.as_str()), (200, "gpt-4o-mini raw bytes"));
+    let a = send(&app, post_json("/m/gpt-4o", Some(k.key.expose()), "x")).await;
+    assert_eq!(a.code(), "model_not_allowed");
+}
+
+#[tokio::test]
+async fn a_request_without_a_peer_address_is_refused() {
+    let f = Fixture::new();
+    let k = key(&f, KeySpec::new("svc"));
+    let app = upstream().layer(layer(&f));
+    let req = http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {}", k.key.expose()))
+        .body(Body::from(CHAT))
+        .unwrap();
+    let a = send(&app, req).await;
+    assert_eq!((a.status, a.kind()), (500, "api_error"));
+}
+
+#[tokio::test]
+async fn tpm_exhausted_answers_the_tokens_headers() {
+    let f = Fixture::new();
+    let k = key(&f, KeySpec::new("svc").tpm(10));
+    let app = upstream().layer(layer(&f));
+    // 15 tokens used: over the 10 per minute for the next request.
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("x-ratelimit-limit-tokens"), Some("10"));
+    assert!(a.header("x-ratelimit-limit-requests").is_none());
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (429, "rate_limited"), "{}", a.raw);
+    assert_eq!(a.header("x-ratelimit-limit-tokens"), Some("10"));
+    assert_eq!(a.header("x-ratelimit-remaining-tokens"), Some("0"));
+    let wait = a.header("retry-after").unwrap();
+    assert_eq!(a.header("x-ratelimit-reset-tokens"), Some(wait));
+    assert!(a.header("x-ratelimit-limit-requests").is_none());
+}
