@@ -144,9 +144,16 @@ fn exit_code(err: &orgstore::Error) -> u8 {
 
 impl From<orgstore::Error> for CliError {
     fn from(err: orgstore::Error) -> Self {
+        let mut message = err.to_string();
+        // The library's line says what to do; its causes (redb, io, ...) say what happened.
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            message.push_str(&format!(" (cause: {c})"));
+            cause = c.source();
+        }
         Self {
             code: exit_code(&err),
-            message: err.to_string(),
+            message,
         }
     }
 }

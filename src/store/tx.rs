@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::keys::KeyDigest;
 use crate::model::{Email, KeyId, Member, Org, OrgId, OrgStatus, Timestamp};
 
-fn io(e: impl std::fmt::Display) -> Error {
+fn io(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::storage("reading the store", e)
 }
 
@@ -173,7 +173,7 @@ impl Lookup for WriteTx {
     }
 }
 
-fn wio(e: impl std::fmt::Display) -> Error {
+fn wio(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::storage("writing the store", e)
 }
 
