@@ -27,32 +27,52 @@ pub enum ErrorKind {
     Busy,
 }
 
-/// Why a policy denied an admin operation.
+/// Why an admin operation was refused: the details of an [`ErrorKind::Denied`] error,
+/// reached through [`Error::denial`] (and returned by
+/// [`Policies::authorize`](crate::Policies::authorize)).
+///
+/// Only the library makes one: every refusal it raises goes through the same decision and
+/// is audited in the log of the org it was about (an org that does not exist has no log).
+/// It is not the gateway's [`Denial`](crate::Denial), which refuses a request on the hot
+/// path and is not an error.
+///
+/// ```
+/// use orgstore::{Actor, Email, ErrorKind, OrgId, Role, Store};
+/// let store = Store::open_temporary().unwrap();
+/// let acme = OrgId::parse("acme").unwrap();
+/// let owner = Email::parse("o@acme.io").unwrap();
+/// let viewer = Email::parse("v@acme.io").unwrap();
+/// store.orgs().create(&Actor::Operator, &acme, "Acme", &owner).unwrap();
+/// store.members().add(&Actor::Operator, &acme, &viewer, Role::Viewer).unwrap();
+/// let err = store.orgs().delete(&Actor::Member(viewer), &acme).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Denied);
+/// let d = err.denial().unwrap();
+/// assert_eq!((d.action(), d.role()), ("DeleteOrg", Some(Role::Viewer)));
+/// assert_eq!(d.who_may(), "only an owner of the org may");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Denial {
+pub struct PermissionDenied {
     /// The Cedar action, e.g. `UpdateConfig`.
-    pub action: String,
+    pub(crate) action: String,
     /// The actor's role in the org, if they have one.
-    pub role: Option<crate::Role>,
+    pub(crate) role: Option<crate::Role>,
     /// The ids of the deciding policies; empty when no policy permits.
-    pub policies: Vec<String>,
+    pub(crate) policies: Vec<String>,
     /// Evaluation errors (any error is a denial).
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
     /// Who was denied (`operator` or an email); filled in by the store.
-    pub actor: String,
+    pub(crate) actor: String,
     /// The org the request was about; filled in by the store.
-    pub org: Option<crate::OrgId>,
+    pub(crate) org: Option<crate::OrgId>,
     /// What the request was about (an email, a key id, `config`, `org`).
-    pub target: String,
-    /// Who may do it: the rule that decided the denial, or the built-in role matrix for
-    /// the action (e.g. "only an owner of the org may").
-    pub who_may: String,
+    pub(crate) target: String,
+    /// Who may do it.
+    pub(crate) who_may: String,
 }
 
-impl Denial {
+impl PermissionDenied {
     /// A denial of `action` for an actor with `role`, by `policies`.
-    pub fn new(
+    pub(crate) fn new(
         action: impl Into<String>,
         role: Option<crate::Role>,
         policies: Vec<String>,
@@ -68,6 +88,50 @@ impl Denial {
             target: String::new(),
             who_may: String::new(),
         }
+    }
+
+    /// The refused action, by its Cedar name (`UpdateConfig`, `CreateKey`, ...): the name
+    /// policies use and audit entries record.
+    pub fn action(&self) -> &str {
+        &self.action
+    }
+
+    /// The actor's role in the org, if they have one.
+    pub fn role(&self) -> Option<crate::Role> {
+        self.role
+    }
+
+    /// The ids of the deciding policies (built-in rails such as `tenancy` included); empty
+    /// when no policy permits the action.
+    pub fn policy_ids(&self) -> &[String] {
+        &self.policies
+    }
+
+    /// Cedar evaluation errors; any error is a denial.
+    pub fn evaluation_errors(&self) -> &[String] {
+        &self.errors
+    }
+
+    /// Who was refused: `operator` or an email (empty when the policies were asked
+    /// directly, not through the store).
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// The org the request was about (`None` when the policies were asked directly).
+    pub fn org(&self) -> Option<&crate::OrgId> {
+        self.org.as_ref()
+    }
+
+    /// What the request was about: an email, a key id, `config` or `org`.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Who may do it: the rule that decided, or the built-in role matrix for the action
+    /// (e.g. "only an owner of the org may").
+    pub fn who_may(&self) -> &str {
+        &self.who_may
     }
 }
 
@@ -97,7 +161,7 @@ struct Inner {
     kind: ErrorKind,
     field: Cow<'static, str>,
     message: String,
-    denial: Option<Denial>,
+    denial: Option<PermissionDenied>,
     source: Option<Cause>,
 }
 
@@ -200,7 +264,7 @@ impl Error {
 
     /// A policy denial.
     #[cold]
-    pub(crate) fn denied(denial: Denial) -> Self {
+    pub(crate) fn denied(denial: PermissionDenied) -> Self {
         let actor = &denial.actor;
         let role = denial
             .role
@@ -225,7 +289,7 @@ impl Error {
     /// like an id that does not exist), while the store still audits `denial`: the store
     /// removes the denial with [`Error::conceal`] before the error reaches the caller.
     #[cold]
-    pub(crate) fn concealed(mut not_found: Error, denial: Denial) -> Self {
+    pub(crate) fn concealed(mut not_found: Error, denial: PermissionDenied) -> Self {
         not_found.0.denial = Some(denial);
         not_found
     }
@@ -255,17 +319,15 @@ impl Error {
     }
 
     /// Details of a policy denial.
-    pub fn denial(&self) -> Option<&Denial> {
+    pub fn denial(&self) -> Option<&PermissionDenied> {
         self.0.denial.as_ref()
     }
 
-    /// The CLI exit code for this error: 1 invalid or conflict, 3 denied, 4 not found.
-    pub fn exit_code(&self) -> i32 {
-        match self.0.kind {
-            ErrorKind::Denied => 3,
-            ErrorKind::NotFound => 4,
-            _ => 1,
-        }
+    /// The same error about `field` instead (a denial that concerns one argument).
+    #[cold]
+    pub(crate) fn on_field(mut self, field: &'static str) -> Self {
+        self.0.field = Cow::Borrowed(field);
+        self
     }
 
     /// Prefixes the field with a path, e.g. `budgets` + `limit` -> `budgets.limit`.

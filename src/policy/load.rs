@@ -60,7 +60,9 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<Source>, Error> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Error::invalid(
             "policies",
-            format!("cannot read policy directory {shown}; give a readable directory of .cedar files"),
+            format!(
+                "cannot read policy directory {shown}; give a readable directory of .cedar files"
+            ),
         )
         .with_source(e)
     })?;
@@ -87,11 +89,13 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<Source>, Error> {
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| {
-                Error::invalid("policies", format!("{name}: cannot read; check its permissions"))
-                    .with_source(e)
-            })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::invalid(
+                "policies",
+                format!("{name}: cannot read; check its permissions"),
+            )
+            .with_source(e)
+        })?;
         out.push(Source::new(&name, &text));
     }
     Ok(out)

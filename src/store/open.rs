@@ -229,8 +229,8 @@ fn missing_store(path: &Path) -> Error {
     Error::not_found(
         "db",
         format!(
-            "there is no store file `{p}`; check the path (--db / ORGSTORE_DB), or create a store \
-             there with `orgstore --db {p} org create <ORG> --owner <EMAIL>`"
+            "there is no store file `{p}`; check the path, or create a store there (open it \
+             without `must_exist`, then org create its first org)"
         ),
     )
 }
@@ -278,7 +278,9 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
         other => Error::new(
             ErrorKind::Corrupt,
             "db",
-            format!("`{p}` cannot be opened as an orgstore file; check the path or restore a backup"),
+            format!(
+                "`{p}` cannot be opened as an orgstore file; check the path or restore a backup"
+            ),
         )
         .with_source(other),
     }

@@ -385,7 +385,9 @@ fn read_key_file(path: &Path) -> Result<Option<Zeroizing<[u8; 32]>>, Error> {
         Ok(t) => Zeroizing::new(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(key_file_error(path, "cannot be read; check its permissions").with_source(e));
+            return Err(
+                key_file_error(path, "cannot be read; check its permissions").with_source(e),
+            );
         }
     };
     let hex = text.trim();
