@@ -21,7 +21,7 @@ pub use config::{
     BudgetPolicy, ConfigChange, IpAcl, MAX_CONFIG_BYTES, OrgConfig, RateLimiting,
     parse_whole_number,
 };
-pub use error::{Denial as AdminDenial, Error, ErrorKind};
+pub use error::{Error, ErrorKind, PermissionDenied};
 pub use gateway::{
     DEFAULT_ESTIMATE, Denial, Gateway, Grant, Limits, RateHeaders, Request, ResolvedKey, Scope,
     Usage,

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use orgstore::{Actor, Email, Store, StoreBuilder};
+use orgstore::{Actor, Email, ErrorKind, Store, StoreBuilder};
 
 use output::Out;
 
@@ -141,15 +141,52 @@ impl CliError {
     }
 }
 
+/// The exit code for a library error: 1 invalid input, conflict or a storage failure, 3
+/// denied, 4 not found (2 is clap's usage error).
 fn exit_code(err: &orgstore::Error) -> u8 {
-    u8::try_from(err.exit_code()).unwrap_or(1)
+    match err.kind() {
+        ErrorKind::Denied => 3,
+        ErrorKind::NotFound => 4,
+        _ => 1,
+    }
+}
+
+/// The command or flag that helps with a library error: the library says what to do in
+/// its own terms, the CLI names the command that does it.
+fn hint(err: &orgstore::Error) -> Option<&'static str> {
+    Some(match (err.kind(), err.field()) {
+        (ErrorKind::NotFound, "db") => {
+            "pass the right --db (or ORGSTORE_DB), or create a store with \
+             `orgstore --db PATH org create <ORG> --owner <EMAIL>`"
+        }
+        (ErrorKind::NotFound, "org") => "see `org list`",
+        (ErrorKind::NotFound, "key id") => "see `key list <ORG>`",
+        (ErrorKind::NotFound, "version") => "see `config history <ORG>`",
+        (ErrorKind::NotFound, "email") => "see `member list <ORG>`",
+        (ErrorKind::Denied, "owner") => "pass your own email as --owner",
+        (ErrorKind::Storage, "db") if err.message().contains("permission problem") => {
+            "the read-only commands (list, show, get, ...) open such a file read-only by themselves"
+        }
+        _ => return None,
+    })
 }
 
 impl From<orgstore::Error> for CliError {
     fn from(err: orgstore::Error) -> Self {
+        let mut message = err.to_string();
+        if let Some(hint) = hint(&err) {
+            message.push_str("; ");
+            message.push_str(hint);
+        }
+        // The library's line says what to do; its causes (redb, io, ...) say what happened.
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            message.push_str(&format!(" (cause: {c})"));
+            cause = c.source();
+        }
         Self {
             code: exit_code(&err),
-            message: err.to_string(),
+            message,
         }
     }
 }

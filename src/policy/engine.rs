@@ -5,7 +5,7 @@ use cedar_policy::{Decision, Entities, Request, Response};
 use super::entities::admin_facts;
 use super::request::{AdminAction, AdminRequest, Target};
 use super::{Explanation, Policies};
-use crate::error::Denial;
+use crate::error::PermissionDenied;
 use crate::model::{KeyInfo, Member, Org, Role};
 
 /// A Cedar response in our own terms.
@@ -186,13 +186,14 @@ impl Policies {
     /// a denial; the denial names the deciding forbid policies (or the policies that failed
     /// to evaluate), or none when no policy permits the request.
     #[allow(clippy::result_large_err)] // a denial is the cold path; the store boxes it into Error
-    pub fn authorize(&self, req: &AdminRequest<'_>) -> Result<(), Denial> {
+    pub fn authorize(&self, req: &AdminRequest<'_>) -> Result<(), PermissionDenied> {
         let out = self.evaluate(req);
         if out.allowed {
             return Ok(());
         }
         let (policies, errors) = out.deciding();
-        let mut d = Denial::new(req.action.cedar_name(), req.actor_role, policies, errors);
+        let mut d =
+            PermissionDenied::new(req.action.cedar_name(), req.actor_role, policies, errors);
         d.who_may = hint(req.action, &d.policies);
         Err(d)
     }

@@ -58,15 +58,22 @@ pub(super) fn default_sources() -> Vec<Source> {
 pub(super) fn read_dir(dir: &Path) -> Result<Vec<Source>, Error> {
     let shown = dir.display().to_string();
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        Error::invalid("policies", format!("cannot read policy directory {shown}: {e}; give a readable directory of .cedar files"))
+        Error::invalid(
+            "policies",
+            format!(
+                "cannot read policy directory {shown}; give a readable directory of .cedar files"
+            ),
+        )
+        .with_source(e)
     })?;
     let mut paths = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| {
             Error::invalid(
                 "policies",
-                format!("cannot read policy directory {shown}: {e}"),
+                format!("cannot read policy directory {shown}; check its permissions"),
             )
+            .with_source(e)
         })?;
         let path = entry.path();
         // `.cedar` in any case: a file named `X.CEDAR` is a policy file too, never skipped.
@@ -82,8 +89,13 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<Source>, Error> {
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::invalid("policies", format!("{name}: cannot read: {e}")))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::invalid(
+                "policies",
+                format!("{name}: cannot read; check its permissions"),
+            )
+            .with_source(e)
+        })?;
         out.push(Source::new(&name, &text));
     }
     Ok(out)

@@ -3,10 +3,13 @@
 use super::tables::MEMBER_ORGS;
 use super::tx::{Lookup, WriteTx};
 use super::{Outcome, Store, audit_append};
-use crate::error::Error;
+use crate::error::{Error, PermissionDenied};
 use crate::model::{Actor, Email, KeyStatus, Member, Org, OrgId, OrgStatus, Role};
 use crate::policy::{AdminAction, Target};
 use redb::ReadableTable;
+
+/// The built-in rail that a person lists only their own memberships.
+pub(crate) const OWN_MEMBERSHIPS_ONLY: &str = "own-memberships-only";
 
 /// Membership operations. Get one with [`Store::members`].
 ///
@@ -159,11 +162,24 @@ impl Members<'_> {
         if let Actor::Member(me) = actor
             && me != email
         {
-            return Err(Error::new(
-                crate::ErrorKind::Denied,
-                "email",
-                format!("{me} may list only their own orgs; ask the operator about {email}"),
-            ));
+            // A built-in rail; the attempt is audited in the log of every org `email`
+            // belongs to (the orgs it asked about), then refused.
+            let mut d = PermissionDenied::new(
+                AdminAction::ListMembers.cedar_name(),
+                None,
+                vec![OWN_MEMBERSHIPS_ONLY.to_owned()],
+                Vec::new(),
+            );
+            d.actor = actor.to_string();
+            d.target = email.to_string();
+            d.who_may =
+                format!("a person may list only their own orgs; ask the operator about {email}");
+            if let Ok(orgs) = self.orgs_of(&Actor::Operator, email) {
+                for (org, _) in &orgs {
+                    self.store.audit_denial(crate::ErrorKind::Denied, &d, org);
+                }
+            }
+            return Err(Error::denied(d).on_field("email"));
         }
         self.store.read(|r| {
             let io = |e: redb::StorageError| Error::storage("listing memberships", e);
@@ -224,7 +240,9 @@ fn existing(tx: &WriteTx, org: &OrgId, email: &Email) -> Result<Member, Error> {
     tx.member(org, email)?.ok_or_else(|| {
         Error::not_found(
             "email",
-            format!("{email} is not a member of `{org}`; see `member list {org}`"),
+            format!(
+                "{email} is not a member of `{org}`; check the email against the org's members"
+            ),
         )
     })
 }

@@ -31,7 +31,7 @@ use parking_lot::Mutex;
 use redb::ReadableDatabase;
 use std::sync::Arc;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, PermissionDenied};
 use crate::model::{Actor, KeyId, Org, OrgId, Role, Timestamp};
 use crate::policy::{AdminAction, AdminRequest, Policies, Target};
 use crate::snapshot::SnapshotCell;
@@ -440,30 +440,37 @@ impl Store {
             && let Some(d) = e.denial()
             && let Some(org) = &d.org
         {
-            // The denial is the answer; a failure to audit it must not hide it.
-            let _ = self.inner.write_raw(|tx| {
-                // Denials are kept in the log of the org they were about; an id of no org
-                // (a refused CreateOrg) has no log to hold one.
-                if tx.org_opt(org)?.is_none() {
-                    return Ok(());
-                }
-                let summary = if e.kind() == ErrorKind::Denied {
-                    "denied by policy".to_owned()
-                } else {
-                    "denied: not a member (answered as not found)".to_owned()
-                };
-                audit_append(
-                    tx,
-                    &d.actor,
-                    org,
-                    &d.action,
-                    &d.target,
-                    summary,
-                    Outcome::Denied,
-                )
-            });
+            self.audit_denial(e.kind(), d, org);
         }
         out.map_err(Error::conceal)
+    }
+
+    /// Appends the refusal `d` (of an error of `kind`) to `org`'s log, in a transaction of
+    /// its own. Denials are kept in the log of the org they were about; an id of no org (a
+    /// refused CreateOrg) has no log to hold one.
+    pub(crate) fn audit_denial(&self, kind: ErrorKind, d: &PermissionDenied, org: &OrgId) {
+        // The denial is the answer; a failure to audit it must not hide it.
+        let _ = self.inner.write_raw(|tx| {
+            if tx.org_opt(org)?.is_none() {
+                return Ok(());
+            }
+            let summary = if kind != ErrorKind::Denied {
+                "denied: not a member (answered as not found)".to_owned()
+            } else if d.policies.is_empty() {
+                "denied by policy".to_owned()
+            } else {
+                format!("denied by {}", d.policies.join(", "))
+            };
+            audit_append(
+                tx,
+                &d.actor,
+                org,
+                &d.action,
+                &d.target,
+                summary,
+                Outcome::Denied,
+            )
+        });
     }
 
     /// The refusal of `actor`, who is not a member of `org`: exactly the answer for an org
@@ -475,7 +482,7 @@ impl Store {
         org: &OrgId,
         target: String,
     ) -> Error {
-        let mut d = crate::error::Denial::new(
+        let mut d = PermissionDenied::new(
             action.cedar_name(),
             None,
             vec![crate::policy::TENANCY.to_owned()],
@@ -597,7 +604,10 @@ fn target_name(t: &Target<'_>) -> String {
 /// The answer for a key id of no key (or of a key the actor may not know about).
 #[cold]
 pub(crate) fn key_not_found(id: &KeyId) -> Error {
-    Error::not_found("key id", format!("no key {id}; see `key list <ORG>`"))
+    Error::not_found(
+        "key id",
+        format!("no key {id}; check the id against the org's keys"),
+    )
 }
 
 /// Appends an audit entry inside `tx`.

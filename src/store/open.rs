@@ -214,10 +214,11 @@ fn create_private(path: &Path) -> Result<(), Error> {
             ErrorKind::Storage,
             "db",
             format!(
-                "cannot create `{}` ({e}); check the directory exists and is writable",
+                "cannot create `{}`; check the directory exists and is writable",
                 path.display()
             ),
-        )),
+        )
+        .with_source(e)),
     }
 }
 
@@ -228,8 +229,8 @@ fn missing_store(path: &Path) -> Error {
     Error::not_found(
         "db",
         format!(
-            "there is no store file `{p}`; check the path (--db / ORGSTORE_DB), or create a store \
-             there with `orgstore --db {p} org create <ORG> --owner <EMAIL>`"
+            "there is no store file `{p}`; check the path, or create a store there (open it \
+             without `must_exist`, then org create its first org)"
         ),
     )
 }
@@ -271,15 +272,17 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(msg)) => Error::new(
             ErrorKind::Corrupt,
             "db",
-            format!("`{p}` is corrupt ({msg}); restore it from a backup"),
-        ),
+            format!("`{p}` is corrupt; restore it from a backup"),
+        )
+        .with_source(msg),
         other => Error::new(
             ErrorKind::Corrupt,
             "db",
             format!(
-                "`{p}` cannot be opened as an orgstore file ({other}); check the path or restore a backup"
+                "`{p}` cannot be opened as an orgstore file; check the path or restore a backup"
             ),
-        ),
+        )
+        .with_source(other),
     }
 }
 
@@ -291,13 +294,13 @@ pub(crate) fn permission_error(path: &Path, io: &std::io::Error) -> Error {
         ErrorKind::Storage,
         "db",
         format!(
-            "`{}` cannot be opened for writing ({io}): this is a permission problem, the file is \
+            "`{}` cannot be opened for writing: this is a permission problem, the file is \
              not damaged; give this user read and write access to it (chmod u+rw, or run as its \
-             owner), or open it read-only (`Store::open_read_only`; the CLI's read-only commands \
-             do that by themselves)",
+             owner), or open it read-only",
             path.display()
         ),
     )
+    .with_source(std::io::Error::new(io.kind(), io.to_string()))
 }
 
 /// Refuses a file of a newer store format (read-only opens, which cannot run `init_tables`).

@@ -4,10 +4,13 @@ use super::records::ConfigRecord;
 use super::tables::{MEMBER_ORGS, ORGS};
 use super::tx::Lookup;
 use super::{Outcome, Store, audit_append};
-use crate::error::Error;
+use crate::error::{Error, PermissionDenied};
 use crate::model::{Actor, Email, Member, Org, OrgId, OrgStatus, Role};
 use crate::policy::{AdminAction, AdminRequest, Target};
 use redb::ReadableTable;
+
+/// The built-in rail that a person creating an org is its first owner.
+pub(crate) const CREATOR_IS_OWNER: &str = "creator-is-owner";
 
 /// What [`Orgs::suspend`] and [`Orgs::resume`] did. It dereferences to the org as it is
 /// now.
@@ -64,13 +67,21 @@ impl Orgs<'_> {
             if let Actor::Member(me) = actor {
                 self.authorize_create(actor, id)?;
                 if me != owner {
-                    return Err(Error::new(
-                        crate::ErrorKind::Denied,
-                        "owner",
-                        format!(
-                            "{me} may create an org only with themselves as owner; pass --owner {me}"
-                        ),
-                    ));
+                    // A built-in rail, decided before the id is looked up like CreateOrg
+                    // itself, and audited like every refusal.
+                    let mut d = PermissionDenied::new(
+                        AdminAction::CreateOrg.cedar_name(),
+                        None,
+                        vec![CREATOR_IS_OWNER.to_owned()],
+                        Vec::new(),
+                    );
+                    d.actor = actor.to_string();
+                    d.org = Some(id.clone());
+                    d.target = owner.to_string();
+                    d.who_may = format!(
+                        "a person may create an org only with themselves as its owner: give {me} as the owner"
+                    );
+                    return Err(Error::denied(d).on_field("owner"));
                 }
             }
             if let Some(existing) = tx.org_opt(id)? {

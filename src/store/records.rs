@@ -795,12 +795,25 @@ mod tests {
         b
     }
 
+    /// The error's line and its causes: the reason is the cause (`source()`), not part of
+    /// the error's own line.
+    fn chain(e: &crate::Error) -> String {
+        let mut chain = e.message().to_owned();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            chain.push_str(&format!(" / {c}"));
+            cause = c.source();
+        }
+        chain
+    }
+
     fn corrupt<T: Record + std::fmt::Debug>(what: &'static str, bytes: &[u8], says: &str) {
         let e = decode::<T>(what, bytes).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{e}");
+        let chain = chain(&e);
         assert!(
-            e.message().starts_with(what) && e.message().contains(says),
-            "{what}: {e}"
+            e.message().starts_with(what) && chain.contains(says),
+            "{what}: {chain}"
         );
     }
 
@@ -822,7 +835,7 @@ mod tests {
             corrupt::<KeyRecord>("key", &bad, says);
             // The borrowed view refuses what the owned decoder refuses.
             let e = KeyGate::decode(&bad).err().unwrap();
-            assert!(e.message().contains(says), "{e}");
+            assert!(chain(&e).contains(says), "{}", chain(&e));
         }
         // A negative budget (an odd zigzag value is negative).
         let bad = with("key", 58, 0x41);

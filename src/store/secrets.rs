@@ -385,10 +385,9 @@ fn read_key_file(path: &Path) -> Result<Option<Zeroizing<[u8; 32]>>, Error> {
         Ok(t) => Zeroizing::new(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(key_file_error(
-                path,
-                format_args!("cannot be read ({e}); check its permissions"),
-            ));
+            return Err(
+                key_file_error(path, "cannot be read; check its permissions").with_source(e),
+            );
         }
     };
     let hex = text.trim();
@@ -440,10 +439,10 @@ fn create_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, Error> {
     });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(key_file_error(
-            path,
-            format_args!("cannot be created ({e}); check the directory is writable"),
-        ));
+        return Err(
+            key_file_error(path, "cannot be created; check the directory is writable")
+                .with_source(e),
+        );
     }
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
@@ -458,10 +457,10 @@ fn create_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, Error> {
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key_file(path)?
             .ok_or_else(|| key_file_error(path, "vanished while being created; retry")),
-        Err(e) => Err(key_file_error(
-            path,
-            format_args!("cannot be created ({e}); check the directory is writable"),
-        )),
+        Err(e) => Err(
+            key_file_error(path, "cannot be created; check the directory is writable")
+                .with_source(e),
+        ),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::keys::KeyDigest;
 use crate::model::{Email, KeyId, Member, Org, OrgId, OrgStatus, Timestamp};
 
-fn io(e: impl std::fmt::Display) -> Error {
+fn io(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::storage("reading the store", e)
 }
 
@@ -55,7 +55,9 @@ pub(crate) trait Lookup {
             Some(v) => decode("config version", v.value()),
             None => Err(Error::not_found(
                 "version",
-                format!("org `{org}` has no config version {version}; see `config history`"),
+                format!(
+                    "org `{org}` has no config version {version}; check it against the config history"
+                ),
             )),
         }
     }
@@ -133,7 +135,7 @@ pub(crate) fn parse_stored_config(rec: &ConfigRecord) -> Result<OrgConfig, Error
 
 #[cold]
 pub(crate) fn org_not_found(id: &OrgId) -> Error {
-    Error::not_found("org", format!("no org `{id}`; see `org list`"))
+    Error::not_found("org", format!("no org `{id}`; check the id"))
 }
 
 impl Lookup for redb::ReadTransaction {
@@ -173,7 +175,7 @@ impl Lookup for WriteTx {
     }
 }
 
-fn wio(e: impl std::fmt::Display) -> Error {
+fn wio(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::storage("writing the store", e)
 }
 

@@ -485,7 +485,7 @@ fn a_missing_file_is_never_created_by_a_read_only_or_must_exist_open() {
             "{what}: {e}"
         );
         assert!(e.message().contains(&path.display().to_string()), "{e}");
-        assert!(e.message().contains("org create"), "{e}");
+        assert!(e.message().contains("create a store there"), "{e}");
         assert!(!path.exists(), "{what} created the file");
         assert!(!dir.path().join(format!("typo-{what}.redb.key")).exists());
     }

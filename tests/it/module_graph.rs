@@ -217,7 +217,7 @@ fn the_import_scanner_sees_every_path_form() {
     let reexports = root_reexports();
     assert_eq!(reexports.get("Store").map(String::as_str), Some("store"));
     assert_eq!(
-        reexports.get("AdminDenial").map(String::as_str),
+        reexports.get("PermissionDenied").map(String::as_str),
         Some("error")
     );
     let code = strip_comments(

@@ -164,10 +164,10 @@ fn denial_names_action_role_and_policies() {
             Some(Role::Viewer),
         ))
         .unwrap_err();
-    assert_eq!(d.action, "UpdateConfig");
-    assert_eq!(d.role, Some(Role::Viewer));
-    assert!(d.policies.is_empty(), "no permit, no forbid: {d:?}");
-    assert!(d.errors.is_empty());
+    assert_eq!(d.action(), "UpdateConfig");
+    assert_eq!(d.role(), Some(Role::Viewer));
+    assert!(d.policy_ids().is_empty(), "no permit, no forbid: {d:?}");
+    assert!(d.evaluation_errors().is_empty());
 }
 
 fn membership<'a>(
@@ -269,7 +269,7 @@ fn escalation_admin_grants_owner() {
             1,
         ))
         .unwrap_err();
-    assert_eq!(d.policies, vec!["only-owners-grant-owner"]);
+    assert_eq!(d.policy_ids(), vec!["only-owners-grant-owner"]);
     // to self
     let d = p
         .authorize(&membership(
@@ -282,7 +282,7 @@ fn escalation_admin_grants_owner() {
             1,
         ))
         .unwrap_err();
-    assert_eq!(d.policies, vec!["only-owners-grant-owner"]);
+    assert_eq!(d.policy_ids(), vec!["only-owners-grant-owner"]);
     // a new Owner
     let d = p
         .authorize(&membership(
@@ -295,7 +295,7 @@ fn escalation_admin_grants_owner() {
             1,
         ))
         .unwrap_err();
-    assert_eq!(d.policies, vec!["only-owners-grant-owner"]);
+    assert_eq!(d.policy_ids(), vec!["only-owners-grant-owner"]);
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn escalation_admin_demotes_or_removes_owner() {
             3,
         ))
         .unwrap_err();
-    assert_eq!(d.policies, vec!["only-owners-manage-owners"]);
+    assert_eq!(d.policy_ids(), vec!["only-owners-manage-owners"]);
     let d = p
         .authorize(&membership(
             &f,
@@ -325,7 +325,7 @@ fn escalation_admin_demotes_or_removes_owner() {
             3,
         ))
         .unwrap_err();
-    assert_eq!(d.policies, vec!["only-owners-manage-owners"]);
+    assert_eq!(d.policy_ids(), vec!["only-owners-manage-owners"]);
     // An Owner may.
     assert!(allowed(
         &p,
@@ -357,7 +357,7 @@ fn escalation_last_owner() {
             1,
         ))
         .unwrap_err();
-    assert_eq!(d.policies, vec!["last-owner-stays"]);
+    assert_eq!(d.policy_ids(), vec!["last-owner-stays"]);
     // demotes self
     let d = p
         .authorize(&membership(
@@ -370,7 +370,7 @@ fn escalation_last_owner() {
             1,
         ))
         .unwrap_err();
-    assert_eq!(d.policies, vec!["last-owner-not-demoted"]);
+    assert_eq!(d.policy_ids(), vec!["last-owner-not-demoted"]);
     // removes self through RemoveMember
     let d = p
         .authorize(&membership(
@@ -383,7 +383,7 @@ fn escalation_last_owner() {
             1,
         ))
         .unwrap_err();
-    assert_eq!(d.policies, vec!["last-owner-stays"]);
+    assert_eq!(d.policy_ids(), vec!["last-owner-stays"]);
     // with a second Owner all three are fine
     assert!(allowed(
         &p,
@@ -495,7 +495,7 @@ fn keys_by_creator() {
             "bob@acme.io",
         ))
         .unwrap_err();
-    assert!(d.policies.is_empty());
+    assert!(d.policy_ids().is_empty());
     // A non-member who created a key (e.g. removed since) can do nothing with it.
     assert!(!allowed(
         &p,
@@ -535,12 +535,12 @@ fn errors_and_mismatches_deny() {
         target: Target::Org,
     };
     let d = p.authorize(&req).unwrap_err();
-    assert!(!d.errors.is_empty());
+    assert!(!d.evaluation_errors().is_empty());
     // Wrong target for the action
     let mut req = canonical(&f, &f.org, AdminAction::CreateKey, Some(Role::Owner));
     req.target = Target::Org;
     let d = p.authorize(&req).unwrap_err();
-    assert!(d.errors[0].contains("Target::NewKey"), "{d:?}");
+    assert!(d.evaluation_errors()[0].contains("Target::NewKey"), "{d:?}");
     // Missing new role
     let req = membership(
         &f,
@@ -551,7 +551,12 @@ fn errors_and_mismatches_deny() {
         None,
         1,
     );
-    assert!(!p.authorize(&req).unwrap_err().errors.is_empty());
+    assert!(
+        !p.authorize(&req)
+            .unwrap_err()
+            .evaluation_errors()
+            .is_empty()
+    );
 }
 
 /// Every request shape the store can send, for comparing two policy sets.
@@ -651,5 +656,5 @@ fn example_policy_changes_exactly_member_creates_key_without_expiry() {
     assert_eq!(c.actor_role, Some(Role::Member));
     assert!(matches!(c.target, Target::NewKey { has_expiry: false }));
     let d = ext.authorize(c).unwrap_err();
-    assert_eq!(d.policies, vec!["require-key-expiry"]);
+    assert_eq!(d.policy_ids(), vec!["require-key-expiry"]);
 }

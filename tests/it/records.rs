@@ -180,7 +180,7 @@ fn a_damaged_tag_is_a_corrupt_record_not_a_panic() {
     org[n - 4] = 9;
     let e = reencode("orgs", &org).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt);
-    assert!(e.message().contains("org") && e.message().contains("unknown org status tag 9"));
+    assert!(e.message().contains("org") && chain(&e).contains("unknown org status tag 9"));
 
     // A member record: org, email, role tag, added_at, added_by.
     let (key, bytes) = raw.members.iter().next().unwrap();
@@ -190,7 +190,7 @@ fn a_damaged_tag_is_a_corrupt_record_not_a_panic() {
     let e = reencode("members", &m).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt);
     assert!(
-        e.message().contains("member") && e.message().contains("unknown role tag 7"),
+        e.message().contains("member") && chain(&e).contains("unknown role tag 7"),
         "{e}"
     );
 
@@ -199,5 +199,16 @@ fn a_damaged_tag_is_a_corrupt_record_not_a_panic() {
     *a.last_mut().unwrap() = 5;
     let e = reencode("audit", &a).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt);
-    assert!(e.message().contains("unknown audit outcome tag 5"), "{e}");
+    assert!(chain(&e).contains("unknown audit outcome tag 5"), "{e}");
+}
+
+/// An error's line and its causes (`source()`): a corrupt record's reason is its cause.
+fn chain(e: &Error) -> String {
+    let mut out = e.message().to_owned();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(&format!(" / {c}"));
+        cause = c.source();
+    }
+    out
 }
