@@ -35,7 +35,7 @@ pub use model::{
     Member, Org, OrgId, OrgStatus, Period, Role, Timestamp, Usd,
 };
 pub use policy::{
-    AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, Policies, Target,
+    AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, MAX_POLICY_FILE_BYTES, Policies, Target,
 };
 pub use store::StatusChange;
 #[cfg(feature = "fuzzing")]
@@ -45,3 +45,4 @@ pub use store::{
     OrgConfigs, Orgs, Outcome, Store, StoreBuilder,
 };
 pub use store::{BudgetStatus, RateUse, UsageReport};
+pub use store::{PolicyAuditEntry, PolicyFileChange, PolicySets, PolicyVersion};

@@ -15,6 +15,7 @@ mod member;
 mod org;
 mod output;
 mod policy;
+mod policy_set;
 // Shared with the benchmarks (`benches/support`), which use all of it.
 #[allow(dead_code)]
 mod synthetic;
@@ -59,7 +60,9 @@ struct Cli {
     /// operator, who may do everything.
     #[arg(long = "as", global = true, value_name = "EMAIL", help_heading = GLOBAL)]
     as_member: Option<String>,
-    /// Add every `*.cedar` file of DIR to the built-in policies.
+    /// What if: `policy explain` and `policy validate` evaluate the store's active policies
+    /// plus DIR's `*.cedar` files. The store always enforces its own policy set; `policy
+    /// apply DIR` changes it.
     #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     policies: Option<PathBuf>,
     #[command(subcommand)]
@@ -218,10 +221,9 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// A store builder with the global options applied.
     pub(crate) fn builder(&self) -> StoreBuilder {
-        match &self.policies {
-            Some(dir) => StoreBuilder::new().policy_dir(dir),
-            None => StoreBuilder::new(),
-        }
+        // `--policies` is a "what if" for `policy validate` and `policy explain`: the store
+        // always enforces its own policy set (`policy apply` changes it).
+        StoreBuilder::new()
     }
 
     /// The store at `--db`, opened (or created) on first use: for commands that write.

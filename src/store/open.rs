@@ -47,7 +47,10 @@ impl StoreBuilder {
         Self::default()
     }
 
-    /// Adds every `*.cedar` file of `dir` to the compiled-in policy set at open.
+    /// Makes the `*.cedar` files of `dir` the store's policy set at open, as the operator
+    /// (a new version when they differ from the active one, see
+    /// [`Store::policy_set`]). Without it a store enforces its stored active version; a
+    /// read-only store whose active set differs from `dir` is refused.
     pub fn policy_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.policy_dir = Some(dir.into());
         self
@@ -169,10 +172,14 @@ impl StoreBuilder {
             init_tables(db)?;
         }
         let sealer = sealer()?;
-        let mut policies = default_policies()?;
-        if let Some(dir) = &self.policy_dir {
-            policies = policies.with_dir(dir)?;
-        }
+        let stored = db
+            .begin_read()
+            .map_err(|e| Error::storage("starting a read", e))
+            .and_then(|r| super::policy_set::load_active(&r))?;
+        let policies = match stored {
+            Some(p) => p,
+            None => default_policies()?,
+        };
         let durability = if self.non_durable {
             redb::Durability::None
         } else {
@@ -180,6 +187,23 @@ impl StoreBuilder {
         };
         let store = Store::from_parts(db, policies, durability, self.spend_sync, sealer);
         store.rebuild_snapshot()?;
+        if let Some(dir) = &self.policy_dir {
+            let files = Policies::read_files(dir)?;
+            if files != store.policies().operator_files() {
+                if read_only {
+                    return Err(Error::invalid(
+                        "policies",
+                        format!(
+                            "{} differs from the store's active policy set, and a read-only store cannot store a new one; open it writable or leave the directory out",
+                            dir.display()
+                        ),
+                    ));
+                }
+                store
+                    .policy_set()
+                    .apply(&crate::model::Actor::Operator, &files)?;
+            }
+        }
         if !self.spend_sync && !read_only {
             store.spawn_flusher(self.spend_flush.unwrap_or(DEFAULT_SPEND_FLUSH));
         }
@@ -371,6 +395,8 @@ fn init_tables(db: &redb::Database) -> Result<(), Error> {
         txn.open_table(AUDIT).map_err(w)?;
         txn.open_table(SPEND).map_err(w)?;
         txn.open_table(ISSUED_DIGESTS).map_err(w)?;
+        txn.open_table(super::policy_set::POLICY_SETS).map_err(w)?;
+        txn.open_table(super::policy_set::POLICY_AUDIT).map_err(w)?;
         if migrate {
             migrate_1_to_2(&txn)?;
         }
