@@ -45,4 +45,7 @@ pub use store::{
     OrgConfigs, Orgs, Outcome, Store, StoreBuilder,
 };
 pub use store::{BudgetStatus, RateUse, UsageReport};
-pub use store::{PolicyAuditEntry, PolicyFileChange, PolicySets, PolicyVersion};
+pub use store::{
+    DecisionChange, ImpactReport, PolicyAuditEntry, PolicyFileChange, PolicySets, PolicyVersion,
+    SAMPLE_MODELS,
+};

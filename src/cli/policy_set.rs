@@ -14,8 +14,9 @@ use super::{CliError, Ctx};
 #[derive(Subcommand)]
 pub(crate) enum SetCmd {
     /// Validate DIR's `*.cedar` files strictly with the built-in files (warnings fail, every
-    /// policy needs an @id) and store them as the new active version of the store's policy
-    /// set; with --dry-run only show what would change.
+    /// policy needs an @id), show the impact (every decision of the store's members and keys
+    /// that would change) and store them as the new active version of the store's policy
+    /// set. With --dry-run nothing is stored, and the exit code is 1 when a decision changes.
     Apply {
         /// A directory of `*.cedar` files (the operator's files; the built-in ones are added).
         dir: PathBuf,
@@ -220,35 +221,98 @@ fn apply(ctx: &Ctx, dir: &std::path::Path, dry_run: bool, out: &mut Out) -> Resu
     let files = Policies::read_files(dir)?;
     // Strict validation first: nothing is stored when it fails.
     let proposed = Policies::from_files(&files)?;
+    let store = if dry_run {
+        ctx.read_store()?
+    } else {
+        ctx.store()?
+    };
+    let impact = store.policy_impact(&proposed)?;
+    let changes: Vec<Value> = impact.changes.iter().map(change_json).collect();
     if dry_run {
-        let active = ctx.read_store()?.policy_set().active()?;
-        let same = active.files == files;
+        let active = store.policy_set().active()?;
         if ctx.json {
-            return out.json(&json!({
+            out.json(&json!({
                 "dry_run": true,
-                "valid": true,
-                "changed": !same,
                 "active_version": active.version,
+                "same_files": active.files == files,
                 "policies": proposed.policy_ids(),
-            }));
+                "evaluated": impact.evaluated,
+                "changes": changes,
+            }))?;
+        } else {
+            out.note(format!(
+                "ok: {} validates strictly ({} policies); dry run, nothing stored",
+                dir.display(),
+                proposed.policy_ids().len()
+            ));
+            print_impact(&impact, out);
         }
-        out.note(format!(
-            "ok: {} validates strictly ({} policies); {}",
-            dir.display(),
-            proposed.policy_ids().len(),
-            if same {
-                format!("it equals the active version {}", active.version)
-            } else {
-                format!(
-                    "applying it would replace the active version {} (dry run: nothing stored)",
-                    active.version
-                )
-            }
-        ));
-        return Ok(());
+        // Exit 1 when decisions change, so CI can gate a policy change.
+        return if impact.changes.is_empty() {
+            Ok(())
+        } else {
+            Err(CliError::quiet(1))
+        };
     }
-    let v = ctx.store()?.policy_set().apply(&ctx.actor, &files)?;
+    let v = store.policy_set().apply(&ctx.actor, &files)?;
+    if ctx.json {
+        let mut j = version_json(&v);
+        j["changed"] = json!(v.changed);
+        j["evaluated"] = json!(impact.evaluated);
+        j["changes"] = Value::Array(changes);
+        return out.json(&j);
+    }
+    print_impact(&impact, out);
     report(ctx, &v, out)
+}
+
+fn change_json(c: &orgstore::DecisionChange) -> Value {
+    json!({
+        "principal": c.principal,
+        "action": c.action,
+        "resource": c.resource,
+        "context": c.context,
+        "before": if c.before { "allow" } else { "deny" },
+        "after": if c.after { "allow" } else { "deny" },
+        "before_policies": c.before_policies,
+        "after_policies": c.after_policies,
+    })
+}
+
+fn print_impact(impact: &orgstore::ImpactReport, out: &mut Out) {
+    out.note(format!(
+        "impact: {} of {} decisions change",
+        impact.changes.len(),
+        impact.evaluated
+    ));
+    if impact.changes.is_empty() {
+        return;
+    }
+    let word = |b: bool| if b { "allow" } else { "deny" };
+    let ids = |p: &[String]| {
+        if p.is_empty() {
+            "-".to_owned()
+        } else {
+            p.join(", ")
+        }
+    };
+    let mut t = Table::new(&[
+        "PRINCIPAL", "ACTION", "RESOURCE", "CONTEXT", "BEFORE", "AFTER", "POLICIES BEFORE",
+        "POLICIES AFTER",
+    ]);
+    for c in &impact.changes {
+        t.row(vec![
+            c.principal.clone(),
+            c.action.clone(),
+            c.resource.clone(),
+            if c.context.is_empty() { "-".to_owned() } else { c.context.clone() },
+            word(c.before).to_owned(),
+            word(c.after).to_owned(),
+            ids(&c.before_policies),
+            ids(&c.after_policies),
+        ]);
+    }
+    out.table(&t);
 }
 
 /// One policy test case.
