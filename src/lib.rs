@@ -35,7 +35,8 @@ pub use model::{
     Member, Org, OrgId, OrgStatus, Period, Role, Timestamp, Usd,
 };
 pub use policy::{
-    AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, MAX_POLICY_FILE_BYTES, Policies, Target,
+    AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, MAX_POLICY_FILE_BYTES,
+    Policies, Target,
 };
 pub use store::StatusChange;
 #[cfg(feature = "fuzzing")]

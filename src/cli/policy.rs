@@ -144,7 +144,14 @@ fn explain(ctx: &Ctx, args: &ExplainArgs, out: &mut Out) -> Result<(), CliError>
         None => store.policies(),
     };
     let r = store
-        .explain_what_if(&policies, &ctx.actor, action, &target, new_role, args.expires)
+        .explain_what_if(
+            &policies,
+            &ctx.actor,
+            action,
+            &target,
+            new_role,
+            args.expires,
+        )
         .map_err(|e| match e.field() {
             "new role" => CliError::for_flag("--role", &e),
             _ => e.into(),

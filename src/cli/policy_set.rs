@@ -133,10 +133,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError>
             Ok(())
         }
         SetCmd::Rollback { version } => {
-            let v = ctx
-                .store()?
-                .policy_set()
-                .rollback(&ctx.actor, version)?;
+            let v = ctx.store()?.policy_set().rollback(&ctx.actor, version)?;
             report(ctx, &v, out)
         }
         SetCmd::Test { files } => test(ctx, &files, out),
@@ -297,7 +294,13 @@ fn print_impact(impact: &orgstore::ImpactReport, out: &mut Out) {
         }
     };
     let mut t = Table::new(&[
-        "PRINCIPAL", "ACTION", "RESOURCE", "CONTEXT", "BEFORE", "AFTER", "POLICIES BEFORE",
+        "PRINCIPAL",
+        "ACTION",
+        "RESOURCE",
+        "CONTEXT",
+        "BEFORE",
+        "AFTER",
+        "POLICIES BEFORE",
         "POLICIES AFTER",
     ]);
     for c in &impact.changes {
@@ -305,7 +308,11 @@ fn print_impact(impact: &orgstore::ImpactReport, out: &mut Out) {
             c.principal.clone(),
             c.action.clone(),
             c.resource.clone(),
-            if c.context.is_empty() { "-".to_owned() } else { c.context.clone() },
+            if c.context.is_empty() {
+                "-".to_owned()
+            } else {
+                c.context.clone()
+            },
             word(c.before).to_owned(),
             word(c.after).to_owned(),
             ids(&c.before_policies),
@@ -346,7 +353,10 @@ fn field(
 
 fn parse_cases(file: &str, text: &str) -> Result<Vec<Case>, CliError> {
     let v: Value = serde_json::from_str(text).map_err(|e| {
-        CliError::invalid("test", format!("{file}: not JSON ({e}); give an array of cases"))
+        CliError::invalid(
+            "test",
+            format!("{file}: not JSON ({e}); give an array of cases"),
+        )
     })?;
     let Value::Array(items) = v else {
         return Err(CliError::invalid(
@@ -458,13 +468,19 @@ fn entities_file(test_file: &str, name: &str) -> Result<Value, CliError> {
     let text = std::fs::read_to_string(&path).map_err(|e| {
         CliError::invalid(
             "test",
-            format!("{test_file}: entities file {}: cannot read ({e})", path.display()),
+            format!(
+                "{test_file}: entities file {}: cannot read ({e})",
+                path.display()
+            ),
         )
     })?;
     serde_json::from_str(&text).map_err(|e| {
         CliError::invalid(
             "test",
-            format!("{test_file}: entities file {}: not JSON ({e})", path.display()),
+            format!(
+                "{test_file}: entities file {}: not JSON ({e})",
+                path.display()
+            ),
         )
     })
 }
@@ -475,7 +491,11 @@ fn test(ctx: &Ctx, files: &[PathBuf], out: &mut Out) -> Result<(), CliError> {
         let name = f.display().to_string();
         let text = std::fs::read_to_string(f)
             .map_err(|e| CliError::invalid("test", format!("{name}: cannot read ({e})")))?;
-        cases.extend(parse_cases(&name, &text)?.into_iter().map(|c| (name.clone(), c)));
+        cases.extend(
+            parse_cases(&name, &text)?
+                .into_iter()
+                .map(|c| (name.clone(), c)),
+        );
     }
     let needs_store = cases.iter().any(|(_, c)| c.org.is_some()) || ctx.db.exists();
     let store = if needs_store {

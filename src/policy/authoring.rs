@@ -145,8 +145,8 @@ impl Policies {
         let mut d = PermissionDenied::new(MANAGE_POLICIES, None, policies, errors);
         d.actor = email.to_string();
         d.target = "policies".to_owned();
-        d.who_may = "only the operator may, unless an operator policy permits ManagePolicies"
-            .to_owned();
+        d.who_may =
+            "only the operator may, unless an operator policy permits ManagePolicies".to_owned();
         Err(d)
     }
 
@@ -212,8 +212,12 @@ impl Policies {
         let c = &*self.inner;
         let ctx = match context {
             None => Context::empty(),
-            Some(v) => Context::from_json_value(v.clone(), Some((&c.schema, &a)))
-                .map_err(|e| Error::invalid("context", format!("{e}; give the action's context as a JSON object")))?,
+            Some(v) => Context::from_json_value(v.clone(), Some((&c.schema, &a))).map_err(|e| {
+                Error::invalid(
+                    "context",
+                    format!("{e}; give the action's context as a JSON object"),
+                )
+            })?,
         };
         let ents = Entities::from_json_value(entities.clone(), Some(&c.schema)).map_err(|e| {
             Error::invalid(
@@ -221,8 +225,9 @@ impl Policies {
                 format!("{e}; give Cedar entities JSON matching the schema"),
             )
         })?;
-        let request = Request::new(p, a.clone(), r, ctx, Some(&c.schema))
-            .map_err(|e| Error::invalid("action", format!("{e}; the request must fit the schema")))?;
+        let request = Request::new(p, a.clone(), r, ctx, Some(&c.schema)).map_err(|e| {
+            Error::invalid("action", format!("{e}; the request must fit the schema"))
+        })?;
         let name = a.id().unescaped().to_owned();
         let response = c
             .authorizer
@@ -262,7 +267,9 @@ fn check_file_name(name: &str, builtin: &[&str]) -> Result<(), Error> {
     if !plain || !cedar {
         return Err(Error::invalid(
             "policies",
-            format!("{name:?}: not a plain file name ending in .cedar; name each policy file NAME.cedar"),
+            format!(
+                "{name:?}: not a plain file name ending in .cedar; name each policy file NAME.cedar"
+            ),
         ));
     }
     if builtin.iter().any(|b| b.eq_ignore_ascii_case(name)) {

@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 pub use request::{AdminAction, AdminRequest, Target};
 
-pub use authoring::MAX_POLICY_FILE_BYTES;
 pub(crate) use authoring::MANAGE_POLICIES;
+pub use authoring::MAX_POLICY_FILE_BYTES;
 pub(crate) use engine::TENANCY;
 
 use crate::error::Error;

@@ -175,7 +175,14 @@ impl Store {
         new_role: Option<Role>,
         has_expiry: bool,
     ) -> Result<ExplainReport, Error> {
-        self.explain_what_if(&self.policies(), actor, action, target, new_role, has_expiry)
+        self.explain_what_if(
+            &self.policies(),
+            actor,
+            action,
+            target,
+            new_role,
+            has_expiry,
+        )
     }
 
     /// [`Store::explain`] under another policy set than the store's (for example the

@@ -65,7 +65,10 @@ impl Compare<'_> {
         self.report.evaluated += 1;
         if a.allowed != b.allowed || a.reasons != b.reasons {
             self.report.changes.push(DecisionChange {
-                principal: req.actor.email().map_or_else(String::new, |e| uid("User", e.as_str())),
+                principal: req
+                    .actor
+                    .email()
+                    .map_or_else(String::new, |e| uid("User", e.as_str())),
                 action: req.action.cedar_name().to_owned(),
                 resource,
                 context,

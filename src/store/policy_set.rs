@@ -191,7 +191,10 @@ impl PolicySets<'_> {
         self.commit(actor, next, old.files, Some(version))
     }
 
-    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, Error>) -> Result<T, Error> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         contain_damage(|| {
             let r = self
                 .store
@@ -234,7 +237,8 @@ impl PolicySets<'_> {
                 return Ok(current.to_version(active));
             }
             let mut last = last_version(&txn)?;
-            let note = rollback_to.map_or_else(|| "apply".to_owned(), |v| format!("rollback to {v}"));
+            let note =
+                rollback_to.map_or_else(|| "apply".to_owned(), |v| format!("rollback to {v}"));
             let changes = diff_files(&current.files, &files);
             {
                 let mut t = txn.open_table(POLICY_SETS).map_err(|e| w(e.into()))?;
@@ -252,14 +256,21 @@ impl PolicySets<'_> {
                     files,
                 };
                 let bytes = encode(&rec)?;
-                t.insert(rec.version, bytes.as_slice()).map_err(|e| w(e.into()))?;
-                let mut meta = txn.open_table(super::tables::META).map_err(|e| w(e.into()))?;
+                t.insert(rec.version, bytes.as_slice())
+                    .map_err(|e| w(e.into()))?;
+                let mut meta = txn
+                    .open_table(super::tables::META)
+                    .map_err(|e| w(e.into()))?;
                 meta.insert(ACTIVE, rec.version).map_err(|e| w(e.into()))?;
                 let names: Vec<&str> = changes.iter().map(|c| c.file.as_str()).collect();
                 let summary = format!(
                     "{note}: version {}; files changed: {}",
                     rec.version,
-                    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
                 );
                 append_log(&txn, now, actor, summary, Outcome::Applied)?;
                 drop(t);
@@ -267,7 +278,9 @@ impl PolicySets<'_> {
                 txn.commit().map_err(|e| Error::storage("committing", e))?;
                 let next = Arc::new(next);
                 inner.policies.store(next.clone());
-                inner.snapshot.apply(crate::snapshot::Update::policies(next))?;
+                inner
+                    .snapshot
+                    .apply(crate::snapshot::Update::policies(next))?;
                 let mut v = rec.to_version(rec.version);
                 v.changed = true;
                 Ok(v)
