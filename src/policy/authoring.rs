@@ -179,26 +179,15 @@ impl Policies {
         context: Option<&serde_json::Value>,
         entities: &serde_json::Value,
     ) -> Result<Explanation, Error> {
-        let out = self.evaluate_text(principal, action, resource, context, entities)?;
+        let p = uid("principal", principal)?;
+        let a = uid("action", action)?;
+        let r = uid("resource", resource)?;
+        let out = self.evaluate_uids(p, a, r, context, entities)?;
         Ok(Explanation {
             allowed: out.allowed,
             reasons: out.reasons,
             errors: out.errors,
         })
-    }
-
-    fn evaluate_text(
-        &self,
-        principal: &str,
-        action: &str,
-        resource: &str,
-        context: Option<&serde_json::Value>,
-        entities: &serde_json::Value,
-    ) -> Result<Outcome, Error> {
-        let p = uid("principal", principal)?;
-        let a = uid("action", action)?;
-        let r = uid("resource", resource)?;
-        self.evaluate_uids(p, a, r, context, entities)
     }
 
     fn evaluate_uids(

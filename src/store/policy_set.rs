@@ -5,11 +5,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bincode::{Decode, Encode};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::codec::{decode, encode};
-use super::records::Record;
+use super::records::{PolicyAuditRecord, PolicySetRecord};
 use super::{Outcome, Store, contain_damage};
 use crate::error::{Error, ErrorKind};
 use crate::model::{Actor, Timestamp};
@@ -521,16 +520,6 @@ fn line_diff(a: &str, b: &str) -> Vec<String> {
     out
 }
 
-/// One stored version.
-#[derive(Clone, Debug)]
-pub(crate) struct PolicySetRecord {
-    version: u64,
-    created_at: Timestamp,
-    created_by: String,
-    note: String,
-    files: Vec<(String, String)>,
-}
-
 impl PolicySetRecord {
     fn to_version(&self, active: u64) -> PolicyVersion {
         PolicyVersion {
@@ -545,81 +534,3 @@ impl PolicySetRecord {
     }
 }
 
-/// `PolicySetRecord`, format 1.
-#[derive(Encode, Decode)]
-pub(crate) struct PolicySetV1 {
-    version: u64,
-    created_at: i64,
-    created_by: String,
-    note: String,
-    files: Vec<(String, String)>,
-}
-
-impl Record for PolicySetRecord {
-    type Disk = PolicySetV1;
-    fn to_disk(&self) -> PolicySetV1 {
-        PolicySetV1 {
-            version: self.version,
-            created_at: self.created_at.as_micros(),
-            created_by: self.created_by.clone(),
-            note: self.note.clone(),
-            files: self.files.clone(),
-        }
-    }
-    fn from_disk(d: PolicySetV1, _what: &'static str) -> Result<Self, Error> {
-        Ok(PolicySetRecord {
-            version: d.version,
-            created_at: Timestamp::from_micros(d.created_at),
-            created_by: d.created_by,
-            note: d.note,
-            files: d.files,
-        })
-    }
-}
-
-/// One policy log entry.
-struct PolicyAuditRecord(PolicyAuditEntry);
-
-/// `PolicyAuditRecord`, format 1. `outcome`: 0 applied, 1 denied.
-#[derive(Encode, Decode)]
-pub(crate) struct PolicyAuditV1 {
-    seq: u64,
-    at: i64,
-    actor: String,
-    action: String,
-    summary: String,
-    outcome: u8,
-}
-
-impl Record for PolicyAuditRecord {
-    type Disk = PolicyAuditV1;
-    fn to_disk(&self) -> PolicyAuditV1 {
-        let e = &self.0;
-        PolicyAuditV1 {
-            seq: e.seq,
-            at: e.at.as_micros(),
-            actor: e.actor.clone(),
-            action: e.action.clone(),
-            summary: e.summary.clone(),
-            outcome: match e.outcome {
-                Outcome::Applied => 0,
-                Outcome::Denied => 1,
-            },
-        }
-    }
-    fn from_disk(d: PolicyAuditV1, what: &'static str) -> Result<Self, Error> {
-        let outcome = match d.outcome {
-            0 => Outcome::Applied,
-            1 => Outcome::Denied,
-            t => return Err(Error::corrupt(what, format!("outcome tag {t}"))),
-        };
-        Ok(PolicyAuditRecord(PolicyAuditEntry {
-            seq: d.seq,
-            at: Timestamp::from_micros(d.at),
-            actor: d.actor,
-            action: d.action,
-            summary: d.summary,
-            outcome,
-        }))
-    }
-}
