@@ -18,6 +18,7 @@ pub(crate) mod spend;
 pub(crate) mod tables;
 pub(crate) mod tx;
 mod usage;
+mod watch;
 
 pub use audit::{Audit, AuditEntry, Outcome};
 pub use configs::{ConfigVersion, OrgConfigs};

@@ -24,6 +24,7 @@ use redb::ReadableTable;
 #[derive(Clone, Debug, Default)]
 pub struct StoreBuilder {
     policy_dir: Option<PathBuf>,
+    watch_dir: Option<PathBuf>,
     non_durable: bool,
     spend_flush: Option<Duration>,
     spend_sync: bool,
@@ -53,6 +54,24 @@ impl StoreBuilder {
     /// read-only store whose active set differs from `dir` is refused.
     pub fn policy_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.policy_dir = Some(dir.into());
+        self
+    }
+
+    /// Watches `dir` for the lifetime of the store: a background thread reads its `*.cedar`
+    /// files four times a second and, whenever they change, applies them as the operator
+    /// (a new version of the store's policy set, see [`Store::policy_set`]). Files that do
+    /// not validate (a file an editor has half written, a typo) keep the active set, are
+    /// written to the policy log as refused, and are tried again at their next change. Not
+    /// for read-only stores (nothing is watched there).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = orgstore::StoreBuilder::new().watch_policies(dir.path()).open_temporary()?;
+    /// # drop(store);
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn watch_policies(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.watch_dir = Some(dir.into());
         self
     }
 
@@ -203,6 +222,9 @@ impl StoreBuilder {
                     .policy_set()
                     .apply(&crate::model::Actor::Operator, &files)?;
             }
+        }
+        if let (Some(dir), false) = (&self.watch_dir, read_only) {
+            super::watch::spawn(&store.inner, dir.clone());
         }
         if !self.spend_sync && !read_only {
             store.spawn_flusher(self.spend_flush.unwrap_or(DEFAULT_SPEND_FLUSH));

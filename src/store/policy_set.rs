@@ -173,7 +173,7 @@ impl PolicySets<'_> {
     /// default); every change and every refusal is written to the policy log.
     pub fn apply(&self, actor: &Actor, files: &[(String, String)]) -> Result<PolicyVersion, Error> {
         let next = Policies::from_files(files)?;
-        self.commit(actor, next, files.to_vec(), None)
+        commit(&self.store.inner, actor, next, files.to_vec(), None)
     }
 
     /// [`PolicySets::apply`] with the `*.cedar` files of `dir` (file names only).
@@ -187,7 +187,7 @@ impl PolicySets<'_> {
     pub fn rollback(&self, actor: &Actor, version: u64) -> Result<PolicyVersion, Error> {
         let old = self.version(Some(version))?;
         let next = Policies::from_files(&old.files)?;
-        self.commit(actor, next, old.files, Some(version))
+        commit(&self.store.inner, actor, next, old.files, Some(version))
     }
 
     fn read<T>(
@@ -204,95 +204,101 @@ impl PolicySets<'_> {
             f(&r)
         })
     }
+}
 
-    fn commit(
-        &self,
-        actor: &Actor,
-        next: Policies,
-        files: Vec<(String, String)>,
-        rollback_to: Option<u64>,
-    ) -> Result<PolicyVersion, Error> {
-        let inner = &self.store.inner;
-        contain_damage(|| {
-            let _writer = inner.writer.lock();
-            if let Actor::Member(email) = actor
-                && let Err(d) = inner.policies.load().authorize_policy_change(email)
-            {
-                let summary = if d.policies.is_empty() {
-                    "denied by policy".to_owned()
+/// Makes `files` (compiled as `next`) the new active version as `actor`, under the writer
+/// lock: decides `ManagePolicies` for a person, writes the version, `meta` and the log entry
+/// in one transaction, then swaps the set in and invalidates the gateway memo.
+pub(crate) fn commit(
+    inner: &super::Inner,
+    actor: &Actor,
+    next: Policies,
+    files: Vec<(String, String)>,
+    rollback_to: Option<u64>,
+) -> Result<PolicyVersion, Error> {
+    contain_damage(|| {
+        let _writer = inner.writer.lock();
+        if let Actor::Member(email) = actor
+            && let Err(d) = inner.policies.load().authorize_policy_change(email)
+        {
+            let summary = if d.policies.is_empty() {
+                "denied by policy".to_owned()
+            } else {
+                format!("denied by {}", d.policies.join(", "))
+            };
+            // The denial is the answer; a failure to log it must not hide it.
+            let _ = log(inner, actor, summary, Outcome::Denied);
+            return Err(Error::denied(d));
+        }
+        let txn = inner.db.begin_write()?;
+        let now = Timestamp::now();
+        let w = |e: redb::Error| Error::storage("writing the policy set", e);
+        let active = active_version(&txn)?;
+        let current = record(&txn, active)?.unwrap_or_else(builtin_record);
+        if current.files == files {
+            return Ok(current.to_version(active));
+        }
+        let mut last = last_version(&txn)?;
+        let note = rollback_to.map_or_else(|| "apply".to_owned(), |v| format!("rollback to {v}"));
+        let changes = diff_files(&current.files, &files);
+        {
+            let mut t = txn.open_table(POLICY_SETS).map_err(|e| w(e.into()))?;
+            if t.is_empty().map_err(|e| w(e.into()))? {
+                // The implicit built-in version 1 becomes a record.
+                let b = encode(&builtin_record())?;
+                t.insert(1, b.as_slice()).map_err(|e| w(e.into()))?;
+                last = 1;
+            }
+            let rec = PolicySetRecord {
+                version: last + 1,
+                created_at: now,
+                created_by: actor.to_string(),
+                note: note.clone(),
+                files,
+            };
+            let bytes = encode(&rec)?;
+            t.insert(rec.version, bytes.as_slice())
+                .map_err(|e| w(e.into()))?;
+            let mut meta = txn
+                .open_table(super::tables::META)
+                .map_err(|e| w(e.into()))?;
+            meta.insert(ACTIVE, rec.version).map_err(|e| w(e.into()))?;
+            let names: Vec<&str> = changes.iter().map(|c| c.file.as_str()).collect();
+            let summary = format!(
+                "{note}: version {}; files changed: {}",
+                rec.version,
+                if names.is_empty() {
+                    "none".to_owned()
                 } else {
-                    format!("denied by {}", d.policies.join(", "))
-                };
-                // The denial is the answer; a failure to log it must not hide it.
-                let _ = self.log(actor, summary, Outcome::Denied);
-                return Err(Error::denied(d));
-            }
-            let txn = inner.db.begin_write()?;
-            let now = Timestamp::now();
-            let w = |e: redb::Error| Error::storage("writing the policy set", e);
-            let active = active_version(&txn)?;
-            let current = record(&txn, active)?.unwrap_or_else(builtin_record);
-            if current.files == files {
-                return Ok(current.to_version(active));
-            }
-            let mut last = last_version(&txn)?;
-            let note =
-                rollback_to.map_or_else(|| "apply".to_owned(), |v| format!("rollback to {v}"));
-            let changes = diff_files(&current.files, &files);
-            {
-                let mut t = txn.open_table(POLICY_SETS).map_err(|e| w(e.into()))?;
-                if t.is_empty().map_err(|e| w(e.into()))? {
-                    // The implicit built-in version 1 becomes a record.
-                    let b = encode(&builtin_record())?;
-                    t.insert(1, b.as_slice()).map_err(|e| w(e.into()))?;
-                    last = 1;
+                    names.join(", ")
                 }
-                let rec = PolicySetRecord {
-                    version: last + 1,
-                    created_at: now,
-                    created_by: actor.to_string(),
-                    note: note.clone(),
-                    files,
-                };
-                let bytes = encode(&rec)?;
-                t.insert(rec.version, bytes.as_slice())
-                    .map_err(|e| w(e.into()))?;
-                let mut meta = txn
-                    .open_table(super::tables::META)
-                    .map_err(|e| w(e.into()))?;
-                meta.insert(ACTIVE, rec.version).map_err(|e| w(e.into()))?;
-                let names: Vec<&str> = changes.iter().map(|c| c.file.as_str()).collect();
-                let summary = format!(
-                    "{note}: version {}; files changed: {}",
-                    rec.version,
-                    if names.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        names.join(", ")
-                    }
-                );
-                append_log(&txn, now, actor, summary, Outcome::Applied)?;
-                drop(t);
-                drop(meta);
-                txn.commit().map_err(|e| Error::storage("committing", e))?;
-                let next = Arc::new(next);
-                inner.policies.store(next.clone());
-                inner
-                    .snapshot
-                    .apply(crate::snapshot::Update::policies(next))?;
-                let mut v = rec.to_version(rec.version);
-                v.changed = true;
-                Ok(v)
-            }
-        })
-    }
+            );
+            append_log(&txn, now, actor, summary, Outcome::Applied)?;
+            drop(t);
+            drop(meta);
+            txn.commit().map_err(|e| Error::storage("committing", e))?;
+            let next = Arc::new(next);
+            inner.policies.store(next.clone());
+            inner
+                .snapshot
+                .apply(crate::snapshot::Update::policies(next))?;
+            let mut v = rec.to_version(rec.version);
+            v.changed = true;
+            Ok(v)
+        }
+    })
+}
 
-    /// Writes one log entry in a transaction of its own (the caller holds the writer lock).
-    fn log(&self, actor: &Actor, summary: String, outcome: Outcome) -> Result<(), Error> {
-        let txn = self.store.inner.db.begin_write()?;
-        append_log(&txn, Timestamp::now(), actor, summary, outcome)?;
-        txn.commit().map_err(|e| Error::storage("committing", e))
-    }
+/// Writes one log entry in a transaction of its own (the caller holds the writer lock).
+pub(crate) fn log(
+    inner: &super::Inner,
+    actor: &Actor,
+    summary: String,
+    outcome: Outcome,
+) -> Result<(), Error> {
+    let txn = inner.db.begin_write()?;
+    append_log(&txn, Timestamp::now(), actor, summary, outcome)?;
+    txn.commit().map_err(|e| Error::storage("committing", e))
 }
 
 fn append_log(

@@ -577,3 +577,55 @@ proptest! {
         prop_assert_eq!(&decisions(&store), &seen[target - 1]);
     }
 }
+
+/// Polls `f` until it holds; fails only if it never does within a generous bound (the
+/// watcher polls four times a second).
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..1200 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("never happened: {what}");
+}
+
+#[test]
+fn the_watcher_applies_edits_and_survives_a_half_written_file() {
+    let watched = write_dir(&[("nodelete.cedar", NO_DELETES)]);
+    let store = StoreBuilder::new()
+        .watch_policies(watched.path())
+        .open_temporary()
+        .unwrap();
+    populated(&store);
+    let has = |id: &str| store.policies().policy_ids().iter().any(|p| p == id);
+    eventually("the first files are applied", || has("no-deletes"));
+    let applied = store.policy_set().active().unwrap();
+    assert_eq!(applied.files, files(&[("nodelete.cedar", NO_DELETES)]));
+
+    // An editor writes in several steps: first half of the file.
+    let path = watched.path().join("expiry.cedar");
+    let cut = EXPIRY.find("unless").unwrap();
+    std::fs::write(&path, &EXPIRY[..cut + 3]).unwrap();
+    eventually("the half file is refused in the policy log", || {
+        store
+            .policy_set()
+            .audit(&OP, 10)
+            .unwrap()
+            .iter()
+            .any(|e| e.outcome == Outcome::Denied && e.summary.contains("expiry.cedar"))
+    });
+    // The active set is still the applied one (an empty file the editor created first may
+    // have been applied meanwhile: it holds no policy).
+    assert_eq!(
+        store.policies().policy_ids(),
+        Policies::from_files(&applied.files).unwrap().policy_ids()
+    );
+    assert!(member_creates_key_without_expiry(&store));
+
+    // The rest of the file: applied.
+    std::fs::write(&path, EXPIRY).unwrap();
+    eventually("the whole file is applied", || has("require-key-expiry"));
+    assert!(!member_creates_key_without_expiry(&store));
+    assert!(has("no-deletes"));
+}
