@@ -24,11 +24,15 @@ pub(crate) enum SetCmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Print the files of a version (default: the active one).
+    /// Print the operator files of a version (default: the active one).
     Show {
         /// The version.
         #[arg(long)]
         version: Option<u64>,
+        /// Print the built-in files first: the whole set as one Cedar file, for
+        /// `cedar validate --schema policies/schema.cedarschema --policies FILE`.
+        #[arg(long)]
+        all: bool,
     },
     /// Write the operator files of a version (default: the active one) into DIR.
     Pull {
@@ -70,9 +74,9 @@ pub(crate) enum SetCmd {
 pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError> {
     match cmd {
         SetCmd::Apply { dir, dry_run } => apply(ctx, &dir, dry_run, out),
-        SetCmd::Show { version } => {
+        SetCmd::Show { version, all } => {
             let v = ctx.read_store()?.policy_set().version(version)?;
-            show(ctx, &v, out)
+            show(ctx, &v, all, out)
         }
         SetCmd::Pull { dir, version } => {
             let v = ctx.read_store()?.policy_set().version(version)?;
@@ -163,9 +167,17 @@ fn version_json(v: &PolicyVersion) -> Value {
     })
 }
 
-fn show(ctx: &Ctx, v: &PolicyVersion, out: &mut Out) -> Result<(), CliError> {
+fn show(ctx: &Ctx, v: &PolicyVersion, all: bool, out: &mut Out) -> Result<(), CliError> {
     if ctx.json {
         return out.json(&version_json(v));
+    }
+    if all {
+        for (name, text) in Policies::builtin_files() {
+            out.line(format!("// ---- {name}"));
+            for l in text.lines() {
+                out.line(l);
+            }
+        }
     }
     out.note(format!(
         "version {}{}: {} by {} ({}); the built-in files {} come first",

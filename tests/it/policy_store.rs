@@ -276,6 +276,12 @@ fn cli_runs_enforce_what_was_applied_and_policies_is_only_a_what_if() {
     assert!(h.contains("require-key-expiry.cedar"), "{h}");
     let shown = orgstore(&["policy", "show"]).db(&db).run().ok();
     assert!(shown.contains("@id(\"require-key-expiry\")"), "{shown}");
+    assert!(!shown.contains("@id(\"viewer-read\")"), "{shown}");
+    let whole = orgstore(&["policy", "show", "--all"]).db(&db).run().ok();
+    assert!(
+        whole.contains("@id(\"viewer-read\")") && whole.contains("@id(\"require-key-expiry\")"),
+        "{whole}"
+    );
     let pulled = tempfile::tempdir().unwrap();
     orgstore(&["policy", "pull", pulled.path().to_str().unwrap()])
         .db(&db)
