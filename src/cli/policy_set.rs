@@ -44,6 +44,13 @@ pub(crate) enum SetCmd {
     },
     /// List every version of the store's policy set.
     History,
+    /// Print the policy log, newest first: every change of the policy set and every refused
+    /// attempt (operator only).
+    Log {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Show how the operator files differ from version A to version B.
     Diff {
         /// The first version.
@@ -111,6 +118,42 @@ pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError>
                     v.created_by.clone(),
                     v.note.clone(),
                     names(&v.files),
+                ]);
+            }
+            out.table(&t);
+            Ok(())
+        }
+        SetCmd::Log { limit } => {
+            let log = ctx.read_store()?.policy_set().audit(&ctx.actor, limit)?;
+            if ctx.json {
+                let v: Vec<Value> = log
+                    .iter()
+                    .map(|e| {
+                        json!({
+                            "seq": e.seq,
+                            "at": e.at.to_string(),
+                            "actor": e.actor,
+                            "action": e.action,
+                            "summary": e.summary,
+                            "outcome": if e.outcome == orgstore::Outcome::Applied { "applied" } else { "denied" },
+                        })
+                    })
+                    .collect();
+                return out.json(&Value::Array(v));
+            }
+            let mut t = Table::new(&["SEQ", "AT", "ACTOR", "OUTCOME", "SUMMARY"]);
+            for e in &log {
+                t.row(vec![
+                    e.seq.to_string(),
+                    e.at.to_string(),
+                    e.actor.clone(),
+                    if e.outcome == orgstore::Outcome::Applied {
+                        "applied"
+                    } else {
+                        "denied"
+                    }
+                    .to_owned(),
+                    e.summary.clone(),
                 ]);
             }
             out.table(&t);
