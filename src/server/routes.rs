@@ -179,8 +179,8 @@ fn version_json(v: &ConfigVersion, revealed: bool) -> Value {
         "created_at": v.created_at.to_string(),
         "created_by": v.created_by,
         "note": v.note,
-        "changed": v.changed,
         "config": if revealed { v.config.to_revealed_json() } else { v.config.to_masked_json() },
+        "changed": v.changed,
     })
 }
 
