@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use orgstore::{
-    Budget, ImportKey, KeyId, KeyInfo, KeySpec, OrgId, Period, Timestamp, Usd,
-    parse_whole_number,
+    Budget, ImportKey, KeyId, KeyInfo, KeySpec, OrgId, Period, Timestamp, Usd, parse_whole_number,
 };
 use serde::Deserialize;
 use serde_json::Value;

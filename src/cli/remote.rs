@@ -74,7 +74,12 @@ impl Remote {
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).map_err(unreachable)?;
         let text = String::from_utf8_lossy(&raw);
-        let bad = || CliError::invalid("socket", "the server's answer is not HTTP; check the socket path");
+        let bad = || {
+            CliError::invalid(
+                "socket",
+                "the server's answer is not HTTP; check the socket path",
+            )
+        };
         let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
         let status: u16 = head
             .split(' ')
@@ -94,18 +99,36 @@ impl Remote {
         ))
     }
 
-    fn get<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&Value>) -> Result<T, CliError> {
+    fn get<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, CliError> {
         let v = self.call(method, path, body)?;
         serde_json::from_value(v).map_err(|e| {
-            CliError::invalid("socket", format!("the server's answer has another shape ({e}); use a CLI of the server's version"))
+            CliError::invalid(
+                "socket",
+                format!(
+                    "the server's answer has another shape ({e}); use a CLI of the server's version"
+                ),
+            )
         })
     }
 
     /// `key create`: the stored key and the full key.
-    pub(crate) fn key_create(&self, org: &OrgId, spec: &KeySpec) -> Result<(KeyInfo, String), CliError> {
+    pub(crate) fn key_create(
+        &self,
+        org: &OrgId,
+        spec: &KeySpec,
+    ) -> Result<(KeyInfo, String), CliError> {
         let body = serde_json::to_value(spec)
             .map_err(|e| CliError::invalid("key", format!("cannot encode the settings ({e})")))?;
-        let v = self.call("POST", &format!("/v1/orgs/{}/keys", org.as_str()), Some(&body))?;
+        let v = self.call(
+            "POST",
+            &format!("/v1/orgs/{}/keys", org.as_str()),
+            Some(&body),
+        )?;
         self.secret(v)
     }
 
@@ -118,7 +141,10 @@ impl Remote {
     fn secret(&self, v: Value) -> Result<(KeyInfo, String), CliError> {
         let key = v["key"].as_str().unwrap_or_default().to_owned();
         let info = serde_json::from_value(v["info"].clone()).map_err(|e| {
-            CliError::invalid("socket", format!("the server's answer has another shape ({e})"))
+            CliError::invalid(
+                "socket",
+                format!("the server's answer has another shape ({e})"),
+            )
         })?;
         Ok((info, key))
     }
@@ -139,9 +165,18 @@ impl Remote {
     }
 
     /// `member add`.
-    pub(crate) fn member_add(&self, org: &OrgId, email: &Email, role: Role) -> Result<Member, CliError> {
+    pub(crate) fn member_add(
+        &self,
+        org: &OrgId,
+        email: &Email,
+        role: Role,
+    ) -> Result<Member, CliError> {
         let body = json!({ "email": email.as_str(), "role": role.as_str() });
-        self.get("POST", &format!("/v1/orgs/{}/members", org.as_str()), Some(&body))
+        self.get(
+            "POST",
+            &format!("/v1/orgs/{}/members", org.as_str()),
+            Some(&body),
+        )
     }
 
     /// `member list`.
@@ -150,20 +185,38 @@ impl Remote {
     }
 
     /// `member role`.
-    pub(crate) fn member_role(&self, org: &OrgId, email: &Email, role: Role) -> Result<Member, CliError> {
+    pub(crate) fn member_role(
+        &self,
+        org: &OrgId,
+        email: &Email,
+        role: Role,
+    ) -> Result<Member, CliError> {
         let body = json!({ "role": role.as_str() });
-        let path = format!("/v1/orgs/{}/members/{}", org.as_str(), segment(email.as_str()));
+        let path = format!(
+            "/v1/orgs/{}/members/{}",
+            org.as_str(),
+            segment(email.as_str())
+        );
         self.get("PATCH", &path, Some(&body))
     }
 
     /// `member remove`.
     pub(crate) fn member_remove(&self, org: &OrgId, email: &Email) -> Result<(), CliError> {
-        let path = format!("/v1/orgs/{}/members/{}", org.as_str(), segment(email.as_str()));
+        let path = format!(
+            "/v1/orgs/{}/members/{}",
+            org.as_str(),
+            segment(email.as_str())
+        );
         self.call("DELETE", &path, None).map(|_| ())
     }
 
     /// `config get`: the version's JSON (as the CLI's `--json` prints it) with `config`.
-    pub(crate) fn config_get(&self, org: &OrgId, version: Option<u64>, reveal: bool) -> Result<Value, CliError> {
+    pub(crate) fn config_get(
+        &self,
+        org: &OrgId,
+        version: Option<u64>,
+        reveal: bool,
+    ) -> Result<Value, CliError> {
         let mut path = format!("/v1/orgs/{}/config?reveal={reveal}", org.as_str());
         if let Some(v) = version {
             path.push_str(&format!("&version={v}"));
@@ -175,7 +228,11 @@ impl Remote {
     pub(crate) fn config_set(&self, org: &OrgId, patch: &str) -> Result<Value, CliError> {
         let patch: Value = serde_json::from_str(patch)
             .map_err(|e| CliError::invalid("patch", format!("{e}; give a JSON object")))?;
-        self.call("PATCH", &format!("/v1/orgs/{}/config", org.as_str()), Some(&json!({ "config": patch })))
+        self.call(
+            "PATCH",
+            &format!("/v1/orgs/{}/config", org.as_str()),
+            Some(&json!({ "config": patch })),
+        )
     }
 }
 

@@ -22,7 +22,13 @@ pub(crate) fn media(headers: &HeaderMap, allowed: &[Media]) -> Result<Media, Api
     let ty = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     let found = match ty.as_deref() {
         Some("application/json") => Some(Media::Json),
         Some("application/merge-patch+json") => Some(Media::MergePatch),

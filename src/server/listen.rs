@@ -173,7 +173,10 @@ fn admitted(stream: &UnixStream, owner: u32) -> Result<(), u32> {
 async fn connection(stream: UnixStream, owner: u32, router: axum::Router, limits: &ServerLimits) {
     let refused = admitted(&stream, owner).err();
     if let Some(uid) = refused {
-        tracing::warn!(uid, "admin socket peer refused: not the store file's owner or root");
+        tracing::warn!(
+            uid,
+            "admin socket peer refused: not the store file's owner or root"
+        );
     }
     let request_timeout = limits.request_timeout;
     let service = hyper::service::service_fn(move |req| {

@@ -32,7 +32,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind};
 use crate::store::Store;
 
-pub use routes::OPENAPI;
+pub use routes::{OPENAPI, routes};
 
 /// The header with which the operator on the socket acts as a member (`--as` of the CLI).
 pub const ACT_AS_HEADER: &str = "x-orgstore-as";
@@ -281,6 +281,14 @@ impl RunningServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
     }
 }
 

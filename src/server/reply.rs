@@ -83,6 +83,10 @@ pub(crate) fn json_response(status: u16, value: &Value) -> Response {
 /// Any serializable answer as JSON (an encoding failure is a 500 that says so).
 pub(crate) fn to_json(v: &impl serde::Serialize) -> Result<Value, ApiError> {
     serde_json::to_value(v).map_err(|_| {
-        ApiError::new(500, "internal", "the answer could not be encoded as JSON; report this")
+        ApiError::new(
+            500,
+            "internal",
+            "the answer could not be encoded as JSON; report this",
+        )
     })
 }

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State as Extract};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use http::{HeaderMap, Request, Uri};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,34 +39,75 @@ pub(crate) struct State {
 type Shared = Extract<Arc<State>>;
 type Answer = Result<Response, ApiError>;
 
+type Route = (&'static str, &'static str, MethodRouter<Arc<State>>);
+
+/// Every route: method, path, handler. The one list the router is built from and the
+/// OpenAPI document is tested against.
+fn table() -> Vec<Route> {
+    vec![
+        ("GET", "/openapi.json", get(openapi)),
+        ("GET", "/v1/orgs", get(org_list)),
+        ("POST", "/v1/orgs", post(org_create)),
+        ("GET", "/v1/orgs/{org_id}", get(org_get)),
+        ("DELETE", "/v1/orgs/{org_id}", delete(org_delete)),
+        ("POST", "/v1/orgs/{org_id}/suspend", post(org_suspend)),
+        ("POST", "/v1/orgs/{org_id}/resume", post(org_resume)),
+        ("GET", "/v1/orgs/{org_id}/config", get(config_get)),
+        ("PATCH", "/v1/orgs/{org_id}/config", patch(config_update)),
+        (
+            "GET",
+            "/v1/orgs/{org_id}/config/versions",
+            get(config_versions),
+        ),
+        ("GET", "/v1/orgs/{org_id}/config/diff", get(config_diff)),
+        (
+            "POST",
+            "/v1/orgs/{org_id}/config/rollback",
+            post(config_rollback),
+        ),
+        ("GET", "/v1/orgs/{org_id}/keys", get(key_list)),
+        ("POST", "/v1/orgs/{org_id}/keys", post(key_create)),
+        ("POST", "/v1/orgs/{org_id}/keys/import", post(key_import)),
+        ("GET", "/v1/keys/{key_id}", get(key_show)),
+        ("PATCH", "/v1/keys/{key_id}", patch(key_update)),
+        ("DELETE", "/v1/keys/{key_id}", delete(key_revoke)),
+        ("POST", "/v1/keys/{key_id}/rotate", post(key_rotate)),
+        ("GET", "/v1/keys/{key_id}/usage", get(key_usage)),
+        ("GET", "/v1/orgs/{org_id}/members", get(member_list)),
+        ("POST", "/v1/orgs/{org_id}/members", post(member_add)),
+        (
+            "PATCH",
+            "/v1/orgs/{org_id}/members/{email}",
+            patch(member_set_role),
+        ),
+        (
+            "DELETE",
+            "/v1/orgs/{org_id}/members/{email}",
+            delete(member_remove),
+        ),
+        ("GET", "/v1/members/{email}/orgs", get(member_orgs)),
+        ("GET", "/v1/orgs/{org_id}/audit", get(audit_list)),
+        ("GET", "/v1/orgs/{org_id}/usage", get(org_usage)),
+    ]
+}
+
+/// The routes of the admin API as `(method, path)`, paths in OpenAPI's template syntax.
+///
+/// ```
+/// let routes = orgstore::server::routes();
+/// assert!(routes.contains(&("DELETE", "/v1/keys/{key_id}")));
+/// ```
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    table().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
 /// The router over `state`.
 pub(crate) fn router(state: Arc<State>) -> Router {
-    Router::new()
-        .route("/openapi.json", get(openapi))
-        .route("/v1/orgs", get(org_list).post(org_create))
-        .route("/v1/orgs/{org}", get(org_get).delete(org_delete))
-        .route("/v1/orgs/{org}/suspend", post(org_suspend))
-        .route("/v1/orgs/{org}/resume", post(org_resume))
-        .route("/v1/orgs/{org}/config", get(config_get).patch(config_update))
-        .route("/v1/orgs/{org}/config/versions", get(config_versions))
-        .route("/v1/orgs/{org}/config/diff", get(config_diff))
-        .route("/v1/orgs/{org}/config/rollback", post(config_rollback))
-        .route("/v1/orgs/{org}/keys", get(key_list).post(key_create))
-        .route("/v1/orgs/{org}/keys/import", post(key_import))
-        .route(
-            "/v1/keys/{key_id}",
-            get(key_show).patch(key_update).delete(key_revoke),
-        )
-        .route("/v1/keys/{key_id}/rotate", post(key_rotate))
-        .route("/v1/keys/{key_id}/usage", get(key_usage))
-        .route("/v1/orgs/{org}/members", get(member_list).post(member_add))
-        .route(
-            "/v1/orgs/{org}/members/{email}",
-            axum::routing::patch(member_set_role).delete(member_remove),
-        )
-        .route("/v1/members/{email}/orgs", get(member_orgs))
-        .route("/v1/orgs/{org}/audit", get(audit_list))
-        .route("/v1/orgs/{org}/usage", get(org_usage))
+    table()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .with_state(state)
@@ -118,11 +159,16 @@ fn actor(headers: &HeaderMap) -> Result<Actor, ApiError> {
         return Ok(Actor::Operator);
     };
     let text = v.to_str().map_err(|_| {
-        ApiError::field(400, "invalid_header", ACT_AS_HEADER, "give an email in ASCII")
+        ApiError::field(
+            400,
+            "invalid_header",
+            ACT_AS_HEADER,
+            "give an email in ASCII",
+        )
     })?;
-    Email::parse(text).map(Actor::Member).map_err(|e| {
-        ApiError::field(400, "invalid_header", ACT_AS_HEADER, e.message())
-    })
+    Email::parse(text)
+        .map(Actor::Member)
+        .map_err(|e| ApiError::field(400, "invalid_header", ACT_AS_HEADER, e.message()))
 }
 
 /// A value from the path, refused with 400 (naming the field) when it has the wrong shape.
@@ -194,11 +240,20 @@ fn created_key_json(k: &CreatedKey) -> Result<Value, ApiError> {
 fn key_spec(v: Value) -> Result<KeySpec, ApiError> {
     let shape = r#"{"name": "backend", "rate_limit_rpm": 100}"#;
     let Value::Object(given) = v else {
-        return Err(ApiError::field(400, "invalid_body", "body", &format!("send a JSON object like {shape}")));
+        return Err(ApiError::field(
+            400,
+            "invalid_body",
+            "body",
+            &format!("send a JSON object like {shape}"),
+        ));
     };
     let mut spec = to_json(&KeySpec::new(""))?;
     let Value::Object(base) = &mut spec else {
-        return Err(ApiError::new(500, "internal", "the key spec has no fields; report this"));
+        return Err(ApiError::new(
+            500,
+            "internal",
+            "the key spec has no fields; report this",
+        ));
     };
     for (k, v) in given {
         if !base.contains_key(&k) {
@@ -212,8 +267,14 @@ fn key_spec(v: Value) -> Result<KeySpec, ApiError> {
         }
         base.insert(k, v);
     }
-    serde_json::from_value(spec)
-        .map_err(|e| ApiError::field(400, "invalid_body", "body", &format!("{e}; see /openapi.json")))
+    serde_json::from_value(spec).map_err(|e| {
+        ApiError::field(
+            400,
+            "invalid_body",
+            "body",
+            &format!("{e}; see /openapi.json"),
+        )
+    })
 }
 
 async fn json_body<T: serde::de::DeserializeOwned>(
@@ -245,7 +306,13 @@ struct NewOrg {
 
 async fn org_create(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
     let a = actor(&h)?;
-    let n: NewOrg = json_body(&s, &h, body, r#"{"id": "acme", "name": "Acme", "owner": "o@acme.io"}"#).await?;
+    let n: NewOrg = json_body(
+        &s,
+        &h,
+        body,
+        r#"{"id": "acme", "name": "Acme", "owner": "o@acme.io"}"#,
+    )
+    .await?;
     let id = OrgId::parse(&n.id)?;
     let owner = Email::parse(&n.owner).map_err(|e| e.in_field("owner"))?;
     let name = n.name.unwrap_or_else(|| n.id.clone());
@@ -321,7 +388,12 @@ async fn config_update(
     let bytes = body::read(body, s.max_body).await?;
     let patch = match media {
         Media::MergePatch => String::from_utf8(bytes.to_vec()).map_err(|_| {
-            ApiError::field(400, "invalid_json", "body", "send the merge patch as UTF-8 JSON")
+            ApiError::field(
+                400,
+                "invalid_json",
+                "body",
+                "send the merge patch as UTF-8 JSON",
+            )
         })?,
         Media::Json => {
             #[derive(Deserialize)]
@@ -341,15 +413,27 @@ async fn config_versions(Extract(s): Shared, h: HeaderMap, Path(org): Path<Strin
     let a = actor(&h)?;
     let id = from_path(OrgId::parse, &org)?;
     let vs = blocking(&s, move |st| st.org_configs().history(&a, &id)).await?;
-    ok(Value::Array(vs.iter().map(|v| version_json(v, false)).collect()))
+    ok(Value::Array(
+        vs.iter().map(|v| version_json(v, false)).collect(),
+    ))
 }
 
-async fn config_diff(Extract(s): Shared, h: HeaderMap, uri: Uri, Path(org): Path<String>) -> Answer {
+async fn config_diff(
+    Extract(s): Shared,
+    h: HeaderMap,
+    uri: Uri,
+    Path(org): Path<String>,
+) -> Answer {
     let a = actor(&h)?;
     let id = from_path(OrgId::parse, &org)?;
     let need = |name: &str| {
         query_number(&uri, name)?.ok_or_else(|| {
-            ApiError::field(400, "invalid_query", name, "give both versions: ?from=1&to=2")
+            ApiError::field(
+                400,
+                "invalid_query",
+                name,
+                "give both versions: ?from=1&to=2",
+            )
         })
     };
     let (from, to) = (need("from")?, need("to")?);
@@ -384,7 +468,12 @@ async fn key_list(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> 
     ok(to_json(&keys)?)
 }
 
-async fn key_create(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>, body: Body) -> Answer {
+async fn key_create(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path(org): Path<String>,
+    body: Body,
+) -> Answer {
     let a = actor(&h)?;
     let id = from_path(OrgId::parse, &org)?;
     let spec = key_spec(json_body(&s, &h, body, r#"{"name": "backend"}"#).await?)?;
@@ -392,7 +481,12 @@ async fn key_create(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>, b
     created(created_key_json(&k)?)
 }
 
-async fn key_import(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>, body: Body) -> Answer {
+async fn key_import(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path(org): Path<String>,
+    body: Body,
+) -> Answer {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct One {
@@ -424,7 +518,12 @@ async fn key_show(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>) -> 
     ok(to_json(&k)?)
 }
 
-async fn key_update(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>, body: Body) -> Answer {
+async fn key_update(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path(key): Path<String>,
+    body: Body,
+) -> Answer {
     let a = actor(&h)?;
     let id = from_path(KeyId::parse, &key)?;
     let spec = key_spec(json_body(&s, &h, body, r#"{"name": "backend"}"#).await?)?;
@@ -462,7 +561,8 @@ struct RoleBody {
 }
 
 fn role(text: &str) -> Result<Role, ApiError> {
-    text.parse::<Role>().map_err(|e| ApiError::from(e.in_field("role")))
+    text.parse::<Role>()
+        .map_err(|e| ApiError::from(e.in_field("role")))
 }
 
 async fn member_list(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
@@ -472,7 +572,12 @@ async fn member_list(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) 
     ok(to_json(&ms)?)
 }
 
-async fn member_add(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>, body: Body) -> Answer {
+async fn member_add(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path(org): Path<String>,
+    body: Body,
+) -> Answer {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct NewMember {
@@ -481,7 +586,13 @@ async fn member_add(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>, b
     }
     let a = actor(&h)?;
     let id = from_path(OrgId::parse, &org)?;
-    let n: NewMember = json_body(&s, &h, body, r#"{"email": "a@acme.io", "role": "developer"}"#).await?;
+    let n: NewMember = json_body(
+        &s,
+        &h,
+        body,
+        r#"{"email": "a@acme.io", "role": "developer"}"#,
+    )
+    .await?;
     let email = Email::parse(&n.email)?;
     let r = role(&n.role)?;
     let m = blocking(&s, move |st| st.members().add(&a, &id, &email, r)).await?;
