@@ -18,6 +18,8 @@ mod policy;
 mod remote;
 #[cfg(feature = "server")]
 mod serve;
+#[cfg(feature = "server")]
+mod token;
 // Shared with the benchmarks (`benches/support`), which use all of it.
 #[allow(dead_code)]
 mod synthetic;
@@ -103,6 +105,10 @@ enum Command {
     /// `orgstore` commands then go through it.
     #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
+    /// Bearer tokens for the admin API over TCP (`serve --listen`).
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Token(token::TokenCmd),
 }
 
 /// A failed command: the one line printed after `error: ` and the exit code.
@@ -376,6 +382,8 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Command::Policy(cmd) => policy::run(&ctx, cmd, out),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(&ctx, args, out),
+        #[cfg(feature = "server")]
+        Command::Token(cmd) => token::run(&ctx, cmd, out),
     }
 }
 

@@ -16,6 +16,11 @@ pub(crate) struct ServeArgs {
     /// file's owner and root may connect.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Also serve on this TCP address (e.g. 127.0.0.1:8181), every request with
+    /// `Authorization: Bearer <token>` (see `token create`). Loopback only: put a
+    /// TLS-terminating proxy in front for other hosts.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
 }
 
 pub(crate) fn run(ctx: &Ctx, args: ServeArgs, _out: &mut Out) -> Result<(), CliError> {
@@ -32,6 +37,21 @@ pub(crate) fn run(ctx: &Ctx, args: ServeArgs, _out: &mut Out) -> Result<(), CliE
         ctx.db.display(),
         socket.display()
     );
+    let tcp = match args.listen {
+        Some(addr) => {
+            let t = AdminServer::new(store).serve_tcp(&ctx.db, addr)?;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "serving the admin API on http://{} (bearer tokens)",
+                t.local_addr()
+                    .map_or_else(|| addr.to_string(), |a| a.to_string())
+            );
+            Some(t)
+        }
+        None => None,
+    };
     running.wait();
+    // The socket server stopped at a signal: the TCP one stops with it.
+    drop(tcp);
     Ok(())
 }

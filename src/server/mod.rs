@@ -24,6 +24,7 @@ mod body;
 mod listen;
 mod reply;
 mod routes;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::error::{Error, ErrorKind};
 use crate::store::Store;
 
 pub use routes::{OPENAPI, routes};
+pub use tokens::{MEMBER_TOKEN_PREFIX, OPERATOR_TOKEN_PREFIX, TokenHolder, TokenInfo, Tokens};
 
 /// The header with which the operator on the socket acts as a member (`--as` of the CLI).
 pub const ACT_AS_HEADER: &str = "x-orgstore-as";
@@ -146,6 +148,7 @@ pub struct AdminServer {
     limits: ServerLimits,
     socket: Option<PathBuf>,
     signals: bool,
+    non_loopback: bool,
 }
 
 impl AdminServer {
@@ -156,7 +159,58 @@ impl AdminServer {
             limits: ServerLimits::default(),
             socket: None,
             signals: false,
+            non_loopback: false,
         }
+    }
+
+    /// Lets [`AdminServer::serve_tcp`] listen on an address that is not loopback. The API
+    /// speaks plain HTTP: only do this behind a TLS-terminating proxy on the same host or a
+    /// network you trust, since bearer tokens travel in the clear otherwise.
+    ///
+    /// ```
+    /// let store = orgstore::Store::open_temporary().unwrap();
+    /// let server = orgstore::server::AdminServer::new(&store).allow_non_loopback();
+    /// # drop(server);
+    /// ```
+    pub fn allow_non_loopback(mut self) -> Self {
+        self.non_loopback = true;
+        self
+    }
+
+    /// Starts serving on a TCP address (port 0 picks a free one) on threads of its own.
+    /// Every request needs `Authorization: Bearer <token>` with a live token of `db`'s
+    /// token file (see [`Tokens`]): an operator token acts as the operator (and as a member
+    /// with the `x-orgstore-as` header), a member access token as its member only. Refused
+    /// for an address that is not loopback unless [`AdminServer::allow_non_loopback`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = dir.path().join("org.redb");
+    /// let store = orgstore::Store::open(&db).unwrap();
+    /// let running = orgstore::server::AdminServer::new(&store)
+    ///     .serve_tcp(&db, "127.0.0.1:0".parse().unwrap())
+    ///     .unwrap();
+    /// assert!(running.local_addr().unwrap().ip().is_loopback());
+    /// ```
+    pub fn serve_tcp(
+        self,
+        db: impl AsRef<Path>,
+        addr: std::net::SocketAddr,
+    ) -> Result<RunningServer, Error> {
+        if !addr.ip().is_loopback() && !self.non_loopback {
+            return Err(Error::invalid(
+                "listen",
+                format!(
+                    "{addr} is not a loopback address and the admin API speaks plain HTTP; \
+                     listen on 127.0.0.1 behind a TLS-terminating proxy, or allow it explicitly"
+                ),
+            ));
+        }
+        let router = routes::router(Arc::new(routes::State {
+            store: self.store,
+            max_body: self.limits.max_body_bytes,
+        }));
+        listen::start_tcp(addr, Tokens::beside(db), router, self.limits, self.signals)
     }
 
     /// Shuts down gracefully at SIGINT or SIGTERM (for a process that is only a server, such
@@ -227,12 +281,26 @@ impl AdminServer {
 /// lets the requests in flight finish (within the limits' timeouts) and removes the socket.
 pub struct RunningServer {
     socket: PathBuf,
+    addr: Option<std::net::SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RunningServer {
-    /// The socket it listens on.
+    /// The TCP address it listens on (`None` for a Unix socket).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = dir.path().join("org.redb");
+    /// # let store = orgstore::Store::open(&db).unwrap();
+    /// let running = orgstore::server::AdminServer::new(&store).serve_unix(&db).unwrap();
+    /// assert!(running.local_addr().is_none());
+    /// ```
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.addr
+    }
+
+    /// The socket it listens on (empty for a TCP server).
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();

@@ -23,9 +23,14 @@ struct Answer {
 
 /// Sends raw bytes and reads the whole answer (the server closes after one request).
 fn raw(socket: &Path, bytes: &[u8]) -> Option<Answer> {
-    let mut s = UnixStream::connect(socket).unwrap();
+    let s = UnixStream::connect(socket).unwrap();
     // A safety net against a hung test, not a timing assertion.
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    exchange(s, bytes)
+}
+
+/// Writes a request and reads the answer to the end.
+fn exchange(mut s: impl Read + Write, bytes: &[u8]) -> Option<Answer> {
     s.write_all(bytes).unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
@@ -712,4 +717,166 @@ fn many_clients_at_once_are_all_served_within_the_connection_limit() {
             .len(),
         64
     );
+}
+
+/// A request over TCP with an optional bearer token and `x-orgstore-as`.
+fn tcp_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    as_member: Option<&str>,
+    body: Option<&Value>,
+) -> Answer {
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: x\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("authorization: Bearer {t}\r\n"));
+    }
+    if let Some(e) = as_member {
+        req.push_str(&format!("x-orgstore-as: {e}\r\n"));
+    }
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    if body.is_some() {
+        req.push_str("content-type: application/json\r\n");
+    }
+    req.push_str(&format!(
+        "content-length: {}\r\n\r\n{payload}",
+        payload.len()
+    ));
+    exchange(s, req.as_bytes()).expect("an HTTP answer")
+}
+
+#[test]
+fn tcp_needs_a_live_bearer_token_and_a_member_token_acts_as_its_member_only() {
+    use orgstore::server::{TokenHolder, Tokens};
+    let s = Served::new(ServerLimits::default());
+    let tokens = Tokens::beside(&s.db);
+    let (op_info, op) = tokens.create(TokenHolder::Operator, None).unwrap();
+    let (_, vic) = tokens
+        .create(TokenHolder::Member(common::email("vic@acme.io")), None)
+        .unwrap();
+    let (_, ann) = tokens
+        .create(TokenHolder::Member(common::email("ann@acme.io")), None)
+        .unwrap();
+    let past = orgstore::Timestamp::parse("2020-01-01T00:00:00Z").unwrap();
+    let (_, old) = tokens.create(TokenHolder::Operator, Some(past)).unwrap();
+    // Only digests are stored, in a private file.
+    let file = std::fs::read_to_string(tokens.path()).unwrap();
+    assert!(!file.contains(&op) && !file.contains(&vic));
+    assert_eq!(
+        std::fs::metadata(tokens.path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    let server = AdminServer::new(&s.store)
+        .serve_tcp(&s.db, "127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let keys = "/v1/orgs/acme/keys";
+    let body = json!({"name": "t"});
+    // 401: none, another scheme, a bad checksum, unknown, expired
+    assert_eq!(tcp_call(addr, "GET", keys, None, None, None).status, 401);
+    let flipped = format!("{}x", &op[..op.len() - 1]);
+    for bad in [flipped.as_str(), "orgstore_op_nope", old.as_str()] {
+        let a = tcp_call(addr, "GET", keys, Some(bad), None, None);
+        assert_eq!(
+            (a.status, a.body["error"]["code"].as_str()),
+            (401, Some("unauthorized"))
+        );
+    }
+    // The operator, and the operator acting as a member.
+    assert_eq!(
+        tcp_call(addr, "GET", keys, Some(&op), None, None).status,
+        200
+    );
+    assert_eq!(
+        tcp_call(
+            addr,
+            "POST",
+            keys,
+            Some(&op),
+            Some("vic@acme.io"),
+            Some(&body)
+        )
+        .status,
+        403
+    );
+    // A member token: the member's role decides, whatever x-orgstore-as says.
+    assert_eq!(
+        tcp_call(addr, "POST", keys, Some(&ann), None, Some(&body)).status,
+        201
+    );
+    assert_eq!(
+        tcp_call(addr, "POST", keys, Some(&vic), None, Some(&body)).status,
+        403
+    );
+    assert_eq!(
+        tcp_call(
+            addr,
+            "POST",
+            keys,
+            Some(&vic),
+            Some("ann@acme.io"),
+            Some(&body)
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        tcp_call(
+            addr,
+            "GET",
+            "/v1/orgs/globex/config",
+            Some(&ann),
+            None,
+            None
+        )
+        .status,
+        404
+    );
+    // Revoked: refused at once.
+    tokens.revoke(&op_info.id).unwrap();
+    assert_eq!(
+        tcp_call(addr, "GET", keys, Some(&op), None, None).status,
+        401
+    );
+    // Only loopback unless allowed.
+    let err = AdminServer::new(&s.store)
+        .serve_tcp(&s.db, "0.0.0.0:0".parse().unwrap())
+        .unwrap_err();
+    assert_eq!(err.kind(), orgstore::ErrorKind::Invalid);
+}
+
+#[test]
+fn the_token_commands_show_a_token_once() {
+    let cli = Cli::with_acme();
+    let made = cli
+        .run(&["--json", "token", "create", "--email", "ann@acme.io"])
+        .json();
+    let secret = made["token"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with(orgstore::server::MEMBER_TOKEN_PREFIX));
+    let list = cli.run(&["token", "list"]).ok();
+    assert!(
+        list.contains("ann@acme.io") && !list.contains(&secret),
+        "{list}"
+    );
+    let id = made["id"].as_str().unwrap();
+    assert!(
+        cli.run(&["token", "revoke", id])
+            .ok()
+            .starts_with("revoked ")
+    );
+    assert_eq!(
+        cli.run(&["--json", "token", "list"]).json()[0]["status"],
+        "revoked"
+    );
+    cli.run(&["token", "revoke", "tok_0000000000000000"])
+        .fail(4);
+    cli.run(&["token", "create"]).fail(2);
 }
