@@ -67,6 +67,10 @@ struct Cli {
     /// Add every `*.cedar` file of DIR to the built-in policies.
     #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     policies: Option<PathBuf>,
+    /// Act through the admin API of a server at URL (http://HOST:PORT, `serve --listen`)
+    /// with the bearer token in ORGSTORE_TOKEN, instead of on a file.
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
+    remote: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -271,6 +275,8 @@ pub(crate) struct Ctx {
     pub(crate) json: bool,
     store: OnceCell<Store>,
     remote: OnceCell<Option<remote::Remote>>,
+    /// `--remote URL`: every command goes to that server or fails; no file is opened.
+    remote_url: Option<String>,
 }
 
 impl Ctx {
@@ -288,6 +294,21 @@ impl Ctx {
             .as_ref()
     }
 
+    /// With `--remote`, a command that is not served by the admin API stops here instead
+    /// of opening a local file.
+    pub(crate) fn local_only(&self) -> Result<(), CliError> {
+        match &self.remote_url {
+            Some(url) => Err(CliError::invalid(
+                "--remote",
+                format!(
+                    "this command is not served by the admin API at {url}; run it on the \
+                     server's host"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// A store builder with the global options applied.
     pub(crate) fn builder(&self) -> StoreBuilder {
         match &self.policies {
@@ -301,6 +322,7 @@ impl Ctx {
         if let Some(s) = self.store.get() {
             return Ok(s);
         }
+        self.local_only()?;
         let opened = self.builder().open(&self.db)?;
         Ok(self.store.get_or_init(|| opened))
     }
@@ -312,6 +334,7 @@ impl Ctx {
         if let Some(s) = self.store.get() {
             return Ok(s);
         }
+        self.local_only()?;
         let builder = self.builder().must_exist();
         let opened = if writable(&self.db) {
             builder.open(&self.db)?
@@ -361,13 +384,25 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Some(s) => Actor::Member(Email::parse(s).map_err(|e| CliError::for_flag("--as", &e))?),
         None => Actor::Operator,
     };
+    let remote = match &cli.remote {
+        Some(url) => {
+            let member = match &actor {
+                Actor::Member(e) => Some(e),
+                _ => None,
+            };
+            let token = std::env::var("ORGSTORE_TOKEN").ok();
+            Some(Some(remote::Remote::tcp(url, token, member)?))
+        }
+        None => None,
+    };
     let ctx = Ctx {
         db: cli.db,
         policies: cli.policies,
         actor,
         json: cli.json,
         store: OnceCell::new(),
-        remote: OnceCell::new(),
+        remote: remote.map_or_else(OnceCell::new, OnceCell::from),
+        remote_url: cli.remote,
     };
     match cli.command {
         Command::Org(cmd) => org::run(&ctx, cmd, out),

@@ -5,6 +5,7 @@
 //! code as a direct call.
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,9 +19,17 @@ use super::CliError;
 /// The header with which the operator acts as a member (`--as`).
 const ACT_AS: &str = "x-orgstore-as";
 
-/// A server on the store's socket.
+/// Where the server is.
+enum Target {
+    /// The store's socket.
+    Socket(PathBuf),
+    /// `--remote http://HOST:PORT`, with the bearer token of `ORGSTORE_TOKEN`.
+    Tcp { addr: String, token: String },
+}
+
+/// A server on the store's socket, or at `--remote`.
 pub(crate) struct Remote {
-    socket: PathBuf,
+    target: Target,
     as_member: Option<String>,
 }
 
@@ -37,9 +46,47 @@ impl Remote {
         let socket = socket_of(db);
         UnixStream::connect(&socket).ok()?;
         Some(Self {
-            socket,
+            target: Target::Socket(socket),
             as_member: as_member.map(|e| e.as_str().to_owned()),
         })
+    }
+
+    /// The server at `url` (`http://HOST:PORT`), authenticated with `token`.
+    pub(crate) fn tcp(
+        url: &str,
+        token: Option<String>,
+        as_member: Option<&Email>,
+    ) -> Result<Self, CliError> {
+        let addr = url
+            .strip_prefix("http://")
+            .map(|rest| rest.trim_end_matches('/'))
+            .filter(|a| !a.is_empty() && !a.contains('/'))
+            .ok_or_else(|| {
+                CliError::invalid(
+                    "--remote",
+                    "give the server as http://HOST:PORT (for https, run a local TLS proxy and point --remote at it)",
+                )
+            })?;
+        let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
+            CliError::invalid(
+                "ORGSTORE_TOKEN",
+                "set it to a token from `orgstore token create` on the server's host",
+            )
+        })?;
+        Ok(Self {
+            target: Target::Tcp {
+                addr: addr.to_owned(),
+                token,
+            },
+            as_member: as_member.map(|e| e.as_str().to_owned()),
+        })
+    }
+
+    fn describe(&self) -> String {
+        match &self.target {
+            Target::Socket(p) => format!("`{}`", p.display()),
+            Target::Tcp { addr, .. } => format!("http://{addr}"),
+        }
     }
 
     /// One request; the answer's JSON, or its error as a CLI error with the exit code of
@@ -49,13 +96,11 @@ impl Remote {
             CliError::invalid(
                 "socket",
                 format!(
-                    "the server on `{}` did not answer ({e}); check that it still runs",
-                    self.socket.display()
+                    "the server on {} did not answer ({e}); check that it still runs",
+                    self.describe()
                 ),
             )
         };
-        let mut stream = UnixStream::connect(&self.socket).map_err(unreachable)?;
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
         let payload = body.map(Value::to_string).unwrap_or_default();
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
@@ -68,11 +113,18 @@ impl Remote {
         if let Some(e) = &self.as_member {
             req.push_str(&format!("{ACT_AS}: {e}\r\n"));
         }
+        if let Target::Tcp { token, .. } = &self.target {
+            req.push_str(&format!("authorization: Bearer {token}\r\n"));
+        }
         req.push_str("\r\n");
         req.push_str(&payload);
-        stream.write_all(req.as_bytes()).map_err(unreachable)?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).map_err(unreachable)?;
+        let raw = match &self.target {
+            Target::Socket(p) => UnixStream::connect(p).and_then(|s| exchange(s, &req)),
+            Target::Tcp { addr, .. } => {
+                TcpStream::connect(addr.as_str()).and_then(|s| exchange(s, &req))
+            }
+        }
+        .map_err(unreachable)?;
         let text = String::from_utf8_lossy(&raw);
         let bad = || {
             CliError::invalid(
@@ -233,6 +285,32 @@ impl Remote {
             &format!("/v1/orgs/{}/config", org.as_str()),
             Some(&json!({ "config": patch })),
         )
+    }
+}
+
+/// Writes a request and reads the answer to its end (the server closes after one).
+fn exchange<S: Read + Write + Timeout>(mut stream: S, req: &str) -> std::io::Result<Vec<u8>> {
+    stream.timeout(Duration::from_secs(60))?;
+    stream.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    Ok(raw)
+}
+
+/// A read timeout on either kind of stream.
+trait Timeout {
+    fn timeout(&self, t: Duration) -> std::io::Result<()>;
+}
+
+impl Timeout for UnixStream {
+    fn timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+}
+
+impl Timeout for TcpStream {
+    fn timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
     }
 }
 

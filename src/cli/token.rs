@@ -61,6 +61,7 @@ fn token_json(t: &TokenInfo) -> Value {
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: TokenCmd, out: &mut Out) -> Result<(), CliError> {
+    ctx.local_only()?;
     if !matches!(ctx.actor, orgstore::Actor::Operator) {
         return Err(CliError::invalid(
             "--as",

@@ -840,6 +840,25 @@ fn tcp_needs_a_live_bearer_token_and_a_member_token_acts_as_its_member_only() {
         .status,
         404
     );
+    // The CLI with --remote and ORGSTORE_TOKEN: the member's view, no file opened.
+    let url = format!("http://{addr}");
+    let listed = common::orgstore(&["--remote", &url, "--json", "key", "list", "acme"])
+        .env("ORGSTORE_TOKEN", &ann)
+        .run();
+    assert_eq!(listed.json().as_array().unwrap().len(), 1);
+    common::orgstore(&["--remote", &url, "key", "create", "acme", "--name", "v"])
+        .env("ORGSTORE_TOKEN", &vic)
+        .run()
+        .fail(3);
+    let no_token = common::orgstore(&["--remote", &url, "key", "list", "acme"])
+        .run()
+        .fail(1);
+    assert!(no_token.contains("ORGSTORE_TOKEN"), "{no_token}");
+    let local = common::orgstore(&["--remote", &url, "audit", "acme"])
+        .env("ORGSTORE_TOKEN", &ann)
+        .run()
+        .fail(1);
+    assert!(local.contains("not served by the admin API"), "{local}");
     // Revoked: refused at once.
     tokens.revoke(&op_info.id).unwrap();
     assert_eq!(
