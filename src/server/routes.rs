@@ -208,6 +208,25 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// A body-less call on one id of the path: the id parsed (400 when it has the wrong
+/// shape), `f` run as the acting principal, its result answered as JSON.
+async fn on_id<I, T>(
+    s: &Arc<State>,
+    h: &HeaderMap,
+    text: &str,
+    parse: fn(&str) -> Result<I, Error>,
+    f: impl FnOnce(&Store, &Actor, &I) -> Result<T, Error> + Send + 'static,
+) -> Answer
+where
+    I: Send + 'static,
+    T: serde::Serialize + Send + 'static,
+{
+    let a = actor(h)?;
+    let id = from_path(parse, text)?;
+    let v = blocking(s, move |st| f(st, &a, &id)).await?;
+    ok(to_json(&v)?)
+}
+
 fn ok(v: Value) -> Answer {
     Ok(json_response(200, &v))
 }
@@ -321,17 +340,14 @@ async fn org_create(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
 }
 
 async fn org_get(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
-    let a = actor(&h)?;
-    let id = from_path(OrgId::parse, &org)?;
-    let o = blocking(&s, move |st| st.orgs().get(&a, &id)).await?;
-    ok(to_json(&o)?)
+    on_id(&s, &h, &org, OrgId::parse, |st, a, id| st.orgs().get(a, id)).await
 }
 
 async fn org_delete(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
-    let a = actor(&h)?;
-    let id = from_path(OrgId::parse, &org)?;
-    let o = blocking(&s, move |st| st.orgs().delete(&a, &id)).await?;
-    ok(to_json(&o)?)
+    on_id(&s, &h, &org, OrgId::parse, |st, a, id| {
+        st.orgs().delete(a, id)
+    })
+    .await
 }
 
 async fn org_status(s: Arc<State>, h: HeaderMap, org: String, suspend: bool) -> Answer {
@@ -462,10 +478,10 @@ async fn config_rollback(
 // ---- keys
 
 async fn key_list(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
-    let a = actor(&h)?;
-    let id = from_path(OrgId::parse, &org)?;
-    let keys = blocking(&s, move |st| st.keys().list(&a, &id)).await?;
-    ok(to_json(&keys)?)
+    on_id(&s, &h, &org, OrgId::parse, |st, a, id| {
+        st.keys().list(a, id)
+    })
+    .await
 }
 
 async fn key_create(
@@ -512,10 +528,10 @@ async fn key_import(
 }
 
 async fn key_show(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>) -> Answer {
-    let a = actor(&h)?;
-    let id = from_path(KeyId::parse, &key)?;
-    let k = blocking(&s, move |st| st.keys().show(&a, &id)).await?;
-    ok(to_json(&k)?)
+    on_id(&s, &h, &key, KeyId::parse, |st, a, id| {
+        st.keys().show(a, id)
+    })
+    .await
 }
 
 async fn key_update(
@@ -532,10 +548,10 @@ async fn key_update(
 }
 
 async fn key_revoke(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>) -> Answer {
-    let a = actor(&h)?;
-    let id = from_path(KeyId::parse, &key)?;
-    let k = blocking(&s, move |st| st.keys().revoke(&a, &id)).await?;
-    ok(to_json(&k)?)
+    on_id(&s, &h, &key, KeyId::parse, |st, a, id| {
+        st.keys().revoke(a, id)
+    })
+    .await
 }
 
 async fn key_rotate(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>) -> Answer {
@@ -546,10 +562,10 @@ async fn key_rotate(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>) -
 }
 
 async fn key_usage(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>) -> Answer {
-    let a = actor(&h)?;
-    let id = from_path(KeyId::parse, &key)?;
-    let u = blocking(&s, move |st| st.keys().usage(&a, &id)).await?;
-    ok(to_json(&u)?)
+    on_id(&s, &h, &key, KeyId::parse, |st, a, id| {
+        st.keys().usage(a, id)
+    })
+    .await
 }
 
 // ---- members
@@ -566,10 +582,10 @@ fn role(text: &str) -> Result<Role, ApiError> {
 }
 
 async fn member_list(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
-    let a = actor(&h)?;
-    let id = from_path(OrgId::parse, &org)?;
-    let ms = blocking(&s, move |st| st.members().list(&a, &id)).await?;
-    ok(to_json(&ms)?)
+    on_id(&s, &h, &org, OrgId::parse, |st, a, id| {
+        st.members().list(a, id)
+    })
+    .await
 }
 
 async fn member_add(
@@ -650,8 +666,8 @@ async fn audit_list(Extract(s): Shared, h: HeaderMap, uri: Uri, Path(org): Path<
 }
 
 async fn org_usage(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
-    let a = actor(&h)?;
-    let id = from_path(OrgId::parse, &org)?;
-    let u = blocking(&s, move |st| st.orgs().usage(&a, &id)).await?;
-    ok(to_json(&u)?)
+    on_id(&s, &h, &org, OrgId::parse, |st, a, id| {
+        st.orgs().usage(a, id)
+    })
+    .await
 }
