@@ -142,6 +142,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
         }
         ConfigCmd::Rollback { org, version } => {
             let org = OrgId::parse(&org)?;
+            if let Some(r) = ctx.remote() {
+                return changed(ctx, out, &r.config_rollback(&org, version)?);
+            }
             let v = ctx.store()?.org_configs().rollback(a, &org, version)?;
             changed(ctx, out, &changed_json(&v))
         }

@@ -278,7 +278,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: KeyCmd, out: &mut Out) -> Result<(), CliError>
                     ));
                 }
             };
-            let imported = ctx.store()?.keys().import(a, &org, &keys)?;
+            let imported = match ctx.remote() {
+                Some(r) => r.key_import(&org, &keys)?,
+                None => ctx.store()?.keys().import(a, &org, &keys)?,
+            };
             if ctx.json {
                 return out.json(&Value::Array(imported.iter().map(key_json).collect()));
             }

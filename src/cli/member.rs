@@ -141,7 +141,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: MemberCmd, out: &mut Out) -> Result<(), CliErr
         }
         MemberCmd::Orgs { email } => {
             let email = Email::parse(&email)?;
-            let orgs = ctx.read_store()?.members().orgs_of(a, &email)?;
+            let orgs = match ctx.remote() {
+                Some(r) => r.member_orgs(&email)?,
+                None => ctx.read_store()?.members().orgs_of(a, &email)?,
+            };
             if ctx.json {
                 let v = orgs
                     .iter()

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orgstore::{Email, KeyId, KeyInfo, KeySpec, Member, OrgId, Role};
+use orgstore::{AuditEntry, Email, ImportKey, KeyId, KeyInfo, KeySpec, Member, Org, OrgId, Role};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -284,6 +284,87 @@ impl Remote {
             "PATCH",
             &format!("/v1/orgs/{}/config", org.as_str()),
             Some(&json!({ "config": patch })),
+        )
+    }
+}
+
+impl Remote {
+    /// `org create`.
+    pub(crate) fn org_create(
+        &self,
+        id: &OrgId,
+        name: &str,
+        owner: &Email,
+    ) -> Result<Org, CliError> {
+        let body = json!({ "id": id.as_str(), "name": name, "owner": owner.as_str() });
+        self.get("POST", "/v1/orgs", Some(&body))
+    }
+
+    /// `org list`.
+    pub(crate) fn org_list(&self) -> Result<Vec<Org>, CliError> {
+        self.get("GET", "/v1/orgs", None)
+    }
+
+    /// `org show`.
+    pub(crate) fn org_show(&self, id: &OrgId) -> Result<Org, CliError> {
+        self.get("GET", &format!("/v1/orgs/{}", id.as_str()), None)
+    }
+
+    /// `org delete`.
+    pub(crate) fn org_delete(&self, id: &OrgId) -> Result<Org, CliError> {
+        self.get("DELETE", &format!("/v1/orgs/{}", id.as_str()), None)
+    }
+
+    /// `config rollback`: the new (or unchanged) version's JSON.
+    pub(crate) fn config_rollback(&self, org: &OrgId, version: u64) -> Result<Value, CliError> {
+        let path = format!("/v1/orgs/{}/config/rollback", org.as_str());
+        self.call("POST", &path, Some(&json!({ "version": version })))
+    }
+
+    /// `key import`.
+    pub(crate) fn key_import(
+        &self,
+        org: &OrgId,
+        keys: &[ImportKey],
+    ) -> Result<Vec<KeyInfo>, CliError> {
+        let keys: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({ "sha256": k.sha256_hex, "spec": k.spec }))
+            .collect();
+        let path = format!("/v1/orgs/{}/keys/import", org.as_str());
+        self.get("POST", &path, Some(&json!({ "keys": keys })))
+    }
+
+    /// `member orgs`.
+    pub(crate) fn member_orgs(&self, email: &Email) -> Result<Vec<(OrgId, Role)>, CliError> {
+        let v = self.call(
+            "GET",
+            &format!("/v1/members/{}/orgs", segment(email.as_str())),
+            None,
+        )?;
+        let shape = || {
+            CliError::invalid(
+                "socket",
+                "the server's answer has another shape; use a CLI of the server's version",
+            )
+        };
+        v.as_array()
+            .ok_or_else(shape)?
+            .iter()
+            .map(|o| {
+                let org = o["org"].as_str().and_then(|s| OrgId::parse(s).ok());
+                let role = o["role"].as_str().and_then(|s| s.parse().ok());
+                org.zip(role).ok_or_else(shape)
+            })
+            .collect()
+    }
+
+    /// `audit`.
+    pub(crate) fn audit(&self, org: &OrgId, limit: usize) -> Result<Vec<AuditEntry>, CliError> {
+        self.get(
+            "GET",
+            &format!("/v1/orgs/{}/audit?limit={limit}", org.as_str()),
+            None,
         )
     }
 }

@@ -601,8 +601,12 @@ fn cli_revokes_a_key_through_a_live_server_and_its_gateway_refuses_it_at_once() 
             .any(|m| m.email == dev && m.role == Role::Member)
     );
     // A command the socket does not serve says so.
-    let audit = common::orgstore(&["audit", "acme"]).db(&s.db).run().fail(1);
-    assert!(audit.contains("not served through its socket"), "{audit}");
+    let audit = common::orgstore(&["--json", "audit", "acme"])
+        .db(&s.db)
+        .run();
+    assert_eq!(audit.json()[0]["target"], "dev@acme.io");
+    let usage = common::orgstore(&["usage", "acme"]).db(&s.db).run().fail(1);
+    assert!(usage.contains("not served through its socket"), "{usage}");
 }
 
 #[test]
@@ -630,21 +634,28 @@ fn cli_output_is_the_same_directly_and_through_a_server() {
         vec!["--json", "config", "get", "acme"],
         vec!["member", "list", "acme"],
         vec!["--json", "member", "list", "acme"],
+        vec!["member", "orgs", "ann@acme.io"],
+        vec!["--json", "member", "orgs", "ann@acme.io"],
+        vec!["org", "list"],
+        vec!["--json", "org", "show", "acme"],
+        vec!["org", "show", "nosuch"],
+        vec!["--as", "nobody@x.io", "org", "show", "acme"],
+        vec!["--as", "ann@acme.io", "--json", "key", "list", "acme"],
     ];
-    let direct: Vec<(Option<i32>, String)> = commands
+    let direct: Vec<(Option<i32>, String, String)> = commands
         .iter()
         .map(|c| {
             let r = cli.run(c);
-            (r.code(), r.stdout)
+            (r.code(), r.stdout, r.stderr)
         })
         .collect();
     let store = Store::open(&cli.db).unwrap();
     let server = AdminServer::new(&store).serve_unix(&cli.db).unwrap();
-    let remote: Vec<(Option<i32>, String)> = commands
+    let remote: Vec<(Option<i32>, String, String)> = commands
         .iter()
         .map(|c| {
             let r = cli.run(c);
-            (r.code(), r.stdout)
+            (r.code(), r.stdout, r.stderr)
         })
         .collect();
     assert_eq!(direct, remote);
@@ -854,7 +865,7 @@ fn tcp_needs_a_live_bearer_token_and_a_member_token_acts_as_its_member_only() {
         .run()
         .fail(1);
     assert!(no_token.contains("ORGSTORE_TOKEN"), "{no_token}");
-    let local = common::orgstore(&["--remote", &url, "audit", "acme"])
+    let local = common::orgstore(&["--remote", &url, "usage", "acme"])
         .env("ORGSTORE_TOKEN", &ann)
         .run()
         .fail(1);
