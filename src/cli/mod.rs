@@ -314,9 +314,18 @@ impl Ctx {
 
     /// A store builder with the global options applied.
     pub(crate) fn builder(&self) -> StoreBuilder {
-        // `--policies` is a "what if" for `policy validate` and `policy explain`: the store
+        // `--policies` is a "what if" for `policy validate`, `explain` and `test`: the store
         // always enforces its own policy set (`policy apply` changes it).
         StoreBuilder::new()
+    }
+
+    /// A builder for a store held in memory for this run only (the demo): `--policies` is
+    /// applied to it, since nothing of it outlives the run.
+    pub(crate) fn temporary_builder(&self) -> StoreBuilder {
+        match &self.policies {
+            Some(dir) => StoreBuilder::new().policy_dir(dir),
+            None => StoreBuilder::new(),
+        }
     }
 
     /// The store at `--db`, opened (or created) on first use: for commands that write.
