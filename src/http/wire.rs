@@ -9,7 +9,8 @@ use http_body_util::{Either, Full};
 use serde::Deserialize;
 
 use super::{ResponseBody, int_header, status};
-use crate::{Denial, Gateway, Grant, HeaderError, Scope, Timestamp};
+use crate::gateway::OwnedGrant;
+use crate::{Denial, Gateway, HeaderError, Scope, Timestamp};
 
 /// `x-ratelimit-limit-requests` and its siblings (OpenAI's names, integer values).
 pub(crate) const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
@@ -150,25 +151,19 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 }
 
 /// The rate headers of a granted request.
-pub(crate) fn grant_headers(headers: &mut HeaderMap, grant: &Grant<'_>) {
+pub(crate) fn grant_headers(headers: &mut HeaderMap, grant: &OwnedGrant) {
     if let Some(h) = grant.rate_headers() {
         headers.insert(LIMIT_REQUESTS, int_header(h.limit));
         headers.insert(REMAINING_REQUESTS, int_header(h.remaining));
         headers.insert(RESET_REQUESTS, int_header(ceil_secs(h.reset)));
     }
-    let limits = grant.limits();
-    if let Some(tpm) = tighter(limits.key_tpm, limits.org_tpm) {
-        headers.insert(LIMIT_TOKENS, int_header(tpm));
+    if let Some(h) = grant.token_headers() {
+        headers.insert(LIMIT_TOKENS, int_header(h.limit));
+        headers.insert(REMAINING_TOKENS, int_header(h.remaining));
+        headers.insert(RESET_TOKENS, int_header(ceil_secs(h.reset)));
     }
     if grant.budget_warning() {
         headers.insert(BUDGET_WARNING, HeaderValue::from_static("true"));
-    }
-}
-
-fn tighter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 
