@@ -430,6 +430,9 @@ impl Core {
     }
 
     fn token_headers(&self, cell: &SnapshotCell, org: &OrgRuntime) -> Option<RateHeaders> {
+        if (self.flags & HAS_TPM == 0) && (self.org_flags & ORG_TPM == 0) {
+            return None;
+        }
         let now = Clock::new().now().nanos;
         let key = cell
             .key_rt(self.key)
