@@ -547,41 +547,34 @@ fn some(v: &str) -> Option<String> {
 /// (0.9 s ahead), less one emission interval, in whole seconds rounded up.
 const RESET_AFTER_15_OF_1000: &str = "61";
 
+/// A request under a tokens-per-minute limit of 1000 (the tighter one) shows it whole; the
+/// next one, after the first one's 15 tokens, shows 985 left.
+async fn assert_headers_of_a_1000_tpm_limit(key_tpm: Option<u64>, org_tpm: Option<u64>) {
+    let [first, second] = token_headers_of_two(key_tpm, org_tpm).await;
+    assert_eq!(
+        first,
+        [some("1000"), some("1000"), some("0")],
+        "{key_tpm:?} {org_tpm:?}"
+    );
+    let after = [some("1000"), some("985"), some(RESET_AFTER_15_OF_1000)];
+    assert_eq!(second, after, "{key_tpm:?} {org_tpm:?}");
+}
+
 #[tokio::test]
 async fn grant_token_headers_follow_the_key_limit_alone() {
-    let [first, second] = token_headers_of_two(Some(1000), None).await;
-    assert_eq!(first, [some("1000"), some("1000"), some("0")]);
-    assert_eq!(
-        second,
-        [some("1000"), some("985"), some(RESET_AFTER_15_OF_1000)]
-    );
+    assert_headers_of_a_1000_tpm_limit(Some(1000), None).await;
 }
 
 #[tokio::test]
 async fn grant_token_headers_follow_the_org_limit_alone() {
-    let [first, second] = token_headers_of_two(None, Some(1000)).await;
-    assert_eq!(first, [some("1000"), some("1000"), some("0")]);
-    assert_eq!(
-        second,
-        [some("1000"), some("985"), some(RESET_AFTER_15_OF_1000)]
-    );
+    assert_headers_of_a_1000_tpm_limit(None, Some(1000)).await;
 }
 
 #[tokio::test]
 async fn grant_token_headers_follow_the_tighter_of_key_and_org() {
     // The org's limit is the tighter one, then the key's.
-    let [first, second] = token_headers_of_two(Some(5000), Some(1000)).await;
-    assert_eq!(first, [some("1000"), some("1000"), some("0")]);
-    assert_eq!(
-        second,
-        [some("1000"), some("985"), some(RESET_AFTER_15_OF_1000)]
-    );
-    let [first, second] = token_headers_of_two(Some(1000), Some(5000)).await;
-    assert_eq!(first, [some("1000"), some("1000"), some("0")]);
-    assert_eq!(
-        second,
-        [some("1000"), some("985"), some(RESET_AFTER_15_OF_1000)]
-    );
+    assert_headers_of_a_1000_tpm_limit(Some(5000), Some(1000)).await;
+    assert_headers_of_a_1000_tpm_limit(Some(1000), Some(5000)).await;
 }
 
 #[tokio::test]
