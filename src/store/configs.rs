@@ -271,7 +271,7 @@ fn commit_version(
         tx,
         &actor.to_string(),
         &o.id,
-        "config.update",
+        AdminAction::UpdateConfig,
         "config",
         summary,
         Outcome::Applied,

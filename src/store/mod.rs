@@ -461,7 +461,7 @@ impl Store {
             } else {
                 format!("denied by {}", d.policies.join(", "))
             };
-            audit_append(
+            append_entry(
                 tx,
                 &d.actor,
                 org,
@@ -610,8 +610,22 @@ pub(crate) fn key_not_found(id: &KeyId) -> Error {
     )
 }
 
-/// Appends an audit entry inside `tx`.
+/// Appends an audit entry for `action` inside `tx`: the entry's action is the Cedar
+/// action's name (see [`AuditEntry::action`]).
 pub(crate) fn audit_append(
+    tx: &mut WriteTx,
+    actor: &str,
+    org: &OrgId,
+    action: AdminAction,
+    target: &str,
+    summary: String,
+    outcome: Outcome,
+) -> Result<(), Error> {
+    append_entry(tx, actor, org, action.cedar_name(), target, summary, outcome)
+}
+
+/// Appends an audit entry whose action is already a name of the audit vocabulary.
+fn append_entry(
     tx: &mut WriteTx,
     actor: &str,
     org: &OrgId,

@@ -440,7 +440,7 @@ fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), Error> {
 /// person now: they become one membership with the lower of the two roles (least
 /// privilege), unless that would leave the org without an Owner, in which case it keeps
 /// Owner. `owner_count` is recounted and each merge is recorded in the org's audit log
-/// (`member.merge`, by `operator`).
+/// (`MergeMembers`, by `operator`).
 fn merge_look_alike_members(txn: &redb::WriteTransaction) -> Result<(), Error> {
     use crate::model::{Email, Member, Org, Role};
     use std::collections::BTreeMap;
@@ -577,7 +577,7 @@ fn merge_look_alike_members(txn: &redb::WriteTransaction) -> Result<(), Error> {
                 at: crate::model::Timestamp::now(),
                 actor: "operator".into(),
                 org: org_id,
-                action: "member.merge".into(),
+                action: super::audit::MERGE_MEMBERS.into(),
                 target: email.clone(),
                 summary: format!(
                     "look-alike addresses of {email} merged into one member with role {role} \

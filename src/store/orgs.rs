@@ -122,7 +122,7 @@ impl Orgs<'_> {
                 tx,
                 &actor.to_string(),
                 id,
-                "org.create",
+                AdminAction::CreateOrg,
                 id.as_str(),
                 summary,
                 Outcome::Applied,
@@ -232,11 +232,6 @@ impl Orgs<'_> {
         status: OrgStatus,
         decided_by: AdminAction,
     ) -> Result<StatusChange, Error> {
-        let action = match decided_by {
-            AdminAction::SuspendOrg => "org.suspend",
-            AdminAction::ResumeOrg => "org.resume",
-            _ => "org.delete",
-        };
         self.store.write(|tx| {
             let mut org = self.store.org_for(tx, actor, id, decided_by)?;
             self.store
@@ -256,7 +251,7 @@ impl Orgs<'_> {
                 tx,
                 &actor.to_string(),
                 id,
-                action,
+                decided_by,
                 id.as_str(),
                 summary,
                 Outcome::Applied,

@@ -63,7 +63,7 @@ fn update_creates_the_next_version_and_activates_it() {
     assert_eq!((org.config_version, org.latest_version), (2, 2));
 
     let log = f.audit();
-    assert_eq!(log[0].action, "config.update");
+    assert_eq!(log[0].action, "UpdateConfig");
     assert!(log[0].summary.contains("version 2"), "{}", log[0].summary);
     assert!(
         log[0]
@@ -558,7 +558,7 @@ fn rollback_creates_a_new_version_with_the_old_content() {
     assert_eq!(h[2].config.rate_limiting().rpm, Some(20));
     assert!(!h[2].active && h[3].active);
     let log = f.audit();
-    assert_eq!(log[0].action, "config.update");
+    assert_eq!(log[0].action, "UpdateConfig");
     assert!(
         log[0].summary.contains("rollback to 2"),
         "{}",

@@ -1298,7 +1298,7 @@ fn removing_a_member_revokes_the_keys_they_created() {
     let log = store.audit().list(&OP, &acme, usize::MAX).unwrap();
     let revokes: Vec<&str> = log
         .iter()
-        .filter(|e| e.action == "key.revoke" && e.actor == "ada@acme.io")
+        .filter(|e| e.action == "ManageKey" && e.actor == "ada@acme.io")
         .map(|e| e.target.as_str())
         .collect();
     assert_eq!(revokes.len(), 2, "{log:?}");

@@ -349,7 +349,7 @@ fn a_format1_store_with_look_alike_members_is_merged_on_open() {
         );
     }
     let log = audit_all(&store, &acme);
-    let merges: Vec<&AuditEntry> = log.iter().filter(|e| e.action == "member.merge").collect();
+    let merges: Vec<&AuditEntry> = log.iter().filter(|e| e.action == "MergeMembers").collect();
     assert_eq!(merges.len(), 2, "{log:?}");
     assert_numbered_per_org(&log);
 }

@@ -43,7 +43,7 @@ fn create_get_and_list() {
     assert_eq!(log.len(), 1);
     assert_eq!(
         (log[0].action.as_str(), log[0].actor.as_str()),
-        ("org.create", "operator")
+        ("CreateOrg", "operator")
     );
     assert!(log[0].summary.contains("a@alpha.io"), "{}", log[0].summary);
 }
@@ -192,7 +192,7 @@ fn deleted_org_disappears_and_its_id_is_never_reused() {
 
     // The audit log of a deleted org stays readable.
     let log = f.audit();
-    assert_eq!(log[0].action, "org.delete");
+    assert_eq!(log[0].action, "DeleteOrg");
     assert!(
         log[0].summary.contains("active -> deleted"),
         "{}",
@@ -227,11 +227,11 @@ fn suspend_and_resume() {
     assert_eq!(
         actions,
         [
-            "org.create",
-            "org.suspend",
-            "org.resume",
-            "org.suspend",
-            "org.delete"
+            "CreateOrg",
+            "SuspendOrg",
+            "ResumeOrg",
+            "SuspendOrg",
+            "DeleteOrg"
         ]
     );
 }

@@ -207,7 +207,7 @@ fn the_audit_log_never_holds_a_secret() {
     assert!(log.len() >= 9, "{}", log.len());
     assert!(
         log.iter()
-            .any(|e| e.action == "config.update" && e.summary.contains("providers"))
+            .any(|e| e.action == "UpdateConfig" && e.summary.contains("providers"))
     );
     assert!(log.iter().any(|e| e.outcome == orgstore::Outcome::Denied));
     let text: String = log.iter().map(|e| format!("{e:?}\n")).collect();
