@@ -446,7 +446,7 @@ pub(crate) struct Burst {
     /// Requests of this minute made before the burst (by the trials).
     before: u64,
     allowed: u64,
-    /// `x-ratelimit-remaining` after the first and the last granted request of the burst.
+    /// `x-ratelimit-remaining-requests` after the first and the last granted request of the burst.
     remaining: Option<(u64, u64)>,
     denial: Option<Denial>,
 }
@@ -655,7 +655,7 @@ fn print_burst(out: &mut Out, b: &Burst) {
         b.key, b.limit, b.before
     ));
     let remaining = b.remaining.map_or_else(String::new, |(first, last)| {
-        format!(" (x-ratelimit-remaining {first} -> {last})")
+        format!(" (x-ratelimit-remaining-requests {first} -> {last})")
     });
     out.line(format!("  {} allowed{remaining}", b.allowed));
     match &b.denial {

@@ -12,6 +12,8 @@ impl Policies {
     /// May key `key` of org `org` invoke `model`, given the host-computed facts `ctx`? Any
     /// evaluation error denies. The answer depends only on (policies, org, key, model, ctx),
     /// so the caller may memoize it per [`Policies::generation`], key version, model and ctx.
+    /// Each call is a fresh Cedar evaluation (the gateway's memo is not consulted), so a
+    /// memoized answer can be checked against it.
     pub fn gateway_decide(
         &self,
         org: &OrgId,
@@ -31,18 +33,6 @@ impl Policies {
             policies,
             errors,
         }
-    }
-
-    /// The same as [`Policies::gateway_decide`]: always a fresh Cedar evaluation, for tests
-    /// that check a memoized answer against it.
-    pub fn gateway_decide_uncached(
-        &self,
-        org: &OrgId,
-        key: &KeyId,
-        model: &str,
-        ctx: GatewayContext,
-    ) -> GatewayDecision {
-        self.gateway_decide(org, key, model, ctx)
     }
 
     /// Every model name the gateway policies name (`Model::"gpt-4o"` in a scope or a

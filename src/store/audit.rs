@@ -157,9 +157,20 @@ mod tests {
         ]
         .map(AdminAction::cedar_name);
         for old in [
-            "org.create", "org.suspend", "org.resume", "org.delete", "config.update",
-            "member.add", "member.role", "member.remove", "member.leave", "key.create",
-            "key.import", "key.revoke", "key.rotate", "key.update",
+            "org.create",
+            "org.suspend",
+            "org.resume",
+            "org.delete",
+            "config.update",
+            "member.add",
+            "member.role",
+            "member.remove",
+            "member.leave",
+            "key.create",
+            "key.import",
+            "key.revoke",
+            "key.rotate",
+            "key.update",
         ] {
             let new = current_name(old).unwrap();
             assert!(cedar.contains(&new), "{old} -> {new}");

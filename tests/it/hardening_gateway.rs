@@ -143,7 +143,7 @@ fn policies_naming_unconfigured_models_are_honoured_without_interning_requests()
         };
         store
             .policies()
-            .gateway_decide_uncached(&lookup.org_id, &lookup.key_id, m, ctx)
+            .gateway_decide(&lookup.org_id, &lookup.key_id, m, ctx)
             .allowed
     };
     // Unknown names and policy-named names interleaved, so memoized words of every kind
