@@ -91,7 +91,7 @@ fn canonical_checks(cfg: &OrgConfig) -> Result<(), Failure> {
         cfg.merge_patch("{}").ok().as_ref() == Some(cfg),
         "empty patch changed the config"
     );
-    let masked = cfg.to_masked_json();
+    let masked = cfg.masked_value();
     masks_every_secret(cfg.json(), &masked)?;
     let sealer = Sealer::random().map_err(|e| e.to_string())?;
     let sealed = sealer

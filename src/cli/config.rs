@@ -6,7 +6,7 @@ use clap::Subcommand;
 use orgstore::{ConfigVersion, MAX_CONFIG_BYTES, OrgId};
 use serde_json::{Value, json};
 
-use super::output::{Out, Table};
+use super::output::{Out, Table, json_value};
 use super::{CliError, Ctx};
 
 #[derive(Subcommand)]
@@ -68,11 +68,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
             } else {
                 configs.version(a, &org, version)?
             };
-            let config = if reveal {
+            let config = json_value(&if reveal {
                 v.config.to_revealed_json()
             } else {
                 v.config.to_masked_json()
-            };
+            })?;
             if ctx.json {
                 let mut obj = version_json(&v);
                 obj["config"] = config;
@@ -113,17 +113,22 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
             let org = OrgId::parse(&org)?;
             let changes = ctx.read_store()?.org_configs().diff(a, &org, v1, v2)?;
             if ctx.json {
-                let v = serde_json::to_value(&changes).map_err(|e| {
-                    CliError::invalid("output", format!("cannot encode JSON ({e})"))
-                })?;
-                return out.json(&v);
+                let value = |v: &Option<String>| v.as_deref().map(json_value).transpose();
+                let mut list = Vec::new();
+                for c in &changes {
+                    list.push(serde_json::json!({
+                        "path": c.path,
+                        "old": value(&c.old)?,
+                        "new": value(&c.new)?,
+                    }));
+                }
+                return out.json(&Value::Array(list));
             }
             if changes.is_empty() {
                 out.line(format!("versions {v1} and {v2} of `{org}` are identical"));
                 return Ok(());
             }
-            let show =
-                |v: &Option<Value>| v.as_ref().map_or_else(|| "-".to_owned(), Value::to_string);
+            let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
             let mut t = Table::new(&["PATH", &format!("V{v1}"), &format!("V{v2}")]);
             for c in &changes {
                 t.row(vec![c.path.clone(), show(&c.old), show(&c.new)]);
@@ -142,7 +147,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
 fn changed(ctx: &Ctx, out: &mut Out, v: &ConfigVersion) -> Result<(), CliError> {
     if ctx.json {
         let mut obj = version_json(v);
-        obj["config"] = v.config.to_masked_json();
+        obj["config"] = json_value(&v.config.to_masked_json())?;
         obj["changed"] = Value::Bool(v.changed);
         return out.json(&obj);
     }

@@ -25,7 +25,7 @@ use orgstore::{
 use serde_json::{Value, json};
 
 use super::check::denial_json;
-use super::output::{Out, Table, per};
+use super::output::{Out, Table, json_value, per, usd_json};
 use super::{CliError, Ctx};
 
 /// A key the demo creates.
@@ -248,7 +248,8 @@ fn budget_text(config: &OrgConfig, key: Option<&orgstore::Budget>) -> String {
 fn ips_text(config: &OrgConfig, key: &[String]) -> String {
     let mut parts = Vec::new();
     if config.ip_acl().is_active() {
-        let acl = &config.to_masked_json()["ip_acl"];
+        let masked = json_value(&config.to_masked_json()).unwrap_or_default();
+        let acl = &masked["ip_acl"];
         let list = |field: &str| -> Vec<String> {
             acl[field]
                 .as_array()
@@ -723,7 +724,7 @@ fn budget_json(run: &BudgetRun) -> Value {
         .map(|s| match &s.result {
             Ok((left, warning)) => json!({
                 "allowed": true,
-                "remaining": left.to_json(),
+                "remaining": usd_json(*left),
                 "budget_warning": warning,
             }),
             Err(d) => denial_json(d),
@@ -731,8 +732,8 @@ fn budget_json(run: &BudgetRun) -> Value {
         .collect();
     json!({
         "org": run.org,
-        "limit": run.limit.map(Usd::to_json),
-        "cost_per_request": run.step.to_json(),
+        "limit": run.limit.map(usd_json),
+        "cost_per_request": usd_json(run.step),
         "requests": steps,
     })
 }

@@ -110,12 +110,13 @@ impl Usd {
 
     /// Converts a JSON number exactly: the number's shortest decimal form is parsed, so
     /// `500.1` becomes 500_100_000 micro-dollars with no float rounding.
-    pub fn from_json(n: &serde_json::Number) -> Result<Self, Error> {
+    pub(crate) fn from_json(n: &serde_json::Number) -> Result<Self, Error> {
         Self::parse(&n.to_string())
     }
 
-    /// The amount as a JSON number (integral dollars stay integers).
-    pub fn to_json(self) -> serde_json::Value {
+    /// The amount as a JSON number (integral dollars stay integers). Applications write
+    /// the [`Display`](fmt::Display) form, which is the same decimal text.
+    pub(crate) fn to_json(self) -> serde_json::Value {
         if self.0 % 1_000_000 == 0 {
             serde_json::Value::from(self.0 / 1_000_000)
         } else {

@@ -210,15 +210,17 @@ impl Policies {
         }
     }
 
-    /// The Cedar entities JSON of one org (org, role groups, config, members and their
+    /// The Cedar entities JSON text of one org (org, role groups, config, members and their
     /// memberships, keys), so the public `cedar` CLI can be used with our schema and
     /// policies. Members and keys of other orgs are ignored.
+    /// [`Store::policy_entities`](crate::Store::policy_entities) gives it for an org of a
+    /// store (with its example).
     pub fn org_entities_json(
         &self,
         org: &Org,
         members: &[Member],
         keys: &[KeyInfo],
-    ) -> Result<serde_json::Value, crate::error::Error> {
+    ) -> Result<String, crate::error::Error> {
         super::entities::org_entities_json(
             &self.inner.types,
             &self.inner.schema,

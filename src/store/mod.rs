@@ -621,7 +621,15 @@ pub(crate) fn audit_append(
     summary: String,
     outcome: Outcome,
 ) -> Result<(), Error> {
-    append_entry(tx, actor, org, action.cedar_name(), target, summary, outcome)
+    append_entry(
+        tx,
+        actor,
+        org,
+        action.cedar_name(),
+        target,
+        summary,
+        outcome,
+    )
 }
 
 /// Appends an audit entry whose action is already a name of the audit vocabulary.

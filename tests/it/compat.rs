@@ -59,7 +59,13 @@ fn format1_store_opens_with_everything_intact() {
     actions.dedup();
     assert_eq!(
         actions,
-        ["AddMember", "CreateKey", "CreateOrg", "ManageKey", "UpdateConfig"],
+        [
+            "AddMember",
+            "CreateKey",
+            "CreateOrg",
+            "ManageKey",
+            "UpdateConfig"
+        ],
         "{audit:?}"
     );
     let key = std::fs::read_to_string(KEY_FILE).unwrap();

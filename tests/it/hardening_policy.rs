@@ -12,6 +12,7 @@ use orgstore::{
     KeyStatus, OrgId, Outcome, Policies, Request, Role, Store, StoreBuilder, Target,
 };
 
+use crate::common::ConfigJson;
 use crate::common::{OP, email, org, orgstore};
 
 const ROLES: [Role; 4] = [Role::Owner, Role::Admin, Role::Member, Role::Viewer];
@@ -96,7 +97,7 @@ fn hostile_sets() -> Vec<(&'static str, String)> {
 fn observe(store: &Store, acme: &OrgId) -> String {
     let mut out = format!("{:?}\n", store.orgs().get(&OP, acme).unwrap());
     for v in store.org_configs().history(&OP, acme).unwrap() {
-        out.push_str(&format!("{} {}\n", v.version, v.config.to_revealed_json()));
+        out.push_str(&format!("{} {}\n", v.version, v.config.revealed_value()));
     }
     out.push_str(&format!("{:?}\n", store.members().list(&OP, acme).unwrap()));
     out.push_str(&format!("{:?}\n", store.keys().list(&OP, acme).unwrap()));

@@ -11,6 +11,7 @@ use orgstore::{
 };
 use serde_json::json;
 
+use crate::common::ConfigJson;
 use crate::common::{OP, email, org};
 
 /// A store with org `acme` (owner `owner@acme.io`, one admin, one key, a config version 2).
@@ -46,7 +47,7 @@ fn observe(store: &Store) -> String {
                 "{} {} {}\n",
                 v.version,
                 v.active,
-                v.config.to_revealed_json()
+                v.config.revealed_value()
             ));
         }
         out.push_str(&format!(
@@ -809,7 +810,7 @@ fn damaged_or_lost_store_key_file() {
             .retrieve(&OP, &acme)
             .unwrap()
             .config
-            .to_masked_json();
+            .masked_value();
         assert_eq!(masked["providers"]["openai"]["base_url"], "https://a");
         let e = store.org_configs().reveal(&OP, &acme, None).unwrap_err();
         assert_eq!(

@@ -14,6 +14,7 @@ use orgstore::{
 };
 use rand::Rng;
 
+use crate::common::ConfigJson;
 use crate::common::{OP, email};
 
 const STEPS: usize = 600;
@@ -27,7 +28,7 @@ fn observe_b(store: &Store, b: &OrgId, b_keys: &[String]) -> String {
             "{} {} {}\n",
             v.version,
             v.active,
-            v.config.to_revealed_json()
+            v.config.revealed_value()
         ));
     }
     out.push_str(&format!("{:?}\n", store.members().list(&OP, b).unwrap()));
@@ -313,7 +314,7 @@ fn members_of_one_org_never_touch_another() {
                     assert_eq!(v.org, a);
                     assert!(
                         !v.config
-                            .to_revealed_json()
+                            .revealed_value()
                             .to_string()
                             .contains(b_secret_text)
                     );

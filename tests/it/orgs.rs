@@ -1,5 +1,6 @@
 //! Orgs: create, get, list, delete, suspend, resume; id rules; ids are never reused.
 
+use crate::common::ConfigJson;
 use crate::common::*;
 use orgstore::{Actor, ErrorKind, OrgId, OrgStatus, Role, Store};
 
@@ -37,7 +38,7 @@ fn create_get_and_list() {
     );
     let cfg = store.org_configs().retrieve(&OP, &alpha).unwrap();
     assert_eq!((cfg.version, cfg.note.as_str()), (1, "initial"));
-    assert_eq!(cfg.config.to_masked_json(), serde_json::json!({}));
+    assert_eq!(cfg.config.masked_value(), serde_json::json!({}));
 
     let log = audit_all(&store, &alpha);
     assert_eq!(log.len(), 1);
