@@ -259,7 +259,7 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
             format!(
                 "`{p}` is already open (by another process, or by another Store in this process or a Gateway \
                  handle still held from one); \
-                 close that one first or use another --db"
+                 close that one first or open another file"
             ),
         ),
         redb::DatabaseError::UpgradeRequired(v) => Error::new(
