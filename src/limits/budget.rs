@@ -7,16 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use super::period::{DAY_MICROS, Period};
+use super::period::Period;
+use words::*;
 
-/// Bits of the window generation in the packed words.
-const GEN_BITS: u32 = 12;
-/// Bits of the amount in the packed words.
-const AMOUNT_BITS: u32 = 64 - GEN_BITS;
-/// Mask of the amount bits.
-const AMOUNT_MASK: u64 = (1 << AMOUNT_BITS) - 1;
-/// Mask of a generation after shifting it down.
-const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
+mod words;
 
 /// The largest amount a counter can hold, in micro-dollars
 /// (`2^52 - 1`, about 4.5 billion dollars per window). Limits, estimates,
@@ -156,113 +150,6 @@ pub struct BudgetCounter {
     /// disabled or removed): spend then reaches only the ledger, so the
     /// counter must be re-derived from it before it is enforced again.
     detached: AtomicBool,
-}
-
-/// Adds `amount` to a generation-tagged word if its generation is still `generation`
-/// (saturating at the largest amount).
-fn add_tagged(word: &AtomicU64, generation: u16, amount: u64) -> bool {
-    let mut cur = word.load(SC);
-    loop {
-        if generation_of(cur) != generation {
-            return false;
-        }
-        let new = (amount_of(cur) + amount).min(AMOUNT_MASK);
-        match word.compare_exchange_weak(cur, pack(generation, new), SC, SC) {
-            Ok(_) => return true,
-            Err(actual) => cur = actual,
-        }
-    }
-}
-
-#[inline]
-fn pack(generation: u16, amount: u64) -> u64 {
-    ((u64::from(generation) & GEN_MASK) << AMOUNT_BITS) | (amount & AMOUNT_MASK)
-}
-
-#[inline]
-fn generation_of(word: u64) -> u16 {
-    // Truncation is exact: only GEN_BITS (< 16) bits remain after the shift.
-    (word >> AMOUNT_BITS) as u16
-}
-
-#[inline]
-fn amount_of(word: u64) -> u64 {
-    word & AMOUNT_MASK
-}
-
-fn next_generation(generation: u16) -> u16 {
-    // The mask keeps the value below 2^GEN_BITS, so the cast is exact.
-    ((u64::from(generation) + 1) & GEN_MASK) as u16
-}
-
-/// Clamps a money amount into `0..=MAX_AMOUNT_MICROS`.
-#[inline]
-fn clamp_amount(micros: i64) -> u64 {
-    micros.clamp(0, MAX_AMOUNT_MICROS).unsigned_abs()
-}
-
-/// An amount known to be `<= AMOUNT_MASK` as `i64`.
-#[inline]
-fn to_i64(amount: u64) -> i64 {
-    i64::try_from(amount.min(AMOUNT_MASK)).unwrap_or(MAX_AMOUNT_MICROS)
-}
-
-/// Window starts are midnights UTC (or `i64::MIN`), so a day number fits
-/// in 32 bits; `i32::MIN` encodes `i64::MIN`.
-fn encode_start(start: i64) -> u64 {
-    let day = if start == i64::MIN {
-        i32::MIN
-    } else {
-        i32::try_from(start.div_euclid(DAY_MICROS)).unwrap_or(i32::MIN)
-    };
-    u64::from(day.cast_unsigned())
-}
-
-#[inline]
-fn decode_start(word: u64) -> i64 {
-    // Only the low 32 bits hold the day number; the truncation is intended.
-    let day = (word as u32).cast_signed();
-    if day == i32::MIN {
-        i64::MIN
-    } else {
-        // Encoded starts are valid i64 micros; saturate for any other word.
-        i64::from(day).checked_mul(DAY_MICROS).unwrap_or(i64::MIN)
-    }
-}
-
-const HARD_BIT: u64 = 1 << 32;
-const PERIOD_SHIFT: u32 = 40;
-
-fn encode_policy(config: &BudgetConfig) -> u64 {
-    let period: u64 = match config.period {
-        Period::Daily => 0,
-        Period::Weekly => 1,
-        Period::Monthly => 2,
-        Period::Total => 3,
-    };
-    (period << PERIOD_SHIFT)
-        | if config.hard { HARD_BIT } else { 0 }
-        | u64::from(config.warn_threshold_ppm)
-}
-
-fn policy_period(policy: u64) -> Period {
-    match (policy >> PERIOD_SHIFT) & 0xff {
-        0 => Period::Daily,
-        1 => Period::Weekly,
-        2 => Period::Monthly,
-        _ => Period::Total,
-    }
-}
-
-#[inline]
-fn policy_hard(policy: u64) -> bool {
-    policy & HARD_BIT != 0
-}
-
-#[inline]
-fn policy_warn_ppm(policy: u64) -> u32 {
-    // The low 32 bits are the threshold; the truncation is intended.
-    policy as u32
 }
 
 const SC: Ordering = Ordering::SeqCst;

@@ -1,6 +1,7 @@
 //! Tests of the budget counter: reservations, settlement, window rolls and races.
 
 use super::*;
+use crate::limits::period::DAY_MICROS;
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Barrier};
