@@ -200,7 +200,7 @@ pub fn record_decode(data: &[u8]) -> Result<(), Failure> {
     // The gateway's borrowed view of a key record (what opening a store decodes) accepts
     // exactly the records the owned decoder accepts, and sees the same key.
     let owned = decode::<KeyRecord>("key", data);
-    let gate = crate::store::records::KeyGate::decode(data);
+    let gate = crate::store::records::KeyView::decode(data);
     match (&owned, &gate) {
         (Ok(k), Ok(g)) => ensure!(
             g.id == k.info.id

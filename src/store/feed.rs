@@ -8,7 +8,7 @@ use std::ops::Bound;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::records::KeyGate;
+use super::records::KeyView;
 use super::spend::{key_scope, org_scope, spent_in};
 use super::tables::{KEYS, ORGS};
 use super::tx::{Changes, Lookup};
@@ -47,7 +47,7 @@ pub(crate) fn full(r: &(impl Lookup + Sync), now: i64) -> Result<Update, Error> 
             .collect();
         for item in t.range::<&[u8; 16]>(range).map_err(io)? {
             let (_, v) = item.map_err(io)?;
-            let key = KeyGate::decode(v.value())?;
+            let key = KeyView::decode(v.value())?;
             let group = org_ix
                 .get(key.org)
                 .and_then(|&i| out.get_mut(i))
@@ -93,7 +93,7 @@ pub(crate) fn changes(r: &impl Lookup, changes: &Changes, now: i64) -> Result<Up
             .iter()
             .map(|rec| {
                 done.insert(rec.info.id);
-                key_state(r, &KeyGate::of(rec), now)
+                key_state(r, &KeyView::of(rec), now)
             })
             .collect::<Result<_, Error>>()?;
         u.keys.push(OrgKeys {
@@ -109,7 +109,7 @@ pub(crate) fn changes(r: &impl Lookup, changes: &Changes, now: i64) -> Result<Up
         if !done.insert(*id) {
             continue;
         }
-        let state = key_state(r, &KeyGate::of(&rec), now)?;
+        let state = key_state(r, &KeyView::of(&rec), now)?;
         match u.keys.iter_mut().find(|g| g.org == rec.info.org) {
             Some(g) => g.keys.push(state),
             None => u.keys.push(OrgKeys {
@@ -149,7 +149,7 @@ fn org_state(r: &impl Lookup, org: &Org, now: i64) -> Result<OrgState, Error> {
 }
 
 /// A key's state from its stored view, with the spend of its budget.
-fn key_state(r: &impl Lookup, g: &KeyGate<'_>, now: i64) -> Result<KeyState, Error> {
+fn key_state(r: &impl Lookup, g: &KeyView<'_>, now: i64) -> Result<KeyState, Error> {
     let plain = g.rpm.is_none()
         && g.tpm.is_none()
         && g.budget.is_none()

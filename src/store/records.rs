@@ -477,7 +477,7 @@ pub mod support {
 /// The fields of a stored key that the gateway snapshot needs, borrowed from the record's
 /// bytes: opening a store of a million keys decodes every key, and this view allocates
 /// nothing for names, prefixes and metadata.
-pub(crate) struct KeyGate<'a> {
+pub(crate) struct KeyView<'a> {
     pub id: KeyId,
     pub org: &'a str,
     pub revoked: bool,
@@ -490,7 +490,7 @@ pub(crate) struct KeyGate<'a> {
     pub digest: KeyDigest,
 }
 
-impl<'a> KeyGate<'a> {
+impl<'a> KeyView<'a> {
     /// The view of a decoded record.
     pub fn of(rec: &'a KeyRecord) -> Self {
         let s = &rec.info.spec;
@@ -834,16 +834,16 @@ mod tests {
             let bad = with("key", at, 9);
             corrupt::<KeyRecord>("key", &bad, says);
             // The borrowed view refuses what the owned decoder refuses.
-            let e = KeyGate::decode(&bad).err().unwrap();
+            let e = KeyView::decode(&bad).err().unwrap();
             assert!(chain(&e).contains(says), "{}", chain(&e));
         }
         // A negative budget (an odd zigzag value is negative).
         let bad = with("key", 58, 0x41);
         corrupt::<KeyRecord>("key", &bad, "out of range");
-        assert!(KeyGate::decode(&bad).is_err());
+        assert!(KeyView::decode(&bad).is_err());
         let bad = with("key", 18, b'!');
         corrupt::<KeyRecord>("key", &bad, "invalid org id");
-        assert!(KeyGate::decode(&bad).is_err());
+        assert!(KeyView::decode(&bad).is_err());
     }
 
     #[test]
@@ -874,8 +874,8 @@ mod tests {
             digest: [7; 32],
         };
         let bytes = encode(&rec).unwrap();
-        let g = KeyGate::decode(&bytes).unwrap();
-        let o = KeyGate::of(&rec);
+        let g = KeyView::decode(&bytes).unwrap();
+        let o = KeyView::of(&rec);
         assert_eq!(
             (g.id, g.org, g.revoked, g.rpm, g.tpm),
             (o.id, o.org, o.revoked, o.rpm, o.tpm)
