@@ -2,7 +2,7 @@
 
 use super::Store;
 use super::tables::{AUDIT, META};
-use super::tx::{Lookup, ReadTx};
+use super::tx::{ReadRecords, ReadTx};
 use crate::error::Error;
 use crate::model::{Actor, OrgId, Timestamp};
 use crate::policy::{AdminAction, Target};

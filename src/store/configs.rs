@@ -2,7 +2,7 @@
 
 use super::records::ConfigRecord;
 use super::secrets::{Sealer, Unreadable};
-use super::tx::Lookup;
+use super::tx::ReadRecords;
 use super::{Outcome, Store, audit_append};
 use crate::config::{ConfigChange, OrgConfig, diff};
 use crate::error::Error;

@@ -3,7 +3,7 @@
 //! transaction, exactly as the store's operations gather them.
 
 use super::Store;
-use super::tx::Lookup;
+use super::tx::ReadRecords;
 use crate::error::Error;
 use crate::model::{Actor, Email, KeyId, KeyInfo, OrgId, Role};
 use crate::policy::{AdminAction, AdminRequest, Explanation, Target};

@@ -11,7 +11,7 @@ use redb::{ReadableTable, ReadableTableMetadata};
 use super::records::KeyView;
 use super::spend::{key_scope, org_scope, spent_in};
 use super::tables::{KEYS, ORGS};
-use super::tx::{Changes, Lookup};
+use super::tx::{Changes, ReadRecords};
 use crate::error::Error;
 use crate::model::{KeyId, Org, OrgId};
 use crate::snapshot::{
@@ -19,7 +19,7 @@ use crate::snapshot::{
 };
 
 /// The update of everything in the store, read at `now` (unix micros).
-pub(crate) fn full(r: &(impl Lookup + Sync), now: i64) -> Result<Update, Error> {
+pub(crate) fn full(r: &(impl ReadRecords + Sync), now: i64) -> Result<Update, Error> {
     let io = |e: redb::StorageError| Error::storage("loading the snapshot", e);
     let mut u = Update::new(Extent::Full, now);
     {
@@ -79,7 +79,7 @@ pub(crate) fn full(r: &(impl Lookup + Sync), now: i64) -> Result<Update, Error> 
 
 /// The update of what one commit changed, read at `now` after the commit: each changed org
 /// with all its keys (they inherit its settings), then each other changed key.
-pub(crate) fn changes(r: &impl Lookup, changes: &Changes, now: i64) -> Result<Update, Error> {
+pub(crate) fn changes(r: &impl ReadRecords, changes: &Changes, now: i64) -> Result<Update, Error> {
     let mut u = Update::new(Extent::Changes, now);
     let mut org_ids: Vec<&OrgId> = changes.orgs.iter().collect();
     org_ids.sort_unstable();
@@ -124,7 +124,7 @@ pub(crate) fn changes(r: &impl Lookup, changes: &Changes, now: i64) -> Result<Up
 /// Applies the update of a commit; if that fails, a full one (a rebuild).
 pub(crate) fn publish(
     cell: &SnapshotCell,
-    r: &(impl Lookup + Sync),
+    r: &(impl ReadRecords + Sync),
     c: &Changes,
     now: i64,
 ) -> Result<(), Error> {
@@ -134,7 +134,7 @@ pub(crate) fn publish(
 }
 
 /// An org resolved against its active config, with the spend of its budget.
-fn org_state(r: &impl Lookup, org: &Org, now: i64) -> Result<OrgState, Error> {
+fn org_state(r: &impl ReadRecords, org: &Org, now: i64) -> Result<OrgState, Error> {
     let (_, config) = r.active_config(org)?;
     let spent = match org_budget_period(&config) {
         Some(period) => Some(spent(r, &org_scope(&org.id), period, now)?),
@@ -149,7 +149,7 @@ fn org_state(r: &impl Lookup, org: &Org, now: i64) -> Result<OrgState, Error> {
 }
 
 /// A key's state from its stored view, with the spend of its budget.
-fn key_state(r: &impl Lookup, g: &KeyView<'_>, now: i64) -> Result<KeyState, Error> {
+fn key_state(r: &impl ReadRecords, g: &KeyView<'_>, now: i64) -> Result<KeyState, Error> {
     let plain = g.rpm.is_none()
         && g.tpm.is_none()
         && g.budget.is_none()
@@ -180,7 +180,7 @@ fn key_state(r: &impl Lookup, g: &KeyView<'_>, now: i64) -> Result<KeyState, Err
 }
 
 fn spent(
-    r: &impl Lookup,
+    r: &impl ReadRecords,
     scope: &str,
     period: crate::model::Period,
     now: i64,

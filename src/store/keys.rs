@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use super::records::KeyRecord;
-use super::tx::{Lookup, WriteTx};
+use super::tx::{ReadRecords, WriteTx};
 use super::{Outcome, Store, audit_append};
 use crate::config::ip::parse_nets;
 use crate::error::Error;

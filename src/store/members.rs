@@ -1,7 +1,7 @@
 //! Membership operations.
 
 use super::tables::MEMBER_ORGS;
-use super::tx::{Lookup, WriteTx};
+use super::tx::{ReadRecords, WriteTx};
 use super::{Outcome, Store, audit_append};
 use crate::error::{Error, PermissionDenied};
 use crate::model::{Actor, Email, KeyStatus, Member, Org, OrgId, OrgStatus, Role};

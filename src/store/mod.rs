@@ -35,7 +35,7 @@ use crate::error::{Error, ErrorKind, PermissionDenied};
 use crate::model::{Actor, KeyId, Org, OrgId, Role, Timestamp};
 use crate::policy::{AdminAction, AdminRequest, Policies, Target};
 use crate::snapshot::SnapshotCell;
-use tx::{Changes, Lookup, ReadTx, WriteTx};
+use tx::{Changes, ReadRecords, ReadTx, WriteTx};
 
 /// An orgstore database.
 ///
@@ -500,7 +500,7 @@ impl Store {
     /// message), and the attempt is audited in the org's log.
     pub(crate) fn org_for(
         &self,
-        tx: &impl Lookup,
+        tx: &impl ReadRecords,
         actor: &Actor,
         id: &OrgId,
         action: AdminAction,
@@ -515,7 +515,7 @@ impl Store {
     /// Like [`Store::org_for`], deleted orgs included (their audit log stays readable).
     pub(crate) fn org_any_for(
         &self,
-        tx: &impl Lookup,
+        tx: &impl ReadRecords,
         actor: &Actor,
         id: &OrgId,
         action: AdminAction,
@@ -535,7 +535,7 @@ impl Store {
     /// org.
     pub(crate) fn key_for(
         &self,
-        tx: &impl Lookup,
+        tx: &impl ReadRecords,
         actor: &Actor,
         id: &KeyId,
         action: AdminAction,
@@ -556,7 +556,7 @@ impl Store {
     /// relations for the actor's role. Returns the actor's role (`None` for the operator).
     pub(crate) fn authorize(
         &self,
-        tx: &impl Lookup,
+        tx: &impl ReadRecords,
         actor: &Actor,
         action: AdminAction,
         org: &Org,

@@ -2,7 +2,7 @@
 
 use super::records::ConfigRecord;
 use super::tables::{MEMBER_ORGS, ORGS};
-use super::tx::Lookup;
+use super::tx::ReadRecords;
 use super::{Outcome, Store, audit_append};
 use crate::error::{Error, PermissionDenied};
 use crate::model::{Actor, Email, Member, Org, OrgId, OrgStatus, Role};

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use redb::ReadableTable;
 
 use super::tables::SPEND;
-use super::tx::{Lookup, WriteTx};
+use super::tx::{ReadRecords, WriteTx};
 use crate::error::Error;
 use crate::limits::DAY_MICROS;
 use crate::model::{KeyId, OrgId, Period};
@@ -33,7 +33,7 @@ pub(crate) fn org_scope(id: &OrgId) -> String {
 
 /// Spend recorded for `scope` in the window of `period` that contains `now`.
 pub(crate) fn spent_in(
-    r: &impl Lookup,
+    r: &impl ReadRecords,
     scope: &str,
     period: Period,
     now: i64,

@@ -16,7 +16,7 @@ fn io(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
 }
 
 /// Typed lookups over any transaction.
-pub(crate) trait Lookup {
+pub(crate) trait ReadRecords {
     /// Opens a table for reading.
     fn table<K: Key + 'static, V: Value + 'static>(
         &self,
@@ -138,7 +138,7 @@ pub(crate) fn org_not_found(id: &OrgId) -> Error {
     Error::not_found("org", format!("no org `{id}`; check the id"))
 }
 
-impl Lookup for redb::ReadTransaction {
+impl ReadRecords for redb::ReadTransaction {
     fn table<K: Key + 'static, V: Value + 'static>(
         &self,
         def: TableDefinition<K, V>,
@@ -166,7 +166,7 @@ pub(crate) struct WriteTx {
     pub changes: Changes,
 }
 
-impl Lookup for WriteTx {
+impl ReadRecords for WriteTx {
     fn table<K: Key + 'static, V: Value + 'static>(
         &self,
         def: TableDefinition<K, V>,
