@@ -127,7 +127,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     /// One write transaction without audit or publication (spend flushes).
-    pub(crate) fn write_raw(
+    pub(crate) fn write_unaudited(
         &self,
         f: impl FnOnce(&mut WriteTx) -> Result<(), Error>,
     ) -> Result<(), Error> {
@@ -450,7 +450,7 @@ impl Store {
     /// refused CreateOrg) has no log to hold one.
     pub(crate) fn audit_denial(&self, kind: ErrorKind, d: &PermissionDenied, org: &OrgId) {
         // The denial is the answer; a failure to audit it must not hide it.
-        let _ = self.inner.write_raw(|tx| {
+        let _ = self.inner.write_unaudited(|tx| {
             if tx.org_opt(org)?.is_none() {
                 return Ok(());
             }

@@ -91,7 +91,7 @@ pub(crate) fn flush(inner: &super::Inner) -> Result<usize, Error> {
     let mut written = 0;
     let now = crate::model::Timestamp::now().as_micros();
     let day = now.div_euclid(DAY_MICROS) * DAY_MICROS;
-    let result = inner.write_raw(|tx: &mut WriteTx| {
+    let result = inner.write_unaudited(|tx: &mut WriteTx| {
         // Drained under the writer lock, which snapshot updates are applied under too: a
         // budget counter derived from the ledger plus unflushed spend sees every amount in
         // one of the two.
