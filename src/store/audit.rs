@@ -70,7 +70,7 @@ impl Audit<'_> {
         self.store.read(|r: &ReadTx| {
             let o = self
                 .store
-                .org_any_for(r, actor, org, AdminAction::ReadAudit)?;
+                .org_including_deleted_for(r, actor, org, AdminAction::ReadAudit)?;
             self.store
                 .authorize(r, actor, AdminAction::ReadAudit, &o, Target::Org)?;
             let t = r.table(AUDIT)?;

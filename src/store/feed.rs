@@ -86,7 +86,7 @@ pub(crate) fn changes(r: &impl ReadRecords, changes: &Changes, now: i64) -> Resu
     org_ids.dedup();
     let mut done: HashSet<KeyId> = HashSet::new();
     for id in org_ids {
-        let org = r.org_any(id)?;
+        let org = r.org_including_deleted(id)?;
         u.orgs.push(org_state(r, &org, now)?);
         let keys = r
             .keys_of(id)?

@@ -187,7 +187,7 @@ impl Members<'_> {
                 let (k, v) = item.map_err(io)?;
                 let org = OrgId::parse(k.value().1)?;
                 // Memberships of a deleted org stay for its audit trail but are not listed.
-                if r.org_any(&org)?.status == OrgStatus::Deleted {
+                if r.org_including_deleted(&org)?.status == OrgStatus::Deleted {
                     continue;
                 }
                 let role = Role::ALL

@@ -451,7 +451,7 @@ impl Store {
     pub(crate) fn audit_denial(&self, kind: ErrorKind, d: &PermissionDenied, org: &OrgId) {
         // The denial is the answer; a failure to audit it must not hide it.
         let _ = self.inner.write_unaudited(|tx| {
-            if tx.org_opt(org)?.is_none() {
+            if tx.find_org(org)?.is_none() {
                 return Ok(());
             }
             let summary = if kind != ErrorKind::Denied {
@@ -505,22 +505,22 @@ impl Store {
         id: &OrgId,
         action: AdminAction,
     ) -> Result<Org, Error> {
-        let org = self.org_any_for(tx, actor, id, action)?;
+        let org = self.org_including_deleted_for(tx, actor, id, action)?;
         if org.status == crate::model::OrgStatus::Deleted {
-            return tx.org_live(id);
+            return tx.live_org(id);
         }
         Ok(org)
     }
 
     /// Like [`Store::org_for`], deleted orgs included (their audit log stays readable).
-    pub(crate) fn org_any_for(
+    pub(crate) fn org_including_deleted_for(
         &self,
         tx: &impl ReadRecords,
         actor: &Actor,
         id: &OrgId,
         action: AdminAction,
     ) -> Result<Org, Error> {
-        let org = tx.org_any(id)?;
+        let org = tx.org_including_deleted(id)?;
         if let Actor::Member(email) = actor
             && tx.member(id, email)?.is_none()
         {
@@ -548,7 +548,7 @@ impl Store {
             let d = e.denial().cloned().ok_or_else(|| key_not_found(id))?;
             return Err(Error::concealed(key_not_found(id), d));
         }
-        let org = tx.org_live(&rec.info.org)?;
+        let org = tx.live_org(&rec.info.org)?;
         Ok((rec, org))
     }
 

@@ -84,7 +84,7 @@ impl Orgs<'_> {
                     return Err(Error::denied(d).on_field("owner"));
                 }
             }
-            if let Some(existing) = tx.org_opt(id)? {
+            if let Some(existing) = tx.find_org(id)? {
                 let why = if existing.status == OrgStatus::Deleted {
                     "was deleted and its id cannot be reused; choose another id"
                 } else {
@@ -196,7 +196,7 @@ impl Orgs<'_> {
                             .collect::<Result<_, _>>()?
                     };
                     for id in ids {
-                        let org = r.org_any(&id)?;
+                        let org = r.org_including_deleted(&id)?;
                         if org.status != OrgStatus::Deleted {
                             out.push(org);
                         }

@@ -24,20 +24,20 @@ pub(crate) trait ReadRecords {
     ) -> Result<impl ReadableTable<K, V> + '_, Error>;
 
     /// The org record, deleted ones included.
-    fn org_opt(&self, id: &OrgId) -> Result<Option<Org>, Error> {
+    fn find_org(&self, id: &OrgId) -> Result<Option<Org>, Error> {
         let t = self.table(ORGS)?;
         let v = t.get(id.as_str()).map_err(io)?;
         v.map(|v| decode("org", v.value())).transpose()
     }
 
     /// The org record, deleted ones included; an error when absent.
-    fn org_any(&self, id: &OrgId) -> Result<Org, Error> {
-        self.org_opt(id)?.ok_or_else(|| org_not_found(id))
+    fn org_including_deleted(&self, id: &OrgId) -> Result<Org, Error> {
+        self.find_org(id)?.ok_or_else(|| org_not_found(id))
     }
 
     /// The org record, unless it is absent or deleted.
-    fn org_live(&self, id: &OrgId) -> Result<Org, Error> {
-        let org = self.org_any(id)?;
+    fn live_org(&self, id: &OrgId) -> Result<Org, Error> {
+        let org = self.org_including_deleted(id)?;
         if org.status == OrgStatus::Deleted {
             return Err(Error::not_found(
                 "org",
