@@ -281,8 +281,8 @@ impl SpendScope<'_> {
     pub fn add_unflushed(&self, micros: i64, cell: &super::SnapshotCell) {
         if micros != 0 && self.unflushed().fetch_add(micros, Ordering::AcqRel) == 0 {
             cell.queue_spend(match self {
-                SpendScope::Key(k) => Dirty::Key(k.ix),
-                SpendScope::Org(o) => Dirty::Org(o.ix),
+                SpendScope::Key(k) => UnflushedScope::Key(k.ix),
+                SpendScope::Org(o) => UnflushedScope::Org(o.ix),
             });
         }
     }
@@ -290,7 +290,7 @@ impl SpendScope<'_> {
 
 /// A queued scope, by arena index.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Dirty {
+pub(crate) enum UnflushedScope {
     Key(u32),
     Org(u32),
 }

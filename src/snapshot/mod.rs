@@ -20,7 +20,7 @@ mod table;
 mod update;
 
 pub(crate) use entry::{
-    BudgetHome, BudgetSlot, Dirty, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime,
+    BudgetHome, BudgetSlot, UnflushedScope, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime,
     MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, SpendScope, add_spend, flag,
 };
 pub(crate) use models::{ModelIds, ModelMap, UNMENTIONED};
@@ -175,7 +175,7 @@ pub(crate) struct SnapshotCell {
     /// cause one).
     publications: AtomicU64,
     /// Scopes with spend waiting for the flusher.
-    spend_dirty: Mutex<Vec<Dirty>>,
+    spend_dirty: Mutex<Vec<UnflushedScope>>,
     /// Every runtime ever created for a key without limits, by `KeyEntry::rt`;
     /// append-only, so references stay valid for the cell's life.
     key_rts: boxcar::Vec<KeyRuntime>,
@@ -324,7 +324,7 @@ impl SnapshotCell {
     }
 
     /// Queues a scope whose spend went from zero to non-zero.
-    pub fn queue_spend(&self, s: Dirty) {
+    pub fn queue_spend(&self, s: UnflushedScope) {
         self.spend_dirty.lock().push(s);
     }
 
@@ -343,11 +343,11 @@ impl SnapshotCell {
             .into_iter()
             .filter_map(|d| {
                 let (scope, unflushed) = match d {
-                    Dirty::Key(ix) => {
+                    UnflushedScope::Key(ix) => {
                         let k = self.key_rt(ix)?;
                         (ScopeId::Key(k.id), &k.unflushed)
                     }
-                    Dirty::Org(ix) => {
+                    UnflushedScope::Org(ix) => {
                         let o = self.org_rt(ix)?;
                         (ScopeId::Org(o.id.clone()), &o.unflushed)
                     }
@@ -367,8 +367,8 @@ impl SnapshotCell {
     pub fn restore_spend(&self, drained: &[Drained]) {
         for d in drained {
             let scope = match d.from {
-                Dirty::Key(ix) => self.key_rt(ix).map(SpendScope::Key),
-                Dirty::Org(ix) => self.org_rt(ix).map(SpendScope::Org),
+                UnflushedScope::Key(ix) => self.key_rt(ix).map(SpendScope::Key),
+                UnflushedScope::Org(ix) => self.org_rt(ix).map(SpendScope::Org),
             };
             if let Some(s) = scope {
                 s.add_unflushed(d.micros, self);

@@ -152,7 +152,7 @@ pub(crate) struct Drained {
     /// Micro-dollars (never zero).
     pub micros: i64,
     /// Where it came from, for giving it back.
-    pub(super) from: super::Dirty,
+    pub(super) from: super::UnflushedScope,
 }
 
 /// The snapshot fed by hand, without any store: what a replica applying a change log does.
