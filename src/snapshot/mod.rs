@@ -23,7 +23,7 @@ pub(crate) use entry::{
     BudgetHome, BudgetSlot, UnflushedScope, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime,
     MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, SpendScope, add_spend, flag,
 };
-pub(crate) use models::{ModelIds, ModelMap, UNMENTIONED};
+pub(crate) use models::{ModelInterner, ModelMap, UNMENTIONED};
 pub(crate) use table::Shard;
 pub(crate) use update::{
     Drained, Extent, KeyLimits, KeyState, OrgKeys, OrgState, ScopeId, Spent, Update,
@@ -117,7 +117,7 @@ pub(crate) const NO_REASON: u8 = u8::MAX;
 impl GatewayPolicies {
     /// The set as the gateway uses it; the model names its policies mention are interned
     /// into `models`.
-    pub fn new(policies: Arc<Policies>, models: &ModelIds) -> Self {
+    pub fn new(policies: Arc<Policies>, models: &ModelInterner) -> Self {
         let memo_unmentioned = models.intern_all(&policies.invoke_model_names()).is_some();
         Self {
             policies,
@@ -164,7 +164,7 @@ struct PublishState {
 /// The published snapshot and everything needed to publish the next one.
 pub(crate) struct SnapshotCell {
     pub current: ArcSwap<Snapshot>,
-    pub models: ModelIds,
+    pub models: ModelInterner,
     state: Mutex<PublishState>,
     /// Set when a commit could not be published: checks fail closed until a rebuild works.
     /// Also set for good when the store is closed (see [`Update::close`]).
@@ -194,7 +194,7 @@ pub(crate) struct SnapshotCell {
 
 impl SnapshotCell {
     pub fn new(policies: Arc<Policies>) -> Self {
-        let models = ModelIds::new();
+        let models = ModelInterner::new();
         let policies = Arc::new(GatewayPolicies::new(policies, &models));
         let empty = Snapshot {
             shards: (0..MIN_SHARDS).map(|_| Shard::default()).collect(),
