@@ -20,13 +20,13 @@ mod table;
 mod update;
 
 pub(crate) use entry::{
-    BudgetHome, BudgetSlot, UnflushedScope, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime,
-    MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, SpendScope, add_spend, flag,
+    BudgetHome, BudgetSlot, UnflushedSpender, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime,
+    MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, Spender, add_spend, flag,
 };
 pub(crate) use models::{ModelInterner, ModelMap, UNMENTIONED};
 pub(crate) use table::Shard;
 pub(crate) use update::{
-    Drained, Extent, KeyLimits, KeyState, OrgKeys, OrgState, ScopeId, Spent, Update,
+    Drained, Extent, KeyLimits, KeyState, OrgKeys, OrgState, SpenderId, Spent, Update,
     org_budget_period,
 };
 
@@ -175,7 +175,7 @@ pub(crate) struct SnapshotCell {
     /// cause one).
     publications: AtomicU64,
     /// Scopes with spend waiting for the flusher.
-    spend_dirty: Mutex<Vec<UnflushedScope>>,
+    spend_dirty: Mutex<Vec<UnflushedSpender>>,
     /// Every runtime ever created for a key without limits, by `KeyEntry::rt`;
     /// append-only, so references stay valid for the cell's life.
     key_rts: boxcar::Vec<KeyRuntime>,
@@ -324,7 +324,7 @@ impl SnapshotCell {
     }
 
     /// Queues a scope whose spend went from zero to non-zero.
-    pub fn queue_spend(&self, s: UnflushedScope) {
+    pub fn queue_spend(&self, s: UnflushedSpender) {
         self.spend_dirty.lock().push(s);
     }
 
@@ -342,19 +342,19 @@ impl SnapshotCell {
         dirty
             .into_iter()
             .filter_map(|d| {
-                let (scope, unflushed) = match d {
-                    UnflushedScope::Key(ix) => {
+                let (spender, unflushed) = match d {
+                    UnflushedSpender::Key(ix) => {
                         let k = self.key_rt(ix)?;
-                        (ScopeId::Key(k.id), &k.unflushed)
+                        (SpenderId::Key(k.id), &k.unflushed)
                     }
-                    UnflushedScope::Org(ix) => {
+                    UnflushedSpender::Org(ix) => {
                         let o = self.org_rt(ix)?;
-                        (ScopeId::Org(o.id.clone()), &o.unflushed)
+                        (SpenderId::Org(o.id.clone()), &o.unflushed)
                     }
                 };
                 let micros = unflushed.swap(0, Ordering::AcqRel);
                 (micros != 0).then_some(Drained {
-                    scope,
+                    spender,
                     micros,
                     from: d,
                 })
@@ -367,8 +367,8 @@ impl SnapshotCell {
     pub fn restore_spend(&self, drained: &[Drained]) {
         for d in drained {
             let scope = match d.from {
-                UnflushedScope::Key(ix) => self.key_rt(ix).map(SpendScope::Key),
-                UnflushedScope::Org(ix) => self.org_rt(ix).map(SpendScope::Org),
+                UnflushedSpender::Key(ix) => self.key_rt(ix).map(Spender::Key),
+                UnflushedSpender::Org(ix) => self.org_rt(ix).map(Spender::Org),
             };
             if let Some(s) = scope {
                 s.add_unflushed(d.micros, self);

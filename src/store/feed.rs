@@ -9,7 +9,7 @@ use std::ops::Bound;
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::records::KeyView;
-use super::spend::{key_scope, org_scope, spent_in};
+use super::spend::{key_ledger_name, org_ledger_name, spent_in};
 use super::tables::{KEYS, ORGS};
 use super::tx::{Changes, ReadRecords};
 use crate::error::Error;
@@ -137,7 +137,7 @@ pub(crate) fn publish(
 fn org_state(r: &impl ReadRecords, org: &Org, now: i64) -> Result<OrgState, Error> {
     let (_, config) = r.active_config(org)?;
     let spent = match org_budget_period(&config) {
-        Some(period) => Some(spent(r, &org_scope(&org.id), period, now)?),
+        Some(period) => Some(spent(r, &org_ledger_name(&org.id), period, now)?),
         None => None,
     };
     Ok(OrgState {
@@ -159,7 +159,7 @@ fn key_state(r: &impl ReadRecords, g: &KeyView<'_>, now: i64) -> Result<KeyState
         None
     } else {
         let budget = match g.budget {
-            Some(b) => Some((b, spent(r, &key_scope(&g.id), b.period, now)?)),
+            Some(b) => Some((b, spent(r, &key_ledger_name(&g.id), b.period, now)?)),
             None => None,
         };
         Some(Box::new(KeyLimits {

@@ -12,7 +12,7 @@
 //! `codec` does the encoding. The index tables (`tables.rs`) store plain strings, ids and
 //! numbers (a member's role level in `member_orgs`, the upstream numeric level of
 //! `Role::level`); the spend ledger's scope names are written out here too
-//! ([`key_scope`], [`org_scope`]), not taken from a public type's `Display`.
+//! ([`key_ledger_name`], [`org_ledger_name`]), not taken from a public type's `Display`.
 
 use std::collections::BTreeMap;
 
@@ -82,7 +82,7 @@ tags!(Period, "budget period" {
 tags!(Outcome, "audit outcome" { Outcome::Applied = 0, Outcome::Denied = 1 });
 
 /// The spend ledger's scope of a key: `k:key_` and the id's 32 lower-case hex digits.
-pub(crate) fn key_scope(id: &KeyId) -> String {
+pub(crate) fn key_ledger_name(id: &KeyId) -> String {
     use std::fmt::Write as _;
     let mut s = String::with_capacity(38);
     s.push_str("k:key_");
@@ -93,7 +93,7 @@ pub(crate) fn key_scope(id: &KeyId) -> String {
 }
 
 /// The spend ledger's scope of an org: `o:` and the org id.
-pub(crate) fn org_scope(id: &OrgId) -> String {
+pub(crate) fn org_ledger_name(id: &OrgId) -> String {
     let mut s = String::with_capacity(2 + id.as_str().len());
     s.push_str("o:");
     s.push_str(id.as_str());
@@ -445,13 +445,13 @@ pub mod support {
     }
 
     /// The spend ledger's scope name of a key.
-    pub fn key_scope(id: &KeyId) -> String {
-        super::key_scope(id)
+    pub fn key_ledger_name(id: &KeyId) -> String {
+        super::key_ledger_name(id)
     }
 
     /// The spend ledger's scope name of an org.
-    pub fn org_scope(id: &OrgId) -> String {
-        super::org_scope(id)
+    pub fn org_ledger_name(id: &OrgId) -> String {
+        super::org_ledger_name(id)
     }
 
     /// Decodes a record of the table `table` (`orgs`, `configs`, `members`, `keys` or
@@ -723,9 +723,9 @@ mod tests {
     #[test]
     fn spend_scopes_are_pinned() {
         let id = KeyId::from_bytes([0xab; 16]);
-        assert_eq!(key_scope(&id), format!("k:key_{}", "ab".repeat(16)));
-        assert_eq!(key_scope(&id), format!("k:{id}"));
-        assert_eq!(org_scope(&acme()), "o:acme");
+        assert_eq!(key_ledger_name(&id), format!("k:key_{}", "ab".repeat(16)));
+        assert_eq!(key_ledger_name(&id), format!("k:{id}"));
+        assert_eq!(org_ledger_name(&acme()), "o:acme");
     }
 
     #[test]

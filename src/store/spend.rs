@@ -14,7 +14,7 @@ use super::tx::{ReadRecords, WriteTx};
 use crate::error::Error;
 use crate::limits::DAY_MICROS;
 use crate::model::{KeyId, OrgId, Period};
-use crate::snapshot::{Drained, ScopeId};
+use crate::snapshot::{Drained, SpenderId};
 
 /// The row that accumulates all-time spend of a scope.
 const TOTAL_ROW: i64 = i64::MIN;
@@ -22,13 +22,13 @@ const TOTAL_ROW: i64 = i64::MIN;
 const KEEP_DAYS: i64 = 62;
 
 /// Ledger scope name of a key (its form is part of the file format: `records.rs`).
-pub(crate) fn key_scope(id: &KeyId) -> String {
-    super::records::key_scope(id)
+pub(crate) fn key_ledger_name(id: &KeyId) -> String {
+    super::records::key_ledger_name(id)
 }
 
 /// Ledger scope name of an org (its form is part of the file format: `records.rs`).
-pub(crate) fn org_scope(id: &OrgId) -> String {
-    super::records::org_scope(id)
+pub(crate) fn org_ledger_name(id: &OrgId) -> String {
+    super::records::org_ledger_name(id)
 }
 
 /// Spend recorded for `scope` in the window of `period` that contains `now`.
@@ -73,10 +73,10 @@ impl super::Store {
 }
 
 /// Ledger scope name of a snapshot's spend scope.
-fn scope_name(s: &ScopeId) -> String {
+fn ledger_name(s: &SpenderId) -> String {
     match s {
-        ScopeId::Key(k) => key_scope(k),
-        ScopeId::Org(o) => org_scope(o),
+        SpenderId::Key(k) => key_ledger_name(k),
+        SpenderId::Org(o) => org_ledger_name(o),
     }
 }
 
@@ -98,7 +98,7 @@ pub(crate) fn flush(inner: &super::Inner) -> Result<usize, Error> {
         drained = cell.drain_spend();
         let mut amounts: HashMap<String, i64> = HashMap::new();
         for d in &drained {
-            let e = amounts.entry(scope_name(&d.scope)).or_insert(0);
+            let e = amounts.entry(ledger_name(&d.spender)).or_insert(0);
             *e = e.saturating_add(d.micros);
         }
         amounts.retain(|_, a| *a != 0);

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use orgstore::record_support::{
-    encode_audit, encode_key, encode_member, encode_org, key_scope, org_scope, reencode,
+    encode_audit, encode_key, encode_member, encode_org, key_ledger_name, org_ledger_name, reencode,
 };
 use orgstore::*;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -154,7 +154,7 @@ fn public_values_encode_to_the_bytes_of_the_format1_file() {
     );
 
     // The spend ledger is keyed by the org's and the used key's scope names.
-    let scopes: std::collections::BTreeSet<String> = [org_scope(&acme), key_scope(&live.id)].into();
+    let scopes: std::collections::BTreeSet<String> = [org_ledger_name(&acme), key_ledger_name(&live.id)].into();
     assert_eq!(raw.spend_scopes, scopes);
 
     let audit = store.audit().list(&op, &acme, 1000).unwrap();
