@@ -295,7 +295,7 @@ pub fn record_seeds() -> Result<Vec<Vec<u8>>, Failure> {
             action: "key.create".into(),
             target: "key_07".into(),
             summary: "created".into(),
-            outcome: crate::Outcome::Applied,
+            outcome: crate::AuditOutcome::Applied,
         }))?,
     ])
 }

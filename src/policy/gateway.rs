@@ -2,7 +2,7 @@
 
 use cedar_policy::{Context, Entities, Request, RestrictedExpression};
 
-use super::engine::Outcome;
+use super::engine::CedarVerdict;
 use super::entities::gateway_key;
 use super::load::INVOKE;
 use super::{GatewayContext, GatewayDecision, Policies};
@@ -59,12 +59,12 @@ impl Policies {
         key: &KeyId,
         model: &str,
         ctx: GatewayContext,
-    ) -> Outcome {
+    ) -> CedarVerdict {
         let c = &*self.inner;
         let t = &c.types;
         let principal = match gateway_key(t, org, key) {
             Ok(p) => p,
-            Err(e) => return Outcome::from_error(e),
+            Err(e) => return CedarVerdict::from_error(e),
         };
         let context = match Context::from_pairs([
             (
@@ -77,7 +77,7 @@ impl Policies {
             ),
         ]) {
             Ok(c) => c,
-            Err(e) => return Outcome::from_error(format!("context: {e}")),
+            Err(e) => return CedarVerdict::from_error(format!("context: {e}")),
         };
         let request = match Request::new(
             t.key(key),
@@ -87,18 +87,18 @@ impl Policies {
             Some(&c.schema),
         ) {
             Ok(r) => r,
-            Err(e) => return Outcome::from_error(format!("request: {e}")),
+            Err(e) => return CedarVerdict::from_error(format!("request: {e}")),
         };
         let Some(action) = c.action_entities.get(INVOKE) else {
-            return Outcome::from_error("action invoke is not in the schema".to_owned());
+            return CedarVerdict::from_error("action invoke is not in the schema".to_owned());
         };
         let entities = match Entities::from_entities([principal, action.clone()], None) {
             Ok(e) => e,
-            Err(e) => return Outcome::from_error(format!("entities: {e}")),
+            Err(e) => return CedarVerdict::from_error(format!("entities: {e}")),
         };
         let response = c
             .authorizer
             .is_authorized(&request, c.policies_for(INVOKE), &entities);
-        Outcome::from_response(&response)
+        CedarVerdict::from_response(&response)
     }
 }

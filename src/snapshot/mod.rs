@@ -20,8 +20,8 @@ mod table;
 mod update;
 
 pub(crate) use entry::{
-    BudgetHome, BudgetSlot, UnflushedSpender, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime,
-    MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, Spender, add_spend, flag,
+    BudgetHome, BudgetSlot, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime,
+    MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, Spender, UnflushedSpender, add_spend, flag,
 };
 pub(crate) use models::{ModelInterner, ModelMap, UNMENTIONED};
 pub(crate) use table::Shard;

@@ -11,7 +11,7 @@ use redb::ReadableTable;
 /// Whether the audited operation happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum Outcome {
+pub enum AuditOutcome {
     /// It was applied.
     Applied,
     /// A policy denied it; nothing changed.
@@ -47,7 +47,7 @@ pub struct AuditEntry {
     /// A short description with secrets redacted.
     pub summary: String,
     /// Applied or denied.
-    pub outcome: Outcome,
+    pub outcome: AuditOutcome,
 }
 
 /// Audit log queries. Get one with [`Store::audit`].

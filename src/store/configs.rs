@@ -3,7 +3,7 @@
 use super::records::ConfigRecord;
 use super::secrets::{Sealer, Unreadable};
 use super::tx::ReadRecords;
-use super::{Outcome, Store, audit_append};
+use super::{AuditOutcome, Store, audit_append};
 use crate::config::{ConfigChange, OrgConfig, diff};
 use crate::error::Error;
 use crate::model::{Actor, OrgId, Timestamp};
@@ -274,7 +274,7 @@ fn commit_version(
         AdminAction::UpdateConfig,
         "config",
         summary,
-        Outcome::Applied,
+        AuditOutcome::Applied,
     )?;
     Ok(ConfigVersion {
         org: o.id.clone(),

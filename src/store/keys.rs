@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use super::records::KeyRecord;
 use super::tx::{ReadRecords, WriteTx};
-use super::{Outcome, Store, audit_append};
+use super::{AuditOutcome, Store, audit_append};
 use crate::config::ip::parse_nets;
 use crate::error::Error;
 use crate::keys::{SecretKey, parse_digest_hex};
@@ -99,7 +99,7 @@ impl Keys<'_> {
                 AdminAction::CreateKey,
                 &rec.info.id.to_string(),
                 summary,
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok(CreatedKey {
                 info: rec.info,
@@ -206,7 +206,7 @@ impl Keys<'_> {
                 AdminAction::CreateKey,
                 &target,
                 format!("imported {} keys by digest", out.len()),
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok(out)
         })
@@ -319,7 +319,7 @@ impl Keys<'_> {
                 AdminAction::ManageKey,
                 &id.to_string(),
                 summary,
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok((rec.info, key))
         })

@@ -2,7 +2,7 @@
 
 use super::tables::MEMBER_ORGS;
 use super::tx::{ReadRecords, WriteTx};
-use super::{Outcome, Store, audit_append};
+use super::{AuditOutcome, Store, audit_append};
 use crate::error::{Error, PermissionDenied};
 use crate::model::{Actor, Email, KeyStatus, Member, Org, OrgId, OrgStatus, Role};
 use crate::policy::{AdminAction, Target};
@@ -53,7 +53,7 @@ impl Members<'_> {
                 o.owner_count += 1;
                 tx.put_org(&o)?;
             }
-            audit_append(tx, &actor.to_string(), org, AdminAction::AddMember, email.as_str(), format!("added as {role}"), Outcome::Applied)?;
+            audit_append(tx, &actor.to_string(), org, AdminAction::AddMember, email.as_str(), format!("added as {role}"), AuditOutcome::Applied)?;
             Ok(m)
         })
     }
@@ -105,7 +105,7 @@ impl Members<'_> {
                 AdminAction::ChangeRole,
                 email.as_str(),
                 format!("{before} -> {role}"),
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok(m)
         })
@@ -145,7 +145,7 @@ impl Members<'_> {
                 action,
                 email.as_str(),
                 format!("removed ({}), {revoked} keys they created revoked", m.role),
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok(())
         })
@@ -224,7 +224,7 @@ fn revoke_keys_created_by(
             AdminAction::ManageKey,
             &rec.info.id.to_string(),
             format!("revoked: its creator {email} left the org"),
-            Outcome::Applied,
+            AuditOutcome::Applied,
         )?;
         n += 1;
     }

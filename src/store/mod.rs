@@ -17,7 +17,7 @@ pub(crate) mod tables;
 pub(crate) mod tx;
 mod usage;
 
-pub use audit::{Audit, AuditEntry, Outcome};
+pub use audit::{Audit, AuditEntry, AuditOutcome};
 pub use configs::{ConfigVersion, OrgConfigs};
 pub use explain::ExplainReport;
 pub use keys::{CreatedKey, ImportKey, Keys};
@@ -468,7 +468,7 @@ impl Store {
                 &d.action,
                 &d.target,
                 summary,
-                Outcome::Denied,
+                AuditOutcome::Denied,
             )
         });
     }
@@ -619,7 +619,7 @@ pub(crate) fn audit_append(
     action: AdminAction,
     target: &str,
     summary: String,
-    outcome: Outcome,
+    outcome: AuditOutcome,
 ) -> Result<(), Error> {
     append_entry(
         tx,
@@ -640,7 +640,7 @@ fn append_entry(
     action: &str,
     target: &str,
     summary: String,
-    outcome: Outcome,
+    outcome: AuditOutcome,
 ) -> Result<(), Error> {
     let seq = tx.next_audit_seq(org)?;
     let entry = AuditEntry {

@@ -583,7 +583,7 @@ fn merge_look_alike_members(txn: &redb::WriteTransaction) -> Result<(), Error> {
                     "look-alike addresses of {email} merged into one member with role {role} \
                      (addresses are normalised: NFKC and case folding)"
                 ),
-                outcome: super::Outcome::Applied,
+                outcome: super::AuditOutcome::Applied,
             };
             audit
                 .insert((org.as_str(), last + 1), encode(&entry)?.as_slice())

@@ -3,7 +3,7 @@
 use super::records::ConfigRecord;
 use super::tables::{MEMBER_ORGS, ORGS};
 use super::tx::ReadRecords;
-use super::{Outcome, Store, audit_append};
+use super::{AuditOutcome, Store, audit_append};
 use crate::error::{Error, PermissionDenied};
 use crate::model::{Actor, Email, Member, Org, OrgId, OrgStatus, Role};
 use crate::policy::{AdminAction, AdminRequest, Target};
@@ -125,7 +125,7 @@ impl Orgs<'_> {
                 AdminAction::CreateOrg,
                 id.as_str(),
                 summary,
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok(org)
         })
@@ -254,7 +254,7 @@ impl Orgs<'_> {
                 decided_by,
                 id.as_str(),
                 summary,
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok(StatusChange {
                 org,

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use bincode::{BorrowDecode, Decode, Encode};
 
-use super::audit::{AuditEntry, Outcome};
+use super::audit::{AuditEntry, AuditOutcome};
 use crate::error::Error;
 use crate::keys::KeyDigest;
 use crate::model::{
@@ -79,7 +79,7 @@ tags!(Period, "budget period" {
     Period::Monthly = 2,
     Period::Total = 3,
 });
-tags!(Outcome, "audit outcome" { Outcome::Applied = 0, Outcome::Denied = 1 });
+tags!(AuditOutcome, "audit outcome" { AuditOutcome::Applied = 0, AuditOutcome::Denied = 1 });
 
 /// The spend ledger's scope of a key: `k:key_` and the id's 32 lower-case hex digits.
 pub(crate) fn key_ledger_name(id: &KeyId) -> String {
@@ -659,7 +659,7 @@ mod tests {
             action: "key.revoke".into(),
             target: "k".into(),
             summary: "s".into(),
-            outcome: Outcome::Denied,
+            outcome: AuditOutcome::Denied,
         }
     }
 
@@ -785,7 +785,7 @@ mod tests {
             Period::Monthly,
             Period::Total,
         ]);
-        tags_of(&[Outcome::Applied, Outcome::Denied]);
+        tags_of(&[AuditOutcome::Applied, AuditOutcome::Denied]);
     }
 
     /// A pinned record with one byte replaced.

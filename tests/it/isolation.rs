@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use orgstore::{
-    Actor, Email, Error, ErrorKind, ImportKey, KeyId, KeySpec, KeyStatus, OrgId, Outcome, Request,
-    Role, Store, Timestamp,
+    Actor, AuditOutcome, Email, Error, ErrorKind, ImportKey, KeyId, KeySpec, KeyStatus, OrgId,
+    Request, Role, Store, Timestamp,
 };
 use rand::Rng;
 
@@ -34,7 +34,7 @@ fn observe_b(store: &Store, b: &OrgId, b_keys: &[String]) -> String {
     out.push_str(&format!("{:?}\n", store.members().list(&OP, b).unwrap()));
     out.push_str(&format!("{:?}\n", store.keys().list(&OP, b).unwrap()));
     for e in store.audit().list(&OP, b, usize::MAX).unwrap() {
-        if e.outcome == Outcome::Applied {
+        if e.outcome == AuditOutcome::Applied {
             out.push_str(&format!("{e:?}\n"));
         }
     }
@@ -504,7 +504,7 @@ fn members_of_one_org_never_touch_another() {
         .filter(|e| e.seq > last_seq)
     {
         assert!(
-            e.outcome == Outcome::Denied && people.contains(&email(&e.actor)),
+            e.outcome == AuditOutcome::Denied && people.contains(&email(&e.actor)),
             "{e:?}"
         );
     }

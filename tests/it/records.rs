@@ -154,7 +154,8 @@ fn public_values_encode_to_the_bytes_of_the_format1_file() {
     );
 
     // The spend ledger is keyed by the org's and the used key's scope names.
-    let scopes: std::collections::BTreeSet<String> = [org_ledger_name(&acme), key_ledger_name(&live.id)].into();
+    let scopes: std::collections::BTreeSet<String> =
+        [org_ledger_name(&acme), key_ledger_name(&live.id)].into();
     assert_eq!(raw.spend_scopes, scopes);
 
     let audit = store.audit().list(&op, &acme, 1000).unwrap();

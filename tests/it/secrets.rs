@@ -210,7 +210,10 @@ fn the_audit_log_never_holds_a_secret() {
         log.iter()
             .any(|e| e.action == "UpdateConfig" && e.summary.contains("providers"))
     );
-    assert!(log.iter().any(|e| e.outcome == orgstore::Outcome::Denied));
+    assert!(
+        log.iter()
+            .any(|e| e.outcome == orgstore::AuditOutcome::Denied)
+    );
     let text: String = log.iter().map(|e| format!("{e:?}\n")).collect();
     assert_clean("the audit log", text.as_bytes(), &all_needles(&keys));
 }
