@@ -45,3 +45,8 @@ pub use store::{
     Members, OrgConfigs, Orgs, Store, StoreBuilder,
 };
 pub use store::{BudgetStatus, RateUse, UsageReport};
+
+/// The examples of `docs/api.md`, the list of the public API, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/api.md")]
+struct ApiExamples;
