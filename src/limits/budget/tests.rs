@@ -19,6 +19,12 @@ fn hard(limit: i64) -> BudgetConfig {
     }
 }
 
+/// (spent, reserved, remaining) of `b` at `now`.
+fn amounts(b: &BudgetCounter, now: i64) -> (i64, i64, i64) {
+    let u = b.snapshot(now);
+    (u.spent_micros, u.reserved_micros, u.remaining_micros)
+}
+
 fn ok(r: Result<Reservation, BudgetExceeded>) -> Reservation {
     r.unwrap_or_else(|e| unreachable!("denied: {e:?}"))
 }
@@ -78,11 +84,7 @@ fn hard_reserve_settle() {
         })
     );
     assert_eq!(b.settle(&r1, 400), Settled::Counted);
-    let u = b.snapshot(NOON);
-    assert_eq!(
-        (u.spent_micros, u.reserved_micros, u.remaining_micros),
-        (400, 300, 300)
-    );
+    assert_eq!(amounts(&b, NOON), (400, 300, 300));
     let r3 = ok(b.reserve(NOON, 300));
     assert_eq!(r3.remaining_micros, 0);
     // Exhausted: even a zero estimate is refused.
@@ -90,11 +92,7 @@ fn hard_reserve_settle() {
     // Cancelling frees the amount.
     assert_eq!(b.settle(&r3, 0), Settled::Counted);
     assert_eq!(b.settle(&r2, 300), Settled::Counted);
-    let u = b.snapshot(NOON);
-    assert_eq!(
-        (u.spent_micros, u.reserved_micros, u.remaining_micros),
-        (700, 0, 300)
-    );
+    assert_eq!(amounts(&b, NOON), (700, 0, 300));
     // Actual above the estimate is still recorded (real spend).
     let r4 = ok(b.reserve(NOON, 100));
     b.settle(&r4, 900);
@@ -206,11 +204,7 @@ fn restore_only_into_current_window() {
     let today = NOON - DAY / 2;
     assert!(!b.restore(NOON, today - DAY, 700));
     assert!(b.restore(NOON, today, 700));
-    let u = b.snapshot(NOON);
-    assert_eq!(
-        (u.spent_micros, u.reserved_micros, u.remaining_micros),
-        (700, 10, 290)
-    );
+    assert_eq!(amounts(&b, NOON), (700, 10, 290));
     b.settle(&r, 10);
     assert_eq!(b.snapshot(NOON).spent_micros, 710);
     // Restoring after the window ended starts fresh.
