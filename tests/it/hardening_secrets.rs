@@ -190,7 +190,7 @@ fn credentials_under_any_name_or_in_urls_are_masked_for_viewers_and_sealed_at_re
             }
             for (a, b) in [(1, 2), (2, 3), (3, 4), (1, 4)] {
                 let d = store.org_configs().diff(actor, &acme, a, b).unwrap();
-                seen.push_str(&format!("{d:?} {}\n", serde_json::to_string(&d).unwrap()));
+                seen.push_str(&format!("{d:?}\n"));
             }
         }
         assert_clean("library reads", seen.as_bytes(), &needles);
