@@ -18,6 +18,7 @@ pub(super) const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
 
 /// Adds `amount` to a generation-tagged word if its generation is still `generation`
 /// (saturating at the largest amount).
+#[inline]
 pub(super) fn add_tagged(word: &AtomicU64, generation: u16, amount: u64) -> bool {
     let mut cur = word.load(SC);
     loop {
@@ -48,6 +49,7 @@ pub(super) fn amount_of(word: u64) -> u64 {
     word & AMOUNT_MASK
 }
 
+#[inline]
 pub(super) fn next_generation(generation: u16) -> u16 {
     // The mask keeps the value below 2^GEN_BITS, so the cast is exact.
     ((u64::from(generation) + 1) & GEN_MASK) as u16
@@ -67,6 +69,7 @@ pub(super) fn to_i64(amount: u64) -> i64 {
 
 /// Window starts are midnights UTC (or `i64::MIN`), so a day number fits
 /// in 32 bits; `i32::MIN` encodes `i64::MIN`.
+#[inline]
 pub(super) fn encode_start(start: i64) -> u64 {
     let day = if start == i64::MIN {
         i32::MIN
@@ -103,6 +106,7 @@ pub(super) fn encode_policy(config: &BudgetConfig) -> u64 {
         | u64::from(config.warn_threshold_ppm)
 }
 
+#[inline]
 pub(super) fn policy_period(policy: u64) -> Period {
     match (policy >> PERIOD_SHIFT) & 0xff {
         0 => Period::Daily,
