@@ -14,6 +14,8 @@ mod keys;
 mod limits;
 mod model;
 mod policy;
+#[cfg(feature = "server")]
+pub mod server;
 mod snapshot;
 mod store;
 

@@ -18,10 +18,13 @@ pub(crate) struct AuditArgs {
 
 pub(crate) fn run(ctx: &Ctx, args: AuditArgs, out: &mut Out) -> Result<(), CliError> {
     let org = OrgId::parse(&args.org)?;
-    let entries = ctx
-        .read_store()?
-        .audit()
-        .list(&ctx.actor, &org, args.limit)?;
+    let entries = match ctx.remote() {
+        Some(r) => r.audit(&org, args.limit)?,
+        None => ctx
+            .read_store()?
+            .audit()
+            .list(&ctx.actor, &org, args.limit)?,
+    };
     if ctx.json {
         return out.json(&Value::Array(entries.iter().map(entry_json).collect()));
     }

@@ -62,33 +62,42 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
             reveal,
         } => {
             let org = OrgId::parse(&org)?;
-            let configs = ctx.read_store()?.org_configs();
-            let v = if reveal {
-                configs.reveal(a, &org, version)?
-            } else {
-                configs.version(a, &org, version)?
+            let mut obj = match ctx.remote() {
+                Some(r) => r.config_get(&org, version, reveal)?,
+                None => {
+                    let configs = ctx.read_store()?.org_configs();
+                    let v = if reveal {
+                        configs.reveal(a, &org, version)?
+                    } else {
+                        configs.version(a, &org, version)?
+                    };
+                    let mut obj = version_json(&v);
+                    obj["config"] = json_value(&if reveal {
+                        v.config.to_revealed_json()
+                    } else {
+                        v.config.to_masked_json()
+                    })?;
+                    obj
+                }
             };
-            let config = json_value(&if reveal {
-                v.config.to_revealed_json()
-            } else {
-                v.config.to_masked_json()
-            })?;
+            if let Value::Object(m) = &mut obj {
+                m.remove("changed");
+            }
             if ctx.json {
-                let mut obj = version_json(&v);
-                obj["config"] = config;
                 return out.json(&obj);
             }
-            out.line(format!("# {}", describe(&v)));
-            out.json(&config)
+            out.line(format!("# {}", describe(&obj)));
+            out.json(&obj["config"])
         }
         ConfigCmd::Set { org, patch } => {
             let org = OrgId::parse(&org)?;
             let patch = read_patch(&patch)?;
-            let v = ctx
-                .store()?
-                .org_configs()
-                .update(a, &org, skip_comment_lines(&patch))?;
-            changed(ctx, out, &v)
+            let patch = skip_comment_lines(&patch);
+            if let Some(r) = ctx.remote() {
+                return changed(ctx, out, &r.config_set(&org, patch)?);
+            }
+            let v = ctx.store()?.org_configs().update(a, &org, patch)?;
+            changed(ctx, out, &changed_json(&v)?)
         }
         ConfigCmd::History { org } => {
             let org = OrgId::parse(&org)?;
@@ -138,38 +147,57 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
         }
         ConfigCmd::Rollback { org, version } => {
             let org = OrgId::parse(&org)?;
+            if let Some(r) = ctx.remote() {
+                return changed(ctx, out, &r.config_rollback(&org, version)?);
+            }
             let v = ctx.store()?.org_configs().rollback(a, &org, version)?;
-            changed(ctx, out, &v)
+            changed(ctx, out, &changed_json(&v)?)
         }
     }
 }
 
-fn changed(ctx: &Ctx, out: &mut Out, v: &ConfigVersion) -> Result<(), CliError> {
+/// A new (or unchanged) version as JSON: [`version_json`] with the masked config and
+/// whether the call made a new version (the admin API answers the same).
+fn changed_json(v: &ConfigVersion) -> Result<Value, CliError> {
+    let mut obj = version_json(v);
+    obj["config"] = json_value(&v.config.to_masked_json())?;
+    obj["changed"] = Value::Bool(v.changed);
+    Ok(obj)
+}
+
+fn changed(ctx: &Ctx, out: &mut Out, v: &Value) -> Result<(), CliError> {
     if ctx.json {
-        let mut obj = version_json(v);
-        obj["config"] = json_value(&v.config.to_masked_json())?;
-        obj["changed"] = Value::Bool(v.changed);
-        return out.json(&obj);
+        return out.json(v);
     }
-    if !v.changed {
+    let (org, version) = (&v["org"].as_str().unwrap_or_default(), &v["version"]);
+    if v["changed"] != Value::Bool(true) {
         out.line(format!(
-            "no change: `{}` config version {} is active and already has this content",
-            v.org, v.version
+            "no change: `{org}` config version {version} is active and already has this content"
         ));
         return Ok(());
     }
     out.line(format!(
-        "`{}` config version {} is active ({})",
-        v.org, v.version, v.note
+        "`{org}` config version {version} is active ({})",
+        v["note"].as_str().unwrap_or_default()
     ));
     Ok(())
 }
 
-fn describe(v: &ConfigVersion) -> String {
-    let active = if v.active { ", active" } else { "" };
+/// The `#` line above a printed config, from its [`version_json`].
+fn describe(v: &Value) -> String {
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let active = if v["active"] == Value::Bool(true) {
+        ", active"
+    } else {
+        ""
+    };
     format!(
         "{} config version {}{active}; {} by {} at {}",
-        v.org, v.version, v.note, v.created_by, v.created_at
+        text("org"),
+        v["version"],
+        text("note"),
+        text("created_by"),
+        text("created_at")
     )
 }
 

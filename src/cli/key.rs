@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use orgstore::{
-    Budget, CreatedKey, ImportKey, KeyId, KeyInfo, KeySpec, OrgId, Period, Timestamp, Usd,
-    parse_whole_number,
+    Budget, ImportKey, KeyId, KeyInfo, KeySpec, OrgId, Period, Timestamp, Usd, parse_whole_number,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -180,12 +179,19 @@ pub(crate) fn run(ctx: &Ctx, cmd: KeyCmd, out: &mut Out) -> Result<(), CliError>
         KeyCmd::Create { org, name, opts } => {
             let org = OrgId::parse(&org)?;
             let spec = opts.spec(name)?;
+            if let Some(r) = ctx.remote() {
+                let (info, key) = r.key_create(&org, &spec)?;
+                return secret_out(ctx, out, &info, &key, "created");
+            }
             let created = ctx.store()?.keys().create(a, &org, spec)?;
-            secret_out(ctx, out, &created, "created")
+            secret_out(ctx, out, &created.info, created.key.expose(), "created")
         }
         KeyCmd::List { org } => {
             let org = OrgId::parse(&org)?;
-            let keys = ctx.read_store()?.keys().list(a, &org)?;
+            let keys = match ctx.remote() {
+                Some(r) => r.key_list(&org)?,
+                None => ctx.read_store()?.keys().list(a, &org)?,
+            };
             if ctx.json {
                 return out.json(&Value::Array(keys.iter().map(key_json).collect()));
             }
@@ -215,7 +221,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: KeyCmd, out: &mut Out) -> Result<(), CliError>
         }
         KeyCmd::Show { key_id } => {
             let id = KeyId::parse(&key_id)?;
-            let k = ctx.read_store()?.keys().show(a, &id)?;
+            let k = match ctx.remote() {
+                Some(r) => r.key_show(&id)?,
+                None => ctx.read_store()?.keys().show(a, &id)?,
+            };
             if ctx.json {
                 return out.json(&key_json(&k));
             }
@@ -224,7 +233,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: KeyCmd, out: &mut Out) -> Result<(), CliError>
         }
         KeyCmd::Revoke { key_id } => {
             let id = KeyId::parse(&key_id)?;
-            let k = ctx.store()?.keys().revoke(a, &id)?;
+            let k = match ctx.remote() {
+                Some(r) => r.key_revoke(&id)?,
+                None => ctx.store()?.keys().revoke(a, &id)?,
+            };
             if ctx.json {
                 return out.json(&key_json(&k));
             }
@@ -233,8 +245,12 @@ pub(crate) fn run(ctx: &Ctx, cmd: KeyCmd, out: &mut Out) -> Result<(), CliError>
         }
         KeyCmd::Rotate { key_id } => {
             let id = KeyId::parse(&key_id)?;
+            if let Some(r) = ctx.remote() {
+                let (info, key) = r.key_rotate(&id)?;
+                return secret_out(ctx, out, &info, &key, "rotated");
+            }
             let created = ctx.store()?.keys().rotate(a, &id)?;
-            secret_out(ctx, out, &created, "rotated")
+            secret_out(ctx, out, &created.info, created.key.expose(), "rotated")
         }
         KeyCmd::Import {
             org,
@@ -262,7 +278,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: KeyCmd, out: &mut Out) -> Result<(), CliError>
                     ));
                 }
             };
-            let imported = ctx.store()?.keys().import(a, &org, &keys)?;
+            let imported = match ctx.remote() {
+                Some(r) => r.key_import(&org, &keys)?,
+                None => ctx.store()?.keys().import(a, &org, &keys)?,
+            };
             if ctx.json {
                 return out.json(&Value::Array(imported.iter().map(key_json).collect()));
             }
@@ -282,11 +301,16 @@ pub(crate) fn run(ctx: &Ctx, cmd: KeyCmd, out: &mut Out) -> Result<(), CliError>
 }
 
 /// Prints a new or rotated key: the only place a full key is ever printed.
-fn secret_out(ctx: &Ctx, out: &mut Out, created: &CreatedKey, verb: &str) -> Result<(), CliError> {
-    let k = &created.info;
+fn secret_out(
+    ctx: &Ctx,
+    out: &mut Out,
+    k: &KeyInfo,
+    key: &str,
+    verb: &str,
+) -> Result<(), CliError> {
     if ctx.json {
         let mut v = key_json(k);
-        v["key"] = Value::String(created.key.expose().to_owned());
+        v["key"] = Value::String(key.to_owned());
         return out.json(&v);
     }
     out.line(format!("{verb} key `{}` in `{}`", k.spec.name, k.org));
@@ -295,7 +319,7 @@ fn secret_out(ctx: &Ctx, out: &mut Out, created: &CreatedKey, verb: &str) -> Res
         &[
             ("id", k.id.to_string()),
             ("prefix", k.prefix.clone()),
-            ("key", created.key.expose().to_owned()),
+            ("key", key.to_owned()),
         ],
     );
     out.note("store the key now: it is shown only this once");

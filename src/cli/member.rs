@@ -77,7 +77,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: MemberCmd, out: &mut Out) -> Result<(), CliErr
     match cmd {
         MemberCmd::Add { org, email, role } => {
             let (org, email) = (OrgId::parse(&org)?, Email::parse(&email)?);
-            let m = ctx.store()?.members().add(a, &org, &email, role.into())?;
+            let m = match ctx.remote() {
+                Some(r) => r.member_add(&org, &email, role.into())?,
+                None => ctx.store()?.members().add(a, &org, &email, role.into())?,
+            };
             done(
                 ctx,
                 out,
@@ -87,7 +90,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: MemberCmd, out: &mut Out) -> Result<(), CliErr
         }
         MemberCmd::List { org } => {
             let org = OrgId::parse(&org)?;
-            let members = ctx.read_store()?.members().list(a, &org)?;
+            let members = match ctx.remote() {
+                Some(r) => r.member_list(&org)?,
+                None => ctx.read_store()?.members().list(a, &org)?,
+            };
             if ctx.json {
                 return out.json(&Value::Array(members.iter().map(member_json).collect()));
             }
@@ -105,10 +111,13 @@ pub(crate) fn run(ctx: &Ctx, cmd: MemberCmd, out: &mut Out) -> Result<(), CliErr
         }
         MemberCmd::Role { org, email, role } => {
             let (org, email) = (OrgId::parse(&org)?, Email::parse(&email)?);
-            let m = ctx
-                .store()?
-                .members()
-                .set_role(a, &org, &email, role.into())?;
+            let m = match ctx.remote() {
+                Some(r) => r.member_role(&org, &email, role.into())?,
+                None => ctx
+                    .store()?
+                    .members()
+                    .set_role(a, &org, &email, role.into())?,
+            };
             done(
                 ctx,
                 out,
@@ -118,7 +127,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: MemberCmd, out: &mut Out) -> Result<(), CliErr
         }
         MemberCmd::Remove { org, email } => {
             let (org, email) = (OrgId::parse(&org)?, Email::parse(&email)?);
-            ctx.store()?.members().remove(a, &org, &email)?;
+            match ctx.remote() {
+                Some(r) => r.member_remove(&org, &email)?,
+                None => ctx.store()?.members().remove(a, &org, &email)?,
+            }
             if ctx.json {
                 return out.json(
                     &json!({ "org": org.as_str(), "email": email.as_str(), "removed": true }),
@@ -129,7 +141,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: MemberCmd, out: &mut Out) -> Result<(), CliErr
         }
         MemberCmd::Orgs { email } => {
             let email = Email::parse(&email)?;
-            let orgs = ctx.read_store()?.members().orgs_of(a, &email)?;
+            let orgs = match ctx.remote() {
+                Some(r) => r.member_orgs(&email)?,
+                None => ctx.read_store()?.members().orgs_of(a, &email)?,
+            };
             if ctx.json {
                 let v = orgs
                     .iter()

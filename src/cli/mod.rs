@@ -15,6 +15,11 @@ mod member;
 mod org;
 mod output;
 mod policy;
+mod remote;
+#[cfg(feature = "server")]
+mod serve;
+#[cfg(feature = "server")]
+mod token;
 // Shared with the benchmarks (`benches/support`), which use all of it.
 #[allow(dead_code)]
 mod synthetic;
@@ -62,6 +67,10 @@ struct Cli {
     /// Add every `*.cedar` file of DIR to the built-in policies.
     #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     policies: Option<PathBuf>,
+    /// Act through the admin API of a server at URL (http://HOST:PORT, `serve --listen`)
+    /// with the bearer token in ORGSTORE_TOKEN, instead of on a file.
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
+    remote: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +105,14 @@ enum Command {
     /// Validate policy files, explain an admin decision, export an org's Cedar entities.
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
+    /// Hold the store and serve its admin API on a Unix socket (`<db>.sock`); other
+    /// `orgstore` commands then go through it.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
+    /// Bearer tokens for the admin API over TCP (`serve --listen`).
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Token(token::TokenCmd),
 }
 
 /// A failed command: the one line printed after `error: ` and the exit code.
@@ -144,7 +161,12 @@ impl CliError {
 /// The exit code for a library error: 1 invalid input, conflict or a storage failure, 3
 /// denied, 4 not found (2 is clap's usage error).
 fn exit_code(err: &orgstore::Error) -> u8 {
-    match err.kind() {
+    code_of(err.kind())
+}
+
+/// The exit code of an error kind.
+fn code_of(kind: ErrorKind) -> u8 {
+    match kind {
         ErrorKind::Denied => 3,
         ErrorKind::NotFound => 4,
         _ => 1,
@@ -154,7 +176,12 @@ fn exit_code(err: &orgstore::Error) -> u8 {
 /// The command or flag that helps with a library error: the library says what to do in
 /// its own terms, the CLI names the command that does it.
 fn hint(err: &orgstore::Error) -> Option<&'static str> {
-    Some(match (err.kind(), err.field()) {
+    hint_for(err.kind(), err.field(), err.message())
+}
+
+/// [`hint`] from an error's parts (an error answered by a server arrives as its parts).
+fn hint_for(kind: ErrorKind, field: &str, message: &str) -> Option<&'static str> {
+    Some(match (kind, field) {
         (ErrorKind::NotFound, "db") => {
             "pass the right --db (or ORGSTORE_DB), or create a store with \
              `orgstore --db PATH org create <ORG> --owner <EMAIL>`"
@@ -164,11 +191,45 @@ fn hint(err: &orgstore::Error) -> Option<&'static str> {
         (ErrorKind::NotFound, "version") => "see `config history <ORG>`",
         (ErrorKind::NotFound, "email") => "see `member list <ORG>`",
         (ErrorKind::Denied, "owner") => "pass your own email as --owner",
-        (ErrorKind::Storage, "db") if err.message().contains("permission problem") => {
+        (ErrorKind::Busy, "db") => {
+            "if a server (`orgstore serve`) holds it, this command is not served through its \
+             socket: stop the server, or use the admin API"
+        }
+        (ErrorKind::Storage, "db") if message.contains("permission problem") => {
             "the read-only commands (list, show, get, ...) open such a file read-only by themselves"
         }
         _ => return None,
     })
+}
+
+impl CliError {
+    /// An error answered by a server (its `code`, `field` and `message`), printed and
+    /// exited with as the same error of a direct call.
+    pub(crate) fn from_remote(code: &str, field: &str, message: &str) -> Self {
+        let kind = match code {
+            "denied" | "peer_refused" => ErrorKind::Denied,
+            "not_found" => ErrorKind::NotFound,
+            "conflict" => ErrorKind::Conflict,
+            "busy" => ErrorKind::Busy,
+            "storage" => ErrorKind::Storage,
+            "corrupt" => ErrorKind::Corrupt,
+            "too_new" => ErrorKind::TooNew,
+            _ => ErrorKind::Invalid,
+        };
+        let mut message = if field.is_empty() {
+            message.to_owned()
+        } else {
+            format!("{field}: {message}")
+        };
+        if let Some(hint) = hint_for(kind, field, &message) {
+            message.push_str("; ");
+            message.push_str(hint);
+        }
+        Self {
+            code: code_of(kind),
+            message,
+        }
+    }
 }
 
 impl From<orgstore::Error> for CliError {
@@ -213,9 +274,41 @@ pub(crate) struct Ctx {
     /// `--json`.
     pub(crate) json: bool,
     store: OnceCell<Store>,
+    remote: OnceCell<Option<remote::Remote>>,
+    /// `--remote URL`: every command goes to that server or fails; no file is opened.
+    remote_url: Option<String>,
 }
 
 impl Ctx {
+    /// The server holding the store, when one answers on its socket: the commands it serves
+    /// go through it.
+    pub(crate) fn remote(&self) -> Option<&remote::Remote> {
+        self.remote
+            .get_or_init(|| {
+                let member = match &self.actor {
+                    Actor::Member(e) => Some(e),
+                    _ => None,
+                };
+                remote::Remote::detect(&self.db, member)
+            })
+            .as_ref()
+    }
+
+    /// With `--remote`, a command that is not served by the admin API stops here instead
+    /// of opening a local file.
+    pub(crate) fn local_only(&self) -> Result<(), CliError> {
+        match &self.remote_url {
+            Some(url) => Err(CliError::invalid(
+                "--remote",
+                format!(
+                    "this command is not served by the admin API at {url}; run it on the \
+                     server's host"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// A store builder with the global options applied.
     pub(crate) fn builder(&self) -> StoreBuilder {
         match &self.policies {
@@ -229,6 +322,7 @@ impl Ctx {
         if let Some(s) = self.store.get() {
             return Ok(s);
         }
+        self.local_only()?;
         let opened = self.builder().open(&self.db)?;
         Ok(self.store.get_or_init(|| opened))
     }
@@ -240,6 +334,7 @@ impl Ctx {
         if let Some(s) = self.store.get() {
             return Ok(s);
         }
+        self.local_only()?;
         let builder = self.builder().must_exist();
         let opened = if writable(&self.db) {
             builder.open(&self.db)?
@@ -289,12 +384,25 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Some(s) => Actor::Member(Email::parse(s).map_err(|e| CliError::for_flag("--as", &e))?),
         None => Actor::Operator,
     };
+    let remote = match &cli.remote {
+        Some(url) => {
+            let member = match &actor {
+                Actor::Member(e) => Some(e),
+                _ => None,
+            };
+            let token = std::env::var("ORGSTORE_TOKEN").ok();
+            Some(Some(remote::Remote::tcp(url, token, member)?))
+        }
+        None => None,
+    };
     let ctx = Ctx {
         db: cli.db,
         policies: cli.policies,
         actor,
         json: cli.json,
         store: OnceCell::new(),
+        remote: remote.map_or_else(OnceCell::new, OnceCell::from),
+        remote_url: cli.remote,
     };
     match cli.command {
         Command::Org(cmd) => org::run(&ctx, cmd, out),
@@ -307,6 +415,10 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Command::Bench(args) => bench::run(&ctx, args, out),
         Command::Demo => demo::run(&ctx, out),
         Command::Policy(cmd) => policy::run(&ctx, cmd, out),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve::run(&ctx, args, out),
+        #[cfg(feature = "server")]
+        Command::Token(cmd) => token::run(&ctx, cmd, out),
     }
 }
 

@@ -51,7 +51,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
             let id = OrgId::parse(&id)?;
             let owner = Email::parse(&owner).map_err(|e| CliError::for_flag("--owner", &e))?;
             let name = name.unwrap_or_else(|| id.to_string());
-            let org = ctx.store()?.orgs().create(a, &id, &name, &owner)?;
+            let org = match ctx.remote() {
+                Some(r) => r.org_create(&id, &name, &owner)?,
+                None => ctx.store()?.orgs().create(a, &id, &name, &owner)?,
+            };
             done(
                 ctx,
                 out,
@@ -60,7 +63,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
             )
         }
         OrgCmd::List => {
-            let orgs = ctx.read_store()?.orgs().list(a)?;
+            let orgs = match ctx.remote() {
+                Some(r) => r.org_list()?,
+                None => ctx.read_store()?.orgs().list(a)?,
+            };
             if ctx.json {
                 return out.json(&Value::Array(orgs.iter().map(org_json).collect()));
             }
@@ -80,7 +86,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
         }
         OrgCmd::Show { id } => {
             let id = OrgId::parse(&id)?;
-            let org = ctx.read_store()?.orgs().get(a, &id)?;
+            let org = match ctx.remote() {
+                Some(r) => r.org_show(&id)?,
+                None => ctx.read_store()?.orgs().get(a, &id)?,
+            };
             if ctx.json {
                 return out.json(&org_json(&org));
             }
@@ -89,7 +98,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
         }
         OrgCmd::Delete { id } => {
             let id = OrgId::parse(&id)?;
-            let org = ctx.store()?.orgs().delete(a, &id)?;
+            let org = match ctx.remote() {
+                Some(r) => r.org_delete(&id)?,
+                None => ctx.store()?.orgs().delete(a, &id)?,
+            };
             done(
                 ctx,
                 out,

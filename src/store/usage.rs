@@ -46,15 +46,15 @@ pub struct RateUse {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct UsageReport {
-    /// The spender: the key id or the org id.
-    pub spender: String,
+    /// The key id or the org id.
+    pub scope: String,
     /// Spend today (UTC).
     pub today: Usd,
     /// Spend this week (from Monday, UTC).
     pub this_week: Usd,
     /// Spend this month (UTC).
     pub this_month: Usd,
-    /// Spend since the key or org was created.
+    /// Spend since the scope was created.
     pub total: Usd,
     /// The budget, when one applies.
     pub budget: Option<BudgetStatus>,
@@ -132,13 +132,13 @@ fn usd(micros: i64) -> Usd {
 fn report(
     r: &ReadTx,
     name: String,
-    ledger_name: &str,
+    scope: &str,
     pending: i64,
     now: i64,
 ) -> Result<UsageReport, Error> {
-    let spent = |p| spent_in(r, ledger_name, p, now).map(|(_, s)| usd(s.saturating_add(pending)));
+    let spent = |p| spent_in(r, scope, p, now).map(|(_, s)| usd(s.saturating_add(pending)));
     Ok(UsageReport {
-        spender: name,
+        scope: name,
         today: spent(Period::Daily)?,
         this_week: spent(Period::Weekly)?,
         this_month: spent(Period::Monthly)?,

@@ -1,6 +1,8 @@
 //! The integration tests, one binary (Cedar is linked once): a module per concern.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(feature = "server")]
+mod admin_server;
 mod cli;
 mod cli_policy;
 mod common;

@@ -1,0 +1,678 @@
+//! The routes: one per store operation, in the SDK's vocabulary. Each handler reads the
+//! acting principal and its input, runs the store call on a blocking thread (the store
+//! authorizes it by Cedar inside its transaction) and answers JSON.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State as Extract};
+use axum::response::Response;
+use axum::routing::{MethodRouter, delete, get, patch, post};
+use http::{HeaderMap, Request, Uri};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ACT_AS_HEADER;
+use super::body::{self, Media};
+use super::reply::{ApiError, json_response, text_json, to_json};
+use crate::error::Error;
+use crate::model::{Actor, Email, KeyId, KeySpec, OrgId, Role};
+use crate::store::{ConfigVersion, CreatedKey, ImportKey, Store};
+
+/// The OpenAPI 3.1 document of the admin API, served at `/openapi.json`.
+///
+/// ```
+/// let doc: serde_json::Value = serde_json::from_str(orgstore::server::OPENAPI).unwrap();
+/// assert_eq!(doc["openapi"], "3.1.0");
+/// ```
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// What every handler shares.
+pub(crate) struct State {
+    /// The store.
+    pub(crate) store: Store,
+    /// The body size limit.
+    pub(crate) max_body: usize,
+}
+
+type Shared = Extract<Arc<State>>;
+type Answer = Result<Response, ApiError>;
+
+type Route = (&'static str, &'static str, MethodRouter<Arc<State>>);
+
+/// Every route: method, path, handler. The one list the router is built from and the
+/// OpenAPI document is tested against.
+fn table() -> Vec<Route> {
+    vec![
+        ("GET", "/openapi.json", get(openapi)),
+        ("GET", "/v1/orgs", get(org_list)),
+        ("POST", "/v1/orgs", post(org_create)),
+        ("GET", "/v1/orgs/{org_id}", get(org_get)),
+        ("DELETE", "/v1/orgs/{org_id}", delete(org_delete)),
+        ("POST", "/v1/orgs/{org_id}/suspend", post(org_suspend)),
+        ("POST", "/v1/orgs/{org_id}/resume", post(org_resume)),
+        ("GET", "/v1/orgs/{org_id}/config", get(config_get)),
+        ("PATCH", "/v1/orgs/{org_id}/config", patch(config_update)),
+        (
+            "GET",
+            "/v1/orgs/{org_id}/config/versions",
+            get(config_versions),
+        ),
+        ("GET", "/v1/orgs/{org_id}/config/diff", get(config_diff)),
+        (
+            "POST",
+            "/v1/orgs/{org_id}/config/rollback",
+            post(config_rollback),
+        ),
+        ("GET", "/v1/orgs/{org_id}/keys", get(key_list)),
+        ("POST", "/v1/orgs/{org_id}/keys", post(key_create)),
+        ("POST", "/v1/orgs/{org_id}/keys/import", post(key_import)),
+        ("GET", "/v1/keys/{key_id}", get(key_show)),
+        ("PATCH", "/v1/keys/{key_id}", patch(key_update)),
+        ("DELETE", "/v1/keys/{key_id}", delete(key_revoke)),
+        ("POST", "/v1/keys/{key_id}/rotate", post(key_rotate)),
+        ("GET", "/v1/keys/{key_id}/usage", get(key_usage)),
+        ("GET", "/v1/orgs/{org_id}/members", get(member_list)),
+        ("POST", "/v1/orgs/{org_id}/members", post(member_add)),
+        (
+            "PATCH",
+            "/v1/orgs/{org_id}/members/{email}",
+            patch(member_set_role),
+        ),
+        (
+            "DELETE",
+            "/v1/orgs/{org_id}/members/{email}",
+            delete(member_remove),
+        ),
+        ("GET", "/v1/members/{email}/orgs", get(member_orgs)),
+        ("GET", "/v1/orgs/{org_id}/audit", get(audit_list)),
+        ("GET", "/v1/orgs/{org_id}/usage", get(org_usage)),
+    ]
+}
+
+/// The routes of the admin API as `(method, path)`, paths in OpenAPI's template syntax.
+///
+/// ```
+/// let routes = orgstore::server::routes();
+/// assert!(routes.contains(&("DELETE", "/v1/keys/{key_id}")));
+/// ```
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    table().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// The router over `state`.
+pub(crate) fn router(state: Arc<State>) -> Router {
+    table()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .with_state(state)
+}
+
+/// Serves one request through `router`, logging its method, path, status and whether it
+/// acted as a member (never a body, a header value or a secret).
+pub(crate) async fn handle(router: Router, req: Request<hyper::body::Incoming>) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let as_member = req.headers().contains_key(ACT_AS_HEADER);
+    let mut router = router;
+    let resp = match tower_service::Service::call(&mut router, req.map(Body::new)).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    tracing::info!(%method, path, status = resp.status().as_u16(), as_member, "admin request");
+    resp
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(
+        404,
+        "no_route",
+        "no such route; see /openapi.json for the routes",
+    )
+}
+
+async fn no_method() -> ApiError {
+    ApiError::new(
+        405,
+        "method_not_allowed",
+        "this route does not take that method; see /openapi.json",
+    )
+}
+
+async fn openapi() -> Response {
+    let mut resp = Response::new(Body::from(OPENAPI));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The acting principal: the operator, or the member named by [`ACT_AS_HEADER`].
+fn actor(headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let Some(v) = headers.get(ACT_AS_HEADER) else {
+        return Ok(Actor::Operator);
+    };
+    let text = v.to_str().map_err(|_| {
+        ApiError::field(
+            400,
+            "invalid_header",
+            ACT_AS_HEADER,
+            "give an email in ASCII",
+        )
+    })?;
+    Email::parse(text)
+        .map(Actor::Member)
+        .map_err(|e| ApiError::field(400, "invalid_header", ACT_AS_HEADER, e.message()))
+}
+
+/// A value from the path, refused with 400 (naming the field) when it has the wrong shape.
+fn from_path<T>(parse: impl FnOnce(&str) -> Result<T, Error>, text: &str) -> Result<T, ApiError> {
+    parse(text).map_err(|e| ApiError::field(400, "invalid_path", e.field(), e.message()))
+}
+
+/// One query parameter (the values used here need no percent-decoding: numbers, booleans).
+fn query<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
+    uri.query()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A whole-number query parameter.
+fn query_number(uri: &Uri, name: &str) -> Result<Option<u64>, ApiError> {
+    query(uri, name)
+        .map(|v| {
+            v.parse().map_err(|_| {
+                ApiError::field(400, "invalid_query", name, "give a whole number, e.g. 2")
+            })
+        })
+        .transpose()
+}
+
+/// Runs a store call on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<State>,
+    f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || f(&state.store))
+        .await
+        .map_err(|_| ApiError::new(500, "internal", "the operation failed unexpectedly; retry"))?
+        .map_err(ApiError::from)
+}
+
+/// A body-less call on one id of the path: the id parsed (400 when it has the wrong
+/// shape), `f` run as the acting principal, its result answered as JSON.
+async fn on_id<I, T>(
+    s: &Arc<State>,
+    h: &HeaderMap,
+    text: &str,
+    parse: fn(&str) -> Result<I, Error>,
+    f: impl FnOnce(&Store, &Actor, &I) -> Result<T, Error> + Send + 'static,
+) -> Answer
+where
+    I: Send + 'static,
+    T: serde::Serialize + Send + 'static,
+{
+    let a = actor(h)?;
+    let id = from_path(parse, text)?;
+    let v = blocking(s, move |st| f(st, &a, &id)).await?;
+    ok(to_json(&v)?)
+}
+
+fn ok(v: Value) -> Answer {
+    Ok(json_response(200, &v))
+}
+
+fn created(v: Value) -> Answer {
+    Ok(json_response(201, &v))
+}
+
+/// A config version as JSON: provider secrets masked unless `revealed`.
+fn version_json(v: &ConfigVersion, revealed: bool) -> Value {
+    json!({
+        "org": v.org.as_str(),
+        "version": v.version,
+        "active": v.active,
+        "created_at": v.created_at.to_string(),
+        "created_by": v.created_by,
+        "note": v.note,
+        "config": text_json(&if revealed { v.config.to_revealed_json() } else { v.config.to_masked_json() }),
+        "changed": v.changed,
+    })
+}
+
+/// A new or rotated key: the full key, shown this once, and the stored key.
+fn created_key_json(k: &CreatedKey) -> Result<Value, ApiError> {
+    Ok(json!({ "key": k.key.expose(), "info": to_json(&k.info)? }))
+}
+
+/// A key spec from a JSON object: the fields given over the defaults of
+/// [`KeySpec::new`], an unknown field refused.
+fn key_spec(v: Value) -> Result<KeySpec, ApiError> {
+    let shape = r#"{"name": "backend", "rate_limit_rpm": 100}"#;
+    let Value::Object(given) = v else {
+        return Err(ApiError::field(
+            400,
+            "invalid_body",
+            "body",
+            &format!("send a JSON object like {shape}"),
+        ));
+    };
+    let mut spec = to_json(&KeySpec::new(""))?;
+    let Value::Object(base) = &mut spec else {
+        return Err(ApiError::new(
+            500,
+            "internal",
+            "the key spec has no fields; report this",
+        ));
+    };
+    for (k, v) in given {
+        if !base.contains_key(&k) {
+            let names: Vec<&str> = base.keys().map(String::as_str).collect();
+            return Err(ApiError::field(
+                400,
+                "invalid_body",
+                &k,
+                &format!("is not a key setting; give one of {}", names.join(", ")),
+            ));
+        }
+        base.insert(k, v);
+    }
+    serde_json::from_value(spec).map_err(|e| {
+        ApiError::field(
+            400,
+            "invalid_body",
+            "body",
+            &format!("{e}; see /openapi.json"),
+        )
+    })
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(
+    state: &State,
+    headers: &HeaderMap,
+    body: Body,
+    shape: &str,
+) -> Result<T, ApiError> {
+    body::media(headers, &[Media::Json])?;
+    let bytes = body::read(body, state.max_body).await?;
+    body::parse(&bytes, shape)
+}
+
+// ---- orgs
+
+async fn org_list(Extract(s): Shared, h: HeaderMap) -> Answer {
+    let a = actor(&h)?;
+    let orgs = blocking(&s, move |st| st.orgs().list(&a)).await?;
+    ok(to_json(&orgs)?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewOrg {
+    id: String,
+    name: Option<String>,
+    owner: String,
+}
+
+async fn org_create(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
+    let a = actor(&h)?;
+    let n: NewOrg = json_body(
+        &s,
+        &h,
+        body,
+        r#"{"id": "acme", "name": "Acme", "owner": "o@acme.io"}"#,
+    )
+    .await?;
+    let id = OrgId::parse(&n.id)?;
+    let owner = Email::parse(&n.owner).map_err(|e| e.in_field("owner"))?;
+    let name = n.name.unwrap_or_else(|| n.id.clone());
+    let org = blocking(&s, move |st| st.orgs().create(&a, &id, &name, &owner)).await?;
+    created(to_json(&org)?)
+}
+
+async fn org_get(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
+    on_id(&s, &h, &org, OrgId::parse, |st, a, id| st.orgs().get(a, id)).await
+}
+
+async fn org_delete(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
+    on_id(&s, &h, &org, OrgId::parse, |st, a, id| {
+        st.orgs().delete(a, id)
+    })
+    .await
+}
+
+async fn org_status(s: Arc<State>, h: HeaderMap, org: String, suspend: bool) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let c = blocking(&s, move |st| {
+        if suspend {
+            st.orgs().suspend(&a, &id)
+        } else {
+            st.orgs().resume(&a, &id)
+        }
+    })
+    .await?;
+    ok(json!({ "org": to_json(&c.org)?, "before": c.before.as_str(), "changed": c.changed }))
+}
+
+async fn org_suspend(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
+    org_status(s, h, org, true).await
+}
+
+async fn org_resume(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
+    org_status(s, h, org, false).await
+}
+
+// ---- config
+
+async fn config_get(Extract(s): Shared, h: HeaderMap, uri: Uri, Path(org): Path<String>) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let version = query_number(&uri, "version")?;
+    let reveal = matches!(query(&uri, "reveal"), Some("true" | "1"));
+    let v = blocking(&s, move |st| {
+        if reveal {
+            st.org_configs().reveal(&a, &id, version)
+        } else {
+            st.org_configs().version(&a, &id, version)
+        }
+    })
+    .await?;
+    ok(version_json(&v, reveal))
+}
+
+/// `PATCH`: the SDK's `{"config": {...}}` (a merge patch in the `config` member) as
+/// `application/json`, or a bare merge patch as `application/merge-patch+json`.
+async fn config_update(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path(org): Path<String>,
+    body: Body,
+) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let media = body::media(&h, &[Media::Json, Media::MergePatch])?;
+    let bytes = body::read(body, s.max_body).await?;
+    let patch = match media {
+        Media::MergePatch => String::from_utf8(bytes.to_vec()).map_err(|_| {
+            ApiError::field(
+                400,
+                "invalid_json",
+                "body",
+                "send the merge patch as UTF-8 JSON",
+            )
+        })?,
+        Media::Json => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Update {
+                config: Value,
+            }
+            let u: Update = body::parse(&bytes, r#"{"config": {"rate_limiting": {"rpm": 1000}}}"#)?;
+            u.config.to_string()
+        }
+    };
+    let v = blocking(&s, move |st| st.org_configs().update(&a, &id, &patch)).await?;
+    ok(version_json(&v, false))
+}
+
+async fn config_versions(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let vs = blocking(&s, move |st| st.org_configs().history(&a, &id)).await?;
+    ok(Value::Array(
+        vs.iter().map(|v| version_json(v, false)).collect(),
+    ))
+}
+
+async fn config_diff(
+    Extract(s): Shared,
+    h: HeaderMap,
+    uri: Uri,
+    Path(org): Path<String>,
+) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let need = |name: &str| {
+        query_number(&uri, name)?.ok_or_else(|| {
+            ApiError::field(
+                400,
+                "invalid_query",
+                name,
+                "give both versions: ?from=1&to=2",
+            )
+        })
+    };
+    let (from, to) = (need("from")?, need("to")?);
+    let changes = blocking(&s, move |st| st.org_configs().diff(&a, &id, from, to)).await?;
+    let value = |v: &Option<String>| v.as_deref().map(text_json);
+    let list: Vec<Value> = changes
+        .iter()
+        .map(|c| json!({"path": c.path, "old": value(&c.old), "new": value(&c.new)}))
+        .collect();
+    ok(Value::Array(list))
+}
+
+async fn config_rollback(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path(org): Path<String>,
+    body: Body,
+) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rollback {
+        version: u64,
+    }
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let r: Rollback = json_body(&s, &h, body, r#"{"version": 2}"#).await?;
+    let v = blocking(&s, move |st| st.org_configs().rollback(&a, &id, r.version)).await?;
+    ok(version_json(&v, false))
+}
+
+// ---- keys
+
+async fn key_list(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
+    on_id(&s, &h, &org, OrgId::parse, |st, a, id| {
+        st.keys().list(a, id)
+    })
+    .await
+}
+
+async fn key_create(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path(org): Path<String>,
+    body: Body,
+) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let spec = key_spec(json_body(&s, &h, body, r#"{"name": "backend"}"#).await?)?;
+    let k = blocking(&s, move |st| st.keys().create(&a, &id, spec)).await?;
+    created(created_key_json(&k)?)
+}
+
+async fn key_import(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path(org): Path<String>,
+    body: Body,
+) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct One {
+        sha256: String,
+        spec: Value,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Import {
+        keys: Vec<One>,
+    }
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let shape = r#"{"keys": [{"sha256": "<64 hex>", "spec": {"name": "svc"}}]}"#;
+    let i: Import = json_body(&s, &h, body, shape).await?;
+    let keys = i
+        .keys
+        .into_iter()
+        .map(|k| Ok(ImportKey::new(k.sha256, key_spec(k.spec)?)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let infos = blocking(&s, move |st| st.keys().import(&a, &id, &keys)).await?;
+    created(to_json(&infos)?)
+}
+
+async fn key_show(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>) -> Answer {
+    on_id(&s, &h, &key, KeyId::parse, |st, a, id| {
+        st.keys().show(a, id)
+    })
+    .await
+}
+
+async fn key_update(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path(key): Path<String>,
+    body: Body,
+) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(KeyId::parse, &key)?;
+    let spec = key_spec(json_body(&s, &h, body, r#"{"name": "backend"}"#).await?)?;
+    let k = blocking(&s, move |st| st.keys().update(&a, &id, spec)).await?;
+    ok(to_json(&k)?)
+}
+
+async fn key_revoke(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>) -> Answer {
+    on_id(&s, &h, &key, KeyId::parse, |st, a, id| {
+        st.keys().revoke(a, id)
+    })
+    .await
+}
+
+async fn key_rotate(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(KeyId::parse, &key)?;
+    let k = blocking(&s, move |st| st.keys().rotate(&a, &id)).await?;
+    ok(created_key_json(&k)?)
+}
+
+async fn key_usage(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>) -> Answer {
+    on_id(&s, &h, &key, KeyId::parse, |st, a, id| {
+        st.keys().usage(a, id)
+    })
+    .await
+}
+
+// ---- members
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: String,
+}
+
+fn role(text: &str) -> Result<Role, ApiError> {
+    text.parse::<Role>()
+        .map_err(|e| ApiError::from(e.in_field("role")))
+}
+
+async fn member_list(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
+    on_id(&s, &h, &org, OrgId::parse, |st, a, id| {
+        st.members().list(a, id)
+    })
+    .await
+}
+
+async fn member_add(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path(org): Path<String>,
+    body: Body,
+) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewMember {
+        email: String,
+        role: String,
+    }
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let n: NewMember = json_body(
+        &s,
+        &h,
+        body,
+        r#"{"email": "a@acme.io", "role": "developer"}"#,
+    )
+    .await?;
+    let email = Email::parse(&n.email)?;
+    let r = role(&n.role)?;
+    let m = blocking(&s, move |st| st.members().add(&a, &id, &email, r)).await?;
+    created(to_json(&m)?)
+}
+
+async fn member_set_role(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path((org, email)): Path<(String, String)>,
+    body: Body,
+) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let email = from_path(Email::parse, &email)?;
+    let b: RoleBody = json_body(&s, &h, body, r#"{"role": "admin"}"#).await?;
+    let r = role(&b.role)?;
+    let m = blocking(&s, move |st| st.members().set_role(&a, &id, &email, r)).await?;
+    ok(to_json(&m)?)
+}
+
+async fn member_remove(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path((org, email)): Path<(String, String)>,
+) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let email = from_path(Email::parse, &email)?;
+    let shown = email.as_str().to_owned();
+    blocking(&s, move |st| st.members().remove(&a, &id, &email)).await?;
+    ok(json!({ "org": org, "email": shown, "removed": true }))
+}
+
+async fn member_orgs(Extract(s): Shared, h: HeaderMap, Path(email): Path<String>) -> Answer {
+    let a = actor(&h)?;
+    let email = from_path(Email::parse, &email)?;
+    let orgs = blocking(&s, move |st| st.members().orgs_of(&a, &email)).await?;
+    ok(Value::Array(
+        orgs.iter()
+            .map(|(o, r)| json!({ "org": o.as_str(), "role": r.as_str() }))
+            .collect(),
+    ))
+}
+
+// ---- audit, usage
+
+async fn audit_list(Extract(s): Shared, h: HeaderMap, uri: Uri, Path(org): Path<String>) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let limit = query_number(&uri, "limit")?.unwrap_or(50);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let entries = blocking(&s, move |st| st.audit().list(&a, &id, limit)).await?;
+    ok(to_json(&entries)?)
+}
+
+async fn org_usage(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
+    on_id(&s, &h, &org, OrgId::parse, |st, a, id| {
+        st.orgs().usage(a, id)
+    })
+    .await
+}
