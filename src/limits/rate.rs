@@ -20,8 +20,8 @@ pub const fn slack(limit: u64) -> u64 {
 }
 
 /// What a successful (or zero-cost) rate check reports; exactly the inputs
-/// of the `x-ratelimit-limit`, `x-ratelimit-remaining` and
-/// `x-ratelimit-reset` headers.
+/// of the `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests` and
+/// `x-ratelimit-reset-requests` headers (`-tokens` for a tokens-per-minute limit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateState {
     /// The configured limit per minute (after clamping).
