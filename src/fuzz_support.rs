@@ -91,7 +91,7 @@ fn canonical_checks(cfg: &OrgConfig) -> Result<(), Failure> {
         cfg.merge_patch("{}").ok().as_ref() == Some(cfg),
         "empty patch changed the config"
     );
-    let masked = cfg.to_masked_json();
+    let masked = cfg.masked_value();
     masks_every_secret(cfg.json(), &masked)?;
     let sealer = Sealer::random().map_err(|e| e.to_string())?;
     let sealed = sealer
@@ -200,7 +200,7 @@ pub fn record_decode(data: &[u8]) -> Result<(), Failure> {
     // The gateway's borrowed view of a key record (what opening a store decodes) accepts
     // exactly the records the owned decoder accepts, and sees the same key.
     let owned = decode::<KeyRecord>("key", data);
-    let gate = crate::store::records::KeyGate::decode(data);
+    let gate = crate::store::records::KeyView::decode(data);
     match (&owned, &gate) {
         (Ok(k), Ok(g)) => ensure!(
             g.id == k.info.id
@@ -295,7 +295,7 @@ pub fn record_seeds() -> Result<Vec<Vec<u8>>, Failure> {
             action: "key.create".into(),
             target: "key_07".into(),
             summary: "created".into(),
-            outcome: crate::Outcome::Applied,
+            outcome: crate::AuditOutcome::Applied,
         }))?,
     ])
 }

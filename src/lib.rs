@@ -44,11 +44,16 @@ pub use store::StatusChange;
 #[cfg(feature = "fuzzing")]
 pub use store::records::support as record_support;
 pub use store::{
-    Audit, AuditEntry, ConfigVersion, CreatedKey, ExplainReport, ImportKey, Keys, Members,
-    OrgConfigs, Orgs, Outcome, Store, StoreBuilder,
+    Audit, AuditEntry, AuditOutcome, ConfigVersion, CreatedKey, ExplainReport, ImportKey, Keys,
+    Members, OrgConfigs, Orgs, Store, StoreBuilder,
 };
 pub use store::{BudgetStatus, RateUse, UsageReport};
 pub use store::{
     DecisionChange, ImpactReport, PolicyAuditEntry, PolicyFileChange, PolicySets, PolicyVersion,
     SAMPLE_MODELS,
 };
+
+/// The examples of `docs/api.md`, the list of the public API, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/api.md")]
+struct ApiExamples;

@@ -1,7 +1,7 @@
 //! `orgstore audit ...`
 
 use clap::Args;
-use orgstore::{AuditEntry, OrgId, Outcome};
+use orgstore::{AuditEntry, AuditOutcome, OrgId};
 use serde_json::{Value, json};
 
 use super::output::{Out, Table};
@@ -46,10 +46,10 @@ pub(crate) fn run(ctx: &Ctx, args: AuditArgs, out: &mut Out) -> Result<(), CliEr
     Ok(())
 }
 
-fn outcome(o: Outcome) -> &'static str {
+fn outcome(o: AuditOutcome) -> &'static str {
     match o {
-        Outcome::Applied => "applied",
-        Outcome::Denied => "denied",
+        AuditOutcome::Applied => "applied",
+        AuditOutcome::Denied => "denied",
     }
 }
 

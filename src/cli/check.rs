@@ -9,7 +9,7 @@ use orgstore::{Denial, Grant, Limits, Request, Usd};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::output::Out;
+use super::output::{Out, usd_json};
 use super::{CliError, Ctx};
 
 /// Exit code of a denied check.
@@ -86,8 +86,8 @@ fn grant_json(g: &Grant) -> Value {
         "budget_warning": g.budget_warning(),
         "over_soft_budget": g.over_soft_budget(),
         "budget_remaining": {
-            "key": key_left.map(Usd::to_json),
-            "org": org_left.map(Usd::to_json),
+            "key": key_left.map(usd_json),
+            "org": org_left.map(usd_json),
         },
     })
 }
@@ -98,8 +98,8 @@ fn limits_json(l: &Limits) -> Value {
         "org_rpm": l.org_rpm,
         "key_tpm": l.key_tpm,
         "org_tpm": l.org_tpm,
-        "key_budget": l.key_budget.map(Usd::to_json),
-        "org_budget": l.org_budget.map(Usd::to_json),
+        "key_budget": l.key_budget.map(usd_json),
+        "org_budget": l.org_budget.map(usd_json),
     })
 }
 

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use orgstore::{ConfigVersion, MAX_CONFIG_BYTES, OrgId};
 use serde_json::{Value, json};
 
-use super::output::{Out, Table};
+use super::output::{Out, Table, json_value};
 use super::{CliError, Ctx};
 
 #[derive(Subcommand)]
@@ -72,11 +72,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
                         configs.version(a, &org, version)?
                     };
                     let mut obj = version_json(&v);
-                    obj["config"] = if reveal {
+                    obj["config"] = json_value(&if reveal {
                         v.config.to_revealed_json()
                     } else {
                         v.config.to_masked_json()
-                    };
+                    })?;
                     obj
                 }
             };
@@ -97,7 +97,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
                 return changed(ctx, out, &r.config_set(&org, patch)?);
             }
             let v = ctx.store()?.org_configs().update(a, &org, patch)?;
-            changed(ctx, out, &changed_json(&v))
+            changed(ctx, out, &changed_json(&v)?)
         }
         ConfigCmd::History { org } => {
             let org = OrgId::parse(&org)?;
@@ -122,17 +122,22 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
             let org = OrgId::parse(&org)?;
             let changes = ctx.read_store()?.org_configs().diff(a, &org, v1, v2)?;
             if ctx.json {
-                let v = serde_json::to_value(&changes).map_err(|e| {
-                    CliError::invalid("output", format!("cannot encode JSON ({e})"))
-                })?;
-                return out.json(&v);
+                let value = |v: &Option<String>| v.as_deref().map(json_value).transpose();
+                let mut list = Vec::new();
+                for c in &changes {
+                    list.push(serde_json::json!({
+                        "path": c.path,
+                        "old": value(&c.old)?,
+                        "new": value(&c.new)?,
+                    }));
+                }
+                return out.json(&Value::Array(list));
             }
             if changes.is_empty() {
                 out.line(format!("versions {v1} and {v2} of `{org}` are identical"));
                 return Ok(());
             }
-            let show =
-                |v: &Option<Value>| v.as_ref().map_or_else(|| "-".to_owned(), Value::to_string);
+            let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
             let mut t = Table::new(&["PATH", &format!("V{v1}"), &format!("V{v2}")]);
             for c in &changes {
                 t.row(vec![c.path.clone(), show(&c.old), show(&c.new)]);
@@ -146,18 +151,18 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
                 return changed(ctx, out, &r.config_rollback(&org, version)?);
             }
             let v = ctx.store()?.org_configs().rollback(a, &org, version)?;
-            changed(ctx, out, &changed_json(&v))
+            changed(ctx, out, &changed_json(&v)?)
         }
     }
 }
 
 /// A new (or unchanged) version as JSON: [`version_json`] with the masked config and
 /// whether the call made a new version (the admin API answers the same).
-fn changed_json(v: &ConfigVersion) -> Value {
+fn changed_json(v: &ConfigVersion) -> Result<Value, CliError> {
     let mut obj = version_json(v);
-    obj["config"] = v.config.to_masked_json();
+    obj["config"] = json_value(&v.config.to_masked_json())?;
     obj["changed"] = Value::Bool(v.changed);
-    obj
+    Ok(obj)
 }
 
 fn changed(ctx: &Ctx, out: &mut Out, v: &Value) -> Result<(), CliError> {

@@ -463,7 +463,7 @@ impl ImportLine {
         spec.metadata = self.metadata;
         if let Some(b) = self.budget {
             let limit = match &b {
-                Value::Number(n) => Usd::from_json(n),
+                Value::Number(n) => Usd::parse(&n.to_string()),
                 Value::String(s) => Usd::parse(s),
                 _ => {
                     return Err(CliError::invalid(

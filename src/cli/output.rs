@@ -4,7 +4,7 @@
 use std::fmt::Display;
 use std::io::Write;
 
-use orgstore::{Budget, KeyInfo, KeyStatus, Org, Period, Timestamp};
+use orgstore::{Budget, KeyInfo, KeyStatus, Org, Period, Timestamp, Usd};
 use serde_json::{Value, json};
 
 use super::CliError;
@@ -152,6 +152,19 @@ pub(crate) fn budget_text(b: &Budget) -> String {
     format!("${}{}{soft}", b.limit, per(b.period))
 }
 
+/// An amount as a JSON number: its exact decimal form (integral dollars stay integers).
+pub(crate) fn usd_json(u: Usd) -> Value {
+    u.to_string()
+        .parse::<serde_json::Number>()
+        .map_or(Value::Null, Value::Number)
+}
+
+/// JSON text the library wrote, as a value to print.
+pub(crate) fn json_value(text: &str) -> Result<Value, CliError> {
+    serde_json::from_str(text)
+        .map_err(|e| CliError::invalid("output", format!("cannot read JSON ({e})")))
+}
+
 /// An org as JSON.
 pub(crate) fn org_json(o: &Org) -> Value {
     json!({
@@ -184,7 +197,7 @@ pub(crate) fn key_json(k: &KeyInfo) -> Value {
         "allowed_models": s.allowed_models,
         "allowed_ips": s.allowed_ips,
         "budget": s.budget.map(|b| json!({
-            "limit": b.limit.to_json(),
+            "limit": usd_json(b.limit),
             "period": b.period.as_str(),
             "hard": b.hard,
         })),

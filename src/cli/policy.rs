@@ -60,8 +60,8 @@ pub(crate) fn run(ctx: &Ctx, cmd: PolicyCmd, out: &mut Out) -> Result<(), CliErr
         PolicyCmd::Explain(args) => explain(ctx, &args, out),
         PolicyCmd::Entities { org } => {
             let org = OrgId::parse(&org)?;
-            let v = ctx.read_store()?.policy_entities(&ctx.actor, &org)?;
-            out.json(&v)
+            let text = ctx.read_store()?.policy_entities(&ctx.actor, &org)?;
+            out.json(&super::output::json_value(&text)?)
         }
         PolicyCmd::Set(cmd) => super::policy_set::run(ctx, cmd, out),
     }

@@ -135,7 +135,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError>
                             "actor": e.actor,
                             "action": e.action,
                             "summary": e.summary,
-                            "outcome": if e.outcome == orgstore::Outcome::Applied { "applied" } else { "denied" },
+                            "outcome": if e.outcome == orgstore::AuditOutcome::Applied { "applied" } else { "denied" },
                         })
                     })
                     .collect();
@@ -147,7 +147,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError>
                     e.seq.to_string(),
                     e.at.to_string(),
                     e.actor.clone(),
-                    if e.outcome == orgstore::Outcome::Applied {
+                    if e.outcome == orgstore::AuditOutcome::Applied {
                         "applied"
                     } else {
                         "denied"
@@ -573,15 +573,19 @@ fn test(ctx: &Ctx, files: &[PathBuf], out: &mut Out) -> Result<(), CliError> {
         let entities = match (&c.entities, &c.org, store) {
             (Some(Value::String(name)), _, _) => entities_file(file, name)?,
             (Some(e), _, _) => e.clone(),
-            (None, Some(org), Some(s)) => s.policy_entities(&ctx.actor, &OrgId::parse(org)?)?,
+            (None, Some(org), Some(s)) => {
+                let text = s.policy_entities(&ctx.actor, &OrgId::parse(org)?)?;
+                serde_json::from_str(&text).unwrap_or(Value::Null)
+            }
             _ => Value::Array(Vec::new()),
         };
+        let context = c.context.as_ref().map(Value::to_string);
         let got = policies.evaluate_json(
             &c.principal,
             &c.action,
             &c.resource,
-            c.context.as_ref(),
-            &entities,
+            context.as_deref(),
+            &entities.to_string(),
         );
         let (ok, detail) = match &got {
             Err(e) => (false, format!("error: {e}")),

@@ -4,7 +4,7 @@ use clap::Args;
 use orgstore::{KeyId, OrgId, RateUse, UsageReport};
 use serde_json::{Value, json};
 
-use super::output::{Out, fields, opt, per};
+use super::output::{Out, fields, opt, per, usd_json};
 use super::{CliError, Ctx};
 
 #[derive(Args)]
@@ -92,16 +92,16 @@ fn report_json(org: &OrgId, key: Option<&KeyId>, r: &UsageReport) -> Value {
     json!({
         "org": org.as_str(),
         "key_id": key.map(ToString::to_string),
-        "today": r.today.to_json(),
-        "this_week": r.this_week.to_json(),
-        "this_month": r.this_month.to_json(),
-        "total": r.total.to_json(),
+        "today": usd_json(r.today),
+        "this_week": usd_json(r.this_week),
+        "this_month": usd_json(r.this_month),
+        "total": usd_json(r.total),
         "budget": r.budget.as_ref().map(|b| json!({
-            "limit": b.limit.to_json(),
+            "limit": usd_json(b.limit),
             "period": b.period.as_str(),
-            "spent": b.spent.to_json(),
-            "reserved": b.reserved.to_json(),
-            "remaining": b.remaining.to_json(),
+            "spent": usd_json(b.spent),
+            "reserved": usd_json(b.reserved),
+            "remaining": usd_json(b.remaining),
             "resets_at": b.resets_at.map(|t| t.to_string()),
         })),
         "rpm": rate(r.rpm),

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::model::Usd;
+use crate::model::{Decimal, Usd};
 
 /// One JSON object being read, with its dotted path for messages.
 pub(super) struct Fields<'a> {
@@ -141,46 +141,11 @@ pub(super) fn apply_aliases(
 /// assert_eq!(parse_whole_number("18446744073709551616"), None);
 /// ```
 pub fn whole(text: &str) -> Option<u64> {
-    let (neg, t) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (mantissa, exp) = match t.find(['e', 'E']) {
-        Some(i) => (t.get(..i)?, t.get(i + 1..)?),
-        None => (t, "0"),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let exp_digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-    if !digits_ok(int)
-        || (int.len() > 1 && int.starts_with('0'))
-        || (mantissa.contains('.') && !digits_ok(frac))
-        || !digits_ok(exp_digits)
-    {
+    let d = Decimal::parse(text)?;
+    if d.negative && !d.is_zero() {
         return None;
     }
-    let digits = format!("{int}{frac}");
-    let sig = digits.trim_start_matches('0');
-    let kept = sig.trim_end_matches('0');
-    if kept.is_empty() {
-        return Some(0);
-    }
-    if neg || exp_digits.len() > 6 {
-        return None;
-    }
-    // value = kept * 10^shift
-    let exp: i64 = exp.parse().ok()?;
-    let frac_len = i64::try_from(frac.len()).ok()?;
-    let zeros = i64::try_from(sig.len() - kept.len()).ok()?;
-    let shift = exp - frac_len + zeros;
-    if shift < 0 || kept.len() as i64 + shift > 20 {
-        return None;
-    }
-    let mut n: u64 = kept.parse().ok()?;
-    for _ in 0..shift {
-        n = n.checked_mul(10)?;
-    }
-    Some(n)
+    d.scaled(0, 20).ok()
 }
 
 #[cfg(test)]

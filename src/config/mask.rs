@@ -361,8 +361,7 @@ pub(crate) fn reject_sealed_text(v: &Value) -> Result<(), Error> {
 
 /// In a patch, replaces every mask that stands for a current secret by that secret, so
 /// that whatever a masked read printed can be sent back unchanged without destroying a
-/// secret. At each place (same path in `current`; for an array element, the same index,
-/// else the one element of the current array with that mask):
+/// secret. At each place of an object (same path in `current`):
 ///
 /// * under a secret name, a string equal to the mask of the current value keeps the
 ///   current value (a string, or a number masked as `****`); any other mask-shaped string
@@ -371,14 +370,18 @@ pub(crate) fn reject_sealed_text(v: &Value) -> Result<(), Error> {
 /// * elsewhere, an inline credential written `****` keeps the one at the same position in
 ///   the current string, whatever else of the string changed (host, path, user); with no
 ///   such current credential it is refused.
+///
+/// An element of an array is matched by how it prints, not by its index (elements may
+/// have been dropped, inserted or reordered): a masked string element keeps the current
+/// element of that array that prints exactly like it. If several current elements with
+/// different values print alike, they keep their order when all of them are sent back, or
+/// the value at the same index when the array kept its length; otherwise it is ambiguous
+/// and refused, naming the element. A masked element that prints like no current element
+/// (its host or user changed) keeps the credential of the element it replaced in place
+/// only when the array kept its length and that element was not sent back elsewhere;
+/// otherwise it is refused.
 pub(crate) fn restore_masked(patch: &mut Value, current: &Value) -> Result<(), Error> {
-    restore(
-        patch,
-        Some(current),
-        &Siblings::new(&[], false),
-        false,
-        "config",
-    )
+    restore(patch, Some(current), false, "config")
 }
 
 /// The current elements of an array, found by the mask the store prints for them (built
@@ -386,8 +389,8 @@ pub(crate) fn restore_masked(patch: &mut Value, current: &Value) -> Result<(), E
 struct Siblings<'a> {
     items: &'a [Value],
     secret: bool,
-    /// Mask -> the one element with it (`None`: several elements share it).
-    by_mask: OnceCell<HashMap<String, Option<usize>>>,
+    /// Mask -> the indexes of the elements that print as it, in order.
+    by_mask: OnceCell<HashMap<String, Vec<usize>>>,
 }
 
 impl<'a> Siblings<'a> {
@@ -399,69 +402,60 @@ impl<'a> Siblings<'a> {
         }
     }
 
-    /// The one string or number element whose mask is `sent`.
-    fn find(&self, sent: &str) -> Option<&'a Value> {
+    /// The string or number elements whose mask is `sent`, in order.
+    fn printing_as(&self, sent: &str) -> &[usize] {
         let map = self.by_mask.get_or_init(|| {
-            let mut map: HashMap<String, Option<usize>> = HashMap::new();
+            let mut map: HashMap<String, Vec<usize>> = HashMap::new();
             for (i, c) in self.items.iter().enumerate() {
                 if !matches!(c, Value::String(_) | Value::Number(_)) {
                     continue;
                 }
                 if let Value::String(m) = mask_at(c, self.secret) {
-                    map.entry(m).and_modify(|e| *e = None).or_insert(Some(i));
+                    map.entry(m).or_default().push(i);
                 }
             }
             map
         });
-        let i = map.get(sent).copied().flatten()?;
-        self.items.get(i)
+        map.get(sent).map_or(&[], Vec::as_slice)
     }
 }
 
-fn restore(
-    p: &mut Value,
-    cur: Option<&Value>,
-    siblings: &Siblings<'_>,
-    secret: bool,
-    path: &str,
-) -> Result<(), Error> {
+/// Whether `s`, sent back at a place that is secret or not, holds a mask to restore.
+fn holds_mask(s: &str, secret: bool) -> bool {
+    if secret {
+        looks_masked(s)
+    } else {
+        string_credentials(s)
+            .into_iter()
+            .any(|r| s.get(r) == Some(MASK))
+    }
+}
+
+fn restore(p: &mut Value, cur: Option<&Value>, secret: bool, path: &str) -> Result<(), Error> {
     match p {
         Value::Object(o) => {
             let cur = cur.and_then(Value::as_object);
-            let none = Siblings::new(&[], secret);
             for (k, v) in o.iter_mut() {
                 let c = cur.and_then(|c| c.get(k));
-                restore(v, c, &none, secret || is_secret_field(k), &child(path, k))?;
+                restore(v, c, secret || is_secret_field(k), &child(path, k))?;
             }
             Ok(())
         }
         Value::Array(items) => {
             let cur: &[Value] = cur.and_then(Value::as_array).map_or(&[], Vec::as_slice);
-            let siblings = Siblings::new(cur, secret);
-            for (i, v) in items.iter_mut().enumerate() {
-                restore(v, cur.get(i), &siblings, secret, &format!("{path}[{i}]"))?;
-            }
-            Ok(())
+            restore_elements(items, cur, secret, path)
         }
         Value::String(s) if secret => {
             if !looks_masked(s) {
                 return Ok(());
             }
             let sent = Value::String(s.clone());
-            let found = cur
-                .filter(|c| mask_at(c, true) == sent)
-                .or_else(|| siblings.find(s));
-            match found {
+            match cur.filter(|c| mask_at(c, true) == sent) {
                 Some(c) => {
                     *p = c.clone();
                     Ok(())
                 }
-                None => Err(Error::invalid(
-                    path.to_owned(),
-                    "is a masked value that does not stand for the current secret here (it \
-                     changed or is absent); send the secret in clear text to set it, or the \
-                     value the latest masked read printed to keep it",
-                )),
+                None => Err(stale_mask(path)),
             }
         }
         Value::String(s) => {
@@ -472,25 +466,112 @@ fn restore(
                     Ok(())
                 }
                 Ok(None) => Ok(()),
-                // An element moved within its array: the one current element that masks to
-                // exactly this string.
-                Err(()) => match siblings.find(s) {
-                    Some(c) => {
-                        *p = c.clone();
-                        Ok(())
-                    }
-                    None => Err(Error::invalid(
-                        path.to_owned(),
-                        format!(
-                            "has a masked credential (`{MASK}`) but there is no current \
-                             credential at this place to keep; give it in clear text"
-                        ),
-                    )),
-                },
+                Err(()) => Err(no_credential_here(path)),
             }
         }
         Value::Number(_) | Value::Bool(_) | Value::Null => Ok(()),
     }
+}
+
+/// [`restore`] for the elements of an array: masked strings by how they print (see
+/// [`restore_masked`]), other elements (objects, arrays) at the same index.
+fn restore_elements(
+    items: &mut [Value],
+    cur: &[Value],
+    secret: bool,
+    path: &str,
+) -> Result<(), Error> {
+    let siblings = Siblings::new(cur, secret);
+    // How often each masked string is sent, and how many of its kind were used so far.
+    let mut sent: HashMap<String, (usize, usize)> = HashMap::new();
+    for v in items.iter() {
+        if let Value::String(s) = v
+            && holds_mask(s, secret)
+        {
+            sent.entry(s.clone()).or_default().0 += 1;
+        }
+    }
+    let items_len = items.len();
+    for (i, v) in items.iter_mut().enumerate() {
+        let path = format!("{path}[{i}]");
+        let Value::String(s) = v else {
+            restore(v, cur.get(i), secret, &path)?;
+            continue;
+        };
+        let Some(&(times_sent, used)) = sent.get(s.as_str()) else {
+            continue;
+        };
+        let alike = siblings.printing_as(s);
+        // Same length: elements were edited in place, not dropped or inserted, so the
+        // element at this index is this element's current value.
+        let in_place = items_len == cur.len();
+        let keep = match alike {
+            [] if secret => return Err(stale_mask(&path)),
+            // Printing like no current element, a string whose host or user changed keeps
+            // the credential of the element it replaced in place, if that element was not
+            // sent back elsewhere.
+            [] => {
+                let replaced = cur.get(i).filter(|c| {
+                    in_place
+                        && mask_at(c, false)
+                            .as_str()
+                            .is_none_or(|m| !sent.contains_key(m))
+                });
+                match restore_in_string(s, replaced.and_then(Value::as_str)) {
+                    Ok(Some(fixed)) => *s = fixed,
+                    Ok(None) => {}
+                    Err(()) => return Err(no_credential_here(&path)),
+                }
+                continue;
+            }
+            [one] => *one,
+            [first, rest @ ..] if rest.iter().all(|j| cur[*j] == cur[*first]) => *first,
+            // Every look-alike sent back: they keep their order.
+            _ if times_sent == alike.len() => alike[used],
+            _ if in_place && alike.contains(&i) => i,
+            _ => {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "prints like {} current elements of this array that hold different \
+                         secrets, and {} of them were sent back, so which to keep is \
+                         ambiguous; send the secrets of this array in clear text",
+                        alike.len(),
+                        times_sent
+                    ),
+                ));
+            }
+        };
+        if let Some(entry) = sent.get_mut(s.as_str()) {
+            entry.1 += 1;
+        }
+        if let Some(c) = cur.get(keep) {
+            *v = c.clone();
+        }
+    }
+    Ok(())
+}
+
+/// The refusal of a mask under a secret name that stands for no current secret.
+fn stale_mask(path: &str) -> Error {
+    Error::invalid(
+        path.to_owned(),
+        "is a masked value that does not stand for the current secret here (it \
+         changed or is absent); send the secret in clear text to set it, or the \
+         value the latest masked read printed to keep it",
+    )
+}
+
+/// The refusal of an inline credential written `****` with no current one to keep.
+fn no_credential_here(path: &str) -> Error {
+    Error::invalid(
+        path.to_owned(),
+        format!(
+            "has a masked credential (`{MASK}`) but there is no current credential at this \
+             place to keep (an array element keeps the credential of the current element \
+             that prints exactly like it); give it in clear text"
+        ),
+    )
 }
 
 /// `sent` with each credential written `****` replaced by the credential at the same
@@ -549,15 +630,149 @@ mod tests {
             let mut patch = json!({"providers": {"p": {"api_keys": moved}}});
             let work = maskings_to_restore(&mut patch, &current);
             assert_eq!(patch["providers"]["p"]["api_keys"], json!(keys[1..]));
-            // Each sent mask is compared with the current element at its index (one masking)
-            // and the array's index of masks is built once (one masking per current
-            // element): at most 2n. Searching the array for each mask would be n * n.
+            // The array's index of masks is built once (one masking per current element)
+            // and each sent mask is looked up in it: at most 2n. Searching the array for
+            // each mask would be n * n.
             assert!(work <= 2 * n as u64, "n = {n}: {work} maskings");
             assert!(
                 work >= n as u64,
                 "n = {n}: {work} maskings: the count is not counting"
             );
         }
+    }
+
+    /// `current`'s `urls` masked, rearranged by `edit`, and restored.
+    fn restore_urls(current: &[&str], edit: impl FnOnce(&mut Vec<Value>)) -> Result<Value, Error> {
+        let current = json!({"mirrors": {"urls": current}});
+        let mut patch = mask_at(&current, false);
+        let urls = patch["mirrors"]["urls"].as_array_mut().unwrap();
+        edit(urls);
+        restore_masked(&mut patch, &current)?;
+        Ok(patch["mirrors"]["urls"].clone())
+    }
+
+    const URLS: [&str; 3] = [
+        "https://ann:pw-one@a.example/x",
+        "https://bob:pw-two@b.example/x",
+        "https://cy:pw-three@c.example/x",
+    ];
+
+    #[test]
+    fn masked_url_credentials_in_an_array_follow_their_element() {
+        // Unchanged.
+        assert_eq!(restore_urls(&URLS, |_| {}).unwrap(), json!(URLS));
+        // The first dropped: bob keeps his own password, not ann's.
+        assert_eq!(
+            restore_urls(&URLS, |u| {
+                u.remove(0);
+            })
+            .unwrap(),
+            json!(URLS[1..])
+        );
+        // The middle dropped.
+        assert_eq!(
+            restore_urls(&URLS, |u| {
+                u.remove(1);
+            })
+            .unwrap(),
+            json!([URLS[0], URLS[2]])
+        );
+        // Reordered.
+        assert_eq!(
+            restore_urls(&URLS, |u| u.reverse()).unwrap(),
+            json!([URLS[2], URLS[1], URLS[0]])
+        );
+        // A new element inserted at the front, in clear text.
+        assert_eq!(
+            restore_urls(&URLS, |u| u
+                .insert(0, json!("https://dee:pw-new@d.example/x")))
+            .unwrap(),
+            json!(["https://dee:pw-new@d.example/x", URLS[0], URLS[1], URLS[2]])
+        );
+        // Dropped and moved at once.
+        assert_eq!(
+            restore_urls(&URLS, |u| {
+                u.remove(0);
+                u.reverse();
+            })
+            .unwrap(),
+            json!([URLS[2], URLS[1]])
+        );
+    }
+
+    #[test]
+    fn a_masked_array_element_that_prints_like_no_current_one_is_refused() {
+        // Bob's host changed while his password stayed masked, and ann was dropped: the
+        // element at bob's new index is ann's, whose password must not be given to him.
+        let e = restore_urls(&URLS, |u| {
+            u.remove(0);
+            u[0] = json!("https://bob:****@new.example/x");
+        })
+        .unwrap_err();
+        assert_eq!(e.field(), "config.mirrors.urls[0]");
+        assert!(e.to_string().contains("give it in clear text"), "{e}");
+        // Moved to the front with its host changed: the element it replaced in place (ann's)
+        // was sent back too, so it is not ann's password either.
+        let e = restore_urls(&URLS, |u| {
+            u.swap(0, 1);
+            u[0] = json!("https://bob:****@new.example/x");
+        })
+        .unwrap_err();
+        assert_eq!(e.field(), "config.mirrors.urls[0]");
+        // Edited in place (same length, nothing else moved): the host changes, the
+        // password stays.
+        assert_eq!(
+            restore_urls(&URLS, |u| u[1] = json!("https://bob:****@new.example/x")).unwrap(),
+            json!([URLS[0], "https://bob:pw-two@new.example/x", URLS[2]])
+        );
+        // An inserted element with a masked credential stands for nothing.
+        let e = restore_urls(&URLS, |u| {
+            u.insert(1, json!("https://eve:****@e.example/x"))
+        })
+        .unwrap_err();
+        assert_eq!(e.field(), "config.mirrors.urls[1]");
+    }
+
+    #[test]
+    fn look_alike_masked_elements_are_kept_only_when_all_are_sent_back() {
+        // Two elements that print alike but hold different passwords.
+        let twins = [
+            "https://svc:first@h.example",
+            "https://svc:second@h.example",
+        ];
+        // Both sent back: both kept, in order.
+        assert_eq!(restore_urls(&twins, |_| {}).unwrap(), json!(twins));
+        assert_eq!(
+            restore_urls(&twins, |u| u.push(json!("https://new:pw@n.example"))).unwrap(),
+            json!([twins[0], twins[1], "https://new:pw@n.example"])
+        );
+        // One dropped: which one cannot be told from the masks, so it is refused.
+        let e = restore_urls(&twins, |u| {
+            u.remove(0);
+        })
+        .unwrap_err();
+        assert_eq!(e.field(), "config.mirrors.urls[0]");
+        assert!(e.to_string().contains("ambiguous"), "{e}");
+        // Alike elements with the same value are one value: nothing to tell apart.
+        let same = ["https://svc:pw@h.example", "https://svc:pw@h.example"];
+        assert_eq!(
+            restore_urls(&same, |u| {
+                u.remove(0);
+            })
+            .unwrap(),
+            json!(["https://svc:pw@h.example"])
+        );
+        // Short secrets under a secret name print alike too (`****`).
+        let current = json!({"p": {"api_keys": ["short-a", "short-b", "sk-longerkey000000000"]}});
+        let mut patch = json!({"p": {"api_keys": ["****", "sk-...0000"]}});
+        let e = restore_masked(&mut patch, &current).unwrap_err();
+        assert_eq!(e.field(), "config.p.api_keys[0]");
+        let mut patch = json!({"p": {"api_keys": ["sk-...0000", "****", "****"]}});
+        restore_masked(&mut patch, &current).unwrap();
+        assert_eq!(
+            patch["p"]["api_keys"],
+            json!(["sk-longerkey000000000", "short-a", "short-b"])
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub struct OrgConfig {
 impl std::fmt::Debug for OrgConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OrgConfig")
-            .field("json", &self.to_masked_json())
+            .field("json", &self.masked_value())
             .finish_non_exhaustive()
     }
 }
@@ -89,7 +89,7 @@ impl OrgConfig {
     ///
     /// A string holding `enc:v1:` (what marks an encrypted secret in the store file) is
     /// refused: give secrets in clear text.
-    pub fn from_value(v: Value) -> Result<Self, Error> {
+    pub(crate) fn from_value(v: Value) -> Result<Self, Error> {
         mask::reject_sealed_text(&v)?;
         Self::build(v, false)
     }
@@ -206,7 +206,20 @@ impl OrgConfig {
     /// The JSON with secrets masked: every string and number under a secret-named field
     /// (`sk-...abcd`, `****`) and every inline credential (`https://user:****@host`,
     /// `?key=****`). The README's "Secrets in the config" section gives the rule.
-    pub fn to_masked_json(&self) -> Value {
+    ///
+    /// ```
+    /// let cfg = orgstore::OrgConfig::parse(
+    ///     r#"{"providers": {"openai": {"api_key": "sk-proj-abcdefghijklmnop"}}}"#,
+    /// )?;
+    /// assert_eq!(cfg.to_masked_json(), r#"{"providers":{"openai":{"api_key":"sk-...mnop"}}}"#);
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn to_masked_json(&self) -> String {
+        self.masked_value().to_string()
+    }
+
+    /// The JSON value with secrets masked.
+    pub(crate) fn masked_value(&self) -> Value {
         let mut v = self.json.clone();
         mask_secrets(&mut v);
         v
@@ -215,14 +228,20 @@ impl OrgConfig {
     /// The JSON as held, secrets included. A config read from the store holds clear
     /// secrets only when it came from [`crate::OrgConfigs::reveal`], which needs the Owner
     /// or Admin role; every other read returns a config whose secrets are already masked.
-    pub fn to_revealed_json(&self) -> Value {
-        self.json.clone()
+    ///
+    /// ```
+    /// let cfg = orgstore::OrgConfig::parse(r#"{"rate_limiting": {"rpm": 60}}"#)?;
+    /// assert_eq!(cfg.to_revealed_json(), r#"{"rate_limiting":{"rpm":60}}"#);
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn to_revealed_json(&self) -> String {
+        self.json.to_string()
     }
 
     /// The same config with its secrets masked, for reads that are not reveals.
     pub(crate) fn masked(&self) -> Self {
         Self {
-            json: self.to_masked_json(),
+            json: self.masked_value(),
             ..self.clone()
         }
     }

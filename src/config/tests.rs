@@ -99,7 +99,7 @@ fn diff_masks_secrets() {
     let b = json!({"providers":{"openai":{"api_key":"sk-bbbbbbbbbbbbbbbb2222"}},"rate_limiting":{"rpm":2}});
     let d = diff(&a, &b);
     assert_eq!(d.len(), 2);
-    let s = serde_json::to_string(&d).unwrap();
+    let s = format!("{d:?}");
     assert!(!s.contains("aaaaaaaa") && !s.contains("bbbbbbbb"), "{s}");
     assert!(s.contains("1111") && s.contains("2222"));
 }

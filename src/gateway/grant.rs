@@ -1,11 +1,12 @@
 //! What a granted request carries: org, key, effective limits, rate-limit header values and
 //! budget reservations that `record_usage` settles.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::denial::{Denial, Scope};
-use crate::limits::clock::{LazyNow, Now};
+use crate::limits::clock::{Clock, LazyNow, Now};
 use crate::limits::{BudgetExceeded, RateState, Reservation};
 use crate::model::{KeyId, OrgId, Timestamp, Usd};
 use crate::snapshot::{
@@ -66,13 +67,14 @@ impl Limits {
 
 /// Values for the `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests` and
 /// `x-ratelimit-reset-requests` response headers (OpenAI's names): the tighter of the key's and the
-/// org's requests-per-minute limits.
+/// org's requests-per-minute limits ([`Grant::rate_headers`]); or for their `*-tokens`
+/// siblings, of the tokens-per-minute limits ([`Grant::token_headers`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RateHeaders {
-    /// Requests per minute.
+    /// Requests (or tokens) per minute.
     pub limit: u64,
-    /// Requests that would pass right now (all at once).
+    /// Requests (or tokens) that would pass right now (all at once).
     pub remaining: u64,
     /// Quiet time after which the whole limit passes at once again.
     pub reset: Duration,
@@ -109,6 +111,12 @@ impl Usage {
 pub struct Grant<'g> {
     cell: &'g SnapshotCell,
     org: &'g OrgRuntime,
+    core: Core,
+}
+
+/// What a grant knows besides where the runtimes are: shared by [`Grant`] (borrowed
+/// runtimes) and [`OwnedGrant`] (owned ones).
+struct Core {
     /// The key's runtime, in the cell's arena; read only when needed (limits, `key_id`).
     key: u32,
     /// The entry's flags, and which org limits applied at admission (`ORG_*`); `limits()`
@@ -126,13 +134,7 @@ pub struct Grant<'g> {
 
 impl std::fmt::Debug for Grant<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Grant")
-            .field("org_id", self.org_id())
-            .field("key_id", &self.key_id())
-            .field("rate", &self.rate_headers())
-            .field("key_budget", &self.key_budget)
-            .field("org_budget", &self.org_budget)
-            .finish()
+        self.core.debug(self.cell, self.org, f)
     }
 }
 
@@ -145,58 +147,40 @@ impl<'g> Grant<'g> {
     /// The key's id. Reads the key's runtime record (one more cache line than a `check` of
     /// a key without limits reads when its inline memoized decision answers).
     pub fn key_id(&self) -> KeyId {
-        self.runtime().map_or(KeyId::NIL, |k| k.id)
-    }
-
-    #[inline]
-    fn runtime(&self) -> Option<&'g KeyRuntime> {
-        self.cell.key_rt(self.key)
+        self.core.key_id(self.cell)
     }
 
     /// The effective limits.
     pub fn limits(&self) -> Limits {
-        let on = |f: u8| self.org_flags & f != 0;
-        let org_budget = self
-            .org
-            .budget
-            .get()
-            .filter(|_| on(ORG_BUDGET))
-            .map(|b| b.config().limit_micros);
-        Limits::from_parts(
-            self.cell,
-            self.runtime(),
-            self.flags,
-            if on(ORG_RPM) { self.org.rpm.limit() } else { 0 },
-            if on(ORG_TPM) { self.org.tpm.limit() } else { 0 },
-            org_budget,
-        )
+        self.core.limits(self.cell, self.org)
     }
 
     /// Rate-limit header values, when a requests-per-minute limit applies.
     pub fn rate_headers(&self) -> Option<RateHeaders> {
-        (self.rate.limit != 0).then(|| RateHeaders {
-            limit: self.rate.limit,
-            remaining: self.rate.remaining,
-            reset: Duration::from_nanos(self.rate.reset_after_nanos),
-        })
+        self.core.rate_headers()
+    }
+
+    /// Tokens-per-minute header values (`x-ratelimit-*-tokens`), when a tokens-per-minute
+    /// limit applies: the tighter of the key's and the org's, as they stand now (a request's
+    /// tokens are charged when its usage is recorded). Reads the clock and the limiters, so
+    /// call it once per response.
+    pub fn token_headers(&self) -> Option<RateHeaders> {
+        self.core.token_headers(self.cell, self.org)
     }
 
     /// Whether a budget passed its warning threshold (default 80%).
     pub fn budget_warning(&self) -> bool {
-        self.key_budget.is_some_and(|r| r.warn) || self.org_budget.is_some_and(|r| r.warn)
+        self.core.budget_warning()
     }
 
     /// Whether a soft budget is exceeded (the request was still allowed).
     pub fn over_soft_budget(&self) -> bool {
-        self.key_budget.is_some_and(|r| r.over) || self.org_budget.is_some_and(|r| r.over)
+        self.core.over_soft_budget()
     }
 
     /// Remaining budget of the key and of the org, in that order, when they have one.
     pub fn budget_remaining(&self) -> (Option<Usd>, Option<Usd>) {
-        let rem = |r: Option<Reservation>| {
-            r.and_then(|r| Usd::from_micros(r.remaining_micros.max(0)).ok())
-        };
-        (rem(self.key_budget), rem(self.org_budget))
+        self.core.budget_remaining()
     }
 
     /// Admits a request that passed every other check: tokens per minute (which take
@@ -213,15 +197,17 @@ impl<'g> Grant<'g> {
         let grant = |rate: Option<RateState>, key_budget, org_budget| Grant {
             cell,
             org: org_rt,
-            key: entry.rt,
-            flags: entry.flags,
-            org_flags: flag(org.rpm > 0, ORG_RPM)
-                | flag(org.tpm > 0, ORG_TPM)
-                | flag(org.budget.is_some(), ORG_BUDGET),
-            rate: rate.unwrap_or(NO_RATE),
-            key_budget,
-            org_budget,
-            settled: AtomicBool::new(false),
+            core: Core {
+                key: entry.rt,
+                flags: entry.flags,
+                org_flags: flag(org.rpm > 0, ORG_RPM)
+                    | flag(org.tpm > 0, ORG_TPM)
+                    | flag(org.budget.is_some(), ORG_BUDGET),
+                rate: rate.unwrap_or(NO_RATE),
+                key_budget,
+                org_budget,
+                settled: AtomicBool::new(false),
+            },
         };
         if !entry.has(HAS_RPM | HAS_TPM | HAS_BUDGET)
             && org.rpm == 0
@@ -240,13 +226,13 @@ impl<'g> Grant<'g> {
         let at = now.get();
         if entry.has(HAS_TPM) {
             kr.tpm
-                .peek_allows(at.nanos)
+                .allows(at.nanos)
                 .map_err(|r| limited(Scope::Key, true, r.after_nanos))?;
         }
         if org.tpm > 0 {
             org.runtime
                 .tpm
-                .peek_allows(at.nanos)
+                .allows(at.nanos)
                 .map_err(|r| limited(Scope::Org, true, r.after_nanos))?;
         }
         let mut rate = None;
@@ -294,35 +280,16 @@ impl<'g> Grant<'g> {
 
     /// Settles once: charges tokens and replaces the reservations by the real cost.
     pub(super) fn settle(&self, usage: Usage, now: Now) {
-        if self.settled.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        // The ledger's share first: a budget counter re-derived from the ledger meanwhile
-        // then counts this cost twice (refusing early) rather than not at all.
-        let kr = self.runtime();
-        if let Some(kr) = kr {
-            add_spend(kr, usage.cost.micros(), self.cell);
-        }
-        self.settle_budgets(usage.cost.micros());
-        let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
-        let Some(kr) = kr else { return };
-        if self.flags & HAS_TPM != 0 {
-            kr.tpm.charge(now.nanos, tokens);
-        }
-        if self.org_flags & ORG_TPM != 0 {
-            self.org.tpm.charge(now.nanos, tokens);
-        }
+        self.core.settle(self.cell, self.org, usage, now);
     }
 
-    fn settle_budgets(&self, cost: i64) {
-        if let (Some(r), Some((_, Some(b)))) =
-            (&self.key_budget, self.cell.key_rt_and_budget(self.key))
-        {
-            b.settle(r, cost);
-        }
-        if let (Some(r), Some(b)) = (&self.org_budget, self.org.budget.get()) {
-            b.settle(r, cost);
-        }
+    /// The same grant holding its runtimes itself, for holders that outlive a borrow of the
+    /// gateway (a response streaming from another task). `None` only when the org's runtime
+    /// is missing from the cell, which admission ruled out; the grant is then released.
+    pub(super) fn into_owned(mut self, cell: Arc<SnapshotCell>) -> Option<OwnedGrant> {
+        let org = cell.org_rts.get(self.org.ix as usize).cloned()?;
+        let core = std::mem::replace(&mut self.core, Core::released());
+        Some(OwnedGrant { cell, org, core })
     }
 }
 
@@ -330,9 +297,211 @@ impl Drop for Grant<'_> {
     /// A grant dropped without [`super::Gateway::record_usage`] (an upstream error, an early
     /// return) releases its budget reservations, charging nothing.
     fn drop(&mut self) {
+        self.core.release(self.cell, self.org);
+    }
+}
+
+/// A [`Grant`] that holds its runtimes (an `Arc` of the gateway's cell and of the org's
+/// runtime) instead of borrowing them: what the HTTP layer keeps while a response streams.
+/// Dropping it unsettled releases its reservations, like a grant.
+pub(crate) struct OwnedGrant {
+    cell: Arc<SnapshotCell>,
+    org: Arc<OrgRuntime>,
+    core: Core,
+}
+
+impl std::fmt::Debug for OwnedGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.core.debug(&self.cell, &self.org, f)
+    }
+}
+
+#[cfg_attr(not(feature = "tower"), allow(dead_code))]
+impl OwnedGrant {
+    /// See [`Grant::org_id`].
+    pub(crate) fn org_id(&self) -> &OrgId {
+        &self.org.id
+    }
+
+    /// See [`Grant::key_id`].
+    pub(crate) fn key_id(&self) -> KeyId {
+        self.core.key_id(&self.cell)
+    }
+
+    /// See [`Grant::limits`].
+    pub(crate) fn limits(&self) -> Limits {
+        self.core.limits(&self.cell, &self.org)
+    }
+
+    /// See [`Grant::rate_headers`].
+    pub(crate) fn rate_headers(&self) -> Option<RateHeaders> {
+        self.core.rate_headers()
+    }
+
+    /// See [`Grant::token_headers`].
+    pub(crate) fn token_headers(&self) -> Option<RateHeaders> {
+        self.core.token_headers(&self.cell, &self.org)
+    }
+
+    /// See [`Grant::budget_warning`].
+    pub(crate) fn budget_warning(&self) -> bool {
+        self.core.budget_warning()
+    }
+
+    /// See [`Grant::over_soft_budget`].
+    pub(crate) fn over_soft_budget(&self) -> bool {
+        self.core.over_soft_budget()
+    }
+
+    /// See [`Grant::budget_remaining`].
+    pub(crate) fn budget_remaining(&self) -> (Option<Usd>, Option<Usd>) {
+        self.core.budget_remaining()
+    }
+
+    /// See [`Grant::settle`].
+    pub(super) fn settle(&self, usage: Usage, now: Now) {
+        self.core.settle(&self.cell, &self.org, usage, now);
+    }
+}
+
+impl Drop for OwnedGrant {
+    fn drop(&mut self) {
+        self.core.release(&self.cell, &self.org);
+    }
+}
+
+impl Core {
+    /// A core with nothing reserved and already settled: what a grant keeps after handing
+    /// its own to an [`OwnedGrant`].
+    fn released() -> Core {
+        Core {
+            key: 0,
+            flags: 0,
+            org_flags: 0,
+            rate: NO_RATE,
+            key_budget: None,
+            org_budget: None,
+            settled: AtomicBool::new(true),
+        }
+    }
+
+    fn debug(
+        &self,
+        cell: &SnapshotCell,
+        org: &OrgRuntime,
+        f: &mut std::fmt::Formatter<'_>,
+    ) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("org_id", &org.id)
+            .field("key_id", &self.key_id(cell))
+            .field("rate", &self.rate_headers())
+            .field("key_budget", &self.key_budget)
+            .field("org_budget", &self.org_budget)
+            .finish()
+    }
+
+    fn key_id(&self, cell: &SnapshotCell) -> KeyId {
+        cell.key_rt(self.key).map_or(KeyId::NIL, |k| k.id)
+    }
+
+    fn limits(&self, cell: &SnapshotCell, org: &OrgRuntime) -> Limits {
+        let on = |f: u8| self.org_flags & f != 0;
+        let org_budget = org
+            .budget
+            .get()
+            .filter(|_| on(ORG_BUDGET))
+            .map(|b| b.config().limit_micros);
+        Limits::from_parts(
+            cell,
+            cell.key_rt(self.key),
+            self.flags,
+            if on(ORG_RPM) { org.rpm.limit() } else { 0 },
+            if on(ORG_TPM) { org.tpm.limit() } else { 0 },
+            org_budget,
+        )
+    }
+
+    fn rate_headers(&self) -> Option<RateHeaders> {
+        (self.rate.limit != 0).then(|| RateHeaders {
+            limit: self.rate.limit,
+            remaining: self.rate.remaining,
+            reset: Duration::from_nanos(self.rate.reset_after_nanos),
+        })
+    }
+
+    fn token_headers(&self, cell: &SnapshotCell, org: &OrgRuntime) -> Option<RateHeaders> {
+        if (self.flags & HAS_TPM == 0) && (self.org_flags & ORG_TPM == 0) {
+            return None;
+        }
+        let now = Clock::new().now().nanos;
+        let key = cell
+            .key_rt(self.key)
+            .filter(|_| self.flags & HAS_TPM != 0)
+            .map(|k| k.tpm.state(now));
+        let org = (self.org_flags & ORG_TPM != 0).then(|| org.tpm.state(now));
+        let state = match org {
+            Some(o) => tighter(key, o),
+            None => key,
+        }?;
+        Some(RateHeaders {
+            limit: state.limit,
+            remaining: state.remaining,
+            reset: Duration::from_nanos(state.reset_after_nanos),
+        })
+    }
+
+    fn budget_warning(&self) -> bool {
+        self.key_budget.is_some_and(|r| r.warn) || self.org_budget.is_some_and(|r| r.warn)
+    }
+
+    fn over_soft_budget(&self) -> bool {
+        self.key_budget.is_some_and(|r| r.over) || self.org_budget.is_some_and(|r| r.over)
+    }
+
+    fn budget_remaining(&self) -> (Option<Usd>, Option<Usd>) {
+        let rem = |r: Option<Reservation>| {
+            r.and_then(|r| Usd::from_micros(r.remaining_micros.max(0)).ok())
+        };
+        (rem(self.key_budget), rem(self.org_budget))
+    }
+
+    /// Settles once: charges tokens and replaces the reservations by the real cost.
+    fn settle(&self, cell: &SnapshotCell, org: &OrgRuntime, usage: Usage, now: Now) {
+        if self.settled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // The ledger's share first: a budget counter re-derived from the ledger meanwhile
+        // then counts this cost twice (refusing early) rather than not at all.
+        let kr = cell.key_rt(self.key);
+        if let Some(kr) = kr {
+            add_spend(kr, usage.cost.micros(), cell);
+        }
+        self.settle_budgets(cell, org, usage.cost.micros());
+        let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
+        let Some(kr) = kr else { return };
+        if self.flags & HAS_TPM != 0 {
+            kr.tpm.charge(now.nanos, tokens);
+        }
+        if self.org_flags & ORG_TPM != 0 {
+            org.tpm.charge(now.nanos, tokens);
+        }
+    }
+
+    fn settle_budgets(&self, cell: &SnapshotCell, org: &OrgRuntime, cost: i64) {
+        if let (Some(r), Some((_, Some(b)))) = (&self.key_budget, cell.key_rt_and_budget(self.key))
+        {
+            b.settle(r, cost);
+        }
+        if let (Some(r), Some(b)) = (&self.org_budget, org.budget.get()) {
+            b.settle(r, cost);
+        }
+    }
+
+    /// Releases the reservations of a grant dropped unsettled, charging nothing.
+    fn release(&self, cell: &SnapshotCell, org: &OrgRuntime) {
         let reserved = self.key_budget.is_some() || self.org_budget.is_some();
         if reserved && !self.settled.swap(true, Ordering::AcqRel) {
-            self.settle_budgets(0);
+            self.settle_budgets(cell, org, 0);
         }
     }
 }

@@ -9,6 +9,7 @@ mod grant;
 mod memo;
 
 pub use denial::{Denial, Scope};
+pub(crate) use grant::OwnedGrant;
 pub use grant::{Grant, Limits, RateHeaders, Usage};
 
 use std::net::IpAddr;
@@ -201,9 +202,30 @@ impl Gateway {
 
     fn record_usage_now(&self, grant: &Grant<'_>, usage: Usage, now: clock::Now) {
         grant.settle(usage, now);
+        self.usage_recorded();
+    }
+
+    fn usage_recorded(&self) {
         if self.lossless {
             self.sink.flush_now();
         }
+    }
+
+    /// [`Gateway::check`] answering with a grant that holds its runtimes instead of
+    /// borrowing this handle: for holders that outlive the borrow (the HTTP layer keeps the
+    /// grant while a response streams).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn check_owned(&self, req: &Request<'_>) -> Result<OwnedGrant, Denial> {
+        self.check(req)?
+            .into_owned(Arc::clone(&self.cell))
+            .ok_or(Denial::Unavailable)
+    }
+
+    /// [`Gateway::record_usage`] for an [`OwnedGrant`].
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn record_owned_usage(&self, grant: &OwnedGrant, usage: Usage) {
+        grant.settle(usage, self.clock.now());
+        self.usage_recorded();
     }
 
     /// Number of keys in the published snapshot.

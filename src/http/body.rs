@@ -242,8 +242,10 @@ struct UsageJson {
 /// The `usage` of an OpenAI-style response (chat completions' `prompt_tokens` /
 /// `completion_tokens`, or the Responses API's `input_tokens` / `output_tokens`).
 fn usage_of(json: &[u8]) -> Option<Found> {
-    let env: Envelope = serde_json::from_slice(json).ok()?;
-    let u = env.usage?;
+    let u = match last_member_usage(json) {
+        Some(u) => u,
+        None => serde_json::from_slice::<Envelope>(json).ok()?.usage?,
+    };
     Some(Found {
         input: u.prompt_tokens.unwrap_or(0),
         output: u.completion_tokens.unwrap_or(0),
@@ -251,9 +253,49 @@ fn usage_of(json: &[u8]) -> Option<Found> {
     })
 }
 
+/// The `usage` of a JSON object whose last member it is (where OpenAI-style responses put
+/// it), read without parsing the members before it: the last `"usage"` key that follows `{`
+/// or `,`, whose value is followed only by the closing `}` of the body. `None` when the
+/// body is not laid out so; the whole body is parsed then.
+fn last_member_usage(json: &[u8]) -> Option<UsageJson> {
+    const KEY: &[u8] = b"\"usage\"";
+    let at = json.windows(KEY.len()).rposition(|w| w == KEY)?;
+    if !matches!(json[..at].trim_ascii_end().last(), Some(b'{' | b',')) {
+        return None;
+    }
+    let value = json[at + KEY.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?;
+    let mut values = serde_json::Deserializer::from_slice(value).into_iter::<UsageJson>();
+    let usage = values.next()?.ok()?;
+    (value[values.byte_offset()..].trim_ascii() == b"}").then_some(usage)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_found_as_the_last_member_or_by_parsing_the_body() {
+        let read = |j: &str| usage_of(j.as_bytes()).map(|f| (f.input, f.output));
+        // The usual layout, and usage elsewhere in the object.
+        let tail = r#"{"id":"x","choices":[{"text":"a \"usage\": {}"}], "usage" : {"prompt_tokens":1,"completion_tokens":2} }"#;
+        assert_eq!(read(tail), Some((1, 2)));
+        assert!(last_member_usage(tail.as_bytes()).is_some());
+        let first = r#"{"usage":{"prompt_tokens":3,"completion_tokens":4},"id":"x"}"#;
+        assert_eq!(read(first), Some((3, 4)));
+        assert!(last_member_usage(first.as_bytes()).is_none());
+        // A nested `usage` after the top-level one is not taken for it.
+        let nested = r#"{"usage":{"prompt_tokens":5,"completion_tokens":6},"meta":{"usage":{"prompt_tokens":99}}}"#;
+        assert_eq!(read(nested), Some((5, 6)));
+        // Inside a string, and a string value `"usage"`: no usage.
+        assert_eq!(
+            read(r#"{"text":"x\"usage\":{\"prompt_tokens\":9}}"}"#),
+            None
+        );
+        assert_eq!(read(r#"{"kind":"usage"}"#), None);
+        assert_eq!(read(r#"{"choices":[],"usage":null}"#), None);
+    }
 
     #[test]
     fn usage_is_read_in_both_spellings() {

@@ -31,7 +31,8 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{Either, Full};
 
-use crate::{Gateway, Grant, KeyId, OrgId, Usage, Usd};
+use crate::gateway::OwnedGrant;
+use crate::{Gateway, KeyId, Limits, OrgId, RateHeaders, Usage, Usd};
 
 pub use body::UsageBody;
 pub use forwarded::InvalidProxy;
@@ -66,7 +67,7 @@ type PriceFn = dyn Fn(&str, u64, u64) -> Usd + Send + Sync;
 
 #[derive(Clone)]
 pub(crate) struct Config {
-    gateway: &'static Gateway,
+    gateway: Gateway,
     max_body: usize,
     max_usage: usize,
     trusted: TrustedProxies,
@@ -79,14 +80,15 @@ pub(crate) struct Config {
 /// The layer. Build it once at start-up and apply it to a router or service.
 ///
 /// ```ignore
-/// let layer = GatewayLayer::new(store.gateway())
+/// let layer = GatewayLayer::new(store.gateway().clone())
 ///     .peer_addr_with(|p| p.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
 /// let app = Router::new().route("/v1/chat/completions", post(chat)).layer(layer);
 /// ```
 ///
-/// The layer keeps its [`Gateway`] for the rest of the process (grants borrow it while the
-/// response streams). Spend still reaches the store file through the background flush; call
-/// [`crate::Store::flush`] after the server stops so the last interval's spend is written.
+/// The layer holds a clone of its [`Gateway`] handle (and each response in flight holds
+/// the layer's configuration until its body ends). Spend still reaches the store file
+/// through the background flush; call [`crate::Store::flush`] after the server stops so the
+/// last interval's spend is written.
 #[derive(Clone)]
 pub struct GatewayLayer {
     config: Arc<Config>,
@@ -103,14 +105,9 @@ impl std::fmt::Debug for GatewayLayer {
 }
 
 impl GatewayLayer {
-    /// A layer over `gateway`, which it keeps for the rest of the process (see the type's
-    /// documentation). Create one per process, not per request.
+    /// A layer over `gateway` (a cheap clone of the store's handle, see
+    /// [`crate::Store::gateway`]). Build it once at start-up, not per request.
     pub fn new(gateway: Gateway) -> Self {
-        Self::from_static(Box::leak(Box::new(gateway)))
-    }
-
-    /// A layer over a gateway the caller keeps for the rest of the process.
-    pub fn from_static(gateway: &'static Gateway) -> Self {
         Self {
             config: Arc::new(Config {
                 gateway,
@@ -213,12 +210,12 @@ impl<S> std::fmt::Debug for GatewayService<S> {
 
 /// What the layer shares between the request (as [`GrantHandle`]) and the response.
 pub(crate) struct Shared {
-    pub(crate) gateway: &'static Gateway,
-    pub(crate) grant: Grant<'static>,
+    /// The layer's configuration, with the gateway that settles the grant.
+    pub(crate) config: Arc<Config>,
+    pub(crate) grant: OwnedGrant,
     /// The model name as UTF-8 (a slice of the request body where possible).
     pub(crate) model: Bytes,
     pub(crate) estimate: Usd,
-    pub(crate) price: Option<Arc<PriceFn>>,
 }
 
 impl Shared {
@@ -228,14 +225,14 @@ impl Shared {
 
     /// The cost of a response's usage.
     pub(crate) fn cost(&self, input: u64, output: u64, reported: Option<Usd>) -> Usd {
-        match &self.price {
+        match &self.config.price {
             Some(price) => price(self.model(), input, output),
             None => reported.unwrap_or(self.estimate),
         }
     }
 
     pub(crate) fn settle(&self, usage: Usage) {
-        self.gateway.record_usage(&self.grant, usage);
+        self.config.gateway.record_owned_usage(&self.grant, usage);
     }
 }
 
@@ -258,11 +255,6 @@ impl std::fmt::Debug for GrantHandle {
 }
 
 impl GrantHandle {
-    /// The grant `check` returned.
-    pub fn grant(&self) -> &Grant<'static> {
-        &self.shared.grant
-    }
-
     /// The key's org.
     pub fn org_id(&self) -> &OrgId {
         self.shared.grant.org_id()
@@ -281,6 +273,36 @@ impl GrantHandle {
     /// The estimate `check` reserved.
     pub fn estimate(&self) -> Usd {
         self.shared.estimate
+    }
+
+    /// The key's effective limits (see [`crate::Grant::limits`]).
+    pub fn limits(&self) -> Limits {
+        self.shared.grant.limits()
+    }
+
+    /// The requests-per-minute header values (see [`crate::Grant::rate_headers`]).
+    pub fn rate_headers(&self) -> Option<RateHeaders> {
+        self.shared.grant.rate_headers()
+    }
+
+    /// The tokens-per-minute header values now (see [`crate::Grant::token_headers`]).
+    pub fn token_headers(&self) -> Option<RateHeaders> {
+        self.shared.grant.token_headers()
+    }
+
+    /// Whether a budget passed its warning threshold.
+    pub fn budget_warning(&self) -> bool {
+        self.shared.grant.budget_warning()
+    }
+
+    /// Whether a soft budget is exceeded (the request was still allowed).
+    pub fn over_soft_budget(&self) -> bool {
+        self.shared.grant.over_soft_budget()
+    }
+
+    /// Remaining budget of the key and of the org, in that order, when they have one.
+    pub fn budget_remaining(&self) -> (Option<Usd>, Option<Usd>) {
+        self.shared.grant.budget_remaining()
     }
 
     /// Settles the request's usage now (the first settlement counts; later ones, including
@@ -338,7 +360,7 @@ where
 
 /// Decides the request: the key, the address, then `check`.
 pub(crate) fn admit<ResBody>(
-    config: &Config,
+    config: &Arc<Config>,
     parts: &Parts,
     model: Bytes,
 ) -> Result<Arc<Shared>, Response<ResponseBody<ResBody>>> {
@@ -366,13 +388,12 @@ pub(crate) fn admit<ResBody>(
         .unwrap_or(config.gateway.default_estimate());
     let model_str = std::str::from_utf8(&model).unwrap_or_default();
     let request = crate::Request::new(key, model_str, client).estimate(estimate);
-    match config.gateway.check(&request) {
+    match config.gateway.check_owned(&request) {
         Ok(grant) => Ok(Arc::new(Shared {
-            gateway: config.gateway,
+            config: Arc::clone(config),
             grant,
             model,
             estimate,
-            price: config.price.clone(),
         })),
         Err(denial) => {
             tracing::debug!(
@@ -380,7 +401,7 @@ pub(crate) fn admit<ResBody>(
                 status = denial.http_status(),
                 "request refused"
             );
-            Err(wire::denied(config.gateway, key, &denial))
+            Err(wire::denied(&config.gateway, key, &denial))
         }
     }
 }

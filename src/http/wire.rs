@@ -9,7 +9,8 @@ use http_body_util::{Either, Full};
 use serde::Deserialize;
 
 use super::{ResponseBody, int_header, status};
-use crate::{Denial, Gateway, Grant, HeaderError, Scope, Timestamp};
+use crate::gateway::OwnedGrant;
+use crate::{Denial, Gateway, HeaderError, Scope, Timestamp};
 
 /// `x-ratelimit-limit-requests` and its siblings (OpenAI's names, integer values).
 pub(crate) const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
@@ -149,27 +150,62 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
     }
 }
 
-/// The rate headers of a granted request.
-pub(crate) fn grant_headers(headers: &mut HeaderMap, grant: &Grant<'_>) {
-    if let Some(h) = grant.rate_headers() {
-        headers.insert(LIMIT_REQUESTS, int_header(h.limit));
-        headers.insert(REMAINING_REQUESTS, int_header(h.remaining));
-        headers.insert(RESET_REQUESTS, int_header(ceil_secs(h.reset)));
-    }
-    let limits = grant.limits();
-    if let Some(tpm) = tighter(limits.key_tpm, limits.org_tpm) {
-        headers.insert(LIMIT_TOKENS, int_header(tpm));
+/// The rate headers of a granted request. Their values are written into one buffer and
+/// share it: one allocation for all of them, where a `HeaderValue` per integer makes one
+/// each.
+pub(crate) fn grant_headers(headers: &mut HeaderMap, grant: &OwnedGrant) {
+    let names = [
+        [LIMIT_REQUESTS, REMAINING_REQUESTS, RESET_REQUESTS],
+        [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS],
+    ];
+    let limits = [grant.rate_headers(), grant.token_headers()];
+    if limits.iter().any(Option::is_some) {
+        let mut digits = Vec::with_capacity(6 * 20);
+        let mut ends = [[0usize; 3]; 2];
+        for (h, ends) in limits.iter().zip(&mut ends) {
+            if let Some(h) = h {
+                for (v, end) in [h.limit, h.remaining, ceil_secs(h.reset)]
+                    .into_iter()
+                    .zip(ends)
+                {
+                    push_int(&mut digits, v);
+                    *end = digits.len();
+                }
+            }
+        }
+        let digits = Bytes::from(digits);
+        let mut start = 0;
+        headers.reserve(6);
+        for ((h, names), ends) in limits.iter().zip(names).zip(ends) {
+            if h.is_none() {
+                continue;
+            }
+            for (name, end) in names.into_iter().zip(ends) {
+                if let Ok(v) = HeaderValue::from_maybe_shared(digits.slice(start..end)) {
+                    headers.insert(name, v);
+                }
+                start = end;
+            }
+        }
     }
     if grant.budget_warning() {
         headers.insert(BUDGET_WARNING, HeaderValue::from_static("true"));
     }
 }
 
-fn tighter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+/// Appends `n` in decimal.
+fn push_int(out: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    out.extend_from_slice(&tmp[i..]);
 }
 
 /// The answer to a denial: its status, the error body with its stable code, and for a rate
@@ -232,4 +268,16 @@ pub(crate) fn denied<B>(
         _ => {}
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn push_int_writes_decimal() {
+        for n in [0u64, 7, 10, 999, 1_000_000, u64::MAX] {
+            let mut out = b"x".to_vec();
+            super::push_int(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
 }

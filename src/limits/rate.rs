@@ -20,8 +20,8 @@ pub const fn slack(limit: u64) -> u64 {
 }
 
 /// What a successful (or zero-cost) rate check reports; exactly the inputs
-/// of the `x-ratelimit-limit`, `x-ratelimit-remaining` and
-/// `x-ratelimit-reset` headers.
+/// of the `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests` and
+/// `x-ratelimit-reset-requests` headers (`-tokens` for a tokens-per-minute limit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateState {
     /// The configured limit per minute (after clamping).
@@ -366,6 +366,32 @@ impl RateLimiter {
         }
     }
 
+    /// The state as response headers report it at `now_nanos`, also while
+    /// the limiter is in debt (then nothing remains). Changes nothing.
+    pub(crate) fn state(&self, now_nanos: u64) -> RateState {
+        let p = self.params();
+        let tat = self.tat.load(Ordering::Acquire);
+        let (ceiling, _, end) = self.ceiling(p, tat, now_nanos);
+        RateState {
+            limit: p.limit,
+            remaining: ceiling.saturating_sub(tat.max(now_nanos)) / p.interval,
+            reset_after_nanos: p.reset_after(tat, now_nanos, end),
+        }
+    }
+
+    /// [`RateLimiter::peek_allows`] without the state: whether a request
+    /// is admitted now, and when it would be if not. A TAT not ahead of
+    /// the clock always passes (every ceiling is at or past `now`), so
+    /// that case reads one word and skips the limit's parameters (a
+    /// division).
+    #[inline(always)]
+    pub(crate) fn allows(&self, now_nanos: u64) -> Result<(), RetryAfter> {
+        if self.tat.load(Ordering::Acquire) <= now_nanos {
+            return Ok(());
+        }
+        self.peek_allows(now_nanos).map(|_| ())
+    }
+
     /// Unconditionally adds `cost` units at `now_nanos`, going into debt if
     /// needed (saturating, never wrapping). Debt is paid back at the steady
     /// rate: after charging `n` units past the ceiling, [`peek_allows`]
@@ -651,6 +677,44 @@ mod tests {
         l.charge(now, u64::MAX);
         assert!(l.peek_allows(now).is_err());
         assert!(l.used(now) > 1_000_000);
+    }
+
+    #[test]
+    fn state_matches_peek_and_reports_nothing_left_in_debt() {
+        let l = limiter(1_000);
+        let now = 5 * SEC;
+        assert_eq!(l.peek_allows(now), Ok(l.state(now)));
+        l.charge(now, 400);
+        assert_eq!(l.peek_allows(now), Ok(l.state(now)));
+        assert_eq!(l.state(now).remaining, 600);
+        l.charge(now, 5_000);
+        assert!(l.peek_allows(now).is_err());
+        let s = l.state(now);
+        assert_eq!((s.limit, s.remaining), (1_000, 0));
+        assert!(s.reset_after_nanos > 60 * SEC);
+    }
+
+    #[test]
+    fn allows_agrees_with_peek_allows() {
+        for limit in [1u64, 2, 10, 1_000] {
+            let l = limiter(limit);
+            let mut now = 10 * SEC;
+            for i in 0..200u64 {
+                // Idle, bursts, debt and paying back, at uneven steps.
+                if i % 3 == 0 {
+                    l.charge(now, limit / 4 + 1);
+                }
+                let _ = l.try_acquire(now, 1);
+                for at in [now, now + 1, now + SEC, now + 61 * SEC] {
+                    assert_eq!(
+                        l.allows(at),
+                        l.peek_allows(at).map(|_| ()),
+                        "limit {limit}, step {i}"
+                    );
+                }
+                now += (i % 7) * SEC / 3;
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Plain data: identifiers, roles, organizations, members, keys.
 
+mod decimal;
 mod ids;
 mod key;
 mod member;
@@ -11,6 +12,7 @@ mod role;
 mod serde_impls;
 mod time;
 
+pub(crate) use decimal::Decimal;
 pub use ids::{Email, KeyId, OrgId};
 pub(crate) use ids::{is_bidi_control, org_id_ok};
 pub use key::{Budget, KeyInfo, KeySource, KeySpec, KeyStatus};

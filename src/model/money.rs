@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::decimal::{Decimal, Unfit};
 use crate::error::Error;
 
 /// The largest amount accepted anywhere: one billion dollars.
@@ -56,66 +57,29 @@ impl Usd {
                 ),
             )
         };
-        let t = text.trim();
-        let (neg, body) = match t.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, t),
-        };
-        let (mantissa, exp) = match body.find(['e', 'E']) {
-            Some(i) => (&body[..i], &body[i + 1..]),
-            None => (body, "0"),
-        };
-        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        let digits_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        let exp_digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-        if !digits_ok(int)
-            || (int.len() > 1 && int.starts_with('0'))
-            || (mantissa.contains('.') && !digits_ok(frac))
-            || !digits_ok(exp_digits)
-        {
-            return Err(bad("not a number"));
-        }
-        let digits = format!("{int}{frac}");
-        let sig = digits.trim_start_matches('0');
-        let kept = sig.trim_end_matches('0');
-        if kept.is_empty() {
-            return Ok(Self::ZERO);
-        }
-        if neg {
+        let d = Decimal::parse(text.trim()).ok_or_else(|| bad("not a number"))?;
+        if d.negative && !d.is_zero() {
             return Err(bad("is negative"));
         }
         let too_large = || bad("is above 1000000000");
-        if exp_digits.len() > 6 {
-            return Err(if exp.starts_with('-') {
-                bad("has more than 6 decimals")
-            } else {
-                too_large()
-            });
-        }
-        // value = kept * 10^shift dollars = kept * 10^(shift + 6) micro-dollars
-        let exp: i64 = exp.parse().map_err(|_| bad("not a number"))?;
-        let shift = exp - frac.len() as i64 + (sig.len() - kept.len()) as i64 + 6;
-        if shift < 0 {
-            return Err(bad("has more than 6 decimals"));
-        }
-        if kept.len() as i64 + shift > 16 {
-            return Err(too_large());
-        }
-        let mut micros: i64 = kept.parse().map_err(|_| too_large())?;
-        for _ in 0..shift {
-            micros = micros.checked_mul(10).ok_or_else(too_large)?;
-        }
+        // Micro-dollars, at most 16 digits (the limit is 10^15 micro-dollars).
+        let micros = d.scaled(6, 16).map_err(|e| match e {
+            Unfit::TooPrecise => bad("has more than 6 decimals"),
+            Unfit::TooLarge => too_large(),
+        })?;
+        let micros = i64::try_from(micros).map_err(|_| too_large())?;
         Self::from_micros(micros).map_err(|_| too_large())
     }
 
     /// Converts a JSON number exactly: the number's shortest decimal form is parsed, so
     /// `500.1` becomes 500_100_000 micro-dollars with no float rounding.
-    pub fn from_json(n: &serde_json::Number) -> Result<Self, Error> {
+    pub(crate) fn from_json(n: &serde_json::Number) -> Result<Self, Error> {
         Self::parse(&n.to_string())
     }
 
-    /// The amount as a JSON number (integral dollars stay integers).
-    pub fn to_json(self) -> serde_json::Value {
+    /// The amount as a JSON number (integral dollars stay integers). Applications write
+    /// the [`Display`](fmt::Display) form, which is the same decimal text.
+    pub(crate) fn to_json(self) -> serde_json::Value {
         if self.0 % 1_000_000 == 0 {
             serde_json::Value::from(self.0 / 1_000_000)
         } else {

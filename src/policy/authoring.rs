@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use cedar_policy::{Context, Entities, EntityUid, Request};
 
-use super::engine::Outcome;
+use super::engine::CedarVerdict;
 use super::{Explanation, Policies, load};
 use crate::error::{Error, PermissionDenied};
 use crate::model::Email;
@@ -136,7 +136,7 @@ impl Policies {
         })();
         let out = match uids.and_then(|(p, a, r)| self.evaluate_uids(p, a, r, None, &entities)) {
             Ok(out) => out,
-            Err(e) => Outcome::from_error(e.to_string()),
+            Err(e) => CedarVerdict::from_error(e.to_string()),
         };
         if out.allowed {
             return Ok(());
@@ -152,8 +152,8 @@ impl Policies {
 
     /// Evaluates one Cedar request written as text against this set, as the `cedar` CLI
     /// would: `principal`, `action` and `resource` are entity UIDs (`User::"a@b.io"`,
-    /// `Action::"ReadOrg"`, `Org::"acme"`), `context` a JSON object (none: `{}`), `entities`
-    /// the Cedar entities JSON (as `orgstore policy entities` prints it). Everything is
+    /// `Action::"ReadOrg"`, `Org::"acme"`), `context` the text of a JSON object (none: `{}`),
+    /// `entities` the text of Cedar entities JSON (as `orgstore policy entities` prints it). Everything is
     /// checked against the schema. orgstore's own guard rails are not applied here; the
     /// built-in forbids state them. Malformed input is `Invalid` naming the field; an
     /// evaluation error makes `allowed` false and is listed.
@@ -161,12 +161,12 @@ impl Policies {
     /// ```
     /// # use orgstore::Policies;
     /// let p = Policies::default_set()?;
-    /// let entities = serde_json::json!([
+    /// let entities = r#"[
     ///   {"uid": {"type": "User", "id": "v@a.io"}, "attrs": {"email": "v@a.io"}, "parents": [{"type": "Role", "id": "a#viewer"}]},
     ///   {"uid": {"type": "Role", "id": "a#viewer"}, "attrs": {}, "parents": []},
     ///   {"uid": {"type": "Org", "id": "a"}, "attrs": {"owners": {"__entity": {"type": "Role", "id": "a#owner"}}, "admins": {"__entity": {"type": "Role", "id": "a#admin"}}, "members": {"__entity": {"type": "Role", "id": "a#member"}}, "viewers": {"__entity": {"type": "Role", "id": "a#viewer"}}, "owner_count": 1}, "parents": []}
-    /// ]);
-    /// let e = p.evaluate_json(r#"User::"v@a.io""#, r#"Action::"ReadOrg""#, r#"Org::"a""#, None, &entities)?;
+    /// ]"#;
+    /// let e = p.evaluate_json(r#"User::"v@a.io""#, r#"Action::"ReadOrg""#, r#"Org::"a""#, None, entities)?;
     /// assert!(e.allowed);
     /// assert_eq!(e.reasons, ["viewer-read"]);
     /// # Ok::<(), orgstore::Error>(())
@@ -176,9 +176,23 @@ impl Policies {
         principal: &str,
         action: &str,
         resource: &str,
-        context: Option<&serde_json::Value>,
-        entities: &serde_json::Value,
+        context: Option<&str>,
+        entities: &str,
     ) -> Result<Explanation, Error> {
+        let context = context
+            .map(|c| {
+                serde_json::from_str::<serde_json::Value>(c).map_err(|e| {
+                    Error::invalid("context", format!("not JSON ({e}); give a JSON object"))
+                })
+            })
+            .transpose()?;
+        let entities: serde_json::Value = serde_json::from_str(entities).map_err(|e| {
+            Error::invalid(
+                "entities",
+                format!("not JSON ({e}); give Cedar entities JSON"),
+            )
+        })?;
+        let (context, entities) = (context.as_ref(), &entities);
         let p = uid("principal", principal)?;
         let a = uid("action", action)?;
         let r = uid("resource", resource)?;
@@ -197,7 +211,7 @@ impl Policies {
         r: EntityUid,
         context: Option<&serde_json::Value>,
         entities: &serde_json::Value,
-    ) -> Result<Outcome, Error> {
+    ) -> Result<CedarVerdict, Error> {
         let c = &*self.inner;
         let ctx = match context {
             None => Context::empty(),
@@ -221,7 +235,7 @@ impl Policies {
         let response = c
             .authorizer
             .is_authorized(&request, c.policies_for(&name), &ents);
-        Ok(Outcome::from_response(&response))
+        Ok(CedarVerdict::from_response(&response))
     }
 }
 

@@ -9,7 +9,7 @@ use crate::error::PermissionDenied;
 use crate::model::{KeyInfo, Member, Org, Role};
 
 /// A Cedar response in our own terms.
-pub(super) struct Outcome {
+pub(super) struct CedarVerdict {
     /// Cedar's decision and no evaluation error.
     pub(super) allowed: bool,
     /// Cedar's deciding policies.
@@ -22,7 +22,7 @@ pub(super) struct Outcome {
     pub(super) railed: bool,
 }
 
-impl Outcome {
+impl CedarVerdict {
     pub(super) fn from_error(msg: String) -> Self {
         Self {
             allowed: false,
@@ -123,7 +123,7 @@ fn hint(action: AdminAction, policies: &[String]) -> String {
 impl Policies {
     /// Cedar's outcome with the guard rails applied on top: a broken rail denies whatever
     /// Cedar permitted, and is named among the deciding policies.
-    pub(super) fn evaluate(&self, req: &AdminRequest<'_>) -> Outcome {
+    pub(super) fn evaluate(&self, req: &AdminRequest<'_>) -> CedarVerdict {
         let mut out = self.evaluate_cedar(req);
         let rails = guard_rails(req);
         if !rails.is_empty() {
@@ -140,16 +140,16 @@ impl Policies {
         out
     }
 
-    fn evaluate_cedar(&self, req: &AdminRequest<'_>) -> Outcome {
+    fn evaluate_cedar(&self, req: &AdminRequest<'_>) -> CedarVerdict {
         let c = &*self.inner;
         let mut facts = match admin_facts(&c.types, req) {
             Ok(f) => f,
-            Err(e) => return Outcome::from_error(e),
+            Err(e) => return CedarVerdict::from_error(e),
         };
         match c.action_entities.get(req.action.cedar_name()) {
             Some(a) => facts.entities.push(a.clone()),
             None => {
-                return Outcome::from_error(format!(
+                return CedarVerdict::from_error(format!(
                     "action {} is not in the schema",
                     req.action.cedar_name()
                 ));
@@ -164,21 +164,21 @@ impl Policies {
             Some(&c.schema),
         ) {
             Ok(r) => r,
-            Err(e) => return Outcome::from_error(format!("request: {e}")),
+            Err(e) => return CedarVerdict::from_error(format!("request: {e}")),
         };
         // The schema's action entity gives the action groups; our own entities are checked
         // against the schema by tests (`every_request_shape_conforms_to_the_schema`), and any
         // mismatch would be an evaluation error, hence a denial.
         let entities = match Entities::from_entities(facts.entities, None) {
             Ok(e) => e,
-            Err(e) => return Outcome::from_error(format!("entities: {e}")),
+            Err(e) => return CedarVerdict::from_error(format!("entities: {e}")),
         };
         let response = c.authorizer.is_authorized(
             &request,
             c.policies_for(req.action.cedar_name()),
             &entities,
         );
-        Outcome::from_response(&response)
+        CedarVerdict::from_response(&response)
     }
 
     /// Decides one admin request. The operator is not evaluated here (the store allows it
@@ -210,15 +210,17 @@ impl Policies {
         }
     }
 
-    /// The Cedar entities JSON of one org (org, role groups, config, members and their
+    /// The Cedar entities JSON text of one org (org, role groups, config, members and their
     /// memberships, keys), so the public `cedar` CLI can be used with our schema and
     /// policies. Members and keys of other orgs are ignored.
+    /// [`Store::policy_entities`](crate::Store::policy_entities) gives it for an org of a
+    /// store (with its example).
     pub fn org_entities_json(
         &self,
         org: &Org,
         members: &[Member],
         keys: &[KeyInfo],
-    ) -> Result<serde_json::Value, crate::error::Error> {
+    ) -> Result<String, crate::error::Error> {
         super::entities::org_entities_json(
             &self.inner.types,
             &self.inner.schema,

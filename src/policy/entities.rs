@@ -321,7 +321,7 @@ pub(super) fn org_entities_json(
     org: &Org,
     members: &[Member],
     keys: &[KeyInfo],
-) -> Result<serde_json::Value, Error> {
+) -> Result<String, Error> {
     let fail = |e: String| Error::invalid("policies", format!("entities of org {}: {e}", org.id));
     let mut all = org_entities(t, &org.id, org.owner_count).map_err(fail)?;
     all.push(
@@ -346,7 +346,7 @@ pub(super) fn org_entities_json(
         .iter()
         .map(|e| e.to_json_value().map_err(|e| fail(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(serde_json::Value::Array(list))
+    Ok(format!("{:#}", serde_json::Value::Array(list)))
 }
 
 /// The straightforward store for `req`, for tests: org with its four Role entities, the actor

@@ -2,7 +2,7 @@
 
 use cedar_policy::{Context, Entities, Request, RestrictedExpression};
 
-use super::engine::Outcome;
+use super::engine::CedarVerdict;
 use super::entities::gateway_key;
 use super::load::INVOKE;
 use super::{GatewayContext, GatewayDecision, Policies};
@@ -12,6 +12,8 @@ impl Policies {
     /// May key `key` of org `org` invoke `model`, given the host-computed facts `ctx`? Any
     /// evaluation error denies. The answer depends only on (policies, org, key, model, ctx),
     /// so the caller may memoize it per [`Policies::generation`], key version, model and ctx.
+    /// Each call is a fresh Cedar evaluation (the gateway's memo is not consulted), so a
+    /// memoized answer can be checked against it.
     pub fn gateway_decide(
         &self,
         org: &OrgId,
@@ -31,18 +33,6 @@ impl Policies {
             policies,
             errors,
         }
-    }
-
-    /// The same as [`Policies::gateway_decide`]: always a fresh Cedar evaluation, for tests
-    /// that check a memoized answer against it.
-    pub fn gateway_decide_uncached(
-        &self,
-        org: &OrgId,
-        key: &KeyId,
-        model: &str,
-        ctx: GatewayContext,
-    ) -> GatewayDecision {
-        self.gateway_decide(org, key, model, ctx)
     }
 
     /// Every model name the gateway policies name (`Model::"gpt-4o"` in a scope or a
@@ -69,12 +59,12 @@ impl Policies {
         key: &KeyId,
         model: &str,
         ctx: GatewayContext,
-    ) -> Outcome {
+    ) -> CedarVerdict {
         let c = &*self.inner;
         let t = &c.types;
         let principal = match gateway_key(t, org, key) {
             Ok(p) => p,
-            Err(e) => return Outcome::from_error(e),
+            Err(e) => return CedarVerdict::from_error(e),
         };
         let context = match Context::from_pairs([
             (
@@ -87,7 +77,7 @@ impl Policies {
             ),
         ]) {
             Ok(c) => c,
-            Err(e) => return Outcome::from_error(format!("context: {e}")),
+            Err(e) => return CedarVerdict::from_error(format!("context: {e}")),
         };
         let request = match Request::new(
             t.key(key),
@@ -97,18 +87,18 @@ impl Policies {
             Some(&c.schema),
         ) {
             Ok(r) => r,
-            Err(e) => return Outcome::from_error(format!("request: {e}")),
+            Err(e) => return CedarVerdict::from_error(format!("request: {e}")),
         };
         let Some(action) = c.action_entities.get(INVOKE) else {
-            return Outcome::from_error("action invoke is not in the schema".to_owned());
+            return CedarVerdict::from_error("action invoke is not in the schema".to_owned());
         };
         let entities = match Entities::from_entities([principal, action.clone()], None) {
             Ok(e) => e,
-            Err(e) => return Outcome::from_error(format!("entities: {e}")),
+            Err(e) => return CedarVerdict::from_error(format!("entities: {e}")),
         };
         let response = c
             .authorizer
             .is_authorized(&request, c.policies_for(INVOKE), &entities);
-        Outcome::from_response(&response)
+        CedarVerdict::from_response(&response)
     }
 }

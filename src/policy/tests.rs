@@ -218,7 +218,8 @@ fn org_entities_json_round_trips_and_decides_like_authorize() {
     let p = Policies::default_set().unwrap();
     let c = &*p.inner;
     let (org, members, keys) = org_fixture();
-    let json = p.org_entities_json(&org, &members, &keys).unwrap();
+    let text = p.org_entities_json(&org, &members, &keys).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let list = json.as_array().unwrap();
     // org + 4 roles + config + 4 users + 4 memberships + 2 keys, no Action entities
     assert_eq!(list.len(), 16, "{json:#}");

@@ -80,6 +80,12 @@ pub(crate) fn json_response(status: u16, value: &Value) -> Response {
     resp
 }
 
+/// JSON text the library wrote (a config, a diff's value) as a value. The library writes it
+/// from a JSON value, so it always reads back.
+pub(crate) fn text_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
 /// Any serializable answer as JSON (an encoding failure is a 500 that says so).
 pub(crate) fn to_json(v: &impl serde::Serialize) -> Result<Value, ApiError> {
     serde_json::to_value(v).map_err(|_| {

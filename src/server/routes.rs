@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::ACT_AS_HEADER;
 use super::body::{self, Media};
-use super::reply::{ApiError, json_response, to_json};
+use super::reply::{ApiError, json_response, text_json, to_json};
 use crate::error::Error;
 use crate::model::{Actor, Email, KeyId, KeySpec, OrgId, Role};
 use crate::store::{ConfigVersion, CreatedKey, ImportKey, Store};
@@ -244,7 +244,7 @@ fn version_json(v: &ConfigVersion, revealed: bool) -> Value {
         "created_at": v.created_at.to_string(),
         "created_by": v.created_by,
         "note": v.note,
-        "config": if revealed { v.config.to_revealed_json() } else { v.config.to_masked_json() },
+        "config": text_json(&if revealed { v.config.to_revealed_json() } else { v.config.to_masked_json() }),
         "changed": v.changed,
     })
 }
@@ -454,7 +454,12 @@ async fn config_diff(
     };
     let (from, to) = (need("from")?, need("to")?);
     let changes = blocking(&s, move |st| st.org_configs().diff(&a, &id, from, to)).await?;
-    ok(to_json(&changes)?)
+    let value = |v: &Option<String>| v.as_deref().map(text_json);
+    let list: Vec<Value> = changes
+        .iter()
+        .map(|c| json!({"path": c.path, "old": value(&c.old), "new": value(&c.new)}))
+        .collect();
+    ok(Value::Array(list))
 }
 
 async fn config_rollback(

@@ -264,16 +264,16 @@ impl OrgRuntime {
 
 /// A scope whose in-memory spend waits for the flusher.
 #[derive(Clone, Copy)]
-pub(crate) enum SpendScope<'a> {
+pub(crate) enum Spender<'a> {
     Key(&'a KeyRuntime),
     Org(&'a OrgRuntime),
 }
 
-impl SpendScope<'_> {
+impl Spender<'_> {
     pub fn unflushed(&self) -> &std::sync::atomic::AtomicI64 {
         match self {
-            SpendScope::Key(k) => &k.unflushed,
-            SpendScope::Org(o) => &o.unflushed,
+            Spender::Key(k) => &k.unflushed,
+            Spender::Org(o) => &o.unflushed,
         }
     }
 
@@ -281,8 +281,8 @@ impl SpendScope<'_> {
     pub fn add_unflushed(&self, micros: i64, cell: &super::SnapshotCell) {
         if micros != 0 && self.unflushed().fetch_add(micros, Ordering::AcqRel) == 0 {
             cell.queue_spend(match self {
-                SpendScope::Key(k) => Dirty::Key(k.ix),
-                SpendScope::Org(o) => Dirty::Org(o.ix),
+                Spender::Key(k) => UnflushedSpender::Key(k.ix),
+                Spender::Org(o) => UnflushedSpender::Org(o.ix),
             });
         }
     }
@@ -290,7 +290,7 @@ impl SpendScope<'_> {
 
 /// A queued scope, by arena index.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Dirty {
+pub(crate) enum UnflushedSpender {
     Key(u32),
     Org(u32),
 }
@@ -300,8 +300,8 @@ pub(crate) fn add_spend(key: &KeyRuntime, micros: i64, cell: &super::SnapshotCel
     if micros <= 0 {
         return;
     }
-    SpendScope::Key(key).add_unflushed(micros, cell);
+    Spender::Key(key).add_unflushed(micros, cell);
     if let Some(org) = cell.org_rt(key.org) {
-        SpendScope::Org(org).add_unflushed(micros, cell);
+        Spender::Org(org).add_unflushed(micros, cell);
     }
 }

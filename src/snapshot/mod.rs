@@ -20,13 +20,13 @@ mod table;
 mod update;
 
 pub(crate) use entry::{
-    BudgetHome, BudgetSlot, Dirty, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime,
-    MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, SpendScope, add_spend, flag,
+    BudgetHome, BudgetSlot, HAS_BUDGET, HAS_RPM, HAS_RULES, HAS_TPM, KeyEntry, KeyRuntime,
+    MEMO_SLOTS, OrgRuntime, OrgView, REVOKED, Spender, UnflushedSpender, add_spend, flag,
 };
-pub(crate) use models::{ModelIds, ModelMap, UNMENTIONED};
+pub(crate) use models::{ModelInterner, ModelMap, UNMENTIONED};
 pub(crate) use table::Shard;
 pub(crate) use update::{
-    Drained, Extent, KeyLimits, KeyState, OrgKeys, OrgState, ScopeId, Spent, Update,
+    Drained, Extent, KeyLimits, KeyState, OrgKeys, OrgState, SpenderId, Spent, Update,
     org_budget_period,
 };
 
@@ -117,7 +117,7 @@ pub(crate) const NO_REASON: u8 = u8::MAX;
 impl GatewayPolicies {
     /// The set as the gateway uses it; the model names its policies mention are interned
     /// into `models`.
-    pub fn new(policies: Arc<Policies>, models: &ModelIds) -> Self {
+    pub fn new(policies: Arc<Policies>, models: &ModelInterner) -> Self {
         let memo_unmentioned = models.intern_all(&policies.invoke_model_names()).is_some();
         Self {
             policies,
@@ -164,7 +164,7 @@ struct PublishState {
 /// The published snapshot and everything needed to publish the next one.
 pub(crate) struct SnapshotCell {
     pub current: ArcSwap<Snapshot>,
-    pub models: ModelIds,
+    pub models: ModelInterner,
     state: Mutex<PublishState>,
     /// Set when a commit could not be published: checks fail closed until a rebuild works.
     /// Also set for good when the store is closed (see [`Update::close`]).
@@ -175,7 +175,7 @@ pub(crate) struct SnapshotCell {
     /// cause one).
     publications: AtomicU64,
     /// Scopes with spend waiting for the flusher.
-    spend_dirty: Mutex<Vec<Dirty>>,
+    spend_dirty: Mutex<Vec<UnflushedSpender>>,
     /// Every runtime ever created for a key without limits, by `KeyEntry::rt`;
     /// append-only, so references stay valid for the cell's life.
     key_rts: boxcar::Vec<KeyRuntime>,
@@ -194,7 +194,7 @@ pub(crate) struct SnapshotCell {
 
 impl SnapshotCell {
     pub fn new(policies: Arc<Policies>) -> Self {
-        let models = ModelIds::new();
+        let models = ModelInterner::new();
         let policies = Arc::new(GatewayPolicies::new(policies, &models));
         let empty = Snapshot {
             shards: (0..MIN_SHARDS).map(|_| Shard::default()).collect(),
@@ -324,7 +324,7 @@ impl SnapshotCell {
     }
 
     /// Queues a scope whose spend went from zero to non-zero.
-    pub fn queue_spend(&self, s: Dirty) {
+    pub fn queue_spend(&self, s: UnflushedSpender) {
         self.spend_dirty.lock().push(s);
     }
 
@@ -342,19 +342,19 @@ impl SnapshotCell {
         dirty
             .into_iter()
             .filter_map(|d| {
-                let (scope, unflushed) = match d {
-                    Dirty::Key(ix) => {
+                let (spender, unflushed) = match d {
+                    UnflushedSpender::Key(ix) => {
                         let k = self.key_rt(ix)?;
-                        (ScopeId::Key(k.id), &k.unflushed)
+                        (SpenderId::Key(k.id), &k.unflushed)
                     }
-                    Dirty::Org(ix) => {
+                    UnflushedSpender::Org(ix) => {
                         let o = self.org_rt(ix)?;
-                        (ScopeId::Org(o.id.clone()), &o.unflushed)
+                        (SpenderId::Org(o.id.clone()), &o.unflushed)
                     }
                 };
                 let micros = unflushed.swap(0, Ordering::AcqRel);
                 (micros != 0).then_some(Drained {
-                    scope,
+                    spender,
                     micros,
                     from: d,
                 })
@@ -367,8 +367,8 @@ impl SnapshotCell {
     pub fn restore_spend(&self, drained: &[Drained]) {
         for d in drained {
             let scope = match d.from {
-                Dirty::Key(ix) => self.key_rt(ix).map(SpendScope::Key),
-                Dirty::Org(ix) => self.org_rt(ix).map(SpendScope::Org),
+                UnflushedSpender::Key(ix) => self.key_rt(ix).map(Spender::Key),
+                UnflushedSpender::Org(ix) => self.org_rt(ix).map(Spender::Org),
             };
             if let Some(s) = scope {
                 s.add_unflushed(d.micros, self);

@@ -26,7 +26,7 @@ pub(crate) const UNMENTIONED: u32 = MAX_MODELS;
 pub(crate) type ModelMap = hashbrown::HashMap<Arc<str>, u32, RandomState>;
 
 /// Model name -> id. Used by writers only (publication and policy reloads).
-pub(crate) struct ModelIds {
+pub(crate) struct ModelInterner {
     inner: parking_lot::Mutex<Names>,
 }
 
@@ -37,7 +37,7 @@ struct Names {
     by_id: Vec<Arc<str>>,
 }
 
-impl ModelIds {
+impl ModelInterner {
     pub fn new() -> Self {
         Self {
             inner: parking_lot::Mutex::new(Names::default()),
@@ -99,7 +99,7 @@ mod tests {
 
     #[test]
     fn maps_follow_the_interner_and_share_old_maps() {
-        let ids = ModelIds::new();
+        let ids = ModelInterner::new();
         let empty = Arc::new(ModelMap::default());
         assert!(Arc::ptr_eq(&ids.map_after(&empty), &empty));
         assert_eq!(ids.intern_all(&["b", "a", "b"]).unwrap().len(), 2);

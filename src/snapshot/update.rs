@@ -138,7 +138,7 @@ pub(crate) struct Spent {
 
 /// Whose spend: a key or an org.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum ScopeId {
+pub(crate) enum SpenderId {
     Key(KeyId),
     Org(OrgId),
 }
@@ -148,11 +148,11 @@ pub(crate) enum ScopeId {
 /// [`super::SnapshotCell::restore_spend`] when the write fails.
 #[derive(Debug)]
 pub(crate) struct Drained {
-    pub scope: ScopeId,
+    pub spender: SpenderId,
     /// Micro-dollars (never zero).
     pub micros: i64,
     /// Where it came from, for giving it back.
-    pub(super) from: super::Dirty,
+    pub(super) from: super::UnflushedSpender,
 }
 
 /// The snapshot fed by hand, without any store: what a replica applying a change log does.
@@ -268,14 +268,14 @@ mod tests {
         add_spend(cell.key_rt(rt).unwrap(), 7, &cell);
         assert!(cell.spend_queued());
         let drained = cell.drain_spend();
-        let mut got: Vec<(ScopeId, i64)> = drained
+        let mut got: Vec<(SpenderId, i64)> = drained
             .iter()
-            .map(|d| (d.scope.clone(), d.micros))
+            .map(|d| (d.spender.clone(), d.micros))
             .collect();
-        got.sort_by_key(|(s, _)| matches!(s, ScopeId::Org(_)));
+        got.sort_by_key(|(s, _)| matches!(s, SpenderId::Org(_)));
         assert_eq!(
             got,
-            [(ScopeId::Key(id), 7), (ScopeId::Org(acme.clone()), 7)]
+            [(SpenderId::Key(id), 7), (SpenderId::Org(acme.clone()), 7)]
         );
         assert!(cell.drain_spend().is_empty());
         cell.restore_spend(&drained);

@@ -2,8 +2,8 @@
 
 use super::records::ConfigRecord;
 use super::secrets::{Sealer, Unreadable};
-use super::tx::Lookup;
-use super::{Outcome, Store, audit_append};
+use super::tx::ReadRecords;
+use super::{AuditOutcome, Store, audit_append};
 use crate::config::{ConfigChange, OrgConfig, diff};
 use crate::error::Error;
 use crate::model::{Actor, OrgId, Timestamp};
@@ -271,10 +271,10 @@ fn commit_version(
         tx,
         &actor.to_string(),
         &o.id,
-        "config.update",
+        AdminAction::UpdateConfig,
         "config",
         summary,
-        Outcome::Applied,
+        AuditOutcome::Applied,
     )?;
     Ok(ConfigVersion {
         org: o.id.clone(),

@@ -3,7 +3,7 @@
 //! transaction, exactly as the store's operations gather them.
 
 use super::Store;
-use super::tx::Lookup;
+use super::tx::ReadRecords;
 use crate::error::Error;
 use crate::model::{Actor, Email, KeyId, KeyInfo, OrgId, Role};
 use crate::policy::{AdminAction, AdminRequest, Explanation, Target};
@@ -385,17 +385,14 @@ impl Store {
     /// let store = Store::open_temporary()?;
     /// let acme = OrgId::parse("acme")?;
     /// store.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("ann@acme.io")?)?;
-    /// let entities = store.policy_entities(&Actor::Operator, &acme)?;
-    /// let uids: Vec<String> = entities
-    ///     .as_array()
-    ///     .into_iter()
-    ///     .flatten()
-    ///     .map(|e| format!("{}::{}", e["uid"]["type"], e["uid"]["id"]))
-    ///     .collect();
-    /// assert!(uids.iter().any(|u| u == r#""Org"::"acme""#), "{uids:?}");
+    /// let entities: String = store.policy_entities(&Actor::Operator, &acme)?;
+    /// // JSON text, as the `cedar` CLI reads it from a file.
+    /// assert!(entities.starts_with('['));
+    /// assert!(entities.contains(r#""type": "Org""#), "{entities}");
+    /// assert!(entities.contains(r#""id": "acme""#), "{entities}");
     /// # Ok(()) }
     /// ```
-    pub fn policy_entities(&self, actor: &Actor, org: &OrgId) -> Result<serde_json::Value, Error> {
+    pub fn policy_entities(&self, actor: &Actor, org: &OrgId) -> Result<String, Error> {
         self.read(|r| {
             let o = self.org_for(r, actor, org, AdminAction::ListMembers)?;
             self.authorize(r, actor, AdminAction::ListMembers, &o, Target::Org)?;

@@ -8,10 +8,10 @@ use std::ops::Bound;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::records::KeyGate;
-use super::spend::{key_scope, org_scope, spent_in};
+use super::records::KeyView;
+use super::spend::{key_ledger_name, org_ledger_name, spent_in};
 use super::tables::{KEYS, ORGS};
-use super::tx::{Changes, Lookup};
+use super::tx::{Changes, ReadRecords};
 use crate::error::Error;
 use crate::model::{KeyId, Org, OrgId};
 use crate::snapshot::{
@@ -19,7 +19,7 @@ use crate::snapshot::{
 };
 
 /// The update of everything in the store, read at `now` (unix micros).
-pub(crate) fn full(r: &(impl Lookup + Sync), now: i64) -> Result<Update, Error> {
+pub(crate) fn full(r: &(impl ReadRecords + Sync), now: i64) -> Result<Update, Error> {
     let io = |e: redb::StorageError| Error::storage("loading the snapshot", e);
     let mut u = Update::new(Extent::Full, now);
     {
@@ -47,7 +47,7 @@ pub(crate) fn full(r: &(impl Lookup + Sync), now: i64) -> Result<Update, Error> 
             .collect();
         for item in t.range::<&[u8; 16]>(range).map_err(io)? {
             let (_, v) = item.map_err(io)?;
-            let key = KeyGate::decode(v.value())?;
+            let key = KeyView::decode(v.value())?;
             let group = org_ix
                 .get(key.org)
                 .and_then(|&i| out.get_mut(i))
@@ -79,21 +79,21 @@ pub(crate) fn full(r: &(impl Lookup + Sync), now: i64) -> Result<Update, Error> 
 
 /// The update of what one commit changed, read at `now` after the commit: each changed org
 /// with all its keys (they inherit its settings), then each other changed key.
-pub(crate) fn changes(r: &impl Lookup, changes: &Changes, now: i64) -> Result<Update, Error> {
+pub(crate) fn changes(r: &impl ReadRecords, changes: &Changes, now: i64) -> Result<Update, Error> {
     let mut u = Update::new(Extent::Changes, now);
     let mut org_ids: Vec<&OrgId> = changes.orgs.iter().collect();
     org_ids.sort_unstable();
     org_ids.dedup();
     let mut done: HashSet<KeyId> = HashSet::new();
     for id in org_ids {
-        let org = r.org_any(id)?;
+        let org = r.org_including_deleted(id)?;
         u.orgs.push(org_state(r, &org, now)?);
         let keys = r
             .keys_of(id)?
             .iter()
             .map(|rec| {
                 done.insert(rec.info.id);
-                key_state(r, &KeyGate::of(rec), now)
+                key_state(r, &KeyView::of(rec), now)
             })
             .collect::<Result<_, Error>>()?;
         u.keys.push(OrgKeys {
@@ -109,7 +109,7 @@ pub(crate) fn changes(r: &impl Lookup, changes: &Changes, now: i64) -> Result<Up
         if !done.insert(*id) {
             continue;
         }
-        let state = key_state(r, &KeyGate::of(&rec), now)?;
+        let state = key_state(r, &KeyView::of(&rec), now)?;
         match u.keys.iter_mut().find(|g| g.org == rec.info.org) {
             Some(g) => g.keys.push(state),
             None => u.keys.push(OrgKeys {
@@ -124,7 +124,7 @@ pub(crate) fn changes(r: &impl Lookup, changes: &Changes, now: i64) -> Result<Up
 /// Applies the update of a commit; if that fails, a full one (a rebuild).
 pub(crate) fn publish(
     cell: &SnapshotCell,
-    r: &(impl Lookup + Sync),
+    r: &(impl ReadRecords + Sync),
     c: &Changes,
     now: i64,
 ) -> Result<(), Error> {
@@ -134,10 +134,10 @@ pub(crate) fn publish(
 }
 
 /// An org resolved against its active config, with the spend of its budget.
-fn org_state(r: &impl Lookup, org: &Org, now: i64) -> Result<OrgState, Error> {
+fn org_state(r: &impl ReadRecords, org: &Org, now: i64) -> Result<OrgState, Error> {
     let (_, config) = r.active_config(org)?;
     let spent = match org_budget_period(&config) {
-        Some(period) => Some(spent(r, &org_scope(&org.id), period, now)?),
+        Some(period) => Some(spent(r, &org_ledger_name(&org.id), period, now)?),
         None => None,
     };
     Ok(OrgState {
@@ -149,7 +149,7 @@ fn org_state(r: &impl Lookup, org: &Org, now: i64) -> Result<OrgState, Error> {
 }
 
 /// A key's state from its stored view, with the spend of its budget.
-fn key_state(r: &impl Lookup, g: &KeyGate<'_>, now: i64) -> Result<KeyState, Error> {
+fn key_state(r: &impl ReadRecords, g: &KeyView<'_>, now: i64) -> Result<KeyState, Error> {
     let plain = g.rpm.is_none()
         && g.tpm.is_none()
         && g.budget.is_none()
@@ -159,7 +159,7 @@ fn key_state(r: &impl Lookup, g: &KeyGate<'_>, now: i64) -> Result<KeyState, Err
         None
     } else {
         let budget = match g.budget {
-            Some(b) => Some((b, spent(r, &key_scope(&g.id), b.period, now)?)),
+            Some(b) => Some((b, spent(r, &key_ledger_name(&g.id), b.period, now)?)),
             None => None,
         };
         Some(Box::new(KeyLimits {
@@ -180,7 +180,7 @@ fn key_state(r: &impl Lookup, g: &KeyGate<'_>, now: i64) -> Result<KeyState, Err
 }
 
 fn spent(
-    r: &impl Lookup,
+    r: &impl ReadRecords,
     scope: &str,
     period: crate::model::Period,
     now: i64,

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::Store;
 use super::tables::ORGS;
-use super::tx::Lookup;
+use super::tx::ReadRecords;
 use crate::error::Error;
 use crate::model::{Actor, KeyStatus, Member, Org, OrgStatus, Role};
 use crate::policy::{AdminAction, AdminRequest, GatewayContext, Policies, Target};

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use super::records::KeyRecord;
-use super::tx::{Lookup, WriteTx};
-use super::{Outcome, Store, audit_append};
+use super::tx::{ReadRecords, WriteTx};
+use super::{AuditOutcome, Store, audit_append};
 use crate::config::ip::parse_nets;
 use crate::error::Error;
 use crate::keys::{SecretKey, parse_digest_hex};
@@ -96,10 +96,10 @@ impl Keys<'_> {
                 tx,
                 &actor.to_string(),
                 org,
-                "key.create",
+                AdminAction::CreateKey,
                 &rec.info.id.to_string(),
                 summary,
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok(CreatedKey {
                 info: rec.info,
@@ -203,10 +203,10 @@ impl Keys<'_> {
                 tx,
                 &actor.to_string(),
                 org,
-                "key.import",
+                AdminAction::CreateKey,
                 &target,
                 format!("imported {} keys by digest", out.len()),
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok(out)
         })
@@ -241,7 +241,7 @@ impl Keys<'_> {
 
     /// Revokes a key. Every later gateway check refuses it.
     pub fn revoke(&self, actor: &Actor, id: &KeyId) -> Result<KeyInfo, Error> {
-        self.manage(actor, id, "key.revoke", |tx, rec| {
+        self.manage(actor, id, |tx, rec| {
             if rec.info.status == KeyStatus::Revoked {
                 return Err(Error::conflict(
                     "key id",
@@ -257,7 +257,7 @@ impl Keys<'_> {
 
     /// Issues a new secret for the same key id and settings; the old secret stops working.
     pub fn rotate(&self, actor: &Actor, id: &KeyId) -> Result<CreatedKey, Error> {
-        let (info, key) = self.manage(actor, id, "key.rotate", |tx, rec| {
+        let (info, key) = self.manage(actor, id, |tx, rec| {
             if rec.info.status == KeyStatus::Revoked {
                 return Err(Error::conflict(
                     "key id",
@@ -281,7 +281,7 @@ impl Keys<'_> {
     /// A revoked key cannot be changed (`Conflict`, as for [`Keys::rotate`]).
     pub fn update(&self, actor: &Actor, id: &KeyId, spec: KeySpec) -> Result<KeyInfo, Error> {
         let spec = validate_spec(spec, Timestamp::now())?;
-        self.manage(actor, id, "key.update", |_, rec| {
+        self.manage(actor, id, |_, rec| {
             if rec.info.status == KeyStatus::Revoked {
                 return Err(Error::conflict(
                     "key id",
@@ -298,7 +298,6 @@ impl Keys<'_> {
         &self,
         actor: &Actor,
         id: &KeyId,
-        action: &str,
         change: impl FnOnce(&WriteTx, &mut KeyRecord) -> Result<(String, Option<SecretKey>), Error>,
     ) -> Result<(KeyInfo, Option<SecretKey>), Error> {
         self.store.write(|tx| {
@@ -317,10 +316,10 @@ impl Keys<'_> {
                 tx,
                 &actor.to_string(),
                 &o.id,
-                action,
+                AdminAction::ManageKey,
                 &id.to_string(),
                 summary,
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok((rec.info, key))
         })

@@ -1,8 +1,8 @@
 //! Membership operations.
 
 use super::tables::MEMBER_ORGS;
-use super::tx::{Lookup, WriteTx};
-use super::{Outcome, Store, audit_append};
+use super::tx::{ReadRecords, WriteTx};
+use super::{AuditOutcome, Store, audit_append};
 use crate::error::{Error, PermissionDenied};
 use crate::model::{Actor, Email, KeyStatus, Member, Org, OrgId, OrgStatus, Role};
 use crate::policy::{AdminAction, Target};
@@ -53,7 +53,7 @@ impl Members<'_> {
                 o.owner_count += 1;
                 tx.put_org(&o)?;
             }
-            audit_append(tx, &actor.to_string(), org, "member.add", email.as_str(), format!("added as {role}"), Outcome::Applied)?;
+            audit_append(tx, &actor.to_string(), org, AdminAction::AddMember, email.as_str(), format!("added as {role}"), AuditOutcome::Applied)?;
             Ok(m)
         })
     }
@@ -102,10 +102,10 @@ impl Members<'_> {
                 tx,
                 &actor.to_string(),
                 org,
-                "member.role",
+                AdminAction::ChangeRole,
                 email.as_str(),
                 format!("{before} -> {role}"),
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok(m)
         })
@@ -115,7 +115,7 @@ impl Members<'_> {
     /// can neither be removed nor leave.
     ///
     /// The keys of the org that the person created are revoked in the same transaction
-    /// (each audited as `key.revoke`): a departed person's keys stop working at the next
+    /// (each audited as `ManageKey`, summary "revoked: ..."): a departed person's keys stop working at the next
     /// gateway check. Keys created by the operator or by other members are untouched; to keep
     /// a service running, rotate or re-create its key as someone who stays before removing
     /// its creator.
@@ -138,19 +138,14 @@ impl Members<'_> {
             tx.remove_member(org, email)?;
             tx.put_org(&o)?;
             let revoked = revoke_keys_created_by(tx, actor, org, email)?;
-            let what = if action == AdminAction::LeaveOrg {
-                "member.leave"
-            } else {
-                "member.remove"
-            };
             audit_append(
                 tx,
                 &actor.to_string(),
                 org,
-                what,
+                action,
                 email.as_str(),
                 format!("removed ({}), {revoked} keys they created revoked", m.role),
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok(())
         })
@@ -192,7 +187,7 @@ impl Members<'_> {
                 let (k, v) = item.map_err(io)?;
                 let org = OrgId::parse(k.value().1)?;
                 // Memberships of a deleted org stay for its audit trail but are not listed.
-                if r.org_any(&org)?.status == OrgStatus::Deleted {
+                if r.org_including_deleted(&org)?.status == OrgStatus::Deleted {
                     continue;
                 }
                 let role = Role::ALL
@@ -226,10 +221,10 @@ fn revoke_keys_created_by(
             tx,
             &actor.to_string(),
             org,
-            "key.revoke",
+            AdminAction::ManageKey,
             &rec.info.id.to_string(),
             format!("revoked: its creator {email} left the org"),
-            Outcome::Applied,
+            AuditOutcome::Applied,
         )?;
         n += 1;
     }

@@ -20,7 +20,7 @@ pub(crate) mod tx;
 mod usage;
 mod watch;
 
-pub use audit::{Audit, AuditEntry, Outcome};
+pub use audit::{Audit, AuditEntry, AuditOutcome};
 pub use configs::{ConfigVersion, OrgConfigs};
 pub use explain::ExplainReport;
 pub use impact::{DecisionChange, ImpactReport, SAMPLE_MODELS};
@@ -40,7 +40,7 @@ use crate::error::{Error, ErrorKind, PermissionDenied};
 use crate::model::{Actor, KeyId, Org, OrgId, Role, Timestamp};
 use crate::policy::{AdminAction, AdminRequest, Policies, Target};
 use crate::snapshot::SnapshotCell;
-use tx::{Changes, Lookup, ReadTx, WriteTx};
+use tx::{Changes, ReadRecords, ReadTx, WriteTx};
 
 /// An orgstore database.
 ///
@@ -132,7 +132,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     /// One write transaction without audit or publication (spend flushes).
-    pub(crate) fn write_raw(
+    pub(crate) fn write_unaudited(
         &self,
         f: impl FnOnce(&mut WriteTx) -> Result<(), Error>,
     ) -> Result<(), Error> {
@@ -458,8 +458,8 @@ impl Store {
     /// refused CreateOrg) has no log to hold one.
     pub(crate) fn audit_denial(&self, kind: ErrorKind, d: &PermissionDenied, org: &OrgId) {
         // The denial is the answer; a failure to audit it must not hide it.
-        let _ = self.inner.write_raw(|tx| {
-            if tx.org_opt(org)?.is_none() {
+        let _ = self.inner.write_unaudited(|tx| {
+            if tx.find_org(org)?.is_none() {
                 return Ok(());
             }
             let summary = if kind != ErrorKind::Denied {
@@ -469,14 +469,14 @@ impl Store {
             } else {
                 format!("denied by {}", d.policies.join(", "))
             };
-            audit_append(
+            append_entry(
                 tx,
                 &d.actor,
                 org,
                 &d.action,
                 &d.target,
                 summary,
-                Outcome::Denied,
+                AuditOutcome::Denied,
             )
         });
     }
@@ -508,27 +508,27 @@ impl Store {
     /// message), and the attempt is audited in the org's log.
     pub(crate) fn org_for(
         &self,
-        tx: &impl Lookup,
+        tx: &impl ReadRecords,
         actor: &Actor,
         id: &OrgId,
         action: AdminAction,
     ) -> Result<Org, Error> {
-        let org = self.org_any_for(tx, actor, id, action)?;
+        let org = self.org_including_deleted_for(tx, actor, id, action)?;
         if org.status == crate::model::OrgStatus::Deleted {
-            return tx.org_live(id);
+            return tx.live_org(id);
         }
         Ok(org)
     }
 
     /// Like [`Store::org_for`], deleted orgs included (their audit log stays readable).
-    pub(crate) fn org_any_for(
+    pub(crate) fn org_including_deleted_for(
         &self,
-        tx: &impl Lookup,
+        tx: &impl ReadRecords,
         actor: &Actor,
         id: &OrgId,
         action: AdminAction,
     ) -> Result<Org, Error> {
-        let org = tx.org_any(id)?;
+        let org = tx.org_including_deleted(id)?;
         if let Actor::Member(email) = actor
             && tx.member(id, email)?.is_none()
         {
@@ -543,7 +543,7 @@ impl Store {
     /// org.
     pub(crate) fn key_for(
         &self,
-        tx: &impl Lookup,
+        tx: &impl ReadRecords,
         actor: &Actor,
         id: &KeyId,
         action: AdminAction,
@@ -556,7 +556,7 @@ impl Store {
             let d = e.denial().cloned().ok_or_else(|| key_not_found(id))?;
             return Err(Error::concealed(key_not_found(id), d));
         }
-        let org = tx.org_live(&rec.info.org)?;
+        let org = tx.live_org(&rec.info.org)?;
         Ok((rec, org))
     }
 
@@ -564,7 +564,7 @@ impl Store {
     /// relations for the actor's role. Returns the actor's role (`None` for the operator).
     pub(crate) fn authorize(
         &self,
-        tx: &impl Lookup,
+        tx: &impl ReadRecords,
         actor: &Actor,
         action: AdminAction,
         org: &Org,
@@ -618,15 +618,37 @@ pub(crate) fn key_not_found(id: &KeyId) -> Error {
     )
 }
 
-/// Appends an audit entry inside `tx`.
+/// Appends an audit entry for `action` inside `tx`: the entry's action is the Cedar
+/// action's name (see [`AuditEntry::action`]).
 pub(crate) fn audit_append(
+    tx: &mut WriteTx,
+    actor: &str,
+    org: &OrgId,
+    action: AdminAction,
+    target: &str,
+    summary: String,
+    outcome: AuditOutcome,
+) -> Result<(), Error> {
+    append_entry(
+        tx,
+        actor,
+        org,
+        action.cedar_name(),
+        target,
+        summary,
+        outcome,
+    )
+}
+
+/// Appends an audit entry whose action is already a name of the audit vocabulary.
+fn append_entry(
     tx: &mut WriteTx,
     actor: &str,
     org: &OrgId,
     action: &str,
     target: &str,
     summary: String,
-    outcome: Outcome,
+    outcome: AuditOutcome,
 ) -> Result<(), Error> {
     let seq = tx.next_audit_seq(org)?;
     let entry = AuditEntry {

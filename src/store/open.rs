@@ -305,7 +305,7 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
             format!(
                 "`{p}` is already open (by another process, or by another Store in this process or a Gateway \
                  handle still held from one); \
-                 close that one first or use another --db"
+                 close that one first or open another file"
             ),
         ),
         redb::DatabaseError::UpgradeRequired(v) => Error::new(
@@ -488,7 +488,7 @@ fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), Error> {
 /// person now: they become one membership with the lower of the two roles (least
 /// privilege), unless that would leave the org without an Owner, in which case it keeps
 /// Owner. `owner_count` is recounted and each merge is recorded in the org's audit log
-/// (`member.merge`, by `operator`).
+/// (`MergeMembers`, by `operator`).
 fn merge_look_alike_members(txn: &redb::WriteTransaction) -> Result<(), Error> {
     use crate::model::{Email, Member, Org, Role};
     use std::collections::BTreeMap;
@@ -625,13 +625,13 @@ fn merge_look_alike_members(txn: &redb::WriteTransaction) -> Result<(), Error> {
                 at: crate::model::Timestamp::now(),
                 actor: "operator".into(),
                 org: org_id,
-                action: "member.merge".into(),
+                action: super::audit::MERGE_MEMBERS.into(),
                 target: email.clone(),
                 summary: format!(
                     "look-alike addresses of {email} merged into one member with role {role} \
                      (addresses are normalised: NFKC and case folding)"
                 ),
-                outcome: super::Outcome::Applied,
+                outcome: super::AuditOutcome::Applied,
             };
             audit
                 .insert((org.as_str(), last + 1), encode(&entry)?.as_slice())

@@ -2,8 +2,8 @@
 
 use super::records::ConfigRecord;
 use super::tables::{MEMBER_ORGS, ORGS};
-use super::tx::Lookup;
-use super::{Outcome, Store, audit_append};
+use super::tx::ReadRecords;
+use super::{AuditOutcome, Store, audit_append};
 use crate::error::{Error, PermissionDenied};
 use crate::model::{Actor, Email, Member, Org, OrgId, OrgStatus, Role};
 use crate::policy::{AdminAction, AdminRequest, Target};
@@ -84,7 +84,7 @@ impl Orgs<'_> {
                     return Err(Error::denied(d).on_field("owner"));
                 }
             }
-            if let Some(existing) = tx.org_opt(id)? {
+            if let Some(existing) = tx.find_org(id)? {
                 let why = if existing.status == OrgStatus::Deleted {
                     "was deleted and its id cannot be reused; choose another id"
                 } else {
@@ -122,10 +122,10 @@ impl Orgs<'_> {
                 tx,
                 &actor.to_string(),
                 id,
-                "org.create",
+                AdminAction::CreateOrg,
                 id.as_str(),
                 summary,
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok(org)
         })
@@ -196,7 +196,7 @@ impl Orgs<'_> {
                             .collect::<Result<_, _>>()?
                     };
                     for id in ids {
-                        let org = r.org_any(&id)?;
+                        let org = r.org_including_deleted(&id)?;
                         if org.status != OrgStatus::Deleted {
                             out.push(org);
                         }
@@ -232,11 +232,6 @@ impl Orgs<'_> {
         status: OrgStatus,
         decided_by: AdminAction,
     ) -> Result<StatusChange, Error> {
-        let action = match decided_by {
-            AdminAction::SuspendOrg => "org.suspend",
-            AdminAction::ResumeOrg => "org.resume",
-            _ => "org.delete",
-        };
         self.store.write(|tx| {
             let mut org = self.store.org_for(tx, actor, id, decided_by)?;
             self.store
@@ -256,10 +251,10 @@ impl Orgs<'_> {
                 tx,
                 &actor.to_string(),
                 id,
-                action,
+                decided_by,
                 id.as_str(),
                 summary,
-                Outcome::Applied,
+                AuditOutcome::Applied,
             )?;
             Ok(StatusChange {
                 org,

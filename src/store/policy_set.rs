@@ -9,7 +9,7 @@ use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::codec::{decode, encode};
 use super::records::{PolicyAuditRecord, PolicySetRecord};
-use super::{Outcome, Store, contain_damage};
+use super::{AuditOutcome, Store, contain_damage};
 use crate::error::{Error, ErrorKind};
 use crate::model::{Actor, Timestamp};
 use crate::policy::Policies;
@@ -74,7 +74,7 @@ pub struct PolicyAuditEntry {
     /// What happened, e.g. `apply: version 3; files a.cedar` or `denied by policy`.
     pub summary: String,
     /// Applied or denied.
-    pub outcome: Outcome,
+    pub outcome: AuditOutcome,
 }
 
 /// The store's policy set. Get one with [`Store::policy_set`].
@@ -227,7 +227,7 @@ pub(crate) fn commit(
                 format!("denied by {}", d.policies.join(", "))
             };
             // The denial is the answer; a failure to log it must not hide it.
-            let _ = log(inner, actor, summary, Outcome::Denied);
+            let _ = log(inner, actor, summary, AuditOutcome::Denied);
             return Err(Error::denied(d));
         }
         let txn = inner.db.begin_write()?;
@@ -273,7 +273,7 @@ pub(crate) fn commit(
                     names.join(", ")
                 }
             );
-            append_log(&txn, now, actor, summary, Outcome::Applied)?;
+            append_log(&txn, now, actor, summary, AuditOutcome::Applied)?;
             drop(t);
             drop(meta);
             txn.commit().map_err(|e| Error::storage("committing", e))?;
@@ -294,7 +294,7 @@ pub(crate) fn log(
     inner: &super::Inner,
     actor: &Actor,
     summary: String,
-    outcome: Outcome,
+    outcome: AuditOutcome,
 ) -> Result<(), Error> {
     let txn = inner.db.begin_write()?;
     append_log(&txn, Timestamp::now(), actor, summary, outcome)?;
@@ -306,7 +306,7 @@ fn append_log(
     at: Timestamp,
     actor: &Actor,
     summary: String,
-    outcome: Outcome,
+    outcome: AuditOutcome,
 ) -> Result<(), Error> {
     let w = |e: redb::Error| Error::storage("writing the policy log", e);
     let mut t = txn.open_table(POLICY_AUDIT).map_err(|e| w(e.into()))?;

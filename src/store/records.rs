@@ -12,13 +12,13 @@
 //! `codec` does the encoding. The index tables (`tables.rs`) store plain strings, ids and
 //! numbers (a member's role level in `member_orgs`, the upstream numeric level of
 //! `Role::level`); the spend ledger's scope names are written out here too
-//! ([`key_scope`], [`org_scope`]), not taken from a public type's `Display`.
+//! ([`key_ledger_name`], [`org_ledger_name`]), not taken from a public type's `Display`.
 
 use std::collections::BTreeMap;
 
 use bincode::{BorrowDecode, Decode, Encode};
 
-use super::audit::{AuditEntry, Outcome};
+use super::audit::{AuditEntry, AuditOutcome};
 use super::policy_set::PolicyAuditEntry;
 use crate::error::Error;
 use crate::keys::KeyDigest;
@@ -80,10 +80,10 @@ tags!(Period, "budget period" {
     Period::Monthly = 2,
     Period::Total = 3,
 });
-tags!(Outcome, "audit outcome" { Outcome::Applied = 0, Outcome::Denied = 1 });
+tags!(AuditOutcome, "audit outcome" { AuditOutcome::Applied = 0, AuditOutcome::Denied = 1 });
 
 /// The spend ledger's scope of a key: `k:key_` and the id's 32 lower-case hex digits.
-pub(crate) fn key_scope(id: &KeyId) -> String {
+pub(crate) fn key_ledger_name(id: &KeyId) -> String {
     use std::fmt::Write as _;
     let mut s = String::with_capacity(38);
     s.push_str("k:key_");
@@ -94,7 +94,7 @@ pub(crate) fn key_scope(id: &KeyId) -> String {
 }
 
 /// The spend ledger's scope of an org: `o:` and the org id.
-pub(crate) fn org_scope(id: &OrgId) -> String {
+pub(crate) fn org_ledger_name(id: &OrgId) -> String {
     let mut s = String::with_capacity(2 + id.as_str().len());
     s.push_str("o:");
     s.push_str(id.as_str());
@@ -446,13 +446,13 @@ pub mod support {
     }
 
     /// The spend ledger's scope name of a key.
-    pub fn key_scope(id: &KeyId) -> String {
-        super::key_scope(id)
+    pub fn key_ledger_name(id: &KeyId) -> String {
+        super::key_ledger_name(id)
     }
 
     /// The spend ledger's scope name of an org.
-    pub fn org_scope(id: &OrgId) -> String {
-        super::org_scope(id)
+    pub fn org_ledger_name(id: &OrgId) -> String {
+        super::org_ledger_name(id)
     }
 
     /// Decodes a record of the table `table` (`orgs`, `configs`, `members`, `keys` or
@@ -478,7 +478,7 @@ pub mod support {
 /// The fields of a stored key that the gateway snapshot needs, borrowed from the record's
 /// bytes: opening a store of a million keys decodes every key, and this view allocates
 /// nothing for names, prefixes and metadata.
-pub(crate) struct KeyGate<'a> {
+pub(crate) struct KeyView<'a> {
     pub id: KeyId,
     pub org: &'a str,
     pub revoked: bool,
@@ -491,7 +491,7 @@ pub(crate) struct KeyGate<'a> {
     pub digest: KeyDigest,
 }
 
-impl<'a> KeyGate<'a> {
+impl<'a> KeyView<'a> {
     /// The view of a decoded record.
     pub fn of(rec: &'a KeyRecord) -> Self {
         let s = &rec.info.spec;
@@ -745,7 +745,7 @@ mod tests {
             action: "key.revoke".into(),
             target: "k".into(),
             summary: "s".into(),
-            outcome: Outcome::Denied,
+            outcome: AuditOutcome::Denied,
         }
     }
 
@@ -831,7 +831,7 @@ mod tests {
             actor: "a@b.io".into(),
             action: "ManagePolicies".into(),
             summary: "denied by policy".into(),
-            outcome: Outcome::Denied,
+            outcome: AuditOutcome::Denied,
         });
         let bytes = encode(&e).unwrap();
         let back: PolicyAuditRecord = decode("policy log entry", &bytes).unwrap();
@@ -843,9 +843,9 @@ mod tests {
     #[test]
     fn spend_scopes_are_pinned() {
         let id = KeyId::from_bytes([0xab; 16]);
-        assert_eq!(key_scope(&id), format!("k:key_{}", "ab".repeat(16)));
-        assert_eq!(key_scope(&id), format!("k:{id}"));
-        assert_eq!(org_scope(&acme()), "o:acme");
+        assert_eq!(key_ledger_name(&id), format!("k:key_{}", "ab".repeat(16)));
+        assert_eq!(key_ledger_name(&id), format!("k:{id}"));
+        assert_eq!(org_ledger_name(&acme()), "o:acme");
     }
 
     #[test]
@@ -905,7 +905,7 @@ mod tests {
             Period::Monthly,
             Period::Total,
         ]);
-        tags_of(&[Outcome::Applied, Outcome::Denied]);
+        tags_of(&[AuditOutcome::Applied, AuditOutcome::Denied]);
     }
 
     /// A pinned record with one byte replaced.
@@ -954,16 +954,16 @@ mod tests {
             let bad = with("key", at, 9);
             corrupt::<KeyRecord>("key", &bad, says);
             // The borrowed view refuses what the owned decoder refuses.
-            let e = KeyGate::decode(&bad).err().unwrap();
+            let e = KeyView::decode(&bad).err().unwrap();
             assert!(chain(&e).contains(says), "{}", chain(&e));
         }
         // A negative budget (an odd zigzag value is negative).
         let bad = with("key", 58, 0x41);
         corrupt::<KeyRecord>("key", &bad, "out of range");
-        assert!(KeyGate::decode(&bad).is_err());
+        assert!(KeyView::decode(&bad).is_err());
         let bad = with("key", 18, b'!');
         corrupt::<KeyRecord>("key", &bad, "invalid org id");
-        assert!(KeyGate::decode(&bad).is_err());
+        assert!(KeyView::decode(&bad).is_err());
     }
 
     #[test]
@@ -994,8 +994,8 @@ mod tests {
             digest: [7; 32],
         };
         let bytes = encode(&rec).unwrap();
-        let g = KeyGate::decode(&bytes).unwrap();
-        let o = KeyGate::of(&rec);
+        let g = KeyView::decode(&bytes).unwrap();
+        let o = KeyView::of(&rec);
         assert_eq!(
             (g.id, g.org, g.revoked, g.rpm, g.tpm),
             (o.id, o.org, o.revoked, o.rpm, o.tpm)

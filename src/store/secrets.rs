@@ -548,7 +548,7 @@ mod tests {
                 "config.cache.url"
             ]
         );
-        let masked = opened.config.to_masked_json();
+        let masked = opened.config.masked_value();
         assert_eq!(
             masked["cache"]["gemini"],
             "https://g.example/v1?key=****&alt=json"
@@ -599,7 +599,7 @@ mod tests {
         let clear = rec(r#"{"providers":{"openai":{"api_key":"sk-legacy-clear-value"}}}"#.into());
         let c = s.open_strict(&clear).unwrap();
         assert_eq!(
-            c.to_revealed_json()["providers"]["openai"]["api_key"],
+            c.json()["providers"]["openai"]["api_key"],
             "sk-legacy-clear-value"
         );
         for junk in [

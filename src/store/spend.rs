@@ -1,4 +1,4 @@
-//! Spend that survives restarts: a ledger of micro-dollars per scope (a key or an org) per
+//! Spend that survives restarts: a ledger of micro-dollars per spender (a key or an org) per
 //! UTC day, plus an all-time row. The gateway adds spend to in-memory counters; a flusher
 //! moves it into redb in batched commits (every second by default, on `flush()` and when the
 //! store closes). The store reads each budget's window from the ledger into the snapshot's
@@ -10,31 +10,31 @@ use std::collections::HashMap;
 use redb::ReadableTable;
 
 use super::tables::SPEND;
-use super::tx::{Lookup, WriteTx};
+use super::tx::{ReadRecords, WriteTx};
 use crate::error::Error;
 use crate::limits::DAY_MICROS;
 use crate::model::{KeyId, OrgId, Period};
-use crate::snapshot::{Drained, ScopeId};
+use crate::snapshot::{Drained, SpenderId};
 
-/// The row that accumulates all-time spend of a scope.
+/// The row that accumulates all-time spend of a spender.
 const TOTAL_ROW: i64 = i64::MIN;
 /// Day rows older than this are pruned at flush time (the longest period is a month).
 const KEEP_DAYS: i64 = 62;
 
-/// Ledger scope name of a key (its form is part of the file format: `records.rs`).
-pub(crate) fn key_scope(id: &KeyId) -> String {
-    super::records::key_scope(id)
+/// Ledger name of a key (its form is part of the file format: `records.rs`).
+pub(crate) fn key_ledger_name(id: &KeyId) -> String {
+    super::records::key_ledger_name(id)
 }
 
-/// Ledger scope name of an org (its form is part of the file format: `records.rs`).
-pub(crate) fn org_scope(id: &OrgId) -> String {
-    super::records::org_scope(id)
+/// Ledger name of an org (its form is part of the file format: `records.rs`).
+pub(crate) fn org_ledger_name(id: &OrgId) -> String {
+    super::records::org_ledger_name(id)
 }
 
-/// Spend recorded for `scope` in the window of `period` that contains `now`.
+/// Spend recorded for `ledger_name` in the window of `period` that contains `now`.
 pub(crate) fn spent_in(
-    r: &impl Lookup,
-    scope: &str,
+    r: &impl ReadRecords,
+    ledger_name: &str,
     period: Period,
     now: i64,
 ) -> Result<(i64, i64), Error> {
@@ -43,13 +43,16 @@ pub(crate) fn spent_in(
     let t = r.table(SPEND)?;
     if period == Period::Total {
         let v = t
-            .get((scope, TOTAL_ROW))
+            .get((ledger_name, TOTAL_ROW))
             .map_err(io)?
             .map_or(0, |v| v.value());
         return Ok((start, v));
     }
     let mut sum = 0i64;
-    for item in t.range((scope, start)..(scope, end)).map_err(io)? {
+    for item in t
+        .range((ledger_name, start)..(ledger_name, end))
+        .map_err(io)?
+    {
         let (_, v) = item.map_err(io)?;
         sum = sum.saturating_add(v.value());
     }
@@ -61,7 +64,7 @@ impl super::Store {
     /// one transaction. Runs every second in the background (see
     /// [`super::StoreBuilder::spend_flush_interval`]) and when the store closes; call it to
     /// make spend durable now. On failure the amounts stay in memory for the next try.
-    /// Returns the number of scopes (keys and orgs) written.
+    /// Returns the number of spenders (keys and orgs) written.
     ///
     /// ```
     /// # let store = orgstore::Store::open_temporary().unwrap();
@@ -72,11 +75,11 @@ impl super::Store {
     }
 }
 
-/// Ledger scope name of a snapshot's spend scope.
-fn scope_name(s: &ScopeId) -> String {
+/// The ledger name of a spender.
+fn ledger_name(s: &SpenderId) -> String {
     match s {
-        ScopeId::Key(k) => key_scope(k),
-        ScopeId::Org(o) => org_scope(o),
+        SpenderId::Key(k) => key_ledger_name(k),
+        SpenderId::Org(o) => org_ledger_name(o),
     }
 }
 
@@ -91,14 +94,14 @@ pub(crate) fn flush(inner: &super::Inner) -> Result<usize, Error> {
     let mut written = 0;
     let now = crate::model::Timestamp::now().as_micros();
     let day = now.div_euclid(DAY_MICROS) * DAY_MICROS;
-    let result = inner.write_raw(|tx: &mut WriteTx| {
+    let result = inner.write_unaudited(|tx: &mut WriteTx| {
         // Drained under the writer lock, which snapshot updates are applied under too: a
         // budget counter derived from the ledger plus unflushed spend sees every amount in
         // one of the two.
         drained = cell.drain_spend();
         let mut amounts: HashMap<String, i64> = HashMap::new();
         for d in &drained {
-            let e = amounts.entry(scope_name(&d.scope)).or_insert(0);
+            let e = amounts.entry(ledger_name(&d.spender)).or_insert(0);
             *e = e.saturating_add(d.micros);
         }
         amounts.retain(|_, a| *a != 0);
@@ -107,23 +110,23 @@ pub(crate) fn flush(inner: &super::Inner) -> Result<usize, Error> {
             .txn
             .open_table(SPEND)
             .map_err(|e| Error::storage("writing spend", e))?;
-        for (scope, amount) in &amounts {
+        for (name, amount) in &amounts {
             for row in [day, TOTAL_ROW] {
                 let cur = t
-                    .get((scope.as_str(), row))
+                    .get((name.as_str(), row))
                     .map_err(io)?
                     .map_or(0, |v| v.value());
-                t.insert((scope.as_str(), row), cur.saturating_add(*amount))
+                t.insert((name.as_str(), row), cur.saturating_add(*amount))
                     .map_err(io)?;
             }
             let cutoff = day - KEEP_DAYS * DAY_MICROS;
             let old: Vec<i64> = t
-                .range((scope.as_str(), TOTAL_ROW + 1)..(scope.as_str(), cutoff))
+                .range((name.as_str(), TOTAL_ROW + 1)..(name.as_str(), cutoff))
                 .map_err(io)?
                 .map(|i| i.map(|(k, _)| k.value().1).map_err(io))
                 .collect::<Result<_, _>>()?;
             for d in old {
-                t.remove((scope.as_str(), d)).map_err(io)?;
+                t.remove((name.as_str(), d)).map_err(io)?;
             }
         }
         written = amounts.len();

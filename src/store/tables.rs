@@ -32,5 +32,5 @@ pub(crate) const ISSUED_DIGESTS: TableDefinition<&[u8; 32], &[u8; 16]> =
 /// (org id, sequence) -> encoded `AuditV1`; the sequence counts from 1 in each org.
 pub(crate) const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 /// (scope, window start micros) -> spent micro-dollars; scope is `o:<org>` or `k:<key id>`
-/// (`records::org_scope`, `records::key_scope`).
+/// (`records::org_ledger_name`, `records::key_ledger_name`).
 pub(crate) const SPEND: TableDefinition<(&str, i64), i64> = TableDefinition::new("spend");

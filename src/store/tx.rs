@@ -16,7 +16,7 @@ fn io(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
 }
 
 /// Typed lookups over any transaction.
-pub(crate) trait Lookup {
+pub(crate) trait ReadRecords {
     /// Opens a table for reading.
     fn table<K: Key + 'static, V: Value + 'static>(
         &self,
@@ -24,20 +24,20 @@ pub(crate) trait Lookup {
     ) -> Result<impl ReadableTable<K, V> + '_, Error>;
 
     /// The org record, deleted ones included.
-    fn org_opt(&self, id: &OrgId) -> Result<Option<Org>, Error> {
+    fn find_org(&self, id: &OrgId) -> Result<Option<Org>, Error> {
         let t = self.table(ORGS)?;
         let v = t.get(id.as_str()).map_err(io)?;
         v.map(|v| decode("org", v.value())).transpose()
     }
 
     /// The org record, deleted ones included; an error when absent.
-    fn org_any(&self, id: &OrgId) -> Result<Org, Error> {
-        self.org_opt(id)?.ok_or_else(|| org_not_found(id))
+    fn org_including_deleted(&self, id: &OrgId) -> Result<Org, Error> {
+        self.find_org(id)?.ok_or_else(|| org_not_found(id))
     }
 
     /// The org record, unless it is absent or deleted.
-    fn org_live(&self, id: &OrgId) -> Result<Org, Error> {
-        let org = self.org_any(id)?;
+    fn live_org(&self, id: &OrgId) -> Result<Org, Error> {
+        let org = self.org_including_deleted(id)?;
         if org.status == OrgStatus::Deleted {
             return Err(Error::not_found(
                 "org",
@@ -138,7 +138,7 @@ pub(crate) fn org_not_found(id: &OrgId) -> Error {
     Error::not_found("org", format!("no org `{id}`; check the id"))
 }
 
-impl Lookup for redb::ReadTransaction {
+impl ReadRecords for redb::ReadTransaction {
     fn table<K: Key + 'static, V: Value + 'static>(
         &self,
         def: TableDefinition<K, V>,
@@ -166,7 +166,7 @@ pub(crate) struct WriteTx {
     pub changes: Changes,
 }
 
-impl Lookup for WriteTx {
+impl ReadRecords for WriteTx {
     fn table<K: Key + 'static, V: Value + 'static>(
         &self,
         def: TableDefinition<K, V>,

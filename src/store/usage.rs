@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::spend::{key_scope, org_scope, spent_in};
+use super::spend::{key_ledger_name, org_ledger_name, spent_in};
 use super::tx::ReadTx;
 use crate::error::Error;
 use crate::limits::clock::Clock;
@@ -89,7 +89,7 @@ impl super::Keys<'_> {
             let cell = &store.inner.snapshot;
             let rt = entry.and_then(|e| cell.key_rt(e.rt).map(|rt| (e, rt)));
             let pending = rt.map_or(0, |(_, k)| k.unflushed.load(Ordering::Acquire));
-            let mut rep = report(r, id.to_string(), &key_scope(id), pending, now.micros)?;
+            let mut rep = report(r, id.to_string(), &key_ledger_name(id), pending, now.micros)?;
             if let Some((e, rt)) = rt {
                 rep.budget = e.budget(rt, cell).map(|b| status(b, now.micros));
                 rep.rpm = e.has(HAS_RPM).then(|| rate(&rt.rpm, now.nanos));
@@ -111,7 +111,7 @@ impl super::Orgs<'_> {
             let view = snap.orgs.iter().find(|v| v.runtime.id == *id);
             let now = Clock::new().now();
             let pending = view.map_or(0, |v| v.runtime.unflushed.load(Ordering::Acquire));
-            let mut rep = report(r, id.to_string(), &org_scope(id), pending, now.micros)?;
+            let mut rep = report(r, id.to_string(), &org_ledger_name(id), pending, now.micros)?;
             if let Some(v) = view {
                 rep.budget = v
                     .budget

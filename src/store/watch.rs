@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::policy_set::{commit, log};
-use super::{Inner, Outcome};
+use super::{AuditOutcome, Inner};
 use crate::model::Actor;
 use crate::policy::Policies;
 
@@ -83,6 +83,6 @@ fn refuse(inner: &Inner, why: &str) -> Result<(), crate::error::Error> {
         inner,
         &Actor::Operator,
         format!("watched policy directory not applied (the active set stays): {why}"),
-        Outcome::Denied,
+        AuditOutcome::Denied,
     )
 }

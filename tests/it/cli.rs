@@ -565,7 +565,7 @@ fn audit_lists_newest_first_with_a_limit() {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["member.add", "config.update", "org.create"]);
+    assert_eq!(actions, ["AddMember", "UpdateConfig", "CreateOrg"]);
     assert_eq!(log[0]["actor"], "operator");
     assert_eq!(
         cli.json(&["audit", "acme", "--limit", "1"])
@@ -576,7 +576,7 @@ fn audit_lists_newest_first_with_a_limit() {
     );
     let table = cli.ok(&["audit", "acme"]);
     assert!(
-        table.lines().nth(1).unwrap().contains("member.add"),
+        table.lines().nth(1).unwrap().contains("AddMember"),
         "{table}"
     );
 }

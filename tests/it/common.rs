@@ -140,10 +140,27 @@ pub fn revealed(store: &Store, org: &OrgId, version: Option<u64>) -> serde_json:
         .reveal(&OP, org, version)
         .unwrap()
         .config
-        .to_revealed_json()
+        .revealed_value()
 }
 
 /// The ids of the orgs an operator lists, in listing order.
+/// A config's JSON as a value (the library hands out JSON text).
+pub trait ConfigJson {
+    /// [`orgstore::OrgConfig::to_masked_json`], parsed.
+    fn masked_value(&self) -> Value;
+    /// [`orgstore::OrgConfig::to_revealed_json`], parsed.
+    fn revealed_value(&self) -> Value;
+}
+
+impl ConfigJson for orgstore::OrgConfig {
+    fn masked_value(&self) -> Value {
+        serde_json::from_str(&self.to_masked_json()).unwrap()
+    }
+    fn revealed_value(&self) -> Value {
+        serde_json::from_str(&self.to_revealed_json()).unwrap()
+    }
+}
+
 pub fn org_ids(store: &Store) -> Vec<OrgId> {
     store
         .orgs()

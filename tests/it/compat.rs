@@ -52,6 +52,22 @@ fn format1_store_opens_with_everything_intact() {
     );
     let audit = store.audit().list(&OP, &acme, 100).unwrap();
     assert!(audit.len() >= 6, "{audit:?}");
+    // The file's entries were written as `key.create`-style names; they read as the Cedar
+    // action names new entries are written with.
+    let mut actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    actions.sort_unstable();
+    actions.dedup();
+    assert_eq!(
+        actions,
+        [
+            "AddMember",
+            "CreateKey",
+            "CreateOrg",
+            "ManageKey",
+            "UpdateConfig"
+        ],
+        "{audit:?}"
+    );
     let key = std::fs::read_to_string(KEY_FILE).unwrap();
     let gw = store.gateway();
     let ip = "10.0.0.1".parse().unwrap();

@@ -1,6 +1,7 @@
 //! Org config: merge patches (RFC 7396), documented and upstream spellings, validation,
 //! the size limit, history, diff, rollback, secret masking and exact money.
 
+use crate::common::ConfigJson;
 use crate::common::*;
 use orgstore::{ConfigChange, ErrorKind, MAX_CONFIG_BYTES, OrgConfig, Period};
 use serde_json::{Value, json};
@@ -14,7 +15,7 @@ fn active(f: &Fixture) -> Value {
         .reveal(&OP, &f.org, None)
         .unwrap()
         .config
-        .to_revealed_json()
+        .revealed_value()
 }
 
 /// Applies `patch` to a fresh org whose config is `base`, returning the merged JSON.
@@ -34,7 +35,7 @@ fn a_new_org_has_an_empty_version_1() {
         (1, true, "initial", "operator")
     );
     assert_eq!(v.org, f.org);
-    assert_eq!(v.config.to_masked_json(), json!({}));
+    assert_eq!(v.config.masked_value(), json!({}));
     assert!(!v.config.rate_limiting().enabled);
     assert!(v.config.budgets().is_none());
     assert!(v.config.allowed_models().is_none());
@@ -63,7 +64,7 @@ fn update_creates_the_next_version_and_activates_it() {
     assert_eq!((org.config_version, org.latest_version), (2, 2));
 
     let log = f.audit();
-    assert_eq!(log[0].action, "config.update");
+    assert_eq!(log[0].action, "UpdateConfig");
     assert!(log[0].summary.contains("version 2"), "{}", log[0].summary);
     assert!(
         log[0]
@@ -170,7 +171,7 @@ fn documented_and_upstream_spellings_are_both_accepted() {
     assert_eq!(documented["budgets"]["limit"], json!(500));
     assert_eq!(documented["cache"], json!({"enabled": true}));
 
-    let c = OrgConfig::from_value(upstream).unwrap();
+    let c = OrgConfig::parse(&upstream.to_string()).unwrap();
     assert_eq!(
         (c.rate_limiting().rpm, c.rate_limiting().tpm),
         (Some(1000), Some(50_000))
@@ -497,26 +498,26 @@ fn diff_lists_changed_leaves_with_secrets_masked() {
         ["providers.openai.api_key", "rate_limiting.rpm", "routing"]
     );
     assert_eq!(
-        (d[1].old.clone(), d[1].new.clone()),
-        (Some(json!(1)), Some(json!(2)))
+        (d[1].old.as_deref(), d[1].new.as_deref()),
+        (Some("1"), Some("2"))
     );
     assert_eq!(
         (d[2].old.clone(), d[2].new.clone()),
-        (None, Some(json!({"strategy": "cost"})))
+        (None, Some(json!({"strategy": "cost"}).to_string()))
     );
-    assert_eq!(d[0].old, Some(json!("sk-...1234")));
-    assert_eq!(d[0].new, Some(json!("sk-...9876")));
+    assert_eq!(d[0].old.as_deref(), Some(r#""sk-...1234""#));
+    assert_eq!(d[0].new.as_deref(), Some(r#""sk-...9876""#));
 
     // A whole section added or removed carries its secrets masked too.
     let d = f.store.org_configs().diff(&OP, &f.org, 1, 3).unwrap();
-    let text = format!("{d:?} {}", serde_json::to_string(&d).unwrap());
+    let text = format!("{d:?}");
     assert!(!text.contains("Zyxwvutsrqponmlkj"), "{text}");
     let d = f.store.org_configs().diff(&OP, &f.org, 3, 1).unwrap();
     let providers = d.iter().find(|c| c.path == "providers").unwrap();
     assert_eq!(providers.new, None);
     assert_eq!(
         providers.old,
-        Some(json!({"openai": {"api_key": "sk-...9876", "base_url": "https://a"}}))
+        Some(json!({"openai": {"api_key": "sk-...9876", "base_url": "https://a"}}).to_string())
     );
 
     assert_eq!(
@@ -558,7 +559,7 @@ fn rollback_creates_a_new_version_with_the_old_content() {
     assert_eq!(h[2].config.rate_limiting().rpm, Some(20));
     assert!(!h[2].active && h[3].active);
     let log = f.audit();
-    assert_eq!(log[0].action, "config.update");
+    assert_eq!(log[0].action, "UpdateConfig");
     assert!(
         log[0].summary.contains("rollback to 2"),
         "{}",
@@ -567,7 +568,7 @@ fn rollback_creates_a_new_version_with_the_old_content() {
 
     // Rolling back to the initial empty config works; to a missing version changes nothing.
     let v5 = f.store.org_configs().rollback(&OP, &f.org, 1).unwrap();
-    assert_eq!(v5.config.to_masked_json(), json!({}));
+    assert_eq!(v5.config.masked_value(), json!({}));
     let err = f.store.org_configs().rollback(&OP, &f.org, 42).unwrap_err();
     assert_eq!((err.kind(), err.field()), (ErrorKind::NotFound, "version"));
     assert_eq!(f.store.orgs().get(&OP, &f.org).unwrap().latest_version, 5);
@@ -589,7 +590,7 @@ fn provider_secrets_are_masked_unless_revealed() {
         }})
         .to_string(),
     );
-    let masked = v.config.to_masked_json();
+    let masked = v.config.masked_value();
     assert_eq!(
         masked["providers"]["openai"]["api_key"],
         json!("sk-...1234")
@@ -606,12 +607,12 @@ fn provider_secrets_are_masked_unless_revealed() {
     );
 
     let retrieved = f.store.org_configs().retrieve(&OP, &f.org).unwrap();
-    assert_eq!(retrieved.config.to_masked_json(), masked);
+    assert_eq!(retrieved.config.masked_value(), masked);
     for listed in f.store.org_configs().history(&OP, &f.org).unwrap() {
         assert!(
             !listed
                 .config
-                .to_masked_json()
+                .masked_value()
                 .to_string()
                 .contains("Abcdefghijklmnop")
         );
@@ -619,11 +620,11 @@ fn provider_secrets_are_masked_unless_revealed() {
 
     let revealed = f.store.org_configs().reveal(&OP, &f.org, None).unwrap();
     assert_eq!(
-        revealed.config.to_revealed_json()["providers"]["openai"]["api_key"],
+        revealed.config.revealed_value()["providers"]["openai"]["api_key"],
         json!(SECRET)
     );
     let old = f.store.org_configs().reveal(&OP, &f.org, Some(1)).unwrap();
-    assert_eq!(old.config.to_revealed_json(), json!({}));
+    assert_eq!(old.config.revealed_value(), json!({}));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! reach into the library (`orgstore::fuzz_support`). `cargo test --all-features` runs them
 //! all. Longer runs: `cd fuzz && cargo +nightly fuzz run <target>` (see `fuzz/README.md`).
 //!
-//! `cargo test --all-features --test it fuzz_corpus -- --ignored write_seed_corpus`
+//! `cargo test --all-features --test it -- --ignored fuzz_corpus::write_seed_corpus`
 //! rewrites the hand-made seeds (files named `seed-*`); files found by fuzzing are kept as
 //! they are.
 

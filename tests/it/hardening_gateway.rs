@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::common::ConfigJson;
 use crate::common::*;
 use orgstore::{
     Budget, ErrorKind, GatewayContext, KeySpec, MAX_MODEL_NAME_BYTES, Period, Request, Store,
@@ -143,7 +144,7 @@ fn policies_naming_unconfigured_models_are_honoured_without_interning_requests()
         };
         store
             .policies()
-            .gateway_decide_uncached(&lookup.org_id, &lookup.key_id, m, ctx)
+            .gateway_decide(&lookup.org_id, &lookup.key_id, m, ctx)
             .allowed
     };
     // Unknown names and policy-named names interleaved, so memoized words of every kind
@@ -265,7 +266,7 @@ fn model_names_follow_one_rule_in_org_configs_and_key_specs() {
         ["gpt-4o", "claude-sonnet", at_bound.as_str()]
     );
     assert_eq!(
-        cfg.to_revealed_json()["allowed_models"],
+        cfg.revealed_value()["allowed_models"],
         serde_json::json!(["gpt-4o", "claude-sonnet", at_bound])
     );
     let created = f

@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use orgstore::{Budget, ErrorKind, KeySpec, OrgConfig, Period, Request, Store, Timestamp, Usd};
 use serde_json::Value;
 
+use crate::common::ConfigJson;
 use crate::common::{Cli, Fixture, OP};
 
 const MODEL: &str = "gpt-4o-mini";
@@ -20,7 +21,7 @@ fn observe(f: &Fixture) -> String {
         .history(&OP, &f.org)
         .unwrap()
         .iter()
-        .map(|v| v.config.to_masked_json())
+        .map(|v| v.config.masked_value())
         .collect();
     let keys = f.store.keys().list(&OP, &f.org).unwrap();
     format!("{o:?}\n{configs:?}\n{keys:?}")
@@ -255,7 +256,7 @@ fn stored_number(f: &Fixture, n: &str) -> Value {
         .retrieve(&OP, &f.org)
         .unwrap()
         .config
-        .to_masked_json();
+        .masked_value();
     assert_eq!(v["routing"]["w"][2], v["providers"]["x"]["n"]);
     v["providers"]["x"]["n"].clone()
 }
@@ -620,7 +621,7 @@ fn one_rule_for_money() {
             .retrieve(&OP, &f.org)
             .unwrap()
             .config
-            .to_masked_json()
+            .masked_value()
             .to_string();
         let again = OrgConfig::parse(&text).unwrap();
         assert_eq!(again.budgets().unwrap().limit.unwrap().micros(), micros);

@@ -8,10 +8,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use orgstore::{
-    Actor, AdminAction, AdminRequest, Email, Error, ErrorKind, ImportKey, KeyId, KeySpec,
-    KeyStatus, OrgId, Outcome, Policies, Request, Role, Store, StoreBuilder, Target,
+    Actor, AdminAction, AdminRequest, AuditOutcome, Email, Error, ErrorKind, ImportKey, KeyId,
+    KeySpec, KeyStatus, OrgId, Policies, Request, Role, Store, StoreBuilder, Target,
 };
 
+use crate::common::ConfigJson;
 use crate::common::{OP, email, org, orgstore};
 
 const ROLES: [Role; 4] = [Role::Owner, Role::Admin, Role::Member, Role::Viewer];
@@ -96,12 +97,12 @@ fn hostile_sets() -> Vec<(&'static str, String)> {
 fn observe(store: &Store, acme: &OrgId) -> String {
     let mut out = format!("{:?}\n", store.orgs().get(&OP, acme).unwrap());
     for v in store.org_configs().history(&OP, acme).unwrap() {
-        out.push_str(&format!("{} {}\n", v.version, v.config.to_revealed_json()));
+        out.push_str(&format!("{} {}\n", v.version, v.config.revealed_value()));
     }
     out.push_str(&format!("{:?}\n", store.members().list(&OP, acme).unwrap()));
     out.push_str(&format!("{:?}\n", store.keys().list(&OP, acme).unwrap()));
     for e in store.audit().list(&OP, acme, usize::MAX).unwrap() {
-        if e.outcome == Outcome::Applied {
+        if e.outcome == AuditOutcome::Applied {
             out.push_str(&format!("{e:?}\n"));
         }
     }
@@ -622,7 +623,7 @@ fn denials_in_b(store: &Store) -> usize {
         .list(&OP, &org("org-b"), usize::MAX)
         .unwrap()
         .iter()
-        .filter(|e| e.outcome == Outcome::Denied)
+        .filter(|e| e.outcome == AuditOutcome::Denied)
         .count()
 }
 
@@ -698,7 +699,7 @@ fn policy_explain_by_a_non_member_is_refused_like_anything_else_and_audited() {
         assert_eq!(denials_in_b(s), before + 1, "{target}: not audited");
         assert_eq!(log[0].actor, "member@a.io");
         assert_eq!(log[0].action, action.cedar_name());
-        assert_eq!(log[0].outcome, Outcome::Denied);
+        assert_eq!(log[0].outcome, AuditOutcome::Denied);
     }
     // A member of B still gets the explanation.
     let bee = Actor::member(email("bee@b.io"));
@@ -1158,7 +1159,7 @@ fn only_the_operator_creates_orgs_unless_a_policy_permits_it() {
     let log = store.audit().list(&OP, &org("taken"), 10).unwrap();
     assert!(
         log.iter()
-            .any(|e| e.action == "CreateOrg" && e.outcome == Outcome::Denied)
+            .any(|e| e.action == "CreateOrg" && e.outcome == AuditOutcome::Denied)
     );
     store
         .orgs()
@@ -1300,7 +1301,7 @@ fn removing_a_member_revokes_the_keys_they_created() {
     let log = store.audit().list(&OP, &acme, usize::MAX).unwrap();
     let revokes: Vec<&str> = log
         .iter()
-        .filter(|e| e.action == "key.revoke" && e.actor == "ada@acme.io")
+        .filter(|e| e.action == "ManageKey" && e.actor == "ada@acme.io")
         .map(|e| e.target.as_str())
         .collect();
     assert_eq!(revokes.len(), 2, "{log:?}");

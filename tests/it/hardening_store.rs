@@ -9,6 +9,7 @@ use orgstore::{
 };
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::common::ConfigJson;
 use crate::common::*;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -349,7 +350,7 @@ fn a_format1_store_with_look_alike_members_is_merged_on_open() {
         );
     }
     let log = audit_all(&store, &acme);
-    let merges: Vec<&AuditEntry> = log.iter().filter(|e| e.action == "member.merge").collect();
+    let merges: Vec<&AuditEntry> = log.iter().filter(|e| e.action == "MergeMembers").collect();
     assert_eq!(merges.len(), 2, "{log:?}");
     assert_numbered_per_org(&log);
 }
@@ -458,12 +459,7 @@ fn a_read_only_store_reads_and_refuses_every_change() {
     std::fs::remove_file(&key_file).unwrap();
     let store = Store::open_read_only(&path).unwrap();
     let cfg = store.org_configs().retrieve(&OP, &acme).unwrap();
-    assert!(
-        !cfg.config
-            .to_masked_json()
-            .to_string()
-            .contains("0123456789")
-    );
+    assert!(!cfg.config.masked_value().to_string().contains("0123456789"));
     drop(store);
     assert!(!key_file.exists());
     assert_eq!(file_bytes(&path), bytes);

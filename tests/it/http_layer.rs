@@ -505,3 +505,130 @@ async fn tpm_exhausted_answers_the_tokens_headers() {
     assert_eq!(a.header("x-ratelimit-reset-tokens"), Some(wait));
     assert!(a.header("x-ratelimit-limit-requests").is_none());
 }
+
+/// The `*-tokens` headers of two granted requests in a row (the first one's 15 tokens are
+/// charged before the second), for a key with `key_tpm` under an org with `org_tpm`.
+async fn token_headers_of_two(
+    key_tpm: Option<u64>,
+    org_tpm: Option<u64>,
+) -> [[Option<String>; 3]; 2] {
+    let f = Fixture::new();
+    if let Some(tpm) = org_tpm {
+        f.update_config(&format!(r#"{{"rate_limiting":{{"tpm":{tpm}}}}}"#));
+    }
+    let spec = KeySpec::new("svc");
+    let k = key(&f, key_tpm.map_or(spec.clone(), |t| spec.tpm(t)));
+    let app = upstream().layer(layer(&f));
+    let mut out: [[Option<String>; 3]; 2] = Default::default();
+    for seen in &mut out {
+        let a = send(
+            &app,
+            post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.raw);
+        let names = [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ];
+        for (v, name) in seen.iter_mut().zip(names) {
+            *v = a.header(name).map(str::to_owned);
+        }
+    }
+    out
+}
+
+fn some(v: &str) -> Option<String> {
+    Some(v.to_owned())
+}
+
+/// The reset of a 1000-per-minute limit after 15 tokens: the quiet minute after the TAT
+/// (0.9 s ahead), less one emission interval, in whole seconds rounded up.
+const RESET_AFTER_15_OF_1000: &str = "61";
+
+/// A request under a tokens-per-minute limit of 1000 (the tighter one) shows it whole; the
+/// next one, after the first one's 15 tokens, shows 985 left.
+async fn assert_headers_of_a_1000_tpm_limit(key_tpm: Option<u64>, org_tpm: Option<u64>) {
+    let [first, second] = token_headers_of_two(key_tpm, org_tpm).await;
+    assert_eq!(
+        first,
+        [some("1000"), some("1000"), some("0")],
+        "{key_tpm:?} {org_tpm:?}"
+    );
+    let after = [some("1000"), some("985"), some(RESET_AFTER_15_OF_1000)];
+    assert_eq!(second, after, "{key_tpm:?} {org_tpm:?}");
+}
+
+#[tokio::test]
+async fn grant_token_headers_follow_the_key_limit_alone() {
+    assert_headers_of_a_1000_tpm_limit(Some(1000), None).await;
+}
+
+#[tokio::test]
+async fn grant_token_headers_follow_the_org_limit_alone() {
+    assert_headers_of_a_1000_tpm_limit(None, Some(1000)).await;
+}
+
+#[tokio::test]
+async fn grant_token_headers_follow_the_tighter_of_key_and_org() {
+    // The org's limit is the tighter one, then the key's.
+    assert_headers_of_a_1000_tpm_limit(Some(5000), Some(1000)).await;
+    assert_headers_of_a_1000_tpm_limit(Some(1000), Some(5000)).await;
+}
+
+#[tokio::test]
+async fn grant_token_headers_are_absent_without_a_tpm_limit() {
+    let [first, second] = token_headers_of_two(None, None).await;
+    assert_eq!(first, [None, None, None]);
+    assert_eq!(second, [None, None, None]);
+    // A requests-per-minute limit alone sends only the `*-requests` headers.
+    let f = Fixture::new();
+    let k = key(&f, KeySpec::new("svc").rpm(5));
+    let app = upstream().layer(layer(&f));
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    assert_eq!(a.header("x-ratelimit-limit-requests"), Some("5"));
+    assert!(a.header("x-ratelimit-limit-tokens").is_none());
+    assert!(a.header("x-ratelimit-remaining-tokens").is_none());
+}
+
+#[tokio::test]
+async fn the_layer_releases_its_gateway_handle_when_dropped() {
+    // The layer holds a clone of the handle, which holds the store file: once the store is
+    // dropped the layer still settles, and once the layer is dropped too the file opens
+    // again, with the spend written.
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::with_store(crate::common::open_file_fast(dir.path()));
+    let k = key(&f, KeySpec::new("svc"));
+    let app = upstream().layer(layer(&f));
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    let (org, id) = (f.org.clone(), k.info.id);
+    drop(f);
+    let a = send(
+        &app,
+        post_json("/v1/chat/completions", Some(k.key.expose()), CHAT),
+    )
+    .await;
+    // The store is gone: the layer's handle answers `unavailable`, never a stale grant.
+    assert_eq!((a.status, a.code()), (503, "unavailable"), "{}", a.raw);
+    let busy = orgstore::StoreBuilder::new()
+        .non_durable()
+        .open(crate::common::db_path(dir.path()));
+    assert_eq!(
+        busy.err().map(|e| e.kind()),
+        Some(orgstore::ErrorKind::Busy)
+    );
+    drop(app);
+    let store = crate::common::open_file_fast(dir.path());
+    assert_eq!(store.keys().usage(&OP, &id).unwrap().today, usd("0.15"));
+    assert!(store.orgs().get(&OP, &org).is_ok());
+}

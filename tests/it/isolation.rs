@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use orgstore::{
-    Actor, Email, Error, ErrorKind, ImportKey, KeyId, KeySpec, KeyStatus, OrgId, Outcome, Request,
-    Role, Store, Timestamp,
+    Actor, AuditOutcome, Email, Error, ErrorKind, ImportKey, KeyId, KeySpec, KeyStatus, OrgId,
+    Request, Role, Store, Timestamp,
 };
 use rand::Rng;
 
+use crate::common::ConfigJson;
 use crate::common::{OP, email};
 
 const STEPS: usize = 600;
@@ -27,13 +28,13 @@ fn observe_b(store: &Store, b: &OrgId, b_keys: &[String]) -> String {
             "{} {} {}\n",
             v.version,
             v.active,
-            v.config.to_revealed_json()
+            v.config.revealed_value()
         ));
     }
     out.push_str(&format!("{:?}\n", store.members().list(&OP, b).unwrap()));
     out.push_str(&format!("{:?}\n", store.keys().list(&OP, b).unwrap()));
     for e in store.audit().list(&OP, b, usize::MAX).unwrap() {
-        if e.outcome == Outcome::Applied {
+        if e.outcome == AuditOutcome::Applied {
             out.push_str(&format!("{e:?}\n"));
         }
     }
@@ -313,7 +314,7 @@ fn members_of_one_org_never_touch_another() {
                     assert_eq!(v.org, a);
                     assert!(
                         !v.config
-                            .to_revealed_json()
+                            .revealed_value()
                             .to_string()
                             .contains(b_secret_text)
                     );
@@ -503,7 +504,7 @@ fn members_of_one_org_never_touch_another() {
         .filter(|e| e.seq > last_seq)
     {
         assert!(
-            e.outcome == Outcome::Denied && people.contains(&email(&e.actor)),
+            e.outcome == AuditOutcome::Denied && people.contains(&email(&e.actor)),
             "{e:?}"
         );
     }

@@ -60,7 +60,7 @@ fn the_full_key_is_shown_once_and_only_its_prefix_is_kept() {
     assert!(!printed.contains(secret), "{printed}");
     assert!(printed.contains(&created.info.prefix));
     let log = f.audit();
-    assert_eq!(log[0].action, "key.create");
+    assert_eq!(log[0].action, "CreateKey");
     assert_eq!(log[0].target, info.id.to_string());
 }
 
@@ -259,7 +259,7 @@ fn import_one_key_by_digest() {
     let log = f.audit();
     assert_eq!(
         (log[0].action.as_str(), log[0].target.clone()),
-        ("key.import", info.id.to_string())
+        ("CreateKey", info.id.to_string())
     );
 
     // Upper-case hex is the same digest.
@@ -300,7 +300,7 @@ fn import_many_in_one_transaction() {
     assert_eq!(log.len(), 2);
     assert_eq!(
         (log[0].action.as_str(), log[0].target.as_str()),
-        ("key.import", "50 keys")
+        ("CreateKey", "50 keys")
     );
     assert!(log[0].summary.contains("imported 50 keys"));
     // An empty import is allowed and imports nothing.
@@ -437,7 +437,7 @@ fn rotate_issues_a_new_secret_for_the_same_key() {
     assert_eq!(f.store.keys().show(&OP, &old.id).unwrap(), *new);
     assert_eq!(f.store.keys().list(&OP, &f.org).unwrap().len(), 1);
     let log = f.audit();
-    assert_eq!(log[0].action, "key.rotate");
+    assert_eq!(log[0].action, "ManageKey");
     assert!(!format!("{log:?}").contains(&rotated.key.expose()[12..]));
 
     // The new digest belongs to the key; the old one is retired (never accepted again).
@@ -517,7 +517,7 @@ fn revoke_is_final() {
         KeyStatus::Revoked
     );
     let actions: Vec<String> = f.audit().into_iter().take(2).map(|e| e.action).collect();
-    assert_eq!(actions, ["key.revoke", "key.create"]);
+    assert_eq!(actions, ["ManageKey", "CreateKey"]);
 }
 
 #[test]

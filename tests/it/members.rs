@@ -186,11 +186,11 @@ fn every_role_can_be_given_and_changed() {
         .collect();
     assert_eq!(
         actions[0],
-        ("member.role".to_owned(), "viewer -> admin".to_owned())
+        ("ChangeRole".to_owned(), "viewer -> admin".to_owned())
     );
     assert_eq!(
         actions[1],
-        ("member.add".to_owned(), "added as owner".to_owned())
+        ("AddMember".to_owned(), "added as owner".to_owned())
     );
 }
 
@@ -367,9 +367,9 @@ fn membership_changes_are_audited() {
     assert_eq!(
         log,
         [
-            expect("member.remove"),
-            expect("member.role"),
-            expect("member.add")
+            expect("RemoveMember"),
+            expect("ChangeRole"),
+            expect("AddMember")
         ]
     );
 }

@@ -223,7 +223,7 @@ fn the_import_scanner_sees_every_path_form() {
         Some("error")
     );
     let code = strip_comments(
-        "use crate::store::tx::Lookup;\n\
+        "use crate::store::tx::ReadRecords;\n\
          use crate::{Store, model::{Org, OrgId}};\n\
          fn f() { crate::gateway::Gateway::new(); }\n\
          /// See [`crate::policy::Policies`].\n\

@@ -1,5 +1,6 @@
 //! Orgs: create, get, list, delete, suspend, resume; id rules; ids are never reused.
 
+use crate::common::ConfigJson;
 use crate::common::*;
 use orgstore::{Actor, ErrorKind, OrgId, OrgStatus, Role, Store};
 
@@ -37,13 +38,13 @@ fn create_get_and_list() {
     );
     let cfg = store.org_configs().retrieve(&OP, &alpha).unwrap();
     assert_eq!((cfg.version, cfg.note.as_str()), (1, "initial"));
-    assert_eq!(cfg.config.to_masked_json(), serde_json::json!({}));
+    assert_eq!(cfg.config.masked_value(), serde_json::json!({}));
 
     let log = audit_all(&store, &alpha);
     assert_eq!(log.len(), 1);
     assert_eq!(
         (log[0].action.as_str(), log[0].actor.as_str()),
-        ("org.create", "operator")
+        ("CreateOrg", "operator")
     );
     assert!(log[0].summary.contains("a@alpha.io"), "{}", log[0].summary);
 }
@@ -192,7 +193,7 @@ fn deleted_org_disappears_and_its_id_is_never_reused() {
 
     // The audit log of a deleted org stays readable.
     let log = f.audit();
-    assert_eq!(log[0].action, "org.delete");
+    assert_eq!(log[0].action, "DeleteOrg");
     assert!(
         log[0].summary.contains("active -> deleted"),
         "{}",
@@ -227,11 +228,11 @@ fn suspend_and_resume() {
     assert_eq!(
         actions,
         [
-            "org.create",
-            "org.suspend",
-            "org.resume",
-            "org.suspend",
-            "org.delete"
+            "CreateOrg",
+            "SuspendOrg",
+            "ResumeOrg",
+            "SuspendOrg",
+            "DeleteOrg"
         ]
     );
 }

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use orgstore::{
-    Actor, AdminAction, ErrorKind, KeySpec, Outcome, Policies, Request, Role, Store, StoreBuilder,
+    Actor, AdminAction, AuditOutcome, ErrorKind, KeySpec, Policies, Request, Role, Store,
+    StoreBuilder,
 };
 use proptest::prelude::*;
 
@@ -110,7 +111,7 @@ fn apply_writes_a_version_history_diff_and_the_policy_log() {
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(
         (log[0].actor.as_str(), log[0].outcome),
-        ("operator", Outcome::Applied)
+        ("operator", AuditOutcome::Applied)
     );
     assert!(log[0].summary.contains("version 2"), "{}", log[0].summary);
 }
@@ -172,7 +173,7 @@ fn managing_policies_is_for_the_operator_unless_a_policy_permits_it() {
     let log = store.policy_set().audit(&OP, 10).unwrap();
     assert_eq!(
         (log[0].actor.as_str(), log[0].outcome),
-        ("owner@acme.io", Outcome::Denied)
+        ("owner@acme.io", AuditOutcome::Denied)
     );
     assert!(store.policy_set().audit(&owner, 10).is_err());
 
@@ -619,7 +620,7 @@ fn the_watcher_applies_edits_and_survives_a_half_written_file() {
             .audit(&OP, 10)
             .unwrap()
             .iter()
-            .any(|e| e.outcome == Outcome::Denied && e.summary.contains("expiry.cedar"))
+            .any(|e| e.outcome == AuditOutcome::Denied && e.summary.contains("expiry.cedar"))
     });
     // The active set is still the applied one (an empty file the editor created first may
     // have been applied meanwhile: it holds no policy).

@@ -4,6 +4,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
+use crate::common::ConfigJson;
 use crate::common::*;
 use orgstore::{
     AuditEntry, ConfigVersion, Error, ErrorKind, ImportKey, KeyInfo, KeySpec, Member, Org, OrgId,
@@ -31,7 +32,7 @@ fn observe(store: &Store, orgs: &[OrgId], people: &[&str]) -> Observed {
             v.active,
             v.note,
             v.created_by,
-            v.config.to_revealed_json(),
+            v.config.revealed_value(),
         )
     };
     Observed {

@@ -9,6 +9,7 @@ use orgstore::{
     Actor, Email, ErrorKind, KeySpec, OrgId, Request, Role, SecretKey, Store, StoreBuilder,
 };
 
+use crate::common::ConfigJson;
 use crate::common::{Cli, OP, org};
 
 const PROVIDER_SECRET: &str = "sk-proj-TOPSECRETprovider0123456789";
@@ -107,10 +108,10 @@ fn display_debug_and_errors_never_show_secrets() {
     seen.push_str(&format!(
         "{cfg:?} {:?} {}",
         cfg.config,
-        cfg.config.to_masked_json()
+        cfg.config.masked_value()
     ));
     for v in store.org_configs().history(&OP, &acme).unwrap() {
-        seen.push_str(&format!("{v:?} {}", v.config.to_masked_json()));
+        seen.push_str(&format!("{v:?} {}", v.config.masked_value()));
     }
     seen.push_str(&format!(
         "{:?}",
@@ -207,9 +208,12 @@ fn the_audit_log_never_holds_a_secret() {
     assert!(log.len() >= 9, "{}", log.len());
     assert!(
         log.iter()
-            .any(|e| e.action == "config.update" && e.summary.contains("providers"))
+            .any(|e| e.action == "UpdateConfig" && e.summary.contains("providers"))
     );
-    assert!(log.iter().any(|e| e.outcome == orgstore::Outcome::Denied));
+    assert!(
+        log.iter()
+            .any(|e| e.outcome == orgstore::AuditOutcome::Denied)
+    );
     let text: String = log.iter().map(|e| format!("{e:?}\n")).collect();
     assert_clean("the audit log", text.as_bytes(), &all_needles(&keys));
 }
@@ -453,25 +457,19 @@ fn library_reads_other_than_reveal_never_hold_clear_secrets() {
     let secret = "sk-live-viewer-must-not-see-0123456789";
     let patch = format!(r#"{{"providers":{{"openai":{{"api_key":"{secret}"}}}}}}"#);
     let updated = store.org_configs().update(&op, &org, &patch).unwrap();
-    assert!(
-        !updated
-            .config
-            .to_revealed_json()
-            .to_string()
-            .contains(secret)
-    );
+    assert!(!updated.config.revealed_value().to_string().contains(secret));
     let as_viewer = Actor::member(viewer);
     let got = store.org_configs().retrieve(&as_viewer, &org).unwrap();
-    assert!(!got.config.to_revealed_json().to_string().contains(secret));
+    assert!(!got.config.revealed_value().to_string().contains(secret));
     for v in store.org_configs().history(&as_viewer, &org).unwrap() {
-        assert!(!v.config.to_revealed_json().to_string().contains(secret));
+        assert!(!v.config.revealed_value().to_string().contains(secret));
     }
     assert!(store.org_configs().reveal(&as_viewer, &org, None).is_err());
     let revealed = store.org_configs().reveal(&op, &org, None).unwrap();
     assert!(
         revealed
             .config
-            .to_revealed_json()
+            .revealed_value()
             .to_string()
             .contains(secret)
     );
