@@ -37,7 +37,8 @@ pub use model::{
     Member, Org, OrgId, OrgStatus, Period, Role, Timestamp, Usd,
 };
 pub use policy::{
-    AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, Policies, Target,
+    AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, MAX_POLICY_FILE_BYTES,
+    Policies, Target,
 };
 pub use store::StatusChange;
 #[cfg(feature = "fuzzing")]
@@ -47,6 +48,10 @@ pub use store::{
     Members, OrgConfigs, Orgs, Store, StoreBuilder,
 };
 pub use store::{BudgetStatus, RateUse, UsageReport};
+pub use store::{
+    DecisionChange, ImpactReport, PolicyAuditEntry, PolicyFileChange, PolicySets, PolicyVersion,
+    SAMPLE_MODELS,
+};
 
 /// The examples of `docs/api.md`, the list of the public API, run as doctests.
 #[cfg(doctest)]

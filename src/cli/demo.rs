@@ -178,7 +178,7 @@ pub(crate) fn build(builder: &StoreBuilder) -> Result<Demo, Error> {
 }
 
 pub(crate) fn run(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
-    let demo = build(&ctx.builder())?;
+    let demo = build(&ctx.temporary_builder())?;
     let caps = capabilities(&demo)?;
     let matrix = role_matrix(&demo)?;
     let trials = gateway_trials(&demo);

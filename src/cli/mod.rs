@@ -15,6 +15,7 @@ mod member;
 mod org;
 mod output;
 mod policy;
+mod policy_set;
 mod remote;
 #[cfg(feature = "server")]
 mod serve;
@@ -64,7 +65,9 @@ struct Cli {
     /// operator, who may do everything.
     #[arg(long = "as", global = true, value_name = "EMAIL", help_heading = GLOBAL)]
     as_member: Option<String>,
-    /// Add every `*.cedar` file of DIR to the built-in policies.
+    /// What if: `policy explain` and `policy validate` evaluate the store's active policies
+    /// plus DIR's `*.cedar` files. The store always enforces its own policy set; `policy
+    /// apply DIR` changes it.
     #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     policies: Option<PathBuf>,
     /// Act through the admin API of a server at URL (http://HOST:PORT, `serve --listen`)
@@ -311,6 +314,14 @@ impl Ctx {
 
     /// A store builder with the global options applied.
     pub(crate) fn builder(&self) -> StoreBuilder {
+        // `--policies` is a "what if" for `policy validate`, `explain` and `test`: the store
+        // always enforces its own policy set (`policy apply` changes it).
+        StoreBuilder::new()
+    }
+
+    /// A builder for a store held in memory for this run only (the demo): `--policies` is
+    /// applied to it, since nothing of it outlives the run.
+    pub(crate) fn temporary_builder(&self) -> StoreBuilder {
         match &self.policies {
             Some(dir) => StoreBuilder::new().policy_dir(dir),
             None => StoreBuilder::new(),

@@ -28,6 +28,8 @@ pub(crate) enum PolicyCmd {
         /// The org id.
         org: String,
     },
+    #[command(flatten)]
+    Set(super::policy_set::SetCmd),
 }
 
 #[derive(Args)]
@@ -61,6 +63,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: PolicyCmd, out: &mut Out) -> Result<(), CliErr
             let text = ctx.read_store()?.policy_entities(&ctx.actor, &org)?;
             out.json(&super::output::json_value(&text)?)
         }
+        PolicyCmd::Set(cmd) => super::policy_set::run(ctx, cmd, out),
     }
 }
 
@@ -135,9 +138,20 @@ fn explain(ctx: &Ctx, args: &ExplainArgs, out: &mut Out) -> Result<(), CliError>
     let org = args.org.as_deref().map(OrgId::parse).transpose()?;
     let target = full_target(&args.target, org.as_ref())?;
     let new_role = args.role.map(Into::into);
-    let r = ctx
-        .read_store()?
-        .explain(&ctx.actor, action, &target, new_role, args.expires)
+    let store = ctx.read_store()?;
+    let policies = match &ctx.policies {
+        Some(dir) => std::sync::Arc::new(store.policies().with_dir(dir)?),
+        None => store.policies(),
+    };
+    let r = store
+        .explain_what_if(
+            &policies,
+            &ctx.actor,
+            action,
+            &target,
+            new_role,
+            args.expires,
+        )
         .map_err(|e| match e.field() {
             "new role" => CliError::for_flag("--role", &e),
             _ => e.into(),

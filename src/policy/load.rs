@@ -47,11 +47,16 @@ impl Source {
     }
 }
 
+/// The built-in files, `(file name, text)`, in load order.
+pub(super) fn builtin_texts() -> [(&'static str, &'static str); 2] {
+    [("roles.cedar", ROLES_SRC), ("gateway.cedar", GATEWAY_SRC)]
+}
+
 pub(super) fn default_sources() -> Vec<Source> {
-    vec![
-        Source::new("roles.cedar", ROLES_SRC),
-        Source::new("gateway.cedar", GATEWAY_SRC),
-    ]
+    builtin_texts()
+        .iter()
+        .map(|(name, text)| Source::new(name, text))
+        .collect()
 }
 
 /// Reads every `*.cedar` file of `dir`, in file-name order.

@@ -14,6 +14,7 @@
 //!
 //! Cedar is an implementation detail: every public type here is our own.
 
+mod authoring;
 mod engine;
 mod entities;
 mod gateway;
@@ -25,6 +26,8 @@ use std::sync::Arc;
 
 pub use request::{AdminAction, AdminRequest, Target};
 
+pub(crate) use authoring::MANAGE_POLICIES;
+pub use authoring::MAX_POLICY_FILE_BYTES;
 pub(crate) use engine::TENANCY;
 
 use crate::error::Error;

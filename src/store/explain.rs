@@ -175,6 +175,28 @@ impl Store {
         new_role: Option<Role>,
         has_expiry: bool,
     ) -> Result<ExplainReport, Error> {
+        self.explain_what_if(
+            &self.policies(),
+            actor,
+            action,
+            target,
+            new_role,
+            has_expiry,
+        )
+    }
+
+    /// [`Store::explain`] under another policy set than the store's (for example the
+    /// active one plus a directory: `store.policies().with_dir(dir)`): what the decision
+    /// would be. Read-only; it changes no enforcement.
+    pub fn explain_what_if(
+        &self,
+        policies: &crate::policy::Policies,
+        actor: &Actor,
+        action: AdminAction,
+        target: &str,
+        new_role: Option<Role>,
+        has_expiry: bool,
+    ) -> Result<ExplainReport, Error> {
         let spec = Spec::parse(target)?;
         let want = Kind::of(action);
         let key_for_org = want == Kind::Org && spec.kind() == Kind::Key;
@@ -208,7 +230,7 @@ impl Store {
             ));
         }
         if action == AdminAction::CreateOrg {
-            return self.explain_create(actor, &spec);
+            return self.explain_create(policies, actor, &spec);
         }
         // What explain reads is what these let the actor see: the member list (roles), the
         // key list (creators), the org.
@@ -287,7 +309,7 @@ impl Store {
                     reasons: Vec::new(),
                     errors: Vec::new(),
                 },
-                Actor::Member(_) => self.policies().explain(&AdminRequest {
+                Actor::Member(_) => policies.explain(&AdminRequest {
                     actor,
                     actor_role,
                     action,
@@ -311,7 +333,12 @@ impl Store {
     }
 
     /// `explain` for CreateOrg: decided on the org to be created, whether or not it exists.
-    fn explain_create(&self, actor: &Actor, spec: &Spec) -> Result<ExplainReport, Error> {
+    fn explain_create(
+        &self,
+        policies: &crate::policy::Policies,
+        actor: &Actor,
+        spec: &Spec,
+    ) -> Result<ExplainReport, Error> {
         let Spec::Org(org) = spec else {
             return Err(Error::invalid(
                 "target",
@@ -324,7 +351,7 @@ impl Store {
                 reasons: Vec::new(),
                 errors: Vec::new(),
             },
-            Actor::Member(_) => self.policies().explain(&AdminRequest {
+            Actor::Member(_) => policies.explain(&AdminRequest {
                 actor,
                 actor_role: None,
                 action: AdminAction::CreateOrg,

@@ -6,24 +6,29 @@ pub(crate) mod codec;
 mod configs;
 mod explain;
 mod feed;
+mod impact;
 mod keys;
 mod members;
 pub(crate) mod open;
 mod orgs;
+mod policy_set;
 pub(crate) mod records;
 pub(crate) mod secrets;
 pub(crate) mod spend;
 pub(crate) mod tables;
 pub(crate) mod tx;
 mod usage;
+mod watch;
 
 pub use audit::{Audit, AuditEntry, AuditOutcome};
 pub use configs::{ConfigVersion, OrgConfigs};
 pub use explain::ExplainReport;
+pub use impact::{DecisionChange, ImpactReport, SAMPLE_MODELS};
 pub use keys::{CreatedKey, ImportKey, Keys};
 pub use members::Members;
 pub use open::StoreBuilder;
 pub use orgs::{Orgs, StatusChange};
+pub use policy_set::{PolicyAuditEntry, PolicyFileChange, PolicySets, PolicyVersion};
 pub use usage::{BudgetStatus, RateUse, UsageReport};
 
 use arc_swap::ArcSwap;
@@ -212,7 +217,13 @@ impl Store {
         Audit { store: self }
     }
 
-    /// The active policy set.
+    /// The store's policy set: its versions, history, diff, apply and rollback.
+    pub fn policy_set(&self) -> PolicySets<'_> {
+        PolicySets { store: self }
+    }
+
+    /// The policy set this store enforces: the built-in files plus the active version's
+    /// operator files ([`Store::policy_set`]).
     pub fn policies(&self) -> Arc<Policies> {
         self.inner.policies.load_full()
     }
@@ -242,20 +253,17 @@ impl Store {
         &self.gateway
     }
 
-    /// Replaces the active policy set: the compiled-in set plus the `*.cedar` files of
-    /// `dir`. A bad file is rejected (naming file, line and Cedar's message) and the
-    /// previous set stays active. Every memoized gateway decision is invalidated.
+    /// Makes the `*.cedar` files of `dir` (none for `None`) the store's policy set, as the
+    /// operator: [`PolicySets::apply_dir`] (a new version when they differ from the active
+    /// one, audited; enforced by every later open of the file). A bad file is rejected
+    /// (naming file, line and Cedar's message) and the active set stays. Every memoized
+    /// gateway decision is invalidated.
     pub fn reload_policies(&self, dir: Option<&std::path::Path>) -> Result<(), Error> {
-        let mut next = Policies::default_set()?;
-        if let Some(d) = dir {
-            next = next.with_dir(d)?;
-        }
-        let next = Arc::new(next);
-        let _writer = self.inner.writer.lock();
-        self.inner.policies.store(next.clone());
-        self.inner
-            .snapshot
-            .apply(crate::snapshot::Update::policies(next))
+        match dir {
+            Some(d) => self.policy_set().apply_dir(&Actor::Operator, d)?,
+            None => self.policy_set().apply(&Actor::Operator, &[])?,
+        };
+        Ok(())
     }
 
     fn from_parts(

@@ -24,6 +24,7 @@ use redb::ReadableTable;
 #[derive(Clone, Debug, Default)]
 pub struct StoreBuilder {
     policy_dir: Option<PathBuf>,
+    watch_dir: Option<PathBuf>,
     non_durable: bool,
     spend_flush: Option<Duration>,
     spend_sync: bool,
@@ -47,9 +48,30 @@ impl StoreBuilder {
         Self::default()
     }
 
-    /// Adds every `*.cedar` file of `dir` to the compiled-in policy set at open.
+    /// Makes the `*.cedar` files of `dir` the store's policy set at open, as the operator
+    /// (a new version when they differ from the active one, see
+    /// [`Store::policy_set`]). Without it a store enforces its stored active version; a
+    /// read-only store whose active set differs from `dir` is refused.
     pub fn policy_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.policy_dir = Some(dir.into());
+        self
+    }
+
+    /// Watches `dir` for the lifetime of the store: a background thread reads its `*.cedar`
+    /// files four times a second and, whenever they change, applies them as the operator
+    /// (a new version of the store's policy set, see [`Store::policy_set`]). Files that do
+    /// not validate (a file an editor has half written, a typo) keep the active set, are
+    /// written to the policy log as refused, and are tried again at their next change. Not
+    /// for read-only stores (nothing is watched there).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = orgstore::StoreBuilder::new().watch_policies(dir.path()).open_temporary()?;
+    /// # drop(store);
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn watch_policies(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.watch_dir = Some(dir.into());
         self
     }
 
@@ -169,10 +191,14 @@ impl StoreBuilder {
             init_tables(db)?;
         }
         let sealer = sealer()?;
-        let mut policies = default_policies()?;
-        if let Some(dir) = &self.policy_dir {
-            policies = policies.with_dir(dir)?;
-        }
+        let stored = db
+            .begin_read()
+            .map_err(|e| Error::storage("starting a read", e))
+            .and_then(|r| super::policy_set::load_active(&r))?;
+        let policies = match stored {
+            Some(p) => p,
+            None => default_policies()?,
+        };
         let durability = if self.non_durable {
             redb::Durability::None
         } else {
@@ -180,6 +206,26 @@ impl StoreBuilder {
         };
         let store = Store::from_parts(db, policies, durability, self.spend_sync, sealer);
         store.rebuild_snapshot()?;
+        if let Some(dir) = &self.policy_dir {
+            let files = Policies::read_files(dir)?;
+            if files != store.policies().operator_files() {
+                if read_only {
+                    return Err(Error::invalid(
+                        "policies",
+                        format!(
+                            "{} differs from the store's active policy set, and a read-only store cannot store a new one; open it writable or leave the directory out",
+                            dir.display()
+                        ),
+                    ));
+                }
+                store
+                    .policy_set()
+                    .apply(&crate::model::Actor::Operator, &files)?;
+            }
+        }
+        if let (Some(dir), false) = (&self.watch_dir, read_only) {
+            super::watch::spawn(&store.inner, dir.clone());
+        }
         if !self.spend_sync && !read_only {
             store.spawn_flusher(self.spend_flush.unwrap_or(DEFAULT_SPEND_FLUSH));
         }
@@ -371,6 +417,8 @@ fn init_tables(db: &redb::Database) -> Result<(), Error> {
         txn.open_table(AUDIT).map_err(w)?;
         txn.open_table(SPEND).map_err(w)?;
         txn.open_table(ISSUED_DIGESTS).map_err(w)?;
+        txn.open_table(super::policy_set::POLICY_SETS).map_err(w)?;
+        txn.open_table(super::policy_set::POLICY_AUDIT).map_err(w)?;
         if migrate {
             migrate_1_to_2(&txn)?;
         }

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use bincode::{BorrowDecode, Decode, Encode};
 
 use super::audit::{AuditEntry, AuditOutcome};
+use super::policy_set::PolicyAuditEntry;
 use crate::error::Error;
 use crate::keys::KeyDigest;
 use crate::model::{
@@ -570,6 +571,91 @@ struct KeySpecRef<'a> {
     _metadata: Vec<(&'a str, &'a str)>,
 }
 
+// ---- The store's policy set (`policy_set.rs`): versions and the policy log.
+
+/// One stored version.
+#[derive(Clone, Debug)]
+pub(crate) struct PolicySetRecord {
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub note: String,
+    /// The operator's files, `(file name, text)`.
+    pub files: Vec<(String, String)>,
+}
+
+/// `PolicySetRecord`, format 1.
+#[derive(Encode, Decode)]
+pub(crate) struct PolicySetV1 {
+    version: u64,
+    created_at: i64,
+    created_by: String,
+    note: String,
+    files: Vec<(String, String)>,
+}
+
+impl Record for PolicySetRecord {
+    type Disk = PolicySetV1;
+    fn to_disk(&self) -> PolicySetV1 {
+        PolicySetV1 {
+            version: self.version,
+            created_at: self.created_at.as_micros(),
+            created_by: self.created_by.clone(),
+            note: self.note.clone(),
+            files: self.files.clone(),
+        }
+    }
+    fn from_disk(d: PolicySetV1, _what: &'static str) -> Result<Self, Error> {
+        Ok(PolicySetRecord {
+            version: d.version,
+            created_at: ts(d.created_at),
+            created_by: d.created_by,
+            note: d.note,
+            files: d.files,
+        })
+    }
+}
+
+/// One policy log entry.
+pub(crate) struct PolicyAuditRecord(pub(crate) PolicyAuditEntry);
+
+/// `PolicyAuditRecord`, format 1.
+#[derive(Encode, Decode)]
+pub(crate) struct PolicyAuditV1 {
+    seq: u64,
+    at: i64,
+    actor: String,
+    action: String,
+    summary: String,
+    outcome: u32,
+}
+
+impl Record for PolicyAuditRecord {
+    type Disk = PolicyAuditV1;
+    fn to_disk(&self) -> PolicyAuditV1 {
+        let e = &self.0;
+        PolicyAuditV1 {
+            seq: e.seq,
+            at: e.at.as_micros(),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            summary: e.summary.clone(),
+            outcome: e.outcome.tag(),
+        }
+    }
+    fn from_disk(d: PolicyAuditV1, what: &'static str) -> Result<Self, Error> {
+        let outcome = untag(what, d.outcome)?;
+        Ok(PolicyAuditRecord(PolicyAuditEntry {
+            seq: d.seq,
+            at: ts(d.at),
+            actor: d.actor,
+            action: d.action,
+            summary: d.summary,
+            outcome,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -718,6 +804,40 @@ mod tests {
     fn pinned(what: &str) -> Vec<u8> {
         let (_, h) = PINNED.iter().find(|(w, _)| *w == what).unwrap();
         unhex(&h.replace(' ', ""))
+    }
+
+    #[test]
+    fn policy_set_records_are_pinned() {
+        let v = PolicySetRecord {
+            version: 2,
+            created_at: Timestamp::from_micros(1_700_000_000_000_000),
+            created_by: "operator".into(),
+            note: "apply".into(),
+            files: vec![("a.cedar".into(), "// x".into())],
+        };
+        let bytes = encode(&v).unwrap();
+        assert_eq!(
+            hex(&bytes),
+            // format 1, version 2, created_at (zigzag varint: fd + 8 bytes), "operator",
+            // "apply", one file: "a.cedar", "// x"
+            "01 02 fd 00803c3048140c00 08 6f70657261746f72 05 6170706c79 01 07 612e6365646172 04 2f2f2078"
+                .replace(' ', "")
+        );
+        let back: PolicySetRecord = decode("policy set version", &bytes).unwrap();
+        assert_eq!((back.version, back.files), (2, v.files));
+        let e = PolicyAuditRecord(PolicyAuditEntry {
+            seq: 1,
+            at: Timestamp::from_micros(5),
+            actor: "a@b.io".into(),
+            action: "ManagePolicies".into(),
+            summary: "denied by policy".into(),
+            outcome: AuditOutcome::Denied,
+        });
+        let bytes = encode(&e).unwrap();
+        let back: PolicyAuditRecord = decode("policy log entry", &bytes).unwrap();
+        assert_eq!(back.0, e.0);
+        // The outcome is the audit log's tag (Denied = 1), the last byte.
+        assert_eq!(bytes.last(), Some(&1));
     }
 
     #[test]

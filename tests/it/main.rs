@@ -32,6 +32,7 @@ mod orgs;
 mod policy_gateway;
 mod policy_load;
 mod policy_matrix;
+mod policy_store;
 mod records;
 mod reopen;
 mod secrets;
