@@ -85,7 +85,7 @@ impl Audit<'_> {
                 .table(META)?
                 .get("format")
                 .map_err(|e| Error::storage("reading the audit log", e))?
-                .is_some_and(|v| v.value() < super::open::STORE_FORMAT);
+                .is_some_and(|v| v.value() < super::open::PER_ORG_AUDIT_FORMAT);
             let mut place = if old_numbers {
                 let all = t
                     .range((org.as_str(), 0u64)..=(org.as_str(), u64::MAX))

@@ -35,9 +35,15 @@ pub struct StoreBuilder {
 
 /// The store format this build writes (`meta.format`). 2 added per-org audit numbers and
 /// the table of every key digest ever issued; a format 1 file is migrated when it is first
-/// opened for writing (see `migrate_1_to_2`). Older builds refuse a format 2 file with
-/// `TooNew` instead of writing it without keeping those tables.
-pub(crate) const STORE_FORMAT: u64 = 2;
+/// opened for writing (see `migrate_1_to_2`). 3 added the store-held policy set (the
+/// `policy_sets` and `policy_audit` tables); a format 2 file needs no change of data and is
+/// marked 3 when it is first opened for writing. Older builds refuse a newer file with
+/// `TooNew` instead of writing it without keeping those tables, or enforcing the built-in
+/// policies alone on a file whose operator policies they cannot read.
+pub(crate) const STORE_FORMAT: u64 = 3;
+
+/// The first format that numbers audit entries per org.
+pub(crate) const PER_ORG_AUDIT_FORMAT: u64 = 2;
 
 /// How often gateway spend is written to the store file unless told otherwise.
 pub const DEFAULT_SPEND_FLUSH: Duration = Duration::from_secs(1);
@@ -397,13 +403,14 @@ fn init_tables(db: &redb::Database) -> Result<(), Error> {
             .get("format")
             .map_err(|e| Error::storage("reading the store", e))?
             .map(|v| v.value());
-        let migrate = match found {
+        let migrate_from = match found {
             Some(v) if v > STORE_FORMAT => return Err(too_new(v)),
-            Some(v) => v < STORE_FORMAT,
+            Some(v) if v < STORE_FORMAT => Some(v),
+            Some(_) => None,
             None => {
                 meta.insert("format", STORE_FORMAT)
                     .map_err(|e| Error::storage("initialising the store", e))?;
-                false
+                None
             }
         };
         drop(meta);
@@ -419,8 +426,15 @@ fn init_tables(db: &redb::Database) -> Result<(), Error> {
         txn.open_table(ISSUED_DIGESTS).map_err(w)?;
         txn.open_table(super::policy_set::POLICY_SETS).map_err(w)?;
         txn.open_table(super::policy_set::POLICY_AUDIT).map_err(w)?;
-        if migrate {
-            migrate_1_to_2(&txn)?;
+        if let Some(from) = migrate_from {
+            if from < PER_ORG_AUDIT_FORMAT {
+                migrate_1_to_2(&txn)?;
+            }
+            // 2 -> 3 adds only the policy tables, created above.
+            txn.open_table(META)
+                .map_err(w)?
+                .insert("format", STORE_FORMAT)
+                .map_err(|e| Error::storage("migrating the store", e))?;
         }
     }
     txn.commit()
@@ -479,7 +493,6 @@ fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), Error> {
     merge_look_alike_members(txn)?;
     let mut meta = txn.open_table(META).map_err(w)?;
     meta.remove("audit_seq").map_err(s)?;
-    meta.insert("format", STORE_FORMAT).map_err(s)?;
     Ok(())
 }
 

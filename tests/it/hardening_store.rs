@@ -152,7 +152,7 @@ fn a_format1_store_gets_its_digests_retired_on_open() {
             assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
         }
     }
-    // Both are in the table of issued digests, and the file is at format 2.
+    // Both are in the table of issued digests, and the file is at the current format.
     drop(store);
     let db = redb::Database::open(&path).unwrap();
     let r = db.begin_read().unwrap();
@@ -161,7 +161,7 @@ fn a_format1_store_gets_its_digests_retired_on_open() {
         assert!(issued.get(d).unwrap().is_some());
     }
     let format = r.open_table(META).unwrap().get("format").unwrap().unwrap();
-    assert_eq!(format.value(), 2);
+    assert_eq!(format.value(), 3);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -906,7 +906,7 @@ fn format1_store_wide_audit_numbers_are_renumbered_per_org_on_open() {
     let db = redb::Database::open(&path).unwrap();
     let r = db.begin_read().unwrap();
     let meta = r.open_table(META).unwrap();
-    assert_eq!(meta.get("format").unwrap().unwrap().value(), 2);
+    assert_eq!(meta.get("format").unwrap().unwrap().value(), 3);
     assert!(meta.get("audit_seq").unwrap().is_none());
 }
 
@@ -924,4 +924,48 @@ fn the_format1_fixture_is_numbered_per_org_after_migration() {
     assert_numbered_per_org(&after);
     let other = create_org(&store, "other", "o@o.io");
     assert_eq!(audit_all(&store, &other)[0].seq, 1);
+}
+
+#[test]
+fn a_format2_store_is_marked_3_on_open_and_keeps_its_numbers_and_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(dir.path());
+    let a = org("a");
+    let (before, keys) = {
+        let store = open_file_fast(dir.path());
+        create_org(&store, "a", "ann@a.io");
+        for i in 0..3 {
+            store
+                .keys()
+                .create(&OP, &a, KeySpec::new(format!("a{i}")))
+                .unwrap();
+        }
+        (audit_all(&store, &a), store.keys().list(&OP, &a).unwrap())
+    };
+    let format_of = |path: &Path| {
+        let db = redb::Database::open(path).unwrap();
+        let r = db.begin_read().unwrap();
+        let meta = r.open_table(META).unwrap();
+        meta.get("format").unwrap().unwrap().value()
+    };
+    assert_eq!(format_of(&path), 3);
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        w.open_table(META).unwrap().insert("format", 2).unwrap();
+        w.commit().unwrap();
+    }
+    // Read-only: nothing is written, and the per-org numbers of format 2 stand.
+    let ro = Store::open_read_only(&path).unwrap();
+    assert_eq!(audit_all(&ro, &a), before);
+    drop(ro);
+    assert_eq!(format_of(&path), 2);
+    // Opened for writing: marked 3, with the same audit numbers and keys (no renumbering).
+    let store = open_file_fast(dir.path());
+    assert_eq!(audit_all(&store, &a), before);
+    assert_eq!(store.keys().list(&OP, &a).unwrap(), keys);
+    store.orgs().suspend(&OP, &a).unwrap();
+    assert_eq!(audit_all(&store, &a)[0].seq, before[0].seq + 1);
+    drop(store);
+    assert_eq!(format_of(&path), 3);
 }
