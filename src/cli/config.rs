@@ -4,7 +4,7 @@ use std::io::Read;
 
 use clap::Subcommand;
 use orgstore::{ConfigVersion, MAX_CONFIG_BYTES, OrgId};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::output::{Out, Table, json_value};
 use super::{CliError, Ctx};
@@ -71,12 +71,14 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
                     } else {
                         configs.version(a, &org, version)?
                     };
-                    let mut obj = version_json(&v);
-                    obj["config"] = json_value(&if reveal {
-                        v.config.to_revealed_json()
+                    let mut obj = json_value(&if reveal {
+                        v.to_revealed_json()
                     } else {
-                        v.config.to_masked_json()
+                        v.to_json()
                     })?;
+                    if let Some(o) = obj.as_object_mut() {
+                        o.remove("changed");
+                    }
                     obj
                 }
             };
@@ -103,7 +105,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
             let org = OrgId::parse(&org)?;
             let versions = ctx.read_store()?.org_configs().history(a, &org)?;
             if ctx.json {
-                return out.json(&Value::Array(versions.iter().map(version_json).collect()));
+                let all = versions
+                    .iter()
+                    .map(version_json)
+                    .collect::<Result<_, _>>()?;
+                return out.json(&Value::Array(all));
             }
             let mut t = Table::new(&["VERSION", "ACTIVE", "CREATED", "BY", "NOTE"]);
             for v in &versions {
@@ -156,13 +162,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
     }
 }
 
-/// A new (or unchanged) version as JSON: [`version_json`] with the masked config and
-/// whether the call made a new version (the admin API answers the same).
+/// A new (or unchanged) version as JSON, as the admin API answers it: the masked config and
+/// whether the call made a new version.
 fn changed_json(v: &ConfigVersion) -> Result<Value, CliError> {
-    let mut obj = version_json(v);
-    obj["config"] = json_value(&v.config.to_masked_json())?;
-    obj["changed"] = Value::Bool(v.changed);
-    Ok(obj)
+    json_value(&v.to_json())
 }
 
 fn changed(ctx: &Ctx, out: &mut Out, v: &Value) -> Result<(), CliError> {
@@ -183,7 +186,7 @@ fn changed(ctx: &Ctx, out: &mut Out, v: &Value) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The `#` line above a printed config, from its [`version_json`].
+/// The `#` line above a printed config, from its JSON description.
 fn describe(v: &Value) -> String {
     let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
     let active = if v["active"] == Value::Bool(true) {
@@ -201,15 +204,14 @@ fn describe(v: &Value) -> String {
     )
 }
 
-fn version_json(v: &ConfigVersion) -> Value {
-    json!({
-        "org": v.org.as_str(),
-        "version": v.version,
-        "active": v.active,
-        "created_at": v.created_at.to_string(),
-        "created_by": v.created_by,
-        "note": v.note,
-    })
+/// A version's description without its config, for history lists.
+fn version_json(v: &ConfigVersion) -> Result<Value, CliError> {
+    let mut obj = json_value(&v.to_json())?;
+    if let Some(o) = obj.as_object_mut() {
+        o.remove("config");
+        o.remove("changed");
+    }
+    Ok(obj)
 }
 
 /// The text after its leading `#` lines: what `config get` printed (a `#` line describing

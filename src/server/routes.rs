@@ -237,15 +237,10 @@ fn created(v: Value) -> Answer {
 
 /// A config version as JSON: provider secrets masked unless `revealed`.
 fn version_json(v: &ConfigVersion, revealed: bool) -> Value {
-    json!({
-        "org": v.org.as_str(),
-        "version": v.version,
-        "active": v.active,
-        "created_at": v.created_at.to_string(),
-        "created_by": v.created_by,
-        "note": v.note,
-        "config": text_json(&if revealed { v.config.to_revealed_json() } else { v.config.to_masked_json() }),
-        "changed": v.changed,
+    text_json(&if revealed {
+        v.to_revealed_json()
+    } else {
+        v.to_json()
     })
 }
 

@@ -36,6 +36,55 @@ pub struct ConfigVersion {
     pub changed: bool,
 }
 
+impl ConfigVersion {
+    /// This version as JSON text (what the admin API answers): `org`, `version`, `active`,
+    /// `created_at`, `created_by`, `note`, `config` with its secrets masked, and `changed`.
+    ///
+    /// ```
+    /// # let store = orgstore::Store::open_temporary().unwrap();
+    /// use orgstore::{Actor, Email, OrgId};
+    /// let acme = OrgId::parse("acme")?;
+    /// store.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("ann@acme.io")?)?;
+    /// let v = store.org_configs().retrieve(&Actor::Operator, &acme)?;
+    /// let json: serde_json::Value = serde_json::from_str(&v.to_json()).unwrap();
+    /// assert_eq!(json["version"], 1);
+    /// assert_eq!(json["org"], "acme");
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn to_json(&self) -> String {
+        self.json_with(self.config.masked_value()).to_string()
+    }
+
+    /// As [`ConfigVersion::to_json`], with the config as held: in clear only for a version
+    /// from [`OrgConfigs::reveal`] (Owner or Admin).
+    ///
+    /// ```
+    /// # let store = orgstore::Store::open_temporary().unwrap();
+    /// use orgstore::{Actor, Email, OrgId};
+    /// let acme = OrgId::parse("acme")?;
+    /// store.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("ann@acme.io")?)?;
+    /// let v = store.org_configs().reveal(&Actor::Operator, &acme, None)?;
+    /// assert!(v.to_revealed_json().contains(r#""active":true"#));
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn to_revealed_json(&self) -> String {
+        self.json_with(self.config.json().clone()).to_string()
+    }
+
+    fn json_with(&self, config: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "org": self.org.as_str(),
+            "version": self.version,
+            "active": self.active,
+            "created_at": self.created_at.to_string(),
+            "created_by": self.created_by,
+            "note": self.note,
+            "config": config,
+            "changed": self.changed,
+        })
+    }
+}
+
 /// Org config operations (the SDK's `org_configs`). Get one with [`Store::org_configs`].
 ///
 /// ```
