@@ -330,11 +330,16 @@ impl Ctx {
 
     /// The store at `--db`, opened (or created) on first use: for commands that write.
     pub(crate) fn store(&self) -> Result<&Store, CliError> {
+        self.store_with(self.builder())
+    }
+
+    /// As [`Ctx::store`], opened (on first use) by `builder`.
+    pub(crate) fn store_with(&self, builder: StoreBuilder) -> Result<&Store, CliError> {
         if let Some(s) = self.store.get() {
             return Ok(s);
         }
         self.local_only()?;
-        let opened = self.builder().open(&self.db)?;
+        let opened = builder.open(&self.db)?;
         Ok(self.store.get_or_init(|| opened))
     }
 

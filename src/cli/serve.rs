@@ -21,10 +21,18 @@ pub(crate) struct ServeArgs {
     /// TLS-terminating proxy in front for other hosts.
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// Apply the `*.cedar` files of this directory as the store's policy set whenever they
+    /// change (within a second); an edit that does not validate keeps the active set and is
+    /// written to the policy log (`policy log`).
+    #[arg(long, value_name = "DIR")]
+    watch_policies: Option<PathBuf>,
 }
 
 pub(crate) fn run(ctx: &Ctx, args: ServeArgs, _out: &mut Out) -> Result<(), CliError> {
-    let store = ctx.store()?;
+    let store = match args.watch_policies {
+        Some(dir) => ctx.store_with(ctx.builder().watch_policies(dir))?,
+        None => ctx.store()?,
+    };
     let socket = args.socket.unwrap_or_else(|| default_socket_path(&ctx.db));
     let running = AdminServer::new(store)
         .socket_path(&socket)

@@ -910,3 +910,63 @@ fn the_token_commands_show_a_token_once() {
         .fail(4);
     cli.run(&["token", "create"]).fail(2);
 }
+
+#[test]
+fn orgstore_serve_watch_policies_applies_the_directory_to_the_live_store() {
+    let cli = Cli::with_acme();
+    cli.ok(&["member", "add", "acme", "bee@acme.io", "--role", "member"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/policies/examples/require-key-expiry.cedar"
+        ),
+        dir.path().join("require-key-expiry.cedar"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_orgstore"))
+        .arg("--db")
+        .arg(&cli.db)
+        .arg("serve")
+        .arg("--watch-policies")
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = orgstore::server::default_socket_path(&cli.db);
+    let mut up = false;
+    for _ in 0..600 {
+        if UnixStream::connect(&sock).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(up, "orgstore serve did not listen on {}", sock.display());
+    // Through the live server, a member's key without an expiry is refused once the
+    // watcher has applied the directory (bounded tries; no timing is asserted).
+    let mut refused = false;
+    for i in 0..200 {
+        let name = format!("svc{i}");
+        let r = cli.run_as("bee@acme.io", &["key", "create", "acme", "--name", &name]);
+        if !r.success() {
+            let why = r.fail(3);
+            assert!(why.contains("CreateKey"), "{why}");
+            refused = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(refused, "the watched policy was never enforced");
+    // The directory became a version of the store's own set, which every process enforces.
+    let shown = cli.ok(&["policy", "show"]);
+    assert!(shown.contains("require-key-expiry"), "{shown}");
+    let r = cli.run_as("bee@acme.io", &["key", "create", "acme", "--name", "late"]);
+    assert!(!r.success());
+}
