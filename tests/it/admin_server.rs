@@ -665,24 +665,7 @@ fn cli_output_is_the_same_directly_and_through_a_server() {
 #[test]
 fn orgstore_serve_holds_the_store_and_stops_at_sigterm() {
     let cli = Cli::with_acme();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_orgstore"))
-        .arg("--db")
-        .arg(&cli.db)
-        .arg("serve")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let sock = orgstore::server::default_socket_path(&cli.db);
-    // Wait for the socket (bounded number of tries; no timing is asserted).
-    let mut up = false;
-    for _ in 0..600 {
-        if UnixStream::connect(&sock).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(up, "orgstore serve did not listen on {}", sock.display());
+    let (mut child, sock) = spawn_serve(&cli, &[]);
     let made = cli
         .run(&["--json", "key", "create", "acme", "--name", "svc"])
         .json();
@@ -924,25 +907,8 @@ fn orgstore_serve_watch_policies_applies_the_directory_to_the_live_store() {
         dir.path().join("require-key-expiry.cedar"),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_orgstore"))
-        .arg("--db")
-        .arg(&cli.db)
-        .arg("serve")
-        .arg("--watch-policies")
-        .arg(dir.path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let sock = orgstore::server::default_socket_path(&cli.db);
-    let mut up = false;
-    for _ in 0..600 {
-        if UnixStream::connect(&sock).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(up, "orgstore serve did not listen on {}", sock.display());
+    let watched = dir.path().to_str().unwrap();
+    let (mut child, _sock) = spawn_serve(&cli, &["--watch-policies", watched]);
     // Through the live server, a member's key without an expiry is refused once the
     // watcher has applied the directory (bounded tries; no timing is asserted).
     let mut refused = false;
@@ -969,4 +935,26 @@ fn orgstore_serve_watch_policies_applies_the_directory_to_the_live_store() {
     assert!(shown.contains("require-key-expiry"), "{shown}");
     let r = cli.run_as("bee@acme.io", &["key", "create", "acme", "--name", "late"]);
     assert!(!r.success());
+}
+
+/// `orgstore serve` on the CLI's store with `extra` arguments, once its socket answers
+/// (a bounded number of tries; no timing is asserted).
+fn spawn_serve(cli: &Cli, extra: &[&str]) -> (std::process::Child, std::path::PathBuf) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_orgstore"))
+        .arg("--db")
+        .arg(&cli.db)
+        .arg("serve")
+        .args(extra)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = orgstore::server::default_socket_path(&cli.db);
+    let up = (0..600).any(|_| {
+        UnixStream::connect(&sock).is_ok() || {
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        }
+    });
+    assert!(up, "orgstore serve did not listen on {}", sock.display());
+    (child, sock)
 }
