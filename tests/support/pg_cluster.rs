@@ -17,17 +17,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// How the cluster is configured beyond the defaults.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PgOptions {
     /// `fsync` on (benchmarks of durable writes) or off (tests: faster, and a killed
     /// postmaster loses nothing the OS already has).
     pub fsync: bool,
-}
-
-impl Default for PgOptions {
-    fn default() -> Self {
-        Self { fsync: false }
-    }
 }
 
 /// A running throwaway cluster.
@@ -232,7 +226,7 @@ impl PgCluster {
             "-l".as_ref(),
             log.as_os_str(),
         ];
-        all.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+        all.extend(args.iter().map(std::ffi::OsStr::new));
         self.run("pg_ctl", &all)
     }
 
