@@ -19,6 +19,7 @@ mod engine;
 mod entities;
 mod gateway;
 mod load;
+mod names;
 mod request;
 
 use std::path::Path;
@@ -29,6 +30,7 @@ pub use request::{AdminAction, AdminRequest, Target};
 pub(crate) use authoring::MANAGE_POLICIES;
 pub use authoring::MAX_POLICY_FILE_BYTES;
 pub(crate) use engine::TENANCY;
+pub(crate) use entities::creator as key_creator;
 
 use crate::error::Error;
 

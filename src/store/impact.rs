@@ -1,15 +1,25 @@
 //! Impact analysis: the store's own requests decided under the active and a proposed policy
 //! set, and the decisions that differ. Reads one snapshot of the file; never touches the
 //! gateway's memo or hot path.
+//!
+//! Exact and fast: Cedar cannot turn an entity id into a string, so two requests that
+//! differ only by a consistent renaming of ids that no policy of either set names get the
+//! same decision under each set. Each request is reduced to its class: the org (always
+//! kept), the action, the actor's role, the context, which ids are the same person (the
+//! actor, the member a membership is about, a key's creator), and the id itself of every
+//! user or key that a policy literal mentions (or of the actor when some policy may read
+//! the `email` attribute, the one attribute that holds an id). A class is decided once per
+//! set; every request of it is reported with its own principal and resource.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::Store;
+use super::records::KeyRecord;
 use super::tables::ORGS;
 use super::tx::ReadRecords;
 use crate::error::Error;
-use crate::model::{Actor, KeyStatus, Member, Org, OrgStatus, Role};
-use crate::policy::{AdminAction, AdminRequest, GatewayContext, Policies, Target};
+use crate::model::{Actor, Email, KeyStatus, Member, Org, OrgStatus, Role};
+use crate::policy::{AdminAction, AdminRequest, GatewayContext, Policies, Target, key_creator};
 use redb::ReadableTable;
 
 /// Models every key is also asked about, beside those its configs name.
@@ -43,6 +53,9 @@ pub struct DecisionChange {
 pub struct ImpactReport {
     /// How many requests were decided under each set.
     pub evaluated: u64,
+    /// How many distinct classes of them Cedar evaluated (under each set); every request
+    /// of a class has the same decisions.
+    pub distinct: u64,
     /// Every decision that changes (allowed or not, or the deciding policies), in a stable
     /// order: orgs by id, then members by email, then keys by id.
     pub changes: Vec<DecisionChange>,
@@ -52,30 +65,220 @@ fn uid(ty: &str, id: &str) -> String {
     format!("{ty}::{}", serde_json::Value::String(id.to_owned()))
 }
 
+/// What the two sets can tell apart.
+struct Naming {
+    /// The ids of every entity literal of either set.
+    ids: Vec<String>,
+    /// Some policy may read the `email` attribute (of the actor, the one `User` entity of
+    /// an admin request).
+    emails_read: bool,
+}
+
+impl Naming {
+    fn new(a: &Policies, b: &Policies) -> Self {
+        let mut ids = a.named_entity_ids();
+        ids.extend(b.named_entity_ids());
+        ids.sort_unstable();
+        ids.dedup();
+        Self {
+            ids,
+            emails_read: a.may_read_attribute("email") || b.may_read_attribute("email"),
+        }
+    }
+
+    /// `id` when a literal could name it (conservatively: any literal id containing it, as
+    /// a `Membership` id holds an email), `None` when it is interchangeable.
+    fn class(&self, id: &str) -> Option<String> {
+        self.ids
+            .iter()
+            .any(|n| n.contains(id))
+            .then(|| id.to_owned())
+    }
+}
+
+/// A person of an admin request, relative to the actor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Person {
+    Actor,
+    Other(Option<String>),
+    NoOne,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum TargetClass {
+    Org,
+    Config,
+    NewKey(bool),
+    Membership(Person, Option<Role>, Option<Role>),
+    Key(Option<String>, Person),
+}
+
+/// An admin request up to renaming, within one org (its id and owner count are fixed).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct AdminClass {
+    action: AdminAction,
+    role: Option<Role>,
+    actor: Option<String>,
+    target: TargetClass,
+}
+
+/// A gateway request up to renaming, within one org: the key when named, model, context.
+type GatewayClass = (Option<String>, String, GatewayContext);
+
+/// The two decisions of a class that changes.
+#[derive(Clone, Debug)]
+struct Verdicts {
+    before: bool,
+    after: bool,
+    before_policies: Vec<String>,
+    after_policies: Vec<String>,
+}
+
 struct Compare<'a> {
     active: &'a Policies,
     proposed: &'a Policies,
+    naming: Naming,
+    /// Memoize per class (off only to check the classes against a request-by-request run).
+    memoize: bool,
+    admin_memo: HashMap<AdminClass, Option<Verdicts>>,
+    gateway_memo: HashMap<GatewayClass, Option<Verdicts>>,
     report: ImpactReport,
 }
 
 impl Compare<'_> {
-    fn admin(&mut self, req: &AdminRequest<'_>, resource: String, context: String) {
-        let a = self.active.explain(req);
-        let b = self.proposed.explain(req);
+    fn admin_class(&self, req: &AdminRequest<'_>) -> AdminClass {
+        let me = req.actor.email().map(Email::as_str);
+        let actor = match me {
+            Some(e) if self.naming.emails_read => Some(e.to_owned()),
+            Some(e) => self.naming.class(e),
+            None => None,
+        };
+        let person = |email: Option<&str>| match email {
+            None => Person::NoOne,
+            Some(e) if Some(e) == me => Person::Actor,
+            Some(e) => Person::Other(self.naming.class(e)),
+        };
+        let target = match &req.target {
+            Target::Org => TargetClass::Org,
+            Target::Config => TargetClass::Config,
+            Target::NewKey { has_expiry } => TargetClass::NewKey(*has_expiry),
+            Target::Membership {
+                email,
+                role,
+                new_role,
+            } => TargetClass::Membership(person(Some(email.as_str())), *role, *new_role),
+            Target::Key { id, created_by } => {
+                let creator = key_creator(created_by);
+                TargetClass::Key(
+                    self.naming.class(&id.to_string()),
+                    person(creator.as_ref().map(Email::as_str)),
+                )
+            }
+        };
+        AdminClass {
+            action: req.action,
+            role: req.actor_role,
+            actor,
+            target,
+        }
+    }
+
+    fn admin(
+        &mut self,
+        req: &AdminRequest<'_>,
+        resource: impl FnOnce() -> String,
+        context: String,
+    ) {
         self.report.evaluated += 1;
-        if a.allowed != b.allowed || a.reasons != b.reasons {
+        let decide = |cmp: &mut Self| {
+            cmp.report.distinct += 1;
+            let a = cmp.active.explain(req);
+            let b = cmp.proposed.explain(req);
+            (a.allowed != b.allowed || a.reasons != b.reasons).then_some(Verdicts {
+                before: a.allowed,
+                after: b.allowed,
+                before_policies: a.reasons,
+                after_policies: b.reasons,
+            })
+        };
+        let verdicts = if self.memoize {
+            let class = self.admin_class(req);
+            match self.admin_memo.get(&class) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = decide(self);
+                    self.admin_memo.insert(class, v.clone());
+                    v
+                }
+            }
+        } else {
+            decide(self)
+        };
+        if let Some(v) = verdicts {
             self.report.changes.push(DecisionChange {
                 principal: req
                     .actor
                     .email()
                     .map_or_else(String::new, |e| uid("User", e.as_str())),
                 action: req.action.cedar_name().to_owned(),
-                resource,
+                resource: resource(),
                 context,
+                before: v.before,
+                after: v.after,
+                before_policies: v.before_policies,
+                after_policies: v.after_policies,
+            });
+        }
+    }
+
+    fn gateway(
+        &mut self,
+        org: &Org,
+        key: &KeyRecord,
+        key_class: &Option<String>,
+        model: &str,
+        ctx: GatewayContext,
+    ) {
+        self.report.evaluated += 1;
+        let decide = |cmp: &mut Self| {
+            cmp.report.distinct += 1;
+            let a = cmp.active.gateway_decide(&org.id, &key.info.id, model, ctx);
+            let b = cmp
+                .proposed
+                .gateway_decide(&org.id, &key.info.id, model, ctx);
+            (a.allowed != b.allowed || a.policies != b.policies).then_some(Verdicts {
                 before: a.allowed,
                 after: b.allowed,
-                before_policies: a.reasons,
-                after_policies: b.reasons,
+                before_policies: a.policies,
+                after_policies: b.policies,
+            })
+        };
+        let verdicts = if self.memoize {
+            let class = (key_class.clone(), model.to_owned(), ctx);
+            match self.gateway_memo.get(&class) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = decide(self);
+                    self.gateway_memo.insert(class, v.clone());
+                    v
+                }
+            }
+        } else {
+            decide(self)
+        };
+        if let Some(v) = verdicts {
+            self.report.changes.push(DecisionChange {
+                principal: uid("Key", &key.info.id.to_string()),
+                action: "invoke".to_owned(),
+                resource: uid("Model", model),
+                context: format!(
+                    "ip_allowed: {}, model_allowed: {}",
+                    ctx.ip_allowed, ctx.model_allowed
+                ),
+                before: v.before,
+                after: v.after,
+                before_policies: v.before_policies,
+                after_policies: v.after_policies,
             });
         }
     }
@@ -95,14 +298,49 @@ impl Store {
     ///   allow-lists say.
     ///
     /// It reads the file once and evaluates Cedar outside the gateway: the hot path and its
-    /// memo are untouched. Operator requests are not Cedar decisions and are not listed.
+    /// memo are untouched. Requests that no policy of either set can tell apart are decided
+    /// once (see [`ImpactReport::distinct`]), yet every request whose decision changes is
+    /// listed. Operator requests are not Cedar decisions and are not listed.
+    ///
+    /// ```
+    /// use orgstore::{Actor, Email, OrgId, Policies, Role, Store};
+    /// let store = Store::open_temporary()?;
+    /// let acme = OrgId::parse("acme")?;
+    /// store.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("o@acme.io")?)?;
+    /// store.members().add(&Actor::Operator, &acme, &Email::parse("m@acme.io")?, Role::Member)?;
+    /// let rule = "@id(\"no-new-keys\")\nforbid (principal, action == Action::\"CreateKey\", resource);\n";
+    /// let proposed = Policies::from_files(&[("k.cedar".into(), rule.into())])?;
+    /// let report = store.policy_impact(&proposed)?;
+    /// // The owner and the member, each with and without an expiry.
+    /// assert_eq!(report.changes.len(), 4);
+    /// assert!(report.changes.iter().all(|c| c.action == "CreateKey" && c.before && !c.after));
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
     pub fn policy_impact(&self, proposed: &Policies) -> Result<ImpactReport, Error> {
+        self.impact(proposed, true)
+    }
+
+    /// The analysis request by request, without classes: what the tests compare against.
+    #[cfg(test)]
+    pub(crate) fn policy_impact_unmemoized(
+        &self,
+        proposed: &Policies,
+    ) -> Result<ImpactReport, Error> {
+        self.impact(proposed, false)
+    }
+
+    fn impact(&self, proposed: &Policies, memoize: bool) -> Result<ImpactReport, Error> {
         let active = self.policies();
         let mut cmp = Compare {
             active: &active,
             proposed,
+            naming: Naming::new(&active, proposed),
+            memoize,
+            admin_memo: HashMap::new(),
+            gateway_memo: HashMap::new(),
             report: ImpactReport {
                 evaluated: 0,
+                distinct: 0,
                 changes: Vec::new(),
             },
         };
@@ -122,8 +360,11 @@ impl Store {
                 members.sort_by(|a, b| a.email.as_str().cmp(b.email.as_str()));
                 let mut keys = r.keys_of(&org.id)?;
                 keys.retain(|k| k.info.status == KeyStatus::Active);
-                keys.sort_by_key(|k| k.info.id.to_string());
+                keys.sort_by_cached_key(|k| k.info.id.to_string());
                 let (_, config) = r.active_config(org)?;
+                // Classes hold no org: each org has its own.
+                cmp.admin_memo.clear();
+                cmp.gateway_memo.clear();
                 admin_requests(&mut cmp, org, &members, &keys);
                 gateway_requests(&mut cmp, org, &config, &keys);
             }
@@ -133,17 +374,65 @@ impl Store {
     }
 }
 
-fn admin_requests(
-    cmp: &mut Compare<'_>,
-    org: &Org,
-    members: &[Member],
-    keys: &[super::records::KeyRecord],
-) {
+/// Which keys each member is asked about: every key they created, and the first key (in id
+/// order) of each other kind of creator (the operator, or a member role; a creator who is
+/// no longer a member counts as the operator).
+struct KeysAsked<'k> {
+    keys: &'k [KeyRecord],
+    /// creator -> indices of their keys, ascending.
+    own: HashMap<&'k str, Vec<usize>>,
+    /// kind -> the first key of that kind, and the first whose creator differs from it.
+    firsts: BTreeMap<&'static str, (usize, Option<usize>)>,
+}
+
+impl<'k> KeysAsked<'k> {
+    fn new(members: &[Member], keys: &'k [KeyRecord]) -> Self {
+        let roles: HashMap<&str, Role> =
+            members.iter().map(|m| (m.email.as_str(), m.role)).collect();
+        let mut own: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut firsts: BTreeMap<&'static str, (usize, Option<usize>)> = BTreeMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            let creator = k.info.created_by.as_str();
+            own.entry(creator).or_default().push(i);
+            let kind = roles.get(creator).map_or("operator", |r| r.as_str());
+            match firsts.get_mut(kind) {
+                None => {
+                    firsts.insert(kind, (i, None));
+                }
+                Some((first, second @ None)) if keys[*first].info.created_by != creator => {
+                    *second = Some(i);
+                }
+                Some(_) => {}
+            }
+        }
+        Self { keys, own, firsts }
+    }
+
+    fn for_member(&self, m: &Member) -> Vec<usize> {
+        let me = m.email.as_str();
+        let mut out = self.own.get(me).cloned().unwrap_or_default();
+        for (first, second) in self.firsts.values() {
+            let pick = if self.keys[*first].info.created_by == me {
+                *second
+            } else {
+                Some(*first)
+            };
+            out.extend(pick);
+        }
+        out.sort_unstable();
+        out
+    }
+}
+
+fn admin_requests(cmp: &mut Compare<'_>, org: &Org, members: &[Member], keys: &[KeyRecord]) {
     let fresh = crate::model::Email::parse("new-member@impact.invalid").ok();
     let one_per_role: Vec<&Member> = Role::ALL
         .iter()
         .filter_map(|role| members.iter().find(|m| m.role == *role))
         .collect();
+    let asked = KeysAsked::new(members, keys);
+    let org_uid = uid("Org", org.id.as_str());
+    let config_uid = uid("Config", org.id.as_str());
     for m in members {
         let actor = Actor::Member(m.email.clone());
         let req = |action, target| AdminRequest {
@@ -157,13 +446,13 @@ fn admin_requests(
         for action in AdminAction::ALL {
             let (target, resource) = match action {
                 AdminAction::UpdateConfig | AdminAction::RevealSecrets => {
-                    (Target::Config, uid("Config", org.id.as_str()))
+                    (Target::Config, &config_uid)
                 }
                 AdminAction::CreateKey => {
                     for has_expiry in [false, true] {
                         cmp.admin(
                             &req(action, Target::NewKey { has_expiry }),
-                            uid("Org", org.id.as_str()),
+                            || org_uid.clone(),
                             format!("has_expiry: {has_expiry}"),
                         );
                     }
@@ -175,11 +464,11 @@ fn admin_requests(
                 | AdminAction::LeaveOrg
                 | AdminAction::ManageKey
                 | AdminAction::CreateOrg => continue,
-                _ => (Target::Org, uid("Org", org.id.as_str())),
+                _ => (Target::Org, &org_uid),
             };
-            cmp.admin(&req(action, target), resource, String::new());
+            cmp.admin(&req(action, target), || resource.clone(), String::new());
         }
-        let membership = |e: &crate::model::Email| uid("Membership", &format!("{}/{}", org.id, e));
+        let membership = |e: &Email| uid("Membership", &format!("{}/{}", org.id, e));
         cmp.admin(
             &req(
                 AdminAction::LeaveOrg,
@@ -189,7 +478,7 @@ fn admin_requests(
                     new_role: None,
                 },
             ),
-            membership(&m.email),
+            || membership(&m.email),
             String::new(),
         );
         if let Some(f) = &fresh {
@@ -203,7 +492,7 @@ fn admin_requests(
                             new_role: Some(role),
                         },
                     ),
-                    membership(f),
+                    || membership(f),
                     format!("new_role: {}", role.as_str()),
                 );
             }
@@ -219,7 +508,7 @@ fn admin_requests(
                             new_role: Some(role),
                         },
                     ),
-                    membership(&other.email),
+                    || membership(&other.email),
                     format!("new_role: {}", role.as_str()),
                 );
             }
@@ -232,33 +521,21 @@ fn admin_requests(
                         new_role: None,
                     },
                 ),
-                membership(&other.email),
+                || membership(&other.email),
                 String::new(),
             );
         }
-        // Their own keys, and one key of each other kind of creator.
-        let mut other_kinds = BTreeSet::new();
-        for k in keys {
-            let creator = k.info.created_by.as_str();
-            let own = creator == m.email.as_str();
-            if !own {
-                let kind = members
-                    .iter()
-                    .find(|x| x.email.as_str() == creator)
-                    .map_or("operator", |x| x.role.as_str());
-                if !other_kinds.insert(kind) {
-                    continue;
-                }
-            }
+        for i in asked.for_member(m) {
+            let k = &keys[i];
             cmp.admin(
                 &req(
                     AdminAction::ManageKey,
                     Target::Key {
                         id: k.info.id,
-                        created_by: creator,
+                        created_by: &k.info.created_by,
                     },
                 ),
-                uid("Key", &k.info.id.to_string()),
+                || uid("Key", &k.info.id.to_string()),
                 String::new(),
             );
         }
@@ -269,14 +546,16 @@ fn gateway_requests(
     cmp: &mut Compare<'_>,
     org: &Org,
     config: &crate::config::OrgConfig,
-    keys: &[super::records::KeyRecord],
+    keys: &[KeyRecord],
 ) {
     let org_list = config.allowed_models();
+    let mut org_models: BTreeSet<&str> = SAMPLE_MODELS.into_iter().collect();
+    org_models.extend(org_list.unwrap_or(&[]).iter().map(String::as_str));
     for k in keys {
         let own = &k.info.spec.allowed_models;
-        let mut models: BTreeSet<&str> = SAMPLE_MODELS.into_iter().collect();
-        models.extend(org_list.unwrap_or(&[]).iter().map(String::as_str));
+        let mut models = org_models.clone();
         models.extend(own.iter().map(String::as_str));
+        let key_class = cmp.naming.class(&k.info.id.to_string());
         for model in models {
             let in_org = org_list.is_none_or(|l| l.iter().any(|m| m == model));
             let in_key = own.is_empty() || own.iter().any(|m| m == model);
@@ -284,21 +563,11 @@ fn gateway_requests(
                 ip_allowed: true,
                 model_allowed: in_org && in_key,
             };
-            let a = cmp.active.gateway_decide(&org.id, &k.info.id, model, ctx);
-            let b = cmp.proposed.gateway_decide(&org.id, &k.info.id, model, ctx);
-            cmp.report.evaluated += 1;
-            if a.allowed != b.allowed || a.policies != b.policies {
-                cmp.report.changes.push(DecisionChange {
-                    principal: uid("Key", &k.info.id.to_string()),
-                    action: "invoke".to_owned(),
-                    resource: uid("Model", model),
-                    context: format!("ip_allowed: true, model_allowed: {}", ctx.model_allowed),
-                    before: a.allowed,
-                    after: b.allowed,
-                    before_policies: a.policies,
-                    after_policies: b.policies,
-                });
-            }
+            cmp.gateway(org, k, &key_class, model, ctx);
         }
     }
 }
+
+#[cfg(test)]
+#[path = "impact_tests.rs"]
+mod tests;
