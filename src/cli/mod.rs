@@ -319,15 +319,6 @@ impl Ctx {
         StoreBuilder::new()
     }
 
-    /// A builder for a store held in memory for this run only (the demo): `--policies` is
-    /// applied to it, since nothing of it outlives the run.
-    pub(crate) fn temporary_builder(&self) -> StoreBuilder {
-        match &self.policies {
-            Some(dir) => StoreBuilder::new().policy_dir(dir),
-            None => StoreBuilder::new(),
-        }
-    }
-
     /// The store at `--db`, opened (or created) on first use: for commands that write.
     pub(crate) fn store(&self) -> Result<&Store, CliError> {
         self.store_with(self.builder())

@@ -253,19 +253,6 @@ impl Store {
         &self.gateway
     }
 
-    /// Makes the `*.cedar` files of `dir` (none for `None`) the store's policy set, as the
-    /// operator: [`PolicySets::apply_dir`] (a new version when they differ from the active
-    /// one, audited; enforced by every later open of the file). A bad file is rejected
-    /// (naming file, line and Cedar's message) and the active set stays. Every memoized
-    /// gateway decision is invalidated.
-    pub fn reload_policies(&self, dir: Option<&std::path::Path>) -> Result<(), Error> {
-        match dir {
-            Some(d) => self.policy_set().apply_dir(&Actor::Operator, d)?,
-            None => self.policy_set().apply(&Actor::Operator, &[])?,
-        };
-        Ok(())
-    }
-
     fn from_parts(
         db: Db,
         policies: Policies,

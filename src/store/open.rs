@@ -13,7 +13,7 @@ use crate::policy::Policies;
 use redb::ReadableTable;
 
 /// Options for opening a store. The defaults: durable commits (every acknowledged write
-/// survives a crash), the compiled-in policy set, no extra policy directory.
+/// survives a crash); the store enforces its stored policy set (see [`Store::policy_set`]).
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -23,7 +23,6 @@ use redb::ReadableTable;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct StoreBuilder {
-    policy_dir: Option<PathBuf>,
     watch_dir: Option<PathBuf>,
     non_durable: bool,
     spend_flush: Option<Duration>,
@@ -52,15 +51,6 @@ impl StoreBuilder {
     /// The defaults.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Makes the `*.cedar` files of `dir` the store's policy set at open, as the operator
-    /// (a new version when they differ from the active one, see
-    /// [`Store::policy_set`]). Without it a store enforces its stored active version; a
-    /// read-only store whose active set differs from `dir` is refused.
-    pub fn policy_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.policy_dir = Some(dir.into());
-        self
     }
 
     /// Watches `dir` for the lifetime of the store: a background thread reads its `*.cedar`
@@ -212,23 +202,6 @@ impl StoreBuilder {
         };
         let store = Store::from_parts(db, policies, durability, self.spend_sync, sealer);
         store.rebuild_snapshot()?;
-        if let Some(dir) = &self.policy_dir {
-            let files = Policies::read_files(dir)?;
-            if files != store.policies().operator_files() {
-                if read_only {
-                    return Err(Error::invalid(
-                        "policies",
-                        format!(
-                            "{} differs from the store's active policy set, and a read-only store cannot store a new one; open it writable or leave the directory out",
-                            dir.display()
-                        ),
-                    ));
-                }
-                store
-                    .policy_set()
-                    .apply(&crate::model::Actor::Operator, &files)?;
-            }
-        }
         if let (Some(dir), false) = (&self.watch_dir, read_only) {
             super::watch::spawn(&store.inner, dir.clone());
         }
