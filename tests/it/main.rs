@@ -29,6 +29,7 @@ mod limits;
 mod members;
 mod module_graph;
 mod orgs;
+mod policy_export;
 mod policy_gateway;
 mod policy_load;
 mod policy_matrix;
