@@ -90,6 +90,13 @@ pub(crate) enum SetCmd {
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError> {
+    if !matches!(cmd, SetCmd::Test { .. }) {
+        // These commands are the way out of a stored set this build does not load.
+        ctx.recover_policies.set(true);
+        if let Some(why) = ctx.read_store().ok().and_then(|s| s.policy_recovery()) {
+            out.note(format!("warning: {why}"));
+        }
+    }
     match cmd {
         SetCmd::Apply { dir, dry_run } => apply(ctx, &dir, dry_run, out),
         SetCmd::Show { version, all } => {

@@ -24,6 +24,7 @@ use redb::ReadableTable;
 #[derive(Clone, Debug, Default)]
 pub struct StoreBuilder {
     watch_dir: Option<PathBuf>,
+    recover_policies: bool,
     non_durable: bool,
     spend_flush: Option<Duration>,
     spend_sync: bool,
@@ -51,6 +52,25 @@ impl StoreBuilder {
     /// The defaults.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Opens a store whose stored active policy set does not load with this build (a newer
+    /// build's schema or built-in files refuse it) by enforcing the built-in set alone,
+    /// so that the operator can roll back to a version that loads or apply a new one
+    /// ([`Store::policy_set`]). The refusal is written to the policy log (unless the store
+    /// is read-only) and [`Store::policy_recovery`] says why until such a version is
+    /// active. Without it, opening such a store fails with `Invalid`, naming the version
+    /// and this way out: operator policies (their forbids included) are never dropped
+    /// silently. `orgstore policy` commands that read or change the set open with it.
+    ///
+    /// ```
+    /// let store = orgstore::StoreBuilder::new().recover_policies().open_temporary()?;
+    /// assert_eq!(store.policy_recovery(), None); // its set loads
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn recover_policies(mut self) -> Self {
+        self.recover_policies = true;
+        self
     }
 
     /// Watches `dir` for the lifetime of the store: a background thread reads its `*.cedar`
@@ -190,10 +210,28 @@ impl StoreBuilder {
         let stored = db
             .begin_read()
             .map_err(|e| Error::storage("starting a read", e))
-            .and_then(|r| super::policy_set::load_active(&r))?;
+            .and_then(|r| super::policy_set::load_active(&r));
+        let mut rejected = None;
         let policies = match stored {
-            Some(p) => p,
-            None => default_policies()?,
+            Ok(Some(p)) => p,
+            Ok(None) => default_policies()?,
+            Err(e) if e.kind() == ErrorKind::Invalid && self.recover_policies => {
+                rejected = Some(format!(
+                    "{}; the built-in policy set alone is enforced until a version that loads is applied or rolled back to",
+                    e.message()
+                ));
+                default_policies()?
+            }
+            Err(e) if e.kind() == ErrorKind::Invalid => {
+                return Err(Error::invalid(
+                    "policies",
+                    format!(
+                        "{}; to recover, roll back to a version that loads (`orgstore policy history`, then `orgstore policy rollback N`) or apply a set that does (`orgstore policy apply DIR`): those commands open the store enforcing the built-in set alone (StoreBuilder::recover_policies)",
+                        e.message()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
         };
         let durability = if self.non_durable {
             redb::Durability::None
@@ -202,6 +240,19 @@ impl StoreBuilder {
         };
         let store = Store::from_parts(db, policies, durability, self.spend_sync, sealer);
         store.rebuild_snapshot()?;
+        if let Some(why) = rejected {
+            if !read_only {
+                let _writer = store.inner.writer.lock();
+                // A log that cannot be written must not keep the way out shut.
+                let _ = super::policy_set::log(
+                    &store.inner,
+                    &crate::model::Actor::Operator,
+                    format!("opened in recovery: {why}"),
+                    super::AuditOutcome::Denied,
+                );
+            }
+            *store.inner.rejected_policies.lock() = Some(why);
+        }
         if let (Some(dir), false) = (&self.watch_dir, read_only) {
             super::watch::spawn(&store.inner, dir.clone());
         }

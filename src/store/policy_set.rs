@@ -305,6 +305,7 @@ pub(crate) fn commit(
             txn.commit().map_err(|e| Error::storage("committing", e))?;
             let next = Arc::new(next);
             inner.policies.store(next.clone());
+            *inner.rejected_policies.lock() = None;
             inner
                 .snapshot
                 .apply(crate::snapshot::Update::policies(next))?;
@@ -313,6 +314,23 @@ pub(crate) fn commit(
             Ok(v)
         }
     })
+}
+
+/// Stores `files` as a new active version without validating them (the set in memory
+/// becomes the built-in one), as a build whose schema accepted them would have: for the
+/// tests of a store whose stored set this build refuses.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn commit_unchecked(
+    store: &Store,
+    files: Vec<(String, String)>,
+) -> Result<PolicyVersion, Error> {
+    commit(
+        &store.inner,
+        &Actor::Operator,
+        Policies::default_set()?,
+        files,
+        None,
+    )
 }
 
 /// Writes one log entry in a transaction of its own (the caller holds the writer lock).
