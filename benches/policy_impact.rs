@@ -55,7 +55,7 @@ fn impact(c: &mut Criterion) {
     let mut g = c.benchmark_group("policy_impact");
     g.sampling_mode(SamplingMode::Flat);
     g.sample_size(10);
-    g.measurement_time(Duration::from_secs(30));
+    g.measurement_time(Duration::from_secs(10));
     g.bench_function("1k_members_100k_keys", |b| {
         b.iter(|| black_box(store.policy_impact(&proposed).unwrap()))
     });

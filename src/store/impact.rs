@@ -12,10 +12,11 @@
 //! set; every request of it is reported with its own principal and resource.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Store;
 use super::records::KeyRecord;
-use super::tables::ORGS;
+use super::tables::{KEYS, ORGS};
 use super::tx::ReadRecords;
 use crate::error::Error;
 use crate::model::{Actor, Email, KeyStatus, Member, Org, OrgStatus, Role};
@@ -137,7 +138,7 @@ struct Verdicts {
 struct Compare<'a> {
     active: &'a Policies,
     proposed: &'a Policies,
-    naming: Naming,
+    naming: &'a Naming,
     /// Memoize per class (off only to check the classes against a request-by-request run).
     memoize: bool,
     admin_memo: HashMap<AdminClass, Option<Verdicts>>,
@@ -331,47 +332,136 @@ impl Store {
 
     fn impact(&self, proposed: &Policies, memoize: bool) -> Result<ImpactReport, Error> {
         let active = self.policies();
-        let mut cmp = Compare {
-            active: &active,
-            proposed,
-            naming: Naming::new(&active, proposed),
-            memoize,
-            admin_memo: HashMap::new(),
-            gateway_memo: HashMap::new(),
-            report: ImpactReport {
-                evaluated: 0,
-                distinct: 0,
-                changes: Vec::new(),
-            },
-        };
-        self.read(|r| {
-            let mut orgs = Vec::new();
-            let t = r.table(ORGS)?;
-            for item in t.iter().map_err(|e| Error::storage("listing orgs", e))? {
-                let (_, v) = item.map_err(|e| Error::storage("listing orgs", e))?;
-                let org: Org = super::codec::decode("org", v.value())?;
-                if org.status != OrgStatus::Deleted {
-                    orgs.push(org);
-                }
-            }
-            drop(t);
-            for org in &orgs {
-                let mut members = r.members_of(&org.id)?;
-                members.sort_by(|a, b| a.email.as_str().cmp(b.email.as_str()));
-                let mut keys = r.keys_of(&org.id)?;
-                keys.retain(|k| k.info.status == KeyStatus::Active);
-                keys.sort_by_cached_key(|k| k.info.id.to_string());
-                let (_, config) = r.active_config(org)?;
-                // Classes hold no org: each org has its own.
+        let naming = Naming::new(&active, proposed);
+        let work = self.read(read_orgs)?;
+        // The orgs are independent (classes hold no org): shared out over the cores, each
+        // worker taking the next org, and the reports put back in org order.
+        let next = AtomicUsize::new(0);
+        let run = || {
+            let mut cmp = Compare {
+                active: &active,
+                proposed,
+                naming: &naming,
+                memoize,
+                admin_memo: HashMap::new(),
+                gateway_memo: HashMap::new(),
+                report: ImpactReport {
+                    evaluated: 0,
+                    distinct: 0,
+                    changes: Vec::new(),
+                },
+            };
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(w) = work.get(i) else { break };
                 cmp.admin_memo.clear();
                 cmp.gateway_memo.clear();
-                admin_requests(&mut cmp, org, &members, &keys);
-                gateway_requests(&mut cmp, org, &config, &keys);
+                let before = (cmp.report.evaluated, cmp.report.distinct);
+                let first = cmp.report.changes.len();
+                admin_requests(&mut cmp, &w.org, &w.members, &w.keys);
+                gateway_requests(&mut cmp, &w.org, &w.config, &w.keys);
+                done.push((
+                    i,
+                    cmp.report.evaluated - before.0,
+                    cmp.report.distinct - before.1,
+                    cmp.report.changes.split_off(first),
+                ));
             }
-            Ok(())
+            done
+        };
+        let helpers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(work.len())
+            .saturating_sub(1);
+        let mut parts = std::thread::scope(|s| {
+            // A helper that cannot be started leaves its share to the others.
+            let handles: Vec<_> = (0..helpers)
+                .filter_map(|_| {
+                    std::thread::Builder::new()
+                        .name("orgstore-impact".into())
+                        .spawn_scoped(s, run)
+                        .ok()
+                })
+                .collect();
+            let mut parts = run();
+            for h in handles {
+                match h.join() {
+                    Ok(p) => parts.extend(p),
+                    Err(_) => {
+                        return Err(Error::invalid(
+                            "policies",
+                            "the impact analysis failed; run it again",
+                        ));
+                    }
+                }
+            }
+            Ok(parts)
         })?;
-        Ok(cmp.report)
+        parts.sort_unstable_by_key(|p| p.0);
+        let mut report = ImpactReport {
+            evaluated: 0,
+            distinct: 0,
+            changes: Vec::new(),
+        };
+        for (_, evaluated, distinct, changes) in parts {
+            report.evaluated += evaluated;
+            report.distinct += distinct;
+            report.changes.extend(changes);
+        }
+        Ok(report)
     }
+}
+
+/// One live org and what is asked about it, read in one transaction.
+struct OrgWork {
+    org: Org,
+    /// By email.
+    members: Vec<Member>,
+    /// Its live keys, by id.
+    keys: Vec<KeyRecord>,
+    config: crate::config::OrgConfig,
+}
+
+fn read_orgs(r: &redb::ReadTransaction) -> Result<Vec<OrgWork>, Error> {
+    let mut orgs = Vec::new();
+    let t = r.table(ORGS)?;
+    for item in t.iter().map_err(|e| Error::storage("listing orgs", e))? {
+        let (_, v) = item.map_err(|e| Error::storage("listing orgs", e))?;
+        let org: Org = super::codec::decode("org", v.value())?;
+        if org.status != OrgStatus::Deleted {
+            orgs.push(org);
+        }
+    }
+    drop(t);
+    // One pass over every key (far cheaper than a lookup per key), grouped by org.
+    let mut keys: HashMap<String, Vec<KeyRecord>> = HashMap::new();
+    let t = r.table(KEYS)?;
+    for item in t.iter().map_err(|e| Error::storage("listing keys", e))? {
+        let (_, v) = item.map_err(|e| Error::storage("listing keys", e))?;
+        let k: KeyRecord = super::codec::decode("key", v.value())?;
+        if k.info.status == KeyStatus::Active {
+            keys.entry(k.info.org.as_str().to_owned())
+                .or_default()
+                .push(k);
+        }
+    }
+    drop(t);
+    orgs.into_iter()
+        .map(|org| {
+            let mut members = r.members_of(&org.id)?;
+            members.sort_by(|a, b| a.email.as_str().cmp(b.email.as_str()));
+            let mut keys = keys.remove(org.id.as_str()).unwrap_or_default();
+            keys.sort_by_cached_key(|k| k.info.id.to_string());
+            let (_, config) = r.active_config(&org)?;
+            Ok(OrgWork {
+                org,
+                members,
+                keys,
+                config,
+            })
+        })
+        .collect()
 }
 
 /// Which keys each member is asked about: every key they created, and the first key (in id
