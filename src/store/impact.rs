@@ -73,6 +73,8 @@ struct Naming {
     /// Some policy may read the `email` attribute (of the actor, the one `User` entity of
     /// an admin request).
     emails_read: bool,
+    /// Some literal could name a key (holds `key_`, which every key id starts with).
+    keys_named: bool,
 }
 
 impl Naming {
@@ -82,8 +84,19 @@ impl Naming {
         ids.sort_unstable();
         ids.dedup();
         Self {
+            keys_named: ids.iter().any(|n| n.contains("key_")),
             ids,
             emails_read: a.may_read_attribute("email") || b.may_read_attribute("email"),
+        }
+    }
+
+    /// [`Naming::class`] of a key, without writing its id out when no literal could name
+    /// any key.
+    fn key_class(&self, id: &crate::model::KeyId) -> Option<String> {
+        if self.keys_named {
+            self.class(&id.to_string())
+        } else {
+            None
         }
     }
 
@@ -123,8 +136,9 @@ struct AdminClass {
     target: TargetClass,
 }
 
-/// A gateway request up to renaming, within one org: the key when named, model, context.
-type GatewayClass = (Option<String>, String, GatewayContext);
+/// A gateway request up to renaming, within one org: the key when named and the context
+/// (then the model, in an inner map looked up by `&str`).
+type GatewayClass = (Option<String>, GatewayContext);
 
 /// The two decisions of a class that changes.
 #[derive(Clone, Debug)]
@@ -142,7 +156,7 @@ struct Compare<'a> {
     /// Memoize per class (off only to check the classes against a request-by-request run).
     memoize: bool,
     admin_memo: HashMap<AdminClass, Option<Verdicts>>,
-    gateway_memo: HashMap<GatewayClass, Option<Verdicts>>,
+    gateway_memo: HashMap<GatewayClass, HashMap<String, Option<Verdicts>>>,
     report: ImpactReport,
 }
 
@@ -171,7 +185,7 @@ impl Compare<'_> {
             Target::Key { id, created_by } => {
                 let creator = key_creator(created_by);
                 TargetClass::Key(
-                    self.naming.class(&id.to_string()),
+                    self.naming.key_class(id),
                     person(creator.as_ref().map(Email::as_str)),
                 )
             }
@@ -255,12 +269,15 @@ impl Compare<'_> {
             })
         };
         let verdicts = if self.memoize {
-            let class = (key_class.clone(), model.to_owned(), ctx);
-            match self.gateway_memo.get(&class) {
+            let class = (key_class.clone(), ctx);
+            match self.gateway_memo.get(&class).and_then(|m| m.get(model)) {
                 Some(v) => v.clone(),
                 None => {
                     let v = decide(self);
-                    self.gateway_memo.insert(class, v.clone());
+                    self.gateway_memo
+                        .entry(class)
+                        .or_default()
+                        .insert(model.to_owned(), v.clone());
                     v
                 }
             }
@@ -435,15 +452,18 @@ fn read_orgs(r: &redb::ReadTransaction) -> Result<Vec<OrgWork>, Error> {
     }
     drop(t);
     // One pass over every key (far cheaper than a lookup per key), grouped by org.
-    let mut keys: HashMap<String, Vec<KeyRecord>> = HashMap::new();
+    let mut keys: HashMap<crate::model::OrgId, Vec<KeyRecord>> = HashMap::new();
     let t = r.table(KEYS)?;
     for item in t.iter().map_err(|e| Error::storage("listing keys", e))? {
         let (_, v) = item.map_err(|e| Error::storage("listing keys", e))?;
         let k: KeyRecord = super::codec::decode("key", v.value())?;
         if k.info.status == KeyStatus::Active {
-            keys.entry(k.info.org.as_str().to_owned())
-                .or_default()
-                .push(k);
+            match keys.get_mut(&k.info.org) {
+                Some(list) => list.push(k),
+                None => {
+                    keys.insert(k.info.org.clone(), vec![k]);
+                }
+            }
         }
     }
     drop(t);
@@ -451,8 +471,9 @@ fn read_orgs(r: &redb::ReadTransaction) -> Result<Vec<OrgWork>, Error> {
         .map(|org| {
             let mut members = r.members_of(&org.id)?;
             members.sort_by(|a, b| a.email.as_str().cmp(b.email.as_str()));
-            let mut keys = keys.remove(org.id.as_str()).unwrap_or_default();
-            keys.sort_by_cached_key(|k| k.info.id.to_string());
+            let mut keys = keys.remove(&org.id).unwrap_or_default();
+            // Id order is the order of their text (`key_` and fixed-width hex).
+            keys.sort_unstable_by_key(|k| k.info.id);
             let (_, config) = r.active_config(&org)?;
             Ok(OrgWork {
                 org,
@@ -641,12 +662,18 @@ fn gateway_requests(
     let org_list = config.allowed_models();
     let mut org_models: BTreeSet<&str> = SAMPLE_MODELS.into_iter().collect();
     org_models.extend(org_list.unwrap_or(&[]).iter().map(String::as_str));
+    let mut merged;
     for k in keys {
         let own = &k.info.spec.allowed_models;
-        let mut models = org_models.clone();
-        models.extend(own.iter().map(String::as_str));
-        let key_class = cmp.naming.class(&k.info.id.to_string());
-        for model in models {
+        let models = if own.is_empty() {
+            &org_models
+        } else {
+            merged = org_models.clone();
+            merged.extend(own.iter().map(String::as_str));
+            &merged
+        };
+        let key_class = cmp.naming.key_class(&k.info.id);
+        for &model in models {
             let in_org = org_list.is_none_or(|l| l.iter().any(|m| m == model));
             let in_key = own.is_empty() || own.iter().any(|m| m == model);
             let ctx = GatewayContext {
