@@ -2,7 +2,7 @@
 //! 100,000 keys (imported by digest, 10,000 per org):
 //!
 //! - `policy_impact/1k_members_100k_keys`: one `Store::policy_impact` of the example policy
-//!   `require-key-expiry.cedar`. Target: a few seconds.
+//!   `require-key-expiry.cedar`. Target: at most 3 s, ideally under 1 s (see `docs/performance.md`).
 //!
 //! Building the store takes a while; run it alone (`cargo bench --bench policy_impact`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
