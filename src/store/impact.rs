@@ -149,6 +149,37 @@ struct Verdicts {
     after_policies: Vec<String>,
 }
 
+impl Verdicts {
+    /// `Some` when the decisions `(allowed, deciding ids)` before and after differ.
+    fn between(before: (bool, Vec<String>), after: (bool, Vec<String>)) -> Option<Self> {
+        (before != after).then_some(Self {
+            before: before.0,
+            after: after.0,
+            before_policies: before.1,
+            after_policies: after.1,
+        })
+    }
+
+    fn change(
+        self,
+        principal: String,
+        action: &str,
+        resource: String,
+        context: String,
+    ) -> DecisionChange {
+        DecisionChange {
+            principal,
+            action: action.to_owned(),
+            resource,
+            context,
+            before: self.before,
+            after: self.after,
+            before_policies: self.before_policies,
+            after_policies: self.after_policies,
+        }
+    }
+}
+
 struct Compare<'a> {
     active: &'a Policies,
     proposed: &'a Policies,
@@ -209,12 +240,7 @@ impl Compare<'_> {
             cmp.report.distinct += 1;
             let a = cmp.active.explain(req);
             let b = cmp.proposed.explain(req);
-            (a.allowed != b.allowed || a.reasons != b.reasons).then_some(Verdicts {
-                before: a.allowed,
-                after: b.allowed,
-                before_policies: a.reasons,
-                after_policies: b.reasons,
-            })
+            Verdicts::between((a.allowed, a.reasons), (b.allowed, b.reasons))
         };
         let verdicts = if self.memoize {
             let class = self.admin_class(req);
@@ -230,19 +256,16 @@ impl Compare<'_> {
             decide(self)
         };
         if let Some(v) = verdicts {
-            self.report.changes.push(DecisionChange {
-                principal: req
-                    .actor
-                    .email()
-                    .map_or_else(String::new, |e| uid("User", e.as_str())),
-                action: req.action.cedar_name().to_owned(),
-                resource: resource(),
+            let principal = req
+                .actor
+                .email()
+                .map_or_else(String::new, |e| uid("User", e.as_str()));
+            self.report.changes.push(v.change(
+                principal,
+                req.action.cedar_name(),
+                resource(),
                 context,
-                before: v.before,
-                after: v.after,
-                before_policies: v.before_policies,
-                after_policies: v.after_policies,
-            });
+            ));
         }
     }
 
@@ -261,12 +284,7 @@ impl Compare<'_> {
             let b = cmp
                 .proposed
                 .gateway_decide(&org.id, &key.info.id, model, ctx);
-            (a.allowed != b.allowed || a.policies != b.policies).then_some(Verdicts {
-                before: a.allowed,
-                after: b.allowed,
-                before_policies: a.policies,
-                after_policies: b.policies,
-            })
+            Verdicts::between((a.allowed, a.policies), (b.allowed, b.policies))
         };
         let verdicts = if self.memoize {
             let class = (key_class.clone(), ctx);
@@ -285,19 +303,15 @@ impl Compare<'_> {
             decide(self)
         };
         if let Some(v) = verdicts {
-            self.report.changes.push(DecisionChange {
-                principal: uid("Key", &key.info.id.to_string()),
-                action: "invoke".to_owned(),
-                resource: uid("Model", model),
-                context: format!(
+            self.report.changes.push(v.change(
+                uid("Key", &key.info.id.to_string()),
+                "invoke",
+                uid("Model", model),
+                format!(
                     "ip_allowed: {}, model_allowed: {}",
                     ctx.ip_allowed, ctx.model_allowed
                 ),
-                before: v.before,
-                after: v.after,
-                before_policies: v.before_policies,
-                after_policies: v.after_policies,
-            });
+            ));
         }
     }
 }
