@@ -141,9 +141,15 @@ pub(crate) struct Demo {
 
 /// Builds the temporary store: the orgs with their configs and owners, their keys, and the
 /// members of [`MATRIX_ORG`] with one role each.
-pub(crate) fn build(builder: &StoreBuilder) -> Result<Demo, Error> {
-    let store = builder.open_temporary()?;
+/// The demo store, held in memory for this run only; `policies` (the global `--policies`
+/// directory) is applied to it as a version of its policy set, since nothing of it
+/// outlives the run.
+pub(crate) fn build(policies: Option<&std::path::Path>) -> Result<Demo, Error> {
+    let store = StoreBuilder::new().open_temporary()?;
     let op = Actor::Operator;
+    if let Some(dir) = policies {
+        store.policy_set().apply_dir(&op, dir)?;
+    }
     let mut keys = Vec::new();
     for plan in PLAN {
         let id = OrgId::parse(plan.id)?;
@@ -178,7 +184,7 @@ pub(crate) fn build(builder: &StoreBuilder) -> Result<Demo, Error> {
 }
 
 pub(crate) fn run(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
-    let demo = build(&ctx.temporary_builder())?;
+    let demo = build(ctx.policies.as_deref())?;
     let caps = capabilities(&demo)?;
     let matrix = role_matrix(&demo)?;
     let trials = gateway_trials(&demo);

@@ -280,6 +280,9 @@ pub(crate) struct Ctx {
     remote: OnceCell<Option<remote::Remote>>,
     /// `--remote URL`: every command goes to that server or fails; no file is opened.
     remote_url: Option<String>,
+    /// Open with [`StoreBuilder::recover_policies`]: set by the commands that read or
+    /// change the policy set, the way out of a stored set this build does not load.
+    pub(crate) recover_policies: std::cell::Cell<bool>,
 }
 
 impl Ctx {
@@ -316,15 +319,10 @@ impl Ctx {
     pub(crate) fn builder(&self) -> StoreBuilder {
         // `--policies` is a "what if" for `policy validate`, `explain` and `test`: the store
         // always enforces its own policy set (`policy apply` changes it).
-        StoreBuilder::new()
-    }
-
-    /// A builder for a store held in memory for this run only (the demo): `--policies` is
-    /// applied to it, since nothing of it outlives the run.
-    pub(crate) fn temporary_builder(&self) -> StoreBuilder {
-        match &self.policies {
-            Some(dir) => StoreBuilder::new().policy_dir(dir),
-            None => StoreBuilder::new(),
+        if self.recover_policies.get() {
+            StoreBuilder::new().recover_policies()
+        } else {
+            StoreBuilder::new()
         }
     }
 
@@ -419,6 +417,7 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         store: OnceCell::new(),
         remote: remote.map_or_else(OnceCell::new, OnceCell::from),
         remote_url: cli.remote,
+        recover_policies: std::cell::Cell::new(false),
     };
     match cli.command {
         Command::Org(cmd) => org::run(&ctx, cmd, out),

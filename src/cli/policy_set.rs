@@ -42,6 +42,17 @@ pub(crate) enum SetCmd {
         #[arg(long)]
         version: Option<u64>,
     },
+    /// Write the whole set of a version (default: the active one), the built-in files then
+    /// the operator files, as one Cedar file in `cedar format` layout: `cedar validate
+    /// --deny-warnings --schema policies/schema.cedarschema --policies FILE` accepts it and
+    /// `cedar format --check -p FILE` leaves it as it is. `-` writes to standard output.
+    Export {
+        /// The file to write (replaced if it exists), or `-`.
+        file: PathBuf,
+        /// The version.
+        #[arg(long)]
+        version: Option<u64>,
+    },
     /// List every version of the store's policy set.
     History,
     /// Print the policy log, newest first: every change of the policy set and every refused
@@ -79,6 +90,13 @@ pub(crate) enum SetCmd {
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError> {
+    if !matches!(cmd, SetCmd::Test { .. }) {
+        // These commands are the way out of a stored set this build does not load.
+        ctx.recover_policies.set(true);
+        if let Some(why) = ctx.read_store().ok().and_then(|s| s.policy_recovery()) {
+            out.note(format!("warning: {why}"));
+        }
+    }
     match cmd {
         SetCmd::Apply { dir, dry_run } => apply(ctx, &dir, dry_run, out),
         SetCmd::Show { version, all } => {
@@ -101,6 +119,24 @@ pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError>
                 v.files.len(),
                 v.version,
                 dir.display()
+            ));
+            Ok(())
+        }
+        SetCmd::Export { file, version } => {
+            let v = ctx.read_store()?.policy_set().version(version)?;
+            let text = cedar_layout(&v.combined())?;
+            if file.as_os_str() == "-" {
+                out.line(text.trim_end_matches('\n'));
+                return Ok(());
+            }
+            std::fs::write(&file, &text).map_err(|e| {
+                CliError::invalid("file", format!("cannot write {}: {e}", file.display()))
+            })?;
+            out.note(format!(
+                "wrote policy set version {} ({} policies) to {}",
+                v.version,
+                Policies::from_files(&v.files).map_or(0, |p| p.policy_ids().len()),
+                file.display()
             ));
             Ok(())
         }
@@ -207,6 +243,20 @@ fn version_json(v: &PolicyVersion) -> Value {
         "created_by": v.created_by,
         "note": v.note,
         "files": v.files.iter().map(|(n, t)| json!({"name": n, "text": t})).collect::<Vec<_>>(),
+    })
+}
+
+/// `text` as `cedar format` lays it out (line width 80, indent 2: its defaults).
+fn cedar_layout(text: &str) -> Result<String, CliError> {
+    let config = cedar_policy_formatter::Config {
+        line_width: 80,
+        indent_width: 2,
+    };
+    cedar_policy_formatter::policies_str_to_pretty(text, &config).map_err(|e| {
+        CliError::invalid(
+            "policies",
+            format!("cannot lay the set out as cedar format does: {e}"),
+        )
     })
 }
 

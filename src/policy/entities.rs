@@ -185,7 +185,7 @@ fn membership_entity(
 }
 
 /// The creator of a key as recorded by the store: an email, or `operator` (no creator).
-fn creator(created_by: &str) -> Option<Email> {
+pub(crate) fn creator(created_by: &str) -> Option<Email> {
     if created_by == "operator" {
         None
     } else {

@@ -2,9 +2,11 @@
 //! the gateway's `invoke` decision.
 //!
 //! The default set (`policies/schema.cedarschema`, `policies/roles.cedar`,
-//! `policies/gateway.cedar`) is compiled into the library; an operator can add a directory of
-//! `.cedar` files with [`Policies::with_dir`] (forbid rules narrow, permit rules widen). Every
-//! load validates the whole set strictly against the schema; warnings count as failures.
+//! `policies/gateway.cedar`) is compiled into the library; the operator's `.cedar` files are
+//! added to it (forbid rules narrow, permit rules widen). A store enforces the operator files
+//! of its stored active version ([`crate::Store::policy_set`]); [`Policies::with_dir`] and
+//! [`Policies::from_files`] only compile a set, for a "what if" or an apply. Every load
+//! validates the whole set strictly against the schema; warnings count as failures.
 //!
 //! Guard rails hold whatever an operator adds: a person who is not a member of the org is
 //! refused everything in it, and the last Owner can be neither removed, nor leave, nor be
@@ -19,6 +21,7 @@ mod engine;
 mod entities;
 mod gateway;
 mod load;
+mod names;
 mod request;
 
 use std::path::Path;
@@ -29,6 +32,7 @@ pub use request::{AdminAction, AdminRequest, Target};
 pub(crate) use authoring::MANAGE_POLICIES;
 pub use authoring::MAX_POLICY_FILE_BYTES;
 pub(crate) use engine::TENANCY;
+pub(crate) use entities::creator as key_creator;
 
 use crate::error::Error;
 

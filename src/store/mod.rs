@@ -11,7 +11,7 @@ mod keys;
 mod members;
 pub(crate) mod open;
 mod orgs;
-mod policy_set;
+pub(crate) mod policy_set;
 pub(crate) mod records;
 pub(crate) mod secrets;
 pub(crate) mod spend;
@@ -128,6 +128,10 @@ pub(crate) struct Inner {
     snapshot: Arc<SnapshotCell>,
     /// Encrypts provider secrets in stored configs.
     sealer: secrets::Sealer,
+    /// Why the stored active policy set was not loaded at open and the built-in set is
+    /// enforced instead ([`StoreBuilder::recover_policies`]); cleared by the next apply or
+    /// rollback.
+    rejected_policies: Mutex<Option<String>>,
 }
 
 impl Inner {
@@ -253,17 +257,18 @@ impl Store {
         &self.gateway
     }
 
-    /// Makes the `*.cedar` files of `dir` (none for `None`) the store's policy set, as the
-    /// operator: [`PolicySets::apply_dir`] (a new version when they differ from the active
-    /// one, audited; enforced by every later open of the file). A bad file is rejected
-    /// (naming file, line and Cedar's message) and the active set stays. Every memoized
-    /// gateway decision is invalidated.
-    pub fn reload_policies(&self, dir: Option<&std::path::Path>) -> Result<(), Error> {
-        match dir {
-            Some(d) => self.policy_set().apply_dir(&Actor::Operator, d)?,
-            None => self.policy_set().apply(&Actor::Operator, &[])?,
-        };
-        Ok(())
+    /// Why this store enforces the built-in policy set alone instead of its stored active
+    /// version: `Some` only for a store opened with [`StoreBuilder::recover_policies`]
+    /// whose active version does not load with this build, until a version that loads is
+    /// applied or rolled back to ([`Store::policy_set`]).
+    ///
+    /// ```
+    /// let store = orgstore::Store::open_temporary()?;
+    /// assert_eq!(store.policy_recovery(), None);
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn policy_recovery(&self) -> Option<String> {
+        self.inner.rejected_policies.lock().clone()
     }
 
     fn from_parts(
@@ -281,6 +286,7 @@ impl Store {
             policies: ArcSwap::new(policies),
             durability,
             sealer,
+            rejected_policies: Mutex::new(None),
         });
         let gateway =
             crate::gateway::Gateway::new(inner.snapshot.clone(), inner.clone(), spend_sync);

@@ -13,7 +13,7 @@ use crate::policy::Policies;
 use redb::ReadableTable;
 
 /// Options for opening a store. The defaults: durable commits (every acknowledged write
-/// survives a crash), the compiled-in policy set, no extra policy directory.
+/// survives a crash); the store enforces its stored policy set (see [`Store::policy_set`]).
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -23,8 +23,8 @@ use redb::ReadableTable;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct StoreBuilder {
-    policy_dir: Option<PathBuf>,
     watch_dir: Option<PathBuf>,
+    recover_policies: bool,
     non_durable: bool,
     spend_flush: Option<Duration>,
     spend_sync: bool,
@@ -54,12 +54,22 @@ impl StoreBuilder {
         Self::default()
     }
 
-    /// Makes the `*.cedar` files of `dir` the store's policy set at open, as the operator
-    /// (a new version when they differ from the active one, see
-    /// [`Store::policy_set`]). Without it a store enforces its stored active version; a
-    /// read-only store whose active set differs from `dir` is refused.
-    pub fn policy_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.policy_dir = Some(dir.into());
+    /// Opens a store whose stored active policy set does not load with this build (a newer
+    /// build's schema or built-in files refuse it) by enforcing the built-in set alone,
+    /// so that the operator can roll back to a version that loads or apply a new one
+    /// ([`Store::policy_set`]). The refusal is written to the policy log (unless the store
+    /// is read-only) and [`Store::policy_recovery`] says why until such a version is
+    /// active. Without it, opening such a store fails with `Invalid`, naming the version
+    /// and this way out: operator policies (their forbids included) are never dropped
+    /// silently. `orgstore policy` commands that read or change the set open with it.
+    ///
+    /// ```
+    /// let store = orgstore::StoreBuilder::new().recover_policies().open_temporary()?;
+    /// assert_eq!(store.policy_recovery(), None); // its set loads
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn recover_policies(mut self) -> Self {
+        self.recover_policies = true;
         self
     }
 
@@ -200,10 +210,28 @@ impl StoreBuilder {
         let stored = db
             .begin_read()
             .map_err(|e| Error::storage("starting a read", e))
-            .and_then(|r| super::policy_set::load_active(&r))?;
+            .and_then(|r| super::policy_set::load_active(&r));
+        let mut rejected = None;
         let policies = match stored {
-            Some(p) => p,
-            None => default_policies()?,
+            Ok(Some(p)) => p,
+            Ok(None) => default_policies()?,
+            Err(e) if e.kind() == ErrorKind::Invalid && self.recover_policies => {
+                rejected = Some(format!(
+                    "{}; the built-in policy set alone is enforced until a version that loads is applied or rolled back to",
+                    e.message()
+                ));
+                default_policies()?
+            }
+            Err(e) if e.kind() == ErrorKind::Invalid => {
+                return Err(Error::invalid(
+                    "policies",
+                    format!(
+                        "{}; to recover, roll back to a version that loads (`orgstore policy history`, then `orgstore policy rollback N`) or apply a set that does (`orgstore policy apply DIR`): those commands open the store enforcing the built-in set alone (StoreBuilder::recover_policies)",
+                        e.message()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
         };
         let durability = if self.non_durable {
             redb::Durability::None
@@ -212,22 +240,18 @@ impl StoreBuilder {
         };
         let store = Store::from_parts(db, policies, durability, self.spend_sync, sealer);
         store.rebuild_snapshot()?;
-        if let Some(dir) = &self.policy_dir {
-            let files = Policies::read_files(dir)?;
-            if files != store.policies().operator_files() {
-                if read_only {
-                    return Err(Error::invalid(
-                        "policies",
-                        format!(
-                            "{} differs from the store's active policy set, and a read-only store cannot store a new one; open it writable or leave the directory out",
-                            dir.display()
-                        ),
-                    ));
-                }
-                store
-                    .policy_set()
-                    .apply(&crate::model::Actor::Operator, &files)?;
+        if let Some(why) = rejected {
+            if !read_only {
+                let _writer = store.inner.writer.lock();
+                // A log that cannot be written must not keep the way out shut.
+                let _ = super::policy_set::log(
+                    &store.inner,
+                    &crate::model::Actor::Operator,
+                    format!("opened in recovery: {why}"),
+                    super::AuditOutcome::Denied,
+                );
             }
+            *store.inner.rejected_policies.lock() = Some(why);
         }
         if let (Some(dir), false) = (&self.watch_dir, read_only) {
             super::watch::spawn(&store.inner, dir.clone());

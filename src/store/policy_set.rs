@@ -46,6 +46,32 @@ pub struct PolicyVersion {
     pub changed: bool,
 }
 
+impl PolicyVersion {
+    /// The whole set of this version as one Cedar text: the built-in files of this build
+    /// ([`Policies::builtin_files`]), then the version's operator files, each after a
+    /// `// ---- file name` comment line and separated by a blank line. The `cedar` CLI
+    /// reads it with `policies/schema.cedarschema`; `orgstore policy export` writes it laid
+    /// out as `cedar format` does.
+    ///
+    /// ```
+    /// let store = orgstore::Store::open_temporary()?;
+    /// let text = store.policy_set().active()?.combined();
+    /// assert!(text.starts_with("// ---- roles.cedar\n") && text.contains("@id(\"viewer-read\")"));
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn combined(&self) -> String {
+        let builtin = Policies::builtin_files();
+        let all = builtin
+            .iter()
+            .map(|(n, t)| (*n, *t))
+            .chain(self.files.iter().map(|(n, t)| (n.as_str(), t.as_str())));
+        let parts: Vec<String> = all
+            .map(|(name, text)| format!("// ---- {name}\n{}\n", text.trim_end()))
+            .collect();
+        parts.join("\n")
+    }
+}
+
 /// How one file differs between two versions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -279,6 +305,7 @@ pub(crate) fn commit(
             txn.commit().map_err(|e| Error::storage("committing", e))?;
             let next = Arc::new(next);
             inner.policies.store(next.clone());
+            *inner.rejected_policies.lock() = None;
             inner
                 .snapshot
                 .apply(crate::snapshot::Update::policies(next))?;
@@ -287,6 +314,23 @@ pub(crate) fn commit(
             Ok(v)
         }
     })
+}
+
+/// Stores `files` as a new active version without validating them (the set in memory
+/// becomes the built-in one), as a build whose schema accepted them would have: for the
+/// tests of a store whose stored set this build refuses.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn commit_unchecked(
+    store: &Store,
+    files: Vec<(String, String)>,
+) -> Result<PolicyVersion, Error> {
+    commit(
+        &store.inner,
+        &Actor::Operator,
+        Policies::default_set()?,
+        files,
+        None,
+    )
 }
 
 /// Writes one log entry in a transaction of its own (the caller holds the writer lock).

@@ -156,8 +156,18 @@ fn readers_never_see_torn_or_stale_keys_while_writers_churn() {
         // Policy reloads contend for the writer lock and invalidate every memo.
         let (store, stop, counts) = (store.clone(), stop.clone(), counts.clone());
         handles.push(std::thread::spawn(move || {
+            // Two sets in turn (a rule about a model nothing uses, then none): each apply
+            // is a new version.
+            let rule = "@id(\"unused-model\")\nforbid (principal, action == Action::\"invoke\", resource == Model::\"never-asked\");\n";
+            let sets = [vec![("unused.cedar".to_owned(), rule.to_owned())], Vec::new()];
+            let mut turn = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                store.reload_policies(None).unwrap();
+                let v = store
+                    .policy_set()
+                    .apply(&orgstore::Actor::Operator, &sets[turn % 2])
+                    .unwrap();
+                turn += 1;
+                assert!(v.changed);
                 counts.reloads.fetch_add(1, Ordering::Relaxed);
                 // Paced only so that reloads do not crowd out the writers.
                 std::thread::sleep(Duration::from_millis(50));

@@ -225,7 +225,10 @@ impl World {
                 self.policy = *v;
                 let text = policy_text(*v, &self.key_ids());
                 std::fs::write(self.dir.path().join("operator.cedar"), text).unwrap();
-                self.store.reload_policies(Some(self.dir.path())).unwrap();
+                self.store
+                    .policy_set()
+                    .apply_dir(&orgstore::Actor::Operator, self.dir.path())
+                    .unwrap();
             }
         }
     }

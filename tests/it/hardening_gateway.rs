@@ -46,10 +46,8 @@ when { [Model::"pair-a", Model::"pair-b"].contains(resource) };
 fn hostile_names_fixture() -> (tempfile::TempDir, Store, [String; 3]) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ops.cedar"), POLICY).unwrap();
-    let store = StoreBuilder::new()
-        .policy_dir(dir.path())
-        .open_temporary()
-        .unwrap();
+    let store = StoreBuilder::new().open_temporary().unwrap();
+    store.policy_set().apply_dir(&OP, dir.path()).unwrap();
     let open = create_org(&store, "open", "o@open.io");
     let all = store
         .keys()
@@ -196,7 +194,7 @@ fn policies_naming_unconfigured_models_are_honoured_without_interning_requests()
         r#"@id("no-fresh") forbid (principal, action == Action::"invoke", resource == Model::"fresh-model");"#,
     )
     .unwrap();
-    store.reload_policies(Some(dir.path())).unwrap();
+    store.policy_set().apply_dir(&OP, dir.path()).unwrap();
     assert!(gw.check(&Request::new(&all, "secret-model", ip())).is_ok());
     assert!(gw.check(&Request::new(&all, "unknown-9", ip())).is_ok());
     let d = gw

@@ -194,7 +194,10 @@ fn policy_expiry_and_revocation_refusals_consume_nothing() {
 forbid (principal in Org::"acme", action == Action::"invoke", resource == Model::"blocked");"#,
     )
     .unwrap();
-    f.store.reload_policies(Some(dir.path())).unwrap();
+    f.store
+        .policy_set()
+        .apply_dir(&orgstore::Actor::Operator, dir.path())
+        .unwrap();
     let (_, k) = key(&f, KeySpec::new("k").rpm(5));
     let (_, expiring) = key(&f, KeySpec::new("e").rpm(5).expires_at(at(now + MINUTE)));
     let (revoked_id, revoked) = key(&f, KeySpec::new("r").rpm(5));

@@ -32,11 +32,11 @@ fn policy_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 fn store_with(dir: Option<&Path>) -> Store {
-    let mut b = StoreBuilder::new();
+    let store = StoreBuilder::new().open_temporary().unwrap();
     if let Some(d) = dir {
-        b = b.policy_dir(d);
+        store.policy_set().apply_dir(&OP, d).unwrap();
     }
-    b.open_temporary().unwrap()
+    store
 }
 
 fn gw_code(store: &Store, key: &str) -> &'static str {
@@ -1097,7 +1097,7 @@ fn a_policy_without_an_id_is_refused_with_file_and_line() {
         let e = Policies::validate_dir(d.path()).unwrap_err();
         assert!(e.to_string().contains(place), "{e}");
         let store = store_with(None);
-        assert!(store.reload_policies(Some(d.path())).is_err());
+        assert!(store.policy_set().apply_dir(&OP, d.path()).is_err());
         assert_eq!(store.policies().policy_ids(), base.policy_ids());
     }
 }
@@ -1173,7 +1173,7 @@ fn only_the_operator_creates_orgs_unless_a_policy_permits_it() {
         "signup.cedar",
         "@id(\"acme-staff-create-orgs\")\npermit (principal, action == Action::\"CreateOrg\", resource)\nwhen { principal.email like \"*@acme.io\" };\n",
     )]);
-    store.reload_policies(Some(dir.path())).unwrap();
+    store.policy_set().apply_dir(&OP, dir.path()).unwrap();
     let staff = Actor::member(email("sam@acme.io"));
     store
         .orgs()
@@ -1205,7 +1205,7 @@ fn only_the_operator_creates_orgs_unless_a_policy_permits_it() {
         .explain(&staff, AdminAction::CreateOrg, "org:whatever", None, false)
         .unwrap();
     assert_eq!(r.explanation.reasons, ["acme-staff-create-orgs"]);
-    store.reload_policies(None).unwrap();
+    store.policy_set().apply(&OP, &[]).unwrap();
     let r = store
         .explain(&staff, AdminAction::CreateOrg, "org:whatever", None, false)
         .unwrap();

@@ -34,6 +34,7 @@ mod orgs;
 #[cfg(feature = "fleet")]
 #[path = "../support/pg_cluster.rs"]
 mod pg_cluster;
+mod policy_export;
 mod policy_gateway;
 mod policy_load;
 mod policy_matrix;

@@ -246,9 +246,10 @@ fn a_member_may_create_an_org_only_as_its_own_owner() {
         "@id(\"anyone-creates-orgs\")\npermit (principal, action == Action::\"CreateOrg\", resource);\n",
     )
     .unwrap();
-    let store = orgstore::StoreBuilder::new()
-        .policy_dir(dir.path())
-        .open_temporary()
+    let store = orgstore::StoreBuilder::new().open_temporary().unwrap();
+    store
+        .policy_set()
+        .apply_dir(&Actor::Operator, dir.path())
         .unwrap();
     let ann = Actor::from_email("Ann@X.io").unwrap();
 

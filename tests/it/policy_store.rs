@@ -636,3 +636,92 @@ fn the_watcher_applies_edits_and_survives_a_half_written_file() {
     assert!(!member_creates_key_without_expiry(&store));
     assert!(has("no-deletes"));
 }
+
+/// A stored set that this build refuses (as one written by a build whose schema had an
+/// action this one lacks): a plain open is refused with the version and the way out, the
+/// `policy` commands open it enforcing the built-in set alone (audited), and a rollback
+/// to a version that loads ends it.
+#[cfg(feature = "fuzzing")]
+#[test]
+fn a_stored_set_this_build_refuses_does_not_brick_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_path(dir.path());
+    let future =
+        "@id(\"future\")\nforbid (principal, action == Action::\"FutureAction\", resource);\n";
+    {
+        let store = open_file_fast(dir.path());
+        populated(&store);
+        store
+            .policy_set()
+            .apply(&OP, &files(&[("nodelete.cedar", NO_DELETES)]))
+            .unwrap();
+        let v = orgstore::fuzz_support::store_policy_files_unchecked(
+            &store,
+            &files(&[("future.cedar", future)]),
+        )
+        .unwrap();
+        assert_eq!(v, 3);
+    }
+    let Err(e) = StoreBuilder::new().open(&db) else {
+        panic!("a stored set this build refuses was opened")
+    };
+    assert_eq!(e.kind(), ErrorKind::Invalid);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("version 3")
+            && msg.contains("FutureAction")
+            && msg.contains("policy rollback"),
+        "{msg}"
+    );
+    // Other commands are refused the same way: nothing is enforced without the operator's set.
+    let out = orgstore(&["org", "list"]).db(&db).run();
+    assert_ne!(out.code(), Some(0));
+
+    {
+        let store = StoreBuilder::new().recover_policies().open(&db).unwrap();
+        let why = store.policy_recovery().unwrap();
+        assert!(
+            why.contains("version 3") && why.contains("built-in"),
+            "{why}"
+        );
+        assert_eq!(
+            store.policies().policy_ids(),
+            Policies::default_set().unwrap().policy_ids()
+        );
+        assert_eq!(store.policy_set().active().unwrap().version, 3);
+        let log = store.policy_set().audit(&OP, 5).unwrap();
+        assert!(
+            log[0].outcome == AuditOutcome::Denied && log[0].summary.contains("opened in recovery"),
+            "{log:?}"
+        );
+        // The refused version cannot be made active again; nothing changes.
+        assert_eq!(
+            store.policy_set().rollback(&OP, 3).unwrap_err().kind(),
+            ErrorKind::Invalid
+        );
+        assert!(store.policy_recovery().is_some());
+    }
+
+    // The way out through the CLI: its policy commands open the store in recovery.
+    let h = orgstore(&["policy", "history"]).db(&db).run();
+    assert!(
+        h.stderr.contains("warning") && h.stderr.contains("version 3"),
+        "{}",
+        h.stderr
+    );
+    h.ok();
+    orgstore(&["policy", "rollback", "2"]).db(&db).run().ok();
+    let store = open_file_fast(dir.path());
+    assert_eq!(store.policy_recovery(), None);
+    let active = store.policy_set().active().unwrap();
+    assert_eq!(
+        (active.version, active.files),
+        (4, files(&[("nodelete.cedar", NO_DELETES)]))
+    );
+    assert!(
+        store
+            .policies()
+            .policy_ids()
+            .contains(&"no-deletes".to_owned())
+    );
+}
