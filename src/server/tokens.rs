@@ -6,14 +6,12 @@
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::io_error;
 use crate::error::{Error, ErrorKind};
+use crate::keys::token::{self, hex};
 use crate::model::{Email, Timestamp};
 
 /// The prefix of an operator token.
@@ -102,35 +100,10 @@ pub struct Tokens {
     path: PathBuf,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn random<const N: usize>() -> Result<[u8; N], Error> {
-    let mut b = [0u8; N];
-    rand::rngs::OsRng.try_fill_bytes(&mut b).map_err(|e| {
-        Error::new(
-            ErrorKind::Storage,
-            "tokens",
-            format!("no randomness ({e}); retry"),
-        )
-    })?;
-    Ok(b)
-}
-
-/// The checksum of a token's text before it: 8 hex digits of CRC32.
-fn checksum(body: &str) -> String {
-    format!("{:08x}", crc32fast::hash(body.as_bytes()))
-}
-
 /// Whether `token` has a token's shape and a correct checksum (no look-up).
 fn well_formed(token: &str) -> bool {
-    let Some((body, check)) = token.rsplit_once('_') else {
-        return false;
-    };
-    (body.starts_with(OPERATOR_TOKEN_PREFIX) || body.starts_with(MEMBER_TOKEN_PREFIX))
-        && body.len() == OPERATOR_TOKEN_PREFIX.len() + 43
-        && check == checksum(body)
+    token::well_formed(token, OPERATOR_TOKEN_PREFIX)
+        || token::well_formed(token, MEMBER_TOKEN_PREFIX)
 }
 
 impl Tokens {
@@ -206,13 +179,9 @@ impl Tokens {
             TokenHolder::Operator => OPERATOR_TOKEN_PREFIX,
             TokenHolder::Member(_) => MEMBER_TOKEN_PREFIX,
         };
-        let body = format!(
-            "{prefix}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random::<32>()?)
-        );
-        let secret = format!("{body}_{}", checksum(&body));
+        let secret = token::generate(prefix, "tokens")?;
         let record = Record {
-            id: format!("tok_{}", hex(&random::<8>()?)),
+            id: format!("tok_{}", hex(&token::random::<8>("tokens")?)),
             kind: match holder {
                 TokenHolder::Operator => "operator".into(),
                 TokenHolder::Member(_) => "member".into(),
@@ -221,7 +190,7 @@ impl Tokens {
                 TokenHolder::Member(e) => Some(e.as_str().to_owned()),
                 TokenHolder::Operator => None,
             },
-            sha256: hex(&Sha256::digest(secret.as_bytes())),
+            sha256: hex(&token::digest(&secret)),
             created_at: Timestamp::now().as_micros(),
             expires_at: expires_at.map(Timestamp::as_micros),
             revoked_at: None,
@@ -264,7 +233,7 @@ impl Tokens {
         if !well_formed(token) {
             return None;
         }
-        let digest = hex(&Sha256::digest(token.as_bytes()));
+        let digest = hex(&token::digest(token));
         let records = self.read().ok()?;
         let mut found = None;
         for r in &records {

@@ -37,7 +37,10 @@ impl Kind {
             AdminAction::AddMember
             | AdminAction::ChangeRole
             | AdminAction::RemoveMember
-            | AdminAction::LeaveOrg => Kind::Member,
+            | AdminAction::LeaveOrg
+            | AdminAction::InviteMember
+            | AdminAction::RevokeInvite
+            | AdminAction::AcceptInvite => Kind::Member,
             AdminAction::CreateKey => Kind::NewKey,
             AdminAction::ManageKey => Kind::Key,
             _ => Kind::Org,
@@ -210,7 +213,7 @@ impl Store {
                 ),
             ));
         }
-        let grants = matches!(action, AdminAction::AddMember | AdminAction::ChangeRole);
+        let grants = action.grants_role();
         if grants && new_role.is_none() {
             return Err(Error::invalid(
                 "new role",
@@ -224,7 +227,7 @@ impl Store {
             return Err(Error::invalid(
                 "new role",
                 format!(
-                    "only AddMember and ChangeRole grant a role, not {}",
+                    "only AddMember, ChangeRole and the invitation actions take a role, not {}",
                     action.cedar_name()
                 ),
             ));

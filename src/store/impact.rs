@@ -174,7 +174,10 @@ fn admin_requests(
                 | AdminAction::RemoveMember
                 | AdminAction::LeaveOrg
                 | AdminAction::ManageKey
-                | AdminAction::CreateOrg => continue,
+                | AdminAction::CreateOrg
+                | AdminAction::InviteMember
+                | AdminAction::RevokeInvite
+                | AdminAction::AcceptInvite => continue,
                 _ => (Target::Org, uid("Org", org.id.as_str())),
             };
             cmp.admin(&req(action, target), resource, String::new());

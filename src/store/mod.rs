@@ -7,6 +7,7 @@ mod configs;
 mod explain;
 mod feed;
 mod impact;
+mod invites;
 mod keys;
 mod members;
 pub(crate) mod open;
@@ -24,6 +25,10 @@ pub use audit::{Audit, AuditEntry, AuditOutcome};
 pub use configs::{ConfigVersion, OrgConfigs};
 pub use explain::ExplainReport;
 pub use impact::{DecisionChange, ImpactReport, SAMPLE_MODELS};
+pub use invites::{
+    AcceptedInvite, CreatedInvite, DEFAULT_INVITE_VALIDITY, INVITE_TOKEN_PREFIX, InviteToken,
+    Invites,
+};
 pub use keys::{CreatedKey, ImportKey, Keys};
 pub use members::Members;
 pub use open::StoreBuilder;
@@ -128,6 +133,8 @@ pub(crate) struct Inner {
     snapshot: Arc<SnapshotCell>,
     /// Encrypts provider secrets in stored configs.
     sealer: secrets::Sealer,
+    /// Told of every new invitation and its token ([`StoreBuilder::on_invite`]).
+    invite_hook: Option<invites::InviteHook>,
 }
 
 impl Inner {
@@ -207,6 +214,11 @@ impl Store {
         Members { store: self }
     }
 
+    /// Invitations by email: invite, list, revoke, accept.
+    pub fn invites(&self) -> Invites<'_> {
+        Invites { store: self }
+    }
+
     /// Virtual keys.
     pub fn keys(&self) -> Keys<'_> {
         Keys { store: self }
@@ -272,6 +284,7 @@ impl Store {
         durability: redb::Durability,
         spend_sync: bool,
         sealer: secrets::Sealer,
+        invite_hook: Option<invites::InviteHook>,
     ) -> Self {
         let policies = Arc::new(policies);
         let inner = Arc::new(Inner {
@@ -281,6 +294,7 @@ impl Store {
             policies: ArcSwap::new(policies),
             durability,
             sealer,
+            invite_hook,
         });
         let gateway =
             crate::gateway::Gateway::new(inner.snapshot.clone(), inner.clone(), spend_sync);
@@ -575,7 +589,7 @@ impl Store {
         };
         let role = tx.member(&org.id, email)?.map(|m| m.role);
         let target_name = target_name(&target);
-        if role.is_none() && action != AdminAction::CreateOrg {
+        if role.is_none() && !action.open_to_non_members() {
             // Tenancy, before any policy: a non-member learns nothing, not even that the
             // org exists.
             return Err(self.not_a_member(actor, action, &org.id, target_name));

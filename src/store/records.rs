@@ -23,8 +23,8 @@ use super::policy_set::PolicyAuditEntry;
 use crate::error::Error;
 use crate::keys::KeyDigest;
 use crate::model::{
-    Budget, Email, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus, Member, Org, OrgId, OrgStatus,
-    Period, Role, Timestamp, Usd,
+    Budget, Email, Invite, InviteId, InviteStatus, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus,
+    Member, Org, OrgId, OrgStatus, Period, Role, Timestamp, Usd,
 };
 
 /// A value stored as one record: its private on-disk shape and the conversions both ways.
@@ -81,6 +81,12 @@ tags!(Period, "budget period" {
     Period::Total = 3,
 });
 tags!(AuditOutcome, "audit outcome" { AuditOutcome::Applied = 0, AuditOutcome::Denied = 1 });
+tags!(InviteStatus, "invite status" {
+    InviteStatus::Pending = 0,
+    InviteStatus::Accepted = 1,
+    InviteStatus::Revoked = 2,
+    InviteStatus::Expired = 3,
+});
 
 /// The spend ledger's scope of a key: `k:key_` and the id's 32 lower-case hex digits.
 pub(crate) fn key_ledger_name(id: &KeyId) -> String {
@@ -653,6 +659,68 @@ impl Record for PolicyAuditRecord {
             summary: d.summary,
             outcome,
         }))
+    }
+}
+
+// ---- Invitations (`invites.rs`).
+
+/// An invitation and the digest of its token.
+#[derive(Clone, Debug)]
+pub(crate) struct InviteRecord {
+    /// The invitation as stored: `Pending`, `Accepted` or `Revoked` (expiry is read from
+    /// `expires_at` when it is shown).
+    pub invite: Invite,
+    /// SHA-256 of the token.
+    pub digest: [u8; 32],
+}
+
+/// `InviteRecord`, format 1.
+#[derive(Encode, Decode)]
+pub(crate) struct InviteV1 {
+    id: [u8; 8],
+    org: String,
+    email: String,
+    role: u32,
+    created_at: i64,
+    created_by: String,
+    expires_at: i64,
+    status: u32,
+    closed_at: Option<i64>,
+    digest: [u8; 32],
+}
+
+impl Record for InviteRecord {
+    type Disk = InviteV1;
+    fn to_disk(&self) -> InviteV1 {
+        let i = &self.invite;
+        InviteV1 {
+            id: *i.id.as_bytes(),
+            org: i.org.as_str().to_owned(),
+            email: i.email.as_str().to_owned(),
+            role: i.role.tag(),
+            created_at: i.created_at.as_micros(),
+            created_by: i.created_by.clone(),
+            expires_at: i.expires_at.as_micros(),
+            status: i.status.tag(),
+            closed_at: i.closed_at.map(Timestamp::as_micros),
+            digest: self.digest,
+        }
+    }
+    fn from_disk(d: InviteV1, what: &'static str) -> Result<Self, Error> {
+        Ok(InviteRecord {
+            invite: Invite {
+                id: InviteId::from_bytes(d.id),
+                org: org_id(what, d.org)?,
+                email: Email::from_stored(&d.email),
+                role: untag(what, d.role)?,
+                created_at: ts(d.created_at),
+                created_by: d.created_by,
+                expires_at: ts(d.expires_at),
+                status: untag(what, d.status)?,
+                closed_at: d.closed_at.map(ts),
+            },
+            digest: d.digest,
+        })
     }
 }
 
