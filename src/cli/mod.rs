@@ -10,6 +10,7 @@ mod bench;
 mod check;
 mod config;
 mod demo;
+mod invite;
 mod key;
 mod member;
 mod org;
@@ -310,6 +311,12 @@ impl Ctx {
             )),
             None => Ok(()),
         }
+    }
+
+    /// The store file (`--db`).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn db(&self) -> &std::path::Path {
+        &self.db
     }
 
     /// A store builder with the global options applied.

@@ -10,7 +10,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orgstore::{AuditEntry, Email, ImportKey, KeyId, KeyInfo, KeySpec, Member, Org, OrgId, Role};
+use orgstore::{
+    AuditEntry, Email, ImportKey, Invite, InviteId, KeyId, KeyInfo, KeySpec, Member, Org, OrgId,
+    Role,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -366,6 +369,52 @@ impl Remote {
             &format!("/v1/orgs/{}/audit?limit={limit}", org.as_str()),
             None,
         )
+    }
+}
+
+impl Remote {
+    /// `member invite`: the invitation and its token.
+    pub(crate) fn invite_create(
+        &self,
+        org: &OrgId,
+        email: &Email,
+        role: Role,
+        expires_in_hours: u64,
+    ) -> Result<(Invite, String), CliError> {
+        let body = json!({
+            "email": email.as_str(),
+            "role": role.as_str(),
+            "expires_in_hours": expires_in_hours,
+        });
+        let v = self.call(
+            "POST",
+            &format!("/v1/orgs/{}/invites", org.as_str()),
+            Some(&body),
+        )?;
+        let token = v["token"].as_str().unwrap_or_default().to_owned();
+        let invite = serde_json::from_value(v["invite"].clone()).map_err(|e| {
+            CliError::invalid(
+                "socket",
+                format!("the server's answer has another shape ({e})"),
+            )
+        })?;
+        Ok((invite, token))
+    }
+
+    /// `member invites`.
+    pub(crate) fn invite_list(&self, org: &OrgId) -> Result<Vec<Invite>, CliError> {
+        self.get("GET", &format!("/v1/orgs/{}/invites", org.as_str()), None)
+    }
+
+    /// `member revoke-invite`.
+    pub(crate) fn invite_revoke(&self, id: &InviteId) -> Result<Invite, CliError> {
+        self.get("DELETE", &format!("/v1/invites/{id}"), None)
+    }
+
+    /// `member accept`: the answer as the admin API gives it.
+    pub(crate) fn invite_accept(&self, token: &str, access_token: bool) -> Result<Value, CliError> {
+        let body = json!({ "token": token, "access_token": access_token });
+        self.call("POST", "/v1/invites/accept", Some(&body))
     }
 }
 

@@ -45,6 +45,65 @@ pub struct TokenInfo {
     pub revoked_at: Option<Timestamp>,
 }
 
+impl TokenInfo {
+    /// `active`, `expired` or `revoked`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use orgstore::server::{TokenHolder, Tokens};
+    /// let tokens = Tokens::beside(dir.path().join("org.redb"));
+    /// let (info, _) = tokens.create(TokenHolder::Operator, None).unwrap();
+    /// assert_eq!(info.status(), "active");
+    /// assert_eq!(tokens.revoke(&info.id).unwrap().status(), "revoked");
+    /// ```
+    pub fn status(&self) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at.is_some_and(|e| e <= Timestamp::now()) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+
+    /// Who it acts as, as text: `operator` or the member's email.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use orgstore::server::{TokenHolder, Tokens};
+    /// let tokens = Tokens::beside(dir.path().join("org.redb"));
+    /// let (info, _) = tokens.create(TokenHolder::Member(orgstore::Email::parse("a@b.io").unwrap()), None).unwrap();
+    /// assert_eq!(info.holder_name(), "a@b.io");
+    /// ```
+    pub fn holder_name(&self) -> String {
+        match &self.holder {
+            TokenHolder::Operator => "operator".into(),
+            TokenHolder::Member(e) => e.to_string(),
+        }
+    }
+
+    /// The token as JSON (never its secret), as the admin API and `token list --json` show
+    /// it: `id`, `holder`, `status`, `created_at`, `expires_at`, `revoked_at`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use orgstore::server::{TokenHolder, Tokens};
+    /// let tokens = Tokens::beside(dir.path().join("org.redb"));
+    /// let (info, _) = tokens.create(TokenHolder::Operator, None).unwrap();
+    /// assert_eq!(info.to_json()["holder"], "operator");
+    /// ```
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "holder": self.holder_name(),
+            "status": self.status(),
+            "created_at": self.created_at.to_string(),
+            "expires_at": self.expires_at.map(|e| e.to_string()),
+            "revoked_at": self.revoked_at.map(|e| e.to_string()),
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Record {

@@ -65,6 +65,8 @@ pub struct Store {
     _open: Arc<Open>,
     inner: Arc<Inner>,
     gateway: crate::gateway::Gateway,
+    /// Noted in the audit entries of this handle's changes ([`Store::via`]).
+    via: Option<Arc<str>>,
 }
 
 /// Shared by the handles of one store. When the last is dropped, gateway handles that
@@ -152,6 +154,7 @@ impl Inner {
                 txn,
                 now: Timestamp::now(),
                 changes: Changes::default(),
+                via: None,
             };
             f(&mut tx)?;
             tx.txn.commit().map_err(|e| Error::storage("committing", e))
@@ -197,6 +200,27 @@ impl Store {
     /// A store held in memory only, for demos and tests.
     pub fn open_temporary() -> Result<Self, Error> {
         StoreBuilder::new().open_temporary()
+    }
+
+    /// A handle of this store whose changes (and refusals) are audited as made with the
+    /// credential `via`, e.g. `token tok_0123456789abcdef` for a request of the admin API
+    /// authenticated by that token: the words are appended to each audit entry's summary.
+    /// Never pass a secret: the audit log is readable by the org's owners and admins.
+    ///
+    /// ```
+    /// use orgstore::{Actor, Email, OrgId, Store};
+    /// let store = Store::open_temporary()?;
+    /// let acme = OrgId::parse("acme")?;
+    /// let api = store.via("token tok_0123456789abcdef");
+    /// api.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("o@acme.io")?)?;
+    /// let log = store.audit().list(&Actor::Operator, &acme, 1)?;
+    /// assert!(log[0].summary.ends_with("(with token tok_0123456789abcdef)"));
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn via(&self, via: &str) -> Store {
+        let mut s = self.clone();
+        s.via = Some(Arc::from(via));
+        s
     }
 
     /// Orgs: create, show, list, delete, suspend, resume.
@@ -302,6 +326,7 @@ impl Store {
             _open: Arc::new(Open(inner.clone())),
             inner,
             gateway,
+            via: None,
         }
     }
 
@@ -350,6 +375,7 @@ impl Store {
                 txn,
                 now: Timestamp::now(),
                 changes: Changes::default(),
+                via: self.via.clone(),
             };
             match f(&mut tx) {
                 Ok(v) => {
@@ -473,6 +499,7 @@ impl Store {
     pub(crate) fn audit_denial(&self, kind: ErrorKind, d: &PermissionDenied, org: &OrgId) {
         // The denial is the answer; a failure to audit it must not hide it.
         let _ = self.inner.write_unaudited(|tx| {
+            tx.via = self.via.clone();
             if tx.find_org(org)?.is_none() {
                 return Ok(());
             }
@@ -665,6 +692,10 @@ fn append_entry(
     outcome: AuditOutcome,
 ) -> Result<(), Error> {
     let seq = tx.next_audit_seq(org)?;
+    let summary = match &tx.via {
+        Some(via) => format!("{summary} (with {via})"),
+        None => summary,
+    };
     let entry = AuditEntry {
         seq,
         at: tx.now,
