@@ -147,7 +147,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: InviteCmd, out: &mut Out) -> Result<(), CliErr
                 return out.json(&v);
             }
             let m: Member = serde_json::from_value(v["member"].clone()).map_err(|e| {
-                CliError::invalid("socket", format!("the server's answer has another shape ({e})"))
+                CliError::invalid(
+                    "socket",
+                    format!("the server's answer has another shape ({e})"),
+                )
             })?;
             let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
             out.line(format!("{} joined `{}` as {}", m.email, m.org, m.role));

@@ -132,7 +132,7 @@ impl Invites<'_> {
         self.create_valid_for(actor, org, email, role, DEFAULT_INVITE_VALIDITY)
     }
 
-    /// Like [`Invites::create`], acceptable for `valid_for` (1 minute to 90 days).
+    /// Like [`Invites::create`], acceptable for `valid_for` (1 second to 90 days).
     ///
     /// ```
     /// # let store = orgstore::Store::open_temporary().unwrap();
@@ -152,10 +152,10 @@ impl Invites<'_> {
         role: Role,
         valid_for: Duration,
     ) -> Result<CreatedInvite, Error> {
-        if valid_for < Duration::from_secs(60) || valid_for > MAX_VALIDITY {
+        if valid_for < Duration::from_secs(1) || valid_for > MAX_VALIDITY {
             return Err(Error::invalid(
                 "expires in",
-                "give an invitation from 1 minute to 90 days to be accepted",
+                "give an invitation from 1 second to 90 days to be accepted",
             ));
         }
         let secret = Zeroizing::new(token::generate(INVITE_TOKEN_PREFIX, "invite token")?);

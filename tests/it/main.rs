@@ -23,6 +23,7 @@ mod hardening_store;
 mod hostile_input;
 #[cfg(feature = "tower")]
 mod http_layer;
+mod invites;
 mod isolation;
 mod keys;
 mod limits;
