@@ -162,6 +162,17 @@ impl CliError {
     }
 }
 
+impl CliError {
+    /// An error about `field` re-attributed to the CLI flag that carried the value (as
+    /// [`CliError::for_flag`], for an error answered by a server); any other unchanged.
+    pub(crate) fn for_flag_if(mut self, field: &str, flag: &str) -> Self {
+        if let Some(rest) = self.message.strip_prefix(&format!("{field}: ")) {
+            self.message = format!("{flag}: {rest}");
+        }
+        self
+    }
+}
+
 /// The exit code for a library error: 1 invalid input, conflict or a storage failure, 3
 /// denied, 4 not found (2 is clap's usage error).
 fn exit_code(err: &orgstore::Error) -> u8 {

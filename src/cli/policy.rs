@@ -60,7 +60,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: PolicyCmd, out: &mut Out) -> Result<(), CliErr
         PolicyCmd::Explain(args) => explain(ctx, &args, out),
         PolicyCmd::Entities { org } => {
             let org = OrgId::parse(&org)?;
-            let text = ctx.read_store()?.policy_entities(&ctx.actor, &org)?;
+            let text = match ctx.remote() {
+                Some(r) => r.entities(&org)?,
+                None => ctx.read_store()?.policy_entities(&ctx.actor, &org)?,
+            };
             out.json(&super::output::json_value(&text)?)
         }
         PolicyCmd::Set(cmd) => super::policy_set::run(ctx, cmd, out),
@@ -138,24 +141,32 @@ fn explain(ctx: &Ctx, args: &ExplainArgs, out: &mut Out) -> Result<(), CliError>
     let org = args.org.as_deref().map(OrgId::parse).transpose()?;
     let target = full_target(&args.target, org.as_ref())?;
     let new_role = args.role.map(Into::into);
-    let store = ctx.read_store()?;
-    let policies = match &ctx.policies {
-        Some(dir) => std::sync::Arc::new(store.policies().with_dir(dir)?),
-        None => store.policies(),
+    let flag = |e: orgstore::Error| match e.field() {
+        "new role" => CliError::for_flag("--role", &e),
+        _ => e.into(),
     };
-    let r = store
-        .explain_what_if(
-            &policies,
-            &ctx.actor,
-            action,
-            &target,
-            new_role,
-            args.expires,
-        )
-        .map_err(|e| match e.field() {
-            "new role" => CliError::for_flag("--role", &e),
-            _ => e.into(),
-        })?;
+    let r = match (ctx.remote(), &ctx.policies) {
+        (Some(remote), None) => remote
+            .explain(action, &target, new_role, args.expires)
+            .map_err(|e| e.for_flag_if("new role", "--role"))?,
+        _ => {
+            let store = ctx.read_store()?;
+            let policies = match &ctx.policies {
+                Some(dir) => std::sync::Arc::new(store.policies().with_dir(dir)?),
+                None => store.policies(),
+            };
+            store
+                .explain_what_if(
+                    &policies,
+                    &ctx.actor,
+                    action,
+                    &target,
+                    new_role,
+                    args.expires,
+                )
+                .map_err(flag)?
+        }
+    };
     if let Some(o) = &org
         && *o != r.org
     {

@@ -95,6 +95,8 @@ fn table() -> Vec<Route> {
         ("POST", "/v1/orgs/{org_id}/invites", post(invite_create)),
         ("DELETE", "/v1/invites/{invite_id}", delete(invite_revoke)),
         ("POST", "/v1/invites/accept", post(invite_accept)),
+        ("GET", "/v1/orgs/{org_id}/entities", get(org_entities)),
+        ("POST", "/v1/explain", post(explain)),
         ("GET", "/v1/tokens", get(token_list)),
         ("POST", "/v1/tokens", post(token_create)),
         ("DELETE", "/v1/tokens/{token_id}", delete(token_revoke)),
@@ -894,4 +896,48 @@ async fn token_revoke(Extract(s): Shared, h: HeaderMap, Path(id): Path<String>) 
     })
     .await?;
     ok(info.to_json())
+}
+
+// ---- policy: entities, explain
+
+async fn org_entities(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let text = blocking(&s, &h, move |st| st.policy_entities(&a, &id)).await?;
+    ok(text_json(&text))
+}
+
+/// `policy explain`: how the store's active policies decide an action, as a report.
+async fn explain(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        action: String,
+        target: String,
+        new_role: Option<String>,
+        #[serde(default)]
+        has_expiry: bool,
+    }
+    let a = actor(&h)?;
+    let q: Ask = json_body(
+        &s,
+        &h,
+        body,
+        r#"{"action": "ChangeRole", "target": "member:acme/bob@acme.io", "new_role": "admin"}"#,
+    )
+    .await?;
+    let action = crate::policy::AdminAction::from_name(q.action.trim()).ok_or_else(|| {
+        ApiError::field(
+            422,
+            "invalid",
+            "action",
+            "is not a Cedar action; see policies/schema.cedarschema",
+        )
+    })?;
+    let new_role = q.new_role.as_deref().map(role).transpose()?;
+    let r = blocking(&s, &h, move |st| {
+        st.explain(&a, action, &q.target, new_role, q.has_expiry)
+    })
+    .await?;
+    ok(r.to_value())
 }

@@ -16,13 +16,13 @@ use serde_json::{Value, json};
 use crate::common::{self, Cli, OP};
 
 /// One answer: status and JSON body.
-struct Answer {
-    status: u16,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
 }
 
 /// Sends raw bytes and reads the whole answer (the server closes after one request).
-fn raw(socket: &Path, bytes: &[u8]) -> Option<Answer> {
+pub(crate) fn raw(socket: &Path, bytes: &[u8]) -> Option<Answer> {
     let s = UnixStream::connect(socket).unwrap();
     // A safety net against a hung test, not a timing assertion.
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -30,7 +30,7 @@ fn raw(socket: &Path, bytes: &[u8]) -> Option<Answer> {
 }
 
 /// Writes a request and reads the answer to the end.
-fn exchange(mut s: impl Read + Write, bytes: &[u8]) -> Option<Answer> {
+pub(crate) fn exchange(mut s: impl Read + Write, bytes: &[u8]) -> Option<Answer> {
     s.write_all(bytes).unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
@@ -44,7 +44,7 @@ fn exchange(mut s: impl Read + Write, bytes: &[u8]) -> Option<Answer> {
 }
 
 /// A request with an optional JSON body, as the operator or (`as_member`) a member.
-fn call(
+pub(crate) fn call(
     socket: &Path,
     method: &str,
     path: &str,
@@ -69,7 +69,7 @@ fn call(
     raw(socket, req.as_bytes()).expect("an HTTP answer")
 }
 
-fn json_call(
+pub(crate) fn json_call(
     socket: &Path,
     method: &str,
     path: &str,
@@ -87,15 +87,15 @@ fn json_call(
 
 /// A store file with org `acme` (owner ann, viewer vic) and org `globex` (owner gus),
 /// served on its default socket.
-struct Served {
+pub(crate) struct Served {
     _dir: tempfile::TempDir,
-    db: PathBuf,
-    store: Store,
-    server: Option<RunningServer>,
+    pub(crate) db: PathBuf,
+    pub(crate) store: Store,
+    pub(crate) server: Option<RunningServer>,
 }
 
 impl Served {
-    fn new(limits: ServerLimits) -> Self {
+    pub(crate) fn new(limits: ServerLimits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = common::db_path(dir.path());
         let store = common::open_file_fast(dir.path());
@@ -122,7 +122,7 @@ impl Served {
         }
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.server.as_ref().unwrap().socket_path().to_owned()
     }
 }
@@ -714,7 +714,7 @@ fn many_clients_at_once_are_all_served_within_the_connection_limit() {
 }
 
 /// A request over TCP with an optional bearer token and `x-orgstore-as`.
-fn tcp_call(
+pub(crate) fn tcp_call(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
@@ -939,7 +939,7 @@ fn orgstore_serve_watch_policies_applies_the_directory_to_the_live_store() {
 
 /// `orgstore serve` on the CLI's store with `extra` arguments, once its socket answers
 /// (a bounded number of tries; no timing is asserted).
-fn spawn_serve(cli: &Cli, extra: &[&str]) -> (std::process::Child, std::path::PathBuf) {
+pub(crate) fn spawn_serve(cli: &Cli, extra: &[&str]) -> (std::process::Child, std::path::PathBuf) {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_orgstore"))
         .arg("--db")
         .arg(&cli.db)
