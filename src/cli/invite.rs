@@ -46,10 +46,19 @@ pub(crate) enum InviteCmd {
     },
 }
 
-/// An invitation as the CLI's `--json` prints it (the library's serde form).
+/// An invitation as the CLI's `--json` prints it (never its token).
 fn invite_json(i: &Invite) -> Result<Value, CliError> {
-    serde_json::to_value(i)
-        .map_err(|e| CliError::invalid("output", format!("cannot encode the invitation ({e})")))
+    Ok(json!({
+        "id": i.id.to_string(),
+        "org": i.org.as_str(),
+        "email": i.email.as_str(),
+        "role": i.role.as_str(),
+        "status": i.status.as_str(),
+        "created_at": i.created_at.to_string(),
+        "created_by": i.created_by,
+        "expires_at": i.expires_at.to_string(),
+        "closed_at": i.closed_at.map(|t| t.to_string()),
+    }))
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: InviteCmd, out: &mut Out) -> Result<(), CliError> {

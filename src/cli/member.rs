@@ -173,7 +173,7 @@ fn done(ctx: &Ctx, out: &mut Out, m: &Member, msg: &str) -> Result<(), CliError>
     Ok(())
 }
 
-fn member_json(m: &Member) -> Value {
+pub(crate) fn member_json(m: &Member) -> Value {
     json!({
         "org": m.org.as_str(),
         "email": m.email.as_str(),
