@@ -3,7 +3,9 @@
 //!
 //! - `admin_api/config_retrieve/{direct,http}`: `org_configs().retrieve` against
 //!   `GET /v1/orgs/{org}/config` over loopback TCP with an operator bearer token;
-//! - `admin_api/key_create/{direct,http}`: `keys().create` against `POST /v1/orgs/{org}/keys`.
+//! - `admin_api/key_create/{direct,http}`: `keys().create` against `POST /v1/orgs/{org}/keys`;
+//! - `admin_api/config_retrieve/socket`: the same `GET` over the Unix socket (the CLI's
+//!   path: no bearer token, the peer's credentials).
 //!
 //! Each HTTP iteration is a whole request as a client makes it: connect, send, read the
 //! answer to its end (the server answers one request per connection), with the token
@@ -23,6 +25,16 @@ use orgstore::{Actor, Email, KeySpec, OrgId, StoreBuilder};
 fn request(addr: SocketAddr, text: &str, expect: &str) -> usize {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_nodelay(true).unwrap();
+    exchange(&mut s, text, expect)
+}
+
+/// The same over the Unix socket (the CLI's path: no token, the peer's credentials).
+fn request_unix(socket: &std::path::Path, text: &str, expect: &str) -> usize {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    exchange(&mut s, text, expect)
+}
+
+fn exchange(s: &mut (impl Read + Write), text: &str, expect: &str) -> usize {
     s.write_all(text.as_bytes()).unwrap();
     let mut out = Vec::with_capacity(4096);
     s.read_to_end(&mut out).unwrap();
@@ -59,6 +71,8 @@ fn admin_api(c: &mut Criterion) {
         .serve_tcp(&db, "127.0.0.1:0".parse().unwrap())
         .unwrap();
     let addr = server.local_addr().unwrap();
+    let unix = AdminServer::new(&store).serve_unix(&db).unwrap();
+    let socket = unix.socket_path().to_owned();
     let head = format!("host: bench\r\nauthorization: Bearer {token}\r\nconnection: close\r\n");
 
     let mut g = c.benchmark_group("admin_api/config_retrieve");
@@ -68,6 +82,10 @@ fn admin_api(c: &mut Criterion) {
     let get = format!("GET /v1/orgs/bench/config HTTP/1.1\r\n{head}\r\n");
     g.bench_function("http", |b| {
         b.iter(|| black_box(request(addr, &get, "HTTP/1.1 200")))
+    });
+    let get_unix = "GET /v1/orgs/bench/config HTTP/1.1\r\nhost: bench\r\n\r\n";
+    g.bench_function("socket", |b| {
+        b.iter(|| black_box(request_unix(&socket, get_unix, "HTTP/1.1 200")))
     });
     g.finish();
 
@@ -86,6 +104,7 @@ fn admin_api(c: &mut Criterion) {
     });
     g.finish();
     server.shutdown();
+    unix.shutdown();
 }
 
 criterion_group!(benches, admin_api);
