@@ -149,8 +149,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
         }
         ConfigCmd::Diff { org, v1, v2 } => {
             let org = OrgId::parse(&org)?;
-            // (path, old, new), the values as JSON text.
-            let changes: Vec<(String, Option<String>, Option<String>)> = match ctx.remote() {
+            let changes: Vec<Change> = match ctx.remote() {
                 Some(r) => r.config_diff(&org, v1, v2)?,
                 None => ctx
                     .read_store()?
@@ -194,6 +193,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
         }
     }
 }
+
+/// One change of `config diff`: (path, old, new), the values as JSON text.
+pub(crate) type Change = (String, Option<String>, Option<String>);
 
 /// A new (or unchanged) version as JSON, as the admin API answers it: the masked config and
 /// whether the call made a new version.

@@ -404,7 +404,7 @@ impl Remote {
         org: &OrgId,
         from: u64,
         to: u64,
-    ) -> Result<Vec<(String, Option<String>, Option<String>)>, CliError> {
+    ) -> Result<Vec<super::config::Change>, CliError> {
         let list: Vec<Value> = self.get(
             "GET",
             &format!("/v1/orgs/{}/config/diff?from={from}&to={to}", org.as_str()),

@@ -27,7 +27,8 @@ pub(crate) fn random<const N: usize>(field: &'static str) -> Result<[u8; N], Err
     Ok(b)
 }
 
-/// Lower-case hex of `bytes`.
+/// Lower-case hex of `bytes` (the admin API's token file).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut s = String::with_capacity(bytes.len() * 2);

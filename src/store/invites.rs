@@ -82,9 +82,12 @@ pub struct AcceptedInvite {
     pub member: Member,
 }
 
+/// What the host's hook is: called with each new invitation and its token.
+type HookFn = dyn Fn(&Invite, &str) + Send + Sync;
+
 /// The host's hook for new invitations (see [`StoreBuilder::on_invite`](super::StoreBuilder::on_invite)).
 #[derive(Clone)]
-pub(crate) struct InviteHook(pub(crate) Arc<dyn Fn(&Invite, &str) + Send + Sync>);
+pub(crate) struct InviteHook(pub(crate) Arc<HookFn>);
 
 impl fmt::Debug for InviteHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -119,14 +119,12 @@ impl Drop for Tcp {
     }
 }
 
+/// (method, path, body, explain target, new role).
+type Asked = (&'static str, String, Option<Value>, String, Option<Role>);
+
 /// One action as an HTTP request and as the library's `explain` question, in org `o`, by
 /// `me`: (method, path, body, explain target, new role).
-fn request(
-    f: &Tcp,
-    action: AdminAction,
-    o: &str,
-    me: &str,
-) -> Option<(&'static str, String, Option<Value>, String, Option<Role>)> {
+fn request(f: &Tcp, action: AdminAction, o: &str, me: &str) -> Option<Asked> {
     let key = Tcp::of(&f.keys, o);
     let invite = Tcp::of(&f.invites, o);
     Some(match action {
