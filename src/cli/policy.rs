@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use orgstore::{Actor, AdminAction, OrgId, Policies};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use super::member::RoleArg;
 use super::output::{Out, fields};
@@ -178,28 +178,7 @@ fn explain(ctx: &Ctx, args: &ExplainArgs, out: &mut Out) -> Result<(), CliError>
     let e = &r.explanation;
     let operator = r.actor == Actor::Operator;
     if ctx.json {
-        let pairs = |p: &[(&str, String)]| -> Value {
-            Value::Object(
-                p.iter()
-                    .map(|(k, v)| ((*k).to_owned(), json!(v)))
-                    .collect::<Map<_, _>>(),
-            )
-        };
-        out.json(&json!({
-            "allowed": e.allowed,
-            "decision": if e.allowed { "allow" } else { "deny" },
-            "actor": r.actor.to_string(),
-            "operator": operator,
-            "role": r.actor_role.map(|r| r.as_str()),
-            "action": r.action.cedar_name(),
-            "org": r.org.as_str(),
-            "owner_count": r.owner_count,
-            "resource": r.resource,
-            "attributes": pairs(&r.attributes),
-            "context": pairs(&r.context),
-            "reasons": e.reasons,
-            "errors": e.errors,
-        }))?;
+        out.json(&r.to_value())?;
     } else {
         let joined = |p: &[(&str, String)]| {
             if p.is_empty() {

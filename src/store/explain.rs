@@ -117,9 +117,10 @@ pub struct ExplainReport {
 const FACT_NAMES: [&str; 4] = ["role", "creator", "new_role", "has_expiry"];
 
 impl ExplainReport {
-    /// The report as JSON (the admin API's answer to `POST /v1/explain`): `allowed`,
-    /// `actor`, `role`, `action`, `org`, `owner_count`, `resource`, `attributes`,
-    /// `context`, `reasons`, `errors`.
+    /// The report as JSON (the admin API's answer to `POST /v1/explain`, and what
+    /// `orgstore policy explain --json` prints): `allowed`, `decision` (`allow` or `deny`),
+    /// `actor`, `operator` (whether the actor is the operator), `role`, `action`, `org`,
+    /// `owner_count`, `resource`, `attributes`, `context`, `reasons`, `errors`.
     ///
     /// ```
     /// use orgstore::{Actor, AdminAction, Email, ExplainReport, OrgId, Store};
@@ -140,9 +141,12 @@ impl ExplainReport {
                 .collect::<serde_json::Map<_, _>>()
                 .into()
         };
+        let allowed = self.explanation.allowed;
         serde_json::json!({
-            "allowed": self.explanation.allowed,
+            "allowed": allowed,
+            "decision": if allowed { "allow" } else { "deny" },
             "actor": self.actor.to_string(),
+            "operator": self.actor == Actor::Operator,
             "role": self.actor_role.map(|r| r.as_str()),
             "action": self.action.cedar_name(),
             "org": self.org.as_str(),
