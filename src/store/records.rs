@@ -909,6 +909,45 @@ mod tests {
     }
 
     #[test]
+    fn invite_records_are_pinned() {
+        let rec = InviteRecord {
+            invite: Invite {
+                id: InviteId::from_bytes([0xab; 8]),
+                org: acme(),
+                email: Email::parse("n@a.io").unwrap(),
+                role: Role::Admin,
+                created_at: Timestamp::from_micros(1),
+                created_by: "operator".into(),
+                expires_at: Timestamp::from_micros(2),
+                status: InviteStatus::Accepted,
+                closed_at: Some(Timestamp::from_micros(3)),
+            },
+            digest: [7; 32],
+        };
+        let bytes = encode(&rec).unwrap();
+        assert_eq!(
+            hex(&bytes),
+            // format 1, id (8 bytes), "acme", "n@a.io", role Admin = 2, created_at 1 (zigzag
+            // 2), "operator", expires_at 2 (4), status Accepted = 1, closed_at Some(3) (6),
+            // digest (32 bytes)
+            format!(
+                "01 {} 04 61636d65 06 6e40612e696f 02 02 08 6f70657261746f72 04 01 01 06 {}",
+                "ab".repeat(8),
+                "07".repeat(32)
+            )
+            .replace(' ', "")
+        );
+        let back: InviteRecord = decode("invite", &bytes).unwrap();
+        assert_eq!((back.invite, back.digest), (rec.invite, rec.digest));
+        // A status no invitation has is a corrupt record.
+        let mut bad = bytes.clone();
+        let at = bytes.len() - 32 - 3;
+        bad[at] = 9;
+        let e = decode::<InviteRecord>("invite", &bad).unwrap_err();
+        assert!(chain(&e).contains("invite status tag 9"), "{}", chain(&e));
+    }
+
+    #[test]
     fn spend_scopes_are_pinned() {
         let id = KeyId::from_bytes([0xab; 16]);
         assert_eq!(key_ledger_name(&id), format!("k:key_{}", "ab".repeat(16)));
