@@ -28,7 +28,6 @@ use orgstore::{
 };
 use serde_json::{Value, json};
 
-use super::check::denial_json;
 use super::output::{Out, Table, json_value, per, usd_json};
 use super::{CliError, Ctx};
 

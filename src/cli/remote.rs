@@ -447,6 +447,23 @@ impl Remote {
         Ok(orgstore::ExplainReport::from_value(&v)?)
     }
 
+    /// `check`: the live gateway's decision as JSON.
+    pub(crate) fn check(
+        &self,
+        key: &str,
+        model: &str,
+        ip: std::net::IpAddr,
+        estimate: Option<orgstore::Usd>,
+    ) -> Result<Value, CliError> {
+        let body = json!({
+            "key": key,
+            "model": model,
+            "ip": ip.to_string(),
+            "estimate": estimate.map(|e| e.to_string()),
+        });
+        self.call("POST", "/v1/check", Some(&body))
+    }
+
     /// `usage ORG`.
     pub(crate) fn org_usage(&self, org: &OrgId) -> Result<UsageReport, CliError> {
         self.get("GET", &format!("/v1/orgs/{}/usage", org.as_str()), None)

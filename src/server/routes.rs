@@ -97,6 +97,7 @@ fn table() -> Vec<Route> {
         ("POST", "/v1/invites/accept", post(invite_accept)),
         ("GET", "/v1/orgs/{org_id}/entities", get(org_entities)),
         ("POST", "/v1/explain", post(explain)),
+        ("POST", "/v1/check", post(check)),
         ("GET", "/v1/tokens", get(token_list)),
         ("POST", "/v1/tokens", post(token_create)),
         ("DELETE", "/v1/tokens/{token_id}", delete(token_revoke)),
@@ -940,4 +941,58 @@ async fn explain(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
     })
     .await?;
     ok(r.to_value())
+}
+
+/// `check`: one decision of the live gateway for a key, a model and a client address, as
+/// a request of the gateway would get it (it counts against the key's rate limits). The
+/// key is in the body, never in a log line.
+async fn check(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        key: String,
+        model: String,
+        ip: Option<String>,
+        estimate: Option<String>,
+    }
+    // The operator's question (a member token may ask too: the answer names only the
+    // key's own org and limits, and only to whoever holds the key).
+    actor(&h)?;
+    let q: Ask = json_body(
+        &s,
+        &h,
+        body,
+        r#"{"key": "sk-agentcc-...", "model": "gpt-4o", "ip": "203.0.113.7", "estimate": "0.01"}"#,
+    )
+    .await?;
+    let ip: std::net::IpAddr = match q.ip.as_deref() {
+        Some(text) => text.parse().map_err(|_| {
+            ApiError::field(
+                422,
+                "invalid",
+                "ip",
+                "give an IPv4 or IPv6 address, e.g. 203.0.113.7",
+            )
+        })?,
+        None => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    };
+    let estimate = q
+        .estimate
+        .as_deref()
+        .map(|e| crate::model::Usd::parse(e).map_err(|e| e.in_field("estimate")))
+        .transpose()?;
+    let key = zeroize::Zeroizing::new(q.key);
+    let model = q.model;
+    let answer = blocking(&s, &h, move |st| {
+        let mut req = crate::Request::new(&key, &model, ip);
+        if let Some(e) = estimate {
+            req = req.estimate(e);
+        }
+        Ok(match st.gateway().check(&req) {
+            Ok(g) => g.to_json(),
+            Err(d) => d.to_json(),
+        })
+    })
+    .await?;
+    ok(answer)
 }

@@ -546,6 +546,12 @@ fn cli_revokes_a_key_through_a_live_server_and_its_gateway_refuses_it_at_once() 
         .ok();
     assert!(out.starts_with("revoked "), "{out}");
     assert!(gw.check(&Request::new(&secret, "gpt-4o", ip())).is_err());
+    // `check` asks the live gateway.
+    let refused = common::orgstore(&["check", &secret, "--model", "gpt-4o"])
+        .db(&s.db)
+        .run();
+    assert_eq!(refused.code(), Some(3));
+    assert_eq!(refused.json()["code"], "revoked");
     // The same output and exit codes as a direct call: list, not found, denied.
     let list = common::orgstore(&["--json", "key", "list", "acme"])
         .db(&s.db)
@@ -576,6 +582,12 @@ fn cli_revokes_a_key_through_a_live_server_and_its_gateway_refuses_it_at_once() 
     .run();
     let key = made.json()["key"].as_str().unwrap().to_owned();
     assert!(gw.check(&Request::new(&key, "gpt-4o", ip())).is_ok());
+    let allowed = common::orgstore(&["check", &key, "--model", "gpt-4o"])
+        .db(&s.db)
+        .run();
+    assert_eq!(allowed.json()["allowed"], true);
+    // The live gateway counted it: 5 per minute, one check above and one here.
+    assert_eq!(allowed.json()["rate"]["remaining"], 3);
     common::orgstore(&[
         "config",
         "set",
@@ -620,6 +632,11 @@ fn cli_output_is_the_same_directly_and_through_a_server() {
         ])
         .json();
     let id = key["id"].as_str().unwrap().to_owned();
+    let made_key = key["key"].as_str().unwrap().to_owned();
+    // Checks whose answers do not depend on the gateway's counters (a direct `check` has a
+    // fresh gateway each time, the server's counts every request).
+    let last = if made_key.ends_with('x') { "y" } else { "x" };
+    let typo = format!("{}{last}", &made_key[..made_key.len() - 1]);
     cli.run(&[
         "config",
         "set",
@@ -701,6 +718,18 @@ fn cli_output_is_the_same_directly_and_through_a_server() {
         vec!["org", "resume", "acme"],
         vec!["--json", "org", "resume", "acme"],
         vec!["--as", "vic@acme.io", "org", "suspend", "acme"],
+        vec!["check", "sk-agentcc-nope", "--model", "gpt-4o"],
+        vec!["check", &typo, "--model", "gpt-4o"],
+        vec![
+            "check",
+            &made_key,
+            "--model",
+            "gpt-4o",
+            "--ip",
+            "::1",
+            "--estimate",
+            "-1",
+        ],
     ];
     // `usage` notes on stderr, in direct mode only, that the rates it shows are those of
     // its own process; through a server they are the live gateway's.
