@@ -937,7 +937,7 @@ fn tcp_needs_a_live_bearer_token_and_a_member_token_acts_as_its_member_only() {
         .run()
         .fail(1);
     assert!(no_token.contains("ORGSTORE_TOKEN"), "{no_token}");
-    let local = common::orgstore(&["--remote", &url, "check", "sk-agentcc-x", "--model", "m"])
+    let local = common::orgstore(&["--remote", &url, "policy", "history"])
         .env("ORGSTORE_TOKEN", &ann)
         .run()
         .fail(1);
