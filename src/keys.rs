@@ -12,6 +12,8 @@
 //! only. The store keeps only the SHA-256 digest of the whole key string (the upstream
 //! scheme, so imported digests match).
 
+pub(crate) mod token;
+
 use rand::{RngCore, TryRngCore};
 use sha2::{Digest as _, Sha256};
 use std::fmt;

@@ -33,8 +33,8 @@ pub use keys::{
     digest as key_digest, display_prefix, key_from_headers,
 };
 pub use model::{
-    Actor, Budget, Email, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus, MAX_MODEL_NAME_BYTES,
-    Member, Org, OrgId, OrgStatus, Period, Role, Timestamp, Usd,
+    Actor, Budget, Email, Invite, InviteId, InviteStatus, KeyId, KeyInfo, KeySource, KeySpec,
+    KeyStatus, MAX_MODEL_NAME_BYTES, Member, Org, OrgId, OrgStatus, Period, Role, Timestamp, Usd,
 };
 pub use policy::{
     AdminAction, AdminRequest, Explanation, GatewayContext, GatewayDecision, MAX_POLICY_FILE_BYTES,
@@ -43,6 +43,10 @@ pub use policy::{
 pub use store::StatusChange;
 #[cfg(feature = "fuzzing")]
 pub use store::records::support as record_support;
+pub use store::{
+    AcceptedInvite, CreatedInvite, DEFAULT_INVITE_VALIDITY, INVITE_TOKEN_PREFIX, InviteToken,
+    Invites,
+};
 pub use store::{
     Audit, AuditEntry, AuditOutcome, ConfigVersion, CreatedKey, ExplainReport, ImportKey, Keys,
     Members, OrgConfigs, Orgs, Store, StoreBuilder,

@@ -5,11 +5,11 @@ use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr};
 
 use clap::Args;
-use orgstore::{Denial, Grant, Limits, Request, Usd};
-use serde_json::{Value, json};
+use orgstore::{Denial, Grant, Request, Usd};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::output::{Out, usd_json};
+use super::output::Out;
 use super::{CliError, Ctx};
 
 /// Exit code of a denied check.
@@ -41,16 +41,22 @@ pub(crate) fn run(ctx: &Ctx, args: CheckArgs, out: &mut Out) -> Result<(), CliEr
     } else {
         Zeroizing::new(args.key)
     };
-    let gateway = ctx.read_store()?.gateway();
-    let mut req = Request::new(&key, &args.model, args.ip);
-    if let Some(e) = estimate {
-        req = req.estimate(e);
-    }
-    let decision = gateway.check(&req);
-    out.json(&decision_json(&decision))?;
-    match decision {
-        Ok(_) => Ok(()),
-        Err(_) => Err(CliError::quiet(DENIED)),
+    let shown = match ctx.remote() {
+        Some(r) => r.check(&key, &args.model, args.ip, estimate)?,
+        None => {
+            let gateway = ctx.read_store()?.gateway();
+            let mut req = Request::new(&key, &args.model, args.ip);
+            if let Some(e) = estimate {
+                req = req.estimate(e);
+            }
+            decision_json(&gateway.check(&req))
+        }
+    };
+    out.json(&shown)?;
+    if shown["allowed"] == Value::Bool(true) {
+        Ok(())
+    } else {
+        Err(CliError::quiet(DENIED))
     }
 }
 
@@ -66,76 +72,7 @@ fn read_key_from_stdin() -> Result<Zeroizing<String>, CliError> {
 /// A gateway decision as JSON: never the key itself, only its id when granted.
 pub(crate) fn decision_json(decision: &Result<Grant, Denial>) -> Value {
     match decision {
-        Ok(g) => grant_json(g),
-        Err(d) => denial_json(d),
+        Ok(g) => g.to_json(),
+        Err(d) => d.to_json(),
     }
-}
-
-fn grant_json(g: &Grant) -> Value {
-    let (key_left, org_left) = g.budget_remaining();
-    json!({
-        "allowed": true,
-        "org": g.org_id().as_str(),
-        "key_id": g.key_id().to_string(),
-        "limits": limits_json(&g.limits()),
-        "rate": g.rate_headers().map(|r| json!({
-            "limit": r.limit,
-            "remaining": r.remaining,
-            "reset_ms": u64::try_from(r.reset.as_millis()).unwrap_or(u64::MAX),
-        })),
-        "budget_warning": g.budget_warning(),
-        "over_soft_budget": g.over_soft_budget(),
-        "budget_remaining": {
-            "key": key_left.map(usd_json),
-            "org": org_left.map(usd_json),
-        },
-    })
-}
-
-fn limits_json(l: &Limits) -> Value {
-    json!({
-        "key_rpm": l.key_rpm,
-        "org_rpm": l.org_rpm,
-        "key_tpm": l.key_tpm,
-        "org_tpm": l.org_tpm,
-        "key_budget": l.key_budget.map(usd_json),
-        "org_budget": l.org_budget.map(usd_json),
-    })
-}
-
-/// A denial as JSON: `allowed: false`, its stable code, the message, and the details of
-/// policy, rate-limit and budget denials.
-pub(crate) fn denial_json(d: &Denial) -> Value {
-    let mut v = json!({
-        "allowed": false,
-        "code": d.code(),
-        "reason": d.to_string(),
-    });
-    match d {
-        Denial::PolicyDenied { policies } => {
-            v["policies"] = json!(policies.as_ref());
-        }
-        Denial::RateLimited {
-            scope,
-            tokens,
-            retry_after,
-        } => {
-            v["scope"] = json!(scope.as_str());
-            v["limit"] = json!(if *tokens { "tpm" } else { "rpm" });
-            v["retry_after_ms"] = json!(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
-        }
-        Denial::BudgetExceeded {
-            scope,
-            resets_at,
-            remaining,
-            requested,
-        } => {
-            v["scope"] = json!(scope.as_str());
-            v["resets_at"] = json!(resets_at.map(|t| t.to_string()));
-            v["remaining_usd"] = json!(remaining.to_string());
-            v["requested_usd"] = json!(requested.to_string());
-        }
-        _ => {}
-    }
-    v
 }

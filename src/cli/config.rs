@@ -103,22 +103,45 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
         }
         ConfigCmd::History { org } => {
             let org = OrgId::parse(&org)?;
-            let versions = ctx.read_store()?.org_configs().history(a, &org)?;
-            if ctx.json {
-                let all = versions
+            let versions: Vec<Value> = match ctx.remote() {
+                Some(r) => r
+                    .config_history(&org)?
+                    .into_iter()
+                    .map(|mut v| {
+                        if let Some(o) = v.as_object_mut() {
+                            o.remove("config");
+                            o.remove("changed");
+                        }
+                        v
+                    })
+                    .collect(),
+                None => ctx
+                    .read_store()?
+                    .org_configs()
+                    .history(a, &org)?
                     .iter()
                     .map(version_json)
-                    .collect::<Result<_, _>>()?;
-                return out.json(&Value::Array(all));
+                    .collect::<Result<_, _>>()?,
+            };
+            if ctx.json {
+                return out.json(&Value::Array(versions));
             }
+            let text = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
             let mut t = Table::new(&["VERSION", "ACTIVE", "CREATED", "BY", "NOTE"]);
             for v in &versions {
                 t.row(vec![
-                    v.version.to_string(),
-                    if v.active { "*".into() } else { String::new() },
-                    v.created_at.to_string(),
-                    v.created_by.clone(),
-                    v.note.clone(),
+                    text(&v["version"]),
+                    if v["active"] == Value::Bool(true) {
+                        "*".into()
+                    } else {
+                        String::new()
+                    },
+                    text(&v["created_at"]),
+                    text(&v["created_by"]),
+                    text(&v["note"]),
                 ]);
             }
             out.table(&t);
@@ -126,15 +149,24 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
         }
         ConfigCmd::Diff { org, v1, v2 } => {
             let org = OrgId::parse(&org)?;
-            let changes = ctx.read_store()?.org_configs().diff(a, &org, v1, v2)?;
+            let changes: Vec<Change> = match ctx.remote() {
+                Some(r) => r.config_diff(&org, v1, v2)?,
+                None => ctx
+                    .read_store()?
+                    .org_configs()
+                    .diff(a, &org, v1, v2)?
+                    .into_iter()
+                    .map(|c| (c.path, c.old, c.new))
+                    .collect(),
+            };
             if ctx.json {
                 let value = |v: &Option<String>| v.as_deref().map(json_value).transpose();
                 let mut list = Vec::new();
-                for c in &changes {
+                for (path, old, new) in &changes {
                     list.push(serde_json::json!({
-                        "path": c.path,
-                        "old": value(&c.old)?,
-                        "new": value(&c.new)?,
+                        "path": path,
+                        "old": value(old)?,
+                        "new": value(new)?,
                     }));
                 }
                 return out.json(&Value::Array(list));
@@ -145,8 +177,8 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
             }
             let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
             let mut t = Table::new(&["PATH", &format!("V{v1}"), &format!("V{v2}")]);
-            for c in &changes {
-                t.row(vec![c.path.clone(), show(&c.old), show(&c.new)]);
+            for (path, old, new) in &changes {
+                t.row(vec![path.clone(), show(old), show(new)]);
             }
             out.table(&t);
             Ok(())
@@ -161,6 +193,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCmd, out: &mut Out) -> Result<(), CliErr
         }
     }
 }
+
+/// One change of `config diff`: (path, old, new), the values as JSON text.
+pub(crate) type Change = (String, Option<String>, Option<String>);
 
 /// A new (or unchanged) version as JSON, as the admin API answers it: the masked config and
 /// whether the call made a new version.

@@ -13,6 +13,10 @@
 //! role matrix; [`gateway_trials`], [`rate_burst`] and [`budget_run`] send
 //! requests through the gateway.
 //!
+//! [`live`] administers live stores: an invitation handed to the host's hook and accepted,
+//! and (with the `server` feature) a key revoked through the admin API's socket while a
+//! gateway thread keeps checking it.
+//!
 //! Customer B also accepts traffic only from its own network (`ip_acl`), so that the
 //! address trials have something to show.
 
@@ -24,11 +28,11 @@ use orgstore::{
 };
 use serde_json::{Value, json};
 
-use super::check::denial_json;
 use super::output::{Out, Table, json_value, per, usd_json};
 use super::{CliError, Ctx};
 
 mod capabilities;
+mod live;
 mod print;
 mod roles;
 mod traffic;
@@ -190,6 +194,8 @@ pub(crate) fn run(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
     let trials = gateway_trials(&demo);
     let burst = rate_burst(&demo)?;
     let spend = budget_run(&demo)?;
+    let invited = live::invitation(&orgstore::StoreBuilder::new())?;
+    let revoked = live::live_revoke(ctx)?;
     if ctx.json {
         return out.json(&json!({
             "keys": caps_json(&caps),
@@ -197,6 +203,8 @@ pub(crate) fn run(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
             "gateway": trials_json(&trials),
             "rate_limit": burst_json(&burst),
             "budget": budget_json(&spend),
+            "invitation": live::invitation_json(&invited),
+            "live_revoke": live::live_json(revoked.as_ref()),
         }));
     }
     out.line("orgstore demo: a temporary store with the two multi-tenancy patterns.");
@@ -254,5 +262,7 @@ pub(crate) fn run(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
     print_trials(out, &trials);
     print_burst(out, &burst);
     print_budget(out, &spend);
+    live::print_invitation(out, &invited);
+    live::print_live(out, revoked.as_ref());
     Ok(())
 }

@@ -70,11 +70,14 @@ pub(crate) enum MemberCmd {
         /// The person's email.
         email: String,
     },
+    #[command(flatten)]
+    Invites(super::invite::InviteCmd),
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: MemberCmd, out: &mut Out) -> Result<(), CliError> {
     let a = &ctx.actor;
     match cmd {
+        MemberCmd::Invites(cmd) => super::invite::run(ctx, cmd, out),
         MemberCmd::Add { org, email, role } => {
             let (org, email) = (OrgId::parse(&org)?, Email::parse(&email)?);
             let m = match ctx.remote() {
@@ -170,7 +173,7 @@ fn done(ctx: &Ctx, out: &mut Out, m: &Member, msg: &str) -> Result<(), CliError>
     Ok(())
 }
 
-fn member_json(m: &Member) -> Value {
+pub(crate) fn member_json(m: &Member) -> Value {
     json!({
         "org": m.org.as_str(),
         "email": m.email.as_str(),

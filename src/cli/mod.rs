@@ -10,6 +10,7 @@ mod bench;
 mod check;
 mod config;
 mod demo;
+mod invite;
 mod key;
 mod member;
 mod org;
@@ -158,6 +159,17 @@ impl CliError {
             code: exit_code(err),
             message: format!("{flag}: {}", err.message()),
         }
+    }
+}
+
+impl CliError {
+    /// An error about `field` re-attributed to the CLI flag that carried the value (as
+    /// [`CliError::for_flag`], for an error answered by a server); any other unchanged.
+    pub(crate) fn for_flag_if(mut self, field: &str, flag: &str) -> Self {
+        if let Some(rest) = self.message.strip_prefix(&format!("{field}: ")) {
+            self.message = format!("{flag}: {rest}");
+        }
+        self
     }
 }
 
@@ -313,6 +325,12 @@ impl Ctx {
             )),
             None => Ok(()),
         }
+    }
+
+    /// The store file (`--db`).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn db(&self) -> &std::path::Path {
+        &self.db
     }
 
     /// A store builder with the global options applied.

@@ -111,7 +111,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
         }
         OrgCmd::Suspend { id } => {
             let id = OrgId::parse(&id)?;
-            let c = ctx.store()?.orgs().suspend(a, &id)?;
+            let c = match ctx.remote() {
+                Some(r) => r.org_status(&id, true)?,
+                None => ctx.store()?.orgs().suspend(a, &id)?.into(),
+            };
             let msg = if c.changed {
                 format!("suspended org `{id}`; its keys are refused until `org resume {id}`")
             } else {
@@ -121,7 +124,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: OrgCmd, out: &mut Out) -> Result<(), CliError>
         }
         OrgCmd::Resume { id } => {
             let id = OrgId::parse(&id)?;
-            let c = ctx.store()?.orgs().resume(a, &id)?;
+            let c = match ctx.remote() {
+                Some(r) => r.org_status(&id, false)?,
+                None => ctx.store()?.orgs().resume(a, &id)?.into(),
+            };
             let msg = if c.changed {
                 format!("resumed org `{id}`")
             } else {
@@ -141,7 +147,23 @@ fn done(ctx: &Ctx, out: &mut Out, org: &Org, msg: &str) -> Result<(), CliError> 
 }
 
 /// Prints a suspend or resume: JSON adds `"changed"` to the org.
-fn status_done(ctx: &Ctx, out: &mut Out, c: &StatusChange, msg: &str) -> Result<(), CliError> {
+/// What `org suspend` and `org resume` print: the org after the call and whether its
+/// status changed (from the library, or from the admin API's answer).
+pub(crate) struct Changed {
+    pub(crate) org: Org,
+    pub(crate) changed: bool,
+}
+
+impl From<StatusChange> for Changed {
+    fn from(c: StatusChange) -> Self {
+        Self {
+            org: c.org,
+            changed: c.changed,
+        }
+    }
+}
+
+fn status_done(ctx: &Ctx, out: &mut Out, c: &Changed, msg: &str) -> Result<(), CliError> {
     if ctx.json {
         let mut v = org_json(&c.org);
         v["changed"] = Value::Bool(c.changed);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use orgstore::{Actor, AdminAction, OrgId, Policies};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use super::member::RoleArg;
 use super::output::{Out, fields};
@@ -60,7 +60,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: PolicyCmd, out: &mut Out) -> Result<(), CliErr
         PolicyCmd::Explain(args) => explain(ctx, &args, out),
         PolicyCmd::Entities { org } => {
             let org = OrgId::parse(&org)?;
-            let text = ctx.read_store()?.policy_entities(&ctx.actor, &org)?;
+            let text = match ctx.remote() {
+                Some(r) => r.entities(&org)?,
+                None => ctx.read_store()?.policy_entities(&ctx.actor, &org)?,
+            };
             out.json(&super::output::json_value(&text)?)
         }
         PolicyCmd::Set(cmd) => super::policy_set::run(ctx, cmd, out),
@@ -138,24 +141,32 @@ fn explain(ctx: &Ctx, args: &ExplainArgs, out: &mut Out) -> Result<(), CliError>
     let org = args.org.as_deref().map(OrgId::parse).transpose()?;
     let target = full_target(&args.target, org.as_ref())?;
     let new_role = args.role.map(Into::into);
-    let store = ctx.read_store()?;
-    let policies = match &ctx.policies {
-        Some(dir) => std::sync::Arc::new(store.policies().with_dir(dir)?),
-        None => store.policies(),
+    let flag = |e: orgstore::Error| match e.field() {
+        "new role" => CliError::for_flag("--role", &e),
+        _ => e.into(),
     };
-    let r = store
-        .explain_what_if(
-            &policies,
-            &ctx.actor,
-            action,
-            &target,
-            new_role,
-            args.expires,
-        )
-        .map_err(|e| match e.field() {
-            "new role" => CliError::for_flag("--role", &e),
-            _ => e.into(),
-        })?;
+    let r = match (ctx.remote(), &ctx.policies) {
+        (Some(remote), None) => remote
+            .explain(action, &target, new_role, args.expires)
+            .map_err(|e| e.for_flag_if("new role", "--role"))?,
+        _ => {
+            let store = ctx.read_store()?;
+            let policies = match &ctx.policies {
+                Some(dir) => std::sync::Arc::new(store.policies().with_dir(dir)?),
+                None => store.policies(),
+            };
+            store
+                .explain_what_if(
+                    &policies,
+                    &ctx.actor,
+                    action,
+                    &target,
+                    new_role,
+                    args.expires,
+                )
+                .map_err(flag)?
+        }
+    };
     if let Some(o) = &org
         && *o != r.org
     {
@@ -167,28 +178,7 @@ fn explain(ctx: &Ctx, args: &ExplainArgs, out: &mut Out) -> Result<(), CliError>
     let e = &r.explanation;
     let operator = r.actor == Actor::Operator;
     if ctx.json {
-        let pairs = |p: &[(&str, String)]| -> Value {
-            Value::Object(
-                p.iter()
-                    .map(|(k, v)| ((*k).to_owned(), json!(v)))
-                    .collect::<Map<_, _>>(),
-            )
-        };
-        out.json(&json!({
-            "allowed": e.allowed,
-            "decision": if e.allowed { "allow" } else { "deny" },
-            "actor": r.actor.to_string(),
-            "operator": operator,
-            "role": r.actor_role.map(|r| r.as_str()),
-            "action": r.action.cedar_name(),
-            "org": r.org.as_str(),
-            "owner_count": r.owner_count,
-            "resource": r.resource,
-            "attributes": pairs(&r.attributes),
-            "context": pairs(&r.context),
-            "reasons": e.reasons,
-            "errors": e.errors,
-        }))?;
+        out.json(&r.to_value())?;
     } else {
         let joined = |p: &[(&str, String)]| {
             if p.is_empty() {

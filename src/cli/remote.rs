@@ -10,7 +10,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orgstore::{AuditEntry, Email, ImportKey, KeyId, KeyInfo, KeySpec, Member, Org, OrgId, Role};
+use orgstore::{
+    AuditEntry, Email, ImportKey, Invite, InviteId, KeyId, KeyInfo, KeySpec, Member, Org, OrgId,
+    Role, UsageReport,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -367,6 +370,161 @@ impl Remote {
             None,
         )
     }
+}
+
+impl Remote {
+    /// `org suspend` (`suspend`) and `org resume`: the org after the call and whether it
+    /// changed.
+    pub(crate) fn org_status(
+        &self,
+        id: &OrgId,
+        suspend: bool,
+    ) -> Result<super::org::Changed, CliError> {
+        let verb = if suspend { "suspend" } else { "resume" };
+        let v = self.call("POST", &format!("/v1/orgs/{}/{verb}", id.as_str()), None)?;
+        let org = serde_json::from_value(v["org"].clone()).map_err(|e| shape(&e))?;
+        Ok(super::org::Changed {
+            org,
+            changed: v["changed"] == Value::Bool(true),
+        })
+    }
+
+    /// `config history`: every version's JSON, oldest first.
+    pub(crate) fn config_history(&self, org: &OrgId) -> Result<Vec<Value>, CliError> {
+        self.get(
+            "GET",
+            &format!("/v1/orgs/{}/config/versions", org.as_str()),
+            None,
+        )
+    }
+
+    /// `config diff`: `(path, old, new)`, the values as JSON text.
+    pub(crate) fn config_diff(
+        &self,
+        org: &OrgId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<super::config::Change>, CliError> {
+        let list: Vec<Value> = self.get(
+            "GET",
+            &format!("/v1/orgs/{}/config/diff?from={from}&to={to}", org.as_str()),
+            None,
+        )?;
+        let text = |v: &Value| (!v.is_null()).then(|| v.to_string());
+        Ok(list
+            .iter()
+            .map(|c| {
+                (
+                    c["path"].as_str().unwrap_or_default().to_owned(),
+                    text(&c["old"]),
+                    text(&c["new"]),
+                )
+            })
+            .collect())
+    }
+
+    /// `policy entities`: the JSON text.
+    pub(crate) fn entities(&self, org: &OrgId) -> Result<String, CliError> {
+        let v = self.call("GET", &format!("/v1/orgs/{}/entities", org.as_str()), None)?;
+        Ok(v.to_string())
+    }
+
+    /// `policy explain` under the store's own policies.
+    pub(crate) fn explain(
+        &self,
+        action: orgstore::AdminAction,
+        target: &str,
+        new_role: Option<Role>,
+        has_expiry: bool,
+    ) -> Result<orgstore::ExplainReport, CliError> {
+        let body = json!({
+            "action": action.cedar_name(),
+            "target": target,
+            "new_role": new_role.map(Role::as_str),
+            "has_expiry": has_expiry,
+        });
+        let v = self.call("POST", "/v1/explain", Some(&body))?;
+        Ok(orgstore::ExplainReport::from_value(&v)?)
+    }
+
+    /// `check`: the live gateway's decision as JSON.
+    pub(crate) fn check(
+        &self,
+        key: &str,
+        model: &str,
+        ip: std::net::IpAddr,
+        estimate: Option<orgstore::Usd>,
+    ) -> Result<Value, CliError> {
+        let body = json!({
+            "key": key,
+            "model": model,
+            "ip": ip.to_string(),
+            "estimate": estimate.map(|e| e.to_string()),
+        });
+        self.call("POST", "/v1/check", Some(&body))
+    }
+
+    /// `usage ORG`.
+    pub(crate) fn org_usage(&self, org: &OrgId) -> Result<UsageReport, CliError> {
+        self.get("GET", &format!("/v1/orgs/{}/usage", org.as_str()), None)
+    }
+
+    /// `usage ORG --key ID`.
+    pub(crate) fn key_usage(&self, id: &KeyId) -> Result<UsageReport, CliError> {
+        self.get("GET", &format!("/v1/keys/{id}/usage"), None)
+    }
+
+    /// `member invite`: the invitation and its token.
+    pub(crate) fn invite_create(
+        &self,
+        org: &OrgId,
+        email: &Email,
+        role: Role,
+        expires_in_hours: u64,
+    ) -> Result<(Invite, String), CliError> {
+        let body = json!({
+            "email": email.as_str(),
+            "role": role.as_str(),
+            "expires_in_hours": expires_in_hours,
+        });
+        let v = self.call(
+            "POST",
+            &format!("/v1/orgs/{}/invites", org.as_str()),
+            Some(&body),
+        )?;
+        let token = v["token"].as_str().unwrap_or_default().to_owned();
+        let invite = serde_json::from_value(v["invite"].clone()).map_err(|e| {
+            CliError::invalid(
+                "socket",
+                format!("the server's answer has another shape ({e})"),
+            )
+        })?;
+        Ok((invite, token))
+    }
+
+    /// `member invites`.
+    pub(crate) fn invite_list(&self, org: &OrgId) -> Result<Vec<Invite>, CliError> {
+        self.get("GET", &format!("/v1/orgs/{}/invites", org.as_str()), None)
+    }
+
+    /// `member revoke-invite`.
+    pub(crate) fn invite_revoke(&self, id: &InviteId) -> Result<Invite, CliError> {
+        self.get("DELETE", &format!("/v1/invites/{id}"), None)
+    }
+
+    /// `member accept`: the answer as the admin API gives it.
+    pub(crate) fn invite_accept(&self, token: &str, access_token: bool) -> Result<Value, CliError> {
+        let body = json!({ "token": token, "access_token": access_token });
+        self.call("POST", "/v1/invites/accept", Some(&body))
+    }
+}
+
+/// The error for an answer of another shape than this CLI expects.
+fn shape(e: &serde_json::Error) -> CliError {
+    CliError::invalid(
+        "socket",
+        format!("the server's answer has another shape ({e}); use a CLI of the server's version"),
+    )
 }
 
 /// Writes a request and reads the answer to its end (the server closes after one).

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use orgstore::server::{TokenHolder, TokenInfo, Tokens};
 use orgstore::{Email, Timestamp};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::output::{Out, Table, fields, opt};
 use super::{CliError, Ctx};
@@ -32,34 +32,6 @@ pub(crate) enum TokenCmd {
     },
 }
 
-fn status(t: &TokenInfo) -> &'static str {
-    if t.revoked_at.is_some() {
-        "revoked"
-    } else if t.expires_at.is_some_and(|e| e <= Timestamp::now()) {
-        "expired"
-    } else {
-        "active"
-    }
-}
-
-fn holder(t: &TokenInfo) -> String {
-    match &t.holder {
-        TokenHolder::Operator => "operator".into(),
-        TokenHolder::Member(e) => e.to_string(),
-    }
-}
-
-fn token_json(t: &TokenInfo) -> Value {
-    json!({
-        "id": t.id,
-        "holder": holder(t),
-        "status": status(t),
-        "created_at": t.created_at.to_string(),
-        "expires_at": t.expires_at.map(|e| e.to_string()),
-        "revoked_at": t.revoked_at.map(|e| e.to_string()),
-    })
-}
-
 pub(crate) fn run(ctx: &Ctx, cmd: TokenCmd, out: &mut Out) -> Result<(), CliError> {
     ctx.local_only()?;
     if !matches!(ctx.actor, orgstore::Actor::Operator) {
@@ -86,7 +58,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: TokenCmd, out: &mut Out) -> Result<(), CliErro
                 .transpose()?;
             let (info, secret) = tokens.create(who, expires)?;
             if ctx.json {
-                let mut v = token_json(&info);
+                let mut v = info.to_json();
                 v["token"] = Value::String(secret);
                 return out.json(&v);
             }
@@ -94,7 +66,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: TokenCmd, out: &mut Out) -> Result<(), CliErro
                 out,
                 &[
                     ("id", info.id.clone()),
-                    ("holder", holder(&info)),
+                    ("holder", info.holder_name()),
                     ("expires", opt(info.expires_at)),
                     ("token", secret),
                 ],
@@ -105,14 +77,14 @@ pub(crate) fn run(ctx: &Ctx, cmd: TokenCmd, out: &mut Out) -> Result<(), CliErro
         TokenCmd::List => {
             let list = tokens.list()?;
             if ctx.json {
-                return out.json(&Value::Array(list.iter().map(token_json).collect()));
+                return out.json(&Value::Array(list.iter().map(TokenInfo::to_json).collect()));
             }
             let mut t = Table::new(&["ID", "HOLDER", "STATUS", "CREATED", "EXPIRES"]);
             for k in &list {
                 t.row(vec![
                     k.id.clone(),
-                    holder(k),
-                    status(k).into(),
+                    k.holder_name(),
+                    k.status().into(),
                     k.created_at.to_string(),
                     opt(k.expires_at),
                 ]);
@@ -123,9 +95,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: TokenCmd, out: &mut Out) -> Result<(), CliErro
         TokenCmd::Revoke { token_id } => {
             let info = tokens.revoke(&token_id)?;
             if ctx.json {
-                return out.json(&token_json(&info));
+                return out.json(&info.to_json());
             }
-            out.line(format!("revoked {} ({})", info.id, holder(&info)));
+            out.line(format!("revoked {} ({})", info.id, info.holder_name()));
             Ok(())
         }
     }

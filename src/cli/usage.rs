@@ -22,12 +22,17 @@ pub(crate) fn run(ctx: &Ctx, args: UsageArgs, out: &mut Out) -> Result<(), CliEr
         Some(k) => Some(KeyId::parse(k).map_err(|e| CliError::for_flag("--key", &e))?),
         None => None,
     };
-    let store = ctx.read_store()?;
     let a = &ctx.actor;
+    let remote = ctx.remote();
     let report = match &key {
         Some(id) => {
-            let report = store.keys().usage(a, id)?;
-            let info = store.keys().show(a, id)?;
+            let (report, info) = match remote {
+                Some(r) => (r.key_usage(id)?, r.key_show(id)?),
+                None => {
+                    let store = ctx.read_store()?;
+                    (store.keys().usage(a, id)?, store.keys().show(a, id)?)
+                }
+            };
             if info.org != org {
                 return Err(CliError::not_found(
                     "--key",
@@ -36,7 +41,10 @@ pub(crate) fn run(ctx: &Ctx, args: UsageArgs, out: &mut Out) -> Result<(), CliEr
             }
             report
         }
-        None => store.orgs().usage(a, &org)?,
+        None => match remote {
+            Some(r) => r.org_usage(&org)?,
+            None => ctx.read_store()?.orgs().usage(a, &org)?,
+        },
     };
     if ctx.json {
         return out.json(&report_json(&org, key.as_ref(), &report));
@@ -74,7 +82,7 @@ pub(crate) fn run(ctx: &Ctx, args: UsageArgs, out: &mut Out) -> Result<(), CliEr
             ("tpm", rate_text(report.tpm)),
         ],
     );
-    if report.rpm.is_some() || report.tpm.is_some() {
+    if remote.is_none() && (report.rpm.is_some() || report.tpm.is_some()) {
         out.note(
             "note: rpm/tpm use is counted in the memory of the process that runs the gateway; \
              this process has served no requests",

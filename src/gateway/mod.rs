@@ -6,6 +6,7 @@
 
 mod denial;
 mod grant;
+mod json;
 mod memo;
 
 pub use denial::{Denial, Scope};

@@ -2,6 +2,7 @@
 
 mod decimal;
 mod ids;
+mod invite;
 mod key;
 mod member;
 mod model_name;
@@ -15,6 +16,7 @@ mod time;
 pub(crate) use decimal::Decimal;
 pub use ids::{Email, KeyId, OrgId};
 pub(crate) use ids::{is_bidi_control, org_id_ok};
+pub use invite::{Invite, InviteId, InviteStatus};
 pub use key::{Budget, KeyInfo, KeySource, KeySpec, KeyStatus};
 pub use member::Member;
 pub use model_name::MAX_MODEL_NAME_BYTES;

@@ -10,7 +10,7 @@
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Email, KeyId, OrgId, Timestamp, Usd};
+use super::{Email, InviteId, KeyId, OrgId, Timestamp, Usd};
 
 impl Serialize for OrgId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -56,6 +56,19 @@ impl<'de> Deserialize<'de> for KeyId {
         } else {
             <[u8; 16]>::deserialize(d).map(KeyId::from_bytes)
         }
+    }
+}
+
+impl Serialize for InviteId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for InviteId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        InviteId::parse(&s).map_err(D::Error::custom)
     }
 }
 

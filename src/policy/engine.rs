@@ -80,7 +80,7 @@ pub(crate) const LAST_OWNER_NOT_DEMOTED: &str = "last-owner-not-demoted";
 /// neither removed, nor leave, nor be demoted. Returns the ids of the rails `req` breaks.
 pub(super) fn guard_rails(req: &AdminRequest<'_>) -> Vec<String> {
     let mut out = Vec::new();
-    if req.actor_role.is_none() && req.action != AdminAction::CreateOrg {
+    if req.actor_role.is_none() && !req.action.open_to_non_members() {
         out.push(TENANCY.to_owned());
     }
     if let Target::Membership {

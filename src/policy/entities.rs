@@ -222,7 +222,10 @@ fn expected_target(action: AdminAction) -> &'static str {
         AdminAction::AddMember
         | AdminAction::ChangeRole
         | AdminAction::RemoveMember
-        | AdminAction::LeaveOrg => "Target::Membership",
+        | AdminAction::LeaveOrg
+        | AdminAction::InviteMember
+        | AdminAction::RevokeInvite
+        | AdminAction::AcceptInvite => "Target::Membership",
         AdminAction::CreateKey => "Target::NewKey",
         AdminAction::ManageKey => "Target::Key",
         _ => "Target::Org",
@@ -280,7 +283,7 @@ pub(super) fn admin_facts(t: &Types, req: &AdminRequest<'_>) -> Result<AdminFact
             role,
             new_role,
         } => {
-            if matches!(req.action, AdminAction::AddMember | AdminAction::ChangeRole) {
+            if req.action.grants_role() {
                 let new_role = new_role.ok_or_else(|| {
                     format!("action {} needs the new role", req.action.cedar_name())
                 })?;

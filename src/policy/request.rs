@@ -48,11 +48,19 @@ pub enum AdminAction {
     /// built-in policy permits it, so only the operator creates orgs unless an operator
     /// policy permits others.
     CreateOrg,
+    /// Invite a person by email to join with a role (the same rules as adding a member).
+    InviteMember,
+    /// List an org's pending invitations.
+    ListInvites,
+    /// Revoke a pending invitation.
+    RevokeInvite,
+    /// Accept an invitation: decided for the invited person, who is not a member yet.
+    AcceptInvite,
 }
 
 impl AdminAction {
     /// Every action.
-    pub const ALL: [AdminAction; 19] = [
+    pub const ALL: [AdminAction; 23] = [
         AdminAction::ReadOrg,
         AdminAction::UpdateConfig,
         AdminAction::RevealSecrets,
@@ -72,6 +80,10 @@ impl AdminAction {
         AdminAction::ReadLogs,
         AdminAction::ReadAnalytics,
         AdminAction::CreateOrg,
+        AdminAction::InviteMember,
+        AdminAction::ListInvites,
+        AdminAction::RevokeInvite,
+        AdminAction::AcceptInvite,
     ];
 
     /// The Cedar action id, e.g. `UpdateConfig`.
@@ -96,6 +108,10 @@ impl AdminAction {
             AdminAction::ReadLogs => "ReadLogs",
             AdminAction::ReadAnalytics => "ReadAnalytics",
             AdminAction::CreateOrg => "CreateOrg",
+            AdminAction::InviteMember => "InviteMember",
+            AdminAction::ListInvites => "ListInvites",
+            AdminAction::RevokeInvite => "RevokeInvite",
+            AdminAction::AcceptInvite => "AcceptInvite",
         }
     }
 
@@ -110,14 +126,19 @@ impl AdminAction {
             | AdminAction::ReadAnalytics => {
                 "any member of the org (owner, admin, member or viewer) may"
             }
-            AdminAction::UpdateConfig | AdminAction::RevealSecrets | AdminAction::ReadAudit => {
-                "only an owner or admin of the org may"
-            }
+            AdminAction::UpdateConfig
+            | AdminAction::RevealSecrets
+            | AdminAction::ReadAudit
+            | AdminAction::ListInvites => "only an owner or admin of the org may",
             AdminAction::DeleteOrg
             | AdminAction::SuspendOrg
             | AdminAction::ResumeOrg
             | AdminAction::ManageBilling => "only an owner of the org may",
-            AdminAction::AddMember | AdminAction::ChangeRole | AdminAction::RemoveMember => {
+            AdminAction::AddMember
+            | AdminAction::ChangeRole
+            | AdminAction::RemoveMember
+            | AdminAction::InviteMember
+            | AdminAction::RevokeInvite => {
                 "only an owner or admin of the org may (an admin only below owner)"
             }
             AdminAction::LeaveOrg => "any member may leave, except the last owner",
@@ -128,7 +149,40 @@ impl AdminAction {
             AdminAction::CreateOrg => {
                 "only the operator may, unless an operator policy permits CreateOrg"
             }
+            AdminAction::AcceptInvite => "only the invited person may, with the invitation's token",
         }
+    }
+
+    /// Whether a person who is not a member of the org may be permitted it: creating an org
+    /// (which has no members yet) and accepting an invitation (the invited person joins).
+    /// Every other action is refused to non-members before any policy counts.
+    ///
+    /// ```
+    /// use orgstore::AdminAction;
+    /// assert!(AdminAction::AcceptInvite.open_to_non_members());
+    /// assert!(!AdminAction::InviteMember.open_to_non_members());
+    /// ```
+    pub fn open_to_non_members(self) -> bool {
+        matches!(self, AdminAction::CreateOrg | AdminAction::AcceptInvite)
+    }
+
+    /// Whether the action grants a role, so its request carries the role granted
+    /// (`new_role`): adding, changing a role, and the invitation actions (the invited role).
+    ///
+    /// ```
+    /// use orgstore::AdminAction;
+    /// assert!(AdminAction::InviteMember.grants_role());
+    /// assert!(!AdminAction::RemoveMember.grants_role());
+    /// ```
+    pub fn grants_role(self) -> bool {
+        matches!(
+            self,
+            AdminAction::AddMember
+                | AdminAction::ChangeRole
+                | AdminAction::InviteMember
+                | AdminAction::RevokeInvite
+                | AdminAction::AcceptInvite
+        )
     }
 
     /// Parses a Cedar action id (case-insensitive), for the CLI's `policy explain`.
@@ -151,8 +205,9 @@ pub enum Target<'a> {
     },
     /// The org's config (update, rollback, reveal).
     Config,
-    /// One membership. `role` is the member's current role (`None` when being added);
-    /// `new_role` is the role being granted (add or change).
+    /// One membership. `role` is the member's current role (`None` when being added or
+    /// invited); `new_role` is the role being granted (add, change, and the invitation
+    /// actions: the invited role).
     Membership {
         /// The member.
         email: &'a Email,

@@ -69,8 +69,11 @@ fn shapes(f: &Fx) -> Vec<AdminRequest<'_>> {
                 AdminAction::AddMember
                 | AdminAction::ChangeRole
                 | AdminAction::RemoveMember
-                | AdminAction::LeaveOrg => {
-                    let adds = matches!(action, AdminAction::AddMember | AdminAction::ChangeRole);
+                | AdminAction::LeaveOrg
+                | AdminAction::InviteMember
+                | AdminAction::RevokeInvite
+                | AdminAction::AcceptInvite => {
+                    let adds = action.grants_role();
                     for email in [&f.ann, &f.bob] {
                         for role in ROLES {
                             for new_role in if adds { &ROLES[1..] } else { &ROLES[..1] } {

@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, oneshot};
 use super::reply::ApiError;
 use super::routes::handle;
 use super::tokens::{TokenHolder, Tokens};
-use super::{ACT_AS_HEADER, RunningServer, ServerLimits, io_error};
+use super::{ACT_AS_HEADER, RunningServer, ServerLimits, TOKEN_ID_HEADER, io_error};
 use crate::error::{Error, ErrorKind};
 
 /// The uid owning the store file: the one user (besides root) the socket admits.
@@ -330,6 +330,12 @@ fn admitted(stream: &UnixStream, owner: u32) -> Result<(), u32> {
     }
 }
 
+/// Whether `req` accepts an invitation (the one route a TCP client may call without a
+/// bearer token: the invitation's token in the body is the credential).
+fn is_accept(req: &http::Request<hyper::body::Incoming>) -> bool {
+    req.method() == http::Method::POST && req.uri().path() == "/v1/invites/accept"
+}
+
 /// The bearer token of a request, if it has one.
 fn bearer(headers: &http::HeaderMap) -> Option<String> {
     let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
@@ -345,6 +351,8 @@ async fn authenticate(
     auth: &Auth,
     mut req: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Request<hyper::body::Incoming>, ApiError> {
+    // Set by the server only.
+    req.headers_mut().remove(TOKEN_ID_HEADER);
     match auth {
         Auth::Socket(None) => Ok(req),
         Auth::Socket(Some(_)) => Err(ApiError::new(
@@ -359,6 +367,11 @@ async fn authenticate(
             failures,
         } => {
             let presented = bearer(req.headers());
+            if presented.is_none() && is_accept(&req) {
+                // The invitation's token is the credential: anonymous, as nobody.
+                req.headers_mut().remove(ACT_AS_HEADER);
+                return Ok(req);
+            }
             let tokens = tokens.clone();
             let found = match presented {
                 Some(t) => tokio::task::spawn_blocking(move || tokens.verify(&t))
@@ -380,6 +393,9 @@ async fn authenticate(
             };
             failures.clear(*peer);
             tracing::info!(token = info.id, "admin request authenticated");
+            let id = http::HeaderValue::from_str(&info.id)
+                .map_err(|_| ApiError::new(401, "unauthorized", "the token's id cannot be used"))?;
+            req.headers_mut().insert(TOKEN_ID_HEADER, id);
             match &info.holder {
                 TokenHolder::Operator => {}
                 TokenHolder::Member(email) => {

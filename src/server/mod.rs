@@ -39,6 +39,10 @@ pub use tokens::{MEMBER_TOKEN_PREFIX, OPERATOR_TOKEN_PREFIX, TokenHolder, TokenI
 /// The header with which the operator on the socket acts as a member (`--as` of the CLI).
 pub const ACT_AS_HEADER: &str = "x-orgstore-as";
 
+/// The header the server sets to the id of the bearer token a request came with (one a
+/// client sends is dropped), so the store audits changes with the token used.
+pub(crate) const TOKEN_ID_HEADER: &str = "x-orgstore-token-id";
+
 /// The socket path a server of the store at `db` listens on by default: `<db>.sock`.
 ///
 /// ```
@@ -209,6 +213,7 @@ impl AdminServer {
         let router = routes::router(Arc::new(routes::State {
             store: self.store,
             max_body: self.limits.max_body_bytes,
+            tokens: Tokens::beside(&db),
         }));
         listen::start_tcp(addr, Tokens::beside(db), router, self.limits, self.signals)
     }
@@ -272,6 +277,7 @@ impl AdminServer {
         let router = routes::router(Arc::new(routes::State {
             store: self.store,
             max_body: self.limits.max_body_bytes,
+            tokens: Tokens::beside(db),
         }));
         listen::start(socket, owner, router, self.limits, self.signals)
     }

@@ -13,11 +13,12 @@ use http::{HeaderMap, Request, Uri};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ACT_AS_HEADER;
 use super::body::{self, Media};
 use super::reply::{ApiError, json_response, text_json, to_json};
+use super::tokens::{TokenHolder, Tokens};
+use super::{ACT_AS_HEADER, TOKEN_ID_HEADER};
 use crate::error::Error;
-use crate::model::{Actor, Email, KeyId, KeySpec, OrgId, Role};
+use crate::model::{Actor, Email, InviteId, KeyId, KeySpec, OrgId, Role, Timestamp};
 use crate::store::{ConfigVersion, CreatedKey, ImportKey, Store};
 
 /// The OpenAPI 3.1 document of the admin API, served at `/openapi.json`.
@@ -34,6 +35,8 @@ pub(crate) struct State {
     pub(crate) store: Store,
     /// The body size limit.
     pub(crate) max_body: usize,
+    /// The store's bearer tokens (`<db>.tokens`).
+    pub(crate) tokens: Tokens,
 }
 
 type Shared = Extract<Arc<State>>;
@@ -88,6 +91,16 @@ fn table() -> Vec<Route> {
         ("GET", "/v1/members/{email}/orgs", get(member_orgs)),
         ("GET", "/v1/orgs/{org_id}/audit", get(audit_list)),
         ("GET", "/v1/orgs/{org_id}/usage", get(org_usage)),
+        ("GET", "/v1/orgs/{org_id}/invites", get(invite_list)),
+        ("POST", "/v1/orgs/{org_id}/invites", post(invite_create)),
+        ("DELETE", "/v1/invites/{invite_id}", delete(invite_revoke)),
+        ("POST", "/v1/invites/accept", post(invite_accept)),
+        ("GET", "/v1/orgs/{org_id}/entities", get(org_entities)),
+        ("POST", "/v1/explain", post(explain)),
+        ("POST", "/v1/check", post(check)),
+        ("GET", "/v1/tokens", get(token_list)),
+        ("POST", "/v1/tokens", post(token_create)),
+        ("DELETE", "/v1/tokens/{token_id}", delete(token_revoke)),
     ]
 }
 
@@ -196,16 +209,25 @@ fn query_number(uri: &Uri, name: &str) -> Result<Option<u64>, ApiError> {
         .transpose()
 }
 
-/// Runs a store call on a blocking thread.
+/// Runs a store call on a blocking thread; a change made with a bearer token is audited
+/// with the token's id.
 async fn blocking<T: Send + 'static>(
     state: &Arc<State>,
+    headers: &HeaderMap,
     f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, ApiError> {
     let state = state.clone();
-    tokio::task::spawn_blocking(move || f(&state.store))
-        .await
-        .map_err(|_| ApiError::new(500, "internal", "the operation failed unexpectedly; retry"))?
-        .map_err(ApiError::from)
+    let via = headers
+        .get(TOKEN_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|id| format!("token {id}"));
+    tokio::task::spawn_blocking(move || match via {
+        Some(v) => f(&state.store.via(&v)),
+        None => f(&state.store),
+    })
+    .await
+    .map_err(|_| ApiError::new(500, "internal", "the operation failed unexpectedly; retry"))?
+    .map_err(ApiError::from)
 }
 
 /// A body-less call on one id of the path: the id parsed (400 when it has the wrong
@@ -223,7 +245,7 @@ where
 {
     let a = actor(h)?;
     let id = from_path(parse, text)?;
-    let v = blocking(s, move |st| f(st, &a, &id)).await?;
+    let v = blocking(s, h, move |st| f(st, &a, &id)).await?;
     ok(to_json(&v)?)
 }
 
@@ -306,7 +328,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
 
 async fn org_list(Extract(s): Shared, h: HeaderMap) -> Answer {
     let a = actor(&h)?;
-    let orgs = blocking(&s, move |st| st.orgs().list(&a)).await?;
+    let orgs = blocking(&s, &h, move |st| st.orgs().list(&a)).await?;
     ok(to_json(&orgs)?)
 }
 
@@ -330,7 +352,7 @@ async fn org_create(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
     let id = OrgId::parse(&n.id)?;
     let owner = Email::parse(&n.owner).map_err(|e| e.in_field("owner"))?;
     let name = n.name.unwrap_or_else(|| n.id.clone());
-    let org = blocking(&s, move |st| st.orgs().create(&a, &id, &name, &owner)).await?;
+    let org = blocking(&s, &h, move |st| st.orgs().create(&a, &id, &name, &owner)).await?;
     created(to_json(&org)?)
 }
 
@@ -348,7 +370,7 @@ async fn org_delete(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -
 async fn org_status(s: Arc<State>, h: HeaderMap, org: String, suspend: bool) -> Answer {
     let a = actor(&h)?;
     let id = from_path(OrgId::parse, &org)?;
-    let c = blocking(&s, move |st| {
+    let c = blocking(&s, &h, move |st| {
         if suspend {
             st.orgs().suspend(&a, &id)
         } else {
@@ -374,7 +396,7 @@ async fn config_get(Extract(s): Shared, h: HeaderMap, uri: Uri, Path(org): Path<
     let id = from_path(OrgId::parse, &org)?;
     let version = query_number(&uri, "version")?;
     let reveal = matches!(query(&uri, "reveal"), Some("true" | "1"));
-    let v = blocking(&s, move |st| {
+    let v = blocking(&s, &h, move |st| {
         if reveal {
             st.org_configs().reveal(&a, &id, version)
         } else {
@@ -416,14 +438,14 @@ async fn config_update(
             u.config.to_string()
         }
     };
-    let v = blocking(&s, move |st| st.org_configs().update(&a, &id, &patch)).await?;
+    let v = blocking(&s, &h, move |st| st.org_configs().update(&a, &id, &patch)).await?;
     ok(version_json(&v, false))
 }
 
 async fn config_versions(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
     let a = actor(&h)?;
     let id = from_path(OrgId::parse, &org)?;
-    let vs = blocking(&s, move |st| st.org_configs().history(&a, &id)).await?;
+    let vs = blocking(&s, &h, move |st| st.org_configs().history(&a, &id)).await?;
     ok(Value::Array(
         vs.iter().map(|v| version_json(v, false)).collect(),
     ))
@@ -448,7 +470,7 @@ async fn config_diff(
         })
     };
     let (from, to) = (need("from")?, need("to")?);
-    let changes = blocking(&s, move |st| st.org_configs().diff(&a, &id, from, to)).await?;
+    let changes = blocking(&s, &h, move |st| st.org_configs().diff(&a, &id, from, to)).await?;
     let value = |v: &Option<String>| v.as_deref().map(text_json);
     let list: Vec<Value> = changes
         .iter()
@@ -471,7 +493,10 @@ async fn config_rollback(
     let a = actor(&h)?;
     let id = from_path(OrgId::parse, &org)?;
     let r: Rollback = json_body(&s, &h, body, r#"{"version": 2}"#).await?;
-    let v = blocking(&s, move |st| st.org_configs().rollback(&a, &id, r.version)).await?;
+    let v = blocking(&s, &h, move |st| {
+        st.org_configs().rollback(&a, &id, r.version)
+    })
+    .await?;
     ok(version_json(&v, false))
 }
 
@@ -493,7 +518,7 @@ async fn key_create(
     let a = actor(&h)?;
     let id = from_path(OrgId::parse, &org)?;
     let spec = key_spec(json_body(&s, &h, body, r#"{"name": "backend"}"#).await?)?;
-    let k = blocking(&s, move |st| st.keys().create(&a, &id, spec)).await?;
+    let k = blocking(&s, &h, move |st| st.keys().create(&a, &id, spec)).await?;
     created(created_key_json(&k)?)
 }
 
@@ -523,7 +548,7 @@ async fn key_import(
         .into_iter()
         .map(|k| Ok(ImportKey::new(k.sha256, key_spec(k.spec)?)))
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let infos = blocking(&s, move |st| st.keys().import(&a, &id, &keys)).await?;
+    let infos = blocking(&s, &h, move |st| st.keys().import(&a, &id, &keys)).await?;
     created(to_json(&infos)?)
 }
 
@@ -543,7 +568,7 @@ async fn key_update(
     let a = actor(&h)?;
     let id = from_path(KeyId::parse, &key)?;
     let spec = key_spec(json_body(&s, &h, body, r#"{"name": "backend"}"#).await?)?;
-    let k = blocking(&s, move |st| st.keys().update(&a, &id, spec)).await?;
+    let k = blocking(&s, &h, move |st| st.keys().update(&a, &id, spec)).await?;
     ok(to_json(&k)?)
 }
 
@@ -557,7 +582,7 @@ async fn key_revoke(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>) -
 async fn key_rotate(Extract(s): Shared, h: HeaderMap, Path(key): Path<String>) -> Answer {
     let a = actor(&h)?;
     let id = from_path(KeyId::parse, &key)?;
-    let k = blocking(&s, move |st| st.keys().rotate(&a, &id)).await?;
+    let k = blocking(&s, &h, move |st| st.keys().rotate(&a, &id)).await?;
     ok(created_key_json(&k)?)
 }
 
@@ -611,7 +636,7 @@ async fn member_add(
     .await?;
     let email = Email::parse(&n.email)?;
     let r = role(&n.role)?;
-    let m = blocking(&s, move |st| st.members().add(&a, &id, &email, r)).await?;
+    let m = blocking(&s, &h, move |st| st.members().add(&a, &id, &email, r)).await?;
     created(to_json(&m)?)
 }
 
@@ -626,7 +651,7 @@ async fn member_set_role(
     let email = from_path(Email::parse, &email)?;
     let b: RoleBody = json_body(&s, &h, body, r#"{"role": "admin"}"#).await?;
     let r = role(&b.role)?;
-    let m = blocking(&s, move |st| st.members().set_role(&a, &id, &email, r)).await?;
+    let m = blocking(&s, &h, move |st| st.members().set_role(&a, &id, &email, r)).await?;
     ok(to_json(&m)?)
 }
 
@@ -639,14 +664,14 @@ async fn member_remove(
     let id = from_path(OrgId::parse, &org)?;
     let email = from_path(Email::parse, &email)?;
     let shown = email.as_str().to_owned();
-    blocking(&s, move |st| st.members().remove(&a, &id, &email)).await?;
+    blocking(&s, &h, move |st| st.members().remove(&a, &id, &email)).await?;
     ok(json!({ "org": org, "email": shown, "removed": true }))
 }
 
 async fn member_orgs(Extract(s): Shared, h: HeaderMap, Path(email): Path<String>) -> Answer {
     let a = actor(&h)?;
     let email = from_path(Email::parse, &email)?;
-    let orgs = blocking(&s, move |st| st.members().orgs_of(&a, &email)).await?;
+    let orgs = blocking(&s, &h, move |st| st.members().orgs_of(&a, &email)).await?;
     ok(Value::Array(
         orgs.iter()
             .map(|(o, r)| json!({ "org": o.as_str(), "role": r.as_str() }))
@@ -661,7 +686,7 @@ async fn audit_list(Extract(s): Shared, h: HeaderMap, uri: Uri, Path(org): Path<
     let id = from_path(OrgId::parse, &org)?;
     let limit = query_number(&uri, "limit")?.unwrap_or(50);
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let entries = blocking(&s, move |st| st.audit().list(&a, &id, limit)).await?;
+    let entries = blocking(&s, &h, move |st| st.audit().list(&a, &id, limit)).await?;
     ok(to_json(&entries)?)
 }
 
@@ -670,4 +695,304 @@ async fn org_usage(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) ->
         st.orgs().usage(a, id)
     })
     .await
+}
+
+// ---- invitations
+
+async fn invite_list(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
+    on_id(&s, &h, &org, OrgId::parse, |st, a, id| {
+        st.invites().list(a, id)
+    })
+    .await
+}
+
+async fn invite_create(
+    Extract(s): Shared,
+    h: HeaderMap,
+    Path(org): Path<String>,
+    body: Body,
+) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewInvite {
+        email: String,
+        role: String,
+        expires_in_hours: Option<u64>,
+    }
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let n: NewInvite = json_body(
+        &s,
+        &h,
+        body,
+        r#"{"email": "new@acme.io", "role": "member", "expires_in_hours": 168}"#,
+    )
+    .await?;
+    let email = Email::parse(&n.email)?;
+    let r = role(&n.role)?;
+    let valid_for = match n.expires_in_hours {
+        Some(h) => std::time::Duration::from_secs(h.saturating_mul(3600)),
+        None => crate::store::DEFAULT_INVITE_VALIDITY,
+    };
+    let made = blocking(&s, &h, move |st| {
+        st.invites().create_valid_for(&a, &id, &email, r, valid_for)
+    })
+    .await?;
+    created(json!({ "invite": to_json(&made.invite)?, "token": made.token.expose() }))
+}
+
+async fn invite_revoke(Extract(s): Shared, h: HeaderMap, Path(id): Path<String>) -> Answer {
+    on_id(&s, &h, &id, InviteId::parse, |st, a, id| {
+        st.invites().revoke(a, id)
+    })
+    .await
+}
+
+/// Accepting needs no credential but the invitation's token (over TCP too): the invited
+/// person has none yet. With `"access_token": true` it also issues their first member
+/// access token.
+async fn invite_accept(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Accept {
+        token: String,
+        #[serde(default)]
+        access_token: bool,
+    }
+    let b: Accept = json_body(
+        &s,
+        &h,
+        body,
+        r#"{"token": "orgstore_inv_...", "access_token": true}"#,
+    )
+    .await?;
+    let tokens = s.tokens.clone();
+    let (joined, issued) = blocking(&s, &h, move |st| {
+        let joined = st.invites().accept(&b.token)?;
+        let issued = if b.access_token {
+            Some(tokens.create(TokenHolder::Member(joined.member.email.clone()), None)?)
+        } else {
+            None
+        };
+        Ok((joined, issued))
+    })
+    .await?;
+    let mut v = json!({ "invite": to_json(&joined.invite)?, "member": to_json(&joined.member)? });
+    if let Some((info, secret)) = issued {
+        let mut t = info.to_json();
+        t["token"] = Value::String(secret);
+        v["access_token"] = t;
+    }
+    ok(v)
+}
+
+// ---- access tokens: the operator manages every token, a member their own
+
+async fn token_list(Extract(s): Shared, h: HeaderMap) -> Answer {
+    let a = actor(&h)?;
+    let tokens = s.tokens.clone();
+    let list = blocking(&s, &h, move |_| tokens.list()).await?;
+    let shown: Vec<Value> = list
+        .iter()
+        .filter(|t| match &a {
+            Actor::Operator => true,
+            Actor::Member(e) => t.holder == TokenHolder::Member(e.clone()),
+        })
+        .map(super::tokens::TokenInfo::to_json)
+        .collect();
+    ok(Value::Array(shown))
+}
+
+async fn token_create(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewToken {
+        email: Option<String>,
+        #[serde(default)]
+        operator: bool,
+        expires_at: Option<String>,
+    }
+    let a = actor(&h)?;
+    let n: NewToken = json_body(
+        &s,
+        &h,
+        body,
+        r#"{"email": "me@acme.io", "expires_at": "2027-01-01T00:00:00Z"}"#,
+    )
+    .await?;
+    let holder = match (&a, n.operator, n.email) {
+        (_, true, Some(_)) => {
+            return Err(ApiError::field(
+                400,
+                "invalid_body",
+                "operator",
+                "give either an email or operator, not both",
+            ));
+        }
+        (Actor::Operator, true, None) => TokenHolder::Operator,
+        (Actor::Member(_), true, None) => {
+            return Err(ApiError::field(
+                403,
+                "denied",
+                "operator",
+                "only the operator makes operator tokens; ask for a member access token",
+            ));
+        }
+        (Actor::Member(me), false, None) => TokenHolder::Member(me.clone()),
+        (_, false, Some(e)) => {
+            let e = Email::parse(&e).map_err(|e| e.in_field("email"))?;
+            if let Actor::Member(me) = &a
+                && me != &e
+            {
+                return Err(ApiError::field(
+                    403,
+                    "denied",
+                    "email",
+                    "a member makes access tokens for their own email only",
+                ));
+            }
+            TokenHolder::Member(e)
+        }
+        (Actor::Operator, false, None) => {
+            return Err(ApiError::field(
+                400,
+                "invalid_body",
+                "email",
+                "give the member's email, or operator: true",
+            ));
+        }
+    };
+    let expires = n
+        .expires_at
+        .map(|t| Timestamp::parse(&t).map_err(|e| e.in_field("expires_at")))
+        .transpose()?;
+    let tokens = s.tokens.clone();
+    let (info, secret) = blocking(&s, &h, move |_| tokens.create(holder, expires)).await?;
+    let mut v = info.to_json();
+    v["token"] = Value::String(secret);
+    created(v)
+}
+
+async fn token_revoke(Extract(s): Shared, h: HeaderMap, Path(id): Path<String>) -> Answer {
+    let a = actor(&h)?;
+    let tokens = s.tokens.clone();
+    let info = blocking(&s, &h, move |_| {
+        if let Actor::Member(me) = &a {
+            // Another holder's token answers like one that does not exist.
+            let mine = tokens
+                .list()?
+                .into_iter()
+                .any(|t| t.id == id && t.holder == TokenHolder::Member(me.clone()));
+            if !mine {
+                return Err(Error::not_found(
+                    "token id",
+                    format!(
+                        "no token {}; see GET /v1/tokens",
+                        id.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
+        }
+        tokens.revoke(&id)
+    })
+    .await?;
+    ok(info.to_json())
+}
+
+// ---- policy: entities, explain
+
+async fn org_entities(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>) -> Answer {
+    let a = actor(&h)?;
+    let id = from_path(OrgId::parse, &org)?;
+    let text = blocking(&s, &h, move |st| st.policy_entities(&a, &id)).await?;
+    ok(text_json(&text))
+}
+
+/// `policy explain`: how the store's active policies decide an action, as a report.
+async fn explain(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        action: String,
+        target: String,
+        new_role: Option<String>,
+        #[serde(default)]
+        has_expiry: bool,
+    }
+    let a = actor(&h)?;
+    let q: Ask = json_body(
+        &s,
+        &h,
+        body,
+        r#"{"action": "ChangeRole", "target": "member:acme/bob@acme.io", "new_role": "admin"}"#,
+    )
+    .await?;
+    let action = crate::policy::AdminAction::from_name(q.action.trim()).ok_or_else(|| {
+        ApiError::field(
+            422,
+            "invalid",
+            "action",
+            "is not a Cedar action; see policies/schema.cedarschema",
+        )
+    })?;
+    let new_role = q.new_role.as_deref().map(role).transpose()?;
+    let r = blocking(&s, &h, move |st| {
+        st.explain(&a, action, &q.target, new_role, q.has_expiry)
+    })
+    .await?;
+    ok(r.to_value())
+}
+
+/// `check`: one decision of the live gateway for a key, a model and a client address, as
+/// a request of the gateway would get it (it counts against the key's rate limits). The
+/// key is in the body, never in a log line.
+async fn check(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        key: String,
+        model: String,
+        ip: Option<String>,
+        estimate: Option<String>,
+    }
+    // The operator's question (a member token may ask too: the answer names only the
+    // key's own org and limits, and only to whoever holds the key).
+    actor(&h)?;
+    let q: Ask = json_body(
+        &s,
+        &h,
+        body,
+        r#"{"key": "sk-agentcc-...", "model": "gpt-4o", "ip": "203.0.113.7", "estimate": "0.01"}"#,
+    )
+    .await?;
+    let ip: std::net::IpAddr = match q.ip.as_deref() {
+        Some(text) => text.parse().map_err(|_| {
+            ApiError::field(
+                422,
+                "invalid",
+                "ip",
+                "give an IPv4 or IPv6 address, e.g. 203.0.113.7",
+            )
+        })?,
+        None => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    };
+    let estimate = q
+        .estimate
+        .as_deref()
+        .map(|e| crate::model::Usd::parse(e).map_err(|e| e.in_field("estimate")))
+        .transpose()?;
+    let key = zeroize::Zeroizing::new(q.key);
+    let model = q.model;
+    let answer = blocking(&s, &h, move |st| {
+        let mut req = crate::Request::new(&key, &model, ip);
+        if let Some(e) = estimate {
+            req = req.estimate(e);
+        }
+        Ok(match st.gateway().check(&req) {
+            Ok(g) => g.to_json(),
+            Err(d) => d.to_json(),
+        })
+    })
+    .await?;
+    ok(answer)
 }

@@ -6,14 +6,12 @@
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::io_error;
 use crate::error::{Error, ErrorKind};
+use crate::keys::token::{self, hex};
 use crate::model::{Email, Timestamp};
 
 /// The prefix of an operator token.
@@ -45,6 +43,65 @@ pub struct TokenInfo {
     pub expires_at: Option<Timestamp>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<Timestamp>,
+}
+
+impl TokenInfo {
+    /// `active`, `expired` or `revoked`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use orgstore::server::{TokenHolder, Tokens};
+    /// let tokens = Tokens::beside(dir.path().join("org.redb"));
+    /// let (info, _) = tokens.create(TokenHolder::Operator, None).unwrap();
+    /// assert_eq!(info.status(), "active");
+    /// assert_eq!(tokens.revoke(&info.id).unwrap().status(), "revoked");
+    /// ```
+    pub fn status(&self) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at.is_some_and(|e| e <= Timestamp::now()) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+
+    /// Who it acts as, as text: `operator` or the member's email.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use orgstore::server::{TokenHolder, Tokens};
+    /// let tokens = Tokens::beside(dir.path().join("org.redb"));
+    /// let (info, _) = tokens.create(TokenHolder::Member(orgstore::Email::parse("a@b.io").unwrap()), None).unwrap();
+    /// assert_eq!(info.holder_name(), "a@b.io");
+    /// ```
+    pub fn holder_name(&self) -> String {
+        match &self.holder {
+            TokenHolder::Operator => "operator".into(),
+            TokenHolder::Member(e) => e.to_string(),
+        }
+    }
+
+    /// The token as JSON (never its secret), as the admin API and `token list --json` show
+    /// it: `id`, `holder`, `status`, `created_at`, `expires_at`, `revoked_at`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use orgstore::server::{TokenHolder, Tokens};
+    /// let tokens = Tokens::beside(dir.path().join("org.redb"));
+    /// let (info, _) = tokens.create(TokenHolder::Operator, None).unwrap();
+    /// assert_eq!(info.to_json()["holder"], "operator");
+    /// ```
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "holder": self.holder_name(),
+            "status": self.status(),
+            "created_at": self.created_at.to_string(),
+            "expires_at": self.expires_at.map(|e| e.to_string()),
+            "revoked_at": self.revoked_at.map(|e| e.to_string()),
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -102,35 +159,10 @@ pub struct Tokens {
     path: PathBuf,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn random<const N: usize>() -> Result<[u8; N], Error> {
-    let mut b = [0u8; N];
-    rand::rngs::OsRng.try_fill_bytes(&mut b).map_err(|e| {
-        Error::new(
-            ErrorKind::Storage,
-            "tokens",
-            format!("no randomness ({e}); retry"),
-        )
-    })?;
-    Ok(b)
-}
-
-/// The checksum of a token's text before it: 8 hex digits of CRC32.
-fn checksum(body: &str) -> String {
-    format!("{:08x}", crc32fast::hash(body.as_bytes()))
-}
-
 /// Whether `token` has a token's shape and a correct checksum (no look-up).
 fn well_formed(token: &str) -> bool {
-    let Some((body, check)) = token.rsplit_once('_') else {
-        return false;
-    };
-    (body.starts_with(OPERATOR_TOKEN_PREFIX) || body.starts_with(MEMBER_TOKEN_PREFIX))
-        && body.len() == OPERATOR_TOKEN_PREFIX.len() + 43
-        && check == checksum(body)
+    token::well_formed(token, OPERATOR_TOKEN_PREFIX)
+        || token::well_formed(token, MEMBER_TOKEN_PREFIX)
 }
 
 impl Tokens {
@@ -206,13 +238,9 @@ impl Tokens {
             TokenHolder::Operator => OPERATOR_TOKEN_PREFIX,
             TokenHolder::Member(_) => MEMBER_TOKEN_PREFIX,
         };
-        let body = format!(
-            "{prefix}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random::<32>()?)
-        );
-        let secret = format!("{body}_{}", checksum(&body));
+        let secret = token::generate(prefix, "tokens")?;
         let record = Record {
-            id: format!("tok_{}", hex(&random::<8>()?)),
+            id: format!("tok_{}", hex(&token::random::<8>("tokens")?)),
             kind: match holder {
                 TokenHolder::Operator => "operator".into(),
                 TokenHolder::Member(_) => "member".into(),
@@ -221,7 +249,7 @@ impl Tokens {
                 TokenHolder::Member(e) => Some(e.as_str().to_owned()),
                 TokenHolder::Operator => None,
             },
-            sha256: hex(&Sha256::digest(secret.as_bytes())),
+            sha256: hex(&token::digest(&secret)),
             created_at: Timestamp::now().as_micros(),
             expires_at: expires_at.map(Timestamp::as_micros),
             revoked_at: None,
@@ -264,7 +292,7 @@ impl Tokens {
         if !well_formed(token) {
             return None;
         }
-        let digest = hex(&Sha256::digest(token.as_bytes()));
+        let digest = hex(&token::digest(token));
         let records = self.read().ok()?;
         let mut found = None;
         for r in &records {

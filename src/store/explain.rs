@@ -37,7 +37,10 @@ impl Kind {
             AdminAction::AddMember
             | AdminAction::ChangeRole
             | AdminAction::RemoveMember
-            | AdminAction::LeaveOrg => Kind::Member,
+            | AdminAction::LeaveOrg
+            | AdminAction::InviteMember
+            | AdminAction::RevokeInvite
+            | AdminAction::AcceptInvite => Kind::Member,
             AdminAction::CreateKey => Kind::NewKey,
             AdminAction::ManageKey => Kind::Key,
             _ => Kind::Org,
@@ -108,6 +111,111 @@ pub struct ExplainReport {
     /// The decision. For the operator: allowed, with no reasons (it is not a Cedar
     /// principal: the store lets it do everything).
     pub explanation: Explanation,
+}
+
+/// The names of resource attributes and context facts a report holds.
+const FACT_NAMES: [&str; 4] = ["role", "creator", "new_role", "has_expiry"];
+
+impl ExplainReport {
+    /// The report as JSON (the admin API's answer to `POST /v1/explain`, and what
+    /// `orgstore policy explain --json` prints): `allowed`, `decision` (`allow` or `deny`),
+    /// `actor`, `operator` (whether the actor is the operator), `role`, `action`, `org`,
+    /// `owner_count`, `resource`, `attributes`, `context`, `reasons`, `errors`.
+    ///
+    /// ```
+    /// use orgstore::{Actor, AdminAction, Email, ExplainReport, OrgId, Store};
+    /// let store = Store::open_temporary()?;
+    /// let acme = OrgId::parse("acme")?;
+    /// let ann = Email::parse("ann@acme.io")?;
+    /// store.orgs().create(&Actor::Operator, &acme, "Acme", &ann)?;
+    /// let r = store.explain(&Actor::Member(ann), AdminAction::DeleteOrg, "org:acme", None, false)?;
+    /// let v = r.to_value();
+    /// assert_eq!(v["allowed"], true);
+    /// assert_eq!(ExplainReport::from_value(&v)?.explanation, r.explanation);
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn to_value(&self) -> serde_json::Value {
+        let pairs = |p: &[(&str, String)]| -> serde_json::Value {
+            p.iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(v.as_str())))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        let allowed = self.explanation.allowed;
+        serde_json::json!({
+            "allowed": allowed,
+            "decision": if allowed { "allow" } else { "deny" },
+            "actor": self.actor.to_string(),
+            "operator": self.actor == Actor::Operator,
+            "role": self.actor_role.map(|r| r.as_str()),
+            "action": self.action.cedar_name(),
+            "org": self.org.as_str(),
+            "owner_count": self.owner_count,
+            "resource": self.resource,
+            "attributes": pairs(&self.attributes),
+            "context": pairs(&self.context),
+            "reasons": self.explanation.reasons,
+            "errors": self.explanation.errors,
+        })
+    }
+
+    /// A report read back from [`ExplainReport::to_value`] (a client of the admin API).
+    pub fn from_value(v: &serde_json::Value) -> Result<Self, Error> {
+        let bad = |what: &str| {
+            Error::invalid(
+                "explain report",
+                format!(
+                    "`{what}` is missing or has another shape; use a client of the server's version"
+                ),
+            )
+        };
+        let text = |k: &str| v[k].as_str().ok_or_else(|| bad(k));
+        let list = |k: &str| -> Result<Vec<String>, Error> {
+            v[k].as_array()
+                .ok_or_else(|| bad(k))?
+                .iter()
+                .map(|s| s.as_str().map(str::to_owned).ok_or_else(|| bad(k)))
+                .collect()
+        };
+        let facts = |k: &str| -> Result<Vec<(&'static str, String)>, Error> {
+            let m = v[k].as_object().ok_or_else(|| bad(k))?;
+            m.iter()
+                .map(|(name, value)| {
+                    let name = FACT_NAMES
+                        .into_iter()
+                        .find(|n| n == name)
+                        .ok_or_else(|| bad(k))?;
+                    Ok((name, value.as_str().ok_or_else(|| bad(k))?.to_owned()))
+                })
+                .collect()
+        };
+        let actor = match text("actor")? {
+            "operator" => Actor::Operator,
+            e => Actor::Member(Email::parse(e)?),
+        };
+        let actor_role = match &v["role"] {
+            serde_json::Value::Null => None,
+            r => Some(r.as_str().ok_or_else(|| bad("role"))?.parse::<Role>()?),
+        };
+        Ok(ExplainReport {
+            actor,
+            actor_role,
+            action: AdminAction::from_name(text("action")?).ok_or_else(|| bad("action"))?,
+            org: OrgId::parse(text("org")?)?,
+            owner_count: v["owner_count"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| bad("owner_count"))?,
+            resource: text("resource")?.to_owned(),
+            attributes: facts("attributes")?,
+            context: facts("context")?,
+            explanation: Explanation {
+                allowed: v["allowed"].as_bool().ok_or_else(|| bad("allowed"))?,
+                reasons: list("reasons")?,
+                errors: list("errors")?,
+            },
+        })
+    }
 }
 
 fn uid(ty: &str, id: &str) -> String {
@@ -210,7 +318,7 @@ impl Store {
                 ),
             ));
         }
-        let grants = matches!(action, AdminAction::AddMember | AdminAction::ChangeRole);
+        let grants = action.grants_role();
         if grants && new_role.is_none() {
             return Err(Error::invalid(
                 "new role",
@@ -224,7 +332,7 @@ impl Store {
             return Err(Error::invalid(
                 "new role",
                 format!(
-                    "only AddMember and ChangeRole grant a role, not {}",
+                    "only AddMember, ChangeRole and the invitation actions take a role, not {}",
                     action.cedar_name()
                 ),
             ));

@@ -588,7 +588,10 @@ fn admin_requests(cmp: &mut Compare<'_>, org: &Org, members: &[Member], keys: &[
                 | AdminAction::RemoveMember
                 | AdminAction::LeaveOrg
                 | AdminAction::ManageKey
-                | AdminAction::CreateOrg => continue,
+                | AdminAction::CreateOrg
+                | AdminAction::InviteMember
+                | AdminAction::RevokeInvite
+                | AdminAction::AcceptInvite => continue,
                 _ => (Target::Org, &org_uid),
             };
             cmp.admin(&req(action, target), || resource.clone(), String::new());

@@ -7,6 +7,7 @@ mod configs;
 mod explain;
 mod feed;
 mod impact;
+mod invites;
 mod keys;
 mod members;
 pub(crate) mod open;
@@ -24,6 +25,10 @@ pub use audit::{Audit, AuditEntry, AuditOutcome};
 pub use configs::{ConfigVersion, OrgConfigs};
 pub use explain::ExplainReport;
 pub use impact::{DecisionChange, ImpactReport, SAMPLE_MODELS};
+pub use invites::{
+    AcceptedInvite, CreatedInvite, DEFAULT_INVITE_VALIDITY, INVITE_TOKEN_PREFIX, InviteToken,
+    Invites,
+};
 pub use keys::{CreatedKey, ImportKey, Keys};
 pub use members::Members;
 pub use open::StoreBuilder;
@@ -60,6 +65,8 @@ pub struct Store {
     _open: Arc<Open>,
     inner: Arc<Inner>,
     gateway: crate::gateway::Gateway,
+    /// Noted in the audit entries of this handle's changes ([`Store::via`]).
+    via: Option<Arc<str>>,
 }
 
 /// Shared by the handles of one store. When the last is dropped, gateway handles that
@@ -132,6 +139,8 @@ pub(crate) struct Inner {
     /// enforced instead ([`StoreBuilder::recover_policies`]); cleared by the next apply or
     /// rollback.
     rejected_policies: Mutex<Option<String>>,
+    /// Told of every new invitation and its token ([`StoreBuilder::on_invite`]).
+    invite_hook: Option<invites::InviteHook>,
 }
 
 impl Inner {
@@ -149,6 +158,7 @@ impl Inner {
                 txn,
                 now: Timestamp::now(),
                 changes: Changes::default(),
+                via: None,
             };
             f(&mut tx)?;
             tx.txn.commit().map_err(|e| Error::storage("committing", e))
@@ -196,6 +206,27 @@ impl Store {
         StoreBuilder::new().open_temporary()
     }
 
+    /// A handle of this store whose changes (and refusals) are audited as made with the
+    /// credential `via`, e.g. `token tok_0123456789abcdef` for a request of the admin API
+    /// authenticated by that token: the words are appended to each audit entry's summary.
+    /// Never pass a secret: the audit log is readable by the org's owners and admins.
+    ///
+    /// ```
+    /// use orgstore::{Actor, Email, OrgId, Store};
+    /// let store = Store::open_temporary()?;
+    /// let acme = OrgId::parse("acme")?;
+    /// let api = store.via("token tok_0123456789abcdef");
+    /// api.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("o@acme.io")?)?;
+    /// let log = store.audit().list(&Actor::Operator, &acme, 1)?;
+    /// assert!(log[0].summary.ends_with("(with token tok_0123456789abcdef)"));
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn via(&self, via: &str) -> Store {
+        let mut s = self.clone();
+        s.via = Some(Arc::from(via));
+        s
+    }
+
     /// Orgs: create, show, list, delete, suspend, resume.
     pub fn orgs(&self) -> Orgs<'_> {
         Orgs { store: self }
@@ -209,6 +240,11 @@ impl Store {
     /// Members and roles.
     pub fn members(&self) -> Members<'_> {
         Members { store: self }
+    }
+
+    /// Invitations by email: invite, list, revoke, accept.
+    pub fn invites(&self) -> Invites<'_> {
+        Invites { store: self }
     }
 
     /// Virtual keys.
@@ -277,6 +313,7 @@ impl Store {
         durability: redb::Durability,
         spend_sync: bool,
         sealer: secrets::Sealer,
+        invite_hook: Option<invites::InviteHook>,
     ) -> Self {
         let policies = Arc::new(policies);
         let inner = Arc::new(Inner {
@@ -287,6 +324,7 @@ impl Store {
             durability,
             sealer,
             rejected_policies: Mutex::new(None),
+            invite_hook,
         });
         let gateway =
             crate::gateway::Gateway::new(inner.snapshot.clone(), inner.clone(), spend_sync);
@@ -294,6 +332,7 @@ impl Store {
             _open: Arc::new(Open(inner.clone())),
             inner,
             gateway,
+            via: None,
         }
     }
 
@@ -342,6 +381,7 @@ impl Store {
                 txn,
                 now: Timestamp::now(),
                 changes: Changes::default(),
+                via: self.via.clone(),
             };
             match f(&mut tx) {
                 Ok(v) => {
@@ -465,6 +505,7 @@ impl Store {
     pub(crate) fn audit_denial(&self, kind: ErrorKind, d: &PermissionDenied, org: &OrgId) {
         // The denial is the answer; a failure to audit it must not hide it.
         let _ = self.inner.write_unaudited(|tx| {
+            tx.via = self.via.clone();
             if tx.find_org(org)?.is_none() {
                 return Ok(());
             }
@@ -581,7 +622,7 @@ impl Store {
         };
         let role = tx.member(&org.id, email)?.map(|m| m.role);
         let target_name = target_name(&target);
-        if role.is_none() && action != AdminAction::CreateOrg {
+        if role.is_none() && !action.open_to_non_members() {
             // Tenancy, before any policy: a non-member learns nothing, not even that the
             // org exists.
             return Err(self.not_a_member(actor, action, &org.id, target_name));
@@ -657,6 +698,10 @@ fn append_entry(
     outcome: AuditOutcome,
 ) -> Result<(), Error> {
     let seq = tx.next_audit_seq(org)?;
+    let summary = match &tx.via {
+        Some(via) => format!("{summary} (with {via})"),
+        None => summary,
+    };
     let entry = AuditEntry {
         seq,
         at: tx.now,

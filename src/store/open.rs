@@ -31,6 +31,7 @@ pub struct StoreBuilder {
     skip_integrity_check: bool,
     read_only: bool,
     must_exist: bool,
+    on_invite: Option<super::invites::InviteHook>,
 }
 
 /// The store format this build writes (`meta.format`). 2 added per-org audit numbers and
@@ -88,6 +89,36 @@ impl StoreBuilder {
     /// ```
     pub fn watch_policies(mut self, dir: impl Into<PathBuf>) -> Self {
         self.watch_dir = Some(dir.into());
+        self
+    }
+
+    /// Hands every new invitation and its token to `hook`, after the invitation is
+    /// committed: the store sends no mail, the host does (e.g. a link with the token to the
+    /// invited email). The token is given here and to the caller of
+    /// [`Invites::create`](super::Invites::create), and kept by the store only as its
+    /// SHA-256.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use orgstore::{Actor, Email, OrgId, Role, StoreBuilder};
+    /// let sent = Arc::new(Mutex::new(Vec::new()));
+    /// let outbox = sent.clone();
+    /// let store = StoreBuilder::new()
+    ///     .on_invite(move |invite, token| {
+    ///         outbox.lock().unwrap().push((invite.email.to_string(), token.to_owned()))
+    ///     })
+    ///     .open_temporary()?;
+    /// let acme = OrgId::parse("acme")?;
+    /// store.orgs().create(&Actor::Operator, &acme, "Acme", &Email::parse("o@acme.io")?)?;
+    /// let made = store.invites().create(&Actor::Operator, &acme, &Email::parse("n@acme.io")?, Role::Member)?;
+    /// assert_eq!(sent.lock().unwrap()[0], ("n@acme.io".to_owned(), made.token.expose().to_owned()));
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn on_invite(
+        mut self,
+        hook: impl Fn(&crate::model::Invite, &str) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_invite = Some(super::invites::InviteHook(std::sync::Arc::new(hook)));
         self
     }
 
@@ -238,7 +269,14 @@ impl StoreBuilder {
         } else {
             redb::Durability::Immediate
         };
-        let store = Store::from_parts(db, policies, durability, self.spend_sync, sealer);
+        let store = Store::from_parts(
+            db,
+            policies,
+            durability,
+            self.spend_sync,
+            sealer,
+            self.on_invite.clone(),
+        );
         store.rebuild_snapshot()?;
         if let Some(why) = rejected {
             if !read_only {
@@ -448,6 +486,9 @@ fn init_tables(db: &redb::Database) -> Result<(), Error> {
         txn.open_table(AUDIT).map_err(w)?;
         txn.open_table(SPEND).map_err(w)?;
         txn.open_table(ISSUED_DIGESTS).map_err(w)?;
+        txn.open_table(INVITES).map_err(w)?;
+        txn.open_table(INVITES_BY_ORG).map_err(w)?;
+        txn.open_table(INVITE_DIGESTS).map_err(w)?;
         txn.open_table(super::policy_set::POLICY_SETS).map_err(w)?;
         txn.open_table(super::policy_set::POLICY_AUDIT).map_err(w)?;
         if let Some(from) = migrate_from {

@@ -23,8 +23,8 @@ use super::policy_set::PolicyAuditEntry;
 use crate::error::Error;
 use crate::keys::KeyDigest;
 use crate::model::{
-    Budget, Email, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus, Member, Org, OrgId, OrgStatus,
-    Period, Role, Timestamp, Usd,
+    Budget, Email, Invite, InviteId, InviteStatus, KeyId, KeyInfo, KeySource, KeySpec, KeyStatus,
+    Member, Org, OrgId, OrgStatus, Period, Role, Timestamp, Usd,
 };
 
 /// A value stored as one record: its private on-disk shape and the conversions both ways.
@@ -81,6 +81,12 @@ tags!(Period, "budget period" {
     Period::Total = 3,
 });
 tags!(AuditOutcome, "audit outcome" { AuditOutcome::Applied = 0, AuditOutcome::Denied = 1 });
+tags!(InviteStatus, "invite status" {
+    InviteStatus::Pending = 0,
+    InviteStatus::Accepted = 1,
+    InviteStatus::Revoked = 2,
+    InviteStatus::Expired = 3,
+});
 
 /// The spend ledger's scope of a key: `k:key_` and the id's 32 lower-case hex digits.
 pub(crate) fn key_ledger_name(id: &KeyId) -> String {
@@ -656,6 +662,68 @@ impl Record for PolicyAuditRecord {
     }
 }
 
+// ---- Invitations (`invites.rs`).
+
+/// An invitation and the digest of its token.
+#[derive(Clone, Debug)]
+pub(crate) struct InviteRecord {
+    /// The invitation as stored: `Pending`, `Accepted` or `Revoked` (expiry is read from
+    /// `expires_at` when it is shown).
+    pub invite: Invite,
+    /// SHA-256 of the token.
+    pub digest: [u8; 32],
+}
+
+/// `InviteRecord`, format 1.
+#[derive(Encode, Decode)]
+pub(crate) struct InviteV1 {
+    id: [u8; 8],
+    org: String,
+    email: String,
+    role: u32,
+    created_at: i64,
+    created_by: String,
+    expires_at: i64,
+    status: u32,
+    closed_at: Option<i64>,
+    digest: [u8; 32],
+}
+
+impl Record for InviteRecord {
+    type Disk = InviteV1;
+    fn to_disk(&self) -> InviteV1 {
+        let i = &self.invite;
+        InviteV1 {
+            id: *i.id.as_bytes(),
+            org: i.org.as_str().to_owned(),
+            email: i.email.as_str().to_owned(),
+            role: i.role.tag(),
+            created_at: i.created_at.as_micros(),
+            created_by: i.created_by.clone(),
+            expires_at: i.expires_at.as_micros(),
+            status: i.status.tag(),
+            closed_at: i.closed_at.map(Timestamp::as_micros),
+            digest: self.digest,
+        }
+    }
+    fn from_disk(d: InviteV1, what: &'static str) -> Result<Self, Error> {
+        Ok(InviteRecord {
+            invite: Invite {
+                id: InviteId::from_bytes(d.id),
+                org: org_id(what, d.org)?,
+                email: Email::from_stored(&d.email),
+                role: untag(what, d.role)?,
+                created_at: ts(d.created_at),
+                created_by: d.created_by,
+                expires_at: ts(d.expires_at),
+                status: untag(what, d.status)?,
+                closed_at: d.closed_at.map(ts),
+            },
+            digest: d.digest,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -838,6 +906,45 @@ mod tests {
         assert_eq!(back.0, e.0);
         // The outcome is the audit log's tag (Denied = 1), the last byte.
         assert_eq!(bytes.last(), Some(&1));
+    }
+
+    #[test]
+    fn invite_records_are_pinned() {
+        let rec = InviteRecord {
+            invite: Invite {
+                id: InviteId::from_bytes([0xab; 8]),
+                org: acme(),
+                email: Email::parse("n@a.io").unwrap(),
+                role: Role::Admin,
+                created_at: Timestamp::from_micros(1),
+                created_by: "operator".into(),
+                expires_at: Timestamp::from_micros(2),
+                status: InviteStatus::Accepted,
+                closed_at: Some(Timestamp::from_micros(3)),
+            },
+            digest: [7; 32],
+        };
+        let bytes = encode(&rec).unwrap();
+        assert_eq!(
+            hex(&bytes),
+            // format 1, id (8 bytes), "acme", "n@a.io", role Admin = 2, created_at 1 (zigzag
+            // 2), "operator", expires_at 2 (4), status Accepted = 1, closed_at Some(3) (6),
+            // digest (32 bytes)
+            format!(
+                "01 {} 04 61636d65 06 6e40612e696f 02 02 08 6f70657261746f72 04 01 01 06 {}",
+                "ab".repeat(8),
+                "07".repeat(32)
+            )
+            .replace(' ', "")
+        );
+        let back: InviteRecord = decode("invite", &bytes).unwrap();
+        assert_eq!((back.invite, back.digest), (rec.invite, rec.digest));
+        // A status no invitation has is a corrupt record.
+        let mut bad = bytes.clone();
+        let at = bytes.len() - 32 - 3;
+        bad[at] = 9;
+        let e = decode::<InviteRecord>("invite", &bad).unwrap_err();
+        assert!(chain(&e).contains("invite status tag 9"), "{}", chain(&e));
     }
 
     #[test]

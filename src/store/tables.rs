@@ -34,3 +34,11 @@ pub(crate) const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::n
 /// (scope, window start micros) -> spent micro-dollars; scope is `o:<org>` or `k:<key id>`
 /// (`records::org_ledger_name`, `records::key_ledger_name`).
 pub(crate) const SPEND: TableDefinition<(&str, i64), i64> = TableDefinition::new("spend");
+/// invite id -> encoded `InviteV1`.
+pub(crate) const INVITES: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("invites");
+/// Index: (org id, invite id) -> ().
+pub(crate) const INVITES_BY_ORG: TableDefinition<(&str, &[u8; 8]), ()> =
+    TableDefinition::new("invites_by_org");
+/// Index: SHA-256 digest of the invitation's token -> invite id.
+pub(crate) const INVITE_DIGESTS: TableDefinition<&[u8; 32], &[u8; 8]> =
+    TableDefinition::new("invite_digests");

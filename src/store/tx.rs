@@ -164,6 +164,9 @@ pub(crate) struct WriteTx {
     pub txn: redb::WriteTransaction,
     pub now: Timestamp,
     pub changes: Changes,
+    /// The credential the change came with ([`Store::via`](super::Store::via)), noted in
+    /// its audit entries.
+    pub via: Option<std::sync::Arc<str>>,
 }
 
 impl ReadRecords for WriteTx {

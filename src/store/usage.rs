@@ -13,7 +13,7 @@ use crate::snapshot::{HAS_RPM, HAS_TPM};
 
 /// A budget's state in its current period.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct BudgetStatus {
     /// The limit per period.
@@ -32,7 +32,7 @@ pub struct BudgetStatus {
 
 /// Requests or tokens used in the current minute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct RateUse {
     /// The limit per minute.
@@ -43,7 +43,7 @@ pub struct RateUse {
 
 /// Usage of a key or an org.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct UsageReport {
     /// The key id or the org id.

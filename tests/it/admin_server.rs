@@ -16,13 +16,13 @@ use serde_json::{Value, json};
 use crate::common::{self, Cli, OP};
 
 /// One answer: status and JSON body.
-struct Answer {
-    status: u16,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
 }
 
 /// Sends raw bytes and reads the whole answer (the server closes after one request).
-fn raw(socket: &Path, bytes: &[u8]) -> Option<Answer> {
+pub(crate) fn raw(socket: &Path, bytes: &[u8]) -> Option<Answer> {
     let s = UnixStream::connect(socket).unwrap();
     // A safety net against a hung test, not a timing assertion.
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -30,7 +30,7 @@ fn raw(socket: &Path, bytes: &[u8]) -> Option<Answer> {
 }
 
 /// Writes a request and reads the answer to the end.
-fn exchange(mut s: impl Read + Write, bytes: &[u8]) -> Option<Answer> {
+pub(crate) fn exchange(mut s: impl Read + Write, bytes: &[u8]) -> Option<Answer> {
     s.write_all(bytes).unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
@@ -44,7 +44,7 @@ fn exchange(mut s: impl Read + Write, bytes: &[u8]) -> Option<Answer> {
 }
 
 /// A request with an optional JSON body, as the operator or (`as_member`) a member.
-fn call(
+pub(crate) fn call(
     socket: &Path,
     method: &str,
     path: &str,
@@ -69,7 +69,7 @@ fn call(
     raw(socket, req.as_bytes()).expect("an HTTP answer")
 }
 
-fn json_call(
+pub(crate) fn json_call(
     socket: &Path,
     method: &str,
     path: &str,
@@ -87,15 +87,15 @@ fn json_call(
 
 /// A store file with org `acme` (owner ann, viewer vic) and org `globex` (owner gus),
 /// served on its default socket.
-struct Served {
+pub(crate) struct Served {
     _dir: tempfile::TempDir,
-    db: PathBuf,
-    store: Store,
-    server: Option<RunningServer>,
+    pub(crate) db: PathBuf,
+    pub(crate) store: Store,
+    pub(crate) server: Option<RunningServer>,
 }
 
 impl Served {
-    fn new(limits: ServerLimits) -> Self {
+    pub(crate) fn new(limits: ServerLimits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = common::db_path(dir.path());
         let store = common::open_file_fast(dir.path());
@@ -122,7 +122,7 @@ impl Served {
         }
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.server.as_ref().unwrap().socket_path().to_owned()
     }
 }
@@ -546,6 +546,12 @@ fn cli_revokes_a_key_through_a_live_server_and_its_gateway_refuses_it_at_once() 
         .ok();
     assert!(out.starts_with("revoked "), "{out}");
     assert!(gw.check(&Request::new(&secret, "gpt-4o", ip())).is_err());
+    // `check` asks the live gateway.
+    let refused = common::orgstore(&["check", &secret, "--model", "gpt-4o"])
+        .db(&s.db)
+        .run();
+    assert_eq!(refused.code(), Some(3));
+    assert_eq!(refused.json()["code"], "revoked");
     // The same output and exit codes as a direct call: list, not found, denied.
     let list = common::orgstore(&["--json", "key", "list", "acme"])
         .db(&s.db)
@@ -576,6 +582,12 @@ fn cli_revokes_a_key_through_a_live_server_and_its_gateway_refuses_it_at_once() 
     .run();
     let key = made.json()["key"].as_str().unwrap().to_owned();
     assert!(gw.check(&Request::new(&key, "gpt-4o", ip())).is_ok());
+    let allowed = common::orgstore(&["check", &key, "--model", "gpt-4o"])
+        .db(&s.db)
+        .run();
+    assert_eq!(allowed.json()["allowed"], true);
+    // The live gateway counted it: 5 per minute, one check above and one here.
+    assert_eq!(allowed.json()["rate"]["remaining"], 3);
     common::orgstore(&[
         "config",
         "set",
@@ -605,8 +617,10 @@ fn cli_revokes_a_key_through_a_live_server_and_its_gateway_refuses_it_at_once() 
         .db(&s.db)
         .run();
     assert_eq!(audit.json()[0]["target"], "dev@acme.io");
-    let usage = common::orgstore(&["usage", "acme"]).db(&s.db).run().fail(1);
-    assert!(usage.contains("not served through its socket"), "{usage}");
+    let usage = common::orgstore(&["--json", "usage", "acme"])
+        .db(&s.db)
+        .run();
+    assert_eq!(usage.json()["org"], "acme");
 }
 
 #[test]
@@ -618,6 +632,11 @@ fn cli_output_is_the_same_directly_and_through_a_server() {
         ])
         .json();
     let id = key["id"].as_str().unwrap().to_owned();
+    let made_key = key["key"].as_str().unwrap().to_owned();
+    // Checks whose answers do not depend on the gateway's counters (a direct `check` has a
+    // fresh gateway each time, the server's counts every request).
+    let last = if made_key.ends_with('x') { "y" } else { "x" };
+    let typo = format!("{}{last}", &made_key[..made_key.len() - 1]);
     cli.run(&[
         "config",
         "set",
@@ -625,6 +644,15 @@ fn cli_output_is_the_same_directly_and_through_a_server() {
         r#"{"rate_limiting": {"enabled": true, "rpm": 3}}"#,
     ])
     .ok();
+    cli.ok(&["member", "add", "acme", "vic@acme.io", "--role", "viewer"]);
+    cli.ok(&[
+        "member",
+        "invite",
+        "acme",
+        "new@acme.io",
+        "--role",
+        "member",
+    ]);
     let commands: Vec<Vec<&str>> = vec![
         vec!["key", "list", "acme"],
         vec!["--json", "key", "list", "acme"],
@@ -641,23 +669,84 @@ fn cli_output_is_the_same_directly_and_through_a_server() {
         vec!["org", "show", "nosuch"],
         vec!["--as", "nobody@x.io", "org", "show", "acme"],
         vec!["--as", "ann@acme.io", "--json", "key", "list", "acme"],
+        vec!["config", "history", "acme"],
+        vec!["--json", "config", "history", "acme"],
+        vec!["config", "diff", "acme", "1", "2"],
+        vec!["--json", "config", "diff", "acme", "1", "2"],
+        vec!["config", "diff", "acme", "1", "9"],
+        vec!["usage", "acme"],
+        vec!["--json", "usage", "acme"],
+        vec!["usage", "acme", "--key", &id],
+        vec!["--json", "usage", "acme", "--key", &id],
+        vec!["--as", "vic@acme.io", "usage", "acme"],
+        vec!["policy", "entities", "acme"],
+        vec!["--as", "nobody@x.io", "policy", "entities", "acme"],
+        vec!["policy", "explain", "DeleteOrg", "org:acme"],
+        vec![
+            "--as",
+            "ann@acme.io",
+            "--json",
+            "policy",
+            "explain",
+            "ChangeRole",
+            "member:acme/vic@acme.io",
+            "--role",
+            "admin",
+        ],
+        vec![
+            "--as",
+            "vic@acme.io",
+            "policy",
+            "explain",
+            "CreateKey",
+            "newkey:acme",
+        ],
+        vec![
+            "--as",
+            "ann@acme.io",
+            "policy",
+            "explain",
+            "AddMember",
+            "member:acme/x@acme.io",
+        ],
+        vec!["--as", "ann@acme.io", "--json", "member", "invites", "acme"],
+        vec!["--as", "vic@acme.io", "member", "invites", "acme"],
+        vec!["member", "revoke-invite", "inv_0000000000000000"],
+        vec!["member", "accept", "orgstore_inv_nope"],
+        vec!["org", "suspend", "acme"],
+        vec!["--json", "org", "suspend", "acme"],
+        vec!["org", "resume", "acme"],
+        vec!["--json", "org", "resume", "acme"],
+        vec!["--as", "vic@acme.io", "org", "suspend", "acme"],
+        vec!["check", "sk-agentcc-nope", "--model", "gpt-4o"],
+        vec!["check", &typo, "--model", "gpt-4o"],
+        vec![
+            "check",
+            &made_key,
+            "--model",
+            "gpt-4o",
+            "--ip",
+            "::1",
+            "--estimate",
+            "-1",
+        ],
     ];
-    let direct: Vec<(Option<i32>, String, String)> = commands
-        .iter()
-        .map(|c| {
-            let r = cli.run(c);
-            (r.code(), r.stdout, r.stderr)
-        })
-        .collect();
+    // `usage` notes on stderr, in direct mode only, that the rates it shows are those of
+    // its own process; through a server they are the live gateway's.
+    let run = |c: &Vec<&str>| {
+        let r = cli.run(c);
+        let stderr: String = r
+            .stderr
+            .lines()
+            .filter(|l| !l.starts_with("note: rpm/tpm use"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        (r.code(), r.stdout, stderr)
+    };
+    let direct: Vec<(Option<i32>, String, String)> = commands.iter().map(run).collect();
     let store = Store::open(&cli.db).unwrap();
     let server = AdminServer::new(&store).serve_unix(&cli.db).unwrap();
-    let remote: Vec<(Option<i32>, String, String)> = commands
-        .iter()
-        .map(|c| {
-            let r = cli.run(c);
-            (r.code(), r.stdout, r.stderr)
-        })
-        .collect();
+    let remote: Vec<(Option<i32>, String, String)> = commands.iter().map(run).collect();
     assert_eq!(direct, remote);
     server.shutdown();
 }
@@ -714,7 +803,7 @@ fn many_clients_at_once_are_all_served_within_the_connection_limit() {
 }
 
 /// A request over TCP with an optional bearer token and `x-orgstore-as`.
-fn tcp_call(
+pub(crate) fn tcp_call(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
@@ -848,7 +937,7 @@ fn tcp_needs_a_live_bearer_token_and_a_member_token_acts_as_its_member_only() {
         .run()
         .fail(1);
     assert!(no_token.contains("ORGSTORE_TOKEN"), "{no_token}");
-    let local = common::orgstore(&["--remote", &url, "usage", "acme"])
+    let local = common::orgstore(&["--remote", &url, "policy", "history"])
         .env("ORGSTORE_TOKEN", &ann)
         .run()
         .fail(1);
@@ -939,7 +1028,7 @@ fn orgstore_serve_watch_policies_applies_the_directory_to_the_live_store() {
 
 /// `orgstore serve` on the CLI's store with `extra` arguments, once its socket answers
 /// (a bounded number of tries; no timing is asserted).
-fn spawn_serve(cli: &Cli, extra: &[&str]) -> (std::process::Child, std::path::PathBuf) {
+pub(crate) fn spawn_serve(cli: &Cli, extra: &[&str]) -> (std::process::Child, std::path::PathBuf) {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_orgstore"))
         .arg("--db")
         .arg(&cli.db)

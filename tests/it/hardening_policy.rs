@@ -167,8 +167,10 @@ fn stranger_attempts(
         ("suspend org", ok(s.orgs().suspend(who, acme))),
         ("resume org", ok(s.orgs().resume(who, acme))),
     ];
+    out.push(("list invites", ok(s.invites().list(who, acme))));
     for role in [Role::Admin, Role::Owner] {
         out.push(("add self", ok(s.members().add(who, acme, &me, role))));
+        out.push(("invite self", ok(s.invites().create(who, acme, &me, role))));
     }
     out.push(("delete org", ok(s.orgs().delete(who, acme))));
     out
@@ -213,7 +215,7 @@ fn hostile_custom_policies_cannot_break_tenancy() {
         let p = store.policies();
         let eve = Actor::member(email("eve@other.io"));
         for action in AdminAction::ALL {
-            if action == AdminAction::CreateOrg {
+            if action.open_to_non_members() {
                 continue;
             }
             let target = canonical_target(action, &owner, key.info.id);
@@ -253,6 +255,13 @@ fn canonical_target(action: AdminAction, member: &Email, key: KeyId) -> Target<'
             role: Some(Role::Member),
             new_role: None,
         },
+        AdminAction::InviteMember | AdminAction::RevokeInvite | AdminAction::AcceptInvite => {
+            Target::Membership {
+                email: member,
+                role: None,
+                new_role: Some(Role::Admin),
+            }
+        }
         AdminAction::CreateKey => Target::NewKey { has_expiry: true },
         AdminAction::ManageKey => Target::Key {
             id: key,

@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[cfg(feature = "server")]
+mod admin_http;
+#[cfg(feature = "server")]
 mod admin_server;
 mod cli;
 mod cli_policy;
@@ -25,6 +27,7 @@ mod hardening_store;
 mod hostile_input;
 #[cfg(feature = "tower")]
 mod http_layer;
+mod invites;
 mod isolation;
 mod keys;
 mod limits;

@@ -39,6 +39,13 @@ const MATRIX: &[(AdminAction, [bool; 4])] = &[
     (AdminAction::ReadAudit, [true, true, false, false]),
     (AdminAction::ReadLogs, [true, true, true, true]),
     (AdminAction::ReadAnalytics, [true, true, true, true]),
+    // a new Member, like adding one
+    (AdminAction::InviteMember, [true, true, false, false]),
+    (AdminAction::ListInvites, [true, true, false, false]),
+    // an invitation as Member
+    (AdminAction::RevokeInvite, [true, true, false, false]),
+    // one's own invitation (the store refuses it to a member as a conflict first)
+    (AdminAction::AcceptInvite, [true, true, true, true]),
 ];
 
 struct Fx {
@@ -91,6 +98,16 @@ fn canonical<'a>(
             role,
             new_role: None,
         },
+        AdminAction::InviteMember | AdminAction::RevokeInvite => Target::Membership {
+            email: &f.bob,
+            role: None,
+            new_role: Some(Role::Member),
+        },
+        AdminAction::AcceptInvite => Target::Membership {
+            email: &f.email,
+            role: None,
+            new_role: Some(Role::Member),
+        },
         AdminAction::CreateKey => Target::NewKey { has_expiry: true },
         AdminAction::ManageKey => Target::Key {
             id: f.key,
@@ -142,10 +159,11 @@ fn role_by_action_in_own_org_and_another_org() {
                     row[i]
                 ));
             }
-            // Another org where the actor has no role: nothing, whatever their role elsewhere.
+            // Another org where the actor has no role: nothing, whatever their role elsewhere
+            // (except accepting an invitation to it, which is how a person joins).
             let got = allowed(&p, &canonical(&f, &f.other, *action, None));
-            if got {
-                failures.push(format!("non-member {action:?} in another org was allowed"));
+            if got != (*action == AdminAction::AcceptInvite) {
+                failures.push(format!("non-member {action:?} in another org: got {got}"));
             }
         }
     }
@@ -249,6 +267,56 @@ fn member_management_grid() {
                 2,
             );
             assert_eq!(allowed(&p, &req), want, "{actor} removes a {cur}");
+        }
+    }
+}
+
+#[test]
+fn invitation_grid() {
+    // Invite and revoke follow adding: an admin below Owner, only an owner for an owner.
+    let p = Policies::default_set().unwrap();
+    let f = fx();
+    for actor in ROLES {
+        for new in ROLES {
+            let want = match actor {
+                Role::Owner => true,
+                Role::Admin => new != Role::Owner,
+                _ => false,
+            };
+            for action in [AdminAction::InviteMember, AdminAction::RevokeInvite] {
+                let req = membership(&f, actor, action, &f.bob, None, Some(new), 2);
+                assert_eq!(allowed(&p, &req), want, "{actor} {action:?} a {new}");
+            }
+        }
+    }
+    let d = p
+        .authorize(&membership(
+            &f,
+            Role::Admin,
+            AdminAction::InviteMember,
+            &f.bob,
+            None,
+            Some(Role::Owner),
+            1,
+        ))
+        .unwrap_err();
+    assert_eq!(d.policy_ids(), vec!["only-owners-grant-owner"]);
+    // A person accepts only an invitation of their own email, member or not.
+    for role in [None, Some(Role::Viewer)] {
+        for (who, want) in [(&f.email, true), (&f.bob, false)] {
+            let req = AdminRequest {
+                actor: &f.actor,
+                actor_role: role,
+                action: AdminAction::AcceptInvite,
+                org: &f.org,
+                owner_count: 1,
+                target: Target::Membership {
+                    email: who,
+                    role: None,
+                    new_role: Some(Role::Owner),
+                },
+            };
+            assert_eq!(allowed(&p, &req), want, "{role:?} accepts for {who}");
         }
     }
 }
@@ -595,7 +663,10 @@ fn all_requests(f: &Fx) -> Vec<AdminRequest<'_>> {
                 AdminAction::AddMember
                 | AdminAction::ChangeRole
                 | AdminAction::RemoveMember
-                | AdminAction::LeaveOrg => {
+                | AdminAction::LeaveOrg
+                | AdminAction::InviteMember
+                | AdminAction::RevokeInvite
+                | AdminAction::AcceptInvite => {
                     for who in [&f.email, &f.bob] {
                         for cur in [
                             None,

@@ -80,7 +80,7 @@ pub(super) fn trials_json(rows: &[GatewayRow]) -> Value {
         for (model, res) in TRIAL_MODELS.iter().zip(&r.results) {
             let mut v = match res {
                 Ok(()) => json!({ "allowed": true }),
-                Err(d) => denial_json(d),
+                Err(d) => d.to_json(),
             };
             v["org"] = json!(r.org);
             v["key"] = json!(r.key);
@@ -98,7 +98,7 @@ pub(super) fn burst_json(b: &Burst) -> Value {
         "rpm": b.limit,
         "made_before": b.before,
         "allowed": b.allowed,
-        "denied": b.denial.as_ref().map(denial_json),
+        "denied": b.denial.as_ref().map(Denial::to_json),
     })
 }
 
@@ -112,7 +112,7 @@ pub(super) fn budget_json(run: &BudgetRun) -> Value {
                 "remaining": usd_json(*left),
                 "budget_warning": warning,
             }),
-            Err(d) => denial_json(d),
+            Err(d) => d.to_json(),
         })
         .collect();
     json!({
