@@ -19,6 +19,8 @@
 mod body;
 mod forwarded;
 mod future;
+mod numbers;
+mod scan;
 mod wire;
 
 use std::net::{IpAddr, SocketAddr};
