@@ -220,7 +220,7 @@ impl State {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 #[derive(Deserialize)]
@@ -266,7 +266,7 @@ impl Found {
 /// is not laid out so; the whole body is parsed then.
 fn last_member_usage(json: &[u8]) -> Option<Found> {
     const KEY: &[u8] = b"\"usage\"";
-    let at = json.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let at = memchr::memmem::rfind(json, KEY)?;
     if !matches!(json[..at].trim_ascii_end().last(), Some(b'{' | b',')) {
         return None;
     }

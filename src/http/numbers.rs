@@ -66,9 +66,12 @@ impl Digits {
             }
         }
         let start = self.len;
-        let digits = &tmp[i..];
-        self.buf[start..start + digits.len()].copy_from_slice(digits);
-        self.len += digits.len();
+        for &d in &tmp[i..] {
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = d;
+                self.len += 1;
+            }
+        }
         start..self.len
     }
 }
