@@ -219,6 +219,22 @@ impl State {
     }
 }
 
+/// Where the last `"usage"` starts: a backward walk over the closing quotes (the key is near
+/// the end of the usual body, where a searcher costs more to set up than the walk).
+fn rfind_usage_key(json: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b"\"usage\"";
+    let mut end = json.len();
+    while let Some(q) = memchr::memrchr(b'"', &json[..end]) {
+        if let Some(start) = (q + 1).checked_sub(KEY.len())
+            && &json[start..=q] == KEY
+        {
+            return Some(start);
+        }
+        end = q;
+    }
+    None
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(haystack, needle).is_some()
 }
@@ -266,7 +282,7 @@ impl Found {
 /// is not laid out so; the whole body is parsed then.
 fn last_member_usage(json: &[u8]) -> Option<Found> {
     const KEY: &[u8] = b"\"usage\"";
-    let at = memchr::memmem::rfind(json, KEY)?;
+    let at = rfind_usage_key(json)?;
     if !matches!(json[..at].trim_ascii_end().last(), Some(b'{' | b',')) {
         return None;
     }
@@ -313,6 +329,9 @@ mod tests {
         );
         assert_eq!(read(r#"{"kind":"usage"}"#), None);
         assert_eq!(read(r#"{"choices":[],"usage":null}"#), None);
+        assert_eq!(rfind_usage_key(br#""usage""#), Some(0));
+        assert_eq!(rfind_usage_key(br#"{"usage":{"a":"usage"}}"#), Some(14));
+        assert_eq!(rfind_usage_key(br#"usage" "usag"#), None);
     }
 
     #[test]

@@ -126,13 +126,28 @@ mod tests {
 
     #[test]
     fn renders_decimal_from_the_table_and_the_shared_buffer() {
-        let values = [0, 7, 10, 99, 100, 999, 1000, 9999, 10_000, 123_456, u64::MAX];
+        let values = [
+            0,
+            7,
+            10,
+            99,
+            100,
+            999,
+            1000,
+            9999,
+            10_000,
+            123_456,
+            u64::MAX,
+        ];
         for chunk in values.chunks(MAX_VALUES) {
             let want: Vec<String> = chunk.iter().map(u64::to_string).collect();
             assert_eq!(rendered(chunk), want);
         }
         for n in 0..TABLE_LEN {
-            assert_eq!(std::str::from_utf8(small(n).unwrap()).unwrap(), n.to_string());
+            assert_eq!(
+                std::str::from_utf8(small(n).unwrap()).unwrap(),
+                n.to_string()
+            );
         }
         assert_eq!(small(TABLE_LEN), None);
     }

@@ -381,7 +381,11 @@ mod tests {
             r#"{"deep":[[[[{"x":[{"y":{}}]}]]]],"model":"m"}"#,
         ];
         for body in cases {
-            assert_eq!(scan(body), serde_model(body.as_bytes()).as_deref(), "{body}");
+            assert_eq!(
+                scan(body),
+                serde_model(body.as_bytes()).as_deref(),
+                "{body}"
+            );
             assert!(scan(body).is_some(), "{body}");
         }
     }
@@ -417,9 +421,17 @@ mod tests {
         for body in cases {
             assert_eq!(scan(body), None, "{body}");
         }
-        let deep = format!(r#"{{"a":{}1{},"model":"m"}}"#, "[".repeat(65), "]".repeat(65));
+        let deep = format!(
+            r#"{{"a":{}1{},"model":"m"}}"#,
+            "[".repeat(65),
+            "]".repeat(65)
+        );
         assert_eq!(scan(&deep), None);
-        let ok = format!(r#"{{"a":{}1{},"model":"m"}}"#, "[".repeat(64), "]".repeat(64));
+        let ok = format!(
+            r#"{{"a":{}1{},"model":"m"}}"#,
+            "[".repeat(64),
+            "]".repeat(64)
+        );
         assert_eq!(scan(&ok), Some("m"));
         // Invalid UTF-8 in the model.
         assert_eq!(model(b"{\"model\":\"\xff\"}"), None);
@@ -488,7 +500,9 @@ mod tests {
         // Every single-byte deletion and replacement of a typical body: where the scan
         // answers, serde answers the same.
         let base = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"h\"i"}],"n":-1.5e2,"t":true}"#;
-        let bytes = [b'"', b'\\', b',', b':', b'{', b'}', b'[', b']', b'0', b'e', b' ', 0x01, b'x'];
+        let bytes = [
+            b'"', b'\\', b',', b':', b'{', b'}', b'[', b']', b'0', b'e', b' ', 0x01, b'x',
+        ];
         let mut checked = 0;
         for i in 0..base.len() {
             let mut cut = base.to_vec();

@@ -172,7 +172,10 @@ pub(crate) fn grant_headers(headers: &mut HeaderMap, grant: &OwnedGrant) {
     let mut n = 0;
     for (h, first) in [(grant.rate_headers(), 0), (grant.token_headers(), 3)] {
         if let Some(h) = h {
-            for (k, v) in [h.limit, h.remaining, ceil_secs(h.reset)].into_iter().enumerate() {
+            for (k, v) in [h.limit, h.remaining, ceil_secs(h.reset)]
+                .into_iter()
+                .enumerate()
+            {
                 values[n] = v;
                 names[n] = first + k;
                 n += 1;
