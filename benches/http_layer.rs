@@ -55,7 +55,10 @@ fn router() -> Router {
 /// The bare handler plus the gateway's part, by hand.
 fn checking_router(gateway: Gateway, estimate: Usd) -> Router {
     let chat = move |req: axum::extract::Request| async move {
-        let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+        let auth = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
         let key = orgstore::key_from_headers(auth, None).unwrap();
         let ip = IpAddr::from([203, 0, 113, 9]);
         let req = orgstore::Request::new(key, "gpt-4o-mini", ip).estimate(estimate);

@@ -113,10 +113,17 @@ fn the_grant_path_allocates_only_the_shared_grant_beyond_the_stack() {
         .rpm(1000)
         .budget(Budget::new(Usd::parse("100").unwrap(), Period::Daily));
     let (bare, shape, gated) = counts(spec);
-    assert!(shape > bare, "the stack's boxing is counted: {shape} vs {bare}");
+    assert!(
+        shape > bare,
+        "the stack's boxing is counted: {shape} vs {bare}"
+    );
     // One allocation of the layer's own: the grant shared by the request's `GrantHandle`
     // and the response body that settles it.
-    assert_eq!(gated, shape + 1, "bare {bare}, same shape {shape}, gateway layer {gated}");
+    assert_eq!(
+        gated,
+        shape + 1,
+        "bare {bare}, same shape {shape}, gateway layer {gated}"
+    );
 }
 
 #[test]
