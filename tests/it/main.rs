@@ -10,6 +10,8 @@ mod compat;
 mod concurrency;
 mod config;
 mod crash;
+#[cfg(feature = "fleet")]
+mod fleet;
 mod fuzz_corpus;
 mod gateway;
 mod gateway_equivalence;
@@ -31,6 +33,9 @@ mod limits;
 mod members;
 mod module_graph;
 mod orgs;
+#[cfg(feature = "fleet")]
+#[path = "../support/pg_cluster.rs"]
+mod pg_cluster;
 mod policy_gateway;
 mod policy_load;
 mod policy_matrix;
