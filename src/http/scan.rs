@@ -20,16 +20,7 @@ pub(crate) fn model(body: &[u8]) -> Option<&[u8]> {
         p.i += 1;
     } else {
         loop {
-            p.ws();
-            p.expect(b'"')?;
-            let key = p.plain_string()?;
-            // serde_json unescapes and UTF-8-checks keys: only plain ASCII keys here.
-            if !key.is_ascii() {
-                return None;
-            }
-            p.ws();
-            p.expect(b':')?;
-            p.ws();
+            let key = p.plain_key()?;
             if key == b"model" {
                 if model.is_some() {
                     return None; // serde refuses a duplicate field
@@ -41,11 +32,8 @@ pub(crate) fn model(body: &[u8]) -> Option<&[u8]> {
             } else {
                 p.value()?;
             }
-            p.ws();
-            match p.next()? {
-                b',' => continue,
-                b'}' => break,
-                _ => return None,
+            if !p.more_members()? {
+                break;
             }
         }
     }
@@ -78,38 +66,24 @@ pub(crate) fn usage_tokens(json: &[u8]) -> Option<(Tokens, usize)> {
         return Some((tokens, p.i));
     }
     loop {
-        p.ws();
-        p.expect(b'"')?;
-        let key = p.plain_string()?;
-        if !key.is_ascii() {
-            return None;
-        }
-        p.ws();
-        p.expect(b':')?;
-        p.ws();
-        let (slot, seen) = match key {
-            b"prompt_tokens" | b"input_tokens" => (&mut tokens.input, &mut seen_input),
-            b"completion_tokens" | b"output_tokens" => (&mut tokens.output, &mut seen_output),
+        let key = p.plain_key()?;
+        let counted = match key {
+            b"prompt_tokens" | b"input_tokens" => Some((&mut tokens.input, &mut seen_input)),
+            b"completion_tokens" | b"output_tokens" => Some((&mut tokens.output, &mut seen_output)),
             b"cost" => return None,
-            _ => {
-                p.value()?;
-                p.ws();
-                match p.next()? {
-                    b',' => continue,
-                    b'}' => return Some((tokens, p.i)),
-                    _ => return None,
-                }
-            }
+            _ => None,
         };
-        if std::mem::replace(seen, true) {
-            return None;
+        match counted {
+            Some((slot, seen)) => {
+                if std::mem::replace(seen, true) {
+                    return None;
+                }
+                *slot = p.count()?;
+            }
+            None => p.value()?,
         }
-        *slot = p.count()?;
-        p.ws();
-        match p.next()? {
-            b',' => continue,
-            b'}' => return Some((tokens, p.i)),
-            _ => return None,
+        if !p.more_members()? {
+            return Some((tokens, p.i));
         }
     }
 }
@@ -132,6 +106,31 @@ impl<'a> Scanner<'a> {
 
     fn expect(&mut self, c: u8) -> Option<()> {
         (self.next()? == c).then_some(())
+    }
+
+    /// `"key" :` of a member, with the whitespace around: the key's bytes when it is plain
+    /// ASCII without escapes (serde_json unescapes and UTF-8-checks keys; others are its).
+    fn plain_key(&mut self) -> Option<&'a [u8]> {
+        self.ws();
+        self.expect(b'"')?;
+        let key = self.plain_string()?;
+        if !key.is_ascii() {
+            return None;
+        }
+        self.ws();
+        self.expect(b':')?;
+        self.ws();
+        Some(key)
+    }
+
+    /// After a member's value: `,` (`true`: another member follows) or `}` (`false`).
+    fn more_members(&mut self) -> Option<bool> {
+        self.ws();
+        match self.next()? {
+            b',' => Some(true),
+            b'}' => Some(false),
+            _ => None,
+        }
     }
 
     /// JSON whitespace, as serde_json reads it.
@@ -213,30 +212,23 @@ impl<'a> Scanner<'a> {
             let mut opened = false;
             match self.next()? {
                 b'"' => self.string()?,
-                b'{' => {
+                open @ (b'{' | b'[') => {
+                    let object = open == b'{';
                     self.ws();
-                    if self.peek()? == b'}' {
+                    if self.peek()? == if object { b'}' } else { b']' } {
                         self.i += 1;
                     } else {
                         depth += 1;
                         if depth > MAX_DEPTH {
                             return None;
                         }
-                        objects |= 1 << (depth - 1);
-                        self.member_key()?;
-                        opened = true;
-                    }
-                }
-                b'[' => {
-                    self.ws();
-                    if self.peek()? == b']' {
-                        self.i += 1;
-                    } else {
-                        depth += 1;
-                        if depth > MAX_DEPTH {
-                            return None;
+                        let bit = 1 << (depth - 1);
+                        if object {
+                            objects |= bit;
+                            self.member_key()?;
+                        } else {
+                            objects &= !bit;
                         }
-                        objects &= !(1 << (depth - 1));
                         opened = true;
                     }
                 }
