@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use serde::Deserialize;
 
-use super::Shared;
+use super::{Shared, scan};
 use crate::{Usage, Usd};
 
 pin_project_lite::pin_project! {
@@ -219,8 +219,24 @@ impl State {
     }
 }
 
+/// Where the last `"usage"` starts: a backward walk over the closing quotes (the key is near
+/// the end of the usual body, where a searcher costs more to set up than the walk).
+fn rfind_usage_key(json: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b"\"usage\"";
+    let mut end = json.len();
+    while let Some(q) = memchr::memrchr(b'"', &json[..end]) {
+        if let Some(start) = (q + 1).checked_sub(KEY.len())
+            && &json[start..=q] == KEY
+        {
+            return Some(start);
+        }
+        end = q;
+    }
+    None
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 #[derive(Deserialize)]
@@ -242,33 +258,47 @@ struct UsageJson {
 /// The `usage` of an OpenAI-style response (chat completions' `prompt_tokens` /
 /// `completion_tokens`, or the Responses API's `input_tokens` / `output_tokens`).
 fn usage_of(json: &[u8]) -> Option<Found> {
-    let u = match last_member_usage(json) {
-        Some(u) => u,
-        None => serde_json::from_slice::<Envelope>(json).ok()?.usage?,
-    };
-    Some(Found {
-        input: u.prompt_tokens.unwrap_or(0),
-        output: u.completion_tokens.unwrap_or(0),
-        cost: u.cost.as_ref().and_then(|n| Usd::from_json(n).ok()),
-    })
+    if let Some(found) = last_member_usage(json) {
+        return Some(found);
+    }
+    let u = serde_json::from_slice::<Envelope>(json).ok()?.usage?;
+    Some(Found::of(&u))
+}
+
+impl Found {
+    fn of(u: &UsageJson) -> Found {
+        Found {
+            input: u.prompt_tokens.unwrap_or(0),
+            output: u.completion_tokens.unwrap_or(0),
+            cost: u.cost.as_ref().and_then(|n| Usd::from_json(n).ok()),
+        }
+    }
 }
 
 /// The `usage` of a JSON object whose last member it is (where OpenAI-style responses put
 /// it), read without parsing the members before it: the last `"usage"` key that follows `{`
-/// or `,`, whose value is followed only by the closing `}` of the body. `None` when the
-/// body is not laid out so; the whole body is parsed then.
-fn last_member_usage(json: &[u8]) -> Option<UsageJson> {
+/// or `,`, whose value is followed only by the closing `}` of the body. The value is read
+/// by a single scan where it is laid out plainly, else by serde_json. `None` when the body
+/// is not laid out so; the whole body is parsed then.
+fn last_member_usage(json: &[u8]) -> Option<Found> {
     const KEY: &[u8] = b"\"usage\"";
-    let at = json.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let at = rfind_usage_key(json)?;
     if !matches!(json[..at].trim_ascii_end().last(), Some(b'{' | b',')) {
         return None;
     }
     let value = json[at + KEY.len()..]
         .trim_ascii_start()
         .strip_prefix(b":")?;
+    if let Some((tokens, used)) = scan::usage_tokens(value) {
+        return (value[used..].trim_ascii() == b"}").then_some(Found {
+            input: tokens.input.unwrap_or(0),
+            output: tokens.output.unwrap_or(0),
+            cost: None,
+        });
+    }
     let mut values = serde_json::Deserializer::from_slice(value).into_iter::<UsageJson>();
     let usage = values.next()?.ok()?;
-    (value[values.byte_offset()..].trim_ascii() == b"}").then_some(usage)
+    (value[values.byte_offset()..].trim_ascii() == b"}").then(|| Found::of(&usage))
 }
 
 #[cfg(test)]
@@ -282,6 +312,10 @@ mod tests {
         let tail = r#"{"id":"x","choices":[{"text":"a \"usage\": {}"}], "usage" : {"prompt_tokens":1,"completion_tokens":2} }"#;
         assert_eq!(read(tail), Some((1, 2)));
         assert!(last_member_usage(tail.as_bytes()).is_some());
+        // A usage the scan leaves to serde (a cost), still read as the last member.
+        let cost = r#"{"id":"x","usage":{"prompt_tokens":1,"completion_tokens":2,"cost":0.5}}"#;
+        assert_eq!(read(cost), Some((1, 2)));
+        assert!(last_member_usage(cost.as_bytes()).is_some());
         let first = r#"{"usage":{"prompt_tokens":3,"completion_tokens":4},"id":"x"}"#;
         assert_eq!(read(first), Some((3, 4)));
         assert!(last_member_usage(first.as_bytes()).is_none());
@@ -295,6 +329,9 @@ mod tests {
         );
         assert_eq!(read(r#"{"kind":"usage"}"#), None);
         assert_eq!(read(r#"{"choices":[],"usage":null}"#), None);
+        assert_eq!(rfind_usage_key(br#""usage""#), Some(0));
+        assert_eq!(rfind_usage_key(br#"{"usage":{"a":"usage"}}"#), Some(14));
+        assert_eq!(rfind_usage_key(br#"usage" "usag"#), None);
     }
 
     #[test]

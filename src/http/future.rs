@@ -16,12 +16,17 @@ use tower_service::Service;
 use super::{Config, GrantHandle, RequestBody, ResponseBody, Shared, admit, respond, wire};
 
 pin_project_lite::pin_project! {
+    /// One variant per stage, so the future is as large as its largest stage (the inner
+    /// service's future), not the sum of them.
     #[project = StageProj]
-    enum Stage<F> {
-        // Reading the request body, or holding a ready answer.
-        Early,
+    #[project_replace = StageOwned]
+    enum Stage<S, B, F, R> {
+        // Reading the request body for its model.
+        Reading { reading: Reading<S, B> },
+        // A ready answer: a refusal.
+        Answer { resp: R },
         // The inner service's call.
-        Calling { #[pin] fut: F },
+        Calling { #[pin] fut: F, shared: Arc<Shared> },
         Done,
     }
 }
@@ -38,6 +43,13 @@ struct Reading<S, B> {
     len: usize,
 }
 
+type StageOf<S, ReqBody, ResBody> = Stage<
+    S,
+    ReqBody,
+    <S as Service<Request<RequestBody<ReqBody>>>>::Future,
+    Response<ResponseBody<ResBody>>,
+>;
+
 pin_project_lite::pin_project! {
     /// The future of [`super::GatewayService`].
     pub struct GatewayFuture<S, ReqBody, ResBody>
@@ -45,10 +57,7 @@ pin_project_lite::pin_project! {
         S: Service<Request<RequestBody<ReqBody>>>,
     {
         #[pin]
-        stage: Stage<S::Future>,
-        reading: Option<Reading<S, ReqBody>>,
-        answer: Option<Response<ResponseBody<ResBody>>>,
-        shared: Option<Arc<Shared>>,
+        stage: StageOf<S, ReqBody, ResBody>,
         config: Arc<Config>,
     }
 }
@@ -71,10 +80,7 @@ where
     /// Answers without calling the service.
     pub(crate) fn answer(config: Arc<Config>, resp: Response<ResponseBody<ResBody>>) -> Self {
         Self {
-            stage: Stage::Early,
-            reading: None,
-            answer: Some(resp),
-            shared: None,
+            stage: Stage::Answer { resp },
             config,
         }
     }
@@ -82,41 +88,83 @@ where
     /// Reads the body for its model first.
     pub(crate) fn reading(inner: S, config: Arc<Config>, parts: Parts, body: ReqBody) -> Self {
         Self {
-            stage: Stage::Early,
-            reading: Some(Reading {
-                inner,
-                parts,
-                body,
-                first: Bytes::new(),
-                joined: None,
-                len: 0,
-            }),
-            answer: None,
-            shared: None,
+            stage: Stage::Reading {
+                reading: Reading {
+                    inner,
+                    parts,
+                    body,
+                    first: Bytes::new(),
+                    joined: None,
+                    len: 0,
+                },
+            },
             config,
         }
     }
 
     /// Calls the service with a granted request.
     pub(crate) fn calling(
-        mut inner: S,
+        inner: S,
         config: Arc<Config>,
         shared: Arc<Shared>,
         parts: Parts,
         body: RequestBody<ReqBody>,
     ) -> Self {
-        let mut req = Request::from_parts(parts, body);
-        req.extensions_mut().insert(GrantHandle {
-            shared: shared.clone(),
-        });
         Self {
-            stage: Stage::Calling {
-                fut: inner.call(req),
-            },
-            reading: None,
-            answer: None,
-            shared: Some(shared),
+            stage: call(inner, shared, parts, body),
             config,
+        }
+    }
+}
+
+/// The inner service's call of a granted request, its [`GrantHandle`] in the extensions.
+fn call<S, ReqBody, ResBody>(
+    mut inner: S,
+    shared: Arc<Shared>,
+    mut parts: Parts,
+    body: RequestBody<ReqBody>,
+) -> StageOf<S, ReqBody, ResBody>
+where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+{
+    parts.extensions.insert(GrantHandle {
+        shared: shared.clone(),
+    });
+    Stage::Calling {
+        fut: inner.call(Request::from_parts(parts, body)),
+        shared,
+    }
+}
+
+/// Reads the whole body, at most `max` bytes: `Some(refusal)` when it cannot be used.
+fn read_body<S, B: Body<Data = Bytes> + Unpin, R>(
+    r: &mut Reading<S, B>,
+    max: usize,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Response<ResponseBody<R>>>> {
+    loop {
+        match ready!(Pin::new(&mut r.body).poll_frame(cx)) {
+            None => return Poll::Ready(None),
+            Some(Err(_)) => return Poll::Ready(Some(wire::unreadable_body())),
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue; // trailers
+                };
+                r.len = r.len.saturating_add(data.len());
+                if r.len > max {
+                    return Poll::Ready(Some(wire::too_large(max)));
+                }
+                match &mut r.joined {
+                    Some(all) => all.extend_from_slice(&data),
+                    None if r.first.is_empty() => r.first = data,
+                    None => {
+                        let mut all = Vec::with_capacity(r.len);
+                        all.extend_from_slice(&r.first);
+                        all.extend_from_slice(&data);
+                        r.joined = Some(all);
+                    }
+                }
+            }
         }
     }
 }
@@ -133,81 +181,44 @@ where
         loop {
             let mut this = self.as_mut().project();
             match this.stage.as_mut().project() {
-                StageProj::Early => {
-                    if let Some(resp) = this.answer.take() {
-                        this.stage.set(Stage::Done);
+                StageProj::Reading { reading } => {
+                    let refused = ready!(read_body(reading, this.config.max_body, cx));
+                    let StageOwned::Reading { reading: r } =
+                        this.stage.as_mut().project_replace(Stage::Done)
+                    else {
+                        continue;
+                    };
+                    let decided = match refused {
+                        Some(resp) => Err(resp),
+                        None => {
+                            let bytes = r.joined.map_or(r.first, Bytes::from);
+                            wire::model_of(&bytes)
+                                .and_then(|model| admit(this.config, &r.parts, model))
+                                .map(|shared| (shared, bytes))
+                        }
+                    };
+                    this.stage.set(match decided {
+                        Err(resp) => Stage::Answer { resp },
+                        Ok((shared, bytes)) => {
+                            call(r.inner, shared, r.parts, Either::Left(Full::new(bytes)))
+                        }
+                    });
+                }
+                StageProj::Answer { .. } => {
+                    if let StageOwned::Answer { resp } =
+                        this.stage.as_mut().project_replace(Stage::Done)
+                    {
                         return Poll::Ready(Ok(resp));
                     }
-                    let Some(r) = this.reading.as_mut() else {
-                        this.stage.set(Stage::Done);
-                        return Poll::Pending;
-                    };
-                    let max = this.config.max_body;
-                    // The whole body, at most `max` bytes.
-                    let refused = loop {
-                        match ready!(Pin::new(&mut r.body).poll_frame(cx)) {
-                            None => break None,
-                            Some(Err(_)) => break Some(wire::unreadable_body()),
-                            Some(Ok(frame)) => {
-                                let Ok(data) = frame.into_data() else {
-                                    continue; // trailers
-                                };
-                                r.len = r.len.saturating_add(data.len());
-                                if r.len > max {
-                                    break Some(wire::too_large(max));
-                                }
-                                match &mut r.joined {
-                                    Some(all) => all.extend_from_slice(&data),
-                                    None if r.first.is_empty() => r.first = data,
-                                    None => {
-                                        let mut all = Vec::with_capacity(r.len);
-                                        all.extend_from_slice(&r.first);
-                                        all.extend_from_slice(&data);
-                                        r.joined = Some(all);
-                                    }
-                                }
-                            }
-                        }
-                    };
-                    let Some(r) = this.reading.take() else {
-                        continue;
-                    };
-                    if let Some(resp) = refused {
-                        *this.answer = Some(resp);
-                        continue;
-                    }
-                    let bytes = r.joined.map_or(r.first, Bytes::from);
-                    let decided = wire::model_of(&bytes)
-                        .and_then(|model| admit(this.config, &r.parts, model));
-                    match decided {
-                        Err(resp) => *this.answer = Some(resp),
-                        Ok(shared) => {
-                            let mut inner = r.inner;
-                            let mut req =
-                                Request::from_parts(r.parts, Either::Left(Full::new(bytes)));
-                            req.extensions_mut().insert(GrantHandle {
-                                shared: shared.clone(),
-                            });
-                            *this.shared = Some(shared);
-                            this.stage.set(Stage::Calling {
-                                fut: inner.call(req),
-                            });
-                        }
-                    }
                 }
-                StageProj::Calling { fut } => {
+                StageProj::Calling { fut, .. } => {
                     let result = ready!(fut.poll(cx));
-                    let shared = this.shared.take();
-                    this.stage.set(Stage::Done);
-                    let resp = result?;
-                    return Poll::Ready(Ok(match shared {
-                        Some(shared) => respond(this.config, shared, resp),
-                        None => {
-                            let (parts, body) = resp.into_parts();
-                            let body = super::UsageBody::new(body, None, false, 0);
-                            Response::from_parts(parts, Either::Right(body))
-                        }
-                    }));
+                    let StageOwned::Calling { shared, .. } =
+                        this.stage.as_mut().project_replace(Stage::Done)
+                    else {
+                        continue;
+                    };
+                    return Poll::Ready(result.map(|resp| respond(this.config, shared, resp)));
                 }
                 // Polled after completion.
                 StageProj::Done => return Poll::Pending,

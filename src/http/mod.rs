@@ -19,6 +19,8 @@
 mod body;
 mod forwarded;
 mod future;
+mod numbers;
+mod scan;
 mod wire;
 
 use std::net::{IpAddr, SocketAddr};
@@ -53,6 +55,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 /// The default limit on a non-streaming response body the layer reads `usage` from (1 MiB);
 /// a longer body is passed on whole and charged the estimate.
 pub const DEFAULT_MAX_USAGE_BYTES: usize = 1 << 20;
+
+const X_API_KEY: http::header::HeaderName = http::header::HeaderName::from_static("x-api-key");
 
 /// The client address, for stacks that do not put a [`SocketAddr`] into the request
 /// extensions. Insert it (or a `SocketAddr`) per connection, or configure
@@ -364,16 +368,17 @@ pub(crate) fn admit<ResBody>(
     parts: &Parts,
     model: Bytes,
 ) -> Result<Arc<Shared>, Response<ResponseBody<ResBody>>> {
-    let header = |name: http::header::HeaderName| {
+    let header = |name: &http::header::HeaderName| {
         parts
             .headers
             .get(name)
             .map(|v| v.to_str().unwrap_or("\u{0}"))
     };
-    let key = crate::key_from_headers(
-        header(http::header::AUTHORIZATION),
-        header(http::header::HeaderName::from_static("x-api-key")),
-    )
+    // `Authorization` wins over `x-api-key`: the second is looked up only without the first.
+    let key = match header(&http::header::AUTHORIZATION) {
+        Some(auth) => crate::key_from_headers(Some(auth), None),
+        None => crate::key_from_headers(None, header(&X_API_KEY)),
+    }
     .map_err(wire::bad_key_header)?;
     let peer = config
         .peer

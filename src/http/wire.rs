@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue, Response};
 use http_body_util::{Either, Full};
 use serde::Deserialize;
 
-use super::{ResponseBody, int_header, status};
+use super::{ResponseBody, int_header, numbers, status};
 use crate::gateway::OwnedGrant;
 use crate::{Denial, Gateway, HeaderError, Scope, Timestamp};
 
@@ -113,7 +113,12 @@ struct ModelOnly<'a> {
 }
 
 /// The `model` of an OpenAI-style JSON body, as a slice of `body` where it has no escapes.
+/// A single scan answers for the usual body; serde_json parses the others (and words the
+/// refusals).
 pub(crate) fn model_of<B>(body: &Bytes) -> Result<Bytes, Response<ResponseBody<B>>> {
+    if let Some(model) = super::scan::model(body) {
+        return Ok(body.slice_ref(model));
+    }
     let parsed: ModelOnly<'_> = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) if e.is_data() => {
@@ -150,62 +155,41 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
     }
 }
 
-/// The rate headers of a granted request. Their values are written into one buffer and
-/// share it: one allocation for all of them, where a `HeaderValue` per integer makes one
-/// each.
+/// The rate headers of a granted request: values from the static table of small numbers,
+/// or (for large ones) slices of one shared buffer. The response's header map grows only
+/// when the service's own headers and these pass its capacity.
 pub(crate) fn grant_headers(headers: &mut HeaderMap, grant: &OwnedGrant) {
-    let names = [
-        [LIMIT_REQUESTS, REMAINING_REQUESTS, RESET_REQUESTS],
-        [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS],
+    static NAMES: [HeaderName; 6] = [
+        LIMIT_REQUESTS,
+        REMAINING_REQUESTS,
+        RESET_REQUESTS,
+        LIMIT_TOKENS,
+        REMAINING_TOKENS,
+        RESET_TOKENS,
     ];
-    let limits = [grant.rate_headers(), grant.token_headers()];
-    if limits.iter().any(Option::is_some) {
-        let mut digits = Vec::with_capacity(6 * 20);
-        let mut ends = [[0usize; 3]; 2];
-        for (h, ends) in limits.iter().zip(&mut ends) {
-            if let Some(h) = h {
-                for (v, end) in [h.limit, h.remaining, ceil_secs(h.reset)]
-                    .into_iter()
-                    .zip(ends)
-                {
-                    push_int(&mut digits, v);
-                    *end = digits.len();
-                }
-            }
-        }
-        let digits = Bytes::from(digits);
-        let mut start = 0;
-        headers.reserve(6);
-        for ((h, names), ends) in limits.iter().zip(names).zip(ends) {
-            if h.is_none() {
-                continue;
-            }
-            for (name, end) in names.into_iter().zip(ends) {
-                if let Ok(v) = HeaderValue::from_maybe_shared(digits.slice(start..end)) {
-                    headers.insert(name, v);
-                }
-                start = end;
+    let mut values = [0u64; 6];
+    let mut names = [0usize; 6];
+    let mut n = 0;
+    for (h, first) in [(grant.rate_headers(), 0), (grant.token_headers(), 3)] {
+        if let Some(h) = h {
+            for (k, v) in [h.limit, h.remaining, ceil_secs(h.reset)]
+                .into_iter()
+                .enumerate()
+            {
+                values[n] = v;
+                names[n] = first + k;
+                n += 1;
             }
         }
     }
+    numbers::render(&values[..n], |i, v| {
+        if let Some(name) = names.get(i).and_then(|&k| NAMES.get(k)) {
+            headers.insert(name.clone(), v);
+        }
+    });
     if grant.budget_warning() {
         headers.insert(BUDGET_WARNING, HeaderValue::from_static("true"));
     }
-}
-
-/// Appends `n` in decimal.
-fn push_int(out: &mut Vec<u8>, mut n: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&tmp[i..]);
 }
 
 /// The answer to a denial: its status, the error body with its stable code, and for a rate
@@ -268,16 +252,4 @@ pub(crate) fn denied<B>(
         _ => {}
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn push_int_writes_decimal() {
-        for n in [0u64, 7, 10, 999, 1_000_000, u64::MAX] {
-            let mut out = b"x".to_vec();
-            super::push_int(&mut out, n);
-            assert_eq!(out, format!("x{n}").into_bytes());
-        }
-    }
 }

@@ -27,6 +27,8 @@ mod hardening_store;
 mod hostile_input;
 #[cfg(feature = "tower")]
 mod http_layer;
+#[cfg(feature = "tower")]
+mod http_layer_alloc;
 mod invites;
 mod isolation;
 mod keys;
