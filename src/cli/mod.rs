@@ -214,6 +214,7 @@ impl CliError {
             "not_found" => ErrorKind::NotFound,
             "conflict" => ErrorKind::Conflict,
             "busy" => ErrorKind::Busy,
+            "unavailable" => ErrorKind::Unavailable,
             "storage" => ErrorKind::Storage,
             "corrupt" => ErrorKind::Corrupt,
             "too_new" => ErrorKind::TooNew,

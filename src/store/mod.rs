@@ -7,12 +7,15 @@ mod configs;
 mod explain;
 mod feed;
 mod impact;
+pub(crate) mod journal;
 mod keys;
 mod members;
 pub(crate) mod open;
 mod orgs;
 mod policy_set;
 pub(crate) mod records;
+#[cfg(feature = "fleet")]
+pub(crate) mod replica;
 pub(crate) mod secrets;
 pub(crate) mod spend;
 pub(crate) mod tables;
@@ -69,6 +72,10 @@ struct Open(Arc<Inner>);
 
 impl Drop for Open {
     fn drop(&mut self) {
+        #[cfg(feature = "fleet")]
+        if let Some(log) = self.0.log.get() {
+            log.close();
+        }
         let _ = self.0.snapshot.apply(crate::snapshot::Update::close());
         // An error cannot be reported here; the spend stays queued for the next flush.
         let _ = spend::flush(&self.0);
@@ -128,27 +135,86 @@ pub(crate) struct Inner {
     snapshot: Arc<SnapshotCell>,
     /// Encrypts provider secrets in stored configs.
     sealer: secrets::Sealer,
+    /// The fleet's change log, when this store is a replica (set once, at open).
+    #[cfg(feature = "fleet")]
+    log: std::sync::OnceLock<Arc<dyn replica::Log>>,
 }
 
 impl Inner {
-    /// One write transaction without audit or publication (spend flushes).
+    /// A write transaction at the store's durability; `journaled` keeps its record writes
+    /// (see [`journal`]).
+    fn begin_tx(&self, journaled: bool) -> Result<WriteTx, Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(self.durability)
+            .map_err(|e| Error::storage("setting durability", e))?;
+        Ok(WriteTx {
+            txn,
+            now: Timestamp::now(),
+            changes: Changes::default(),
+            journal: journal::Journal::new(journaled),
+        })
+    }
+
+    /// One write transaction of local bookkeeping, without audit or publication, never
+    /// replicated (spend flushes: the ledger is this process's own).
     pub(crate) fn write_unaudited(
         &self,
         f: impl FnOnce(&mut WriteTx) -> Result<(), Error>,
     ) -> Result<(), Error> {
         contain_damage(|| {
             let _writer = self.writer.lock();
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(self.durability)
-                .map_err(|e| Error::storage("setting durability", e))?;
-            let mut tx = WriteTx {
-                txn,
-                now: Timestamp::now(),
-                changes: Changes::default(),
-            };
+            let mut tx = self.begin_tx(false)?;
             f(&mut tx)?;
             tx.txn.commit().map_err(|e| Error::storage("committing", e))
         })
+    }
+
+    /// The one commit path of every change of the store's records (admin operations, their
+    /// audit entries, the policy set), called with the writer lock held: runs `f` in one
+    /// write transaction and commits it, all or nothing, returning what it changed for the
+    /// snapshot. A replicated store commits it to the fleet's log first (see
+    /// `replica::commit`).
+    pub(crate) fn commit<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTx) -> Result<T, Error>,
+    ) -> Result<(T, Changes), Error> {
+        #[cfg(feature = "fleet")]
+        if let Some(log) = self.log.get() {
+            return replica::commit(self, log.as_ref(), f);
+        }
+        let mut tx = self.begin_tx(false)?;
+        let v = f(&mut tx)?;
+        let WriteTx { txn, changes, .. } = tx;
+        txn.commit().map_err(|e| Error::storage("committing", e))?;
+        Ok((v, changes))
+    }
+
+    /// Publishes a commit's changes to the gateway snapshot. Called with the writer lock
+    /// held, so snapshots follow commit order. If publication fails the snapshot is rebuilt;
+    /// if that fails too, gateway checks fail closed until a later rebuild succeeds.
+    fn publish(&self, changes: &Changes) {
+        if changes.orgs.is_empty() && changes.keys.is_empty() {
+            return;
+        }
+        let cell = &self.snapshot;
+        let ok = self
+            .db
+            .begin_read()
+            .map_err(|e| Error::storage("starting a read", e))
+            .and_then(|r| feed::publish(cell, &r, changes, Timestamp::now().as_micros()));
+        if ok.is_err() {
+            cell.stale.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Builds the snapshot from the store file.
+    fn rebuild_snapshot(&self) -> Result<(), Error> {
+        let r = self
+            .db
+            .begin_read()
+            .map_err(|e| Error::storage("starting a read", e))?;
+        let update = feed::full(&r, Timestamp::now().as_micros())?;
+        self.snapshot.apply(update)
     }
 }
 
@@ -281,6 +347,8 @@ impl Store {
             policies: ArcSwap::new(policies),
             durability,
             sealer,
+            #[cfg(feature = "fleet")]
+            log: std::sync::OnceLock::new(),
         });
         let gateway =
             crate::gateway::Gateway::new(inner.snapshot.clone(), inner.clone(), spend_sync);
@@ -329,44 +397,11 @@ impl Store {
     ) -> Result<T, Error> {
         let out = contain_damage(|| {
             let _writer = self.inner.writer.lock();
-            let mut txn = self.inner.db.begin_write()?;
-            txn.set_durability(self.inner.durability)
-                .map_err(|e| Error::storage("setting durability", e))?;
-            let mut tx = WriteTx {
-                txn,
-                now: Timestamp::now(),
-                changes: Changes::default(),
-            };
-            match f(&mut tx) {
-                Ok(v) => {
-                    let WriteTx { txn, changes, .. } = tx;
-                    txn.commit().map_err(|e| Error::storage("committing", e))?;
-                    self.publish(&changes);
-                    Ok(v)
-                }
-                Err(e) => Err(e),
-            }
+            let (v, changes) = self.inner.commit(f)?;
+            self.inner.publish(&changes);
+            Ok(v)
         });
         self.audit_if_denied(out)
-    }
-
-    /// Publishes a commit's changes to the gateway snapshot. Called with the writer lock
-    /// held, so snapshots follow commit order. If publication fails the snapshot is rebuilt;
-    /// if that fails too, gateway checks fail closed until a later rebuild succeeds.
-    fn publish(&self, changes: &Changes) {
-        if changes.orgs.is_empty() && changes.keys.is_empty() {
-            return;
-        }
-        let cell = &self.inner.snapshot;
-        let ok = self
-            .inner
-            .db
-            .begin_read()
-            .map_err(|e| Error::storage("starting a read", e))
-            .and_then(|r| feed::publish(cell, &r, changes, Timestamp::now().as_micros()));
-        if ok.is_err() {
-            cell.stale.store(true, std::sync::atomic::Ordering::Release);
-        }
     }
 
     /// How many distinct model names the gateway snapshot has interned: those of org and
@@ -434,13 +469,7 @@ impl Store {
 
     /// Builds the snapshot from the store file.
     pub(crate) fn rebuild_snapshot(&self) -> Result<(), Error> {
-        let r = self
-            .inner
-            .db
-            .begin_read()
-            .map_err(|e| Error::storage("starting a read", e))?;
-        let update = feed::full(&r, Timestamp::now().as_micros())?;
-        self.inner.snapshot.apply(update)
+        self.inner.rebuild_snapshot()
     }
 
     fn audit_if_denied<T>(&self, out: Result<T, Error>) -> Result<T, Error> {
@@ -458,7 +487,9 @@ impl Store {
     /// refused CreateOrg) has no log to hold one.
     pub(crate) fn audit_denial(&self, kind: ErrorKind, d: &PermissionDenied, org: &OrgId) {
         // The denial is the answer; a failure to audit it must not hide it.
-        let _ = self.inner.write_unaudited(|tx| {
+        let _ = contain_damage(|| {
+            let _writer = self.inner.writer.lock();
+            self.inner.commit(|tx| {
             if tx.find_org(org)?.is_none() {
                 return Ok(());
             }
@@ -478,6 +509,7 @@ impl Store {
                 summary,
                 AuditOutcome::Denied,
             )
+        }).map(drop)
         });
     }
 
@@ -662,8 +694,7 @@ fn append_entry(
         outcome,
     };
     let bytes = codec::encode(&entry)?;
-    tx.txn
-        .open_table(tables::AUDIT)
+    journal::open(&tx.txn, &tx.journal, tables::AUDIT)
         .map_err(|e| Error::storage("writing the audit log", e))?
         .insert((org.as_str(), seq), bytes.as_slice())
         .map_err(|e| Error::storage("writing the audit log", e))?;

@@ -241,7 +241,7 @@ impl StoreBuilder {
 
 /// The compiled-in policy set, compiled once per process: it is immutable and the same for
 /// every store, and compiling and validating it costs far more than opening a store.
-fn default_policies() -> Result<Policies, Error> {
+pub(crate) fn default_policies() -> Result<Policies, Error> {
     static DEFAULT: std::sync::OnceLock<Policies> = std::sync::OnceLock::new();
     if let Some(p) = DEFAULT.get() {
         return Ok(p.clone());
