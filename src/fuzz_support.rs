@@ -549,3 +549,20 @@ pub fn check_store_file(path: &std::path::Path) -> Result<FileSummary, Failure> 
     }
     Ok(s)
 }
+
+// ---------------------------------------------------------------------------------------
+// Fleet replicas (convergence tests).
+
+/// Every replicated record of `store` as `(table, key bytes, value bytes)`, table by table
+/// in key order: two replicas that converged return the same list.
+#[cfg(feature = "fleet")]
+pub fn replicated_records(
+    store: &crate::Store,
+) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, crate::Error> {
+    Ok(store
+        .inner()
+        .replicated_rows()?
+        .into_iter()
+        .map(|e| (e.table, e.key, e.value.unwrap_or_default()))
+        .collect())
+}

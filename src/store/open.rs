@@ -133,6 +133,14 @@ impl StoreBuilder {
         self
     }
 
+    /// This builder without its policy directories, and those: a replica opens its file
+    /// first and applies or watches them once it writes through the fleet.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn take_policy_dirs(mut self) -> (Self, Option<PathBuf>, Option<PathBuf>) {
+        let (p, w) = (self.policy_dir.take(), self.watch_dir.take());
+        (self, p, w)
+    }
+
     /// Opens (or creates, with mode 0600) the store file at `path`. Provider secrets in
     /// configs are encrypted under the key in `<path>.key`, created (mode 0600) if absent:
     /// back it up with the store file. With [`StoreBuilder::read_only`] or

@@ -44,6 +44,9 @@ pub(crate) trait Log: Send + Sync {
 
     /// The last store handle was dropped: stop the background work.
     fn close(&self);
+
+    /// The implementation, for the fleet's own queries.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// [`Inner::commit`] of a replica: the log first, then the redb transaction.
@@ -103,6 +106,16 @@ impl Store {
     /// The inner store, for the fleet's own work on it.
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    /// Watches `dir` as [`super::StoreBuilder::watch_policies`] does.
+    pub(crate) fn watch_policies(&self, dir: std::path::PathBuf) {
+        super::watch::spawn(&self.inner, dir);
+    }
+
+    /// The fleet's log, when this store is a replica.
+    pub(crate) fn log(&self) -> Option<&Arc<dyn Log>> {
+        self.inner.log.get()
     }
 }
 

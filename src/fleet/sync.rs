@@ -1,0 +1,170 @@
+//! Bringing a replica up to the log's head: the entries it lacks, in order, or, when it is
+//! older than the log's retention (or new), a consistent copy of the whole state.
+
+use std::io::Read;
+
+use postgres::GenericClient;
+
+use super::engine::Engine;
+use crate::error::Error;
+use crate::store::Inner;
+use crate::store::journal::Entry;
+
+/// How many log entries one replica transaction applies at most.
+const BATCH: i64 = 512;
+
+/// The log's head and the position up to which its entries were trimmed.
+pub(crate) fn head(c: &mut impl GenericClient, engine: &Engine) -> Result<(u64, u64), Error> {
+    let row = c
+        .query_one(
+            "SELECT position, trimmed_to FROM orgstore_head WHERE id = 1",
+            &[],
+        )
+        .map_err(|e| engine.unavailable("reading the log's head", e))?;
+    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+}
+
+/// Brings `inner` up to `head` through `c`, whose view must hold the log up to `head`
+/// (the tailer's plain reads, or a writer's transaction that holds the head row). Called
+/// with the writer lock held. Returns the applied position.
+pub(crate) fn catch_up(
+    c: &mut impl GenericClient,
+    engine: &Engine,
+    inner: &Inner,
+    fleet_id: u64,
+    (head, trimmed_to): (u64, u64),
+) -> Result<u64, Error> {
+    let (_, mut applied) = inner.fleet_position()?;
+    if applied >= head {
+        return Ok(applied);
+    }
+    if applied < trimmed_to {
+        copy_state(c, engine, inner, fleet_id, head)?;
+        return Ok(head);
+    }
+    while applied < head {
+        let rows = c
+            .query(
+                "SELECT position, entry FROM orgstore_log WHERE position > $1 \
+                 ORDER BY position LIMIT $2",
+                &[&(applied as i64), &BATCH],
+            )
+            .map_err(|e| engine.unavailable("reading the log", e))?;
+        if rows.is_empty() {
+            // Trimmed meanwhile: the next round bootstraps.
+            break;
+        }
+        let batch: Vec<(u64, Vec<u8>)> = rows
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)))
+            .collect();
+        applied = inner.apply_log(&batch)?;
+    }
+    Ok(applied)
+}
+
+/// Replaces the replica's records with the fleet's state at `head` (the rows of
+/// `orgstore_state`, read through `c` by one binary COPY). `c` must see exactly the state at
+/// `head`: a REPEATABLE READ transaction that read `head`, or one that holds the head row.
+pub(crate) fn copy_state(
+    c: &mut impl GenericClient,
+    engine: &Engine,
+    inner: &Inner,
+    fleet_id: u64,
+    head: u64,
+) -> Result<(), Error> {
+    let reader = c
+        .copy_out("COPY (SELECT tbl, k, v FROM orgstore_state ORDER BY tbl, k) TO STDOUT (FORMAT binary)")
+        .map_err(|e| engine.unavailable("copying the fleet's state", e))?;
+    let mut rows = CopyRows::new(std::io::BufReader::with_capacity(1 << 20, reader));
+    inner.bootstrap(fleet_id, head, &mut rows)?;
+    match rows.failed.take() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The rows of a binary COPY of `(tbl text, k bytea, v bytea)`.
+struct CopyRows<R> {
+    r: R,
+    started: bool,
+    done: bool,
+    failed: Option<Error>,
+}
+
+impl<R: Read> CopyRows<R> {
+    fn new(r: R) -> Self {
+        Self {
+            r,
+            started: false,
+            done: false,
+            failed: None,
+        }
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<Vec<u8>, Error> {
+        let mut b = vec![0; n];
+        self.r
+            .read_exact(&mut b)
+            .map_err(|e| Error::storage("copying the fleet's state", e))?;
+        Ok(b)
+    }
+
+    fn field(&mut self) -> Result<Vec<u8>, Error> {
+        let len = self.bytes(4)?;
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        if len < 0 {
+            return Err(Error::corrupt("fleet state", "a row holds a null"));
+        }
+        self.bytes(len as usize)
+    }
+
+    fn row(&mut self) -> Result<Option<Entry>, Error> {
+        if !self.started {
+            // Signature (11 bytes), flags (4), header extension length (4) and extension.
+            let head = self.bytes(19)?;
+            if &head[..11] != b"PGCOPY\n\xff\r\n\0" {
+                return Err(Error::corrupt("fleet state", "not a binary COPY"));
+            }
+            let ext = u32::from_be_bytes([head[15], head[16], head[17], head[18]]);
+            self.bytes(ext as usize)?;
+            self.started = true;
+        }
+        let n = self.bytes(2)?;
+        match i16::from_be_bytes([n[0], n[1]]) {
+            -1 => Ok(None),
+            3 => {
+                let table = String::from_utf8(self.field()?)
+                    .map_err(|e| Error::corrupt("fleet state", e))?;
+                let key = self.field()?;
+                let value = self.field()?;
+                Ok(Some(Entry {
+                    table,
+                    key,
+                    value: Some(value),
+                }))
+            }
+            _ => Err(Error::corrupt("fleet state", "a row has the wrong shape")),
+        }
+    }
+}
+
+impl<R: Read> Iterator for CopyRows<R> {
+    type Item = Result<Entry, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.row() {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
