@@ -10,6 +10,8 @@ mod bench;
 mod check;
 mod config;
 mod demo;
+#[cfg(feature = "fleet")]
+mod fleet;
 mod key;
 mod member;
 mod org;
@@ -74,6 +76,20 @@ struct Cli {
     /// with the bearer token in ORGSTORE_TOKEN, instead of on a file.
     #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     remote: Option<String>,
+    /// Act on the fleet whose truth is the PostgreSQL database at URL
+    /// (postgres://USER:PASSWORD@HOST:PORT/DB): every change is committed fleet-wide, and
+    /// --db names this process's local replica (created and filled from the fleet if
+    /// absent, caught up before the command runs).
+    #[cfg(feature = "fleet")]
+    #[arg(
+        long,
+        global = true,
+        env = "ORGSTORE_FLEET",
+        value_name = "URL",
+        hide_env_values = true,
+        help_heading = GLOBAL
+    )]
+    fleet: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -116,6 +132,11 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Replicas sharing one truth on PostgreSQL (needs --fleet URL): create the fleet,
+    /// show its replicas, run a replica.
+    #[cfg(feature = "fleet")]
+    #[command(subcommand)]
+    Fleet(fleet::FleetCmd),
 }
 
 /// A failed command: the one line printed after `error: ` and the exit code.
@@ -281,6 +302,9 @@ pub(crate) struct Ctx {
     remote: OnceCell<Option<remote::Remote>>,
     /// `--remote URL`: every command goes to that server or fails; no file is opened.
     remote_url: Option<String>,
+    /// `--fleet URL`: the store at `db` is a replica of that fleet.
+    #[cfg(feature = "fleet")]
+    pub(crate) fleet: Option<String>,
 }
 
 impl Ctx {
@@ -340,7 +364,7 @@ impl Ctx {
             return Ok(s);
         }
         self.local_only()?;
-        let opened = builder.open(&self.db)?;
+        let opened = self.open_with(builder)?;
         Ok(self.store.get_or_init(|| opened))
     }
 
@@ -352,6 +376,12 @@ impl Ctx {
             return Ok(s);
         }
         self.local_only()?;
+        #[cfg(feature = "fleet")]
+        if self.fleet.is_some() {
+            // A replica is created and filled from the fleet when absent.
+            let opened = self.open_with(self.builder())?;
+            return Ok(self.store.get_or_init(|| opened));
+        }
         let builder = self.builder().must_exist();
         let opened = if writable(&self.db) {
             builder.open(&self.db)?
@@ -359,6 +389,17 @@ impl Ctx {
             builder.read_only().open(&self.db)?
         };
         Ok(self.store.get_or_init(|| opened))
+    }
+}
+
+impl Ctx {
+    /// Opens `--db` with `builder`: as a replica of `--fleet` when given.
+    fn open_with(&self, builder: StoreBuilder) -> Result<Store, CliError> {
+        #[cfg(feature = "fleet")]
+        if let Some(url) = &self.fleet {
+            return Ok(builder.fleet(url).open(&self.db)?);
+        }
+        Ok(builder.open(&self.db)?)
     }
 }
 
@@ -420,6 +461,8 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         store: OnceCell::new(),
         remote: remote.map_or_else(OnceCell::new, OnceCell::from),
         remote_url: cli.remote,
+        #[cfg(feature = "fleet")]
+        fleet: cli.fleet,
     };
     match cli.command {
         Command::Org(cmd) => org::run(&ctx, cmd, out),
@@ -436,6 +479,8 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Command::Serve(args) => serve::run(&ctx, args, out),
         #[cfg(feature = "server")]
         Command::Token(cmd) => token::run(&ctx, cmd, out),
+        #[cfg(feature = "fleet")]
+        Command::Fleet(cmd) => fleet::run(&ctx, cmd, out),
     }
 }
 

@@ -268,7 +268,12 @@ impl FleetBuilder {
                     ),
                 ));
             }
-            _ => {}
+            None => {
+                // A fresh file: this fleet's replica from now on, at position 0.
+                let _writer = inner.lock_writer();
+                inner.mark_replica(fleet.id, 0)?;
+            }
+            Some(_) => {}
         }
         if fleet.key.is_none() {
             status::claim_key(&mut c, &engine, &inner.key_fingerprint())?;

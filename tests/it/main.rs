@@ -12,6 +12,8 @@ mod config;
 mod crash;
 #[cfg(feature = "fleet")]
 mod fleet;
+#[cfg(feature = "fleet")]
+mod fleet_cli;
 mod fuzz_corpus;
 mod gateway;
 mod gateway_equivalence;
