@@ -14,6 +14,10 @@ mod crash;
 mod fleet;
 #[cfg(feature = "fleet")]
 mod fleet_cli;
+#[cfg(feature = "fleet")]
+mod fleet_failures;
+#[cfg(feature = "fleet")]
+mod fleet_races;
 mod fuzz_corpus;
 mod gateway;
 mod gateway_equivalence;
