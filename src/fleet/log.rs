@@ -71,19 +71,13 @@ impl PgLog {
         let engine = &self.engine;
         let un = |doing: &'static str| move |e| engine.unavailable(doing, e);
         let mut t = client.transaction().map_err(un("starting a write"))?;
-        let row = t
-            .query_one(
-                "SELECT position, trimmed_to FROM orgstore_head WHERE id = 1 FOR UPDATE",
-                &[],
-            )
+        t.query_one("SELECT position FROM orgstore_head WHERE id = 1 FOR UPDATE", &[])
             .map_err(un("locking the log's head"))?;
-        let head = row.get::<_, i64>(0) as u64;
-        let trimmed_to = row.get::<_, i64>(1) as u64;
         // The replica now equals the head: the operation decides on what it commits on.
-        if let Err(e) = sync::catch_up(&mut t, engine, inner, self.fleet_id, (head, trimmed_to))
-        {
-            return Ok(Err(e));
-        }
+        let head = match sync::catch_up(&mut t, engine, inner, self.fleet_id) {
+            Ok((head, _)) => head,
+            Err(e) => return Ok(Err(e)),
+        };
         let position = head + 1;
         let entries = match stage(position) {
             Ok(e) => e,

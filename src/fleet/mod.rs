@@ -186,7 +186,7 @@ impl FleetBuilder {
         let fleet = read_fleet(&mut c, &engine)?;
         let store = self.store.clone().must_exist().open(path.as_ref())?;
         let inner = store.inner();
-        if inner.fleet_position()?.0.is_some() {
+        if inner.applied()?.fleet.is_some() {
             return Err(Error::conflict(
                 "from",
                 format!(
@@ -248,7 +248,7 @@ impl FleetBuilder {
         let (builder, policy_dir, watch_dir) = self.store.clone().take_policy_dirs();
         let store = builder.open(path)?;
         let inner = store.inner();
-        match inner.fleet_position()?.0 {
+        match inner.applied()?.fleet {
             Some(id) if id != fleet.id => {
                 return Err(Error::conflict(
                     "db",
@@ -284,11 +284,10 @@ impl FleetBuilder {
         let health = Arc::new(Health::default());
         let applied = {
             let _writer = inner.lock_writer();
-            let head = sync::head(&mut c, &engine)?;
-            let applied = sync::catch_up(&mut c, &engine, inner, fleet.id, head)?;
+            let (head, applied) = sync::catch_up(&mut c, &engine, inner, fleet.id)?;
             health
                 .head
-                .store(head.0 as i64, std::sync::atomic::Ordering::Release);
+                .store(head as i64, std::sync::atomic::Ordering::Release);
             applied
         };
         health.confirmed_at.store(
@@ -359,7 +358,7 @@ impl Store {
     /// # Ok::<(), orgstore::Error>(())
     /// ```
     pub fn fleet_position(&self) -> Result<u64, Error> {
-        Ok(self.inner().fleet_position()?.1)
+        Ok(self.inner().applied()?.position)
     }
 }
 

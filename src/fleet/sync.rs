@@ -24,24 +24,44 @@ pub(crate) fn head(c: &mut impl GenericClient, engine: &Engine) -> Result<(u64, 
     Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
 }
 
-/// Brings `inner` up to `head` through `c`, whose view must hold the log up to `head`
-/// (the tailer's plain reads, or a writer's transaction that holds the head row). Called
-/// with the writer lock held. Returns the applied position.
+/// The SQL form of `replica::entry_hash` of the entry at position `$1` (NULL when absent).
+const HASH_AT: &str = "(SELECT substring(sha256(entry) from 1 for 8) FROM orgstore_log WHERE position = $1)";
+
+fn hash_of(b: Option<Vec<u8>>) -> Option<u64> {
+    let b = b?;
+    let a: [u8; 8] = b.as_slice().try_into().ok()?;
+    Some(u64::from_be_bytes(a))
+}
+
+/// Brings `inner` up to the log's head through `c`, whose view must hold the log up to its
+/// head (the tailer's plain reads, or a writer's transaction that holds the head row).
+/// Copies the whole state instead when the replica is new, older than the log's retention,
+/// or no longer matches the log (it is ahead of the head, or the entry at its position is
+/// not the one it applied: an engine that lost acknowledged commits). Called with the
+/// writer lock held. Returns the head and the applied position.
 pub(crate) fn catch_up(
     c: &mut impl GenericClient,
     engine: &Engine,
     inner: &Inner,
     fleet_id: u64,
-    (head, trimmed_to): (u64, u64),
-) -> Result<u64, Error> {
-    let (_, mut applied) = inner.fleet_position()?;
-    if applied >= head {
-        return Ok(applied);
-    }
-    if applied < trimmed_to {
+) -> Result<(u64, u64), Error> {
+    let at = inner.applied()?;
+    let row = c
+        .query_one(
+            &format!("SELECT position, trimmed_to, {HASH_AT} FROM orgstore_head WHERE id = 1"),
+            &[&(at.position as i64)],
+        )
+        .map_err(|e| engine.unavailable("reading the log's head", e))?;
+    let head = row.get::<_, i64>(0) as u64;
+    let trimmed_to = row.get::<_, i64>(1) as u64;
+    let logged = hash_of(row.get(2));
+    let diverged = at.position > head
+        || (at.position > trimmed_to && at.hash.is_some() && logged != at.hash);
+    if at.position < trimmed_to || diverged {
         copy_state(c, engine, inner, fleet_id, head)?;
-        return Ok(head);
+        return Ok((head, head));
     }
+    let mut applied = at.position;
     while applied < head {
         let rows = c
             .query(
@@ -51,7 +71,7 @@ pub(crate) fn catch_up(
             )
             .map_err(|e| engine.unavailable("reading the log", e))?;
         if rows.is_empty() {
-            // Trimmed meanwhile: the next round bootstraps.
+            // Trimmed meanwhile: the next round copies the state.
             break;
         }
         let batch: Vec<(u64, Vec<u8>)> = rows
@@ -60,7 +80,7 @@ pub(crate) fn catch_up(
             .collect();
         applied = inner.apply_log(&batch)?;
     }
-    Ok(applied)
+    Ok((head, applied))
 }
 
 /// Replaces the replica's records with the fleet's state at `head` (the rows of
@@ -73,11 +93,15 @@ pub(crate) fn copy_state(
     fleet_id: u64,
     head: u64,
 ) -> Result<(), Error> {
+    let hash: Option<Vec<u8>> = c
+        .query_one(&format!("SELECT {HASH_AT}"), &[&(head as i64)])
+        .map_err(|e| engine.unavailable("copying the fleet's state", e))?
+        .get(0);
     let reader = c
         .copy_out("COPY (SELECT tbl, k, v FROM orgstore_state ORDER BY tbl, k) TO STDOUT (FORMAT binary)")
         .map_err(|e| engine.unavailable("copying the fleet's state", e))?;
     let mut rows = CopyRows::new(std::io::BufReader::with_capacity(1 << 20, reader));
-    inner.bootstrap(fleet_id, head, &mut rows)?;
+    inner.bootstrap(fleet_id, head, hash_of(hash), &mut rows)?;
     match rows.failed.take() {
         Some(e) => Err(e),
         None => Ok(()),

@@ -111,17 +111,16 @@ fn run(replica: &Replica, cfg: &TailConfig, health: &Health, stop: &AtomicBool) 
         };
         let Some(inner) = replica.upgrade() else { break };
         let step = (|| -> Result<u64, Error> {
-            let head = sync::head(c, &cfg.engine)?;
-            let applied = {
+            let (head, applied) = {
                 let _writer = inner.lock_writer();
-                let applied = sync::catch_up(c, &cfg.engine, &inner, cfg.fleet_id, head)?;
-                if health.unavailable.load(Ordering::Acquire) && applied >= head.0 {
+                let (head, applied) = sync::catch_up(c, &cfg.engine, &inner, cfg.fleet_id)?;
+                if health.unavailable.load(Ordering::Acquire) && applied >= head {
                     inner.refresh_snapshot()?;
                     health.unavailable.store(false, Ordering::Release);
                 }
-                applied
+                (head, applied)
             };
-            health.head.store(head.0 as i64, Ordering::Release);
+            health.head.store(head as i64, Ordering::Release);
             health.confirmed_at.store(now_micros(), Ordering::Release);
             Ok(applied)
         })();

@@ -26,6 +26,29 @@ use crate::model::{KeyId, OrgId};
 const FLEET_ID: &str = "fleet_id";
 /// `meta` entry: the position of the last log entry applied to this file (local).
 const FLEET_POSITION: &str = "fleet_position";
+/// `meta` entry: [`entry_hash`] of that entry, when known (local): a replica compares it
+/// with the log's entry at its position, and copies the whole state again when they
+/// differ (an engine that lost acknowledged commits and reused their positions).
+const FLEET_HASH: &str = "fleet_entry_hash";
+
+/// The first 8 bytes (big-endian) of the SHA-256 of a log entry's bytes: what the engine
+/// computes as `substring(sha256(entry) from 1 for 8)`.
+pub(crate) fn entry_hash(bytes: &[u8]) -> u64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// Where a replica is in the fleet's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Applied {
+    /// The fleet this file is a replica of (`None`: not one yet).
+    pub fleet: Option<u64>,
+    /// The position of the last applied entry.
+    pub position: u64,
+    /// [`entry_hash`] of that entry, when known.
+    pub hash: Option<u64>,
+}
 
 /// The fleet's change log, as a replicated store uses it.
 pub(crate) trait Log: Send + Sync {
@@ -66,6 +89,8 @@ pub(crate) fn commit<T>(
         let entries = tx.journal.take();
         if !entries.is_empty() {
             set_meta(&tx.txn, FLEET_POSITION, position)?;
+            let hash = entry_hash(&super::journal::encode(&entries));
+            set_meta(&tx.txn, FLEET_HASH, hash)?;
         }
         staged = Some((tx, v));
         Ok(entries)
@@ -247,13 +272,18 @@ impl Inner {
         self.writer.lock()
     }
 
-    /// The fleet this file is a replica of (`None`: not one yet) and its applied position.
-    pub(crate) fn fleet_position(&self) -> Result<(Option<u64>, u64), Error> {
+    /// Where this file is in the fleet's log.
+    pub(crate) fn applied(&self) -> Result<Applied, Error> {
         let r = self.db.begin_read().map_err(rio)?;
         let t = r.open_table(META).map_err(rio)?;
-        let id = t.get(FLEET_ID).map_err(rio)?.map(|v| v.value());
-        let pos = t.get(FLEET_POSITION).map_err(rio)?.map_or(0, |v| v.value());
-        Ok((id, pos))
+        let get = |k: &str| -> Result<Option<u64>, Error> {
+            Ok(t.get(k).map_err(rio)?.map(|v| v.value()))
+        };
+        Ok(Applied {
+            fleet: get(FLEET_ID)?,
+            position: get(FLEET_POSITION)?.unwrap_or(0),
+            hash: get(FLEET_HASH)?,
+        })
     }
 
     /// Whether the file holds no org (a fresh file, which may become any fleet's replica).
@@ -274,7 +304,8 @@ impl Inner {
     /// with the writer lock held. Returns the applied position.
     pub(crate) fn apply_log(&self, batch: &[(u64, Vec<u8>)]) -> Result<u64, Error> {
         contain_damage(|| {
-            let (_, mut pos) = self.fleet_position()?;
+            let mut pos = self.applied()?.position;
+            let mut hash = None;
             let tx = self.begin_tx(false)?;
             let mut changes = Changes::default();
             let mut policies = false;
@@ -294,12 +325,16 @@ impl Inner {
                     write_rows(&tx.txn, &e.table, &[(&e.key, e.value.as_deref())])?;
                 }
                 pos = *p;
+                hash = Some(entry_hash(bytes));
                 applied += 1;
             }
             if applied == 0 {
                 return Ok(pos);
             }
             set_meta(&tx.txn, FLEET_POSITION, pos)?;
+            if let Some(h) = hash {
+                set_meta(&tx.txn, FLEET_HASH, h)?;
+            }
             tx.txn
                 .commit()
                 .map_err(|e| Error::storage("committing", e))?;
@@ -312,13 +347,14 @@ impl Inner {
     }
 
     /// Replaces every replicated record with `rows` (a consistent copy of the fleet's state
-    /// at `position`) in one transaction, marks the file a replica of `fleet_id` at
-    /// `position`, and reloads the snapshot and the policy set. Called with the writer lock
-    /// held.
+    /// at `position`, whose entry has `hash` when the log still holds it) in one
+    /// transaction, marks the file a replica of `fleet_id` at `position`, and reloads the
+    /// snapshot and the policy set. Called with the writer lock held.
     pub(crate) fn bootstrap(
         &self,
         fleet_id: u64,
         position: u64,
+        hash: Option<u64>,
         rows: &mut dyn Iterator<Item = Result<Entry, Error>>,
     ) -> Result<(), Error> {
         contain_damage(|| {
@@ -347,6 +383,13 @@ impl Inner {
             flush(&mut run)?;
             set_meta(&tx.txn, FLEET_ID, fleet_id)?;
             set_meta(&tx.txn, FLEET_POSITION, position)?;
+            let mut meta = tx.txn.open_table(META).map_err(wio)?;
+            match hash {
+                Some(h) => meta.insert(FLEET_HASH, h).map(drop),
+                None => meta.remove(FLEET_HASH).map(drop),
+            }
+            .map_err(wio)?;
+            drop(meta);
             tx.txn
                 .commit()
                 .map_err(|e| Error::storage("committing", e))?;

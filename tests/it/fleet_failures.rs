@@ -210,3 +210,43 @@ fn engine_restarts_and_crashes_under_writes_and_checks_lose_no_acknowledged_writ
     #[cfg(not(feature = "fuzzing"))]
     let _ = (sorted(first), state_rows(&fleet.url));
 }
+
+#[test]
+fn a_replica_that_applied_commits_the_engine_then_lost_copies_the_state_again() {
+    let Some(pg) = PgCluster::start() else { return };
+    let fleet = Fleet::new(&pg, "lost_commits");
+    let (r0, r1) = (fleet.replica(0), fleet.replica(1));
+    let acme = create_org(&r0, "acme", "ann@acme.io");
+    let kept = r0.keys().create(&OP, &acme, KeySpec::new("kept")).unwrap();
+    let mut c = postgres::Client::connect(&fleet.url, postgres::NoTls).unwrap();
+    // What a standby promoted after a crash holds: the fleet as of now.
+    c.batch_execute(
+        "CREATE TABLE bak_state AS SELECT * FROM orgstore_state;
+         CREATE TABLE bak_log AS SELECT * FROM orgstore_log;
+         CREATE TABLE bak_head AS SELECT * FROM orgstore_head;",
+    )
+    .unwrap();
+    let lost = r0.keys().create(&OP, &acme, KeySpec::new("lost")).unwrap();
+    eventually("replica 1 applied the commit that will be lost", || {
+        check(&r1, lost.key.expose()) == "ok"
+    });
+    drop(r0);
+    c.batch_execute(
+        "TRUNCATE orgstore_state, orgstore_log;
+         INSERT INTO orgstore_state SELECT * FROM bak_state;
+         INSERT INTO orgstore_log SELECT * FROM bak_log;
+         UPDATE orgstore_head SET position = (SELECT position FROM bak_head);",
+    )
+    .unwrap();
+    // Another replica writes at the lost commit's position.
+    let r2 = fleet.replica(2);
+    let other = r2.keys().create(&OP, &acme, KeySpec::new("other")).unwrap();
+    eventually("replica 1 follows the engine's history again", || {
+        check(&r1, lost.key.expose()) == "unknown_key" && check(&r1, other.key.expose()) == "ok"
+    });
+    assert_eq!(check(&r1, kept.key.expose()), "ok");
+    eventually("both replicas at the head", || {
+        r1.fleet_position().unwrap() == r2.fleet_position().unwrap()
+    });
+    same_records("the replicas", &records(&r1), &records(&r2));
+}
