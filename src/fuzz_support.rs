@@ -553,12 +553,14 @@ pub fn check_store_file(path: &std::path::Path) -> Result<FileSummary, Failure> 
 // ---------------------------------------------------------------------------------------
 // Fleet replicas (convergence tests).
 
-/// Every replicated record of `store` as `(table, key bytes, value bytes)`, table by table
-/// in key order: two replicas that converged return the same list.
+/// One replicated record: table name, key bytes, value bytes.
 #[cfg(feature = "fleet")]
-pub fn replicated_records(
-    store: &crate::Store,
-) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, crate::Error> {
+pub type Record = (String, Vec<u8>, Vec<u8>);
+
+/// Every replicated record of `store`, table by table in key order: two replicas that
+/// converged return the same list.
+#[cfg(feature = "fleet")]
+pub fn replicated_records(store: &crate::Store) -> Result<Vec<Record>, crate::Error> {
     Ok(store
         .inner()
         .replicated_rows()?

@@ -4,17 +4,16 @@
 //! key bytes, value bytes or a removal: redb's own byte forms of the typed values).
 //!
 //! A journal is what a replicated store ships to the other replicas, which apply it byte
-//! for byte. Without replication (the default) nothing is written down. Local bookkeeping
+//! for byte. Without replication nothing is written down, and without the `fleet` feature
+//! a journal is an empty type and the wrapper a plain pass-through. Local bookkeeping
 //! (the spend ledger, the store format in `meta`) is written outside it on purpose.
 
 use std::borrow::Borrow;
-use std::cell::RefCell;
 
 use redb::{Key, TableDefinition, TableError, Value};
 
-use crate::error::Error;
-
 /// One raw record write.
+#[cfg(feature = "fleet")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     /// The redb table's name.
@@ -28,19 +27,29 @@ pub(crate) struct Entry {
 /// The record writes of one transaction, in order, when they are kept.
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
+    #[cfg(feature = "fleet")]
     on: bool,
-    entries: RefCell<Vec<Entry>>,
+    #[cfg(feature = "fleet")]
+    entries: std::cell::RefCell<Vec<Entry>>,
 }
 
 impl Journal {
     /// A journal that keeps entries (`on`) or ignores them.
+    #[cfg(feature = "fleet")]
     pub(crate) fn new(on: bool) -> Self {
         Self {
             on,
-            entries: RefCell::new(Vec::new()),
+            entries: std::cell::RefCell::new(Vec::new()),
         }
     }
 
+    /// A journal that ignores entries (there is no replication in this build).
+    #[cfg(not(feature = "fleet"))]
+    pub(crate) fn new(_on: bool) -> Self {
+        Self {}
+    }
+
+    #[cfg(feature = "fleet")]
     fn push(&self, table: &impl redb::TableHandle, key: &[u8], value: Option<&[u8]>) {
         if self.on {
             self.entries.borrow_mut().push(Entry {
@@ -52,6 +61,7 @@ impl Journal {
     }
 
     /// The entries kept so far.
+    #[cfg(feature = "fleet")]
     pub(crate) fn take(&self) -> Vec<Entry> {
         std::mem::take(&mut *self.entries.borrow_mut())
     }
@@ -61,8 +71,12 @@ impl Journal {
 /// (`Deref`); writes only through [`Table::insert`] and [`Table::remove`].
 pub(crate) struct Table<'t, K: Key + 'static, V: Value + 'static> {
     inner: redb::Table<'t, K, V>,
+    #[cfg(feature = "fleet")]
     def: TableDefinition<'static, K, V>,
+    #[cfg(feature = "fleet")]
     journal: &'t Journal,
+    #[cfg(not(feature = "fleet"))]
+    _journal: std::marker::PhantomData<&'t Journal>,
 }
 
 /// Opens `def` in `txn` for writing, every write kept in `journal`.
@@ -71,10 +85,16 @@ pub(crate) fn open<'t, K: Key + 'static, V: Value + 'static>(
     journal: &'t Journal,
     def: TableDefinition<'static, K, V>,
 ) -> Result<Table<'t, K, V>, TableError> {
+    #[cfg(not(feature = "fleet"))]
+    let _ = journal;
     Ok(Table {
         inner: txn.open_table(def)?,
+        #[cfg(feature = "fleet")]
         def,
+        #[cfg(feature = "fleet")]
         journal,
+        #[cfg(not(feature = "fleet"))]
+        _journal: std::marker::PhantomData,
     })
 }
 
@@ -86,6 +106,7 @@ impl<K: Key + 'static, V: Value + 'static> Table<'_, K, V> {
         value: impl Borrow<V::SelfType<'v>>,
     ) -> Result<(), redb::StorageError> {
         let (key, value) = (key.borrow(), value.borrow());
+        #[cfg(feature = "fleet")]
         self.journal.push(
             &self.def,
             K::as_bytes(key).as_ref(),
@@ -100,6 +121,7 @@ impl<K: Key + 'static, V: Value + 'static> Table<'_, K, V> {
         key: impl Borrow<K::SelfType<'k>>,
     ) -> Result<(), redb::StorageError> {
         let key = key.borrow();
+        #[cfg(feature = "fleet")]
         self.journal.push(&self.def, K::as_bytes(key).as_ref(), None);
         self.inner.remove(key).map(drop)
     }
@@ -136,7 +158,8 @@ pub(crate) fn encode(entries: &[Entry]) -> Vec<u8> {
 
 #[cfg(feature = "fleet")]
 /// Reads [`encode`]'s form; damaged bytes are `Corrupt`.
-pub(crate) fn decode(mut b: &[u8]) -> Result<Vec<Entry>, Error> {
+pub(crate) fn decode(mut b: &[u8]) -> Result<Vec<Entry>, crate::error::Error> {
+    use crate::error::Error;
     fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], Error> {
         if b.len() < n {
             return Err(Error::corrupt("journal", "a change log entry is cut short"));

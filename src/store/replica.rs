@@ -290,7 +290,7 @@ impl Inner {
     pub(crate) fn has_no_orgs(&self) -> Result<bool, Error> {
         use redb::ReadableTableMetadata;
         let r = self.db.begin_read().map_err(rio)?;
-        Ok(r.open_table(ORGS).map_err(rio)?.is_empty().map_err(rio)?)
+        r.open_table(ORGS).map_err(rio)?.is_empty().map_err(rio)
     }
 
     /// The fingerprint of the key sealing provider secrets (see `Sealer::fingerprint`).
