@@ -137,3 +137,137 @@ fn replica(ctx: &Ctx) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+/// `orgstore --fleet URL demo`: three replicas in a temporary directory share the fleet; a
+/// key created on the first works on all three, then revoked on the second it is refused on
+/// all three; each replica's answer is timed from the admin call's return.
+pub(crate) fn demo(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
+    use orgstore::{Actor, Email, KeySpec, OrgId};
+    use std::time::{Duration, Instant};
+
+    let Some(url) = ctx.fleet.as_deref() else {
+        return Err(CliError::invalid("--fleet", "the fleet demo needs --fleet URL"));
+    };
+    let fleet = StoreBuilder::new().fleet(url);
+    let status = fleet.init()?;
+    if status.head != 0 {
+        return Err(CliError::invalid(
+            "--fleet",
+            "the fleet demo creates its own fleet: give an empty database",
+        ));
+    }
+    let dir = tempfile_dir()?;
+    let path = |i: usize| dir.join(format!("replica-{i}.redb"));
+    let mut replicas = Vec::new();
+    for i in 1..=3 {
+        if i > 1 {
+            // Every replica holds the fleet's store key (it seals provider secrets).
+            std::fs::copy(key_path(&path(1)), key_path(&path(i)))
+                .map_err(|e| CliError::invalid("demo", format!("cannot copy the key file ({e})")))?;
+        }
+        let store = StoreBuilder::new()
+            .non_durable()
+            .fleet(url)
+            .poll_interval(Duration::from_millis(50))
+            .replica_name(format!("replica-{i}"))
+            .open(path(i))?;
+        replicas.push(store);
+    }
+    let op = Actor::Operator;
+    let acme = OrgId::parse("customer-a")?;
+    replicas[0]
+        .orgs()
+        .create(&op, &acme, "Customer A", &Email::parse("owner@a.example")?)?;
+    let created = replicas[0].keys().create(&op, &acme, KeySpec::new("backend"))?;
+    let ip = IpAddr::from([203, 0, 113, 7]);
+    let answer = |s: &orgstore::Store| match s
+        .gateway()
+        .check(&Request::new(created.key.expose(), "gpt-4o-mini", ip))
+    {
+        Ok(_) => "allowed".to_owned(),
+        Err(d) => d.code().to_owned(),
+    };
+    // Times how long after `since` each replica answers `want`.
+    let timed = |since: Instant, want: &str| -> Vec<(String, Duration)> {
+        replicas
+            .iter()
+            .map(|s| {
+                let deadline = since + Duration::from_secs(10);
+                loop {
+                    let a = answer(s);
+                    if a == want || Instant::now() > deadline {
+                        return (a, since.elapsed());
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+            .collect()
+    };
+    let t0 = Instant::now();
+    let created_seen = timed(t0, "allowed");
+    let t1 = Instant::now();
+    replicas[1].keys().revoke(&op, &created.info.id)?;
+    let revoked_seen = timed(t1, "revoked");
+    if ctx.json {
+        let rows = |v: &[(String, Duration)]| {
+            v.iter()
+                .enumerate()
+                .map(|(i, (a, d))| {
+                    json!({"replica": format!("replica-{}", i + 1), "answer": a,
+                           "after_ms": d.as_secs_f64() * 1000.0})
+                })
+                .collect::<Vec<_>>()
+        };
+        return out.json(&json!({
+            "created_on": "replica-1",
+            "created": rows(&created_seen),
+            "revoked_on": "replica-2",
+            "revoked": rows(&revoked_seen),
+        }));
+    }
+    out.line("Three gateway replicas share one fleet on PostgreSQL; checks never leave the process.");
+    for (title, rows) in [
+        ("Key created on replica-1, then checked on every replica:", &created_seen),
+        ("Key revoked on replica-2, then checked on every replica:", &revoked_seen),
+    ] {
+        out.line("");
+        out.line(title);
+        let mut t = Table::new(&["REPLICA", "ANSWER", "AFTER"]);
+        for (i, (a, d)) in rows.iter().enumerate() {
+            t.row(vec![
+                format!("replica-{}", i + 1),
+                a.clone(),
+                format!("{:.2} ms", d.as_secs_f64() * 1000.0),
+            ]);
+        }
+        out.table(&t);
+    }
+    drop(replicas);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn key_path(db: &std::path::Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".key");
+    PathBuf::from(s)
+}
+
+/// A fresh private directory under the system's temporary directory.
+fn tempfile_dir() -> Result<PathBuf, CliError> {
+    let dir = std::env::temp_dir().join(format!(
+        "orgstore-fleet-demo-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir(&dir).map_err(|e| {
+        CliError::invalid("demo", format!("cannot create {} ({e})", dir.display()))
+    })?;
+    Ok(dir)
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64)
+}

@@ -120,6 +120,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Build a temporary store with both multi-tenancy patterns, show what each key
     /// may do and try each one through the gateway (models, addresses, rate limit, budget).
+    /// With --fleet URL (an empty database): three replicas share one truth; a key revoked
+    /// on one is refused on all three, with the measured propagation latency.
     Demo,
     /// Validate policy files, explain an admin decision, export an org's Cedar entities.
     #[command(subcommand)]
@@ -473,6 +475,8 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Command::Check(args) => check::run(&ctx, args, out),
         Command::Usage(args) => usage::run(&ctx, args, out),
         Command::Bench(args) => bench::run(&ctx, args, out),
+        #[cfg(feature = "fleet")]
+        Command::Demo if ctx.fleet.is_some() => fleet::demo(&ctx, out),
         Command::Demo => demo::run(&ctx, out),
         Command::Policy(cmd) => policy::run(&ctx, cmd, out),
         #[cfg(feature = "server")]

@@ -256,3 +256,23 @@ fn open_replica(url: &str, path: &Path) -> Store {
         .open(path)
         .unwrap()
 }
+
+#[test]
+fn the_fleet_demo_shows_a_revocation_refused_on_all_three_replicas() {
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.database("demo");
+    let out = orgstore(&["--fleet", &url, "--json", "demo"]).run().ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for (step, answer) in [("created", "allowed"), ("revoked", "revoked")] {
+        let rows = v[step].as_array().unwrap();
+        assert_eq!(rows.len(), 3, "{v}");
+        for r in rows {
+            assert_eq!(r["answer"], answer, "{v}");
+        }
+    }
+    // It refuses a database that already holds a fleet with records.
+    let err = orgstore(&["--fleet", &url, "demo"]).run().fail(1);
+    assert!(err.contains("empty database"), "{err}");
+    let text = orgstore(&["--fleet", &pg.database("demo_text"), "demo"]).run().ok();
+    assert!(text.contains("replica-3"), "{text}");
+}
