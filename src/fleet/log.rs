@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::engine::{CHANNEL, Engine};
+use super::engine::Engine;
 use super::sync;
 use super::tail::Tailer;
 use crate::error::Error;
@@ -37,7 +37,8 @@ pub(crate) struct PgLog {
 
 #[derive(Default)]
 struct Conn {
-    client: Option<postgres::Client>,
+    /// The connection and its prepared statements.
+    client: Option<(postgres::Client, sync::Prepared)>,
     failed_at: Option<Instant>,
 }
 
@@ -47,7 +48,7 @@ impl PgLog {
         fleet_id: u64,
         name: String,
         retention: u64,
-        client: Option<postgres::Client>,
+        client: Option<(postgres::Client, sync::Prepared)>,
     ) -> Arc<Self> {
         Arc::new(Self {
             engine,
@@ -65,16 +66,16 @@ impl PgLog {
     fn append_on(
         &self,
         client: &mut postgres::Client,
+        q: &sync::Prepared,
         inner: &Inner,
         stage: &mut dyn FnMut(u64) -> Result<Vec<Entry>, Error>,
     ) -> Result<Result<(), Error>, Error> {
         let engine = &self.engine;
         let un = |doing: &'static str| move |e| engine.unavailable(doing, e);
         let mut t = client.transaction().map_err(un("starting a write"))?;
-        t.query_one("SELECT position FROM orgstore_head WHERE id = 1 FOR UPDATE", &[])
-            .map_err(un("locking the log's head"))?;
-        // The replica now equals the head: the operation decides on what it commits on.
-        let head = match sync::catch_up(&mut t, engine, inner, self.fleet_id) {
+        // Locks the head; the replica then equals it: the operation decides on what it
+        // commits on.
+        let head = match sync::catch_up(&mut t, q, true, engine, inner, self.fleet_id) {
             Ok((head, _)) => head,
             Err(e) => return Ok(Err(e)),
         };
@@ -88,14 +89,23 @@ impl PgLog {
             return Ok(Ok(()));
         }
         let p = position as i64;
-        t.execute(
-            "INSERT INTO orgstore_log (position, replica, entry) VALUES ($1, $2, $3)",
-            &[&p, &self.name, &journal::encode(&entries)],
+        let s = StateRows::of(&entries);
+        // The log row, the state, the head and the wake-up (delivered at commit; replicas
+        // poll anyway) in one statement.
+        t.query(
+            &q.append,
+            &[
+                &p,
+                &self.name,
+                &journal::encode(&entries),
+                &s.upsert_tables,
+                &s.upsert_keys,
+                &s.upsert_values,
+                &s.delete_tables,
+                &s.delete_keys,
+            ],
         )
         .map_err(un("appending to the log"))?;
-        write_state(&mut t, &entries).map_err(un("writing the fleet's state"))?;
-        t.execute("UPDATE orgstore_head SET position = $1 WHERE id = 1", &[&p])
-            .map_err(un("moving the log's head"))?;
         if position.is_multiple_of(TRIM_EVERY) && position > self.retention {
             let keep_from = (position - self.retention) as i64;
             t.execute("DELETE FROM orgstore_log WHERE position <= $1", &[&keep_from])
@@ -106,55 +116,49 @@ impl PgLog {
             )
             .map_err(un("trimming the log"))?;
         }
-        // A wake-up only, delivered at commit; replicas poll anyway.
-        t.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &position.to_string()])
-            .map_err(un("notifying the replicas"))?;
         t.commit().map_err(un("committing"))?;
         Ok(Ok(()))
     }
 }
 
-/// Upserts and deletes the rows of `entries` in `orgstore_state`, the last write of each
-/// record winning, in two statements.
-fn write_state(
-    t: &mut postgres::Transaction<'_>,
-    entries: &[Entry],
-) -> Result<(), postgres::Error> {
-    let mut last: HashMap<(&str, &[u8]), Option<&[u8]>> = HashMap::with_capacity(entries.len());
-    for e in entries {
-        last.insert((e.table.as_str(), e.key.as_slice()), e.value.as_deref());
-    }
-    let (mut ut, mut uk, mut uv) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut dt, mut dk) = (Vec::new(), Vec::new());
-    for ((table, key), value) in last {
-        match value {
-            Some(v) => {
-                ut.push(table);
-                uk.push(key);
-                uv.push(v);
-            }
-            None => {
-                dt.push(table);
-                dk.push(key);
+/// The rows of `orgstore_state` one entry changes, the last write of each record winning.
+struct StateRows<'a> {
+    upsert_tables: Vec<&'a str>,
+    upsert_keys: Vec<&'a [u8]>,
+    upsert_values: Vec<&'a [u8]>,
+    delete_tables: Vec<&'a str>,
+    delete_keys: Vec<&'a [u8]>,
+}
+
+impl<'a> StateRows<'a> {
+    fn of(entries: &'a [Entry]) -> Self {
+        let mut last: HashMap<(&str, &[u8]), Option<&[u8]>> =
+            HashMap::with_capacity(entries.len());
+        for e in entries {
+            last.insert((e.table.as_str(), e.key.as_slice()), e.value.as_deref());
+        }
+        let mut s = Self {
+            upsert_tables: Vec::new(),
+            upsert_keys: Vec::new(),
+            upsert_values: Vec::new(),
+            delete_tables: Vec::new(),
+            delete_keys: Vec::new(),
+        };
+        for ((table, key), value) in last {
+            match value {
+                Some(v) => {
+                    s.upsert_tables.push(table);
+                    s.upsert_keys.push(key);
+                    s.upsert_values.push(v);
+                }
+                None => {
+                    s.delete_tables.push(table);
+                    s.delete_keys.push(key);
+                }
             }
         }
+        s
     }
-    if !ut.is_empty() {
-        t.execute(
-            "INSERT INTO orgstore_state (tbl, k, v) \
-             SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[]) \
-             ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v",
-            &[&ut, &uk, &uv],
-        )?;
-    }
-    if !dt.is_empty() {
-        t.execute(
-            "DELETE FROM orgstore_state s USING unnest($1::text[], $2::bytea[]) AS d(tbl, k) \
-             WHERE s.tbl = d.tbl AND s.k = d.k",
-            &[&dt, &dk],
-        )?;
-    }
-    Ok(())
 }
 
 impl Log for PgLog {
@@ -164,12 +168,16 @@ impl Log for PgLog {
         stage: &mut dyn FnMut(u64) -> Result<Vec<Entry>, Error>,
     ) -> Result<(), Error> {
         let mut conn = self.conn.lock();
-        if conn.client.as_ref().is_none_or(postgres::Client::is_closed) {
+        if conn.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             conn.client = None;
             if conn.failed_at.is_some_and(|t| t.elapsed() < RETRY_AFTER) {
                 return Err(self.engine.unavailable_now());
             }
-            match self.engine.connect() {
+            let connected = self.engine.connect().and_then(|mut c| {
+                let q = sync::Prepared::new(&mut c, &self.engine)?;
+                Ok((c, q))
+            });
+            match connected {
                 Ok(c) => conn.client = Some(c),
                 Err(e) => {
                     conn.failed_at = Some(Instant::now());
@@ -177,10 +185,10 @@ impl Log for PgLog {
                 }
             }
         }
-        let Some(client) = conn.client.as_mut() else {
+        let Some((client, q)) = conn.client.as_mut() else {
             return Err(self.engine.unavailable_now());
         };
-        match self.append_on(client, inner, stage) {
+        match self.append_on(client, q, inner, stage) {
             Ok(out) => out,
             Err(engine_error) => {
                 // The connection may be broken: the next write opens a new one.

@@ -282,9 +282,11 @@ impl FleetBuilder {
             }
         }
         let health = Arc::new(Health::default());
+        let prepared = sync::Prepared::new(&mut c, &engine)?;
         let applied = {
             let _writer = inner.lock_writer();
-            let (head, applied) = sync::catch_up(&mut c, &engine, inner, fleet.id)?;
+            let (head, applied) =
+                sync::catch_up(&mut c, &prepared, false, &engine, inner, fleet.id)?;
             health
                 .head
                 .store(head as i64, std::sync::atomic::Ordering::Release);
@@ -301,7 +303,7 @@ impl FleetBuilder {
             fleet.id,
             name.clone(),
             self.retention,
-            Some(c),
+            Some((c, prepared)),
         );
         store.attach_log(log.clone())?;
         let tailer = Tailer::start(

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use postgres::GenericClient;
+use postgres::{GenericClient, Statement};
 
 use super::engine::Engine;
 use crate::error::Error;
@@ -27,6 +27,53 @@ pub(crate) fn head(c: &mut impl GenericClient, engine: &Engine) -> Result<(u64, 
 /// The SQL form of `replica::entry_hash` of the entry at position `$1` (NULL when absent).
 const HASH_AT: &str = "(SELECT substring(sha256(entry) from 1 for 8) FROM orgstore_log WHERE position = $1)";
 
+/// The statements a replica runs on every write or poll, prepared once per connection (a
+/// statement given as text costs a round trip more each time).
+pub(crate) struct Prepared {
+    /// `$1`: the replica's position -> head, trimmed position, hash of the entry at `$1`.
+    head: Statement,
+    /// The same, locking the head row (a writer).
+    head_locked: Statement,
+    /// `$1`: after this position, `$2`: at most this many -> (position, entry).
+    fetch: Statement,
+    /// Appends one entry: the log row, the state's upserts and deletions, the head, the
+    /// wake-up, in one statement.
+    pub(crate) append: Statement,
+}
+
+impl Prepared {
+    /// Prepares the statements on `c`.
+    pub(crate) fn new(c: &mut postgres::Client, engine: &Engine) -> Result<Self, Error> {
+        let un = |e| engine.unavailable("preparing the fleet's statements", e);
+        let head = format!("SELECT position, trimmed_to, {HASH_AT} FROM orgstore_head WHERE id = 1");
+        Ok(Self {
+            head: c.prepare(&head).map_err(un)?,
+            head_locked: c.prepare(&format!("{head} FOR UPDATE")).map_err(un)?,
+            fetch: c
+                .prepare(
+                    "SELECT position, entry FROM orgstore_log WHERE position > $1 \
+                     ORDER BY position LIMIT $2",
+                )
+                .map_err(un)?,
+            append: c
+                .prepare(&format!(
+                    "WITH l AS (INSERT INTO orgstore_log (position, replica, entry) \
+                                VALUES ($1, $2, $3)), \
+                          u AS (INSERT INTO orgstore_state (tbl, k, v) \
+                                SELECT * FROM unnest($4::text[], $5::bytea[], $6::bytea[]) \
+                                ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v), \
+                          d AS (DELETE FROM orgstore_state s \
+                                USING unnest($7::text[], $8::bytea[]) AS x(tbl, k) \
+                                WHERE s.tbl = x.tbl AND s.k = x.k), \
+                          h AS (UPDATE orgstore_head SET position = $1 WHERE id = 1) \
+                     SELECT pg_notify('{}', $1::text)",
+                    super::engine::CHANNEL
+                ))
+                .map_err(un)?,
+        })
+    }
+}
+
 fn hash_of(b: Option<Vec<u8>>) -> Option<u64> {
     let b = b?;
     let a: [u8; 8] = b.as_slice().try_into().ok()?;
@@ -39,18 +86,20 @@ fn hash_of(b: Option<Vec<u8>>) -> Option<u64> {
 /// or no longer matches the log (it is ahead of the head, or the entry at its position is
 /// not the one it applied: an engine that lost acknowledged commits). Called with the
 /// writer lock held. Returns the head and the applied position.
+/// A writer (`lock`) also locks the head row: no other writer of the fleet can append until
+/// its transaction ends.
 pub(crate) fn catch_up(
     c: &mut impl GenericClient,
+    q: &Prepared,
+    lock: bool,
     engine: &Engine,
     inner: &Inner,
     fleet_id: u64,
 ) -> Result<(u64, u64), Error> {
     let at = inner.applied()?;
+    let head_query = if lock { &q.head_locked } else { &q.head };
     let row = c
-        .query_one(
-            &format!("SELECT position, trimmed_to, {HASH_AT} FROM orgstore_head WHERE id = 1"),
-            &[&(at.position as i64)],
-        )
+        .query_one(head_query, &[&(at.position as i64)])
         .map_err(|e| engine.unavailable("reading the log's head", e))?;
     let head = row.get::<_, i64>(0) as u64;
     let trimmed_to = row.get::<_, i64>(1) as u64;
@@ -64,11 +113,7 @@ pub(crate) fn catch_up(
     let mut applied = at.position;
     while applied < head {
         let rows = c
-            .query(
-                "SELECT position, entry FROM orgstore_log WHERE position > $1 \
-                 ORDER BY position LIMIT $2",
-                &[&(applied as i64), &BATCH],
-            )
+            .query(&q.fetch, &[&(applied as i64), &BATCH])
             .map_err(|e| engine.unavailable("reading the log", e))?;
         if rows.is_empty() {
             // Trimmed meanwhile: the next round copies the state.

@@ -94,17 +94,18 @@ fn now_micros() -> i64 {
 }
 
 fn run(replica: &Replica, cfg: &TailConfig, health: &Health, stop: &AtomicBool) {
-    let mut client: Option<postgres::Client> = None;
+    let mut client: Option<(postgres::Client, sync::Prepared)> = None;
     let mut backoff = Duration::from_millis(50);
     let mut beat = Instant::now() - HEARTBEAT;
     while !stop.load(Ordering::Acquire) {
-        if client.as_ref().is_none_or(postgres::Client::is_closed) {
+        if client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             client = cfg.engine.connect().ok().and_then(|mut c| {
                 c.batch_execute(&format!("LISTEN {CHANNEL}")).ok()?;
-                Some(c)
+                let q = sync::Prepared::new(&mut c, &cfg.engine).ok()?;
+                Some((c, q))
             });
         }
-        let Some(c) = client.as_mut() else {
+        let Some((c, q)) = client.as_mut() else {
             sleep_unless(stop, backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
             continue;
@@ -113,7 +114,7 @@ fn run(replica: &Replica, cfg: &TailConfig, health: &Health, stop: &AtomicBool) 
         let step = (|| -> Result<u64, Error> {
             let (head, applied) = {
                 let _writer = inner.lock_writer();
-                let (head, applied) = sync::catch_up(c, &cfg.engine, &inner, cfg.fleet_id)?;
+                let (head, applied) = sync::catch_up(c, q, false, &cfg.engine, &inner, cfg.fleet_id)?;
                 if health.unavailable.load(Ordering::Acquire) && applied >= head {
                     inner.refresh_snapshot()?;
                     health.unavailable.store(false, Ordering::Release);
