@@ -236,7 +236,13 @@ impl FleetBuilder {
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store, Error> {
         let path = path.as_ref();
         let engine = Engine::new(&self.url)?;
-        let mut c = engine.connect()?;
+        let mut c = match engine.connect() {
+            Ok(c) => c,
+            // Static stability: a replica restarted while the engine is unreachable serves
+            // from its file and catches up once the engine is back.
+            Err(e) if e.kind() == ErrorKind::Unavailable => return self.open_offline(path, e),
+            Err(e) => return Err(e),
+        };
         let fleet = read_fleet(&mut c, &engine)?;
         let key_file = crate::store::secrets::key_path(path);
         let local_key = crate::store::secrets::key_file_fingerprint(&key_file)?;
@@ -297,20 +303,50 @@ impl FleetBuilder {
             std::sync::atomic::Ordering::Release,
         );
         let name = self.name.clone().unwrap_or_else(|| default_name(path));
-        tail::heartbeat(&mut c, &name, applied).map_err(|e| engine.unavailable("registering", e))?;
-        let log = log::PgLog::new(
-            engine.clone(),
-            fleet.id,
-            name.clone(),
-            self.retention,
-            Some((c, prepared)),
-        );
+        tail::heartbeat(&mut c, &name, applied)
+            .map_err(|e| engine.unavailable("registering", e))?;
+        self.start(store, engine, fleet.id, name, Some((c, prepared)), health)?
+            .finish(policy_dir, watch_dir)
+    }
+
+    /// [`FleetBuilder::open`] with the engine unreachable: an existing replica file is opened
+    /// as it is (its key was checked when it joined), its writes fail with `Unavailable`
+    /// until the engine is back, and its tailer catches it up then. Anything else fails with
+    /// `unreachable`.
+    fn open_offline(&self, path: &Path, unreachable: Error) -> Result<Store, Error> {
+        if !path.try_exists().unwrap_or(false) {
+            return Err(unreachable);
+        }
+        let (builder, policy_dir, watch_dir) = self.store.clone().take_policy_dirs();
+        let store = builder.open(path)?;
+        let Some(fleet_id) = store.inner().applied()?.fleet else {
+            return Err(unreachable);
+        };
+        let engine = Engine::new(&self.url)?;
+        let name = self.name.clone().unwrap_or_else(|| default_name(path));
+        // Never confirmed: with `max_staleness`, checks fail closed until the engine is back.
+        let health = Arc::new(Health::default());
+        self.start(store, engine, fleet_id, name, None, health)?
+            .finish(policy_dir, watch_dir)
+    }
+
+    /// Attaches the log to `store` and starts its tailer.
+    fn start(
+        &self,
+        store: Store,
+        engine: Engine,
+        fleet_id: u64,
+        name: String,
+        client: Option<(postgres::Client, sync::Prepared)>,
+        health: Arc<Health>,
+    ) -> Result<Started, Error> {
+        let log = log::PgLog::new(engine.clone(), fleet_id, name.clone(), self.retention, client);
         store.attach_log(log.clone())?;
         let tailer = Tailer::start(
             store.replica(),
             TailConfig {
                 engine,
-                fleet_id: fleet.id,
+                fleet_id,
                 name,
                 poll: self.poll,
                 max_staleness: self.max_staleness,
@@ -318,6 +354,18 @@ impl FleetBuilder {
             health,
         )?;
         *log.tailer.lock() = Some(tailer);
+        Ok(Started(store))
+    }
+}
+
+/// A replica whose tailer runs, before its policy directories are applied.
+struct Started(Store);
+
+impl Started {
+    /// Applies or watches the builder's policy directories through the fleet, as a single
+    /// store does at open.
+    fn finish(self, policy_dir: Option<PathBuf>, watch_dir: Option<PathBuf>) -> Result<Store, Error> {
+        let store = self.0;
         if let Some(dir) = policy_dir {
             let files = crate::policy::Policies::read_files(&dir)?;
             if files != store.policies().operator_files() {

@@ -75,6 +75,18 @@ fn with_the_engine_down_checks_are_answered_and_writes_fail_at_once_naming_it_wi
         assert_eq!(check(&r0, key.key.expose()), "ok");
         assert_eq!(check(&r1, key.key.expose()), "ok");
     }
+    // A replica restarted during the outage serves from its file.
+    drop(r1);
+    let r1 = fleet.builder().open(fleet.path(1)).unwrap();
+    assert_eq!(check(&r1, key.key.expose()), "ok");
+    let err = r1.keys().revoke(&OP, &key.info.id).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    // A new replica cannot start without the engine.
+    fleet.share_key(2);
+    let Err(err) = fleet.builder().open(fleet.path(2)) else {
+        panic!("a new replica opened without the engine")
+    };
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     pg.start_again();
     let mut tries = 0;
     while r0.keys().revoke(&OP, &key.info.id).is_err() {

@@ -88,6 +88,10 @@ fn the_same_key_revoked_and_rotated_at_once_on_two_replicas_ends_in_one_state() 
             || r1.keys().rotate(&OP, &key.info.id),
         );
         assert!(revoked.is_ok(), "a revocation always applies: {revoked:?}");
+        if let Err(e) = &rotated {
+            // The revocation went first: a revoked key is not rotated.
+            assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+        }
         converged(&r0, &r1);
         // The old secret is refused everywhere; a new one, if the rotation went first, was
         // revoked with the key.
