@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -16,8 +16,8 @@ use crate::store::Inner;
 use crate::store::journal::{self, Entry};
 use crate::store::replica::Log;
 
-/// After a failed connection, writes fail at once for this long before one tries again.
-const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// How long the background reconnection waits between attempts.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
 
 /// How often (in positions) a writer trims entries older than the retention window.
 const TRIM_EVERY: u64 = 256;
@@ -30,7 +30,7 @@ pub(crate) struct PgLog {
     pub(crate) name: String,
     /// Log entries kept for replicas that fall behind; older ones make them bootstrap.
     pub(crate) retention: u64,
-    conn: Mutex<Conn>,
+    conn: Arc<Mutex<Conn>>,
     /// The background tailer, stopped by [`Log::close`].
     pub(crate) tailer: Mutex<Option<Tailer>>,
 }
@@ -39,7 +39,8 @@ pub(crate) struct PgLog {
 struct Conn {
     /// The connection and its prepared statements.
     client: Option<(postgres::Client, sync::Prepared)>,
-    failed_at: Option<Instant>,
+    /// Set while a background thread tries to connect.
+    connecting: bool,
 }
 
 impl PgLog {
@@ -55,10 +56,10 @@ impl PgLog {
             fleet_id,
             name,
             retention,
-            conn: Mutex::new(Conn {
+            conn: Arc::new(Mutex::new(Conn {
                 client,
-                failed_at: None,
-            }),
+                connecting: false,
+            })),
             tailer: Mutex::new(None),
         })
     }
@@ -161,6 +162,34 @@ impl<'a> StateRows<'a> {
     }
 }
 
+impl PgLog {
+    /// Connects in the background (retrying until it works, or the store is closed);
+    /// whether the thread started (if not, the next write tries again).
+    fn reconnect(&self) -> bool {
+        let (conn, engine) = (Arc::downgrade(&self.conn), self.engine.clone());
+        let spawned = std::thread::Builder::new()
+            .name("orgstore-fleet-connect".into())
+            .spawn(move || {
+                loop {
+                    let connected = engine.connect().and_then(|mut c| {
+                        let q = sync::Prepared::new(&mut c, &engine)?;
+                        Ok((c, q))
+                    });
+                    let Some(conn) = conn.upgrade() else { return };
+                    if let Ok(c) = connected {
+                        let mut conn = conn.lock();
+                        conn.client = Some(c);
+                        conn.connecting = false;
+                        return;
+                    }
+                    drop(conn);
+                    std::thread::sleep(RETRY_AFTER);
+                }
+            });
+        spawned.is_ok()
+    }
+}
+
 impl Log for PgLog {
     fn append(
         &self,
@@ -169,21 +198,13 @@ impl Log for PgLog {
     ) -> Result<(), Error> {
         let mut conn = self.conn.lock();
         if conn.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+            // Writes fail at once while a background thread reconnects: a write never
+            // holds the store's writer lock through a connection attempt.
             conn.client = None;
-            if conn.failed_at.is_some_and(|t| t.elapsed() < RETRY_AFTER) {
-                return Err(self.engine.unavailable_now());
+            if !conn.connecting {
+                conn.connecting = self.reconnect();
             }
-            let connected = self.engine.connect().and_then(|mut c| {
-                let q = sync::Prepared::new(&mut c, &self.engine)?;
-                Ok((c, q))
-            });
-            match connected {
-                Ok(c) => conn.client = Some(c),
-                Err(e) => {
-                    conn.failed_at = Some(Instant::now());
-                    return Err(e);
-                }
-            }
+            return Err(self.engine.unavailable_now());
         }
         let Some((client, q)) = conn.client.as_mut() else {
             return Err(self.engine.unavailable_now());
@@ -193,7 +214,6 @@ impl Log for PgLog {
             Err(engine_error) => {
                 // The connection may be broken: the next write opens a new one.
                 conn.client = None;
-                conn.failed_at = Some(Instant::now());
                 Err(engine_error)
             }
         }
