@@ -29,7 +29,13 @@ pub(crate) enum FleetCmd {
     /// Run --db as a replica until stdin closes: it follows the fleet and answers one line
     /// per request on stdin: `check KEY MODEL [IP]` prints the decision as one JSON line,
     /// `position` the applied log position, `wait N` waits until position N is applied.
-    Replica,
+    Replica {
+        /// Fail closed: once the fleet's log has not been confirmed for this many
+        /// milliseconds (the engine unreachable), checks answer `unavailable` until the
+        /// replica caught up again. Default: keep answering from the last state.
+        #[arg(long, value_name = "MS")]
+        max_staleness: Option<u64>,
+    },
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: FleetCmd, out: &mut Out) -> Result<(), CliError> {
@@ -52,7 +58,13 @@ pub(crate) fn run(ctx: &Ctx, cmd: FleetCmd, out: &mut Out) -> Result<(), CliErro
             let status = builder.status()?;
             print_status(ctx, &status, out)
         }
-        FleetCmd::Replica => replica(ctx),
+        FleetCmd::Replica { max_staleness } => {
+            let mut b = StoreBuilder::new().fleet(url);
+            if let Some(ms) = max_staleness {
+                b = b.max_staleness(std::time::Duration::from_millis(ms));
+            }
+            replica(&b.open(&ctx.db)?)
+        }
     }
 }
 
@@ -92,8 +104,7 @@ fn print_status(ctx: &Ctx, s: &FleetStatus, out: &mut Out) -> Result<(), CliErro
 
 /// The replica loop: answers stdin line by line, straight to stdout (not buffered to the
 /// end like other commands' output).
-fn replica(ctx: &Ctx) -> Result<(), CliError> {
-    let store = ctx.store()?;
+fn replica(store: &orgstore::Store) -> Result<(), CliError> {
     let stdout = std::io::stdout();
     let say = |line: String| -> Result<(), CliError> {
         let mut o = stdout.lock();

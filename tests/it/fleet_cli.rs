@@ -29,11 +29,16 @@ struct ReplicaProcess {
 
 impl ReplicaProcess {
     fn start(url: &str, db: &Path) -> Self {
+        Self::start_with(url, db, &[])
+    }
+
+    fn start_with(url: &str, db: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_orgstore"))
             .env_remove("ORGSTORE_DB")
             .args(["--fleet", url, "--db"])
             .arg(db)
             .args(["fleet", "replica"])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -275,4 +280,24 @@ fn the_fleet_demo_shows_a_revocation_refused_on_all_three_replicas() {
     assert!(err.contains("empty database"), "{err}");
     let text = orgstore(&["--fleet", &pg.database("demo_text"), "demo"]).run().ok();
     assert!(text.contains("replica-3"), "{text}");
+}
+
+#[test]
+fn a_replica_process_with_max_staleness_fails_closed_while_the_engine_is_down() {
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.database("cli_staleness");
+    let dir = tempfile::tempdir().unwrap();
+    let db = |i: usize| dir.path().join(format!("r{i}.redb"));
+    on_fleet(&url, &db(0), &["fleet", "init"]).ok();
+    on_fleet(&url, &db(0), &["org", "create", "acme", "--owner", "o@acme.io"]).ok();
+    let (key, _) = created_key(
+        &on_fleet(&url, &db(0), &["--json", "key", "create", "acme", "--name", "s"]).ok(),
+    );
+    std::fs::copy(key_file(&db(0)), key_file(&db(1))).unwrap();
+    let mut strict = ReplicaProcess::start_with(&url, &db(1), &["--max-staleness", "300"]);
+    assert_eq!(strict.check(&key), "ok");
+    pg.stop();
+    strict.wait_for(&key, "unavailable");
+    pg.start_again();
+    strict.wait_for(&key, "ok");
 }
