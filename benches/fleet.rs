@@ -85,7 +85,7 @@ fn propagation_and_writes(c: &mut Criterion, pg: &PgCluster) {
                 let k = r[0].keys().create(&op, &acme, KeySpec::new("p")).unwrap();
                 let t = Instant::now();
                 while !(sees(&r[1], k.key.expose()) && sees(&r[2], k.key.expose())) {
-                    std::hint::spin_loop();
+                    std::thread::yield_now();
                 }
                 let d = t.elapsed();
                 samples.push(d);
