@@ -9,9 +9,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
 #[path = "../tests/support/pg_cluster.rs"]
 mod pg_cluster;
+mod support;
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -165,7 +165,10 @@ fn checks(store: &Store, keys: &[String], j: &mut usize, batch: usize) -> Durati
     let t = Instant::now();
     for _ in 0..batch {
         *j = (*j + 1) % keys.len();
-        black_box(gw.check(&Request::new(black_box(&keys[*j]), "gpt-4o-mini", ip())).is_ok());
+        black_box(
+            gw.check(&Request::new(black_box(&keys[*j]), "gpt-4o-mini", ip()))
+                .is_ok(),
+        );
     }
     t.elapsed()
 }
@@ -213,7 +216,10 @@ fn hot_path(c: &mut Criterion, pg: &PgCluster) {
         .fleet(&url)
         .init_from(&fixture.path)
         .unwrap();
-    let off_b = StoreBuilder::new().non_durable().open(&fixture.path).unwrap();
+    let off_b = StoreBuilder::new()
+        .non_durable()
+        .open(&fixture.path)
+        .unwrap();
     let on = replica(&url, &dir.path().join("on.redb"), &fixture.path);
     let (mut j_on, mut j_off) = (0, 0);
     let mut g = c.benchmark_group("fleet");
@@ -227,9 +233,13 @@ fn hot_path(c: &mut Criterion, pg: &PgCluster) {
     g.finish();
     for _ in 0..3 {
         let (a, b, d) = paired(&on, &off_a, &hot, 41);
-        eprintln!("fleet/warm check paired: on {a:.1} ns, off {b:.1} ns, median difference {d:+.1} ns");
+        eprintln!(
+            "fleet/warm check paired: on {a:.1} ns, off {b:.1} ns, median difference {d:+.1} ns"
+        );
         let (a, b, d) = paired(&off_b, &off_a, &hot, 41);
-        eprintln!("fleet/warm check paired: off {a:.1} ns, off {b:.1} ns, median difference {d:+.1} ns");
+        eprintln!(
+            "fleet/warm check paired: off {a:.1} ns, off {b:.1} ns, median difference {d:+.1} ns"
+        );
     }
 }
 

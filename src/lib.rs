@@ -8,7 +8,9 @@ mod error;
 #[cfg(feature = "fleet")]
 mod fleet;
 #[cfg(feature = "fleet")]
-pub use fleet::{DEFAULT_POLL_INTERVAL, DEFAULT_RETENTION, FleetBuilder, FleetStatus, ReplicaStatus};
+pub use fleet::{
+    DEFAULT_POLL_INTERVAL, DEFAULT_RETENTION, FleetBuilder, FleetStatus, ReplicaStatus,
+};
 #[cfg(feature = "fuzzing")]
 pub mod fuzz_support;
 mod gateway;

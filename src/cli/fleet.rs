@@ -157,7 +157,10 @@ pub(crate) fn demo(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
     use std::time::{Duration, Instant};
 
     let Some(url) = ctx.fleet.as_deref() else {
-        return Err(CliError::invalid("--fleet", "the fleet demo needs --fleet URL"));
+        return Err(CliError::invalid(
+            "--fleet",
+            "the fleet demo needs --fleet URL",
+        ));
     };
     let fleet = StoreBuilder::new().fleet(url);
     let status = fleet.init()?;
@@ -173,8 +176,9 @@ pub(crate) fn demo(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
     for i in 1..=3 {
         if i > 1 {
             // Every replica holds the fleet's store key (it seals provider secrets).
-            std::fs::copy(key_path(&path(1)), key_path(&path(i)))
-                .map_err(|e| CliError::invalid("demo", format!("cannot copy the key file ({e})")))?;
+            std::fs::copy(key_path(&path(1)), key_path(&path(i))).map_err(|e| {
+                CliError::invalid("demo", format!("cannot copy the key file ({e})"))
+            })?;
         }
         let store = StoreBuilder::new()
             .non_durable()
@@ -189,12 +193,15 @@ pub(crate) fn demo(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
     replicas[0]
         .orgs()
         .create(&op, &acme, "Customer A", &Email::parse("owner@a.example")?)?;
-    let created = replicas[0].keys().create(&op, &acme, KeySpec::new("backend"))?;
+    let created = replicas[0]
+        .keys()
+        .create(&op, &acme, KeySpec::new("backend"))?;
     let ip = IpAddr::from([203, 0, 113, 7]);
-    let answer = |s: &orgstore::Store| match s
-        .gateway()
-        .check(&Request::new(created.key.expose(), "gpt-4o-mini", ip))
-    {
+    let answer = |s: &orgstore::Store| match s.gateway().check(&Request::new(
+        created.key.expose(),
+        "gpt-4o-mini",
+        ip,
+    )) {
         Ok(_) => "allowed".to_owned(),
         Err(d) => d.code().to_owned(),
     };
@@ -236,10 +243,18 @@ pub(crate) fn demo(ctx: &Ctx, out: &mut Out) -> Result<(), CliError> {
             "revoked": rows(&revoked_seen),
         }));
     }
-    out.line("Three gateway replicas share one fleet on PostgreSQL; checks never leave the process.");
+    out.line(
+        "Three gateway replicas share one fleet on PostgreSQL; checks never leave the process.",
+    );
     for (title, rows) in [
-        ("Key created on replica-1, then checked on every replica:", &created_seen),
-        ("Key revoked on replica-2, then checked on every replica:", &revoked_seen),
+        (
+            "Key created on replica-1, then checked on every replica:",
+            &created_seen,
+        ),
+        (
+            "Key revoked on replica-2, then checked on every replica:",
+            &revoked_seen,
+        ),
     ] {
         out.line("");
         out.line(title);
@@ -271,9 +286,8 @@ fn tempfile_dir() -> Result<PathBuf, CliError> {
         std::process::id(),
         rand_suffix()
     ));
-    std::fs::create_dir(&dir).map_err(|e| {
-        CliError::invalid("demo", format!("cannot create {} ({e})", dir.display()))
-    })?;
+    std::fs::create_dir(&dir)
+        .map_err(|e| CliError::invalid("demo", format!("cannot create {} ({e})", dir.display())))?;
     Ok(dir)
 }
 

@@ -190,9 +190,6 @@ mod tests {
             redact("host=db user=app password=s3cret dbname=org"),
             "host=db user=app password=**** dbname=org"
         );
-        assert_eq!(
-            redact("postgresql://a:p@ss@h/d"),
-            "postgresql://a:****@h/d"
-        );
+        assert_eq!(redact("postgresql://a:p@ss@h/d"), "postgresql://a:****@h/d");
     }
 }

@@ -109,8 +109,11 @@ impl PgLog {
         .map_err(un("appending to the log"))?;
         if position.is_multiple_of(TRIM_EVERY) && position > self.retention {
             let keep_from = (position - self.retention) as i64;
-            t.execute("DELETE FROM orgstore_log WHERE position <= $1", &[&keep_from])
-                .map_err(un("trimming the log"))?;
+            t.execute(
+                "DELETE FROM orgstore_log WHERE position <= $1",
+                &[&keep_from],
+            )
+            .map_err(un("trimming the log"))?;
             t.execute(
                 "UPDATE orgstore_head SET trimmed_to = GREATEST(trimmed_to, $1) WHERE id = 1",
                 &[&keep_from],
@@ -133,8 +136,7 @@ struct StateRows<'a> {
 
 impl<'a> StateRows<'a> {
     fn of(entries: &'a [Entry]) -> Self {
-        let mut last: HashMap<(&str, &[u8]), Option<&[u8]>> =
-            HashMap::with_capacity(entries.len());
+        let mut last: HashMap<(&str, &[u8]), Option<&[u8]>> = HashMap::with_capacity(entries.len());
         for e in entries {
             last.insert((e.table.as_str(), e.key.as_slice()), e.value.as_deref());
         }

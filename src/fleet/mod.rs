@@ -196,7 +196,12 @@ impl FleetBuilder {
             ));
         }
         let _writer = inner.lock_writer();
-        status::seed(&mut c, &engine, &inner.replicated_rows()?, &inner.key_fingerprint())?;
+        status::seed(
+            &mut c,
+            &engine,
+            &inner.replicated_rows()?,
+            &inner.key_fingerprint(),
+        )?;
         inner.mark_replica(fleet.id, 1)?;
         drop(_writer);
         drop(store);
@@ -340,7 +345,13 @@ impl FleetBuilder {
         client: Option<(postgres::Client, sync::Prepared)>,
         health: Arc<Health>,
     ) -> Result<Started, Error> {
-        let log = log::PgLog::new(engine.clone(), fleet_id, name.clone(), self.retention, client);
+        let log = log::PgLog::new(
+            engine.clone(),
+            fleet_id,
+            name.clone(),
+            self.retention,
+            client,
+        );
         store.attach_log(log.clone())?;
         let tailer = Tailer::start(
             store.replica(),
@@ -364,7 +375,11 @@ struct Started(Store);
 impl Started {
     /// Applies or watches the builder's policy directories through the fleet, as a single
     /// store does at open.
-    fn finish(self, policy_dir: Option<PathBuf>, watch_dir: Option<PathBuf>) -> Result<Store, Error> {
+    fn finish(
+        self,
+        policy_dir: Option<PathBuf>,
+        watch_dir: Option<PathBuf>,
+    ) -> Result<Store, Error> {
         let store = self.0;
         if let Some(dir) = policy_dir {
             let files = crate::policy::Policies::read_files(&dir)?;

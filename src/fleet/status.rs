@@ -102,11 +102,17 @@ pub(crate) fn seed(
     let un = |doing: &'static str| move |e| engine.unavailable(doing, e);
     let mut t = c.transaction().map_err(un("starting the migration"))?;
     let head: i64 = t
-        .query_one("SELECT position FROM orgstore_head WHERE id = 1 FOR UPDATE", &[])
+        .query_one(
+            "SELECT position FROM orgstore_head WHERE id = 1 FOR UPDATE",
+            &[],
+        )
         .map_err(un("locking the log's head"))?
         .get(0);
     let key: Option<String> = t
-        .query_one("SELECT key_fingerprint FROM orgstore_fleet WHERE id = 1", &[])
+        .query_one(
+            "SELECT key_fingerprint FROM orgstore_fleet WHERE id = 1",
+            &[],
+        )
         .map_err(un("reading the fleet"))?
         .get(0);
     if head != 0 || key.as_deref().is_some_and(|k| k != fingerprint) {

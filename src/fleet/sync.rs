@@ -25,7 +25,8 @@ pub(crate) fn head(c: &mut impl GenericClient, engine: &Engine) -> Result<(u64, 
 }
 
 /// The SQL form of `replica::entry_hash` of the entry at position `$1` (NULL when absent).
-const HASH_AT: &str = "(SELECT substring(sha256(entry) from 1 for 8) FROM orgstore_log WHERE position = $1)";
+const HASH_AT: &str =
+    "(SELECT substring(sha256(entry) from 1 for 8) FROM orgstore_log WHERE position = $1)";
 
 /// The statements a replica runs on every write or poll, prepared once per connection (a
 /// statement given as text costs a round trip more each time).
@@ -45,7 +46,8 @@ impl Prepared {
     /// Prepares the statements on `c`.
     pub(crate) fn new(c: &mut postgres::Client, engine: &Engine) -> Result<Self, Error> {
         let un = |e| engine.unavailable("preparing the fleet's statements", e);
-        let head = format!("SELECT position, trimmed_to, {HASH_AT} FROM orgstore_head WHERE id = 1");
+        let head =
+            format!("SELECT position, trimmed_to, {HASH_AT} FROM orgstore_head WHERE id = 1");
         Ok(Self {
             head: c.prepare(&head).map_err(un)?,
             head_locked: c.prepare(&format!("{head} FOR UPDATE")).map_err(un)?,
@@ -104,8 +106,8 @@ pub(crate) fn catch_up(
     let head = row.get::<_, i64>(0) as u64;
     let trimmed_to = row.get::<_, i64>(1) as u64;
     let logged = hash_of(row.get(2));
-    let diverged = at.position > head
-        || (at.position > trimmed_to && at.hash.is_some() && logged != at.hash);
+    let diverged =
+        at.position > head || (at.position > trimmed_to && at.hash.is_some() && logged != at.hash);
     if at.position < trimmed_to || diverged {
         copy_state(c, engine, inner, fleet_id, head)?;
         return Ok((head, head));
@@ -143,7 +145,9 @@ pub(crate) fn copy_state(
         .map_err(|e| engine.unavailable("copying the fleet's state", e))?
         .get(0);
     let reader = c
-        .copy_out("COPY (SELECT tbl, k, v FROM orgstore_state ORDER BY tbl, k) TO STDOUT (FORMAT binary)")
+        .copy_out(
+            "COPY (SELECT tbl, k, v FROM orgstore_state ORDER BY tbl, k) TO STDOUT (FORMAT binary)",
+        )
         .map_err(|e| engine.unavailable("copying the fleet's state", e))?;
     let mut rows = CopyRows::new(std::io::BufReader::with_capacity(1 << 20, reader));
     inner.bootstrap(fleet_id, head, hash_of(hash), &mut rows)?;

@@ -110,11 +110,14 @@ fn run(replica: &Replica, cfg: &TailConfig, health: &Health, stop: &AtomicBool) 
             backoff = (backoff * 2).min(MAX_BACKOFF);
             continue;
         };
-        let Some(inner) = replica.upgrade() else { break };
+        let Some(inner) = replica.upgrade() else {
+            break;
+        };
         let step = (|| -> Result<u64, Error> {
             let (head, applied) = {
                 let _writer = inner.lock_writer();
-                let (head, applied) = sync::catch_up(c, q, false, &cfg.engine, &inner, cfg.fleet_id)?;
+                let (head, applied) =
+                    sync::catch_up(c, q, false, &cfg.engine, &inner, cfg.fleet_id)?;
                 if health.unavailable.load(Ordering::Acquire) && applied >= head {
                     inner.refresh_snapshot()?;
                     health.unavailable.store(false, Ordering::Release);
@@ -180,7 +183,9 @@ fn watchdog(replica: &Replica, health: &Health, stop: &AtomicBool, limit: Durati
         std::thread::sleep(tick);
         let since = now_micros() - health.confirmed_at.load(Ordering::Acquire);
         if since > limit_micros && !health.unavailable.load(Ordering::Acquire) {
-            let Some(inner) = replica.upgrade() else { break };
+            let Some(inner) = replica.upgrade() else {
+                break;
+            };
             // Marked first, flagged second: the tailer clears the mark only once it sees
             // the flag, so a mark is never left behind.
             inner.mark_unavailable();

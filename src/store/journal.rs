@@ -122,7 +122,8 @@ impl<K: Key + 'static, V: Value + 'static> Table<'_, K, V> {
     ) -> Result<(), redb::StorageError> {
         let key = key.borrow();
         #[cfg(feature = "fleet")]
-        self.journal.push(&self.def, K::as_bytes(key).as_ref(), None);
+        self.journal
+            .push(&self.def, K::as_bytes(key).as_ref(), None);
         self.inner.remove(key).map(drop)
     }
 }

@@ -489,27 +489,29 @@ impl Store {
         // The denial is the answer; a failure to audit it must not hide it.
         let _ = contain_damage(|| {
             let _writer = self.inner.writer.lock();
-            self.inner.commit(|tx| {
-            if tx.find_org(org)?.is_none() {
-                return Ok(());
-            }
-            let summary = if kind != ErrorKind::Denied {
-                "denied: not a member (answered as not found)".to_owned()
-            } else if d.policies.is_empty() {
-                "denied by policy".to_owned()
-            } else {
-                format!("denied by {}", d.policies.join(", "))
-            };
-            append_entry(
-                tx,
-                &d.actor,
-                org,
-                &d.action,
-                &d.target,
-                summary,
-                AuditOutcome::Denied,
-            )
-        }).map(drop)
+            self.inner
+                .commit(|tx| {
+                    if tx.find_org(org)?.is_none() {
+                        return Ok(());
+                    }
+                    let summary = if kind != ErrorKind::Denied {
+                        "denied: not a member (answered as not found)".to_owned()
+                    } else if d.policies.is_empty() {
+                        "denied by policy".to_owned()
+                    } else {
+                        format!("denied by {}", d.policies.join(", "))
+                    };
+                    append_entry(
+                        tx,
+                        &d.actor,
+                        org,
+                        &d.action,
+                        &d.target,
+                        summary,
+                        AuditOutcome::Denied,
+                    )
+                })
+                .map(drop)
         });
     }
 

@@ -295,8 +295,7 @@ fn write_version(
     let bytes = encode(&rec)?;
     t.insert(rec.version, bytes.as_slice())
         .map_err(|e| w(e.into()))?;
-    let mut meta =
-        journal::open(txn, &tx.journal, super::tables::META).map_err(|e| w(e.into()))?;
+    let mut meta = journal::open(txn, &tx.journal, super::tables::META).map_err(|e| w(e.into()))?;
     meta.insert(ACTIVE, rec.version).map_err(|e| w(e.into()))?;
     let names: Vec<&str> = changes.iter().map(|c| c.file.as_str()).collect();
     let summary = format!(

@@ -182,7 +182,10 @@ fn clear_replicated(txn: &redb::WriteTransaction) -> Result<(), Error> {
     clear(AUDIT, txn)?;
     clear(POLICY_SETS, txn)?;
     clear(POLICY_AUDIT, txn)?;
-    txn.open_table(META).map_err(wio)?.remove(ACTIVE).map_err(wio)?;
+    txn.open_table(META)
+        .map_err(wio)?
+        .remove(ACTIVE)
+        .map_err(wio)?;
     Ok(())
 }
 
@@ -236,7 +239,9 @@ fn write_rows(txn: &redb::WriteTransaction, table: &str, rows: &[Row<'_>]) -> Re
         }
         other => Err(Error::corrupt(
             "fleet log",
-            format!("the log names a table `{other}` this build does not replicate; upgrade orgstore"),
+            format!(
+                "the log names a table `{other}` this build does not replicate; upgrade orgstore"
+            ),
         )),
     }
 }

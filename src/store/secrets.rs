@@ -139,7 +139,10 @@ impl Sealer {
         let mut h = sha2::Sha256::new();
         h.update(b"orgstore store key fingerprint v1");
         h.update(&self.key[..]);
-        h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     fn cipher(&self) -> ChaCha20Poly1305 {

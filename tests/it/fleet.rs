@@ -56,7 +56,10 @@ impl Fleet {
     /// Opens replica `i`, giving it the key file of replica 0 first when it has none.
     pub fn replica(&self, i: usize) -> Store {
         self.share_key(i);
-        self.builder().replica_name(format!("r{i}")).open(self.path(i)).unwrap()
+        self.builder()
+            .replica_name(format!("r{i}"))
+            .open(self.path(i))
+            .unwrap()
     }
 
     /// Copies replica 0's key file to replica `i` (what an operator does for a new one).

@@ -80,7 +80,10 @@ impl ReplicaProcess {
             if self.check(key) == code {
                 return;
             }
-            assert!(Instant::now() < deadline, "the replica never answered {code}");
+            assert!(
+                Instant::now() < deadline,
+                "the replica never answered {code}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -143,7 +146,12 @@ fn replica_processes_follow_changes_made_by_the_cli_and_a_killed_replica_resumes
     on_fleet(
         &url,
         &db(0),
-        &["config", "set", "acme", r#"{"allowed_models":["gpt-4o-mini"]}"#],
+        &[
+            "config",
+            "set",
+            "acme",
+            r#"{"allowed_models":["gpt-4o-mini"]}"#,
+        ],
     )
     .ok();
     r1.wait_for(&key, "model_not_allowed");
@@ -200,7 +208,10 @@ fn a_single_node_file_grows_into_a_fleet_without_reissuing_keys_and_a_fresh_repl
             .map(|n| ImportKey::new(sha256_hex(&legacy_key(n)), KeySpec::new("imported")))
             .collect();
         store.keys().import(&OP, &acme, &batch).unwrap();
-        store.keys().create(&OP, &acme, KeySpec::new("own")).unwrap()
+        store
+            .keys()
+            .create(&OP, &acme, KeySpec::new("own"))
+            .unwrap()
     };
     let status = orgstore(&[
         "--fleet",
@@ -278,7 +289,9 @@ fn the_fleet_demo_shows_a_revocation_refused_on_all_three_replicas() {
     // It refuses a database that already holds a fleet with records.
     let err = orgstore(&["--fleet", &url, "demo"]).run().fail(1);
     assert!(err.contains("empty database"), "{err}");
-    let text = orgstore(&["--fleet", &pg.database("demo_text"), "demo"]).run().ok();
+    let text = orgstore(&["--fleet", &pg.database("demo_text"), "demo"])
+        .run()
+        .ok();
     assert!(text.contains("replica-3"), "{text}");
 }
 
@@ -289,9 +302,19 @@ fn a_replica_process_with_max_staleness_fails_closed_while_the_engine_is_down() 
     let dir = tempfile::tempdir().unwrap();
     let db = |i: usize| dir.path().join(format!("r{i}.redb"));
     on_fleet(&url, &db(0), &["fleet", "init"]).ok();
-    on_fleet(&url, &db(0), &["org", "create", "acme", "--owner", "o@acme.io"]).ok();
+    on_fleet(
+        &url,
+        &db(0),
+        &["org", "create", "acme", "--owner", "o@acme.io"],
+    )
+    .ok();
     let (key, _) = created_key(
-        &on_fleet(&url, &db(0), &["--json", "key", "create", "acme", "--name", "s"]).ok(),
+        &on_fleet(
+            &url,
+            &db(0),
+            &["--json", "key", "create", "acme", "--name", "s"],
+        )
+        .ok(),
     );
     std::fs::copy(key_file(&db(0)), key_file(&db(1))).unwrap();
     let mut strict = ReplicaProcess::start_with(&url, &db(1), &["--max-staleness", "300"]);

@@ -53,7 +53,7 @@ fn sorted(mut v: Vec<(String, Vec<u8>, Vec<u8>)>) -> Vec<(String, Vec<u8>, Vec<u
 
 #[test]
 fn with_the_engine_down_checks_are_answered_and_writes_fail_at_once_naming_it_without_its_password()
- {
+{
     let Some(pg) = PgCluster::start() else { return };
     let mut fleet = Fleet::new(&pg, "down");
     // Loopback trusts every user: the password is never checked, only carried.
@@ -135,7 +135,10 @@ fn engine_restarts_and_crashes_under_writes_and_checks_lose_no_acknowledged_writ
     let fleet = Fleet::new(&pg, "restarts");
     let r: Vec<Store> = (0..3).map(|i| fleet.replica(i)).collect();
     let acme = create_org(&r[0], "acme", "ann@acme.io");
-    let steady = r[0].keys().create(&OP, &acme, KeySpec::new("steady")).unwrap();
+    let steady = r[0]
+        .keys()
+        .create(&OP, &acme, KeySpec::new("steady"))
+        .unwrap();
     for s in &r {
         eventually("the steady key is everywhere", || {
             check(s, steady.key.expose()) == "ok"
@@ -218,7 +221,11 @@ fn engine_restarts_and_crashes_under_writes_and_checks_lose_no_acknowledged_writ
         }
     }
     #[cfg(feature = "fuzzing")]
-    same_records("the replicas and the fleet's state", &sorted(first), &state_rows(&fleet.url));
+    same_records(
+        "the replicas and the fleet's state",
+        &sorted(first),
+        &state_rows(&fleet.url),
+    );
     #[cfg(not(feature = "fuzzing"))]
     let _ = (sorted(first), state_rows(&fleet.url));
 }

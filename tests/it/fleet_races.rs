@@ -10,10 +10,7 @@ use crate::fleet::{Fleet, check, eventually, records};
 use crate::pg_cluster::PgCluster;
 
 /// Runs `a` on one thread and `b` on another, released together.
-fn at_once<A: Send, B: Send>(
-    a: impl FnOnce() -> A + Send,
-    b: impl FnOnce() -> B + Send,
-) -> (A, B) {
+fn at_once<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
     let go = Arc::new(Barrier::new(2));
     std::thread::scope(|s| {
         let g = go.clone();
@@ -54,7 +51,10 @@ fn two_replicas_demoting_the_last_two_owners_at_once_leave_one_owner() {
             || r0.members().set_role(&OP, &org, &ann, Role::Admin),
             || r1.members().set_role(&OP, &org, &bob, Role::Admin),
         );
-        assert!(a.is_ok() != b.is_ok(), "exactly one demotion wins: {a:?} {b:?}");
+        assert!(
+            a.is_ok() != b.is_ok(),
+            "exactly one demotion wins: {a:?} {b:?}"
+        );
         let lost = a.err().or(b.err()).unwrap();
         assert_eq!(lost.kind(), ErrorKind::Conflict, "{lost}");
         converged(&r0, &r1);
