@@ -5,6 +5,8 @@
 
 mod config;
 mod error;
+#[cfg(feature = "fleet")]
+mod fleet;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz_support;
 mod gateway;

