@@ -12,6 +12,8 @@ mod config;
 mod crash;
 #[cfg(feature = "fleet")]
 mod fleet;
+#[cfg(all(feature = "fleet", feature = "fuzzing"))]
+mod fleet_limits;
 mod fuzz_corpus;
 mod gateway;
 mod gateway_equivalence;
