@@ -566,7 +566,12 @@ pub mod fleet_limits {
 
     /// Starts the limits thread of `store` as replica `name` on the database at `url`,
     /// with leases that lapse after `lease_ttl` without renewal.
-    pub fn start(store: &Store, url: &str, name: &str, lease_ttl: Duration) -> Result<Limits, Error> {
+    pub fn start(
+        store: &Store,
+        url: &str,
+        name: &str,
+        lease_ttl: Duration,
+    ) -> Result<Limits, Error> {
         let options = LimitsOptions {
             lease_ttl,
             ..LimitsOptions::default()

@@ -357,7 +357,8 @@ impl Worker {
                 .plan(used, Some(remaining), replicas_hint, &chunks)
                 .claim
                 .max(plan.claim);
-            let (granted, claimed) = claim_lease(&mut tx, scope, start, &replica, claim, used, ttl)?;
+            let (granted, claimed) =
+                claim_lease(&mut tx, scope, start, &replica, claim, used, ttl)?;
             a.committed(granted, claimed);
             commits.push((key.clone(), a, *due));
         }
@@ -374,10 +375,7 @@ impl Worker {
             if due {
                 self.last_reclaim.insert(key.clone(), now);
             }
-            if let Some((_, counter)) = budgets
-                .iter()
-                .find(|(s, _)| ledger_name(s) == key.0)
-            {
+            if let Some((_, counter)) = budgets.iter().find(|(s, _)| ledger_name(s) == key.0) {
                 counter.set_fleet_cap(key.1, Some(a.cap()));
             }
             self.allowances.insert(key, a);
@@ -440,7 +438,6 @@ impl Worker {
         Ok(())
     }
 }
-
 
 /// Connects to the fleet's database.
 fn connect(url: &str) -> Result<Client, Error> {

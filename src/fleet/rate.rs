@@ -11,15 +11,17 @@
 //! first to find the scope due, under a row lock) rebalances all rows of the scope:
 //!
 //! 1. **Wants** are measured locally without touching the hot path: the replica samples
-//!    its limiter ten times a second, counting the units it admitted (from how its
-//!    theoretical arrival time moved) and how often it was at its ceiling. Mostly at the
-//!    ceiling, it asks for a quarter more than its share (or than its rate); otherwise for
-//!    its rate and a tenth.
+//!    its limiter ten times a second (nothing `remaining` means it is at its ceiling). At
+//!    the ceiling in half the samples since its last renewal, it asks for `1.25 s + 1`;
+//!    never at the ceiling, for `0.9 s`; otherwise for `s`. Shares are applied with
+//!    [`crate::limits::RateLimiter::set_share`], which keeps what is owed ahead of the
+//!    clock in units, not nanoseconds.
 //! 2. **Targets** are the max-min fair split of `L` over the wants (small wants are met in
 //!    full, the rest is split evenly among the hungry). A replica whose lease lapsed wants
 //!    only the minimum share (1), which it falls back to by itself at its lease end.
-//! 3. **Decreases** apply at once, but the old share stays **held** until `hold` after the
-//!    replica could last have used it (its lease end, or now if later).
+//! 3. **Decreases** apply at once (by 5 % per rebalance for a replica that still wants more
+//!    than its target), but the old share stays **held** until `hold` after the replica
+//!    could last have used it (its lease end, or now if later).
 //! 4. **Increases** come only from `free = L - sum(reserved)`, where `reserved` is a
 //!    replica's share or its largest hold still in force, whichever is larger.
 //!
@@ -46,10 +48,11 @@
 //! which is within the promised `1.05 L + replicas`. The simulations check it over
 //! thousands of simulated minutes with skewed and shifting load, dying replicas and an
 //! unreachable database (no renewals: every replica falls back to 1 at its lease end).
-//! Under steady demand above `L`, shares converge within minutes and the fleet admits at
-//! least `0.9 L` per minute; a shift of demand from one replica to another takes up to
-//! `hold` to follow (the safe direction: fewer admissions, never more).
-
+//! Under steady demand above `L`, shares converge within minutes. With 80/15/5 % of twice
+//! the limit, the fleet then admits about 86 % of `L` per minute (the tests require 80 %;
+//! the goal is 90 %: pressure samples leave the small replicas more headroom than they
+//! use). A shift of demand from one replica to another takes up to `hold` to follow: the
+//! safe direction, fewer admissions, never more.
 
 /// Tuning of the share allocation (times in microseconds).
 #[derive(Clone, Copy, Debug)]
@@ -211,65 +214,36 @@ pub(crate) fn is_gone(r: &ShareRow, now: i64) -> bool {
     r.lease_until <= now && r.holds.iter().all(|h| h.until <= now)
 }
 
-/// A replica's local view of its demand on one limiter, from samples of the limiter taken
-/// off the hot path: how often it was at its ceiling, and how many units it admitted
-/// (inferred from how its theoretical arrival time moved).
+/// A replica's local view of its demand on one limiter: how often samples taken off the
+/// hot path found it at its ceiling.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Pressure {
     samples: u32,
     at_ceiling: u32,
-    /// Units admitted since the window began (a lower estimate when arrivals cluster).
-    units: u64,
-    /// The previous sample: (time, TAT), nanoseconds.
-    last: Option<(u64, u64)>,
-    /// Start of the window, nanoseconds.
-    since: Option<u64>,
 }
 
 impl Pressure {
-    /// Records one sample at `now` (nanoseconds): the limiter's TAT and interval, and the
-    /// units it could admit right now (0: at its ceiling, or in debt for tokens).
-    pub fn sample(&mut self, now: u64, tat: u64, interval: u64, remaining: u64) {
+    /// Records one sample: the units the limiter could admit right now (0: at its ceiling,
+    /// or in debt for tokens).
+    pub fn sample(&mut self, remaining: u64) {
         self.samples += 1;
         if remaining == 0 {
             self.at_ceiling += 1;
         }
-        if let Some((t0, tat0)) = self.last
-            && tat > tat0
-        {
-            let interval = interval.max(1);
-            self.units += if tat0 >= now {
-                // Ahead of the clock throughout: every admission added one interval.
-                (tat - tat0) / interval
-            } else {
-                ((tat - tat0.max(t0)) / interval).max(1)
-            };
-        }
-        self.last = Some((now, tat));
-        self.since.get_or_insert(now);
     }
 
-    /// The want for share `share` from the samples since the last call at `now`
-    /// (nanoseconds), which starts a new window: at the ceiling most of the time, a quarter
-    /// more than the share or than the measured rate; otherwise the measured rate per minute
-    /// and a tenth (at least 2 more).
-    pub fn want(&mut self, share: u64, now: u64) -> u64 {
-        let (n, hot, units) = (self.samples, self.at_ceiling, self.units);
-        let since = self.since.unwrap_or(now);
-        let last = self.last;
-        *self = Self {
-            last,
-            since: Some(now),
-            ..Self::default()
-        };
-        let span = now.saturating_sub(since);
-        if n < 2 || span == 0 {
+    /// The want for share `share` from the samples since the last call, which it clears:
+    /// at the ceiling in at least half of them, a quarter more (and one); never, a tenth
+    /// less; otherwise the share.
+    pub fn want(&mut self, share: u64) -> u64 {
+        let (n, hot) = (self.samples, self.at_ceiling);
+        *self = Self::default();
+        if n == 0 {
             return share;
         }
-        let _ = units;
         if hot * 2 >= n {
             share + share / 4 + 1
-        } else if hot * 20 <= n {
+        } else if hot == 0 {
             (share - share / 10).max(MIN_SHARE)
         } else {
             share

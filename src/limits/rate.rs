@@ -371,6 +371,7 @@ impl RateLimiter {
     /// ahead of the clock stay the same number of units (a share raised from 1 to 600
     /// does not keep a whole minute owed at the old interval).
     #[cfg(feature = "fleet")]
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn set_share(&self, per_minute: u64, now_nanos: u64) -> bool {
         let old = self.params().interval;
         if !self.set_limit(per_minute) {
@@ -393,13 +394,6 @@ impl RateLimiter {
             }
         }
         true
-    }
-
-    /// The theoretical arrival time and the emission interval, for a sampler that infers
-    /// how many units were admitted between two looks (a fleet's demand estimate).
-    #[cfg(feature = "fleet")]
-    pub(crate) fn tat_and_interval(&self) -> (u64, u64) {
-        (self.tat.load(Ordering::Acquire), self.params().interval)
     }
 
     /// The state as response headers report it at `now_nanos`, also while

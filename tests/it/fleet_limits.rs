@@ -65,7 +65,9 @@ fn traffic(r: &Replica, seed: u64, stop: &AtomicBool, spent: &AtomicI64, admitte
         match gw.check(&req) {
             Ok(g) => {
                 refused_in_a_row = 0;
-                n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                n = n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let cost = ESTIMATE / 2 + ((n >> 33) as i64 % (ESTIMATE / 2 + 1));
                 admitted.fetch_add(1, Ordering::Relaxed);
                 spent.fetch_add(cost, Ordering::Relaxed);
@@ -107,7 +109,10 @@ fn three_replicas_of_two_threads_share_a_ten_dollar_budget() {
     let spent = spent.load(Ordering::Relaxed);
     // Estimates never sum past the limit; costs stay within their estimates here, so the
     // fleet's spend is within the limit (the bound allows one estimate's error more).
-    assert!(spent <= LIMIT + ESTIMATE, "the fleet spent {spent} of {LIMIT}");
+    assert!(
+        spent <= LIMIT + ESTIMATE,
+        "the fleet spent {spent} of {LIMIT}"
+    );
     assert!(
         spent * 100 >= LIMIT * 95,
         "only {spent} of {LIMIT} was usable before the budget refused"
@@ -120,7 +125,10 @@ fn three_replicas_of_two_threads_share_a_ten_dollar_budget() {
         let own = r.store.orgs().usage(&OP, &org).unwrap().this_month;
         r.limits.as_ref().unwrap().record_org_spend(&org, own);
     }
-    let limits: Vec<Limits> = replicas.into_iter().filter_map(|mut r| r.limits.take()).collect();
+    let limits: Vec<Limits> = replicas
+        .into_iter()
+        .filter_map(|mut r| r.limits.take())
+        .collect();
     let fleet = limits[0].fleet_org_spent(&org, Period::Monthly).unwrap();
     // Queued on the first replica, still to be written by the others.
     assert!(fleet.micros() <= spent);
@@ -132,11 +140,17 @@ fn three_replicas_of_two_threads_share_a_ten_dollar_budget() {
         &url,
         "SELECT sum(micros)::BIGINT FROM fleet_spend WHERE scope = 'o:acme' AND day <> -9223372036854775808",
     );
-    assert_eq!(total, spent, "the fleet's spend table holds the fleet's total");
+    assert_eq!(
+        total, spent,
+        "the fleet's spend table holds the fleet's total"
+    );
     let granted = query_i64(&url, "SELECT granted FROM fleet_budget");
     let used = query_i64(&url, "SELECT sum(used)::BIGINT FROM fleet_budget_lease");
     assert_eq!(granted, used, "unused chunks went back");
-    assert!(granted >= spent && granted <= LIMIT, "granted {granted}, spent {spent}");
+    assert!(
+        granted >= spent && granted <= LIMIT,
+        "granted {granted}, spent {spent}"
+    );
 }
 
 #[test]
@@ -157,7 +171,11 @@ fn a_replica_that_dies_holding_leases_overshoots_nothing_and_its_chunks_come_bac
         }
         stop.store(true, Ordering::Relaxed);
     });
-    let Replica { store: a_store, limits, .. } = a;
+    let Replica {
+        store: a_store,
+        limits,
+        ..
+    } = a;
     limits.unwrap().abandon();
     let lease = |col: &str| {
         query_i64(
@@ -166,7 +184,10 @@ fn a_replica_that_dies_holding_leases_overshoots_nothing_and_its_chunks_come_bac
         )
     };
     let (granted, claimed) = (lease("granted"), lease("claimed"));
-    assert!(granted > claimed, "A held an unclaimed chunk: {granted} > {claimed}");
+    assert!(
+        granted > claimed,
+        "A held an unclaimed chunk: {granted} > {claimed}"
+    );
     // B spends the rest, including A's unclaimed chunk once A's lease lapsed.
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -175,9 +196,16 @@ fn a_replica_that_dies_holding_leases_overshoots_nothing_and_its_chunks_come_bac
             s.spawn(move || traffic(b, 10 + t, stop, spent, admitted));
         }
     });
-    assert_eq!(lease("granted"), lease("claimed"), "A's unclaimed part came back");
+    assert_eq!(
+        lease("granted"),
+        lease("claimed"),
+        "A's unclaimed part came back"
+    );
     let spent = spent.load(Ordering::Relaxed);
-    assert!(spent <= LIMIT + ESTIMATE, "the fleet spent {spent} of {LIMIT}");
+    assert!(
+        spent <= LIMIT + ESTIMATE,
+        "the fleet spent {spent} of {LIMIT}"
+    );
     // What A claimed but never spent is the only loss.
     let org = OrgId::parse("acme").unwrap();
     let a_spent = a_store.orgs().usage(&OP, &org).unwrap().this_month.micros();
@@ -208,7 +236,10 @@ fn with_the_database_down_replicas_admit_within_their_claims_then_catch_up() {
     // The thread stopped by itself: with no new claims, the replica admitted within what
     // it had claimed before the outage, then refused.
     let during = spent.load(Ordering::Relaxed);
-    assert!(during < LIMIT, "the replica kept admitting without leases: {during}");
+    assert!(
+        during < LIMIT,
+        "the replica kept admitting without leases: {during}"
+    );
     pg.start_again();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {

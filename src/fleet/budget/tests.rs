@@ -85,8 +85,7 @@ impl Sim {
         let r = &mut self.replicas[i];
         let u = r.counter.snapshot(now);
         let committed = u.spent_micros + u.reserved_micros;
-        if r
-            .allowance
+        if r.allowance
             .as_ref()
             .is_none_or(|a| a.window_start != u.window_start)
         {
@@ -178,7 +177,13 @@ impl Sim {
 
     /// Runs from `from` for `dur`; `db_up(now)` says whether the database answers and
     /// `kill` names a replica and when it dies.
-    fn run(&mut self, from: i64, dur: i64, db_up: impl Fn(i64) -> bool, kill: Option<(usize, i64)>) {
+    fn run(
+        &mut self,
+        from: i64,
+        dur: i64,
+        db_up: impl Fn(i64) -> bool,
+        kill: Option<(usize, i64)>,
+    ) {
         let n = self.replicas.len() as i64;
         let mut now = from;
         while now < from + dur {
@@ -247,7 +252,10 @@ fn a_dead_replica_strands_at_most_its_claim_and_its_grant_comes_back() {
         sim.run(LATE, 60 * SEC, |_| true, Some((0, LATE + 2 * SEC)));
         let (&start, pool) = sim.pools.iter().next().unwrap();
         let dead = pool.leases[&0];
-        assert_eq!(dead.granted, dead.claimed, "seed {seed}: unclaimed part reclaimed");
+        assert_eq!(
+            dead.granted, dead.claimed,
+            "seed {seed}: unclaimed part reclaimed"
+        );
         let used = sim.admitted(start);
         let stranded = dead.claimed - sim.replicas[0].spent.get(&start).copied().unwrap_or(0);
         assert!(stranded >= 0);
@@ -271,7 +279,10 @@ fn an_unreachable_database_means_admitting_within_the_claim_then_denying() {
         let at_outage = sim.admitted(start);
         sim.run(LATE + 3 * SEC, 20 * SEC, down, None);
         let during = sim.admitted(start);
-        assert!(during <= claimed, "seed {seed}: {during} admitted, {claimed} claimed");
+        assert!(
+            during <= claimed,
+            "seed {seed}: {during} admitted, {claimed} claimed"
+        );
         assert!(during >= at_outage);
         // Back: the rest of the budget is used.
         sim.run(LATE + 23 * SEC, 60 * SEC, down, None);
@@ -304,13 +315,21 @@ fn chunks_shrink_near_the_end_and_claims_never_fall() {
     assert_eq!(scarce.take, 300_000.max((a.rate() * p.ahead_secs) as i64));
     a.add_granted(400_000);
     a.committed(400_000, 350_000);
-    assert_eq!(a.plan(0, None, 3, &p).claim, 350_000, "a claim is never lowered");
+    assert_eq!(
+        a.plan(0, None, 3, &p).claim,
+        350_000,
+        "a claim is never lowered"
+    );
 
     let mut pool = Pool::new(1_000);
     assert_eq!(pool.take(1, 700, 0, 10), 700);
     assert_eq!(pool.take(2, 700, 0, 20), 300, "only what is left");
     assert_eq!(pool.take(2, 1, 0, 20), 0);
-    assert_eq!(pool.claim(1, 900, 100, 0, 10), (700, 700), "claims stay within the grant");
+    assert_eq!(
+        pool.claim(1, 900, 100, 0, 10),
+        (700, 700),
+        "claims stay within the grant"
+    );
     assert_eq!(pool.claim(2, 50, 10, 0, 20), (300, 50));
     assert_eq!(pool.reclaim(15), 0, "replica 1 claimed everything it holds");
     assert_eq!(pool.reclaim(25), 250);

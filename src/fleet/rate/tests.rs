@@ -66,7 +66,7 @@ impl Sim {
     fn renew(&mut self, i: usize, now: i64) {
         let r = &mut self.replicas[i];
         let share = r.limiter.limit();
-        self.rows[i].want = r.pressure.want(share, Self::nanos(now));
+        self.rows[i].want = r.pressure.want(share);
         self.rows[i].lease_until = now + self.p.lease;
         if now - self.last_rebalance >= self.p.rebalance_every {
             rebalance(&mut self.rows, self.limit, now, &self.p);
@@ -105,9 +105,7 @@ impl Sim {
                         continue;
                     }
                     let t = Self::nanos(now);
-                    let (tat, interval) = r.limiter.tat_and_interval();
-                    r.pressure
-                        .sample(t, tat, interval, r.limiter.state(t).remaining);
+                    r.pressure.sample(r.limiter.state(t).remaining);
                     if now >= r.deadline {
                         r.limiter.set_share(MIN_SHARE, t);
                     }
@@ -190,7 +188,12 @@ fn skewed_load_holds_the_bound_and_uses_the_limit() {
         // After the shares settle, every minute admits at least 80 % of the limit (the
         // goal is 90 %: see the module documentation).
         let warm = T0 + 10 * MIN;
-        for (m, &got) in sim.per_minute(warm, end).iter().enumerate().filter(|_| check_use) {
+        for (m, &got) in sim
+            .per_minute(warm, end)
+            .iter()
+            .enumerate()
+            .filter(|_| check_use)
+        {
             assert!(
                 got * 10 >= limit * 8,
                 "limit {limit}: minute {m} admitted only {got}"
@@ -284,15 +287,34 @@ fn rebalancing_holds_what_a_replica_gave_up() {
 
 #[test]
 fn pressure_asks_for_more_at_the_ceiling_and_less_when_idle() {
-    let ms = 1_000_000u64;
     let mut p = Pressure::default();
-    for k in 0..10u64 {
-        p.sample(k * 100 * ms, 0, 100 * ms, 0);
+    for _ in 0..10 {
+        p.sample(0);
     }
-    assert_eq!(p.want(100, 1_000 * ms), 126);
-    for k in 0..10u64 {
-        p.sample(k * 100 * ms, 0, 100 * ms, 50);
+    assert_eq!(p.want(100), 126);
+    for k in 0..10 {
+        p.sample(u64::from(k != 0));
     }
-    assert_eq!(p.want(100, 2_000 * ms), 90);
-    assert_eq!(p.want(100, 2_000 * ms), 100, "no samples: keep the share");
+    assert_eq!(p.want(100), 100, "sometimes at the ceiling: keep the share");
+    for _ in 0..10 {
+        p.sample(50);
+    }
+    assert_eq!(p.want(100), 90);
+    assert_eq!(p.want(100), 100, "no samples: keep the share");
+}
+
+#[test]
+fn a_raised_share_keeps_what_is_owed_in_units() {
+    let l = RateLimiter::new(1).unwrap();
+    let t = 1_000_000_000u64;
+    assert!(l.try_acquire(t, 1).is_ok());
+    assert!(l.try_acquire(t + 1, 1).is_err());
+    // Raised to 600 per minute: the one unit owed is 100 ms at the new rate, not a minute.
+    assert!(l.set_share(600, t + 1));
+    assert!(l.try_acquire(t + 1, 1).is_ok());
+    assert!(l.set_share(1, t + 2));
+    assert!(
+        l.try_acquire(t + 3, 1).is_err(),
+        "lowered: two units owed at a minute each"
+    );
 }
