@@ -371,6 +371,7 @@ impl Store {
 
     /// The gateway snapshot this store publishes to: what a fleet's limits thread shares.
     #[cfg(feature = "fleet")]
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     pub(crate) fn snapshot_cell(&self) -> Arc<SnapshotCell> {
         self.inner.snapshot.clone()
     }
