@@ -160,6 +160,7 @@ impl Sim {
         let worst = self.worst_window();
         let n = self.replicas.len() as u64;
         let promised = self.limit + self.limit / 20 + n;
+        eprintln!("{what}: worst 60 s window {worst} for a limit of {}", self.limit);
         assert!(
             worst <= promised,
             "{what}: {worst} admitted in one minute, limit {} (bound {promised})",
@@ -185,8 +186,7 @@ fn skewed_load_holds_the_bound_and_uses_the_limit() {
         let end = T0 + 300 * MIN;
         sim.run(T0, end, &demand, &always);
         sim.check_bound("skewed");
-        // After the shares settle, every minute admits at least 80 % of the limit (the
-        // goal is 90 %: see the module documentation).
+        // After the shares settle, every minute admits at least 90 % of the limit.
         let warm = T0 + 10 * MIN;
         for (m, &got) in sim
             .per_minute(warm, end)
@@ -195,7 +195,7 @@ fn skewed_load_holds_the_bound_and_uses_the_limit() {
             .filter(|_| check_use)
         {
             assert!(
-                got * 10 >= limit * 8,
+                got * 10 >= limit * 9,
                 "limit {limit}: minute {m} admitted only {got}"
             );
         }
@@ -291,16 +291,22 @@ fn pressure_asks_for_more_at_the_ceiling_and_less_when_idle() {
     for _ in 0..10 {
         p.sample(0);
     }
-    assert_eq!(p.want(100), 126);
-    for k in 0..10 {
-        p.sample(u64::from(k != 0));
+    // Heat builds over renewals: 30 %, then 51 %.
+    assert_eq!(p.want(100), 100);
+    for _ in 0..10 {
+        p.sample(0);
     }
-    assert_eq!(p.want(100), 100, "sometimes at the ceiling: keep the share");
+    assert_eq!(p.want(100), 111);
+    for _ in 0..6 {
+        for _ in 0..10 {
+            p.sample(50);
+        }
+        p.want(100);
+    }
     for _ in 0..10 {
         p.sample(50);
     }
-    assert_eq!(p.want(100), 90);
-    assert_eq!(p.want(100), 100, "no samples: keep the share");
+    assert_eq!(p.want(100), 95);
 }
 
 #[test]
