@@ -19,8 +19,8 @@
 //! Admission stays local: the process's [`crate::limits::BudgetCounter`] admits iff
 //! `spent + reserved + estimate <= base + claimed` (a fleet cap on the counter, set from
 //! the background; the hot path still reads one limit word). Refills run in the background
-//! ahead of need: the claim runs `ahead` of use (a second of the measured spend rate, at
-//! least [`ChunkPolicy::min_ahead`]) and a chunk covers [`ChunkPolicy::chunk_secs`] of
+//! ahead of need: the claim runs `ahead` of use (0.3 s of the measured spend rate, at
+//! least [`ChunkPolicy::min_ahead`], at most a quarter of a fair part of what is left) and a chunk covers [`ChunkPolicy::chunk_secs`] of
 //! demand, but never more than `remaining / (2 * replicas)` of what the counter has left,
 //! so chunks shrink near the end and no replica strands much budget.
 //!
@@ -50,7 +50,9 @@ pub(crate) type Micros = i64;
 pub(crate) struct ChunkPolicy {
     /// Seconds of the replica's measured spend rate one chunk covers.
     pub chunk_secs: f64,
-    /// Seconds of the spend rate the claim runs ahead of use.
+    /// Seconds of the spend rate the claim runs ahead of use (a few passes: claims are
+    /// renewed every pass). Never more than a quarter of the counter's fair part of what
+    /// is left, so a replica that dies strands little.
     pub ahead_secs: f64,
     /// The least the claim runs ahead (and the least chunk): room for a few requests
     /// before the first rate is measured.
@@ -63,7 +65,7 @@ impl Default for ChunkPolicy {
     fn default() -> Self {
         Self {
             chunk_secs: 10.0,
-            ahead_secs: 1.0,
+            ahead_secs: 0.3,
             min_ahead: 50_000,
             smoothing: 0.3,
         }
@@ -133,12 +135,6 @@ impl Allowance {
         self.last_at = now_micros;
     }
 
-    /// The spend rate, micro-dollars per second.
-    #[cfg(test)]
-    pub fn rate(&self) -> f64 {
-        self.rate
-    }
-
     /// What to ask for, given the use now, what the central counter had left when last
     /// seen (`None`: unknown) and how many replicas share it.
     pub fn plan(
@@ -148,7 +144,12 @@ impl Allowance {
         replicas: u32,
         p: &ChunkPolicy,
     ) -> Plan {
-        let ahead = ((self.rate * p.ahead_secs) as Micros).max(p.min_ahead);
+        let mut ahead = (self.rate * p.ahead_secs) as Micros;
+        if let Some(rem) = remaining {
+            let left = rem.saturating_add(self.granted.saturating_sub(used).max(0));
+            ahead = ahead.min(left / (4 * i64::from(replicas.max(1))));
+        }
+        let ahead = ahead.max(p.min_ahead);
         let want = used.saturating_add(ahead);
         let claim = self.claimed.max(want.min(self.granted));
         let need = want.saturating_sub(self.granted);

@@ -3,6 +3,9 @@
 //! allowances into the snapshot's budget counters (a fleet cap, see
 //! [`crate::limits::BudgetCounter::set_fleet_cap`]) and batches spend out.
 //!
+//! Rate limits are shared the same way (see [`super::lease_rate`]): every pass samples
+//! the limiters, every fifth renews the shares.
+//!
 //! Each pass (every [`LimitsOptions::tick`]) runs one transaction: for every hard budget
 //! the snapshot enforces, it reclaims lapsed leases of that window (about once a second),
 //! takes a chunk when the plan asks for one (`SELECT .. FOR UPDATE`, then the conditional
@@ -24,6 +27,8 @@ use std::time::Duration;
 use postgres::{Client, NoTls, Transaction};
 
 use super::budget::{Allowance, ChunkPolicy, Micros};
+use super::lease_rate::{RATE_SCHEMA, Rates};
+use super::rate::MIN_SHARE;
 use crate::error::{Error, ErrorKind};
 use crate::limits::DAY_MICROS;
 use crate::model::{Period, Timestamp};
@@ -109,8 +114,10 @@ pub(crate) fn start_limits(
     options: LimitsOptions,
 ) -> Result<LimitsHandle, Error> {
     cell.fleet_budgets.store(true, Ordering::Release);
+    cell.share_rates(MIN_SHARE);
     let mut client = connect(url)?;
     client.batch_execute(LIMITS_SCHEMA).map_err(unavailable)?;
+    client.batch_execute(RATE_SCHEMA).map_err(unavailable)?;
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         spend: Mutex::new(HashMap::new()),
@@ -125,6 +132,7 @@ pub(crate) fn start_limits(
         allowances: HashMap::new(),
         client: Some(client),
         last_reclaim: HashMap::new(),
+        rates: Rates::default(),
     };
     // Caps first, so nothing admits beyond a lease even if the first pass fails.
     worker.cap_unseen();
@@ -236,6 +244,7 @@ struct Worker {
     client: Option<Client>,
     /// When each window was last reclaimed (Unix micros).
     last_reclaim: HashMap<(String, i64), i64>,
+    rates: Rates,
 }
 
 impl Worker {
@@ -274,8 +283,24 @@ impl Worker {
         }
     }
 
-    /// One pass: every budget window, then the spend, in one transaction.
+    /// One pass: every budget window and the spend in one transaction, then the rate
+    /// shares when they are due.
     fn pass(&mut self, shared: &Shared) -> Result<(), postgres::Error> {
+        let renew_rates = self.rates.sample(&self.cell.clone());
+        self.budgets(shared)?;
+        if renew_rates {
+            let cell = self.cell.clone();
+            let replica = self.replica.clone();
+            let mut rates = std::mem::take(&mut self.rates);
+            let renewed = self.client().and_then(|c| rates.renew(c, &cell, &replica));
+            self.rates = rates;
+            renewed?;
+        }
+        Ok(())
+    }
+
+    /// The budget windows and the spend, in one transaction.
+    fn budgets(&mut self, shared: &Shared) -> Result<(), postgres::Error> {
         let now = Timestamp::now().as_micros();
         let cell = self.cell.clone();
         let budgets = cell.hard_budgets();
@@ -422,11 +447,13 @@ impl Worker {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             q.iter().map(|(k, v)| (k.clone(), *v)).collect()
         };
+        let mut rates = std::mem::take(&mut self.rates);
         let client = self.client()?;
         let mut tx = client.transaction()?;
         for ((scope, start), used) in &frozen {
             release(&mut tx, scope, *start, &replica, *used)?;
         }
+        rates.release(&mut tx, &cell, &replica)?;
         write_spend(&mut tx, &spend)?;
         tx.commit()?;
         shared

@@ -7,8 +7,9 @@
 pub(crate) mod budget;
 #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
 pub(crate) mod lease;
-// The share rules are pure and simulated; no limits thread applies them yet.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+pub(crate) mod lease_rate;
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
 pub(crate) mod rate;
 
 #[allow(unused_imports)]

@@ -371,7 +371,7 @@ impl RateLimiter {
     /// ahead of the clock stay the same number of units (a share raised from 1 to 600
     /// does not keep a whole minute owed at the old interval).
     #[cfg(feature = "fleet")]
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
     pub(crate) fn set_share(&self, per_minute: u64, now_nanos: u64) -> bool {
         let old = self.params().interval;
         if !self.set_limit(per_minute) {

@@ -53,14 +53,14 @@ fn replica(url: &str, name: &str, lease_ttl: Duration) -> Replica {
 }
 
 /// Traffic of one thread: requests estimated at a cent costing half a cent to a cent,
-/// until the budget has refused everything for a second (refills run in the background,
-/// so a refusal alone does not mean the fleet's budget is gone). Returns what it spent.
+/// until the budget has refused everything for four seconds (refills and reclaims run in
+/// the background, so a refusal alone does not mean the fleet's budget is gone).
 fn traffic(r: &Replica, seed: u64, stop: &AtomicBool, spent: &AtomicI64, admitted: &AtomicU64) {
     let gw = r.store.gateway();
     let ip = "10.0.0.1".parse().unwrap();
     let mut refused_in_a_row = 0;
     let mut n = seed;
-    while refused_in_a_row < 500 && !stop.load(Ordering::Relaxed) {
+    while refused_in_a_row < 2_000 && !stop.load(Ordering::Relaxed) {
         let req = Request::new(&r.key, "m", ip).estimate(usd_micros(ESTIMATE));
         match gw.check(&req) {
             Ok(g) => {
@@ -250,4 +250,98 @@ fn with_the_database_down_replicas_admit_within_their_claims_then_catch_up() {
     assert!(spent <= LIMIT + ESTIMATE && claimed <= LIMIT);
     assert!(spent * 100 >= LIMIT * 95, "after the outage: {spent}");
     r.limits.unwrap().shutdown().unwrap();
+}
+
+#[test]
+fn three_replicas_share_an_org_rate_limit_by_demand() {
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.database("rate");
+    const RPM: u64 = 300;
+    let replicas: Vec<(Store, String, Limits)> = (0..3)
+        .map(|i| {
+            let store = Store::open_temporary().unwrap();
+            let org = OrgId::parse("acme").unwrap();
+            store
+                .orgs()
+                .create(&OP, &org, "Acme", &Email::parse("o@acme.io").unwrap())
+                .unwrap();
+            store
+                .org_configs()
+                .update(
+                    &OP,
+                    &org,
+                    &format!(r#"{{"rate_limiting":{{"enabled":true,"rpm":{RPM}}}}}"#),
+                )
+                .unwrap();
+            let key = store
+                .keys()
+                .create(&OP, &org, KeySpec::new("svc"))
+                .unwrap()
+                .key
+                .expose()
+                .to_owned();
+            let limits =
+                fleet_limits::start(&store, &url, &format!("r{i}"), Duration::from_secs(10))
+                    .unwrap();
+            (store, key, limits)
+        })
+        .collect();
+    let share = |r: &str| {
+        query_i64(
+            &url,
+            &format!("SELECT share FROM fleet_rate_share WHERE replica LIKE '{r}/%'"),
+        )
+    };
+    // Replica 0 asks far more than the limit, 1 a little, 2 nothing; the test runs well
+    // under a minute, so everything admitted is in one 60-second window.
+    let admitted = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for (i, (store, key, _)) in replicas.iter().enumerate().take(2) {
+            let (admitted, stop) = (&admitted, &stop);
+            s.spawn(move || {
+                let gw = store.gateway();
+                let ip = "10.0.0.1".parse().unwrap();
+                let pause = Duration::from_millis(if i == 0 { 2 } else { 400 });
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(g) = gw.check(&Request::new(key, "m", ip)) {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                        gw.record_usage(&g, Usage::default());
+                    }
+                    std::thread::sleep(pause);
+                }
+            });
+        }
+        // The busy replica's share grows past the idle one's as it asks for more.
+        let mut polls = 0;
+        while share("r0") <= share("r2") + 20 {
+            polls += 1;
+            assert!(
+                polls < 600,
+                "shares never followed demand: {} {}",
+                share("r0"),
+                share("r2")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let n = admitted.load(Ordering::Relaxed);
+    assert!(
+        n <= RPM + RPM / 20 + 3,
+        "{n} admitted in under a minute, limit {RPM}"
+    );
+    // Reserved capacity (shares and holds) passes the limit only by the least share of
+    // replicas that joined while everything was leased.
+    let reserved = query_i64(
+        &url,
+        "SELECT sum(greatest(share, coalesce((
+             SELECT max(a) FROM unnest(hold_amounts, hold_untils) AS h(a, u)
+             WHERE u > (extract(epoch FROM now()) * 1000000)::BIGINT), 0)))::BIGINT
+         FROM fleet_rate_share",
+    );
+    assert!(reserved as u64 <= RPM + 3, "reserved {reserved}");
+    for (_, _, l) in replicas {
+        l.shutdown().unwrap();
+    }
 }

@@ -42,7 +42,10 @@ impl Sim {
         Self {
             limit,
             p,
-            rows: (0..replicas).map(|_| ShareRow::new(1, T0, &p)).collect(),
+            // A replica new to a scope asks for all of it (as the limits thread does).
+            rows: (0..replicas)
+                .map(|_| ShareRow::new(limit, T0, &p))
+                .collect(),
             replicas: (0..replicas)
                 .map(|_| Replica {
                     limiter: RateLimiter::new(MIN_SHARE).unwrap(),
@@ -160,7 +163,10 @@ impl Sim {
         let worst = self.worst_window();
         let n = self.replicas.len() as u64;
         let promised = self.limit + self.limit / 20 + n;
-        eprintln!("{what}: worst 60 s window {worst} for a limit of {}", self.limit);
+        eprintln!(
+            "{what}: worst 60 s window {worst} for a limit of {}",
+            self.limit
+        );
         assert!(
             worst <= promised,
             "{what}: {worst} admitted in one minute, limit {} (bound {promised})",
