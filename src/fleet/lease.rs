@@ -551,10 +551,20 @@ fn reclaim(tx: &mut Transaction<'_>, scope: &str, start: i64) -> Result<(), post
         )?;
         back += amount;
     }
-    if back > 0 {
+    give_back(tx, scope, start, back)
+}
+
+/// Returns `amount` to the window's counter.
+fn give_back(
+    tx: &mut Transaction<'_>,
+    scope: &str,
+    start: i64,
+    amount: Micros,
+) -> Result<(), postgres::Error> {
+    if amount > 0 {
         tx.execute(
             "UPDATE fleet_budget SET granted = granted - $3 WHERE scope = $1 AND window_start = $2",
-            &[&scope, &start, &back],
+            &[&scope, &start, &amount],
         )?;
     }
     Ok(())
@@ -639,14 +649,7 @@ fn release(
          WHERE scope = $1 AND window_start = $2 AND replica = $3",
         &[&scope, &start, &replica, &keep],
     )?;
-    let back = granted - keep;
-    if back > 0 {
-        tx.execute(
-            "UPDATE fleet_budget SET granted = granted - $3 WHERE scope = $1 AND window_start = $2",
-            &[&scope, &start, &back],
-        )?;
-    }
-    Ok(())
+    give_back(tx, scope, start, granted - keep)
 }
 
 /// Adds queued spend to the fleet's spend table in one statement.

@@ -241,8 +241,7 @@ impl Pressure {
     /// one) while the limiter is often at its ceiling, a twentieth less while it almost
     /// never is, else the share.
     pub fn want(&mut self, share: u64) -> u64 {
-        if self.samples > 0 {
-            let window = self.at_ceiling * 1000 / self.samples;
+        if let Some(window) = (self.at_ceiling * 1000).checked_div(self.samples) {
             self.heat = (self.heat * 7 + window * 3) / 10;
         }
         self.samples = 0;

@@ -26,17 +26,11 @@ struct Replica {
     limits: Option<Limits>,
 }
 
-fn replica(url: &str, name: &str, lease_ttl: Duration) -> Replica {
+/// A store with the org `acme` configured with `config` and a key of it.
+fn store_with(config: &str) -> (Store, String) {
     let store = Store::open_temporary().unwrap();
-    let org = OrgId::parse("acme").unwrap();
-    store
-        .orgs()
-        .create(&OP, &org, "Acme", &Email::parse("o@acme.io").unwrap())
-        .unwrap();
-    store
-        .org_configs()
-        .update(&OP, &org, r#"{"budgets":{"limit":10,"period":"monthly"}}"#)
-        .unwrap();
+    let org = crate::common::create_org(&store, "acme", "o@acme.io");
+    store.org_configs().update(&OP, &org, config).unwrap();
     let key = store
         .keys()
         .create(&OP, &org, KeySpec::new("svc"))
@@ -44,6 +38,11 @@ fn replica(url: &str, name: &str, lease_ttl: Duration) -> Replica {
         .key
         .expose()
         .to_owned();
+    (store, key)
+}
+
+fn replica(url: &str, name: &str, lease_ttl: Duration) -> Replica {
+    let (store, key) = store_with(r#"{"budgets":{"limit":10,"period":"monthly"}}"#);
     let limits = fleet_limits::start(&store, url, name, lease_ttl).unwrap();
     Replica {
         store,
@@ -259,30 +258,10 @@ fn three_replicas_share_an_org_rate_limit_by_demand() {
     const RPM: u64 = 300;
     let replicas: Vec<(Store, String, Limits)> = (0..3)
         .map(|i| {
-            let store = Store::open_temporary().unwrap();
-            let org = OrgId::parse("acme").unwrap();
-            store
-                .orgs()
-                .create(&OP, &org, "Acme", &Email::parse("o@acme.io").unwrap())
-                .unwrap();
-            store
-                .org_configs()
-                .update(
-                    &OP,
-                    &org,
-                    &format!(r#"{{"rate_limiting":{{"enabled":true,"rpm":{RPM}}}}}"#),
-                )
-                .unwrap();
-            let key = store
-                .keys()
-                .create(&OP, &org, KeySpec::new("svc"))
-                .unwrap()
-                .key
-                .expose()
-                .to_owned();
-            let limits =
-                fleet_limits::start(&store, &url, &format!("r{i}"), Duration::from_secs(10))
-                    .unwrap();
+            let config = format!(r#"{{"rate_limiting":{{"enabled":true,"rpm":{RPM}}}}}"#);
+            let (store, key) = store_with(&config);
+            let name = format!("r{i}");
+            let limits = fleet_limits::start(&store, &url, &name, Duration::from_secs(10)).unwrap();
             (store, key, limits)
         })
         .collect();
