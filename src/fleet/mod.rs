@@ -10,6 +10,8 @@ pub(crate) mod lease;
 #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
 pub(crate) mod lease_rate;
 #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+mod lease_sql;
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
 pub(crate) mod rate;
 
 #[allow(unused_imports)]
