@@ -87,6 +87,20 @@ fn query_i64(url: &str, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
 }
 
+/// Polls until `count_sql` counts a row (connecting again while the server starts).
+fn wait_for(url: &str, count_sql: &str) {
+    for _ in 0..600 {
+        let found = postgres::Client::connect(url, postgres::NoTls)
+            .and_then(|mut c| c.query_one(count_sql, &[]))
+            .is_ok_and(|r| r.get::<_, i64>(0) > 0);
+        if found {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("never true: {count_sql}");
+}
+
 #[test]
 fn three_replicas_of_two_threads_share_a_ten_dollar_budget() {
     let Some(pg) = PgCluster::start() else { return };
@@ -187,7 +201,13 @@ fn a_replica_that_dies_holding_leases_overshoots_nothing_and_its_chunks_come_bac
         granted > claimed,
         "A held an unclaimed chunk: {granted} > {claimed}"
     );
-    // B spends the rest, including A's unclaimed chunk once A's lease lapsed.
+    // Once A's lease lapsed, B's limits thread returns A's unclaimed chunk to the counter.
+    wait_for(
+        &url,
+        "SELECT count(*) FROM fleet_budget_lease WHERE replica LIKE 'a/%' AND granted = claimed",
+    );
+    assert_eq!(lease("claimed"), claimed, "what A claimed stays spent");
+    // B spends the rest, including A's unclaimed chunk.
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for t in 0..2 {
@@ -240,6 +260,19 @@ fn with_the_database_down_replicas_admit_within_their_claims_then_catch_up() {
         "the replica kept admitting without leases: {during}"
     );
     pg.start_again();
+    // The limits thread reconnects and renews its lease.
+    wait_for(&url, "SELECT 1::BIGINT");
+    let before = query_i64(
+        &url,
+        "SELECT (extract(epoch FROM expires_at) * 1000000)::BIGINT FROM fleet_budget_lease",
+    );
+    wait_for(
+        &url,
+        &format!(
+            "SELECT count(*) FROM fleet_budget_lease
+             WHERE (extract(epoch FROM expires_at) * 1000000)::BIGINT > {before}"
+        ),
+    );
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| traffic(&r, 2, &stop, &spent, &admitted));
