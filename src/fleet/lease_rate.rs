@@ -65,7 +65,7 @@ impl Rates {
         let now = Clock::new().now().nanos;
         for (spender, tokens, l) in cell.shared_rates() {
             let local = self.scopes.entry(scope_name(&spender, tokens)).or_default();
-            local.pressure.sample(l.state(now).remaining);
+            local.pressure.sample(l.state(now).remaining());
             if now >= local.deadline && l.limit() != MIN_SHARE {
                 l.set_share(MIN_SHARE, now);
             }

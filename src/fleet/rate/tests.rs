@@ -111,7 +111,7 @@ impl Sim {
                         continue;
                     }
                     let t = Self::nanos(now);
-                    r.pressure.sample(r.limiter.state(t).remaining);
+                    r.pressure.sample(r.limiter.state(t).remaining());
                     if now >= r.deadline {
                         r.limiter.set_share(MIN_SHARE, t);
                     }
