@@ -69,13 +69,19 @@ impl Walk<'_> {
         }
     }
 
-    fn object(&mut self) -> Result<(), Error> {
+    /// Walks the elements of the object or array that starts here, up to its `close`
+    /// byte, calling `element` at the start of each one with its index.
+    fn elements(
+        &mut self,
+        close: u8,
+        mut element: impl FnMut(&mut Self, usize) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         self.at += 1;
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut i = 0usize;
         loop {
             self.skip_ws();
             match self.peek() {
-                b'}' => {
+                b if b == close => {
                     self.at += 1;
                     return Ok(());
                 }
@@ -85,7 +91,17 @@ impl Walk<'_> {
                 }
                 _ => {}
             }
-            let raw = self.string();
+            let len = self.path.len();
+            element(self, i)?;
+            self.path.truncate(len);
+            i += 1;
+        }
+    }
+
+    fn object(&mut self) -> Result<(), Error> {
+        let mut seen: HashSet<String> = HashSet::new();
+        self.elements(b'}', |w, _| {
+            let raw = w.string();
             let key = if raw.contains('\\') {
                 serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_owned())
             } else {
@@ -93,45 +109,26 @@ impl Walk<'_> {
                     .unwrap_or("")
                     .to_owned()
             };
-            let len = self.path.len();
-            self.path.push('.');
-            self.path.push_str(&key);
+            w.path.push('.');
+            w.path.push_str(&key);
             if !seen.insert(key) {
                 return Err(Error::invalid(
-                    self.path.clone(),
+                    w.path.clone(),
                     "is given twice in the same object; give each key once (the value that \
                      counts would otherwise depend on the reader)",
                 ));
             }
-            self.skip_ws();
-            self.at += 1; // ':'
-            self.value()?;
-            self.path.truncate(len);
-        }
+            w.skip_ws();
+            w.at += 1; // ':'
+            w.value()
+        })
     }
 
     fn array(&mut self) -> Result<(), Error> {
-        self.at += 1;
-        let mut i = 0usize;
-        loop {
-            self.skip_ws();
-            match self.peek() {
-                b']' => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                b',' => {
-                    self.at += 1;
-                    continue;
-                }
-                _ => {}
-            }
-            let len = self.path.len();
-            self.path.push_str(&format!("[{i}]"));
-            self.value()?;
-            self.path.truncate(len);
-            i += 1;
-        }
+        self.elements(b']', |w, i| {
+            w.path.push_str(&format!("[{i}]"));
+            w.value()
+        })
     }
 
     /// Skips a string and returns it with its quotes, escapes undecoded.

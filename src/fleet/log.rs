@@ -33,6 +33,9 @@ pub(crate) struct PgLog {
     conn: Arc<Mutex<Conn>>,
     /// The background tailer, stopped by [`Log::close`].
     pub(crate) tailer: Mutex<Option<Tailer>>,
+    /// The fleet's budgets and rate limits (leases), shut down by [`Log::close`], which
+    /// returns what this replica holds.
+    pub(crate) limits: Mutex<Option<super::lease::LimitsHandle>>,
 }
 
 #[derive(Default)]
@@ -61,6 +64,7 @@ impl PgLog {
                 connecting: false,
             })),
             tailer: Mutex::new(None),
+            limits: Mutex::new(None),
         })
     }
 
@@ -165,6 +169,11 @@ impl<'a> StateRows<'a> {
 }
 
 impl PgLog {
+    /// Whether the writer's connection is up.
+    pub(crate) fn conn_ready(&self) -> bool {
+        self.conn.lock().client.is_some()
+    }
+
     /// Connects in the background (retrying until it works, or the store is closed);
     /// whether the thread started (if not, the next write tries again).
     fn reconnect(&self) -> bool {
@@ -224,6 +233,16 @@ impl Log for PgLog {
     fn close(&self) {
         if let Some(t) = self.tailer.lock().take() {
             t.stop();
+        }
+        if let Some(l) = self.limits.lock().take() {
+            // Unreturned chunks lapse and are reclaimed by the other replicas.
+            let _ = l.shutdown();
+        }
+    }
+
+    fn spent(&self, drained: &[(crate::snapshot::SpenderId, i64)]) {
+        if let Some(l) = self.limits.lock().as_ref() {
+            l.record_spend(drained.iter().map(|(s, m)| (s, *m)));
         }
     }
 

@@ -7,6 +7,15 @@
 //! hot path never touches the network: a check reads the snapshot as in a single process.
 //! See `docs/fleet.md` for the design and the failure modes.
 
+// Budgets and rate limits held fleet-wide (leases on PostgreSQL; see docs/fleet-limits.md).
+pub(crate) mod budget;
+// The fleet's usage totals (`LimitsHandle::fleet_spent`) are read by the test hooks only.
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+pub(crate) mod lease;
+pub(crate) mod lease_rate;
+mod lease_sql;
+pub(crate) mod rate;
+
 mod engine;
 mod log;
 mod status;
@@ -365,6 +374,17 @@ impl FleetBuilder {
             health,
         )?;
         *log.tailer.lock() = Some(tailer);
+        // Budgets and rate limits fleet-wide. Without the engine (a replica opened while it
+        // is unreachable) they are not started: the replica then enforces them locally.
+        if log.conn_ready() {
+            let limits = lease::start_limits(
+                &self.url,
+                &log.name,
+                store.snapshot_cell(),
+                lease::LimitsOptions::default(),
+            )?;
+            *log.limits.lock() = Some(limits);
+        }
         Ok(Started(store))
     }
 }

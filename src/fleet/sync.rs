@@ -1,8 +1,6 @@
 //! Bringing a replica up to the log's head: the entries it lacks, in order, or, when it is
 //! older than the log's retention (or new), a consistent copy of the whole state.
 
-use std::io::Read;
-
 use postgres::{GenericClient, Statement};
 
 use super::engine::Engine;
@@ -109,8 +107,8 @@ pub(crate) fn catch_up(
     let diverged =
         at.position > head || (at.position > trimmed_to && at.hash.is_some() && logged != at.hash);
     if at.position < trimmed_to || diverged {
-        copy_state(c, engine, inner, fleet_id, head)?;
-        return Ok((head, head));
+        let at = copy_state(c, engine, inner, fleet_id, head, lock)?;
+        return Ok((at.max(head), at));
     }
     let mut applied = at.position;
     while applied < head {
@@ -130,114 +128,89 @@ pub(crate) fn catch_up(
     Ok((head, applied))
 }
 
-/// Replaces the replica's records with the fleet's state at `head` (the rows of
-/// `orgstore_state`, read through `c` by one binary COPY). `c` must see exactly the state at
-/// `head`: a REPEATABLE READ transaction that read `head`, or one that holds the head row.
+/// How many state rows one page of a copy holds.
+const PAGE: i64 = 100_000;
+
+/// Replaces the replica's records with the fleet's state, read in pages of `orgstore_state`
+/// (in key order, each page one round trip) inside one transaction that sees one state: a
+/// writer's (`locked`: it holds the head row, so nothing changes) or a REPEATABLE READ one
+/// that reads the head itself. Returns the position the copy is at.
 pub(crate) fn copy_state(
     c: &mut impl GenericClient,
     engine: &Engine,
     inner: &Inner,
     fleet_id: u64,
     head: u64,
-) -> Result<(), Error> {
-    let hash: Option<Vec<u8>> = c
+    locked: bool,
+) -> Result<u64, Error> {
+    let un = |e| engine.unavailable("copying the fleet's state", e);
+    let mut t = c.transaction().map_err(un)?;
+    let head = if locked {
+        head
+    } else {
+        t.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .map_err(un)?;
+        let row = t
+            .query_one("SELECT position FROM orgstore_head WHERE id = 1", &[])
+            .map_err(un)?;
+        row.get::<_, i64>(0) as u64
+    };
+    let hash: Option<Vec<u8>> = t
         .query_one(&format!("SELECT {HASH_AT}"), &[&(head as i64)])
-        .map_err(|e| engine.unavailable("copying the fleet's state", e))?
+        .map_err(un)?
         .get(0);
-    let reader = c
-        .copy_out(
-            "COPY (SELECT tbl, k, v FROM orgstore_state ORDER BY tbl, k) TO STDOUT (FORMAT binary)",
+    let page = t
+        .prepare(
+            "SELECT tbl, k, v FROM orgstore_state WHERE (tbl, k) > ($1, $2) \
+             ORDER BY tbl, k LIMIT $3",
         )
-        .map_err(|e| engine.unavailable("copying the fleet's state", e))?;
-    let mut rows = CopyRows::new(std::io::BufReader::with_capacity(1 << 20, reader));
+        .map_err(un)?;
+    let mut rows = Pages {
+        t: &mut t,
+        page: &page,
+        engine,
+        after: Some((String::new(), Vec::new())),
+        buf: std::collections::VecDeque::new(),
+    };
     inner.bootstrap(fleet_id, head, hash_of(hash), &mut rows)?;
-    match rows.failed.take() {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    t.commit().map_err(un)?;
+    Ok(head)
 }
 
-/// The rows of a binary COPY of `(tbl text, k bytea, v bytea)`.
-struct CopyRows<R> {
-    r: R,
-    started: bool,
-    done: bool,
-    failed: Option<Error>,
+/// The rows of `orgstore_state` in key order, a page at a time.
+struct Pages<'a, 't> {
+    t: &'a mut postgres::Transaction<'t>,
+    page: &'a Statement,
+    engine: &'a Engine,
+    /// The last key read; `None` once the last page was read.
+    after: Option<(String, Vec<u8>)>,
+    buf: std::collections::VecDeque<Entry>,
 }
 
-impl<R: Read> CopyRows<R> {
-    fn new(r: R) -> Self {
-        Self {
-            r,
-            started: false,
-            done: false,
-            failed: None,
-        }
-    }
-
-    fn bytes(&mut self, n: usize) -> Result<Vec<u8>, Error> {
-        let mut b = vec![0; n];
-        self.r
-            .read_exact(&mut b)
-            .map_err(|e| Error::storage("copying the fleet's state", e))?;
-        Ok(b)
-    }
-
-    fn field(&mut self) -> Result<Vec<u8>, Error> {
-        let len = self.bytes(4)?;
-        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
-        if len < 0 {
-            return Err(Error::corrupt("fleet state", "a row holds a null"));
-        }
-        self.bytes(len as usize)
-    }
-
-    fn row(&mut self) -> Result<Option<Entry>, Error> {
-        if !self.started {
-            // Signature (11 bytes), flags (4), header extension length (4) and extension.
-            let head = self.bytes(19)?;
-            if &head[..11] != b"PGCOPY\n\xff\r\n\0" {
-                return Err(Error::corrupt("fleet state", "not a binary COPY"));
-            }
-            let ext = u32::from_be_bytes([head[15], head[16], head[17], head[18]]);
-            self.bytes(ext as usize)?;
-            self.started = true;
-        }
-        let n = self.bytes(2)?;
-        match i16::from_be_bytes([n[0], n[1]]) {
-            -1 => Ok(None),
-            3 => {
-                let table = String::from_utf8(self.field()?)
-                    .map_err(|e| Error::corrupt("fleet state", e))?;
-                let key = self.field()?;
-                let value = self.field()?;
-                Ok(Some(Entry {
-                    table,
-                    key,
-                    value: Some(value),
-                }))
-            }
-            _ => Err(Error::corrupt("fleet state", "a row has the wrong shape")),
-        }
-    }
-}
-
-impl<R: Read> Iterator for CopyRows<R> {
+impl Iterator for Pages<'_, '_> {
     type Item = Result<Entry, Error>;
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.row() {
-            Ok(Some(e)) => Some(Ok(e)),
-            Ok(None) => {
-                self.done = true;
-                None
+        if self.buf.is_empty() {
+            let (tbl, k) = self.after.take()?;
+            let rows = match self.t.query(self.page, &[&tbl, &k, &PAGE]) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Some(Err(self.engine.unavailable("copying the fleet's state", e)));
+                }
+            };
+            for r in &rows {
+                self.buf.push_back(Entry {
+                    table: r.get(0),
+                    key: r.get(1),
+                    value: Some(r.get(2)),
+                });
             }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
+            if rows.len() as i64 == PAGE
+                && let Some(last) = self.buf.back()
+            {
+                self.after = Some((last.table.clone(), last.key.clone()));
             }
         }
+        self.buf.pop_front().map(Ok)
     }
 }

@@ -424,7 +424,7 @@ impl Core {
     fn rate_headers(&self) -> Option<RateHeaders> {
         (self.rate.limit != 0).then(|| RateHeaders {
             limit: self.rate.limit,
-            remaining: self.rate.remaining,
+            remaining: self.rate.remaining(),
             reset: Duration::from_nanos(self.rate.reset_after_nanos),
         })
     }
@@ -445,7 +445,7 @@ impl Core {
         }?;
         Some(RateHeaders {
             limit: state.limit,
-            remaining: state.remaining,
+            remaining: state.remaining(),
             reset: Duration::from_nanos(state.reset_after_nanos),
         })
     }
@@ -536,14 +536,14 @@ const ORG_BUDGET: u8 = 4;
 /// never 0, so `rate_headers` tells the two apart by it.
 const NO_RATE: RateState = RateState {
     limit: 0,
-    remaining: 0,
+    headroom_nanos: 0,
     reset_after_nanos: 0,
 };
 
 /// The state with fewer requests left: the one the headers should report.
 fn tighter(cur: Option<RateState>, s: RateState) -> Option<RateState> {
     match cur {
-        Some(c) if c.remaining <= s.remaining => Some(c),
+        Some(c) if c.remaining() <= s.remaining() => Some(c),
         _ => Some(s),
     }
 }

@@ -26,12 +26,24 @@ pub const fn slack(limit: u64) -> u64 {
 pub struct RateState {
     /// The configured limit per minute (after clamping).
     pub limit: u64,
-    /// Whole units that could still be admitted right now (all at once).
-    pub remaining: u64,
+    /// Nanoseconds of TAT the limiter could still advance right now:
+    /// [`RateState::remaining`] whole units. Kept undivided so that a check
+    /// pays no division for a figure only response headers read.
+    pub headroom_nanos: u64,
     /// Nanoseconds of idleness after which the limiter is back at rest,
     /// with the whole limit available as one burst (0 when it already
     /// is).
     pub reset_after_nanos: u64,
+}
+
+impl RateState {
+    /// Whole units that could still be admitted right now (all at once).
+    pub fn remaining(&self) -> u64 {
+        match self.limit {
+            0 => 0,
+            limit => self.headroom_nanos / WINDOW_NANOS.div_ceil(limit),
+        }
+    }
 }
 
 /// A denied rate check: when to try again.
@@ -66,10 +78,10 @@ pub(crate) struct Taken {
 /// steady rate `1 / T` with a tolerance of `slack + 1` units. Any 60-second
 /// window admits at most `limit + slack(limit)` units (see [`super`]).
 ///
-/// The limit lives in a third atomic; `T` is derived from it by one integer
-/// division per call, so a concurrent [`RateLimiter::set_limit`] can never
-/// be observed half-applied (limit and interval from different
-/// configurations).
+/// The limit and `T` live together in a third atomic (see [`pack`]): a call
+/// reads both with one load and no division, and a concurrent
+/// [`RateLimiter::set_limit`] can never be observed half-applied (limit and
+/// interval from different configurations).
 ///
 /// A limit of 0 is unrepresentable: [`RateLimiter::new`] returns `None` for
 /// it and [`RateLimiter::set_limit`] refuses it. "No limit" is modelled by
@@ -81,8 +93,57 @@ pub struct RateLimiter {
     tat: AtomicU64,
     /// End of the last burst from rest: `start + burst` (0: none yet).
     burst_end: AtomicU64,
-    /// Limit per minute, always in `1..=MAX_LIMIT_PER_MINUTE`.
+    /// Limit per minute, always in `1..=MAX_LIMIT_PER_MINUTE`, with its
+    /// emission interval: [`pack`]ed.
     limit: AtomicU64,
+}
+
+/// Limits below this keep their interval in 35 bits; larger ones (only
+/// tokens per minute get there) have intervals of at most 224 ns.
+const SMALL_LIMIT: u64 = 1 << 28;
+
+/// A limit (clamped to `1..=MAX_LIMIT_PER_MINUTE`) and its emission interval
+/// `ceil(60 s / limit)` in one word. Limits below 2^28: bit 63 clear, the
+/// limit in bits 35-62, the interval in bits 0-34 (0 standing for the whole
+/// window, the interval of a limit of 1; every other fits). Larger limits:
+/// bit 63 set, the limit in bits 27-62, the interval in bits 0-26.
+const fn pack(limit: u64) -> u64 {
+    let limit = if limit == 0 {
+        1
+    } else if limit > MAX_LIMIT_PER_MINUTE {
+        MAX_LIMIT_PER_MINUTE
+    } else {
+        limit
+    };
+    let interval = WINDOW_NANOS.div_ceil(limit);
+    if limit < SMALL_LIMIT {
+        let interval = if interval == WINDOW_NANOS {
+            0
+        } else {
+            interval
+        };
+        (limit << 35) | interval
+    } else {
+        (1 << 63) | (limit << 27) | interval
+    }
+}
+
+/// The `(limit, interval)` of a [`pack`]ed word.
+#[inline(always)]
+const fn unpack(word: u64) -> (u64, u64) {
+    if word >> 63 == 0 {
+        let interval = word & ((1 << 35) - 1);
+        (
+            word >> 35,
+            if interval == 0 {
+                WINDOW_NANOS
+            } else {
+                interval
+            },
+        )
+    } else {
+        ((word >> 27) & ((1 << 36) - 1), word & ((1 << 27) - 1))
+    }
 }
 
 /// Derived parameters for one call.
@@ -159,7 +220,7 @@ impl RateLimiter {
         Some(RateLimiter {
             tat: AtomicU64::new(0),
             burst_end: AtomicU64::new(0),
-            limit: AtomicU64::new(limit_per_minute.min(MAX_LIMIT_PER_MINUTE)),
+            limit: AtomicU64::new(pack(limit_per_minute)),
         })
     }
 
@@ -169,7 +230,7 @@ impl RateLimiter {
         RateLimiter {
             tat: AtomicU64::new(0),
             burst_end: AtomicU64::new(0),
-            limit: AtomicU64::new(MAX_LIMIT_PER_MINUTE),
+            limit: AtomicU64::new(pack(MAX_LIMIT_PER_MINUTE)),
         }
     }
 
@@ -189,20 +250,13 @@ impl RateLimiter {
         if per_minute == 0 {
             return false;
         }
-        self.limit
-            .store(per_minute.min(MAX_LIMIT_PER_MINUTE), Ordering::Relaxed);
+        self.limit.store(pack(per_minute), Ordering::Relaxed);
         true
     }
 
     #[inline(always)]
     fn params(&self) -> Params {
-        // The stored limit is never 0 and never above the window, but stay
-        // total anyway: the clamp keeps the division defined.
-        let limit = self
-            .limit
-            .load(Ordering::Relaxed)
-            .clamp(1, MAX_LIMIT_PER_MINUTE);
-        let interval = WINDOW_NANOS.div_ceil(limit);
+        let (limit, interval) = unpack(self.limit.load(Ordering::Relaxed));
         let tolerance = slack(limit) + 1;
         Params {
             limit,
@@ -279,7 +333,7 @@ impl RateLimiter {
                     };
                     let state = RateState {
                         limit: p.limit,
-                        remaining: (ceiling - new_tat) / p.interval,
+                        headroom_nanos: ceiling - new_tat,
                         reset_after_nanos: p.reset_after(new_tat, now, end),
                     };
                     let taken = Taken {
@@ -360,10 +414,40 @@ impl RateLimiter {
         } else {
             Ok(RateState {
                 limit: p.limit,
-                remaining: (ceiling - tat.max(now_nanos)) / p.interval,
+                headroom_nanos: ceiling - tat.max(now_nanos),
                 reset_after_nanos: p.reset_after(tat, now_nanos, end),
             })
         }
+    }
+
+    /// [`RateLimiter::set_limit`] for a fleet's share of a limit: also rescales what is
+    /// owed ahead of `now_nanos` to the new interval, so the units already admitted
+    /// ahead of the clock stay the same number of units (a share raised from 1 to 600
+    /// does not keep a whole minute owed at the old interval).
+    #[cfg(feature = "fleet")]
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    pub(crate) fn set_share(&self, per_minute: u64, now_nanos: u64) -> bool {
+        let old = self.params().interval;
+        if !self.set_limit(per_minute) {
+            return false;
+        }
+        let new = self.params().interval;
+        if new == old {
+            return true;
+        }
+        let mut tat = self.tat.load(Ordering::Acquire);
+        while tat > now_nanos {
+            let units = (tat - now_nanos).div_ceil(old);
+            let rescaled = now_nanos.saturating_add(units.saturating_mul(new));
+            match self
+                .tat
+                .compare_exchange_weak(tat, rescaled, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => tat = actual,
+            }
+        }
+        true
     }
 
     /// The state as response headers report it at `now_nanos`, also while
@@ -374,7 +458,7 @@ impl RateLimiter {
         let (ceiling, _, end) = self.ceiling(p, tat, now_nanos);
         RateState {
             limit: p.limit,
-            remaining: ceiling.saturating_sub(tat.max(now_nanos)) / p.interval,
+            headroom_nanos: ceiling.saturating_sub(tat.max(now_nanos)),
             reset_after_nanos: p.reset_after(tat, now_nanos, end),
         }
     }
@@ -567,6 +651,48 @@ mod tests {
     }
 
     #[test]
+    fn packed_limits_keep_limit_and_interval_exactly() {
+        let mut limits: Vec<u64> = vec![
+            1,
+            2,
+            3,
+            7,
+            59,
+            60,
+            61,
+            223,
+            224,
+            225,
+            SMALL_LIMIT - 1,
+            SMALL_LIMIT,
+            SMALL_LIMIT + 1,
+            MAX_LIMIT_PER_MINUTE - 1,
+            MAX_LIMIT_PER_MINUTE,
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            limits.push(1 + x % MAX_LIMIT_PER_MINUTE);
+            limits.push(1 + x % 100_000);
+        }
+        for limit in limits {
+            assert_eq!(
+                unpack(pack(limit)),
+                (limit, WINDOW_NANOS.div_ceil(limit)),
+                "limit {limit}"
+            );
+        }
+        assert_eq!(unpack(pack(0)), (1, WINDOW_NANOS));
+        assert_eq!(
+            unpack(pack(u64::MAX)),
+            (MAX_LIMIT_PER_MINUTE, 1),
+            "clamped to the window"
+        );
+    }
+
+    #[test]
     fn zero_limit_is_impossible() {
         assert!(RateLimiter::new(0).is_none());
         let l = limiter(5);
@@ -585,14 +711,10 @@ mod tests {
         let l = limiter(10);
         let now = 1_000 * SEC;
         for i in 0..10 {
-            let st = l.try_acquire(now, 1);
+            let st = l.try_acquire(now, 1).unwrap();
             assert_eq!(
-                st,
-                Ok(RateState {
-                    limit: 10,
-                    remaining: 9 - i,
-                    reset_after_nanos: (i + 1) * 6 * SEC + 54 * SEC,
-                })
+                (st.limit, st.remaining(), st.reset_after_nanos),
+                (10, 9 - i, (i + 1) * 6 * SEC + 54 * SEC)
             );
         }
         assert_eq!(l.used(now), 10);
@@ -616,7 +738,7 @@ mod tests {
         assert!(l.try_acquire(now + 66 * SEC, 1).is_err());
         // After a full idle minute the whole burst is back.
         let later = now + 72 * SEC + W;
-        assert_eq!(l.peek_allows(later).map(|s| s.remaining), Ok(10));
+        assert_eq!(l.peek_allows(later).map(|s| s.remaining()), Ok(10));
         assert_eq!(l.peek_allows(later).map(|s| s.reset_after_nanos), Ok(0));
         for _ in 0..10 {
             assert!(l.try_acquire(later, 1).is_ok());
@@ -655,10 +777,10 @@ mod tests {
         // T = 60 ms, slack 20, steady tolerance 21 tokens (1.26 s).
         let l = limiter(1_000);
         let now = 5 * SEC;
-        assert_eq!(l.peek_allows(now).map(|s| s.remaining), Ok(1_000));
+        assert_eq!(l.peek_allows(now).map(|s| s.remaining()), Ok(1_000));
         l.charge(now, 1_000);
         // Exactly at the limit: still admitted, nothing remaining.
-        assert_eq!(l.peek_allows(now).map(|s| s.remaining), Ok(0));
+        assert_eq!(l.peek_allows(now).map(|s| s.remaining()), Ok(0));
         l.charge(now, 500);
         assert_eq!(l.used(now), 1_500);
         // In debt until the 1 500 tokens are paid back at 1 000 a minute,
@@ -686,11 +808,11 @@ mod tests {
         assert_eq!(l.peek_allows(now), Ok(l.state(now)));
         l.charge(now, 400);
         assert_eq!(l.peek_allows(now), Ok(l.state(now)));
-        assert_eq!(l.state(now).remaining, 600);
+        assert_eq!(l.state(now).remaining(), 600);
         l.charge(now, 5_000);
         assert!(l.peek_allows(now).is_err());
         let s = l.state(now);
-        assert_eq!((s.limit, s.remaining), (1_000, 0));
+        assert_eq!((s.limit, s.remaining()), (1_000, 0));
         assert!(s.reset_after_nanos > 60 * SEC);
     }
 
@@ -793,7 +915,7 @@ mod tests {
         let (_, taken) = l.take(SEC, 1).unwrap_or_else(|_| unreachable!());
         l.give_back(taken);
         // Back at rest: the whole burst again.
-        assert_eq!(l.peek_allows(SEC).map(|s| s.remaining), Ok(10));
+        assert_eq!(l.peek_allows(SEC).map(|s| s.remaining()), Ok(10));
         assert_eq!(l.used(SEC), 0);
         // With admissions in between, exactly one unit comes back.
         let (_, taken) = l.take(SEC, 1).unwrap_or_else(|_| unreachable!());

@@ -112,15 +112,7 @@ fn user_entity(
     role: Option<Role>,
 ) -> Result<Entity, String> {
     // Exactly the actor's role group of this org; the hierarchy comes from the Role entities.
-    let parents = role.map(|r| t.role(org, r)).into_iter().collect();
-    entity(
-        t.user(email.as_str()),
-        vec![(
-            "email",
-            RestrictedExpression::new_string(email.as_str().to_owned()),
-        )],
-        parents,
-    )
+    user_with_groups(t, email, role.map(|r| t.role(org, r)).into_iter().collect())
 }
 
 /// The actor for one request: their role group and, already closed transitively, every group
@@ -139,6 +131,11 @@ fn actor_entity(
             .collect(),
         None => Vec::new(),
     };
+    user_with_groups(t, email, parents)
+}
+
+/// A `User` entity with its `email` attribute, in the role groups `parents`.
+fn user_with_groups(t: &Types, email: &Email, parents: Vec<EntityUid>) -> Result<Entity, String> {
     entity(
         t.user(email.as_str()),
         vec![(

@@ -61,6 +61,18 @@ pub struct Explanation {
     pub errors: Vec<String>,
 }
 
+impl Explanation {
+    /// The operator's explanation: allowed, with no deciding policy (the operator is not
+    /// a Cedar principal).
+    pub(crate) fn operator() -> Self {
+        Self {
+            allowed: true,
+            reasons: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+}
+
 /// Host-computed facts for one gateway request. Only facts that are stable for a given key
 /// version, model and these bits may go here: the hot path memoizes on them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

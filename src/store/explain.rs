@@ -304,11 +304,7 @@ impl Store {
                 _ => return Err(Error::invalid("target", format!("give {}", want.form()))),
             };
             let explanation = match actor {
-                Actor::Operator => Explanation {
-                    allowed: true,
-                    reasons: Vec::new(),
-                    errors: Vec::new(),
-                },
+                Actor::Operator => Explanation::operator(),
                 Actor::Member(_) => policies.explain(&AdminRequest {
                     actor,
                     actor_role,
@@ -346,11 +342,7 @@ impl Store {
             ));
         };
         let explanation = match actor {
-            Actor::Operator => Explanation {
-                allowed: true,
-                reasons: Vec::new(),
-                errors: Vec::new(),
-            },
+            Actor::Operator => Explanation::operator(),
             Actor::Member(_) => policies.explain(&AdminRequest {
                 actor,
                 actor_role: None,

@@ -404,6 +404,13 @@ impl Store {
         self.audit_if_denied(out)
     }
 
+    /// The gateway snapshot this store publishes to: what a fleet's limits thread shares.
+    #[cfg(feature = "fleet")]
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    pub(crate) fn snapshot_cell(&self) -> Arc<SnapshotCell> {
+        self.inner.snapshot.clone()
+    }
+
     /// How many distinct model names the gateway snapshot has interned: those of org and
     /// key allow-lists and of gateway policies, never names seen only in requests, so
     /// callers cannot grow the gateway's memory by asking for made-up models. A gauge for

@@ -68,6 +68,10 @@ pub(crate) trait Log: Send + Sync {
     /// The last store handle was dropped: stop the background work.
     fn close(&self);
 
+    /// Spend this replica just wrote to its own ledger (per spender, micro-dollars), for
+    /// the fleet's totals.
+    fn spent(&self, drained: &[(crate::snapshot::SpenderId, i64)]);
+
     /// The implementation, for the fleet's own queries.
     fn as_any(&self) -> &dyn std::any::Any;
 }

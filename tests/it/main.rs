@@ -16,6 +16,8 @@ mod fleet;
 mod fleet_cli;
 #[cfg(feature = "fleet")]
 mod fleet_failures;
+#[cfg(all(feature = "fleet", feature = "fuzzing"))]
+mod fleet_limits;
 #[cfg(feature = "fleet")]
 mod fleet_races;
 mod fuzz_corpus;
