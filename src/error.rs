@@ -25,6 +25,10 @@ pub enum ErrorKind {
     TooNew,
     /// Another process has the store file open.
     Busy,
+    /// The engine that serializes a fleet's writes (PostgreSQL, feature `fleet`) cannot be
+    /// reached: the change was not made; the message names the engine, never its password.
+    /// Retry once it is back; checks keep being answered from the local replica meanwhile.
+    Unavailable,
 }
 
 /// Why an admin operation was refused: the details of an [`ErrorKind::Denied`] error,

@@ -560,3 +560,80 @@ pub fn store_policy_files_unchecked(
 ) -> Result<u64, crate::Error> {
     crate::store::policy_set::commit_unchecked(store, files.to_vec()).map(|v| v.version)
 }
+
+// ---------------------------------------------------------------------------------------
+// Fleet replicas (convergence tests).
+
+/// One replicated record: table name, key bytes, value bytes.
+#[cfg(feature = "fleet")]
+pub type Record = (String, Vec<u8>, Vec<u8>);
+
+/// Every replicated record of `store`, table by table in key order: two replicas that
+/// converged return the same list.
+#[cfg(feature = "fleet")]
+pub fn replicated_records(store: &crate::Store) -> Result<Vec<Record>, crate::Error> {
+    Ok(store
+        .inner()
+        .replicated_rows()?
+        .into_iter()
+        .map(|e| (e.table, e.key, e.value.unwrap_or_default()))
+        .collect())
+}
+
+/// The fleet's shared limits on one store, for the integration tests until a store opens
+/// in fleet mode itself: the limits thread of a replica, started on a store's snapshot.
+#[cfg(feature = "fleet")]
+pub mod fleet_limits {
+    use crate::error::Error;
+    use crate::fleet::lease::{LimitsHandle, LimitsOptions, start_limits};
+    use crate::model::{OrgId, Period, Timestamp, Usd};
+    use crate::snapshot::SpenderId;
+    use crate::store::Store;
+    use std::time::Duration;
+
+    /// A replica's limits thread.
+    pub struct Limits(LimitsHandle);
+
+    /// Starts the limits thread of `store` as replica `name` on the database at `url`,
+    /// with leases that lapse after `lease_ttl` without renewal.
+    pub fn start(
+        store: &Store,
+        url: &str,
+        name: &str,
+        lease_ttl: Duration,
+    ) -> Result<Limits, Error> {
+        let options = LimitsOptions {
+            lease_ttl,
+            ..LimitsOptions::default()
+        };
+        start_limits(url, name, store.snapshot_cell(), options).map(Limits)
+    }
+
+    impl Limits {
+        /// Clean shutdown: returns the unused part of every lease.
+        pub fn shutdown(self) -> Result<(), Error> {
+            self.0.shutdown()
+        }
+
+        /// Stops the thread without returning anything, as a replica that died.
+        pub fn abandon(self) {
+            drop(self.0);
+        }
+
+        /// Queues `spent` of `org` as the store's flusher would after writing it.
+        pub fn record_org_spend(&self, org: &OrgId, spent: Usd) {
+            self.0
+                .record_spend([(&SpenderId::Org(org.clone()), spent.micros())]);
+        }
+
+        /// The fleet's spend of `org` in the current window of `period`.
+        pub fn fleet_org_spent(&self, org: &OrgId, period: Period) -> Result<Usd, Error> {
+            let micros = self.0.fleet_spent(
+                &SpenderId::Org(org.clone()),
+                period,
+                Timestamp::now().as_micros(),
+            )?;
+            Ok(Usd::from_micros(micros.max(0)).unwrap_or(Usd::ZERO))
+        }
+    }
+}

@@ -5,6 +5,12 @@
 
 mod config;
 mod error;
+#[cfg(feature = "fleet")]
+mod fleet;
+#[cfg(feature = "fleet")]
+pub use fleet::{
+    DEFAULT_POLL_INTERVAL, DEFAULT_RETENTION, FleetBuilder, FleetStatus, ReplicaStatus,
+};
 #[cfg(feature = "fuzzing")]
 pub mod fuzz_support;
 mod gateway;

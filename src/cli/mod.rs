@@ -10,6 +10,8 @@ mod bench;
 mod check;
 mod config;
 mod demo;
+#[cfg(feature = "fleet")]
+mod fleet;
 mod invite;
 mod key;
 mod member;
@@ -75,6 +77,20 @@ struct Cli {
     /// with the bearer token in ORGSTORE_TOKEN, instead of on a file.
     #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     remote: Option<String>,
+    /// Act on the fleet whose truth is the PostgreSQL database at URL
+    /// (postgres://USER:PASSWORD@HOST:PORT/DB): every change is committed fleet-wide, and
+    /// --db names this process's local replica (created and filled from the fleet if
+    /// absent, caught up before the command runs).
+    #[cfg(feature = "fleet")]
+    #[arg(
+        long,
+        global = true,
+        env = "ORGSTORE_FLEET",
+        value_name = "URL",
+        hide_env_values = true,
+        help_heading = GLOBAL
+    )]
+    fleet: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,6 +121,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Build a temporary store with both multi-tenancy patterns, show what each key
     /// may do and try each one through the gateway (models, addresses, rate limit, budget).
+    /// With --fleet URL (an empty database): three replicas share one truth; a key revoked
+    /// on one is refused on all three, with the measured propagation latency.
     Demo,
     /// Validate policy files, explain an admin decision, export an org's Cedar entities.
     #[command(subcommand)]
@@ -117,6 +135,11 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Replicas sharing one truth on PostgreSQL (needs --fleet URL): create the fleet,
+    /// show its replicas, run a replica.
+    #[cfg(feature = "fleet")]
+    #[command(subcommand)]
+    Fleet(fleet::FleetCmd),
 }
 
 /// A failed command: the one line printed after `error: ` and the exit code.
@@ -226,6 +249,7 @@ impl CliError {
             "not_found" => ErrorKind::NotFound,
             "conflict" => ErrorKind::Conflict,
             "busy" => ErrorKind::Busy,
+            "unavailable" => ErrorKind::Unavailable,
             "storage" => ErrorKind::Storage,
             "corrupt" => ErrorKind::Corrupt,
             "too_new" => ErrorKind::TooNew,
@@ -295,6 +319,9 @@ pub(crate) struct Ctx {
     /// Open with [`StoreBuilder::recover_policies`]: set by the commands that read or
     /// change the policy set, the way out of a stored set this build does not load.
     pub(crate) recover_policies: std::cell::Cell<bool>,
+    /// `--fleet URL`: the store at `db` is a replica of that fleet.
+    #[cfg(feature = "fleet")]
+    pub(crate) fleet: Option<String>,
 }
 
 impl Ctx {
@@ -355,7 +382,7 @@ impl Ctx {
             return Ok(s);
         }
         self.local_only()?;
-        let opened = builder.open(&self.db)?;
+        let opened = self.open_with(builder)?;
         Ok(self.store.get_or_init(|| opened))
     }
 
@@ -367,6 +394,12 @@ impl Ctx {
             return Ok(s);
         }
         self.local_only()?;
+        #[cfg(feature = "fleet")]
+        if self.fleet.is_some() {
+            // A replica is created and filled from the fleet when absent.
+            let opened = self.open_with(self.builder())?;
+            return Ok(self.store.get_or_init(|| opened));
+        }
         let builder = self.builder().must_exist();
         let opened = if writable(&self.db) {
             builder.open(&self.db)?
@@ -374,6 +407,17 @@ impl Ctx {
             builder.read_only().open(&self.db)?
         };
         Ok(self.store.get_or_init(|| opened))
+    }
+}
+
+impl Ctx {
+    /// Opens `--db` with `builder`: as a replica of `--fleet` when given.
+    fn open_with(&self, builder: StoreBuilder) -> Result<Store, CliError> {
+        #[cfg(feature = "fleet")]
+        if let Some(url) = &self.fleet {
+            return Ok(builder.fleet(url).open(&self.db)?);
+        }
+        Ok(builder.open(&self.db)?)
     }
 }
 
@@ -436,6 +480,8 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         remote: remote.map_or_else(OnceCell::new, OnceCell::from),
         remote_url: cli.remote,
         recover_policies: std::cell::Cell::new(false),
+        #[cfg(feature = "fleet")]
+        fleet: cli.fleet,
     };
     match cli.command {
         Command::Org(cmd) => org::run(&ctx, cmd, out),
@@ -446,12 +492,16 @@ fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
         Command::Check(args) => check::run(&ctx, args, out),
         Command::Usage(args) => usage::run(&ctx, args, out),
         Command::Bench(args) => bench::run(&ctx, args, out),
+        #[cfg(feature = "fleet")]
+        Command::Demo if ctx.fleet.is_some() => fleet::demo(&ctx, out),
         Command::Demo => demo::run(&ctx, out),
         Command::Policy(cmd) => policy::run(&ctx, cmd, out),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(&ctx, args, out),
         #[cfg(feature = "server")]
         Command::Token(cmd) => token::run(&ctx, cmd, out),
+        #[cfg(feature = "fleet")]
+        Command::Fleet(cmd) => fleet::run(&ctx, cmd, out),
     }
 }
 

@@ -140,8 +140,16 @@ pub struct BudgetCounter {
     window: AtomicU64,
     /// Exclusive end of the current window, Unix micros.
     window_end: AtomicI64,
-    /// Limit in micro-dollars, in `0..=MAX_AMOUNT_MICROS`.
+    /// The limit admission enforces, in `0..=MAX_AMOUNT_MICROS`: the configured limit,
+    /// or less while a fleet cap is set (see [`BudgetCounter::set_fleet_cap`]).
     limit: AtomicI64,
+    /// The configured limit (what [`BudgetCounter::config`] reports).
+    #[cfg(feature = "fleet")]
+    configured: AtomicI64,
+    /// What this process may admit in the current window when its budget is shared by a
+    /// fleet (`NO_CAP`: not shared). Changed under `roll_lock`; a new window zeroes it.
+    #[cfg(feature = "fleet")]
+    cap: AtomicI64,
     /// Packed `period | hard | warn_threshold_ppm`.
     policy: AtomicU64,
     /// Serialises window changes (roll, restore, set_config, snapshot).
@@ -154,6 +162,10 @@ pub struct BudgetCounter {
 
 const SC: Ordering = Ordering::SeqCst;
 
+/// `BudgetCounter::cap` of a counter whose budget is not shared by a fleet.
+#[cfg(feature = "fleet")]
+const NO_CAP: i64 = i64::MAX;
+
 impl BudgetCounter {
     /// A counter with no spend, in the window of `config.period` containing
     /// `now_micros` (Unix microseconds).
@@ -165,6 +177,10 @@ impl BudgetCounter {
             window: AtomicU64::new(pack(0, encode_start(start))),
             window_end: AtomicI64::new(end),
             limit: AtomicI64::new(config.limit_micros.clamp(0, MAX_AMOUNT_MICROS)),
+            #[cfg(feature = "fleet")]
+            configured: AtomicI64::new(config.limit_micros.clamp(0, MAX_AMOUNT_MICROS)),
+            #[cfg(feature = "fleet")]
+            cap: AtomicI64::new(NO_CAP),
             policy: AtomicU64::new(encode_policy(&config)),
             roll_lock: Mutex::new(()),
             detached: AtomicBool::new(false),
@@ -174,8 +190,12 @@ impl BudgetCounter {
     /// The current configuration (limit clamped).
     pub fn config(&self) -> BudgetConfig {
         let policy = self.policy.load(SC);
+        #[cfg(feature = "fleet")]
+        let limit_micros = self.configured.load(SC);
+        #[cfg(not(feature = "fleet"))]
+        let limit_micros = self.limit.load(SC);
         BudgetConfig {
-            limit_micros: self.limit.load(SC),
+            limit_micros,
             period: policy_period(policy),
             hard: policy_hard(policy),
             warn_threshold_ppm: policy_warn_ppm(policy),
@@ -195,8 +215,13 @@ impl BudgetCounter {
     pub fn set_config(&self, now_micros: i64, config: BudgetConfig) {
         let _guard = self.roll_lock.lock();
         let old_period = policy_period(self.policy.load(SC));
-        self.limit
-            .store(config.limit_micros.clamp(0, MAX_AMOUNT_MICROS), SC);
+        let limit = config.limit_micros.clamp(0, MAX_AMOUNT_MICROS);
+        #[cfg(feature = "fleet")]
+        let limit = {
+            self.configured.store(limit, SC);
+            limit.min(self.cap.load(SC))
+        };
+        self.limit.store(limit, SC);
         self.policy.store(encode_policy(&config), SC);
         let ended = now_micros >= self.window_end.load(SC);
         if ended || old_period != config.period {
@@ -225,6 +250,13 @@ impl BudgetCounter {
         // sees the new `window`; one that sees an old `state` with a new
         // `window` notices the generation mismatch and waits for the lock.
         self.window.store(pack(generation, encode_start(start)), SC);
+        // A fleet's allowance belongs to the window it was leased for: the new window
+        // admits nothing until the fleet leases in it.
+        #[cfg(feature = "fleet")]
+        if self.cap.load(SC) != NO_CAP {
+            self.cap.store(0, SC);
+            self.limit.store(0, SC);
+        }
         if !carry {
             self.state.store(pack(generation, 0), SC);
             self.spent.store(pack(generation, 0), SC);
@@ -394,6 +426,34 @@ impl BudgetCounter {
         true
     }
 
+    /// Caps what the counter admits in the window starting at `window_start` at
+    /// `cap_micros` of `spent + reserved` (the configured limit still applies when lower),
+    /// or lifts the cap with `None`. Returns `false` and changes nothing when the counter
+    /// is not in that window (it rolled since the caller read it).
+    ///
+    /// This is how a fleet shares one budget: each process admits within what it holds
+    /// of the shared counter. The cap is a cold-path write (under the window lock); the
+    /// hot path keeps reading the one limit word. A new window zeroes the cap, so an
+    /// allowance never leaks into the next window.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn set_fleet_cap(&self, window_start: i64, cap_micros: Option<i64>) -> bool {
+        let _guard = self.roll_lock.lock();
+        if decode_start(self.window.load(SC)) != window_start {
+            return false;
+        }
+        let cap = cap_micros.map_or(NO_CAP, |c| c.clamp(0, MAX_AMOUNT_MICROS));
+        self.cap.store(cap, SC);
+        self.limit.store(self.configured.load(SC).min(cap), SC);
+        true
+    }
+
+    /// The cap set by [`BudgetCounter::set_fleet_cap`], if any (zeroed by a new window).
+    #[cfg(feature = "fleet")]
+    pub(crate) fn fleet_cap(&self) -> Option<i64> {
+        let cap = self.cap.load(SC);
+        (cap != NO_CAP).then_some(cap)
+    }
+
     /// Marks the counter as unused by any published budget (its budget was
     /// disabled or removed). Spend made meanwhile reaches only the ledger;
     /// [`BudgetCounter::is_detached`] tells the writer that enables the
@@ -457,7 +517,8 @@ impl BudgetCounter {
             window_end: self.window_end.load(SC),
             spent_micros: to_i64(spent),
             reserved_micros: to_i64(committed.saturating_sub(spent)),
-            limit_micros: to_i64(limit),
+            // The configured limit; `remaining` is what this process may still admit.
+            limit_micros: self.config().limit_micros,
             remaining_micros: to_i64(limit.saturating_sub(committed)),
         }
     }

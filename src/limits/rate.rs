@@ -420,6 +420,36 @@ impl RateLimiter {
         }
     }
 
+    /// [`RateLimiter::set_limit`] for a fleet's share of a limit: also rescales what is
+    /// owed ahead of `now_nanos` to the new interval, so the units already admitted
+    /// ahead of the clock stay the same number of units (a share raised from 1 to 600
+    /// does not keep a whole minute owed at the old interval).
+    #[cfg(feature = "fleet")]
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    pub(crate) fn set_share(&self, per_minute: u64, now_nanos: u64) -> bool {
+        let old = self.params().interval;
+        if !self.set_limit(per_minute) {
+            return false;
+        }
+        let new = self.params().interval;
+        if new == old {
+            return true;
+        }
+        let mut tat = self.tat.load(Ordering::Acquire);
+        while tat > now_nanos {
+            let units = (tat - now_nanos).div_ceil(old);
+            let rescaled = now_nanos.saturating_add(units.saturating_mul(new));
+            match self
+                .tat
+                .compare_exchange_weak(tat, rescaled, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => tat = actual,
+            }
+        }
+        true
+    }
+
     /// The state as response headers report it at `now_nanos`, also while
     /// the limiter is in debt (then nothing remains). Changes nothing.
     pub(crate) fn state(&self, now_nanos: u64) -> RateState {

@@ -48,6 +48,7 @@ impl From<Error> for ApiError {
             ErrorKind::NotFound => (404, "not_found"),
             ErrorKind::Denied => (403, "denied"),
             ErrorKind::Busy => (503, "busy"),
+            ErrorKind::Unavailable => (503, "unavailable"),
             ErrorKind::Storage => (503, "storage"),
             ErrorKind::Corrupt => (503, "corrupt"),
             ErrorKind::TooNew => (503, "too_new"),

@@ -213,8 +213,8 @@ impl SnapshotCell {
         let rate = cfg.rate_limiting();
         let on = |v: Option<u64>| if rate.enabled { v.unwrap_or(0) } else { 0 };
         let (rpm, tpm) = (on(rate.rpm), on(rate.tpm));
-        set_limit(&runtime.rpm, rpm);
-        set_limit(&runtime.tpm, tpm);
+        self.set_limit(&runtime.rpm, rpm);
+        self.set_limit(&runtime.tpm, tpm);
         let budget = cfg.budgets().filter(|b| b.enabled).and_then(|b| {
             b.limit
                 .map(|l| (l.micros(), b.period, b.hard, b.warn_threshold_ppm))
@@ -275,8 +275,8 @@ impl SnapshotCell {
         let runtime = self
             .key_rt(rt)
             .ok_or_else(|| Error::corrupt("key", "key runtime missing"))?;
-        set_limit(&runtime.rpm, rpm);
-        set_limit(&runtime.tpm, tpm);
+        self.set_limit(&runtime.rpm, rpm);
+        self.set_limit(&runtime.tpm, tpm);
         if let Some((b, spent)) = own.budget {
             let bc = BudgetConfig {
                 limit_micros: b.limit.micros(),
@@ -368,9 +368,28 @@ fn placeholder(runtime: Arc<OrgRuntime>) -> OrgView {
     }
 }
 
-fn set_limit(l: &crate::limits::RateLimiter, per_minute: u64) {
-    if per_minute > 0 && l.limit() != per_minute {
-        l.set_limit(per_minute);
+impl SnapshotCell {
+    /// Configures a rate limiter. When a fleet shares the cell's rate limits, the limiter
+    /// holds this replica's share: the configured limit is recorded for the fleet, and
+    /// the limiter is only ever lowered here (a new one starts at the least share).
+    fn set_limit(&self, l: &crate::limits::RateLimiter, per_minute: u64) {
+        if per_minute == 0 {
+            return;
+        }
+        #[cfg(feature = "fleet")]
+        if let Some(configured) = self.fleet_rates.lock().as_mut() {
+            let fresh = configured
+                .insert(std::ptr::from_ref(l) as usize, per_minute)
+                .is_none();
+            let share = if fresh { 1 } else { l.limit().min(per_minute) };
+            if l.limit() != share {
+                l.set_limit(share);
+            }
+            return;
+        }
+        if l.limit() != per_minute {
+            l.set_limit(per_minute);
+        }
     }
 }
 
@@ -404,6 +423,10 @@ impl SnapshotCell {
             return Ok(());
         }
         let counter = BudgetCounter::new(cfg, now);
+        #[cfg(feature = "fleet")]
+        if cfg.hard && self.fleet_budgets.load(Ordering::Acquire) {
+            counter.set_fleet_cap(cfg.period.window(now).0, Some(0));
+        }
         let pending = unflushed.load(Ordering::Acquire);
         counter.restore(
             now,

@@ -190,6 +190,15 @@ pub(crate) struct SnapshotCell {
     budgets: boxcar::Vec<crate::limits::BudgetCounter>,
     /// Every org runtime, by `KeyEntry::org_ix`.
     pub(crate) org_rts: boxcar::Vec<Arc<OrgRuntime>>,
+    /// Set when a fleet shares this cell's hard budgets: a new budget counter then starts
+    /// with nothing to admit until the fleet leases for it.
+    #[cfg(feature = "fleet")]
+    pub(crate) fleet_budgets: AtomicBool,
+    /// Set (to `Some`) when a fleet shares this cell's rate limits: the configured limit of
+    /// each shared limiter, by its address (limiters live in append-only arenas). A
+    /// limiter then holds the replica's share; publishing only ever lowers it.
+    #[cfg(feature = "fleet")]
+    pub(crate) fleet_rates: Mutex<Option<HashMap<usize, u64>>>,
 }
 
 impl SnapshotCell {
@@ -215,6 +224,10 @@ impl SnapshotCell {
             limited_rts: boxcar::Vec::new(),
             budgets: boxcar::Vec::new(),
             org_rts: boxcar::Vec::new(),
+            #[cfg(feature = "fleet")]
+            fleet_budgets: AtomicBool::new(false),
+            #[cfg(feature = "fleet")]
+            fleet_rates: Mutex::new(None),
         }
     }
 
@@ -374,6 +387,85 @@ impl SnapshotCell {
                 s.add_unflushed(d.micros, self);
             }
         }
+    }
+
+    /// Every enforced hard budget counter with its spender (orgs, then keys): what a fleet
+    /// shares through leases. Background use only: it walks every key runtime.
+    #[cfg(feature = "fleet")]
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    pub(crate) fn hard_budgets(&self) -> Vec<(SpenderId, &crate::limits::BudgetCounter)> {
+        let enforced = |b: &&crate::limits::BudgetCounter| !b.is_detached() && b.config().hard;
+        let orgs = self.org_rts.iter().filter_map(|(_, o)| {
+            let b = o.budget.get().filter(enforced)?;
+            Some((SpenderId::Org(o.id.clone()), b))
+        });
+        let limited = self.limited_rts.iter().filter_map(|(_, l)| {
+            let b = l.budget.get().filter(enforced)?;
+            Some((SpenderId::Key(l.rt.id), b))
+        });
+        let plain = self.key_rts.iter().filter_map(|(_, k)| {
+            let b = self.arena_budget(&k.budget).filter(enforced)?;
+            Some((SpenderId::Key(k.id), b))
+        });
+        orgs.chain(limited).chain(plain).collect()
+    }
+
+    /// Every rate limiter in force with its spender and whether it counts tokens (else
+    /// requests): what a fleet shares. Background use only: it walks every key.
+    #[cfg(feature = "fleet")]
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    pub(crate) fn shared_rates(&self) -> Vec<(SpenderId, bool, &crate::limits::RateLimiter)> {
+        let snap = self.current.load();
+        let mut out = Vec::new();
+        for o in snap.orgs.iter() {
+            let Some(rt) = self.org_rt(o.runtime.ix) else {
+                continue;
+            };
+            if o.rpm > 0 {
+                out.push((SpenderId::Org(rt.id.clone()), false, &rt.rpm));
+            }
+            if o.tpm > 0 {
+                out.push((SpenderId::Org(rt.id.clone()), true, &rt.tpm));
+            }
+        }
+        for e in snap.entries() {
+            if !e.has(HAS_RPM | HAS_TPM) || e.has(REVOKED) {
+                continue;
+            }
+            let Some(rt) = self.key_rt(e.rt) else {
+                continue;
+            };
+            if e.has(HAS_RPM) {
+                out.push((SpenderId::Key(rt.id), false, &rt.rpm));
+            }
+            if e.has(HAS_TPM) {
+                out.push((SpenderId::Key(rt.id), true, &rt.tpm));
+            }
+        }
+        out
+    }
+
+    /// Starts sharing rate limits: records every limiter's configured limit (what it holds
+    /// now) and sets it to `first_share` until the fleet assigns its share.
+    #[cfg(feature = "fleet")]
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    pub(crate) fn share_rates(&self, first_share: u64) {
+        let _publishing = self.state.lock();
+        let mut map = self.fleet_rates.lock();
+        let configured = map.get_or_insert_with(HashMap::new);
+        for (_, _, l) in self.shared_rates() {
+            let addr = std::ptr::from_ref(l) as usize;
+            configured.entry(addr).or_insert_with(|| l.limit());
+            l.set_limit(first_share.min(l.limit()));
+        }
+    }
+
+    /// A shared limiter's configured limit (`None`: not shared, or never configured).
+    #[cfg(feature = "fleet")]
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    pub(crate) fn configured_rate(&self, l: &crate::limits::RateLimiter) -> Option<u64> {
+        let addr = std::ptr::from_ref(l) as usize;
+        self.fleet_rates.lock().as_ref()?.get(&addr).copied()
     }
 
     /// Heap bytes the snapshot holds for keys: table slots, runtimes in the arena, budget

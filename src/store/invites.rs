@@ -451,19 +451,16 @@ fn pending_of(r: &impl ReadRecords, org: &OrgId, now: Timestamp) -> Result<Vec<I
 fn put(tx: &mut WriteTx, rec: &InviteRecord, new: bool) -> Result<(), Error> {
     let bytes = super::codec::encode(rec)?;
     let id = rec.invite.id.as_bytes();
-    tx.txn
-        .open_table(INVITES)
+    super::journal::open(&tx.txn, &tx.journal, INVITES)
         .map_err(write_error)?
         .insert(id, bytes.as_slice())
         .map_err(write_error)?;
     if new {
-        tx.txn
-            .open_table(INVITES_BY_ORG)
+        super::journal::open(&tx.txn, &tx.journal, INVITES_BY_ORG)
             .map_err(write_error)?
             .insert((rec.invite.org.as_str(), id), ())
             .map_err(write_error)?;
-        tx.txn
-            .open_table(INVITE_DIGESTS)
+        super::journal::open(&tx.txn, &tx.journal, INVITE_DIGESTS)
             .map_err(write_error)?
             .insert(&rec.digest, id)
             .map_err(write_error)?;

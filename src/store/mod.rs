@@ -8,12 +8,15 @@ mod explain;
 mod feed;
 mod impact;
 mod invites;
+pub(crate) mod journal;
 mod keys;
 mod members;
 pub(crate) mod open;
 mod orgs;
 pub(crate) mod policy_set;
 pub(crate) mod records;
+#[cfg(feature = "fleet")]
+pub(crate) mod replica;
 pub(crate) mod secrets;
 pub(crate) mod spend;
 pub(crate) mod tables;
@@ -76,6 +79,10 @@ struct Open(Arc<Inner>);
 
 impl Drop for Open {
     fn drop(&mut self) {
+        #[cfg(feature = "fleet")]
+        if let Some(log) = self.0.log.get() {
+            log.close();
+        }
         let _ = self.0.snapshot.apply(crate::snapshot::Update::close());
         // An error cannot be reported here; the spend stays queued for the next flush.
         let _ = spend::flush(&self.0);
@@ -141,28 +148,87 @@ pub(crate) struct Inner {
     rejected_policies: Mutex<Option<String>>,
     /// Told of every new invitation and its token ([`StoreBuilder::on_invite`]).
     invite_hook: Option<invites::InviteHook>,
+    /// The fleet's change log, when this store is a replica (set once, at open).
+    #[cfg(feature = "fleet")]
+    log: std::sync::OnceLock<Arc<dyn replica::Log>>,
 }
 
 impl Inner {
-    /// One write transaction without audit or publication (spend flushes).
+    /// A write transaction at the store's durability; `journaled` keeps its record writes
+    /// (see [`journal`]).
+    fn begin_tx(&self, journaled: bool) -> Result<WriteTx, Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(self.durability)
+            .map_err(|e| Error::storage("setting durability", e))?;
+        Ok(WriteTx {
+            txn,
+            now: Timestamp::now(),
+            changes: Changes::default(),
+            journal: journal::Journal::new(journaled),
+            via: None,
+        })
+    }
+
+    /// One write transaction of local bookkeeping, without audit or publication, never
+    /// replicated (spend flushes: the ledger is this process's own).
     pub(crate) fn write_unaudited(
         &self,
         f: impl FnOnce(&mut WriteTx) -> Result<(), Error>,
     ) -> Result<(), Error> {
         contain_damage(|| {
             let _writer = self.writer.lock();
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(self.durability)
-                .map_err(|e| Error::storage("setting durability", e))?;
-            let mut tx = WriteTx {
-                txn,
-                now: Timestamp::now(),
-                changes: Changes::default(),
-                via: None,
-            };
+            let mut tx = self.begin_tx(false)?;
             f(&mut tx)?;
             tx.txn.commit().map_err(|e| Error::storage("committing", e))
         })
+    }
+
+    /// The one commit path of every change of the store's records (admin operations, their
+    /// audit entries, the policy set), called with the writer lock held: runs `f` in one
+    /// write transaction and commits it, all or nothing, returning what it changed for the
+    /// snapshot. A replicated store commits it to the fleet's log first (see
+    /// `replica::commit`).
+    pub(crate) fn commit<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTx) -> Result<T, Error>,
+    ) -> Result<(T, Changes), Error> {
+        #[cfg(feature = "fleet")]
+        if let Some(log) = self.log.get() {
+            return replica::commit(self, log.as_ref(), f);
+        }
+        let mut tx = self.begin_tx(false)?;
+        let v = f(&mut tx)?;
+        let WriteTx { txn, changes, .. } = tx;
+        txn.commit().map_err(|e| Error::storage("committing", e))?;
+        Ok((v, changes))
+    }
+
+    /// Publishes a commit's changes to the gateway snapshot. Called with the writer lock
+    /// held, so snapshots follow commit order. If publication fails the snapshot is rebuilt;
+    /// if that fails too, gateway checks fail closed until a later rebuild succeeds.
+    fn publish(&self, changes: &Changes) {
+        if changes.orgs.is_empty() && changes.keys.is_empty() {
+            return;
+        }
+        let cell = &self.snapshot;
+        let ok = self
+            .db
+            .begin_read()
+            .map_err(|e| Error::storage("starting a read", e))
+            .and_then(|r| feed::publish(cell, &r, changes, Timestamp::now().as_micros()));
+        if ok.is_err() {
+            cell.stale.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Builds the snapshot from the store file.
+    fn rebuild_snapshot(&self) -> Result<(), Error> {
+        let r = self
+            .db
+            .begin_read()
+            .map_err(|e| Error::storage("starting a read", e))?;
+        let update = feed::full(&r, Timestamp::now().as_micros())?;
+        self.snapshot.apply(update)
     }
 }
 
@@ -325,6 +391,8 @@ impl Store {
             sealer,
             rejected_policies: Mutex::new(None),
             invite_hook,
+            #[cfg(feature = "fleet")]
+            log: std::sync::OnceLock::new(),
         });
         let gateway =
             crate::gateway::Gateway::new(inner.snapshot.clone(), inner.clone(), spend_sync);
@@ -374,45 +442,22 @@ impl Store {
     ) -> Result<T, Error> {
         let out = contain_damage(|| {
             let _writer = self.inner.writer.lock();
-            let mut txn = self.inner.db.begin_write()?;
-            txn.set_durability(self.inner.durability)
-                .map_err(|e| Error::storage("setting durability", e))?;
-            let mut tx = WriteTx {
-                txn,
-                now: Timestamp::now(),
-                changes: Changes::default(),
-                via: self.via.clone(),
-            };
-            match f(&mut tx) {
-                Ok(v) => {
-                    let WriteTx { txn, changes, .. } = tx;
-                    txn.commit().map_err(|e| Error::storage("committing", e))?;
-                    self.publish(&changes);
-                    Ok(v)
-                }
-                Err(e) => Err(e),
-            }
+            let via = self.via.clone();
+            let (v, changes) = self.inner.commit(|tx| {
+                tx.via = via;
+                f(tx)
+            })?;
+            self.inner.publish(&changes);
+            Ok(v)
         });
         self.audit_if_denied(out)
     }
 
-    /// Publishes a commit's changes to the gateway snapshot. Called with the writer lock
-    /// held, so snapshots follow commit order. If publication fails the snapshot is rebuilt;
-    /// if that fails too, gateway checks fail closed until a later rebuild succeeds.
-    fn publish(&self, changes: &Changes) {
-        if changes.orgs.is_empty() && changes.keys.is_empty() {
-            return;
-        }
-        let cell = &self.inner.snapshot;
-        let ok = self
-            .inner
-            .db
-            .begin_read()
-            .map_err(|e| Error::storage("starting a read", e))
-            .and_then(|r| feed::publish(cell, &r, changes, Timestamp::now().as_micros()));
-        if ok.is_err() {
-            cell.stale.store(true, std::sync::atomic::Ordering::Release);
-        }
+    /// The gateway snapshot this store publishes to: what a fleet's limits thread shares.
+    #[cfg(feature = "fleet")]
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    pub(crate) fn snapshot_cell(&self) -> Arc<SnapshotCell> {
+        self.inner.snapshot.clone()
     }
 
     /// How many distinct model names the gateway snapshot has interned: those of org and
@@ -480,13 +525,7 @@ impl Store {
 
     /// Builds the snapshot from the store file.
     pub(crate) fn rebuild_snapshot(&self) -> Result<(), Error> {
-        let r = self
-            .inner
-            .db
-            .begin_read()
-            .map_err(|e| Error::storage("starting a read", e))?;
-        let update = feed::full(&r, Timestamp::now().as_micros())?;
-        self.inner.snapshot.apply(update)
+        self.inner.rebuild_snapshot()
     }
 
     fn audit_if_denied<T>(&self, out: Result<T, Error>) -> Result<T, Error> {
@@ -504,27 +543,32 @@ impl Store {
     /// refused CreateOrg) has no log to hold one.
     pub(crate) fn audit_denial(&self, kind: ErrorKind, d: &PermissionDenied, org: &OrgId) {
         // The denial is the answer; a failure to audit it must not hide it.
-        let _ = self.inner.write_unaudited(|tx| {
-            tx.via = self.via.clone();
-            if tx.find_org(org)?.is_none() {
-                return Ok(());
-            }
-            let summary = if kind != ErrorKind::Denied {
-                "denied: not a member (answered as not found)".to_owned()
-            } else if d.policies.is_empty() {
-                "denied by policy".to_owned()
-            } else {
-                format!("denied by {}", d.policies.join(", "))
-            };
-            append_entry(
-                tx,
-                &d.actor,
-                org,
-                &d.action,
-                &d.target,
-                summary,
-                AuditOutcome::Denied,
-            )
+        let _ = contain_damage(|| {
+            let _writer = self.inner.writer.lock();
+            self.inner
+                .commit(|tx| {
+                    tx.via = self.via.clone();
+                    if tx.find_org(org)?.is_none() {
+                        return Ok(());
+                    }
+                    let summary = if kind != ErrorKind::Denied {
+                        "denied: not a member (answered as not found)".to_owned()
+                    } else if d.policies.is_empty() {
+                        "denied by policy".to_owned()
+                    } else {
+                        format!("denied by {}", d.policies.join(", "))
+                    };
+                    append_entry(
+                        tx,
+                        &d.actor,
+                        org,
+                        &d.action,
+                        &d.target,
+                        summary,
+                        AuditOutcome::Denied,
+                    )
+                })
+                .map(drop)
         });
     }
 
@@ -713,8 +757,7 @@ fn append_entry(
         outcome,
     };
     let bytes = codec::encode(&entry)?;
-    tx.txn
-        .open_table(tables::AUDIT)
+    journal::open(&tx.txn, &tx.journal, tables::AUDIT)
         .map_err(|e| Error::storage("writing the audit log", e))?
         .insert((org.as_str(), seq), bytes.as_slice())
         .map_err(|e| Error::storage("writing the audit log", e))?;

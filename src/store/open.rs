@@ -174,6 +174,14 @@ impl StoreBuilder {
         self
     }
 
+    /// This builder without its watched policy directory, and that: a replica opens its
+    /// file first and watches it once it writes through the fleet.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn take_watch_dir(mut self) -> (Self, Option<PathBuf>) {
+        let w = self.watch_dir.take();
+        (self, w)
+    }
+
     /// Opens (or creates, with mode 0600) the store file at `path`. Provider secrets in
     /// configs are encrypted under the key in `<path>.key`, created (mode 0600) if absent:
     /// back it up with the store file. With [`StoreBuilder::read_only`] or
@@ -303,7 +311,7 @@ impl StoreBuilder {
 
 /// The compiled-in policy set, compiled once per process: it is immutable and the same for
 /// every store, and compiling and validating it costs far more than opening a store.
-fn default_policies() -> Result<Policies, Error> {
+pub(crate) fn default_policies() -> Result<Policies, Error> {
     static DEFAULT: std::sync::OnceLock<Policies> = std::sync::OnceLock::new();
     if let Some(p) = DEFAULT.get() {
         return Ok(p.clone());

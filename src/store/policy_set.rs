@@ -8,6 +8,7 @@ use std::sync::Arc;
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::codec::{decode, encode};
+use super::journal;
 use super::records::{PolicyAuditRecord, PolicySetRecord};
 use super::{AuditOutcome, Store, contain_damage};
 use crate::error::{Error, ErrorKind};
@@ -21,7 +22,7 @@ pub(crate) const POLICY_SETS: TableDefinition<u64, &[u8]> = TableDefinition::new
 /// refused attempt.
 pub(crate) const POLICY_AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("policy_audit");
 /// The `meta` entry holding the active version.
-const ACTIVE: &str = "policy_version";
+pub(crate) const ACTIVE: &str = "policy_version";
 
 /// One version of the store's policy set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,75 +245,44 @@ pub(crate) fn commit(
 ) -> Result<PolicyVersion, Error> {
     contain_damage(|| {
         let _writer = inner.writer.lock();
-        if let Actor::Member(email) = actor
-            && let Err(d) = inner.policies.load().authorize_policy_change(email)
-        {
-            let summary = if d.policies.is_empty() {
-                "denied by policy".to_owned()
-            } else {
-                format!("denied by {}", d.policies.join(", "))
-            };
-            // The denial is the answer; a failure to log it must not hide it.
-            let _ = log(inner, actor, summary, AuditOutcome::Denied);
-            return Err(Error::denied(d));
-        }
-        let txn = inner.db.begin_write()?;
-        let now = Timestamp::now();
-        let w = |e: redb::Error| Error::storage("writing the policy set", e);
-        let active = active_version(&txn)?;
-        let current = record(&txn, active)?.unwrap_or_else(builtin_record);
-        if current.files == files {
-            return Ok(current.to_version(active));
-        }
-        let mut last = last_version(&txn)?;
-        let note = rollback_to.map_or_else(|| "apply".to_owned(), |v| format!("rollback to {v}"));
-        let changes = diff_files(&current.files, &files);
-        {
-            let mut t = txn.open_table(POLICY_SETS).map_err(|e| w(e.into()))?;
-            if t.is_empty().map_err(|e| w(e.into()))? {
-                // The implicit built-in version 1 becomes a record.
-                let b = encode(&builtin_record())?;
-                t.insert(1, b.as_slice()).map_err(|e| w(e.into()))?;
-                last = 1;
+        // Decided inside the transaction, on the policy set it commits on (a replicated
+        // store is caught up first).
+        let mut refused = None;
+        let done = inner.commit(|tx| {
+            if let Actor::Member(email) = actor
+                && let Err(d) = inner.policies.load().authorize_policy_change(email)
+            {
+                refused = Some(d.clone());
+                return Err(Error::denied(d));
             }
-            let rec = PolicySetRecord {
-                version: last + 1,
-                created_at: now,
-                created_by: actor.to_string(),
-                note: note.clone(),
-                files,
-            };
-            let bytes = encode(&rec)?;
-            t.insert(rec.version, bytes.as_slice())
-                .map_err(|e| w(e.into()))?;
-            let mut meta = txn
-                .open_table(super::tables::META)
-                .map_err(|e| w(e.into()))?;
-            meta.insert(ACTIVE, rec.version).map_err(|e| w(e.into()))?;
-            let names: Vec<&str> = changes.iter().map(|c| c.file.as_str()).collect();
-            let summary = format!(
-                "{note}: version {}; files changed: {}",
-                rec.version,
-                if names.is_empty() {
-                    "none".to_owned()
-                } else {
-                    names.join(", ")
+            write_version(tx, actor, files, rollback_to)
+        });
+        let (written, _) = match done {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(d) = refused {
+                    let summary = if d.policies.is_empty() {
+                        "denied by policy".to_owned()
+                    } else {
+                        format!("denied by {}", d.policies.join(", "))
+                    };
+                    // The denial is the answer; a failure to log it must not hide it.
+                    let _ = log(inner, actor, summary, AuditOutcome::Denied);
                 }
-            );
-            append_log(&txn, now, actor, summary, AuditOutcome::Applied)?;
-            drop(t);
-            drop(meta);
-            txn.commit().map_err(|e| Error::storage("committing", e))?;
+                return Err(e);
+            }
+        };
+        let (mut v, changed) = written;
+        if changed {
             let next = Arc::new(next);
             inner.policies.store(next.clone());
             *inner.rejected_policies.lock() = None;
             inner
                 .snapshot
                 .apply(crate::snapshot::Update::policies(next))?;
-            let mut v = rec.to_version(rec.version);
             v.changed = true;
-            Ok(v)
         }
+        Ok(v)
     })
 }
 
@@ -333,6 +303,60 @@ pub(crate) fn commit_unchecked(
     )
 }
 
+/// Writes `files` as the next version unless they equal the active one: the version, the
+/// boxed version 1 on the first change, `meta`'s active version and the log entry.
+fn write_version(
+    tx: &mut super::tx::WriteTx,
+    actor: &Actor,
+    files: Vec<(String, String)>,
+    rollback_to: Option<u64>,
+) -> Result<(PolicyVersion, bool), Error> {
+    let txn = &tx.txn;
+    let now = tx.now;
+    let w = |e: redb::Error| Error::storage("writing the policy set", e);
+    let active = active_version(txn)?;
+    let current = record(txn, active)?.unwrap_or_else(builtin_record);
+    if current.files == files {
+        return Ok((current.to_version(active), false));
+    }
+    let mut last = last_version(txn)?;
+    let note = rollback_to.map_or_else(|| "apply".to_owned(), |v| format!("rollback to {v}"));
+    let changes = diff_files(&current.files, &files);
+    let mut t = journal::open(txn, &tx.journal, POLICY_SETS).map_err(|e| w(e.into()))?;
+    if t.is_empty().map_err(|e| w(e.into()))? {
+        // The implicit built-in version 1 becomes a record.
+        let b = encode(&builtin_record())?;
+        t.insert(1, b.as_slice()).map_err(|e| w(e.into()))?;
+        last = 1;
+    }
+    let rec = PolicySetRecord {
+        version: last + 1,
+        created_at: now,
+        created_by: actor.to_string(),
+        note: note.clone(),
+        files,
+    };
+    let bytes = encode(&rec)?;
+    t.insert(rec.version, bytes.as_slice())
+        .map_err(|e| w(e.into()))?;
+    let mut meta = journal::open(txn, &tx.journal, super::tables::META).map_err(|e| w(e.into()))?;
+    meta.insert(ACTIVE, rec.version).map_err(|e| w(e.into()))?;
+    let names: Vec<&str> = changes.iter().map(|c| c.file.as_str()).collect();
+    let summary = format!(
+        "{note}: version {}; files changed: {}",
+        rec.version,
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    );
+    drop(t);
+    drop(meta);
+    append_log(tx, actor, summary, AuditOutcome::Applied)?;
+    Ok((rec.to_version(rec.version), true))
+}
+
 /// Writes one log entry in a transaction of its own (the caller holds the writer lock).
 pub(crate) fn log(
     inner: &super::Inner,
@@ -340,20 +364,19 @@ pub(crate) fn log(
     summary: String,
     outcome: AuditOutcome,
 ) -> Result<(), Error> {
-    let txn = inner.db.begin_write()?;
-    append_log(&txn, Timestamp::now(), actor, summary, outcome)?;
-    txn.commit().map_err(|e| Error::storage("committing", e))
+    inner
+        .commit(|tx| append_log(tx, actor, summary, outcome))
+        .map(drop)
 }
 
 fn append_log(
-    txn: &redb::WriteTransaction,
-    at: Timestamp,
+    tx: &super::tx::WriteTx,
     actor: &Actor,
     summary: String,
     outcome: AuditOutcome,
 ) -> Result<(), Error> {
     let w = |e: redb::Error| Error::storage("writing the policy log", e);
-    let mut t = txn.open_table(POLICY_AUDIT).map_err(|e| w(e.into()))?;
+    let mut t = journal::open(&tx.txn, &tx.journal, POLICY_AUDIT).map_err(|e| w(e.into()))?;
     let seq = t
         .last()
         .map_err(|e| w(e.into()))?
@@ -361,7 +384,7 @@ fn append_log(
         + 1;
     let rec = PolicyAuditRecord(PolicyAuditEntry {
         seq,
-        at,
+        at: tx.now,
         actor: actor.to_string(),
         action: crate::policy::MANAGE_POLICIES.to_owned(),
         summary,

@@ -69,6 +69,19 @@ pub(crate) struct Opened {
     pub unreadable: Vec<Unreadable>,
 }
 
+/// The fingerprint ([`Sealer::fingerprint`]) of the key file at `path`; `None` when there
+/// is none.
+#[cfg(feature = "fleet")]
+pub(crate) fn key_file_fingerprint(path: &Path) -> Result<Option<String>, Error> {
+    Ok(read_key_file(path)?.map(|key| {
+        Sealer {
+            key,
+            source: String::new(),
+        }
+        .fingerprint()
+    }))
+}
+
 /// The sidecar key file of a store file: `<db path>.key`.
 pub(crate) fn key_path(db: &Path) -> PathBuf {
     let mut s = db.as_os_str().to_owned();
@@ -116,6 +129,20 @@ impl Sealer {
                 source,
             }),
         }
+    }
+
+    /// A fingerprint of the key that reveals nothing of it (a hash of a fixed label and the
+    /// key): replicas of one fleet must hold the same key file, and compare this to know.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"orgstore store key fingerprint v1");
+        h.update(&self.key[..]);
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     fn cipher(&self) -> ChaCha20Poly1305 {

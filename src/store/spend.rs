@@ -133,7 +133,18 @@ pub(crate) fn flush(inner: &super::Inner) -> Result<usize, Error> {
         Ok(())
     });
     match result {
-        Ok(()) => Ok(written),
+        Ok(()) => {
+            // A fleet replica also reports it for the fleet's totals.
+            #[cfg(feature = "fleet")]
+            if let Some(log) = inner.log.get() {
+                let spent: Vec<_> = drained
+                    .iter()
+                    .map(|d| (d.spender.clone(), d.micros))
+                    .collect();
+                log.spent(&spent);
+            }
+            Ok(written)
+        }
         Err(e) => {
             // Not written: the amounts wait in memory for the next try.
             cell.restore_spend(&drained);

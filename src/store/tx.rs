@@ -4,6 +4,7 @@
 use redb::{Key, ReadableTable, TableDefinition, Value};
 
 use super::codec::{decode, encode};
+use super::journal::{self, Journal};
 use super::records::{ConfigRecord, KeyRecord};
 use super::tables::*;
 use crate::config::OrgConfig;
@@ -167,6 +168,8 @@ pub(crate) struct WriteTx {
     /// The credential the change came with ([`Store::via`](super::Store::via)), noted in
     /// its audit entries.
     pub via: Option<std::sync::Arc<str>>,
+    /// Every record write, for replication (kept only when the store is replicated).
+    pub journal: Journal,
 }
 
 impl ReadRecords for WriteTx {
@@ -186,8 +189,7 @@ impl WriteTx {
     /// Writes an org record.
     pub fn put_org(&mut self, org: &Org) -> Result<(), Error> {
         let bytes = encode(org)?;
-        self.txn
-            .open_table(ORGS)
+        journal::open(&self.txn, &self.journal, ORGS)
             .map_err(wio)?
             .insert(org.id.as_str(), bytes.as_slice())
             .map_err(wio)?;
@@ -198,8 +200,7 @@ impl WriteTx {
     /// Writes a config version.
     pub fn put_config(&mut self, org: &OrgId, rec: &ConfigRecord) -> Result<(), Error> {
         let bytes = encode(rec)?;
-        self.txn
-            .open_table(CONFIGS)
+        journal::open(&self.txn, &self.journal, CONFIGS)
             .map_err(wio)?
             .insert((org.as_str(), rec.version), bytes.as_slice())
             .map_err(wio)?;
@@ -209,13 +210,11 @@ impl WriteTx {
     /// Writes a membership and its index entry.
     pub fn put_member(&mut self, m: &Member) -> Result<(), Error> {
         let bytes = encode(m)?;
-        self.txn
-            .open_table(MEMBERS)
+        journal::open(&self.txn, &self.journal, MEMBERS)
             .map_err(wio)?
             .insert((m.org.as_str(), m.email.as_str()), bytes.as_slice())
             .map_err(wio)?;
-        self.txn
-            .open_table(MEMBER_ORGS)
+        journal::open(&self.txn, &self.journal, MEMBER_ORGS)
             .map_err(wio)?
             .insert((m.email.as_str(), m.org.as_str()), m.role.level())
             .map_err(wio)?;
@@ -224,13 +223,11 @@ impl WriteTx {
 
     /// Removes a membership and its index entry.
     pub fn remove_member(&mut self, org: &OrgId, email: &Email) -> Result<(), Error> {
-        self.txn
-            .open_table(MEMBERS)
+        journal::open(&self.txn, &self.journal, MEMBERS)
             .map_err(wio)?
             .remove((org.as_str(), email.as_str()))
             .map_err(wio)?;
-        self.txn
-            .open_table(MEMBER_ORGS)
+        journal::open(&self.txn, &self.journal, MEMBER_ORGS)
             .map_err(wio)?
             .remove((email.as_str(), org.as_str()))
             .map_err(wio)?;
@@ -240,7 +237,7 @@ impl WriteTx {
     /// Writes a key record and its indexes; `old_digest` is removed from the digest index
     /// when the secret changed (rotation).
     pub fn put_key(&mut self, rec: &KeyRecord, old_digest: Option<KeyDigest>) -> Result<(), Error> {
-        KeyTables::open(&self.txn)?.put(rec, old_digest)?;
+        KeyTables::open(&self.txn, &self.journal)?.put(rec, old_digest)?;
         self.changes.keys.push((rec.info.id, old_digest));
         Ok(())
     }
@@ -248,7 +245,7 @@ impl WriteTx {
     /// The key tables, opened once for writing many keys (an import). Record each key
     /// written through them with [`WriteTx::key_written`] once they are dropped.
     pub fn key_tables(&self) -> Result<KeyTables<'_>, Error> {
-        KeyTables::open(&self.txn)
+        KeyTables::open(&self.txn, &self.journal)
     }
 
     /// Records a key written through [`WriteTx::key_tables`], for the snapshot.
@@ -273,19 +270,19 @@ impl WriteTx {
 
 /// The key record table and its two indexes, open together inside one write transaction.
 pub(crate) struct KeyTables<'t> {
-    keys: redb::Table<'t, &'static [u8; 16], &'static [u8]>,
-    by_org: redb::Table<'t, (&'static str, &'static [u8; 16]), ()>,
-    digests: redb::Table<'t, &'static [u8; 32], &'static [u8; 16]>,
-    issued: redb::Table<'t, &'static [u8; 32], &'static [u8; 16]>,
+    keys: journal::Table<'t, &'static [u8; 16], &'static [u8]>,
+    by_org: journal::Table<'t, (&'static str, &'static [u8; 16]), ()>,
+    digests: journal::Table<'t, &'static [u8; 32], &'static [u8; 16]>,
+    issued: journal::Table<'t, &'static [u8; 32], &'static [u8; 16]>,
 }
 
 impl<'t> KeyTables<'t> {
-    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, Error> {
+    fn open(txn: &'t redb::WriteTransaction, j: &'t Journal) -> Result<Self, Error> {
         Ok(Self {
-            keys: txn.open_table(KEYS).map_err(wio)?,
-            by_org: txn.open_table(KEYS_BY_ORG).map_err(wio)?,
-            digests: txn.open_table(KEY_DIGESTS).map_err(wio)?,
-            issued: txn.open_table(ISSUED_DIGESTS).map_err(wio)?,
+            keys: journal::open(txn, j, KEYS).map_err(wio)?,
+            by_org: journal::open(txn, j, KEYS_BY_ORG).map_err(wio)?,
+            digests: journal::open(txn, j, KEY_DIGESTS).map_err(wio)?,
+            issued: journal::open(txn, j, ISSUED_DIGESTS).map_err(wio)?,
         })
     }
 

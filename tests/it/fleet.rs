@@ -2,6 +2,12 @@
 //! a throwaway cluster on a loopback port (`tests/support/pg_cluster.rs`); without
 //! PostgreSQL they skip, under `CI=true` they fail.
 
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use orgstore::{KeySpec, Request, Store, StoreBuilder};
+
+use crate::common::{OP, create_org};
 use crate::pg_cluster::PgCluster;
 
 #[test]
@@ -16,4 +22,131 @@ fn a_throwaway_cluster_starts_and_answers_queries() {
     let v: String = client.query_one("SHOW server_version", &[]).unwrap().get(0);
     let major: u32 = v.split('.').next().unwrap().parse().unwrap();
     assert!(major >= 15, "PostgreSQL {v} is older than 15");
+}
+
+/// A fleet in database `name` of `pg`, with its schema, and a directory for replica files.
+pub struct Fleet {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    pub fn new(pg: &PgCluster, name: &str) -> Self {
+        let url = pg.database(name);
+        StoreBuilder::new().fleet(&url).init().unwrap();
+        Self {
+            url,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The file of replica `i`.
+    pub fn path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("r{i}.redb"))
+    }
+
+    /// The builder replicas open with: non-durable files, a short poll.
+    pub fn builder(&self) -> orgstore::FleetBuilder {
+        StoreBuilder::new()
+            .non_durable()
+            .fleet(&self.url)
+            .poll_interval(Duration::from_millis(20))
+    }
+
+    /// Opens replica `i`, giving it the key file of replica 0 first when it has none.
+    pub fn replica(&self, i: usize) -> Store {
+        self.share_key(i);
+        self.builder()
+            .replica_name(format!("r{i}"))
+            .open(self.path(i))
+            .unwrap()
+    }
+
+    /// Copies replica 0's key file to replica `i` (what an operator does for a new one).
+    pub fn share_key(&self, i: usize) {
+        let key = key_file(&self.path(i));
+        let first = key_file(&self.path(0));
+        if i > 0 && !key.exists() && first.exists() {
+            std::fs::copy(first, key).unwrap();
+        }
+    }
+}
+
+pub fn key_file(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".key");
+    PathBuf::from(s)
+}
+
+/// Waits (up to a generous deadline) until `f` holds.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The code a check of `key` for gpt-4o answers on `store` (`ok` when allowed).
+pub fn check(store: &Store, key: &str) -> String {
+    let ip = "10.0.0.1".parse().unwrap();
+    match store.gateway().check(&Request::new(key, "gpt-4o", ip)) {
+        Ok(_) => "ok".to_owned(),
+        Err(d) => d.code().to_owned(),
+    }
+}
+
+/// Every replicated record of `store` (with the `fuzzing` hooks: the raw records; without
+/// them, what the public API lists).
+pub fn records(store: &Store) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    #[cfg(feature = "fuzzing")]
+    return orgstore::fuzz_support::replicated_records(store).unwrap();
+    #[cfg(not(feature = "fuzzing"))]
+    {
+        let mut out = Vec::new();
+        for org in store.orgs().list(&OP).unwrap() {
+            let keys = store.keys().list(&OP, &org.id).unwrap();
+            let members = store.members().list(&OP, &org.id).unwrap();
+            out.push((
+                org.id.to_string(),
+                format!("{org:?}").into_bytes(),
+                format!("{keys:?}{members:?}").into_bytes(),
+            ));
+        }
+        out
+    }
+}
+
+#[test]
+fn a_key_created_on_one_replica_works_on_all_and_a_revocation_anywhere_denies_it_everywhere() {
+    let Some(pg) = PgCluster::start() else { return };
+    let fleet = Fleet::new(&pg, "propagation");
+    let r: Vec<Store> = (0..3).map(|i| fleet.replica(i)).collect();
+    let acme = create_org(&r[0], "acme", "owner@acme.io");
+    let key = r[0].keys().create(&OP, &acme, KeySpec::new("svc")).unwrap();
+    // Read your writes: the writing replica answers at once.
+    assert_eq!(check(&r[0], key.key.expose()), "ok");
+    for s in &r[1..] {
+        eventually("the key works on every replica", || {
+            check(s, key.key.expose()) == "ok"
+        });
+    }
+    r[1].keys().revoke(&OP, &key.info.id).unwrap();
+    assert_eq!(check(&r[1], key.key.expose()), "revoked");
+    for s in [&r[0], &r[2]] {
+        eventually("the revocation is seen on every replica", || {
+            check(s, key.key.expose()) == "revoked"
+        });
+    }
+    let head = r[1].fleet_position().unwrap();
+    for s in &r {
+        eventually("every replica reaches the head", || {
+            s.fleet_position().unwrap() == head
+        });
+    }
+    let first = records(&r[0]);
+    assert!(first.iter().any(|(t, _, _)| t == "keys"));
+    for s in &r[1..] {
+        assert_eq!(records(s), first, "replicas hold the same records");
+    }
 }

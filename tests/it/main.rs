@@ -14,6 +14,14 @@ mod config;
 mod crash;
 #[cfg(feature = "fleet")]
 mod fleet;
+#[cfg(feature = "fleet")]
+mod fleet_cli;
+#[cfg(feature = "fleet")]
+mod fleet_failures;
+#[cfg(all(feature = "fleet", feature = "fuzzing"))]
+mod fleet_limits;
+#[cfg(feature = "fleet")]
+mod fleet_races;
 mod fuzz_corpus;
 mod gateway;
 mod gateway_equivalence;

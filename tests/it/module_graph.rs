@@ -1,7 +1,7 @@
 //! The library's modules form layers, and imports only point down:
 //!
 //! ```text
-//! model, error  <-  config, keys, limits, policy  <-  snapshot  <-  gateway  <-  store  <-  server
+//! model, error  <-  config, keys, limits, policy  <-  snapshot  <-  gateway  <-  store  <-  server, fleet
 //! ```
 //!
 //! (`cli` is the binary and uses only the public API.) These tests read `src/` and fail
@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("gateway", 3),
     ("store", 4),
     ("server", 5),
+    ("fleet", 5),
 ];
 
 fn layer(module: &str) -> Option<u8> {
@@ -189,8 +190,8 @@ fn imports_only_point_down_the_layers() {
 fn nothing_below_the_store_imports_it_and_the_snapshot_never_the_gateway() {
     let edges = graph();
     for (from, to, path) in &edges {
-        // Only the admin API (`server`) sits above the store.
-        if from != "store" && from != "server" {
+        // Only the admin API (`server`) and the fleet sit above the store.
+        if from != "store" && from != "server" && from != "fleet" {
             assert_ne!(
                 to,
                 "store",
@@ -212,6 +213,41 @@ fn nothing_below_the_store_imports_it_and_the_snapshot_never_the_gateway() {
     assert!(has("store", "snapshot") && has("store", "gateway"));
     assert!(has("gateway", "snapshot") && has("snapshot", "limits"));
     assert!(has("gateway", "limits"), "the clock lives with the limits");
+    assert!(has("fleet", "store"), "the fleet drives the store");
+}
+
+/// The store's files that may write a redb table without the journal (`store/journal.rs`):
+/// the journal itself, opening and migrating a file (before any replication), the spend
+/// ledger (each process's own), and a replica applying the fleet's log.
+const UNJOURNALED_WRITERS: &[&str] = &["journal.rs", "open.rs", "spend.rs", "replica.rs"];
+
+#[test]
+fn every_record_write_of_the_store_goes_through_the_journal() {
+    let mut seen = 0;
+    let mut bad = Vec::new();
+    for (path, code) in module_source("store") {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        for stmt in code.split(';') {
+            if !stmt.contains("open_table(") {
+                continue;
+            }
+            seen += 1;
+            let writes = stmt.contains("let mut ")
+                || stmt.contains(".insert(")
+                || stmt.contains(".remove(")
+                || stmt.contains(".retain(")
+                || stmt.contains(".pop_");
+            if writes && !UNJOURNALED_WRITERS.contains(&name.as_str()) {
+                bad.push(format!("{name}: {}", stmt.trim()));
+            }
+        }
+    }
+    assert!(seen > 10, "the scanner found the store's table openings");
+    assert!(
+        bad.is_empty(),
+        "tables written without the journal (open them with journal::open):\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]

@@ -396,3 +396,41 @@ proptest! {
         }
     }
 }
+
+/// A fleet cap bounds admission below the configured limit, survives config changes,
+/// never lifts the configured limit, and is zeroed by a new window.
+#[cfg(feature = "fleet")]
+#[test]
+fn fleet_cap_bounds_admission_and_dies_with_its_window() {
+    let b = BudgetCounter::new(hard(1_000), NOON);
+    let start = b.snapshot(NOON).window_start;
+    assert!(b.set_fleet_cap(start, Some(300)));
+    assert_eq!(b.fleet_cap(), Some(300));
+    let r = ok(b.reserve(NOON, 200));
+    assert!(b.reserve(NOON, 101).is_err(), "the cap holds");
+    ok(b.reserve(NOON, 100));
+    // A config change keeps the cap; the configured limit is still reported.
+    b.set_config(NOON, hard(5_000));
+    assert_eq!(b.config().limit_micros, 5_000);
+    assert_eq!(b.snapshot(NOON).limit_micros, 5_000);
+    assert!(b.reserve(NOON, 1).is_err());
+    // A cap above the configured limit does not lift it.
+    b.set_config(NOON, hard(400));
+    assert!(b.set_fleet_cap(start, Some(10_000)));
+    ok(b.reserve(NOON, 100));
+    assert!(b.reserve(NOON, 1).is_err());
+    b.settle(&r, 0);
+    // A stale window is refused.
+    assert!(!b.set_fleet_cap(start - DAY, Some(1)));
+    // The next window starts with nothing to admit until the fleet leases in it.
+    let tomorrow = NOON + DAY;
+    assert!(b.reserve(tomorrow, 1).is_err());
+    assert_eq!(b.fleet_cap(), Some(0));
+    let next = b.snapshot(tomorrow).window_start;
+    assert!(b.set_fleet_cap(next, Some(50)));
+    ok(b.reserve(tomorrow, 50));
+    // Lifted: the configured limit alone applies.
+    assert!(b.set_fleet_cap(next, None));
+    ok(b.reserve(tomorrow, 350));
+    assert!(b.reserve(tomorrow, 1).is_err());
+}

@@ -1,0 +1,470 @@
+//! The fleet's limits on PostgreSQL: budget leases ([`super::budget`]) and fleet spend,
+//! kept by one background thread per replica. No request ever waits for it: it moves
+//! allowances into the snapshot's budget counters (a fleet cap, see
+//! [`crate::limits::BudgetCounter::set_fleet_cap`]) and batches spend out.
+//!
+//! Rate limits are shared the same way (see [`super::lease_rate`]): every pass samples
+//! the limiters, every fifth renews the shares.
+//!
+//! Each pass (every [`LimitsOptions::tick`]) runs one transaction: for every hard budget
+//! the snapshot enforces, it reclaims lapsed leases of that window (about once a second),
+//! takes a chunk when the plan asks for one (`SELECT .. FOR UPDATE`, then the conditional
+//! `UPDATE .. SET granted = granted + $chunk WHERE granted + $chunk <= limit_micros`),
+//! commits the claim with the reported use, renewing the lease, and only after the commit
+//! raises the counter's cap. Queued spend is added to `fleet_spend` in the same
+//! transaction (per scope and UTC day, plus an all-time row). Nothing here ever NOTIFYs.
+//!
+//! When the database is unreachable a pass fails as a whole: caps stay where the last
+//! commit put them (the replica admits within what it claimed, then denies), spend stays
+//! queued, and the thread reconnects with backoff.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+
+use super::budget::{Allowance, ChunkPolicy, Micros};
+use super::lease_rate::{RATE_SCHEMA, Rates};
+pub(crate) use super::lease_sql::LIMITS_SCHEMA;
+use super::lease_sql::{
+    TOTAL_DAY, claim_lease, pool_state, reclaim, release, set_pool_limit, take, write_spend,
+};
+use super::rate::MIN_SHARE;
+use crate::error::{Error, ErrorKind};
+use crate::limits::DAY_MICROS;
+use crate::model::{Period, Timestamp};
+use crate::snapshot::{SnapshotCell, SpenderId};
+use crate::store::records::{key_ledger_name, org_ledger_name};
+
+/// How the background thread runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LimitsOptions {
+    /// Time between two passes.
+    pub tick: Duration,
+    /// A lease not renewed for this long is reclaimed by the other replicas.
+    pub lease_ttl: Duration,
+    /// Chunk and claim sizing.
+    pub chunks: ChunkPolicy,
+}
+
+impl Default for LimitsOptions {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(100),
+            lease_ttl: Duration::from_secs(10),
+            chunks: ChunkPolicy::default(),
+        }
+    }
+}
+
+/// The limits' thread of one replica. [`LimitsHandle::shutdown`] returns what it holds;
+/// dropping the handle stops the thread without returning anything (the leases then lapse
+/// and are reclaimed, as for a replica that died).
+pub(crate) struct LimitsHandle {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<Worker>>,
+}
+
+/// What the handle and the thread share.
+struct Shared {
+    stop: AtomicBool,
+    /// Spend waiting to be written: (scope, day) -> micros.
+    spend: Mutex<HashMap<(String, i64), i64>>,
+    url: String,
+}
+
+/// Starts the limits' thread of replica `replica` (unique per process start: a random
+/// suffix is added) on the database at `url`, sharing the hard budgets of `cell`. Creates
+/// the tables if needed and runs one pass before returning, so the budgets the snapshot
+/// holds are capped (and leased for) before the caller serves a request. New hard budget
+/// counters start at a cap of 0 from now on.
+pub(crate) fn start_limits(
+    url: &str,
+    replica: &str,
+    cell: Arc<SnapshotCell>,
+    options: LimitsOptions,
+) -> Result<LimitsHandle, Error> {
+    cell.fleet_budgets.store(true, Ordering::Release);
+    cell.share_rates(MIN_SHARE);
+    let mut client = connect(url)?;
+    client.batch_execute(LIMITS_SCHEMA).map_err(unavailable)?;
+    client.batch_execute(RATE_SCHEMA).map_err(unavailable)?;
+    let shared = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        spend: Mutex::new(HashMap::new()),
+        url: url.to_owned(),
+    });
+    let mut worker = Worker {
+        url: url.to_owned(),
+        pools: HashMap::new(),
+        replica: format!("{replica}/{:016x}", rand::random::<u64>()),
+        cell,
+        options,
+        allowances: HashMap::new(),
+        client: Some(client),
+        last_reclaim: HashMap::new(),
+        rates: Rates::default(),
+    };
+    // Caps first, so nothing admits beyond a lease even if the first pass fails.
+    worker.cap_unseen();
+    worker.pass(&shared).map_err(unavailable)?;
+    let thread_shared = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name("orgstore-fleet-limits".into())
+        .spawn(move || worker.run(&thread_shared))
+        .map_err(|e| Error::storage("starting the fleet limits thread", e))?;
+    Ok(LimitsHandle {
+        shared,
+        thread: Some(thread),
+    })
+}
+
+impl LimitsHandle {
+    /// Queues spend the store just wrote to its own ledger (the flusher's drained amounts:
+    /// `drained.iter().map(|d| (&d.spender, d.micros))`)
+    /// for the fleet's spend table; the thread writes it in its next pass.
+    pub fn record_spend<'a>(&self, drained: impl IntoIterator<Item = (&'a SpenderId, i64)>) {
+        let day = Timestamp::now().as_micros().div_euclid(DAY_MICROS) * DAY_MICROS;
+        let mut q = self
+            .shared
+            .spend
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (spender, micros) in drained {
+            let name = ledger_name(spender);
+            for row in [day, TOTAL_DAY] {
+                let e = q.entry((name.clone(), row)).or_insert(0);
+                *e = e.saturating_add(micros);
+            }
+        }
+    }
+
+    /// The fleet's spend of `spender` in the window of `period` containing `now_micros`,
+    /// from the database (an admin read: it opens a connection). Spend still queued on
+    /// this replica is included; other replicas' last second may not be.
+    pub fn fleet_spent(
+        &self,
+        spender: &SpenderId,
+        period: Period,
+        now_micros: i64,
+    ) -> Result<Micros, Error> {
+        let name = ledger_name(spender);
+        let (start, end) = period.window(now_micros);
+        let (from, to) = if period == Period::Total {
+            (TOTAL_DAY, TOTAL_DAY + 1)
+        } else {
+            (start, end)
+        };
+        let mut client = connect(&self.shared.url)?;
+        let row = client
+            .query_one(
+                "SELECT coalesce(sum(micros), 0)::BIGINT FROM fleet_spend
+                 WHERE scope = $1 AND day >= $2 AND day < $3",
+                &[&name, &from, &to],
+            )
+            .map_err(unavailable)?;
+        let stored: i64 = row.get(0);
+        let q = self
+            .shared
+            .spend
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let queued: i64 = q
+            .iter()
+            .filter(|((s, d), _)| *s == name && *d >= from && *d < to)
+            .map(|(_, m)| *m)
+            .sum();
+        Ok(stored.saturating_add(queued))
+    }
+
+    /// Clean shutdown: stops the thread, freezes every shared budget at what it committed,
+    /// returns the unused part of every lease and writes the queued spend. Fails (leaving
+    /// the leases to lapse and be reclaimed) when the database cannot be reached.
+    pub fn shutdown(mut self) -> Result<(), Error> {
+        self.shared.stop.store(true, Ordering::Release);
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        let mut worker = thread.join().map_err(|_| {
+            Error::storage("stopping the fleet limits thread", "the thread panicked")
+        })?;
+        worker.release_all(&self.shared).map_err(unavailable)
+    }
+}
+
+impl Drop for LimitsHandle {
+    /// Stops the thread without returning the leases (they lapse and are reclaimed).
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The thread's state.
+struct Worker {
+    url: String,
+    replica: String,
+    /// The limit each window's central counter was last given, by (scope, window start).
+    pools: HashMap<(String, i64), i64>,
+    cell: Arc<SnapshotCell>,
+    options: LimitsOptions,
+    /// By (scope, window start).
+    allowances: HashMap<(String, i64), Allowance>,
+    client: Option<Client>,
+    /// When each window was last reclaimed (Unix micros).
+    last_reclaim: HashMap<(String, i64), i64>,
+    rates: Rates,
+}
+
+impl Worker {
+    fn run(mut self, shared: &Shared) -> Self {
+        let mut backoff = self.options.tick;
+        while !shared.stop.load(Ordering::Acquire) {
+            std::thread::sleep(backoff);
+            match self.pass(shared) {
+                Ok(()) => backoff = self.options.tick,
+                Err(_) => {
+                    // Unreachable or failed: caps stay at the last commit; reconnect.
+                    self.client = None;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        self
+    }
+
+    fn client(&mut self) -> Result<&mut Client, postgres::Error> {
+        let c = match self.client.take() {
+            Some(c) => c,
+            None => Client::connect(&self.url, NoTls)?,
+        };
+        Ok(self.client.insert(c))
+    }
+
+    /// Caps counters the fleet has not leased for yet at what they hold (nothing more).
+    fn cap_unseen(&self) {
+        let now = Timestamp::now().as_micros();
+        for (_, counter) in self.cell.hard_budgets() {
+            if counter.fleet_cap().is_none() {
+                let u = counter.snapshot(now);
+                counter.set_fleet_cap(u.window_start, Some(u.spent_micros + u.reserved_micros));
+            }
+        }
+    }
+
+    /// One pass: every budget window and the spend in one transaction, then the rate
+    /// shares when they are due.
+    fn pass(&mut self, shared: &Shared) -> Result<(), postgres::Error> {
+        let renew_rates = self.rates.sample(&self.cell.clone());
+        self.budgets(shared)?;
+        if renew_rates {
+            let cell = self.cell.clone();
+            let replica = self.replica.clone();
+            let mut rates = std::mem::take(&mut self.rates);
+            let renewed = self.client().and_then(|c| rates.renew(c, &cell, &replica));
+            self.rates = rates;
+            renewed?;
+        }
+        Ok(())
+    }
+
+    /// The budget windows and the spend, in one transaction.
+    fn budgets(&mut self, shared: &Shared) -> Result<(), postgres::Error> {
+        let now = Timestamp::now().as_micros();
+        let cell = self.cell.clone();
+        let budgets = cell.hard_budgets();
+        let ttl = lease_ttl_secs(&self.options);
+        let chunks = self.options.chunks;
+        let replica = self.replica.clone();
+        let mut seen = Vec::with_capacity(budgets.len());
+        let mut commits = Vec::with_capacity(budgets.len());
+        let mut ended = Vec::new();
+        let spend: Vec<((String, i64), i64)> = {
+            let q = shared
+                .spend
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        };
+        // Plans outside the transaction: allowances for windows not seen yet.
+        for (spender, counter) in &budgets {
+            let u = counter.snapshot(now);
+            let key = (ledger_name(spender), u.window_start);
+            let committed = u.spent_micros + u.reserved_micros;
+            let a = self
+                .allowances
+                .entry(key.clone())
+                .or_insert_with(|| Allowance::new(u.window_start, committed, now));
+            let used = a.used(committed);
+            a.observe(used, now, &chunks);
+            seen.push((key, u.limit_micros, used));
+        }
+        // Windows this replica holds but no counter is in any more (rolled, or the budget
+        // went away): their unused part goes back.
+        let live: std::collections::HashSet<&(String, i64)> = seen.iter().map(|s| &s.0).collect();
+        for k in self.allowances.keys() {
+            if !live.contains(k) {
+                ended.push(k.clone());
+            }
+        }
+        let due: Vec<bool> = seen
+            .iter()
+            .map(|(k, _, _)| {
+                self.last_reclaim
+                    .get(k)
+                    .is_none_or(|&t| now - t >= 1_000_000)
+            })
+            .collect();
+        let mut plans = Vec::with_capacity(seen.len());
+        for (k, _, used) in &seen {
+            if let Some(a) = self.allowances.get(k) {
+                plans.push((a.clone(), *used));
+            }
+        }
+        // The counter left these windows: what it claimed there stays spent.
+        let ended_used: Vec<((String, i64), Micros)> = ended
+            .iter()
+            .filter_map(|k| self.allowances.get(k).map(|a| (k.clone(), a.claimed)))
+            .collect();
+        let pools = std::mem::take(&mut self.pools);
+        let mut new_pools = Vec::new();
+        let client = self.client()?;
+        let mut tx = client.transaction()?;
+        for (((key, limit, _), due), (mut a, used)) in seen.iter().zip(&due).zip(plans) {
+            let (scope, start) = (key.0.as_str(), key.1);
+            if pools.get(key) != Some(limit) {
+                set_pool_limit(&mut tx, scope, start, *limit)?;
+                new_pools.push((key.clone(), *limit));
+            }
+            if *due {
+                reclaim(&mut tx, scope, start)?;
+            }
+            let (remaining, replicas_hint) = pool_state(&mut tx, scope, start)?;
+            let plan = a.plan(used, Some(remaining), replicas_hint, &chunks);
+            let mut remaining = remaining;
+            if plan.take > 0 {
+                let got = take(&mut tx, scope, start, &replica, plan.take, ttl)?;
+                a.add_granted(got);
+                remaining -= got;
+            }
+            let claim = a
+                .plan(used, Some(remaining), replicas_hint, &chunks)
+                .claim
+                .max(plan.claim);
+            let (granted, claimed) =
+                claim_lease(&mut tx, scope, start, &replica, claim, used, ttl)?;
+            a.committed(granted, claimed);
+            commits.push((key.clone(), a, *due));
+        }
+        for (key, used) in &ended_used {
+            release(&mut tx, &key.0, key.1, &replica, *used)?;
+        }
+        write_spend(&mut tx, &spend)?;
+        let committed = tx.commit();
+        self.pools = pools;
+        committed?;
+        self.pools.extend(new_pools);
+        // Committed: raise the caps, forget what was written.
+        for (key, a, due) in commits {
+            if due {
+                self.last_reclaim.insert(key.clone(), now);
+            }
+            if let Some((_, counter)) = budgets.iter().find(|(s, _)| ledger_name(s) == key.0) {
+                counter.set_fleet_cap(key.1, Some(a.cap()));
+            }
+            self.allowances.insert(key, a);
+        }
+        for key in ended {
+            self.allowances.remove(&key);
+            self.last_reclaim.remove(&key);
+        }
+        let mut q = shared
+            .spend
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (k, v) in spend {
+            if let Some(e) = q.get_mut(&k) {
+                *e -= v;
+                if *e == 0 {
+                    q.remove(&k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Freezes every shared counter at what it committed, then returns the rest of every
+    /// lease and writes the queued spend.
+    fn release_all(&mut self, shared: &Shared) -> Result<(), postgres::Error> {
+        let now = Timestamp::now().as_micros();
+        let cell = self.cell.clone();
+        let mut frozen = Vec::new();
+        for (spender, counter) in cell.hard_budgets() {
+            let u = counter.snapshot(now);
+            let committed = u.spent_micros + u.reserved_micros;
+            counter.set_fleet_cap(u.window_start, Some(committed));
+            let key = (ledger_name(&spender), u.window_start);
+            if let Some(a) = self.allowances.get(&key) {
+                frozen.push((key, a.used(committed)));
+            }
+        }
+        let replica = self.replica.clone();
+        let spend: Vec<((String, i64), i64)> = {
+            let q = shared
+                .spend
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        };
+        let mut rates = std::mem::take(&mut self.rates);
+        let client = self.client()?;
+        let mut tx = client.transaction()?;
+        for ((scope, start), used) in &frozen {
+            release(&mut tx, scope, *start, &replica, *used)?;
+        }
+        rates.release(&mut tx, &cell, &replica)?;
+        write_spend(&mut tx, &spend)?;
+        tx.commit()?;
+        shared
+            .spend
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        self.allowances.clear();
+        Ok(())
+    }
+}
+
+/// Connects to the fleet's database.
+fn connect(url: &str) -> Result<Client, Error> {
+    Client::connect(url, NoTls).map_err(unavailable)
+}
+
+/// The error for a database that cannot be reached or refused a statement. The source
+/// is the driver's error, which never carries the URL's password.
+fn unavailable(e: postgres::Error) -> Error {
+    Error::new(
+        ErrorKind::Storage,
+        "fleet",
+        "the fleet's PostgreSQL engine could not be reached or refused the operation; \
+         check that it runs and that the fleet URL is right, then retry",
+    )
+    .with_source(e)
+}
+
+/// A spender's scope name: the local ledger's.
+fn ledger_name(s: &SpenderId) -> String {
+    match s {
+        SpenderId::Key(k) => key_ledger_name(k),
+        SpenderId::Org(o) => org_ledger_name(o),
+    }
+}
+
+fn lease_ttl_secs(o: &LimitsOptions) -> f64 {
+    o.lease_ttl.as_secs_f64()
+}
