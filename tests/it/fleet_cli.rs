@@ -110,27 +110,33 @@ fn created_key(stdout: &str) -> (String, String) {
     )
 }
 
+/// `fleet init` on `url` through the replica at `db`, then org `acme` with one key: the
+/// key and its id.
+fn fleet_with_one_key(url: &str, db: &Path) -> (String, String) {
+    on_fleet(url, db, &["fleet", "init"]).ok();
+    on_fleet(
+        url,
+        db,
+        &["org", "create", "acme", "--owner", "owner@acme.io"],
+    )
+    .ok();
+    created_key(
+        &on_fleet(
+            url,
+            db,
+            &["--json", "key", "create", "acme", "--name", "svc"],
+        )
+        .ok(),
+    )
+}
+
 #[test]
 fn replica_processes_follow_changes_made_by_the_cli_and_a_killed_replica_resumes() {
     let Some(pg) = PgCluster::start() else { return };
     let url = pg.database("cli_replicas");
     let dir = tempfile::tempdir().unwrap();
     let db = |i: usize| dir.path().join(format!("r{i}.redb"));
-    on_fleet(&url, &db(0), &["fleet", "init"]).ok();
-    on_fleet(
-        &url,
-        &db(0),
-        &["org", "create", "acme", "--owner", "owner@acme.io"],
-    )
-    .ok();
-    let (key, id) = created_key(
-        &on_fleet(
-            &url,
-            &db(0),
-            &["--json", "key", "create", "acme", "--name", "svc"],
-        )
-        .ok(),
-    );
+    let (key, id) = fleet_with_one_key(&url, &db(0));
     // A new replica without the fleet's key file is refused, naming the fix.
     let err = on_fleet(&url, &db(1), &["org", "list"]).fail(1);
     assert!(err.contains("copy the `.key` file"), "{err}");
@@ -301,21 +307,7 @@ fn a_replica_process_with_max_staleness_fails_closed_while_the_engine_is_down() 
     let url = pg.database("cli_staleness");
     let dir = tempfile::tempdir().unwrap();
     let db = |i: usize| dir.path().join(format!("r{i}.redb"));
-    on_fleet(&url, &db(0), &["fleet", "init"]).ok();
-    on_fleet(
-        &url,
-        &db(0),
-        &["org", "create", "acme", "--owner", "o@acme.io"],
-    )
-    .ok();
-    let (key, _) = created_key(
-        &on_fleet(
-            &url,
-            &db(0),
-            &["--json", "key", "create", "acme", "--name", "s"],
-        )
-        .ok(),
-    );
+    let (key, _) = fleet_with_one_key(&url, &db(0));
     std::fs::copy(key_file(&db(0)), key_file(&db(1))).unwrap();
     let mut strict = ReplicaProcess::start_with(&url, &db(1), &["--max-staleness", "300"]);
     assert_eq!(strict.check(&key), "ok");
