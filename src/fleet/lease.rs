@@ -76,6 +76,18 @@ struct Shared {
     url: String,
 }
 
+impl Shared {
+    /// A copy of the spend queued for the engine, by (scope, day): what a
+    /// pass reports, taken without holding the queue's lock through the round trip.
+    fn queued_spend(&self) -> Vec<((String, i64), i64)> {
+        let q = self
+            .spend
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        q.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
 /// Starts the limits' thread of replica `replica` (unique per process start: a random
 /// suffix is added) on the database at `url`, sharing the hard budgets of `cell`. Creates
 /// the tables if needed and runs one pass before returning, so the budgets the snapshot
@@ -284,13 +296,7 @@ impl Worker {
         let mut seen = Vec::with_capacity(budgets.len());
         let mut commits = Vec::with_capacity(budgets.len());
         let mut ended = Vec::new();
-        let spend: Vec<((String, i64), i64)> = {
-            let q = shared
-                .spend
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            q.iter().map(|(k, v)| (k.clone(), *v)).collect()
-        };
+        let spend = shared.queued_spend();
         // Plans outside the transaction: allowances for windows not seen yet.
         for (spender, counter) in &budgets {
             let u = counter.snapshot(now);
@@ -414,13 +420,7 @@ impl Worker {
             }
         }
         let replica = self.replica.clone();
-        let spend: Vec<((String, i64), i64)> = {
-            let q = shared
-                .spend
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            q.iter().map(|(k, v)| (k.clone(), *v)).collect()
-        };
+        let spend = shared.queued_spend();
         let mut rates = std::mem::take(&mut self.rates);
         let client = self.client()?;
         let mut tx = client.transaction()?;
