@@ -9,7 +9,8 @@ mod error;
 mod fleet;
 #[cfg(feature = "fleet")]
 pub use fleet::{
-    DEFAULT_POLL_INTERVAL, DEFAULT_RETENTION, FleetBuilder, FleetStatus, ReplicaStatus,
+    BudgetLease, DEFAULT_POLL_INTERVAL, DEFAULT_RETENTION, FleetBuilder, FleetStatus, RateShare,
+    ReplicaStatus,
 };
 #[cfg(feature = "fuzzing")]
 pub mod fuzz_support;

@@ -24,7 +24,8 @@ pub(crate) enum FleetCmd {
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
     },
-    /// The fleet's head and every replica's applied position, lag and last report.
+    /// The fleet's head, every replica's applied position, lag and last report, and the
+    /// budget leases and rate-limit shares each holds.
     Status,
     /// Run --db as a replica until stdin closes: it follows the fleet and answers one line
     /// per request on stdin: `check KEY MODEL [IP]` prints the decision as one JSON line,
@@ -82,10 +83,42 @@ fn print_status(ctx: &Ctx, s: &FleetStatus, out: &mut Out) -> Result<(), CliErro
                 })
             })
             .collect();
+        let expires_ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
+        let leases: Vec<_> = s
+            .budget_leases
+            .iter()
+            .map(|l| {
+                json!({
+                    "scope": l.scope,
+                    "window_start": l.window_start.map(|t| t.to_string()),
+                    "holder": l.holder,
+                    "granted": l.granted.to_string(),
+                    "claimed": l.claimed.to_string(),
+                    "used": l.used.to_string(),
+                    "expires_in_ms": expires_ms(l.expires_in),
+                })
+            })
+            .collect();
+        let shares: Vec<_> = s
+            .rate_shares
+            .iter()
+            .map(|r| {
+                json!({
+                    "scope": r.scope,
+                    "unit": r.unit,
+                    "holder": r.holder,
+                    "share": r.share,
+                    "want": r.want,
+                    "expires_in_ms": expires_ms(r.expires_in),
+                })
+            })
+            .collect();
         return out.json(&json!({
             "head": s.head,
             "trimmed_to": s.trimmed_to,
             "replicas": replicas,
+            "budget_leases": leases,
+            "rate_shares": shares,
         }));
     }
     out.line(format!("head: {}", s.head));
@@ -99,6 +132,43 @@ fn print_status(ctx: &Ctx, s: &FleetStatus, out: &mut Out) -> Result<(), CliErro
         ]);
     }
     out.table(&t);
+    let expires = |d: Option<std::time::Duration>| match d {
+        Some(d) => format!("in {:.1}s", d.as_secs_f64()),
+        None => "lapsed".to_owned(),
+    };
+    if !s.budget_leases.is_empty() {
+        out.line("budget leases:".to_owned());
+        let mut t = Table::new(&[
+            "SCOPE", "WINDOW", "HOLDER", "GRANTED", "CLAIMED", "USED", "EXPIRES",
+        ]);
+        for l in &s.budget_leases {
+            t.row(vec![
+                l.scope.clone(),
+                l.window_start.map_or("total".to_owned(), |w| w.to_string()),
+                l.holder.clone(),
+                l.granted.to_string(),
+                l.claimed.to_string(),
+                l.used.to_string(),
+                expires(l.expires_in),
+            ]);
+        }
+        out.table(&t);
+    }
+    if !s.rate_shares.is_empty() {
+        out.line("rate shares (per minute):".to_owned());
+        let mut t = Table::new(&["SCOPE", "UNIT", "HOLDER", "SHARE", "WANT", "EXPIRES"]);
+        for r in &s.rate_shares {
+            t.row(vec![
+                r.scope.clone(),
+                r.unit.clone(),
+                r.holder.clone(),
+                r.share.to_string(),
+                r.want.to_string(),
+                expires(r.expires_in),
+            ]);
+        }
+        out.table(&t);
+    }
     Ok(())
 }
 

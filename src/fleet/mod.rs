@@ -22,7 +22,7 @@ mod status;
 mod sync;
 mod tail;
 
-pub use status::{FleetStatus, ReplicaStatus};
+pub use status::{BudgetLease, FleetStatus, RateShare, ReplicaStatus};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

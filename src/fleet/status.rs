@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::engine::Engine;
 use crate::error::Error;
+use crate::model::{Timestamp, Usd};
 use crate::store::journal::Entry;
 
 /// The fleet as its engine reports it: [`crate::FleetBuilder::status`],
@@ -25,6 +26,65 @@ pub struct FleetStatus {
     pub trimmed_to: u64,
     /// The replicas that ever registered, by name.
     pub replicas: Vec<ReplicaStatus>,
+    /// Every replica's budget leases, by scope, window and holder (empty until a replica
+    /// enforced a hard budget).
+    pub budget_leases: Vec<BudgetLease>,
+    /// Every replica's shares of the rate limits, by scope and holder.
+    pub rate_shares: Vec<RateShare>,
+}
+
+/// One replica's lease on one hard budget's window in [`FleetStatus`]: the part of the
+/// budget it took from the fleet's counter, and what of it it may admit and did admit.
+///
+/// ```no_run
+/// let s = orgstore::StoreBuilder::new().fleet("postgres://localhost/orgstore").status()?;
+/// for l in s.budget_leases.iter().filter(|l| l.expires_in.is_some()) {
+///     println!("{} holds {} of {}", l.holder, l.granted, l.scope);
+/// }
+/// # Ok::<(), orgstore::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BudgetLease {
+    /// The budget's owner: a key id (`key_...`) or an org id.
+    pub scope: String,
+    /// The start of the budget's window (`None` for a total budget).
+    pub window_start: Option<Timestamp>,
+    /// The lease holder: the replica's name and a suffix unique to its process.
+    pub holder: String,
+    /// Taken from the fleet's counter.
+    pub granted: Usd,
+    /// What the holder may admit (at most `granted`).
+    pub claimed: Usd,
+    /// What the holder reported admitting.
+    pub used: Usd,
+    /// How long until the lease lapses unless renewed; `None` once it has lapsed (its
+    /// unclaimed part then goes back to the counter).
+    pub expires_in: Option<Duration>,
+}
+
+/// One replica's share of one rate limit in [`FleetStatus`].
+///
+/// ```no_run
+/// let s = orgstore::StoreBuilder::new().fleet("postgres://localhost/orgstore").status()?;
+/// let held: u64 = s.rate_shares.iter().filter(|r| r.scope == "acme").map(|r| r.share).sum();
+/// # Ok::<(), orgstore::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateShare {
+    /// The limit's owner: a key id (`key_...`) or an org id.
+    pub scope: String,
+    /// `rpm` or `tpm`.
+    pub unit: String,
+    /// The share holder: the replica's name and a suffix unique to its process.
+    pub holder: String,
+    /// Requests (or tokens) per minute this holder may admit.
+    pub share: u64,
+    /// The demand it last reported, per minute.
+    pub want: u64,
+    /// How long until the share lapses unless renewed; `None` once it has lapsed.
+    pub expires_in: Option<Duration>,
 }
 
 /// One replica in [`FleetStatus`].
@@ -73,7 +133,88 @@ pub(crate) fn read(c: &mut postgres::Client, engine: &Engine) -> Result<FleetSta
         head,
         trimmed_to,
         replicas,
+        budget_leases: budget_leases(c).map_err(un)?,
+        rate_shares: rate_shares(c).map_err(un)?,
     })
+}
+
+/// A scope as the limits' tables name it (`k:key_..`, `o:ORG`), as users name it.
+fn shown_scope(scope: &str) -> String {
+    scope
+        .strip_prefix("k:")
+        .or_else(|| scope.strip_prefix("o:"))
+        .unwrap_or(scope)
+        .to_owned()
+}
+
+/// Seconds left (from the engine's clock) as a duration, `None` when lapsed.
+fn left(secs: f64) -> Option<Duration> {
+    (secs > 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+fn usd(micros: i64) -> Usd {
+    Usd::from_micros(micros.max(0)).unwrap_or(Usd::ZERO)
+}
+
+/// Whether the limits' table `name` exists (it is created by the first replica that
+/// starts its limits; status reads create nothing).
+fn has_table(c: &mut postgres::Client, name: &str) -> Result<bool, postgres::Error> {
+    Ok(c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])?
+        .get(0))
+}
+
+fn budget_leases(c: &mut postgres::Client) -> Result<Vec<BudgetLease>, postgres::Error> {
+    if !has_table(c, "fleet_budget_lease")? {
+        return Ok(Vec::new());
+    }
+    let rows = c.query(
+        "SELECT scope, window_start, replica, granted, claimed, used,
+                EXTRACT(EPOCH FROM expires_at - now())::float8
+         FROM fleet_budget_lease ORDER BY scope, window_start, replica",
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let start: i64 = r.get(1);
+            BudgetLease {
+                scope: shown_scope(r.get(0)),
+                window_start: (start != i64::MIN).then(|| Timestamp::from_micros(start)),
+                holder: r.get(2),
+                granted: usd(r.get(3)),
+                claimed: usd(r.get(4)),
+                used: usd(r.get(5)),
+                expires_in: left(r.get(6)),
+            }
+        })
+        .collect())
+}
+
+fn rate_shares(c: &mut postgres::Client) -> Result<Vec<RateShare>, postgres::Error> {
+    if !has_table(c, "fleet_rate_share")? {
+        return Ok(Vec::new());
+    }
+    let rows = c.query(
+        "SELECT scope, replica, share, want,
+                (lease_until - (extract(epoch FROM now()) * 1000000)::BIGINT)::float8 / 1e6
+         FROM fleet_rate_share ORDER BY scope, replica",
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let scope: &str = r.get(0);
+            let (owner, unit) = scope.rsplit_once('/').unwrap_or((scope, ""));
+            RateShare {
+                scope: shown_scope(owner),
+                unit: unit.to_owned(),
+                holder: r.get(1),
+                share: u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                want: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
+                expires_in: left(r.get(4)),
+            }
+        })
+        .collect())
 }
 
 /// Records `fingerprint` as the fleet's store key unless one is recorded already.

@@ -201,12 +201,44 @@ fn a_replica_that_dies_holding_leases_overshoots_nothing_and_its_chunks_come_bac
         granted > claimed,
         "A held an unclaimed chunk: {granted} > {claimed}"
     );
+    // `fleet status` shows the lease as the table holds it.
+    let status = StoreBuilder::new().fleet(&url).init().unwrap();
+    let shown: Vec<_> = status
+        .budget_leases
+        .iter()
+        .filter(|l| l.holder.starts_with("a/"))
+        .collect();
+    assert_eq!(shown.len(), 1, "{:?}", status.budget_leases);
+    assert_eq!(shown[0].scope, "acme");
+    assert_eq!(
+        (shown[0].granted.micros(), shown[0].claimed.micros()),
+        (granted, claimed)
+    );
+    assert!(shown[0].window_start.is_some(), "a monthly window");
+    assert!(
+        status
+            .budget_leases
+            .iter()
+            .any(|l| l.holder.starts_with("b/")),
+        "B holds a lease too: {:?}",
+        status.budget_leases
+    );
     // Once A's lease lapsed, B's limits thread returns A's unclaimed chunk to the counter.
     wait_for(
         &url,
         "SELECT count(*) FROM fleet_budget_lease WHERE replica LIKE 'a/%' AND granted = claimed",
     );
     assert_eq!(lease("claimed"), claimed, "what A claimed stays spent");
+    let status = StoreBuilder::new().fleet(&url).status().unwrap();
+    let a_lease = status
+        .budget_leases
+        .iter()
+        .find(|l| l.holder.starts_with("a/"));
+    assert_eq!(
+        a_lease.map(|l| (l.expires_in, l.granted)),
+        Some((None, usd_micros(claimed))),
+        "A's lease is shown lapsed, its unclaimed part returned"
+    );
     // B spends the rest, including A's unclaimed chunk.
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -338,6 +370,19 @@ fn three_replicas_share_an_org_rate_limit_by_demand() {
         }
         stop.store(true, Ordering::Relaxed);
     });
+    let status = StoreBuilder::new().fleet(&url).init().unwrap();
+    let shown = |r: &str| {
+        let s: Vec<_> = status
+            .rate_shares
+            .iter()
+            .filter(|s| s.holder.starts_with(&format!("{r}/")))
+            .collect();
+        assert_eq!(s.len(), 1, "{:?}", status.rate_shares);
+        assert_eq!((s[0].scope.as_str(), s[0].unit.as_str()), ("acme", "rpm"));
+        assert!(s[0].expires_in.is_some(), "a live share: {:?}", s[0]);
+        s[0].share
+    };
+    assert!(shown("r0") > shown("r2"), "{:?}", status.rate_shares);
     let n = admitted.load(Ordering::Relaxed);
     assert!(
         n <= RPM + RPM / 20 + 3,
