@@ -38,6 +38,7 @@ use crate::limits::DAY_MICROS;
 use crate::model::{Period, Timestamp};
 use crate::snapshot::{SnapshotCell, SpenderId};
 use crate::store::records::{key_ledger_name, org_ledger_name};
+use crate::store::replica::FLEET_PERIODS as PERIODS;
 
 /// How the background thread runs.
 #[derive(Clone, Copy, Debug)]
@@ -163,33 +164,60 @@ impl LimitsHandle {
         period: Period,
         now_micros: i64,
     ) -> Result<Micros, Error> {
+        let i = PERIODS.iter().position(|p| *p == period).unwrap_or(3);
+        Ok(self.fleet_spend(spender, now_micros)?[i])
+    }
+
+    /// The fleet's spend of `spender` today, this week, this month and in all (the
+    /// windows of [`PERIODS`] containing `now_micros`), in one query, as
+    /// [`Self::fleet_spent`] reads one.
+    pub fn fleet_spend(&self, spender: &SpenderId, now_micros: i64) -> Result<[Micros; 4], Error> {
         let name = ledger_name(spender);
-        let (start, end) = period.window(now_micros);
-        let (from, to) = if period == Period::Total {
-            (TOTAL_DAY, TOTAL_DAY + 1)
-        } else {
-            (start, end)
-        };
+        let windows = PERIODS.map(|p| match p {
+            Period::Total => (TOTAL_DAY, TOTAL_DAY + 1),
+            p => p.window(now_micros),
+        });
         let mut client = connect(&self.shared.url)?;
         let row = client
             .query_one(
-                "SELECT coalesce(sum(micros), 0)::BIGINT FROM fleet_spend
-                 WHERE scope = $1 AND day >= $2 AND day < $3",
-                &[&name, &from, &to],
+                "SELECT coalesce(sum(micros) FILTER (WHERE day >= $2 AND day < $3), 0)::BIGINT,
+                        coalesce(sum(micros) FILTER (WHERE day >= $4 AND day < $5), 0)::BIGINT,
+                        coalesce(sum(micros) FILTER (WHERE day >= $6 AND day < $7), 0)::BIGINT,
+                        coalesce(sum(micros) FILTER (WHERE day >= $8 AND day < $9), 0)::BIGINT
+                 FROM fleet_spend WHERE scope = $1",
+                &[
+                    &name,
+                    &windows[0].0,
+                    &windows[0].1,
+                    &windows[1].0,
+                    &windows[1].1,
+                    &windows[2].0,
+                    &windows[2].1,
+                    &windows[3].0,
+                    &windows[3].1,
+                ],
             )
             .map_err(unavailable)?;
-        let stored: i64 = row.get(0);
+        let mut out = [0i64; 4];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = row.get(i);
+        }
         let q = self
             .shared
             .spend
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let queued: i64 = q
-            .iter()
-            .filter(|((s, d), _)| *s == name && *d >= from && *d < to)
-            .map(|(_, m)| *m)
-            .sum();
-        Ok(stored.saturating_add(queued))
+        for ((s, day), m) in q.iter() {
+            if *s != name {
+                continue;
+            }
+            for (o, (from, to)) in out.iter_mut().zip(windows) {
+                if *day >= from && *day < to {
+                    *o = o.saturating_add(*m);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Clean shutdown: stops the thread, freezes every shared budget at what it committed,

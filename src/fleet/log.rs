@@ -246,6 +246,15 @@ impl Log for PgLog {
         }
     }
 
+    fn fleet_spend(
+        &self,
+        spender: &crate::snapshot::SpenderId,
+        now: i64,
+    ) -> Option<Result<[i64; 4], Error>> {
+        let limits = self.limits.lock();
+        Some(limits.as_ref()?.fleet_spend(spender, now))
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

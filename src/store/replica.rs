@@ -50,6 +50,17 @@ pub(crate) struct Applied {
     pub hash: Option<u64>,
 }
 
+/// The windows of [`Log::fleet_spend`], in its order.
+pub(crate) const FLEET_PERIODS: [crate::model::Period; 4] = {
+    use crate::model::Period;
+    [
+        Period::Daily,
+        Period::Weekly,
+        Period::Monthly,
+        Period::Total,
+    ]
+};
+
 /// The fleet's change log, as a replicated store uses it.
 pub(crate) trait Log: Send + Sync {
     /// Appends one write, serialized fleet-wide: takes the log's head (no other writer of
@@ -71,6 +82,15 @@ pub(crate) trait Log: Send + Sync {
     /// Spend this replica just wrote to its own ledger (per spender, micro-dollars), for
     /// the fleet's totals.
     fn spent(&self, drained: &[(crate::snapshot::SpenderId, i64)]);
+
+    /// The fleet's spend of `spender` (every replica's, micro-dollars) in the windows of
+    /// [`FLEET_PERIODS`] containing `now` (Unix micros): an admin read that asks the engine.
+    /// `None` when this replica does not share its spend (no limits thread).
+    fn fleet_spend(
+        &self,
+        spender: &crate::snapshot::SpenderId,
+        now: i64,
+    ) -> Option<Result<[i64; 4], Error>>;
 
     /// The implementation, for the fleet's own queries.
     fn as_any(&self) -> &dyn std::any::Any;

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::replica::FLEET_PERIODS;
 use super::spend::{key_ledger_name, org_ledger_name, spent_in};
 use super::tx::ReadTx;
 use crate::error::Error;
@@ -9,7 +10,7 @@ use crate::limits::clock::Clock;
 use crate::limits::{BudgetCounter, RateLimiter};
 use crate::model::{Actor, KeyId, OrgId, Period, Timestamp, Usd};
 use crate::policy::{AdminAction, Target};
-use crate::snapshot::{HAS_RPM, HAS_TPM};
+use crate::snapshot::{HAS_RPM, HAS_TPM, SpenderId};
 
 /// A budget's state in its current period.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,9 +90,14 @@ impl super::Keys<'_> {
             let cell = &store.inner.snapshot;
             let rt = entry.and_then(|e| cell.key_rt(e.rt).map(|rt| (e, rt)));
             let pending = rt.map_or(0, |(_, k)| k.unflushed.load(Ordering::Acquire));
-            let mut rep = report(r, id.to_string(), &key_ledger_name(id), pending, now.micros)?;
+            let spender = SpenderId::Key(*id);
+            let fleet = store.fleet_spend(&spender, now.micros)?;
+            let scope = key_ledger_name(id);
+            let mut rep = report(r, id.to_string(), &scope, pending, now.micros, fleet)?;
             if let Some((e, rt)) = rt {
-                rep.budget = e.budget(rt, cell).map(|b| status(b, now.micros));
+                rep.budget = e
+                    .budget(rt, cell)
+                    .map(|b| status(b, now.micros, fleet, pending));
                 rep.rpm = e.has(HAS_RPM).then(|| rate(&rt.rpm, now.nanos));
                 rep.tpm = e.has(HAS_TPM).then(|| rate(&rt.tpm, now.nanos));
             }
@@ -111,12 +117,14 @@ impl super::Orgs<'_> {
             let view = snap.orgs.iter().find(|v| v.runtime.id == *id);
             let now = Clock::new().now();
             let pending = view.map_or(0, |v| v.runtime.unflushed.load(Ordering::Acquire));
-            let mut rep = report(r, id.to_string(), &org_ledger_name(id), pending, now.micros)?;
+            let fleet = store.fleet_spend(&SpenderId::Org(id.clone()), now.micros)?;
+            let scope = org_ledger_name(id);
+            let mut rep = report(r, id.to_string(), &scope, pending, now.micros, fleet)?;
             if let Some(v) = view {
                 rep.budget = v
                     .budget
                     .and(v.runtime.budget.get())
-                    .map(|b| status(b, now.micros));
+                    .map(|b| status(b, now.micros, fleet, pending));
                 rep.rpm = (v.rpm > 0).then(|| rate(&v.runtime.rpm, now.nanos));
                 rep.tpm = (v.tpm > 0).then(|| rate(&v.runtime.tpm, now.nanos));
             }
@@ -129,14 +137,43 @@ fn usd(micros: i64) -> Usd {
     Usd::from_micros(micros.max(0)).unwrap_or(Usd::ZERO)
 }
 
+impl super::Store {
+    /// The fleet's spend of `spender` in the windows of [`FLEET_PERIODS`], when this store
+    /// is a replica that shares its spend.
+    #[cfg_attr(not(feature = "fleet"), allow(clippy::unnecessary_wraps))]
+    fn fleet_spend(&self, spender: &SpenderId, now: i64) -> Result<Option<[i64; 4]>, Error> {
+        match self.inner.log.get() {
+            Some(log) => log.fleet_spend(spender, now).transpose(),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The fleet's spend in `period` (from `fleet`, in [`FLEET_PERIODS`] order).
+fn fleet_in(fleet: &[i64; 4], period: Period) -> i64 {
+    FLEET_PERIODS
+        .iter()
+        .position(|p| *p == period)
+        .map_or(0, |i| fleet[i])
+}
+
+/// The report of the ledger `scope`, with the spend not yet written (`pending`). A fleet
+/// replica (`fleet`: every replica's written spend) reports the fleet's totals.
 fn report(
     r: &ReadTx,
     name: String,
     scope: &str,
     pending: i64,
     now: i64,
+    fleet: Option<[i64; 4]>,
 ) -> Result<UsageReport, Error> {
-    let spent = |p| spent_in(r, scope, p, now).map(|(_, s)| usd(s.saturating_add(pending)));
+    let spent = |p| {
+        let written = match &fleet {
+            Some(f) => Ok(fleet_in(f, p)),
+            None => spent_in(r, scope, p, now).map(|(_, s)| s),
+        };
+        written.map(|s| usd(s.saturating_add(pending)))
+    };
     Ok(UsageReport {
         scope: name,
         today: spent(Period::Daily)?,
@@ -149,14 +186,26 @@ fn report(
     })
 }
 
-fn status(b: &BudgetCounter, now: i64) -> BudgetStatus {
+/// A budget's state; a fleet replica's (`fleet`) counts every replica's spend.
+fn status(b: &BudgetCounter, now: i64, fleet: Option<[i64; 4]>, pending: i64) -> BudgetStatus {
     let u = b.snapshot(now);
+    let (spent, remaining) = match fleet {
+        Some(f) => {
+            let spent = fleet_in(&f, u.period).saturating_add(pending);
+            let left = u
+                .limit_micros
+                .saturating_sub(spent)
+                .saturating_sub(u.reserved_micros);
+            (spent, left)
+        }
+        None => (u.spent_micros, u.remaining_micros),
+    };
     BudgetStatus {
         limit: usd(u.limit_micros),
         period: u.period,
-        spent: usd(u.spent_micros),
+        spent: usd(spent),
         reserved: usd(u.reserved_micros),
-        remaining: usd(u.remaining_micros),
+        remaining: usd(remaining),
         resets_at: (u.window_end != i64::MAX).then(|| Timestamp::from_micros(u.window_end)),
     }
 }

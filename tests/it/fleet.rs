@@ -150,3 +150,49 @@ fn a_key_created_on_one_replica_works_on_all_and_a_revocation_anywhere_denies_it
         assert_eq!(records(s), first, "replicas hold the same records");
     }
 }
+
+#[test]
+fn usage_on_any_replica_reports_the_spend_of_the_whole_fleet() {
+    let Some(pg) = PgCluster::start() else { return };
+    let fleet = Fleet::new(&pg, "usage");
+    let r: Vec<Store> = (0..2).map(|i| fleet.replica(i)).collect();
+    let acme = create_org(&r[0], "acme", "owner@acme.io");
+    r[0].org_configs()
+        .update(&OP, &acme, r#"{"budgets":{"limit":10,"period":"monthly"}}"#)
+        .unwrap();
+    let key = r[0].keys().create(&OP, &acme, KeySpec::new("svc")).unwrap();
+    let ip = "10.0.0.1".parse().unwrap();
+    let usd = |m: i64| orgstore::Usd::from_micros(m).unwrap();
+    // 1.25 dollars on replica 0 and 2.5 on replica 1 (more than their estimates: a
+    // budget's first lease is small), each written to its own file.
+    for (s, cost) in [(&r[0], 1_250_000), (&r[1], 2_500_000)] {
+        eventually("the key and its budget reach the replica", || {
+            check(s, key.key.expose()) == "ok"
+        });
+        let gw = s.gateway();
+        let g = gw
+            .check(&Request::new(key.key.expose(), "gpt-4o", ip).estimate(usd(10_000)))
+            .unwrap();
+        gw.record_usage(&g, orgstore::Usage::new(10, 10, usd(cost)));
+        s.flush().unwrap();
+    }
+    let both = usd(3_750_000);
+    for s in &r {
+        eventually("each replica reports the fleet's spend", || {
+            let k = s.keys().usage(&OP, &key.info.id).unwrap();
+            let o = s.orgs().usage(&OP, &acme).unwrap();
+            [
+                k.today,
+                k.this_month,
+                k.total,
+                o.today,
+                o.this_week,
+                o.total,
+            ] == [both; 6]
+                && o.budget.as_ref().is_some_and(|b| b.spent == both)
+        });
+    }
+    let o = r[1].orgs().usage(&OP, &acme).unwrap();
+    let b = o.budget.unwrap();
+    assert_eq!(b.remaining, usd(10_000_000 - 3_750_000), "{b:?}");
+}
