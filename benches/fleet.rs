@@ -3,7 +3,7 @@
 //!
 //! Cases: propagation of an admin write on replica A until B and C answer it (p50 / p99
 //! printed besides criterion's estimate), fleet-wide admin writes from three replicas in
-//! turn, the bootstrap of a fresh replica from a fleet of ORGSTORE_BENCH_BOOTSTRAP_KEYS keys
+//! turn and from six writers at once (two per replica), the bootstrap of a fresh replica from a fleet of ORGSTORE_BENCH_BOOTSTRAP_KEYS keys
 //! (default 1M), and the warm check with fleet mode on against off, as paired differences
 //! of alternating batches, next to off against off (the noise of the same comparison).
 
@@ -112,6 +112,24 @@ fn propagation_and_writes(c: &mut Criterion, pg: &PgCluster) {
                 .keys()
                 .create(&op, &acme, KeySpec::new("w"))
                 .unwrap()
+        })
+    });
+    // Wall time per write with two writers on each replica at once: 1 / writes per second.
+    g.bench_function("admin writes, 3 replicas x 2 threads at once", |b| {
+        b.iter_custom(|iters| {
+            let per = (iters as usize).div_ceil(6);
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for w in 0..6 {
+                    let (r, op, acme) = (&r[w % 3], &op, &acme);
+                    s.spawn(move || {
+                        for _ in 0..per {
+                            r.keys().create(op, acme, KeySpec::new("c")).unwrap();
+                        }
+                    });
+                }
+            });
+            t.elapsed().mul_f64(iters as f64 / (per * 6) as f64)
         })
     });
     g.finish();

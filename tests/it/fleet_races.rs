@@ -105,3 +105,88 @@ fn the_same_key_revoked_and_rotated_at_once_on_two_replicas_ends_in_one_state() 
         }
     }
 }
+
+#[test]
+fn a_write_right_after_another_replicas_write_decides_on_it_not_on_a_stale_state() {
+    let Some(pg) = PgCluster::start() else { return };
+    let fleet = Fleet::new(&pg, "stale");
+    let (r0, r1) = (fleet.replica(0), fleet.replica(1));
+    for round in 0..20 {
+        // Replica 1 acts at once on what replica 0 just wrote, usually before its tailer
+        // applied it: the write must not fail on the state it had before.
+        let org = create_org(&r0, &format!("org{round}"), "ann@acme.io");
+        let key = r1
+            .keys()
+            .create(&OP, &org, KeySpec::new("svc"))
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        r0.keys()
+            .revoke(&OP, &key.info.id)
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        // A second revocation on replica 1 is a no-op on the state that holds the first.
+        let again = r1.keys().revoke(&OP, &key.info.id);
+        assert!(
+            again.is_ok() || again.as_ref().is_err_and(|e| e.kind() == ErrorKind::Conflict),
+            "round {round}: {again:?}"
+        );
+        assert_eq!(check(&r1, key.key.expose()), "revoked", "round {round}");
+    }
+    converged(&r0, &r1);
+}
+
+#[test]
+fn concurrent_writers_on_three_replicas_get_gapless_positions_and_converge() {
+    let Some(pg) = PgCluster::start() else { return };
+    let fleet = Fleet::new(&pg, "writers");
+    let r: Vec<Store> = (0..3).map(|i| fleet.replica(i)).collect();
+    let org = create_org(&r[0], "acme", "ann@acme.io");
+    for s in &r[1..] {
+        eventually("the org is on every replica", || s.orgs().get(&OP, &org).is_ok());
+    }
+    const PER_THREAD: usize = 25;
+    let ids: Vec<Vec<String>> = std::thread::scope(|sc| {
+        let threads: Vec<_> = (0..6)
+            .map(|t| {
+                let (s, org) = (&r[t % 3], &org);
+                sc.spawn(move || {
+                    (0..PER_THREAD)
+                        .map(|i| {
+                            let k = s.keys().create(&OP, org, KeySpec::new(format!("t{t}-{i}")));
+                            k.unwrap().info.id.to_string()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let head = r.iter().map(|s| s.fleet_position().unwrap()).max().unwrap();
+    for s in &r {
+        eventually("every replica reaches the head", || {
+            s.fleet_position().unwrap() == head
+        });
+        let listed: std::collections::BTreeSet<String> = s
+            .keys()
+            .list(&OP, &org)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id.to_string())
+            .collect();
+        for id in ids.iter().flatten() {
+            assert!(listed.contains(id), "{id} is missing on a replica");
+        }
+    }
+    // One entry per write: the org, then every key, each at its own position, no gap.
+    let mut c = postgres::Client::connect(&fleet.url, postgres::NoTls).unwrap();
+    let row = c
+        .query_one(
+            "SELECT count(*), min(position), max(position) FROM orgstore_log",
+            &[],
+        )
+        .unwrap();
+    let (n, lo, hi): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(hi as u64, head);
+    assert_eq!(n, hi - lo + 1, "positions {lo}..={hi} have a gap");
+    assert_eq!(n as usize, 1 + 6 * PER_THREAD);
+    assert_eq!(records(&r[0]), records(&r[1]));
+    assert_eq!(records(&r[0]), records(&r[2]));
+}
