@@ -29,9 +29,14 @@ const HASH_AT: &str =
 /// The statements a replica runs on every write or poll, prepared once per connection (a
 /// statement given as text costs a round trip more each time).
 pub(crate) struct Prepared {
-    /// `$1`: the replica's position -> head, trimmed position, hash of the entry at `$1`.
+    /// `$1`: the replica's position, `$2`: at most this many entries -> one row per entry
+    /// after `$1` up to the head (at least one row, its entry columns NULL when there is
+    /// none): head, trimmed position, hash of the entry at `$1`, position, entry. The
+    /// common catch-up in one round trip.
     head: Statement,
-    /// The same, locking the head row (a writer).
+    /// The same, locking the head row (a writer). The entries may then stop short of the
+    /// head the lock returns (a writer that committed while this one waited): the rest
+    /// are fetched after.
     head_locked: Statement,
     /// `$1`: after this position, `$2`: at most this many -> (position, entry).
     fetch: Statement,
@@ -52,11 +57,19 @@ impl Prepared {
     /// Prepares the statements on `c`.
     pub(crate) fn new(c: &mut postgres::Client, engine: &Engine) -> Result<Self, Error> {
         let un = |e| engine.unavailable("preparing the fleet's statements", e);
-        let head =
-            format!("SELECT position, trimmed_to, {HASH_AT} FROM orgstore_head WHERE id = 1");
+        let head = format!(
+            "SELECT h.position, h.trimmed_to, {HASH_AT}, l.position, l.entry \
+             FROM orgstore_head h LEFT JOIN LATERAL \
+                  (SELECT position, entry FROM orgstore_log \
+                   WHERE position > $1 AND position <= h.position \
+                   ORDER BY position LIMIT $2) l ON true \
+             WHERE h.id = 1"
+        );
         Ok(Self {
             head: c.prepare(&head).map_err(un)?,
-            head_locked: c.prepare(&format!("{head} FOR UPDATE")).map_err(un)?,
+            head_locked: c
+                .prepare(&format!("{head} FOR UPDATE OF h"))
+                .map_err(un)?,
             fetch: c
                 .prepare(
                     "SELECT position, entry FROM orgstore_log WHERE position > $1 \
@@ -138,9 +151,15 @@ pub(crate) fn catch_up(
 ) -> Result<(u64, u64), Error> {
     let at = inner.applied()?;
     let head_query = if lock { &q.head_locked } else { &q.head };
-    let row = c
-        .query_one(head_query, &[&(at.position as i64)])
+    let rows = c
+        .query(head_query, &[&(at.position as i64), &BATCH])
         .map_err(|e| engine.unavailable("reading the log's head", e))?;
+    let row = rows.first().ok_or_else(|| {
+        Error::corrupt(
+            "fleet log",
+            "the log's head row is missing; run `orgstore fleet init`",
+        )
+    })?;
     let head = row.get::<_, i64>(0) as u64;
     let trimmed_to = row.get::<_, i64>(1) as u64;
     let logged = hash_of(row.get(2));
@@ -150,7 +169,15 @@ pub(crate) fn catch_up(
         let at = copy_state(c, engine, inner, fleet_id, head, lock)?;
         return Ok((at.max(head), at));
     }
-    let mut applied = at.position;
+    let first: Vec<(u64, Vec<u8>)> = rows
+        .iter()
+        .filter_map(|r| Some((r.get::<_, Option<i64>>(3)? as u64, r.get::<_, Vec<u8>>(4))))
+        .collect();
+    let mut applied = if first.is_empty() {
+        at.position
+    } else {
+        inner.apply_log(&first)?
+    };
     while applied < head {
         let rows = c
             .query(&q.fetch, &[&(applied as i64), &BATCH])
