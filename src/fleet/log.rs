@@ -14,20 +14,13 @@ use super::tail::Tailer;
 use crate::error::Error;
 use crate::store::Inner;
 use crate::store::journal::{self, Entry};
-use crate::store::replica::{Log, Stage};
+use crate::store::replica::Log;
 
 /// How long the background reconnection waits between attempts.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 
 /// How often (in positions) a writer trims entries older than the retention window.
 const TRIM_EVERY: u64 = 256;
-
-/// How many times a write is staged again after losing the race for a position before
-/// it takes the head's lock.
-const OPTIMISTIC_TRIES: usize = 3;
-
-/// The first column of the one row [`sync::Prepared::append_at`] returns on success.
-const APPENDED: i64 = -1;
 
 /// The writer's side of a replica's connection to the fleet.
 pub(crate) struct PgLog {
@@ -75,107 +68,13 @@ impl PgLog {
         })
     }
 
-    /// Appends `stage`'s write: optimistically first, then under the head's lock. Returns
-    /// the position appended (0: nothing was).
     fn append_on(
         &self,
         client: &mut postgres::Client,
         q: &sync::Prepared,
         inner: &Inner,
-        stage: &mut dyn Stage,
-    ) -> Result<Result<u64, Error>, Error> {
-        let appended = match self.append_optimistic(client, q, inner, stage)? {
-            Some(done) => done,
-            None => self.append_locked(client, q, inner, stage)?,
-        };
-        if let Ok(position) = appended
-            && position.is_multiple_of(TRIM_EVERY)
-            && position > self.retention
-        {
-            // Outside the write: a trim that fails is done at a later multiple.
-            let keep_from = (position - self.retention) as i64;
-            let _ = client.execute(&q.trim, &[&keep_from]);
-        }
-        Ok(appended)
-    }
-
-    /// The common case, one round trip: stages the write on this replica's state at its
-    /// applied position `p` and appends it at `p + 1` by one statement that succeeds only
-    /// if the head is still `p` and its entry is the one this replica applied (the
-    /// decision was made on exactly the state it commits on). When another replica
-    /// appended first, the statement returns the entries missed; they are applied and the
-    /// write staged again, a few times. `None`: append it under the lock instead (the
-    /// replica is new or far behind, the operation failed or changed nothing on a state
-    /// that may be stale, or it kept losing the race).
-    fn append_optimistic(
-        &self,
-        client: &mut postgres::Client,
-        q: &sync::Prepared,
-        inner: &Inner,
-        stage: &mut dyn Stage,
-    ) -> Result<Option<Result<u64, Error>>, Error> {
-        for _ in 0..OPTIMISTIC_TRIES {
-            let at = match inner.applied() {
-                Ok(at) => at,
-                Err(e) => return Ok(Some(Err(e))),
-            };
-            if at.fleet != Some(self.fleet_id) {
-                return Ok(None);
-            }
-            let position = at.position + 1;
-            let entries = match stage.stage(position) {
-                Ok(e) if !e.is_empty() => e,
-                _ => {
-                    stage.discard();
-                    return Ok(None);
-                }
-            };
-            let s = StateRows::of(&entries);
-            let hash = at.hash.map(|h| h.to_be_bytes().to_vec());
-            let rows = client
-                .query(
-                    &q.append_at,
-                    &[
-                        &(position as i64),
-                        &self.name,
-                        &journal::encode(&entries),
-                        &s.upsert_tables,
-                        &s.upsert_keys,
-                        &s.upsert_values,
-                        &s.delete_tables,
-                        &s.delete_keys,
-                        &hash,
-                    ],
-                )
-                .map_err(|e| self.engine.unavailable("appending to the log", e))?;
-            if rows.first().is_some_and(|r| r.get::<_, i64>(0) == APPENDED) {
-                return Ok(Some(Ok(position)));
-            }
-            stage.discard();
-            if rows.is_empty() {
-                // Lost to a write this statement could not see yet.
-                return Ok(None);
-            }
-            let missed: Vec<(u64, Vec<u8>)> = rows
-                .iter()
-                .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)))
-                .collect();
-            if let Err(e) = inner.apply_log(&missed) {
-                return Ok(Some(Err(e)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Appends under the head's lock: locks the head row, catches the replica up (copying
-    /// the whole state if it must), stages the write on that state and appends it.
-    fn append_locked(
-        &self,
-        client: &mut postgres::Client,
-        q: &sync::Prepared,
-        inner: &Inner,
-        stage: &mut dyn Stage,
-    ) -> Result<Result<u64, Error>, Error> {
+        stage: &mut dyn FnMut(u64) -> Result<Vec<Entry>, Error>,
+    ) -> Result<Result<(), Error>, Error> {
         let engine = &self.engine;
         let un = |doing: &'static str| move |e| engine.unavailable(doing, e);
         let mut t = client.transaction().map_err(un("starting a write"))?;
@@ -186,13 +85,13 @@ impl PgLog {
             Err(e) => return Ok(Err(e)),
         };
         let position = head + 1;
-        let entries = match stage.stage(position) {
+        let entries = match stage(position) {
             Ok(e) => e,
             // Rolled back when `t` is dropped.
             Err(e) => return Ok(Err(e)),
         };
         if entries.is_empty() {
-            return Ok(Ok(0));
+            return Ok(Ok(()));
         }
         let p = position as i64;
         let s = StateRows::of(&entries);
@@ -212,8 +111,21 @@ impl PgLog {
             ],
         )
         .map_err(un("appending to the log"))?;
+        if position.is_multiple_of(TRIM_EVERY) && position > self.retention {
+            let keep_from = (position - self.retention) as i64;
+            t.execute(
+                "DELETE FROM orgstore_log WHERE position <= $1",
+                &[&keep_from],
+            )
+            .map_err(un("trimming the log"))?;
+            t.execute(
+                "UPDATE orgstore_head SET trimmed_to = GREATEST(trimmed_to, $1) WHERE id = 1",
+                &[&keep_from],
+            )
+            .map_err(un("trimming the log"))?;
+        }
         t.commit().map_err(un("committing"))?;
-        Ok(Ok(position))
+        Ok(Ok(()))
     }
 }
 
@@ -290,7 +202,11 @@ impl PgLog {
 }
 
 impl Log for PgLog {
-    fn append(&self, inner: &Inner, stage: &mut dyn Stage) -> Result<(), Error> {
+    fn append(
+        &self,
+        inner: &Inner,
+        stage: &mut dyn FnMut(u64) -> Result<Vec<Entry>, Error>,
+    ) -> Result<(), Error> {
         let mut conn = self.conn.lock();
         if conn.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             // Writes fail at once while a background thread reconnects: a write never
@@ -305,7 +221,7 @@ impl Log for PgLog {
             return Err(self.engine.unavailable_now());
         };
         match self.append_on(client, q, inner, stage) {
-            Ok(out) => out.map(drop),
+            Ok(out) => out,
             Err(engine_error) => {
                 // The connection may be broken: the next write opens a new one.
                 conn.client = None;

@@ -41,16 +41,8 @@ pub(crate) struct Prepared {
     /// `$1`: after this position, `$2`: at most this many -> (position, entry).
     fetch: Statement,
     /// Appends one entry: the log row, the state's upserts and deletions, the head, the
-    /// wake-up, in one statement (run by a writer that holds the head row).
+    /// wake-up, in one statement.
     pub(crate) append: Statement,
-    /// The same, on its own (no transaction around it), only if the head is still
-    /// `$1 - 1` and, when `$9` holds the hash the replica knows of the entry at `$1 - 1`
-    /// and that entry is not trimmed, the log's entry there has that hash. Returns one row
-    /// `(-1, NULL)` when it appended; otherwise the entries from `$1` on that the
-    /// statement's snapshot holds (at most a batch).
-    pub(crate) append_at: Statement,
-    /// `$1`: removes the entries up to this position and records the trim.
-    pub(crate) trim: Statement,
 }
 
 impl Prepared {
@@ -90,38 +82,6 @@ impl Prepared {
                      SELECT pg_notify('{}', $1::text)",
                     super::engine::CHANNEL
                 ))
-                .map_err(un)?,
-            append_at: c
-                .prepare(&format!(
-                    "WITH h AS (UPDATE orgstore_head SET position = $1::bigint \
-                                WHERE id = 1 AND position = $1::bigint - 1 \
-                                  AND ($9::bytea IS NULL OR $1::bigint - 1 <= trimmed_to \
-                                       OR (SELECT substring(sha256(entry) from 1 for 8) \
-                                           FROM orgstore_log WHERE position = $1::bigint - 1) = $9) \
-                                RETURNING position), \
-                          l AS (INSERT INTO orgstore_log (position, replica, entry) \
-                                SELECT $1::bigint, $2::text, $3::bytea FROM h), \
-                          u AS (INSERT INTO orgstore_state (tbl, k, v) \
-                                SELECT x.tbl, x.k, x.v \
-                                FROM unnest($4::text[], $5::bytea[], $6::bytea[]) AS x(tbl, k, v), h \
-                                ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v), \
-                          d AS (DELETE FROM orgstore_state s \
-                                USING unnest($7::text[], $8::bytea[]) AS x(tbl, k), h \
-                                WHERE s.tbl = x.tbl AND s.k = x.k), \
-                          n AS (SELECT pg_notify('{}', $1::bigint::text) FROM h) \
-                     SELECT -1::bigint, NULL::bytea FROM n \
-                     UNION ALL \
-                     (SELECT position, entry FROM orgstore_log \
-                      WHERE position >= $1::bigint AND NOT EXISTS (SELECT 1 FROM n) \
-                      ORDER BY position LIMIT {BATCH})",
-                    super::engine::CHANNEL
-                ))
-                .map_err(un)?,
-            trim: c
-                .prepare(
-                    "WITH d AS (DELETE FROM orgstore_log WHERE position <= $1) \
-                     UPDATE orgstore_head SET trimmed_to = GREATEST(trimmed_to, $1) WHERE id = 1",
-                )
                 .map_err(un)?,
         })
     }

@@ -78,7 +78,7 @@ impl Keys<'_> {
                 org: org.clone(),
                 prefix: key.prefix(),
                 status: KeyStatus::Active,
-                spec: spec.clone(),
+                spec,
                 created_by: actor.to_string(),
                 created_at: tx.now,
                 revoked_at: None,
@@ -155,7 +155,7 @@ impl Keys<'_> {
             // The tables are opened once for the whole batch: per key that would cost more
             // than the inserts themselves.
             let mut tables = tx.key_tables()?;
-            for (i, (digest, spec)) in prepared.iter().cloned().enumerate() {
+            for (i, (digest, spec)) in prepared.into_iter().enumerate() {
                 let revoked = tables.revoked_by_digest(&digest)?;
                 if revoked == Some(false) {
                     return Err(Error::conflict(
@@ -288,7 +288,7 @@ impl Keys<'_> {
                     format!("key {id} is revoked and cannot be changed; create a new key instead"),
                 ));
             }
-            rec.info.spec = spec.clone();
+            rec.info.spec = spec;
             Ok(("settings replaced".into(), None))
         })
         .map(|(info, _)| info)
@@ -298,7 +298,7 @@ impl Keys<'_> {
         &self,
         actor: &Actor,
         id: &KeyId,
-        mut change: impl FnMut(&WriteTx, &mut KeyRecord) -> Result<(String, Option<SecretKey>), Error>,
+        change: impl FnOnce(&WriteTx, &mut KeyRecord) -> Result<(String, Option<SecretKey>), Error>,
     ) -> Result<(KeyInfo, Option<SecretKey>), Error> {
         self.store.write(|tx| {
             let (mut rec, o) = self.store.key_for(tx, actor, id, AdminAction::ManageKey)?;

@@ -190,7 +190,7 @@ impl Inner {
     /// `replica::commit`).
     pub(crate) fn commit<T>(
         &self,
-        mut f: impl FnMut(&mut WriteTx) -> Result<T, Error>,
+        f: impl FnOnce(&mut WriteTx) -> Result<T, Error>,
     ) -> Result<(T, Changes), Error> {
         #[cfg(feature = "fleet")]
         if let Some(log) = self.log.get() {
@@ -438,13 +438,13 @@ impl Store {
     /// published before this returns; a denial is audited in a transaction of its own.
     pub(crate) fn write<T>(
         &self,
-        mut f: impl FnMut(&mut WriteTx) -> Result<T, Error>,
+        f: impl FnOnce(&mut WriteTx) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let out = contain_damage(|| {
             let _writer = self.inner.writer.lock();
             let via = self.via.clone();
             let (v, changes) = self.inner.commit(|tx| {
-                tx.via = via.clone();
+                tx.via = via;
                 f(tx)
             })?;
             self.inner.publish(&changes);

@@ -94,7 +94,7 @@ impl Orgs<'_> {
             }
             let org = Org {
                 id: id.clone(),
-                name: name.clone(),
+                name,
                 created_at: tx.now,
                 status: OrgStatus::Active,
                 config_version: 1,

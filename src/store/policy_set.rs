@@ -255,7 +255,7 @@ pub(crate) fn commit(
                 refused = Some(d.clone());
                 return Err(Error::denied(d));
             }
-            write_version(tx, actor, files.clone(), rollback_to)
+            write_version(tx, actor, files, rollback_to)
         });
         let (written, _) = match done {
             Ok(v) => v,
@@ -365,7 +365,7 @@ pub(crate) fn log(
     outcome: AuditOutcome,
 ) -> Result<(), Error> {
     inner
-        .commit(|tx| append_log(tx, actor, summary.clone(), outcome.clone()))
+        .commit(|tx| append_log(tx, actor, summary, outcome))
         .map(drop)
 }
 

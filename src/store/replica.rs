@@ -61,31 +61,20 @@ pub(crate) const FLEET_PERIODS: [crate::model::Period; 4] = {
     ]
 };
 
-/// An operation waiting to be appended to the fleet's log. [`Log::append`] may stage it
-/// more than once: after other replicas appended entries this replica had not applied yet,
-/// it applies those and runs the operation again on the state they produce.
-pub(crate) trait Stage {
-    /// Runs the operation as the write at `position` in a new redb transaction kept
-    /// uncommitted (dropping the one an earlier call staged) and returns its journal:
-    /// empty means nothing changed.
-    fn stage(&mut self, position: u64) -> Result<Vec<Entry>, Error>;
-
-    /// Drops the staged transaction (before the replica applies log entries: redb holds
-    /// one write transaction at a time).
-    fn discard(&mut self);
-}
-
 /// The fleet's change log, as a replicated store uses it.
 pub(crate) trait Log: Send + Sync {
-    /// Appends one write, serialized fleet-wide: the write gets the position after the
-    /// log's head, and only if `stage` ran on exactly the state up to that head (this
-    /// replica caught up to it with [`Inner::apply_log`]); no other write of the fleet can
-    /// take the same position. The operation's journal, from [`Stage::stage`], is what is
-    /// appended: empty means nothing changed and nothing is appended. An error of `stage`
-    /// on the head's state is returned as is, with nothing appended; a log that cannot be
-    /// reached is `Unavailable`. On success the staged transaction is the last one
-    /// [`Stage::stage`] returned from.
-    fn append(&self, inner: &Inner, stage: &mut dyn Stage) -> Result<(), Error>;
+    /// Appends one write, serialized fleet-wide: takes the log's head (no other writer of
+    /// the fleet can append until this returns), brings `inner` up to it with
+    /// [`Inner::apply_log`], then calls `stage` with the position the write will have.
+    /// `stage` runs the operation in a redb transaction it keeps uncommitted and returns its
+    /// journal: empty means nothing changed and nothing is appended. An error of `stage` is
+    /// returned as is, after the log's transaction was rolled back; a log that cannot be
+    /// reached is `Unavailable`.
+    fn append(
+        &self,
+        inner: &Inner,
+        stage: &mut dyn FnMut(u64) -> Result<Vec<Entry>, Error>,
+    ) -> Result<(), Error>;
 
     /// The last store handle was dropped: stop the background work.
     fn close(&self);
@@ -111,48 +100,30 @@ pub(crate) trait Log: Send + Sync {
 pub(crate) fn commit<T>(
     inner: &Inner,
     log: &dyn Log,
-    f: impl FnMut(&mut WriteTx) -> Result<T, Error>,
+    f: impl FnOnce(&mut WriteTx) -> Result<T, Error>,
 ) -> Result<(T, Changes), Error> {
-    let mut s = Staging {
-        inner,
-        f,
-        staged: None,
-    };
-    log.append(inner, &mut s)?;
-    let (tx, v) = s
-        .staged
-        .ok_or_else(|| Error::corrupt("fleet write", "no write was staged"))?;
-    let WriteTx { txn, changes, .. } = tx;
-    // Committed in the log already: if this fails, the tailer applies the entry again.
-    txn.commit().map_err(|e| Error::storage("committing", e))?;
-    Ok((v, changes))
-}
-
-/// An operation `f` and the transaction it last ran in.
-struct Staging<'a, T, F> {
-    inner: &'a Inner,
-    f: F,
-    staged: Option<(WriteTx, T)>,
-}
-
-impl<T, F: FnMut(&mut WriteTx) -> Result<T, Error>> Stage for Staging<'_, T, F> {
-    fn stage(&mut self, position: u64) -> Result<Vec<Entry>, Error> {
-        self.staged = None;
-        let mut tx = self.inner.begin_tx(true)?;
-        let v = (self.f)(&mut tx)?;
+    let mut f = Some(f);
+    let mut staged: Option<(WriteTx, T)> = None;
+    log.append(inner, &mut |position| {
+        let f = f
+            .take()
+            .ok_or_else(|| Error::corrupt("fleet write", "a write was staged twice"))?;
+        let mut tx = inner.begin_tx(true)?;
+        let v = f(&mut tx)?;
         let entries = tx.journal.take();
         if !entries.is_empty() {
             set_meta(&tx.txn, FLEET_POSITION, position)?;
             let hash = entry_hash(&super::journal::encode(&entries));
             set_meta(&tx.txn, FLEET_HASH, hash)?;
         }
-        self.staged = Some((tx, v));
+        staged = Some((tx, v));
         Ok(entries)
-    }
-
-    fn discard(&mut self) {
-        self.staged = None;
-    }
+    })?;
+    let (tx, v) = staged.ok_or_else(|| Error::corrupt("fleet write", "no write was staged"))?;
+    let WriteTx { txn, changes, .. } = tx;
+    // Committed in the log already: if this fails, the tailer applies the entry again.
+    txn.commit().map_err(|e| Error::storage("committing", e))?;
+    Ok((v, changes))
 }
 
 /// A handle on a replica's store that does not keep it open (held by its background
