@@ -1,7 +1,11 @@
 //! Integer header values without an allocation per value: numbers below [`TABLE_LEN`] are
-//! slices of one static table, larger ones of a single buffer shared by a response's values.
+//! slices of one static table, larger ones slices of a per-thread chunk of digits that many
+//! responses share (one allocation per [`CHUNK_LEN`] bytes of digits, about a hundred
+//! responses of large rate values).
 
-use bytes::Bytes;
+use std::cell::RefCell;
+
+use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 
 /// Numbers below this are pre-rendered.
@@ -38,94 +42,68 @@ fn small(n: u64) -> Option<&'static [u8]> {
     TABLE.get(4 * n + 4 - len..4 * n + 4)
 }
 
-/// The most values [`render`] takes.
-pub(crate) const MAX_VALUES: usize = 6;
+/// The bytes of digits a thread renders large numbers into before it starts another chunk.
+/// A chunk is freed when the last header value slicing it is dropped.
+pub(crate) const CHUNK_LEN: usize = 4096;
 
-/// Where the digits of large numbers go: one allocation for all of a response's values.
-struct Digits {
-    buf: [u8; MAX_VALUES * 20],
-    len: usize,
+thread_local! {
+    /// The rest of this thread's current chunk of digits.
+    static CHUNK: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
-impl AsRef<[u8]> for Digits {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
+/// The decimal digits of any `n`.
+fn digits(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        out[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    &out[i..]
 }
 
-impl Digits {
-    fn push(&mut self, mut n: u64) -> std::ops::Range<usize> {
-        let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+/// `n` (at least [`TABLE_LEN`]) as a slice of this thread's chunk.
+fn large(n: u64) -> Bytes {
+    let mut buf = [0u8; 20];
+    let d = digits(n, &mut buf);
+    let from_chunk = CHUNK.try_with(|chunk| {
+        let mut chunk = chunk.try_borrow_mut().ok()?;
+        if chunk.capacity() - chunk.len() < d.len() {
+            *chunk = BytesMut::with_capacity(CHUNK_LEN);
         }
-        let start = self.len;
-        for &d in &tmp[i..] {
-            if let Some(slot) = self.buf.get_mut(self.len) {
-                *slot = d;
-                self.len += 1;
-            }
-        }
-        start..self.len
-    }
+        chunk.extend_from_slice(d);
+        Some(chunk.split().freeze())
+    });
+    // Without the thread's chunk (a thread being torn down): a buffer of its own.
+    from_chunk
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Bytes::copy_from_slice(d))
 }
 
-/// The header values of `values` (at most [`MAX_VALUES`]; more are left `None`), calling
-/// `each(i, value)` for each: no allocation when every number is below [`TABLE_LEN`], one
-/// otherwise.
-pub(crate) fn render(values: &[u64], mut each: impl FnMut(usize, HeaderValue)) {
-    let values = &values[..values.len().min(MAX_VALUES)];
-    let mut large: Option<(Digits, [std::ops::Range<usize>; MAX_VALUES])> = None;
-    for (i, &n) in values.iter().enumerate() {
-        if let Some(d) = small(n) {
-            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from_static(d)) {
-                each(i, v);
-            }
-        } else {
-            let (digits, ranges) = large.get_or_insert_with(|| {
-                (
-                    Digits {
-                        buf: [0; MAX_VALUES * 20],
-                        len: 0,
-                    },
-                    std::array::from_fn(|_| 0..0),
-                )
-            });
-            ranges[i] = digits.push(n);
-        }
-    }
-    let Some((digits, ranges)) = large else {
-        return;
+/// The header value of `n`: from the static table below [`TABLE_LEN`], else a slice of this
+/// thread's chunk of digits.
+pub(crate) fn value(n: u64) -> Option<HeaderValue> {
+    let bytes = match small(n) {
+        Some(d) => Bytes::from_static(d),
+        None => large(n),
     };
-    let shared = Bytes::from_owner(digits);
-    for (i, &n) in values.iter().enumerate() {
-        if n >= TABLE_LEN
-            && let Some(range) = ranges.get(i)
-            && let Ok(v) = HeaderValue::from_maybe_shared(shared.slice(range.clone()))
-        {
-            each(i, v);
-        }
-    }
+    HeaderValue::from_maybe_shared(bytes).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rendered(values: &[u64]) -> Vec<String> {
-        let mut out = vec![String::new(); values.len()];
-        render(values, |i, v| out[i] = v.to_str().unwrap().to_owned());
-        out
+    fn rendered(n: u64) -> String {
+        value(n).unwrap().to_str().unwrap().to_owned()
     }
 
     #[test]
-    fn renders_decimal_from_the_table_and_the_shared_buffer() {
+    fn renders_decimal_from_the_table_and_the_chunk() {
         let values = [
             0,
             7,
@@ -139,9 +117,8 @@ mod tests {
             123_456,
             u64::MAX,
         ];
-        for chunk in values.chunks(MAX_VALUES) {
-            let want: Vec<String> = chunk.iter().map(u64::to_string).collect();
-            assert_eq!(rendered(chunk), want);
+        for n in values {
+            assert_eq!(rendered(n), n.to_string());
         }
         for n in 0..TABLE_LEN {
             assert_eq!(
@@ -150,12 +127,15 @@ mod tests {
             );
         }
         assert_eq!(small(TABLE_LEN), None);
+        // Across chunk boundaries.
+        for n in (0..2 * CHUNK_LEN as u64).map(|i| u64::MAX - i * 7_919) {
+            assert_eq!(rendered(n), n.to_string());
+        }
     }
 
     #[test]
-    fn table_values_are_static_and_large_ones_share_one_buffer() {
-        let mut got = Vec::new();
-        render(&[5, 20_000, 30_000], |_, v| got.push(v));
+    fn table_values_are_static_and_large_ones_share_a_chunk() {
+        let got = [5, 20_000, 30_000].map(|n| value(n).unwrap());
         let ptr = |v: &HeaderValue| v.as_bytes().as_ptr() as usize;
         let table = TABLE.as_ptr() as usize..TABLE.as_ptr() as usize + TABLE.len();
         assert!(table.contains(&ptr(&got[0])));
