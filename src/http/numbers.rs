@@ -46,9 +46,21 @@ fn small(n: u64) -> Option<&'static [u8]> {
 /// A chunk is freed when the last header value slicing it is dropped.
 pub(crate) const CHUNK_LEN: usize = 4096;
 
+/// A thread's digits: the rest of its current chunk, and the last large limit of each
+/// kind rendered (a key's limit is the same on every response, its remaining count not).
+struct Digits {
+    chunk: BytesMut,
+    limits: [(u64, Option<HeaderValue>); LIMIT_SLOTS],
+}
+
+/// Kinds of limit remembered: requests and tokens per minute.
+pub(crate) const LIMIT_SLOTS: usize = 2;
+
 thread_local! {
-    /// The rest of this thread's current chunk of digits.
-    static CHUNK: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    static DIGITS: RefCell<Digits> = RefCell::new(Digits {
+        chunk: BytesMut::new(),
+        limits: [(0, None), (0, None)],
+    });
 }
 
 /// The decimal digits of any `n`.
@@ -65,33 +77,56 @@ fn digits(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
     &out[i..]
 }
 
-/// `n` (at least [`TABLE_LEN`]) as a slice of this thread's chunk.
-fn large(n: u64) -> Bytes {
-    let mut buf = [0u8; 20];
-    let d = digits(n, &mut buf);
-    let from_chunk = CHUNK.try_with(|chunk| {
-        let mut chunk = chunk.try_borrow_mut().ok()?;
-        if chunk.capacity() - chunk.len() < d.len() {
-            *chunk = BytesMut::with_capacity(CHUNK_LEN);
+impl Digits {
+    /// `n` as a slice of the chunk (a new chunk when this one is full).
+    fn large(&mut self, n: u64) -> Bytes {
+        let mut buf = [0u8; 20];
+        let d = digits(n, &mut buf);
+        if self.chunk.capacity() - self.chunk.len() < d.len() {
+            self.chunk = BytesMut::with_capacity(CHUNK_LEN);
         }
-        chunk.extend_from_slice(d);
-        Some(chunk.split().freeze())
-    });
-    // Without the thread's chunk (a thread being torn down): a buffer of its own.
-    from_chunk
+        self.chunk.extend_from_slice(d);
+        self.chunk.split().freeze()
+    }
+}
+
+/// `n` (at least [`TABLE_LEN`]) through this thread's digits, else (a thread being torn
+/// down) in a buffer of its own.
+fn with_digits(n: u64, f: impl FnOnce(&mut Digits) -> Option<HeaderValue>) -> Option<HeaderValue> {
+    DIGITS
+        .try_with(|d| d.try_borrow_mut().ok().and_then(|mut d| f(&mut d)))
         .ok()
         .flatten()
-        .unwrap_or_else(|| Bytes::copy_from_slice(d))
+        .or_else(|| HeaderValue::from_maybe_shared(Bytes::from(n.to_string())).ok())
 }
 
 /// The header value of `n`: from the static table below [`TABLE_LEN`], else a slice of this
 /// thread's chunk of digits.
 pub(crate) fn value(n: u64) -> Option<HeaderValue> {
-    let bytes = match small(n) {
-        Some(d) => Bytes::from_static(d),
-        None => large(n),
-    };
-    HeaderValue::from_maybe_shared(bytes).ok()
+    match small(n) {
+        Some(d) => HeaderValue::from_maybe_shared(Bytes::from_static(d)).ok(),
+        None => with_digits(n, |d| HeaderValue::from_maybe_shared(d.large(n)).ok()),
+    }
+}
+
+/// [`value`] of a limit of kind `slot` (below [`LIMIT_SLOTS`]): a large one is rendered
+/// once and shared while it stays the thread's last limit of that kind.
+pub(crate) fn limit_value(slot: usize, n: u64) -> Option<HeaderValue> {
+    if n < TABLE_LEN {
+        return value(n);
+    }
+    with_digits(n, |d| {
+        if let Some((last, Some(v))) = d.limits.get(slot)
+            && *last == n
+        {
+            return Some(v.clone());
+        }
+        let v = HeaderValue::from_maybe_shared(d.large(n)).ok()?;
+        if let Some(kept) = d.limits.get_mut(slot) {
+            *kept = (n, Some(v.clone()));
+        }
+        Some(v)
+    })
 }
 
 #[cfg(test)]
@@ -131,6 +166,23 @@ mod tests {
         for n in (0..2 * CHUNK_LEN as u64).map(|i| u64::MAX - i * 7_919) {
             assert_eq!(rendered(n), n.to_string());
         }
+    }
+
+    #[test]
+    fn a_large_limit_is_rendered_once_per_kind() {
+        let a = limit_value(0, 1_000_000).unwrap();
+        let b = limit_value(1, 2_000_000).unwrap();
+        let ptr = |v: &HeaderValue| v.as_bytes().as_ptr() as usize;
+        assert_eq!(ptr(&limit_value(0, 1_000_000).unwrap()), ptr(&a));
+        assert_eq!(ptr(&limit_value(1, 2_000_000).unwrap()), ptr(&b));
+        let c = limit_value(0, 1_000_001).unwrap();
+        assert_eq!(c.to_str().unwrap(), "1000001");
+        assert_ne!(ptr(&c), ptr(&a));
+        assert_eq!(limit_value(0, 42).unwrap().to_str().unwrap(), "42");
+        assert_eq!(
+            limit_value(7, 3_000_000).unwrap().to_str().unwrap(),
+            "3000000"
+        );
     }
 
     #[test]

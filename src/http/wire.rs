@@ -156,24 +156,24 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 }
 
 /// The rate headers of a granted request: values from the static table of small numbers,
-/// or (for large ones) slices of the thread's shared chunk of digits (see
-/// [`numbers::value`]). The response's header map grows only when the service's own
+/// or (for large ones) slices of the thread's shared chunk of digits, a large limit
+/// rendered once while it stays the same (see [`numbers::limit_value`]). The response's header map grows only when the service's own
 /// headers and these pass its capacity.
 pub(crate) fn grant_headers(headers: &mut HeaderMap, grant: &OwnedGrant) {
-    let mut put = |name: HeaderName, n: u64| {
-        if let Some(v) = numbers::value(n) {
+    let mut put = |name: HeaderName, v: Option<HeaderValue>| {
+        if let Some(v) = v {
             headers.insert(name, v);
         }
     };
     if let Some(h) = grant.rate_headers() {
-        put(LIMIT_REQUESTS, h.limit);
-        put(REMAINING_REQUESTS, h.remaining);
-        put(RESET_REQUESTS, ceil_secs(h.reset));
+        put(LIMIT_REQUESTS, numbers::limit_value(0, h.limit));
+        put(REMAINING_REQUESTS, numbers::value(h.remaining));
+        put(RESET_REQUESTS, numbers::value(ceil_secs(h.reset)));
     }
     if let Some(h) = grant.token_headers() {
-        put(LIMIT_TOKENS, h.limit);
-        put(REMAINING_TOKENS, h.remaining);
-        put(RESET_TOKENS, ceil_secs(h.reset));
+        put(LIMIT_TOKENS, numbers::limit_value(1, h.limit));
+        put(REMAINING_TOKENS, numbers::value(h.remaining));
+        put(RESET_TOKENS, numbers::value(ceil_secs(h.reset)));
     }
     if grant.budget_warning() {
         headers.insert(BUDGET_WARNING, HeaderValue::from_static("true"));
