@@ -1,7 +1,8 @@
 //! Integer header values without an allocation per value: numbers below [`TABLE_LEN`] are
 //! slices of one static table, larger ones slices of a per-thread chunk of digits that many
 //! responses share (one allocation per [`CHUNK_LEN`] bytes of digits, about a hundred
-//! responses of large rate values).
+//! responses of large rate values). A thread keeps its last large limit of each kind, and
+//! with it the chunk that limit is a slice of.
 
 use std::cell::RefCell;
 

@@ -366,6 +366,33 @@ mod tests {
     }
 
     #[test]
+    fn skip_plain_stops_at_the_first_special_byte_of_a_word() {
+        // Every position of a quote, a backslash or a control byte in strings longer and
+        // shorter than a word, after plain bytes of both halves of the byte range.
+        for len in 0..40 {
+            for at in 0..len {
+                for special in [b'"', b'\\', 0x00, 0x1f] {
+                    for plain in [b'a', 0x20, 0x7f, 0x80, 0xff] {
+                        let mut b = vec![plain; len];
+                        b[at] = special;
+                        // A special byte after the first one must not move the stop.
+                        if at + 1 < len {
+                            b[len - 1] = b'"';
+                        }
+                        let mut p = Scanner { b: &b, i: 0 };
+                        p.skip_plain();
+                        assert_eq!(p.i, at, "len {len}, at {at}, {special:#x} after {plain:#x}");
+                    }
+                }
+            }
+            let plain = vec![b'a'; len];
+            let mut p = Scanner { b: &plain, i: 0 };
+            p.skip_plain();
+            assert_eq!(p.i, len);
+        }
+    }
+
+    #[test]
     fn finds_the_model_where_serde_does() {
         let cases = [
             r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
