@@ -21,6 +21,17 @@
 //! cargo bench --bench http_layer --features tower
 //! ```
 //!
+//! Instruction counts per request (load-independent), under callgrind:
+//!
+//! ```text
+//! cargo bench --bench http_layer --features tower --no-run
+//! HTTP_LAYER_INSTRUCTIONS=layer:1000 valgrind --tool=callgrind \
+//!     --toggle-collect='*http_layer::drive*' target/release/deps/http_layer-<hash>
+//! ```
+//!
+//! (`bare`, `check`, `shape` (a do-nothing layer of the same shape) or `layer`; divide the
+//! count by 1050: 50 warm-up requests and 1000.)
+//!
 //! Reported: each case's median, and paired differences (batches of two cases alternate, so
 //! both see the same moments of the machine), per request: the layer against the bare
 //! handler (goal: at most 1 us at the median) and against the handler calling `check`.
@@ -35,8 +46,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::post;
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
-use http_body_util::BodyExt;
+use criterion::{Criterion, criterion_group};
+use http_body_util::{BodyExt, Either, Full};
 use orgstore::http::{GatewayLayer, PeerAddr};
 use orgstore::{Actor, Budget, Email, Gateway, KeySpec, OrgId, Period, Store, Usage, Usd};
 use tower::{Service, ServiceExt};
@@ -92,7 +103,18 @@ async fn once(svc: &mut Router, auth: &str) {
     black_box(resp.into_body().collect().await.unwrap());
 }
 
-fn bench(c: &mut Criterion) {
+/// The routers of the three cases (and of a do-nothing layer, for instruction counts), over
+/// one store with one key.
+struct Setup {
+    _store: Store,
+    auth: String,
+    bare: Router,
+    checking: Router,
+    layered: Router,
+    shape: Router,
+}
+
+fn setup() -> Setup {
     let store = Store::open_temporary().unwrap();
     let op = Actor::Operator;
     let org = OrgId::parse("acme").unwrap();
@@ -109,12 +131,49 @@ fn bench(c: &mut Criterion) {
     let layer = GatewayLayer::new(store.gateway().clone())
         .estimate_with(move |_| Some(estimate))
         .price_with(|_, i, o| Usd::from_micros((i + o) as i64).unwrap_or_default());
-    let mut bare = router().with_state(());
-    let mut checking = checking_router(store.gateway().clone(), estimate).with_state(());
-    let mut layered = router().layer(layer).with_state(());
-    let rt = tokio::runtime::Builder::new_current_thread()
+    Setup {
+        auth,
+        bare: router().with_state(()),
+        checking: checking_router(store.gateway().clone(), estimate).with_state(()),
+        layered: router().layer(layer).with_state(()),
+        shape: same_shape(router()).with_state(()),
+        _store: store,
+    }
+}
+
+/// A layer that does nothing but has the gateway layer's shape (its own request and
+/// response body types, one value inserted into the request's extensions): what any layer
+/// costs in axum (it boxes the layered route's future and bodies).
+fn same_shape(app: Router) -> Router {
+    let tag = std::sync::Arc::new(0u8);
+    app.layer(
+        tower::ServiceBuilder::new()
+            .map_request(move |mut req: http::Request<Body>| {
+                req.extensions_mut().insert(tag.clone());
+                req.map(Either::<Full<Bytes>, Body>::Right)
+            })
+            .map_response(|resp: http::Response<Body>| {
+                resp.map(Either::<Full<Bytes>, Body>::Right)
+            }),
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let Setup {
+        _store,
+        auth,
+        mut bare,
+        mut checking,
+        mut layered,
+        ..
+    } = setup();
+    let rt = runtime();
 
     let mut g = c.benchmark_group("http_layer");
     g.bench_function("bare axum handler", |b| {
@@ -180,5 +239,44 @@ fn paired(
     )
 }
 
+/// `n` requests of one case: what `HTTP_LAYER_INSTRUCTIONS` runs under callgrind.
+#[inline(never)]
+fn drive(rt: &tokio::runtime::Runtime, app: &mut Router, auth: &str, n: u32) {
+    rt.block_on(async {
+        for _ in 0..n {
+            once(app, auth).await;
+        }
+    });
+}
+
+/// `HTTP_LAYER_INSTRUCTIONS=CASE:N` (`CASE` one of `bare`, `check`, `shape`, `layer`): runs
+/// 50 requests of the case to warm it up, then `N` in `drive`, and nothing else. Under
+/// `valgrind --tool=callgrind --toggle-collect='*http_layer::drive*'` the instructions per
+/// request are the count over `N + 50`.
+fn instructions(spec: &str) {
+    let (case, n) = spec.split_once(':').unwrap_or((spec, "1000"));
+    let n: u32 = n
+        .parse()
+        .expect("HTTP_LAYER_INSTRUCTIONS=CASE:N, N a count");
+    let mut s = setup();
+    let app = match case {
+        "bare" => &mut s.bare,
+        "check" => &mut s.checking,
+        "shape" => &mut s.shape,
+        "layer" => &mut s.layered,
+        _ => panic!("HTTP_LAYER_INSTRUCTIONS: the case is bare, check, shape or layer"),
+    };
+    let rt = runtime();
+    drive(&rt, app, &s.auth, 50);
+    drive(&rt, app, &s.auth, n);
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("HTTP_LAYER_INSTRUCTIONS") {
+        return instructions(&spec);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -439,15 +439,19 @@ pub(crate) fn respond<ResBody: Body<Data = Bytes>>(
     Response::from_parts(parts, Either::Right(body))
 }
 
+/// Whether the media type of an ASCII `content-type` (before any `;` parameter, surrounding
+/// whitespace ignored, any case) is `text/event-stream`.
 fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
-        })
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        if !v.is_ascii() {
+            return false;
+        }
+        let media = v.split(|&b| b == b';').next().unwrap_or(v);
+        media
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"text/event-stream")
+    })
 }
 
 fn int_header(n: u64) -> HeaderValue {

@@ -1,7 +1,12 @@
 //! Integer header values without an allocation per value: numbers below [`TABLE_LEN`] are
-//! slices of one static table, larger ones of a single buffer shared by a response's values.
+//! slices of one static table, larger ones slices of a per-thread chunk of digits that many
+//! responses share (one allocation per [`CHUNK_LEN`] bytes of digits, about a hundred
+//! responses of large rate values). A thread keeps its last large limit of each kind, and
+//! with it the chunk that limit is a slice of.
 
-use bytes::Bytes;
+use std::cell::RefCell;
+
+use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 
 /// Numbers below this are pre-rendered.
@@ -38,94 +43,103 @@ fn small(n: u64) -> Option<&'static [u8]> {
     TABLE.get(4 * n + 4 - len..4 * n + 4)
 }
 
-/// The most values [`render`] takes.
-pub(crate) const MAX_VALUES: usize = 6;
+/// The bytes of digits a thread renders large numbers into before it starts another chunk.
+/// A chunk is freed when the last header value slicing it is dropped.
+pub(crate) const CHUNK_LEN: usize = 4096;
 
-/// Where the digits of large numbers go: one allocation for all of a response's values.
+/// A thread's digits: the rest of its current chunk, and the last large limit of each
+/// kind rendered (a key's limit is the same on every response, its remaining count not).
 struct Digits {
-    buf: [u8; MAX_VALUES * 20],
-    len: usize,
+    chunk: BytesMut,
+    limits: [(u64, Option<HeaderValue>); LIMIT_SLOTS],
 }
 
-impl AsRef<[u8]> for Digits {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
+/// Kinds of limit remembered: requests and tokens per minute.
+pub(crate) const LIMIT_SLOTS: usize = 2;
+
+thread_local! {
+    static DIGITS: RefCell<Digits> = RefCell::new(Digits {
+        chunk: BytesMut::new(),
+        limits: [(0, None), (0, None)],
+    });
+}
+
+/// The decimal digits of any `n`.
+fn digits(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        out[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    &out[i..]
 }
 
 impl Digits {
-    fn push(&mut self, mut n: u64) -> std::ops::Range<usize> {
-        let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+    /// `n` as a slice of the chunk (a new chunk when this one is full).
+    fn large(&mut self, n: u64) -> Bytes {
+        let mut buf = [0u8; 20];
+        let d = digits(n, &mut buf);
+        if self.chunk.capacity() - self.chunk.len() < d.len() {
+            self.chunk = BytesMut::with_capacity(CHUNK_LEN);
         }
-        let start = self.len;
-        for &d in &tmp[i..] {
-            if let Some(slot) = self.buf.get_mut(self.len) {
-                *slot = d;
-                self.len += 1;
-            }
-        }
-        start..self.len
+        self.chunk.extend_from_slice(d);
+        self.chunk.split().freeze()
     }
 }
 
-/// The header values of `values` (at most [`MAX_VALUES`]; more are left `None`), calling
-/// `each(i, value)` for each: no allocation when every number is below [`TABLE_LEN`], one
-/// otherwise.
-pub(crate) fn render(values: &[u64], mut each: impl FnMut(usize, HeaderValue)) {
-    let values = &values[..values.len().min(MAX_VALUES)];
-    let mut large: Option<(Digits, [std::ops::Range<usize>; MAX_VALUES])> = None;
-    for (i, &n) in values.iter().enumerate() {
-        if let Some(d) = small(n) {
-            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from_static(d)) {
-                each(i, v);
-            }
-        } else {
-            let (digits, ranges) = large.get_or_insert_with(|| {
-                (
-                    Digits {
-                        buf: [0; MAX_VALUES * 20],
-                        len: 0,
-                    },
-                    std::array::from_fn(|_| 0..0),
-                )
-            });
-            ranges[i] = digits.push(n);
-        }
+/// `n` (at least [`TABLE_LEN`]) through this thread's digits, else (a thread being torn
+/// down) in a buffer of its own.
+fn with_digits(n: u64, f: impl FnOnce(&mut Digits) -> Option<HeaderValue>) -> Option<HeaderValue> {
+    DIGITS
+        .try_with(|d| d.try_borrow_mut().ok().and_then(|mut d| f(&mut d)))
+        .ok()
+        .flatten()
+        .or_else(|| HeaderValue::from_maybe_shared(Bytes::from(n.to_string())).ok())
+}
+
+/// The header value of `n`: from the static table below [`TABLE_LEN`], else a slice of this
+/// thread's chunk of digits.
+pub(crate) fn value(n: u64) -> Option<HeaderValue> {
+    match small(n) {
+        Some(d) => HeaderValue::from_maybe_shared(Bytes::from_static(d)).ok(),
+        None => with_digits(n, |d| HeaderValue::from_maybe_shared(d.large(n)).ok()),
     }
-    let Some((digits, ranges)) = large else {
-        return;
-    };
-    let shared = Bytes::from_owner(digits);
-    for (i, &n) in values.iter().enumerate() {
-        if n >= TABLE_LEN
-            && let Some(range) = ranges.get(i)
-            && let Ok(v) = HeaderValue::from_maybe_shared(shared.slice(range.clone()))
+}
+
+/// [`value`] of a limit of kind `slot` (below [`LIMIT_SLOTS`]): a large one is rendered
+/// once and shared while it stays the thread's last limit of that kind.
+pub(crate) fn limit_value(slot: usize, n: u64) -> Option<HeaderValue> {
+    if n < TABLE_LEN {
+        return value(n);
+    }
+    with_digits(n, |d| {
+        if let Some((last, Some(v))) = d.limits.get(slot)
+            && *last == n
         {
-            each(i, v);
+            return Some(v.clone());
         }
-    }
+        let v = HeaderValue::from_maybe_shared(d.large(n)).ok()?;
+        if let Some(kept) = d.limits.get_mut(slot) {
+            *kept = (n, Some(v.clone()));
+        }
+        Some(v)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rendered(values: &[u64]) -> Vec<String> {
-        let mut out = vec![String::new(); values.len()];
-        render(values, |i, v| out[i] = v.to_str().unwrap().to_owned());
-        out
+    fn rendered(n: u64) -> String {
+        value(n).unwrap().to_str().unwrap().to_owned()
     }
 
     #[test]
-    fn renders_decimal_from_the_table_and_the_shared_buffer() {
+    fn renders_decimal_from_the_table_and_the_chunk() {
         let values = [
             0,
             7,
@@ -139,9 +153,8 @@ mod tests {
             123_456,
             u64::MAX,
         ];
-        for chunk in values.chunks(MAX_VALUES) {
-            let want: Vec<String> = chunk.iter().map(u64::to_string).collect();
-            assert_eq!(rendered(chunk), want);
+        for n in values {
+            assert_eq!(rendered(n), n.to_string());
         }
         for n in 0..TABLE_LEN {
             assert_eq!(
@@ -150,12 +163,32 @@ mod tests {
             );
         }
         assert_eq!(small(TABLE_LEN), None);
+        // Across chunk boundaries.
+        for n in (0..2 * CHUNK_LEN as u64).map(|i| u64::MAX - i * 7_919) {
+            assert_eq!(rendered(n), n.to_string());
+        }
     }
 
     #[test]
-    fn table_values_are_static_and_large_ones_share_one_buffer() {
-        let mut got = Vec::new();
-        render(&[5, 20_000, 30_000], |_, v| got.push(v));
+    fn a_large_limit_is_rendered_once_per_kind() {
+        let a = limit_value(0, 1_000_000).unwrap();
+        let b = limit_value(1, 2_000_000).unwrap();
+        let ptr = |v: &HeaderValue| v.as_bytes().as_ptr() as usize;
+        assert_eq!(ptr(&limit_value(0, 1_000_000).unwrap()), ptr(&a));
+        assert_eq!(ptr(&limit_value(1, 2_000_000).unwrap()), ptr(&b));
+        let c = limit_value(0, 1_000_001).unwrap();
+        assert_eq!(c.to_str().unwrap(), "1000001");
+        assert_ne!(ptr(&c), ptr(&a));
+        assert_eq!(limit_value(0, 42).unwrap().to_str().unwrap(), "42");
+        assert_eq!(
+            limit_value(7, 3_000_000).unwrap().to_str().unwrap(),
+            "3000000"
+        );
+    }
+
+    #[test]
+    fn table_values_are_static_and_large_ones_share_a_chunk() {
+        let got = [5, 20_000, 30_000].map(|n| value(n).unwrap());
         let ptr = |v: &HeaderValue| v.as_bytes().as_ptr() as usize;
         let table = TABLE.as_ptr() as usize..TABLE.as_ptr() as usize + TABLE.len();
         assert!(table.contains(&ptr(&got[0])));

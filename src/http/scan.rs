@@ -175,21 +175,24 @@ impl<'a> Scanner<'a> {
 
     /// Skips bytes that are neither `"`, `\` nor a control character, eight at a time.
     fn skip_plain(&mut self) {
-        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-        const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-        const QUOTE: u64 = u64::from_ne_bytes([b'"'; 8]);
-        const SLASH: u64 = u64::from_ne_bytes([b'\\'; 8]);
-        const CTRL: u64 = u64::from_ne_bytes([0x20; 8]);
+        const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+        const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+        const QUOTE: u64 = u64::from_le_bytes([b'"'; 8]);
+        const SLASH: u64 = u64::from_le_bytes([b'\\'; 8]);
+        const CTRL: u64 = u64::from_le_bytes([0x20; 8]);
         while let Some(chunk) = self.b.get(self.i..self.i + 8) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
-            let x = u64::from_ne_bytes(word);
+            // Little-endian: the chunk's first byte is the lowest.
+            let x = u64::from_le_bytes(word);
             let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
             // A byte below 0x20 (the high bit test excludes bytes >= 0x80 from it), a quote
-            // or a backslash.
+            // or a backslash. The borrows of these tests can mark bytes above a special one,
+            // never below it: the lowest mark is the first special byte.
             let special = (x.wrapping_sub(CTRL) & !x & HIGH) | zero(x ^ QUOTE) | zero(x ^ SLASH);
             if special != 0 {
-                break;
+                self.i += (special.trailing_zeros() / 8) as usize;
+                return;
             }
             self.i += 8;
         }
@@ -360,6 +363,33 @@ mod tests {
 
     fn scan(body: &str) -> Option<&str> {
         model(body.as_bytes()).map(|m| std::str::from_utf8(m).unwrap())
+    }
+
+    #[test]
+    fn skip_plain_stops_at_the_first_special_byte_of_a_word() {
+        // Every position of a quote, a backslash or a control byte in strings longer and
+        // shorter than a word, after plain bytes of both halves of the byte range.
+        for len in 0..40 {
+            for at in 0..len {
+                for special in [b'"', b'\\', 0x00, 0x1f] {
+                    for plain in [b'a', 0x20, 0x7f, 0x80, 0xff] {
+                        let mut b = vec![plain; len];
+                        b[at] = special;
+                        // A special byte after the first one must not move the stop.
+                        if at + 1 < len {
+                            b[len - 1] = b'"';
+                        }
+                        let mut p = Scanner { b: &b, i: 0 };
+                        p.skip_plain();
+                        assert_eq!(p.i, at, "len {len}, at {at}, {special:#x} after {plain:#x}");
+                    }
+                }
+            }
+            let plain = vec![b'a'; len];
+            let mut p = Scanner { b: &plain, i: 0 };
+            p.skip_plain();
+            assert_eq!(p.i, len);
+        }
     }
 
     #[test]

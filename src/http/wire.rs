@@ -156,37 +156,25 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 }
 
 /// The rate headers of a granted request: values from the static table of small numbers,
-/// or (for large ones) slices of one shared buffer. The response's header map grows only
-/// when the service's own headers and these pass its capacity.
+/// or (for large ones) slices of the thread's shared chunk of digits, a large limit
+/// rendered once while it stays the same (see [`numbers::limit_value`]). The response's header map grows only when the service's own
+/// headers and these pass its capacity.
 pub(crate) fn grant_headers(headers: &mut HeaderMap, grant: &OwnedGrant) {
-    static NAMES: [HeaderName; 6] = [
-        LIMIT_REQUESTS,
-        REMAINING_REQUESTS,
-        RESET_REQUESTS,
-        LIMIT_TOKENS,
-        REMAINING_TOKENS,
-        RESET_TOKENS,
-    ];
-    let mut values = [0u64; 6];
-    let mut names = [0usize; 6];
-    let mut n = 0;
-    for (h, first) in [(grant.rate_headers(), 0), (grant.token_headers(), 3)] {
-        if let Some(h) = h {
-            for (k, v) in [h.limit, h.remaining, ceil_secs(h.reset)]
-                .into_iter()
-                .enumerate()
-            {
-                values[n] = v;
-                names[n] = first + k;
-                n += 1;
-            }
+    let mut put = |name: HeaderName, v: Option<HeaderValue>| {
+        if let Some(v) = v {
+            headers.insert(name, v);
         }
+    };
+    if let Some(h) = grant.rate_headers() {
+        put(LIMIT_REQUESTS, numbers::limit_value(0, h.limit));
+        put(REMAINING_REQUESTS, numbers::value(h.remaining));
+        put(RESET_REQUESTS, numbers::value(ceil_secs(h.reset)));
     }
-    numbers::render(&values[..n], |i, v| {
-        if let Some(name) = names.get(i).and_then(|&k| NAMES.get(k)) {
-            headers.insert(name.clone(), v);
-        }
-    });
+    if let Some(h) = grant.token_headers() {
+        put(LIMIT_TOKENS, numbers::limit_value(1, h.limit));
+        put(REMAINING_TOKENS, numbers::value(h.remaining));
+        put(RESET_TOKENS, numbers::value(ceil_secs(h.reset)));
+    }
     if grant.budget_warning() {
         headers.insert(BUDGET_WARNING, HeaderValue::from_static("true"));
     }
