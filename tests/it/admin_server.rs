@@ -937,7 +937,17 @@ fn tcp_needs_a_live_bearer_token_and_a_member_token_acts_as_its_member_only() {
         .run()
         .fail(1);
     assert!(no_token.contains("ORGSTORE_TOKEN"), "{no_token}");
-    let local = common::orgstore(&["--remote", &url, "policy", "history"])
+    // The policy set is not secret; its log is the operator's.
+    let history = common::orgstore(&["--remote", &url, "--json", "policy", "history"])
+        .env("ORGSTORE_TOKEN", &ann)
+        .run();
+    assert_eq!(history.json()[0]["version"], 1);
+    let log = common::orgstore(&["--remote", &url, "policy", "log"])
+        .env("ORGSTORE_TOKEN", &ann)
+        .run()
+        .fail(3);
+    assert!(log.contains("only the operator"), "{log}");
+    let local = common::orgstore(&["--remote", &url, "serve"])
         .env("ORGSTORE_TOKEN", &ann)
         .run()
         .fail(1);
