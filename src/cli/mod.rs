@@ -344,6 +344,12 @@ impl Ctx {
             .as_ref()
     }
 
+    /// The server of `--remote URL`, when given (not one found on the store's socket).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn tcp_remote(&self) -> Option<&remote::Remote> {
+        self.remote_url.as_ref().and(self.remote())
+    }
+
     /// With `--remote`, a command that is not served by the admin API stops here instead
     /// of opening a local file.
     pub(crate) fn local_only(&self) -> Result<(), CliError> {

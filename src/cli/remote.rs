@@ -563,7 +563,7 @@ impl Timeout for TcpStream {
 }
 
 /// A path segment: every byte outside the unreserved set and `@` percent-encoded.
-fn segment(text: &str) -> String {
+pub(super) fn segment(text: &str) -> String {
     let mut s = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {

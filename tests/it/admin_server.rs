@@ -947,6 +947,41 @@ fn tcp_needs_a_live_bearer_token_and_a_member_token_acts_as_its_member_only() {
         .run()
         .fail(3);
     assert!(log.contains("only the operator"), "{log}");
+    // `token` over --remote: a member sees and makes only their own tokens.
+    let mine = common::orgstore(&["--remote", &url, "--json", "token", "list"])
+        .env("ORGSTORE_TOKEN", &ann)
+        .run()
+        .json();
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine[0]["holder"], "ann@acme.io");
+    let other = common::orgstore(&[
+        "--remote",
+        &url,
+        "token",
+        "create",
+        "--email",
+        "vic@acme.io",
+    ])
+    .env("ORGSTORE_TOKEN", &ann)
+    .run()
+    .fail(3);
+    assert!(other.contains("their own email"), "{other}");
+    let made = common::orgstore(&["--remote", &url, "--json", "token", "create", "--operator"])
+        .env("ORGSTORE_TOKEN", &op)
+        .run()
+        .json();
+    assert!(
+        made["token"]
+            .as_str()
+            .unwrap()
+            .starts_with(orgstore::server::OPERATOR_TOKEN_PREFIX)
+    );
+    let id = made["id"].as_str().unwrap();
+    let revoked = common::orgstore(&["--remote", &url, "token", "revoke", id])
+        .env("ORGSTORE_TOKEN", &op)
+        .run()
+        .ok();
+    assert_eq!(revoked.trim(), format!("revoked {id} (operator)"));
     let local = common::orgstore(&["--remote", &url, "serve"])
         .env("ORGSTORE_TOKEN", &ann)
         .run()
