@@ -23,6 +23,8 @@
 //!   runtime's two threads and the blocking pool) still competes for the cores.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -31,8 +33,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use orgstore::server::{AdminServer, TokenHolder, Tokens};
+use orgstore::server::{AdminServer, RunningServer, TokenHolder, Tokens};
 use orgstore::{Actor, Email, KeySpec, OrgId, Request, Store, StoreBuilder};
+use support::warm::checks;
 
 /// One request over a new connection; the status line must be `expect`.
 fn request(addr: SocketAddr, text: &str, expect: &str) -> usize {
@@ -59,6 +62,20 @@ fn exchange(s: &mut (impl Read + Write), text: &str, expect: &str) -> usize {
     out.len()
 }
 
+/// The admin API of `store` on a loopback port, and the request headers with an operator
+/// bearer token.
+fn serve(store: &Store, db: &std::path::Path) -> (RunningServer, SocketAddr, String) {
+    let (_, token) = Tokens::beside(db)
+        .create(TokenHolder::Operator, None)
+        .unwrap();
+    let server = AdminServer::new(store)
+        .serve_tcp(db, "127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let head = format!("host: bench\r\nauthorization: Bearer {token}\r\nconnection: close\r\n");
+    (server, addr, head)
+}
+
 fn admin_api(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bench.redb");
@@ -77,16 +94,9 @@ fn admin_api(c: &mut Criterion) {
             r#"{"rate_limiting": {"rpm": 1000}, "allowed_models": ["gpt-4o"]}"#,
         )
         .unwrap();
-    let (_, token) = Tokens::beside(&db)
-        .create(TokenHolder::Operator, None)
-        .unwrap();
-    let server = AdminServer::new(&store)
-        .serve_tcp(&db, "127.0.0.1:0".parse().unwrap())
-        .unwrap();
-    let addr = server.local_addr().unwrap();
+    let (server, addr, head) = serve(&store, &db);
     let unix = AdminServer::new(&store).serve_unix(&db).unwrap();
     let socket = unix.socket_path().to_owned();
-    let head = format!("host: bench\r\nauthorization: Bearer {token}\r\nconnection: close\r\n");
 
     let mut g = c.benchmark_group("admin_api/config_retrieve");
     g.bench_function("direct", |b| {
@@ -181,24 +191,6 @@ impl Drop for Load {
     }
 }
 
-fn ip() -> IpAddr {
-    "10.0.0.1".parse().unwrap()
-}
-
-/// Times `batch` warm checks on `store`, cycling through `keys`.
-fn checks(store: &Store, keys: &[String], j: &mut usize, batch: usize) -> Duration {
-    let gw = store.gateway();
-    let t = Instant::now();
-    for _ in 0..batch {
-        *j = (*j + 1) % keys.len();
-        black_box(
-            gw.check(&Request::new(black_box(&keys[*j]), "gpt-4o", ip()))
-                .is_ok(),
-        );
-    }
-    t.elapsed()
-}
-
 /// Median per-check ns with the load as `a_on` says and with it off, over alternating
 /// batches (the order alternating too), and the median of their paired differences; and
 /// the load's rate during the `a` batches (requests per second).
@@ -278,14 +270,7 @@ fn check_under_load(c: &mut Criterion) {
             .create(&op, &org, KeySpec::new(format!("listed{i}")))
             .unwrap();
     }
-    let (_, token) = Tokens::beside(&db)
-        .create(TokenHolder::Operator, None)
-        .unwrap();
-    let server = AdminServer::new(&store)
-        .serve_tcp(&db, "127.0.0.1:0".parse().unwrap())
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    let head = format!("host: bench\r\nauthorization: Bearer {token}\r\nconnection: close\r\n");
+    let (server, addr, head) = serve(&store, &db);
     let requests = vec![
         format!("GET /v1/orgs/bench/config HTTP/1.1\r\n{head}\r\n"),
         format!("GET /v1/orgs/bench/keys HTTP/1.1\r\n{head}\r\n"),
@@ -294,9 +279,11 @@ fn check_under_load(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let granted = store
-        .gateway()
-        .check(&Request::new(&keys[0], "gpt-4o", ip()));
+    let granted = store.gateway().check(&Request::new(
+        &keys[0],
+        "gpt-4o-mini",
+        IpAddr::from([10, 0, 0, 1]),
+    ));
     assert!(granted.is_ok(), "the bench's keys must be granted");
     drop(granted);
     let load = Load::start(addr, requests, rate);

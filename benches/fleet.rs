@@ -13,7 +13,8 @@
 mod pg_cluster;
 mod support;
 
-use std::hint::black_box;
+use support::warm::checks;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -157,20 +158,6 @@ fn bootstrap(c: &mut Criterion, pg: &PgCluster) {
         })
     });
     g.finish();
-}
-
-/// Times `batch` warm checks on `store`, cycling through `keys`.
-fn checks(store: &Store, keys: &[String], j: &mut usize, batch: usize) -> Duration {
-    let gw = store.gateway();
-    let t = Instant::now();
-    for _ in 0..batch {
-        *j = (*j + 1) % keys.len();
-        black_box(
-            gw.check(&Request::new(black_box(&keys[*j]), "gpt-4o-mini", ip()))
-                .is_ok(),
-        );
-    }
-    t.elapsed()
 }
 
 /// Median per-check difference (ns) of `a` minus `b` over alternating batches.

@@ -34,11 +34,53 @@ pub(crate) enum TokenCmd {
 
 pub(crate) fn run(ctx: &Ctx, cmd: TokenCmd, out: &mut Out) -> Result<(), CliError> {
     // With `--remote`, the server's token routes: its rules for a member token apply.
-    let answers = match ctx.tcp_remote() {
-        Some(r) => remote(r, cmd)?,
-        None => local(ctx, cmd)?,
+    let remote = ctx.tcp_remote();
+    if remote.is_none() && !matches!(ctx.actor, orgstore::Actor::Operator) {
+        return Err(CliError::invalid(
+            "--as",
+            "tokens are managed by the operator (the holder of the store file); drop --as",
+        ));
+    }
+    let tokens = Tokens::beside(ctx.db());
+    let answer = match cmd {
+        TokenCmd::Create {
+            operator,
+            email,
+            expires,
+        } => match remote {
+            Some(r) => {
+                let body = json!({ "operator": operator, "email": email, "expires_at": expires });
+                Answer::Made(r.call("POST", "/v1/tokens", Some(&body))?)
+            }
+            None => {
+                let who = match email {
+                    Some(e) => TokenHolder::Member(
+                        Email::parse(&e).map_err(|e| CliError::for_flag("--email", &e))?,
+                    ),
+                    None => TokenHolder::Operator,
+                };
+                let expires = expires
+                    .map(|t| Timestamp::parse(&t).map_err(|e| CliError::for_flag("--expires", &e)))
+                    .transpose()?;
+                let (info, secret) = tokens.create(who, expires)?;
+                let mut v = info.to_json();
+                v["token"] = Value::String(secret);
+                Answer::Made(v)
+            }
+        },
+        TokenCmd::List => Answer::List(match remote {
+            Some(r) => r.get("GET", "/v1/tokens", None)?,
+            None => tokens.list()?.iter().map(TokenInfo::to_json).collect(),
+        }),
+        TokenCmd::Revoke { token_id } => Answer::Revoked(match remote {
+            Some(r) => {
+                let path = format!("/v1/tokens/{}", super::remote::segment(&token_id));
+                r.call("DELETE", &path, None)?
+            }
+            None => tokens.revoke(&token_id)?.to_json(),
+        }),
     };
-    print(ctx, &answers, out)
+    print(ctx, &answer, out)
 }
 
 /// What a token command answers, as the admin API does: a token made (with its secret), the
@@ -47,59 +89,6 @@ enum Answer {
     Made(Value),
     List(Vec<Value>),
     Revoked(Value),
-}
-
-fn local(ctx: &Ctx, cmd: TokenCmd) -> Result<Answer, CliError> {
-    ctx.local_only()?;
-    if !matches!(ctx.actor, orgstore::Actor::Operator) {
-        return Err(CliError::invalid(
-            "--as",
-            "tokens are managed by the operator (the holder of the store file); drop --as",
-        ));
-    }
-    let tokens = Tokens::beside(ctx.db());
-    Ok(match cmd {
-        TokenCmd::Create {
-            operator,
-            email,
-            expires,
-        } => {
-            let who = match (operator, email) {
-                (_, Some(e)) => TokenHolder::Member(
-                    Email::parse(&e).map_err(|e| CliError::for_flag("--email", &e))?,
-                ),
-                _ => TokenHolder::Operator,
-            };
-            let expires = expires
-                .map(|t| Timestamp::parse(&t).map_err(|e| CliError::for_flag("--expires", &e)))
-                .transpose()?;
-            let (info, secret) = tokens.create(who, expires)?;
-            let mut v = info.to_json();
-            v["token"] = Value::String(secret);
-            Answer::Made(v)
-        }
-        TokenCmd::List => Answer::List(tokens.list()?.iter().map(TokenInfo::to_json).collect()),
-        TokenCmd::Revoke { token_id } => Answer::Revoked(tokens.revoke(&token_id)?.to_json()),
-    })
-}
-
-fn remote(r: &super::remote::Remote, cmd: TokenCmd) -> Result<Answer, CliError> {
-    Ok(match cmd {
-        TokenCmd::Create {
-            operator,
-            email,
-            expires,
-        } => {
-            let body = json!({ "operator": operator, "email": email, "expires_at": expires });
-            let v = r.call("POST", "/v1/tokens", Some(&body))?;
-            Answer::Made(v)
-        }
-        TokenCmd::List => Answer::List(r.get("GET", "/v1/tokens", None)?),
-        TokenCmd::Revoke { token_id } => {
-            let id = super::remote::segment(&token_id);
-            Answer::Revoked(r.call("DELETE", &format!("/v1/tokens/{id}"), None)?)
-        }
-    })
 }
 
 fn print(ctx: &Ctx, answer: &Answer, out: &mut Out) -> Result<(), CliError> {
