@@ -192,8 +192,8 @@ impl Drop for Load {
 }
 
 /// Median per-check ns with the load as `a_on` says and with it off, over alternating
-/// batches (the order alternating too), and the median of their paired differences; and
-/// the load's rate during the `a` batches (requests per second).
+/// batches, and the median of their paired differences; and the load's rate during the `a`
+/// batches (requests per second).
 fn paired(
     store: &Store,
     keys: &[String],
@@ -202,39 +202,28 @@ fn paired(
     rounds: usize,
 ) -> (f64, f64, f64, f64) {
     const BATCH: usize = 200_000;
-    let mut j = 0;
-    let (mut ta, mut tb, mut diff) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ja, mut jb) = (0, 0);
     let (mut sent, mut busy) = (0, Duration::ZERO);
-    let mut side = |on: bool, j: &mut usize| {
-        load.set(on);
-        let before = load.sent.load(Ordering::Relaxed);
-        let d = checks(store, keys, j, BATCH);
-        load.set(false);
-        if on {
+    let (a, b, d) = support::warm::paired(
+        rounds,
+        BATCH,
+        || {
+            load.set(a_on);
+            let before = load.sent.load(Ordering::Relaxed);
+            let d = checks(store, keys, &mut ja, BATCH);
+            load.set(false);
             sent += load.sent.load(Ordering::Relaxed) - before;
             busy += d;
-        }
-        d
-    };
-    for round in 0..rounds {
-        let (da, db) = if round % 2 == 0 {
-            let da = side(a_on, &mut j);
-            (da, side(false, &mut j))
-        } else {
-            let db = side(false, &mut j);
-            (side(a_on, &mut j), db)
-        };
-        let per = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
-        ta.push(per(da));
-        tb.push(per(db));
-        diff.push(per(da) - per(db));
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let rate = sent as f64 / busy.as_secs_f64().max(f64::MIN_POSITIVE);
-    (median(&mut ta), median(&mut tb), median(&mut diff), rate)
+            d
+        },
+        || checks(store, keys, &mut jb, BATCH),
+    );
+    (
+        a,
+        b,
+        d,
+        sent as f64 / busy.as_secs_f64().max(f64::MIN_POSITIVE),
+    )
 }
 
 /// The warm check while the admin API is idle and while it serves requests.

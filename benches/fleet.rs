@@ -164,26 +164,12 @@ fn bootstrap(c: &mut Criterion, pg: &PgCluster) {
 fn paired(a: &Store, b: &Store, keys: &[String], rounds: usize) -> (f64, f64, f64) {
     const BATCH: usize = 20_000;
     let (mut ja, mut jb) = (0, 0);
-    let (mut ta, mut tb, mut diff) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        // The order alternates too, so neither side always runs first.
-        let (da, db) = if round % 2 == 0 {
-            let da = checks(a, keys, &mut ja, BATCH);
-            (da, checks(b, keys, &mut jb, BATCH))
-        } else {
-            let db = checks(b, keys, &mut jb, BATCH);
-            (checks(a, keys, &mut ja, BATCH), db)
-        };
-        let per = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
-        ta.push(per(da));
-        tb.push(per(db));
-        diff.push(per(da) - per(db));
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    (median(&mut ta), median(&mut tb), median(&mut diff))
+    support::warm::paired(
+        rounds,
+        BATCH,
+        || checks(a, keys, &mut ja, BATCH),
+        || checks(b, keys, &mut jb, BATCH),
+    )
 }
 
 /// The warm check with fleet mode on and off, paired, next to off against off.
