@@ -612,7 +612,7 @@ fn cli_revokes_a_key_through_a_live_server_and_its_gateway_refuses_it_at_once() 
             .iter()
             .any(|m| m.email == dev && m.role == Role::Member)
     );
-    // A command the socket does not serve says so.
+    // Audit and usage through the socket too.
     let audit = common::orgstore(&["--json", "audit", "acme"])
         .db(&s.db)
         .run();
