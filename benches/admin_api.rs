@@ -152,7 +152,9 @@ impl Load {
             let mut next = Instant::now();
             while !st.load(Ordering::Relaxed) {
                 if !o.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_micros(200));
+                    // Off: parked until `set` wakes it, so an idle API costs the
+                    // checking thread nothing (no polling wake-ups).
+                    std::thread::park_timeout(Duration::from_millis(100));
                     next = Instant::now();
                     continue;
                 }
@@ -179,6 +181,9 @@ impl Load {
 
     fn set(&self, on: bool) {
         self.on.store(on, Ordering::Relaxed);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
     }
 }
 
@@ -186,6 +191,7 @@ impl Drop for Load {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             t.join().unwrap();
         }
     }
