@@ -2,7 +2,8 @@
 //! and `policy explain --policies`) in both modes: directly on a store file, and through a
 //! live server holding a copy of the same file. Each step may change the store, so the same
 //! script runs on two copies and the outputs are compared step by step (times masked: the
-//! two runs happen at different instants).
+//! two runs happen at different instants). And the policy-set routes themselves: statuses,
+//! error bodies, and nothing changed by a refused request.
 
 use std::path::Path;
 
@@ -205,4 +206,99 @@ fn policy_set_commands_answer_the_same_directly_and_through_a_server() {
         "{log:?}"
     );
     server.shutdown();
+}
+
+#[test]
+fn policy_set_routes_answer_statuses_and_error_bodies_and_change_nothing_on_error() {
+    use crate::admin_server::{Served, call, json_call};
+    use orgstore::server::ServerLimits;
+    use serde_json::json;
+    let s = Served::new(ServerLimits::default());
+    let sock = s.socket();
+    let file = |text: &str| json!({ "files": [{ "name": "d.cedar", "text": text }] });
+    let code = |a: &crate::admin_server::Answer| a.body["error"]["code"].clone();
+    // Invalid input is refused before the store is touched.
+    let bad = json_call(
+        &sock,
+        "PUT",
+        "/v1/policy-set",
+        &file("permit (principal, action, resource);"),
+        None,
+    );
+    assert_eq!(
+        (bad.status, code(&bad)),
+        (422, json!("invalid")),
+        "{}",
+        bad.body
+    );
+    assert!(
+        bad.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("d.cedar:1:1")
+    );
+    let shape = json_call(&sock, "PUT", "/v1/policy-set", &json!({"files": "x"}), None);
+    assert_eq!((shape.status, code(&shape)), (400, json!("invalid_body")));
+    let plain = call(
+        &sock,
+        "PUT",
+        "/v1/policy-set",
+        Some(("text/plain", "x")),
+        None,
+    );
+    assert_eq!(plain.status, 415);
+    let half = call(&sock, "GET", "/v1/policy-set/diff?from=1", None, None);
+    assert_eq!((half.status, code(&half)), (400, json!("invalid_query")));
+    let missing = json_call(
+        &sock,
+        "POST",
+        "/v1/policy-set/rollback",
+        &json!({"version": 9}),
+        None,
+    );
+    assert_eq!((missing.status, code(&missing)), (404, json!("not_found")));
+    // A person may read the set, not its log, the impact of a change or the change.
+    let read = call(&sock, "GET", "/v1/policy-set", None, Some("ann@acme.io"));
+    assert_eq!((read.status, read.body["version"].clone()), (200, json!(1)));
+    let log = call(
+        &sock,
+        "GET",
+        "/v1/policy-set/log",
+        None,
+        Some("ann@acme.io"),
+    );
+    assert_eq!(log.status, 403);
+    let ok_rule = file(NO_DELETES);
+    for (method, path) in [("POST", "/v1/policy-set/impact"), ("PUT", "/v1/policy-set")] {
+        let a = json_call(&sock, method, path, &ok_rule, Some("ann@acme.io"));
+        assert_eq!(
+            (a.status, code(&a)),
+            (403, json!("denied")),
+            "{path}: {}",
+            a.body
+        );
+        assert_eq!(a.body["error"]["action"], "ManagePolicies");
+    }
+    assert_eq!(s.store.policy_set().history().unwrap().len(), 1);
+    // The operator: a dry run stores nothing, apply makes version 2 and names its impact.
+    let dry = json_call(&sock, "POST", "/v1/policy-set/impact", &ok_rule, None);
+    assert_eq!(dry.status, 200, "{}", dry.body);
+    assert_eq!(dry.body["active"]["version"], 1);
+    assert!(!dry.body["impact"]["changes"].as_array().unwrap().is_empty());
+    assert_eq!(s.store.policy_set().history().unwrap().len(), 1);
+    let applied = json_call(&sock, "PUT", "/v1/policy-set", &ok_rule, None);
+    assert_eq!(applied.status, 200, "{}", applied.body);
+    assert_eq!(applied.body["version"]["version"], 2);
+    assert_eq!(applied.body["version"]["changed"], true);
+    assert_eq!(applied.body["version"]["files"][0]["name"], "d.cedar");
+    assert_eq!(applied.body["impact"], dry.body["impact"]);
+    let diff = call(&sock, "GET", "/v1/policy-set/diff?from=1&to=2", None, None);
+    assert_eq!(diff.body[0]["status"], "added");
+    // Enforced at once by the store the server serves.
+    assert!(
+        s.store
+            .policies()
+            .policy_ids()
+            .contains(&"no-deletes".to_owned())
+    );
 }
