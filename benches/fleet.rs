@@ -13,7 +13,8 @@
 mod pg_cluster;
 mod support;
 
-use std::hint::black_box;
+use support::warm::checks;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -177,44 +178,16 @@ fn bootstrap(c: &mut Criterion, pg: &PgCluster) {
     g.finish();
 }
 
-/// Times `batch` warm checks on `store`, cycling through `keys`.
-fn checks(store: &Store, keys: &[String], j: &mut usize, batch: usize) -> Duration {
-    let gw = store.gateway();
-    let t = Instant::now();
-    for _ in 0..batch {
-        *j = (*j + 1) % keys.len();
-        black_box(
-            gw.check(&Request::new(black_box(&keys[*j]), "gpt-4o-mini", ip()))
-                .is_ok(),
-        );
-    }
-    t.elapsed()
-}
-
 /// Median per-check difference (ns) of `a` minus `b` over alternating batches.
 fn paired(a: &Store, b: &Store, keys: &[String], rounds: usize) -> (f64, f64, f64) {
     const BATCH: usize = 20_000;
     let (mut ja, mut jb) = (0, 0);
-    let (mut ta, mut tb, mut diff) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        // The order alternates too, so neither side always runs first.
-        let (da, db) = if round % 2 == 0 {
-            let da = checks(a, keys, &mut ja, BATCH);
-            (da, checks(b, keys, &mut jb, BATCH))
-        } else {
-            let db = checks(b, keys, &mut jb, BATCH);
-            (checks(a, keys, &mut ja, BATCH), db)
-        };
-        let per = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
-        ta.push(per(da));
-        tb.push(per(db));
-        diff.push(per(da) - per(db));
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    (median(&mut ta), median(&mut tb), median(&mut diff))
+    support::warm::paired(
+        rounds,
+        BATCH,
+        || checks(a, keys, &mut ja, BATCH),
+        || checks(b, keys, &mut jb, BATCH),
+    )
 }
 
 /// The warm check with fleet mode on and off, paired, next to off against off.

@@ -1,7 +1,9 @@
 //! What the benchmarks share, through orgstore's public API only: the synthetic store (the
-//! same one `orgstore bench` builds) and the naive reference path.
+//! same one `orgstore bench` builds), the naive reference path and the warm check timed in
+//! batches.
 
-#![allow(dead_code)]
+// Each bench uses a part of it.
+#![allow(dead_code, unused_imports)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use redb::{ReadableDatabase, TableDefinition};
 
 #[path = "../../src/cli/synthetic.rs"]
 mod synthetic;
+pub mod warm;
 
 pub use synthetic::build_store;
 

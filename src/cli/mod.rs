@@ -20,6 +20,7 @@ mod output;
 mod policy;
 mod policy_set;
 mod remote;
+mod remote_policy;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
@@ -226,12 +227,16 @@ fn hint_for(kind: ErrorKind, field: &str, message: &str) -> Option<&'static str>
         }
         (ErrorKind::NotFound, "org") => "see `org list`",
         (ErrorKind::NotFound, "key id") => "see `key list <ORG>`",
-        (ErrorKind::NotFound, "version") => "see `config history <ORG>`",
+        // A policy set version's message names `policy history` itself.
+        (ErrorKind::NotFound, "version") if !message.contains("policy set") => {
+            "see `config history <ORG>`"
+        }
         (ErrorKind::NotFound, "email") => "see `member list <ORG>`",
         (ErrorKind::Denied, "owner") => "pass your own email as --owner",
         (ErrorKind::Busy, "db") => {
-            "if a server (`orgstore serve`) holds it, this command is not served through its \
-             socket: stop the server, or use the admin API"
+            "another process holds it: every command goes through the admin API of a process \
+             that serves it on `<db>.sock` (`orgstore serve`), except `serve` itself; stop the \
+             other process, or serve the admin API from it"
         }
         (ErrorKind::Storage, "db") if message.contains("permission problem") => {
             "the read-only commands (list, show, get, ...) open such a file read-only by themselves"
@@ -337,6 +342,12 @@ impl Ctx {
                 remote::Remote::detect(&self.db, member)
             })
             .as_ref()
+    }
+
+    /// The server of `--remote URL`, when given (not one found on the store's socket).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn tcp_remote(&self) -> Option<&remote::Remote> {
+        self.remote_url.as_ref().and(self.remote())
     }
 
     /// With `--remote`, a command that is not served by the admin API stops here instead

@@ -145,11 +145,24 @@ fn explain(ctx: &Ctx, args: &ExplainArgs, out: &mut Out) -> Result<(), CliError>
         "new role" => CliError::for_flag("--role", &e),
         _ => e.into(),
     };
-    let r = match (ctx.remote(), &ctx.policies) {
-        (Some(remote), None) => remote
-            .explain(action, &target, new_role, args.expires)
-            .map_err(|e| e.for_flag_if("new role", "--role"))?,
-        _ => {
+    let r = match ctx.remote() {
+        Some(remote) => {
+            // What if: the directory's files, named by their paths as `with_dir` names
+            // them, so an error reads the same.
+            let what_if = match &ctx.policies {
+                Some(dir) => Some(
+                    Policies::read_files(dir)?
+                        .into_iter()
+                        .map(|(name, text)| (dir.join(name).display().to_string(), text))
+                        .collect::<Vec<_>>(),
+                ),
+                None => None,
+            };
+            remote
+                .explain(action, &target, new_role, args.expires, what_if.as_deref())
+                .map_err(|e| e.for_flag_if("new role", "--role"))?
+        }
+        None => {
             let store = ctx.read_store()?;
             let policies = match &ctx.policies {
                 Some(dir) => std::sync::Arc::new(store.policies().with_dir(dir)?),

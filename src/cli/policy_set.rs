@@ -90,7 +90,7 @@ pub(crate) enum SetCmd {
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError> {
-    if !matches!(cmd, SetCmd::Test { .. }) {
+    if !matches!(cmd, SetCmd::Test { .. }) && ctx.remote().is_none() {
         // These commands are the way out of a stored set this build does not load.
         ctx.recover_policies.set(true);
         if let Some(why) = ctx.read_store().ok().and_then(|s| s.policy_recovery()) {
@@ -100,11 +100,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError>
     match cmd {
         SetCmd::Apply { dir, dry_run } => apply(ctx, &dir, dry_run, out),
         SetCmd::Show { version, all } => {
-            let v = ctx.read_store()?.policy_set().version(version)?;
+            let v = version_of(ctx, version)?;
             show(ctx, &v, all, out)
         }
         SetCmd::Pull { dir, version } => {
-            let v = ctx.read_store()?.policy_set().version(version)?;
+            let v = version_of(ctx, version)?;
             std::fs::create_dir_all(&dir).map_err(|e| {
                 CliError::invalid("dir", format!("cannot create {}: {e}", dir.display()))
             })?;
@@ -123,7 +123,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError>
             Ok(())
         }
         SetCmd::Export { file, version } => {
-            let v = ctx.read_store()?.policy_set().version(version)?;
+            let v = version_of(ctx, version)?;
             let text = cedar_layout(&v.combined())?;
             if file.as_os_str() == "-" {
                 out.line(text.trim_end_matches('\n'));
@@ -141,7 +141,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError>
             Ok(())
         }
         SetCmd::History => {
-            let all = ctx.read_store()?.policy_set().history()?;
+            let all = match ctx.remote() {
+                Some(r) => r.policy_history()?,
+                None => ctx.read_store()?.policy_set().history()?,
+            };
             if ctx.json {
                 return out.json(&Value::Array(all.iter().map(version_json).collect()));
             }
@@ -160,7 +163,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError>
             Ok(())
         }
         SetCmd::Log { limit } => {
-            let log = ctx.read_store()?.policy_set().audit(&ctx.actor, limit)?;
+            let log = match ctx.remote() {
+                Some(r) => r.policy_log(limit)?,
+                None => ctx.read_store()?.policy_set().audit(&ctx.actor, limit)?,
+            };
             if ctx.json {
                 let v: Vec<Value> = log
                     .iter()
@@ -196,7 +202,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError>
             Ok(())
         }
         SetCmd::Diff { a, b } => {
-            let changes = ctx.read_store()?.policy_set().diff(a, b)?;
+            let changes = match ctx.remote() {
+                Some(r) => r.policy_diff(a, b)?,
+                None => ctx.read_store()?.policy_set().diff(a, b)?,
+            };
             if ctx.json {
                 let v: Vec<Value> = changes
                     .iter()
@@ -216,10 +225,22 @@ pub(crate) fn run(ctx: &Ctx, cmd: SetCmd, out: &mut Out) -> Result<(), CliError>
             Ok(())
         }
         SetCmd::Rollback { version } => {
-            let v = ctx.store()?.policy_set().rollback(&ctx.actor, version)?;
+            let v = match ctx.remote() {
+                Some(r) => r.policy_rollback(version)?,
+                None => ctx.store()?.policy_set().rollback(&ctx.actor, version)?,
+            };
             report(ctx, &v, out)
         }
         SetCmd::Test { files } => test(ctx, &files, out),
+    }
+}
+
+/// One version of the store's policy set (the active one for `None`), from a live server
+/// when one holds the store.
+fn version_of(ctx: &Ctx, version: Option<u64>) -> Result<PolicyVersion, CliError> {
+    match ctx.remote() {
+        Some(r) => r.policy_version(version),
+        None => Ok(ctx.read_store()?.policy_set().version(version)?),
     }
 }
 
@@ -323,15 +344,18 @@ fn apply(ctx: &Ctx, dir: &std::path::Path, dry_run: bool, out: &mut Out) -> Resu
     let files = Policies::read_files(dir)?;
     // Strict validation first: nothing is stored when it fails.
     let proposed = Policies::from_files(&files)?;
-    let store = if dry_run {
-        ctx.read_store()?
-    } else {
-        ctx.store()?
-    };
-    let impact = store.policy_impact(&proposed)?;
-    let changes: Vec<Value> = impact.changes.iter().map(change_json).collect();
+    // The impact is decided for the acting principal, as the change is: it names every
+    // org's members and keys.
     if dry_run {
-        let active = store.policy_set().active()?;
+        let (active, impact) = match ctx.remote() {
+            Some(r) => r.policy_impact(&files)?,
+            None => {
+                let store = ctx.read_store()?;
+                let impact = store.policy_set().impact(&ctx.actor, &proposed)?;
+                (store.policy_set().active()?, impact)
+            }
+        };
+        let changes: Vec<Value> = impact.changes.iter().map(change_json).collect();
         if ctx.json {
             out.json(&json!({
                 "dry_run": true,
@@ -356,7 +380,15 @@ fn apply(ctx: &Ctx, dir: &std::path::Path, dry_run: bool, out: &mut Out) -> Resu
             Err(CliError::quiet(1))
         };
     }
-    let v = store.policy_set().apply(&ctx.actor, &files)?;
+    let (v, impact) = match ctx.remote() {
+        Some(r) => r.policy_apply(&files)?,
+        None => {
+            let store = ctx.store()?;
+            let impact = store.policy_set().impact(&ctx.actor, &proposed)?;
+            (store.policy_set().apply(&ctx.actor, &files)?, impact)
+        }
+    };
+    let changes: Vec<Value> = impact.changes.iter().map(change_json).collect();
     if ctx.json {
         let mut j = version_json(&v);
         j["changed"] = json!(v.changed);
@@ -603,15 +635,16 @@ fn test(ctx: &Ctx, files: &[PathBuf], out: &mut Out) -> Result<(), CliError> {
         );
     }
     let needs_store = cases.iter().any(|(_, c)| c.org.is_some()) || ctx.db.exists();
-    let store = if needs_store {
-        Some(ctx.read_store()?)
-    } else {
-        None
+    let remote = ctx.remote();
+    let store = match remote {
+        None if needs_store => Some(ctx.read_store()?),
+        _ => None,
     };
     // Without a store file, the set a new store enforces: the built-in one.
-    let active = match store {
-        Some(s) => s.policies(),
-        None => Arc::new(Policies::default_set()?),
+    let active = match (remote, store) {
+        (Some(r), _) => Arc::new(Policies::from_files(&r.policy_version(None)?.files)?),
+        (None, Some(s)) => s.policies(),
+        (None, None) => Arc::new(Policies::default_set()?),
     };
     let policies = match &ctx.policies {
         Some(dir) => Arc::new(active.with_dir(dir)?),
@@ -620,14 +653,19 @@ fn test(ctx: &Ctx, files: &[PathBuf], out: &mut Out) -> Result<(), CliError> {
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut results = Vec::new();
     for (file, c) in &cases {
-        let entities = match (&c.entities, &c.org, store) {
-            (Some(Value::String(name)), _, _) => entities_file(file, name)?,
-            (Some(e), _, _) => e.clone(),
-            (None, Some(org), Some(s)) => {
-                let text = s.policy_entities(&ctx.actor, &OrgId::parse(org)?)?;
+        let entities = match (&c.entities, &c.org) {
+            (Some(Value::String(name)), _) => entities_file(file, name)?,
+            (Some(e), _) => e.clone(),
+            (None, Some(org)) => {
+                let org = OrgId::parse(org)?;
+                let text = match (remote, store) {
+                    (Some(r), _) => r.entities(&org)?,
+                    (None, Some(s)) => s.policy_entities(&ctx.actor, &org)?,
+                    (None, None) => String::new(),
+                };
                 serde_json::from_str(&text).unwrap_or(Value::Null)
             }
-            _ => Value::Array(Vec::new()),
+            (None, None) => Value::Array(Vec::new()),
         };
         let context = c.context.as_ref().map(Value::to_string);
         let got = policies.evaluate_json(

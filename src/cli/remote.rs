@@ -94,7 +94,12 @@ impl Remote {
 
     /// One request; the answer's JSON, or its error as a CLI error with the exit code of
     /// its kind.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+    pub(super) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, CliError> {
         let unreachable = |e: std::io::Error| {
             CliError::invalid(
                 "socket",
@@ -154,7 +159,7 @@ impl Remote {
         ))
     }
 
-    fn get<T: DeserializeOwned>(
+    pub(super) fn get<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
@@ -429,20 +434,24 @@ impl Remote {
         Ok(v.to_string())
     }
 
-    /// `policy explain` under the store's own policies.
+    /// `policy explain` under the store's own policies, plus `what_if` files (`--policies`).
     pub(crate) fn explain(
         &self,
         action: orgstore::AdminAction,
         target: &str,
         new_role: Option<Role>,
         has_expiry: bool,
+        what_if: Option<&[(String, String)]>,
     ) -> Result<orgstore::ExplainReport, CliError> {
-        let body = json!({
+        let mut body = json!({
             "action": action.cedar_name(),
             "target": target,
             "new_role": new_role.map(Role::as_str),
             "has_expiry": has_expiry,
         });
+        if let Some(files) = what_if {
+            body["policies"] = super::remote_policy::files_json(files);
+        }
         let v = self.call("POST", "/v1/explain", Some(&body))?;
         Ok(orgstore::ExplainReport::from_value(&v)?)
     }
@@ -520,7 +529,7 @@ impl Remote {
 }
 
 /// The error for an answer of another shape than this CLI expects.
-fn shape(e: &serde_json::Error) -> CliError {
+pub(super) fn shape(e: &serde_json::Error) -> CliError {
     CliError::invalid(
         "socket",
         format!("the server's answer has another shape ({e}); use a CLI of the server's version"),
@@ -554,7 +563,7 @@ impl Timeout for TcpStream {
 }
 
 /// A path segment: every byte outside the unreserved set and `@` percent-encoded.
-fn segment(text: &str) -> String {
+pub(super) fn segment(text: &str) -> String {
     let mut s = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {

@@ -22,6 +22,7 @@
 
 mod body;
 mod listen;
+mod policy_set;
 mod reply;
 mod routes;
 mod tokens;

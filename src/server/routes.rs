@@ -8,12 +8,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State as Extract};
 use axum::response::Response;
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use http::{HeaderMap, Request, Uri};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::{self, Media};
+use super::policy_set;
 use super::reply::{ApiError, json_response, text_json, to_json};
 use super::tokens::{TokenHolder, Tokens};
 use super::{ACT_AS_HEADER, TOKEN_ID_HEADER};
@@ -39,8 +40,8 @@ pub(crate) struct State {
     pub(crate) tokens: Tokens,
 }
 
-type Shared = Extract<Arc<State>>;
-type Answer = Result<Response, ApiError>;
+pub(super) type Shared = Extract<Arc<State>>;
+pub(super) type Answer = Result<Response, ApiError>;
 
 type Route = (&'static str, &'static str, MethodRouter<Arc<State>>);
 
@@ -95,6 +96,17 @@ fn table() -> Vec<Route> {
         ("POST", "/v1/orgs/{org_id}/invites", post(invite_create)),
         ("DELETE", "/v1/invites/{invite_id}", delete(invite_revoke)),
         ("POST", "/v1/invites/accept", post(invite_accept)),
+        ("GET", "/v1/policy-set", get(policy_set::version)),
+        ("PUT", "/v1/policy-set", put(policy_set::apply)),
+        ("GET", "/v1/policy-set/versions", get(policy_set::history)),
+        ("GET", "/v1/policy-set/diff", get(policy_set::diff)),
+        ("GET", "/v1/policy-set/log", get(policy_set::log)),
+        ("POST", "/v1/policy-set/impact", post(policy_set::impact)),
+        (
+            "POST",
+            "/v1/policy-set/rollback",
+            post(policy_set::rollback),
+        ),
         ("GET", "/v1/orgs/{org_id}/entities", get(org_entities)),
         ("POST", "/v1/explain", post(explain)),
         ("POST", "/v1/check", post(check)),
@@ -167,7 +179,7 @@ async fn openapi() -> Response {
 }
 
 /// The acting principal: the operator, or the member named by [`ACT_AS_HEADER`].
-fn actor(headers: &HeaderMap) -> Result<Actor, ApiError> {
+pub(super) fn actor(headers: &HeaderMap) -> Result<Actor, ApiError> {
     let Some(v) = headers.get(ACT_AS_HEADER) else {
         return Ok(Actor::Operator);
     };
@@ -199,7 +211,7 @@ fn query<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
 }
 
 /// A whole-number query parameter.
-fn query_number(uri: &Uri, name: &str) -> Result<Option<u64>, ApiError> {
+pub(super) fn query_number(uri: &Uri, name: &str) -> Result<Option<u64>, ApiError> {
     query(uri, name)
         .map(|v| {
             v.parse().map_err(|_| {
@@ -209,9 +221,24 @@ fn query_number(uri: &Uri, name: &str) -> Result<Option<u64>, ApiError> {
         .transpose()
 }
 
+/// The two versions of a diff: `?from=1&to=2`, both required.
+pub(super) fn versions(uri: &Uri) -> Result<(u64, u64), ApiError> {
+    let need = |name: &str| {
+        query_number(uri, name)?.ok_or_else(|| {
+            ApiError::field(
+                400,
+                "invalid_query",
+                name,
+                "give both versions: ?from=1&to=2",
+            )
+        })
+    };
+    Ok((need("from")?, need("to")?))
+}
+
 /// Runs a store call on a blocking thread; a change made with a bearer token is audited
 /// with the token's id.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     state: &Arc<State>,
     headers: &HeaderMap,
     f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
@@ -249,7 +276,7 @@ where
     ok(to_json(&v)?)
 }
 
-fn ok(v: Value) -> Answer {
+pub(super) fn ok(v: Value) -> Answer {
     Ok(json_response(200, &v))
 }
 
@@ -313,7 +340,7 @@ fn key_spec(v: Value) -> Result<KeySpec, ApiError> {
     })
 }
 
-async fn json_body<T: serde::de::DeserializeOwned>(
+pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
     state: &State,
     headers: &HeaderMap,
     body: Body,
@@ -459,17 +486,7 @@ async fn config_diff(
 ) -> Answer {
     let a = actor(&h)?;
     let id = from_path(OrgId::parse, &org)?;
-    let need = |name: &str| {
-        query_number(&uri, name)?.ok_or_else(|| {
-            ApiError::field(
-                400,
-                "invalid_query",
-                name,
-                "give both versions: ?from=1&to=2",
-            )
-        })
-    };
-    let (from, to) = (need("from")?, need("to")?);
+    let (from, to) = versions(&uri)?;
     let changes = blocking(&s, &h, move |st| st.org_configs().diff(&a, &id, from, to)).await?;
     let value = |v: &Option<String>| v.as_deref().map(text_json);
     let list: Vec<Value> = changes
@@ -908,7 +925,8 @@ async fn org_entities(Extract(s): Shared, h: HeaderMap, Path(org): Path<String>)
     ok(text_json(&text))
 }
 
-/// `policy explain`: how the store's active policies decide an action, as a report.
+/// `policy explain`: how the store's active policies (plus, what if, the files given as
+/// `policies`) decide an action, as a report.
 async fn explain(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -918,6 +936,8 @@ async fn explain(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
         new_role: Option<String>,
         #[serde(default)]
         has_expiry: bool,
+        /// What if: these files added to the active set (`policy explain --policies DIR`).
+        policies: Option<Vec<policy_set::File>>,
     }
     let a = actor(&h)?;
     let q: Ask = json_body(
@@ -936,8 +956,16 @@ async fn explain(Extract(s): Shared, h: HeaderMap, body: Body) -> Answer {
         )
     })?;
     let new_role = q.new_role.as_deref().map(role).transpose()?;
-    let r = blocking(&s, &h, move |st| {
-        st.explain(&a, action, &q.target, new_role, q.has_expiry)
+    let r = blocking(&s, &h, move |st| match &q.policies {
+        None => st.explain(&a, action, &q.target, new_role, q.has_expiry),
+        Some(files) => {
+            let sources: Vec<(&str, &str)> = files
+                .iter()
+                .map(|f| (f.name.as_str(), f.text.as_str()))
+                .collect();
+            let what_if = st.policies().with_sources(&sources)?;
+            st.explain_what_if(&what_if, &a, action, &q.target, new_role, q.has_expiry)
+        }
     })
     .await?;
     ok(r.to_value())

@@ -28,6 +28,7 @@ pub const SAMPLE_MODELS: [&str; 4] = ["gpt-4o", "gpt-4o-mini", "claude-3-5-sonne
 
 /// One decision that a proposed policy set changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct DecisionChange {
     /// The principal, as a Cedar UID (`User::"a@b.io"`, `Key::"key_..."`).
@@ -50,6 +51,7 @@ pub struct DecisionChange {
 
 /// What a proposed policy set would change. See [`Store::policy_impact`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct ImpactReport {
     /// How many requests were decided under each set.

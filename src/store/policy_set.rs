@@ -26,6 +26,7 @@ pub(crate) const ACTIVE: &str = "policy_version";
 
 /// One version of the store's policy set.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct PolicyVersion {
     /// Version number, from 1 (version 1 is the built-in set).
@@ -39,7 +40,9 @@ pub struct PolicyVersion {
     /// `built-in`, `apply` or `rollback to N`.
     pub note: String,
     /// The operator's files, `(file name, text)` in load order; the built-in files
-    /// ([`Policies::builtin_files`]) come before them in every version.
+    /// ([`Policies::builtin_files`]) come before them in every version. (Their serde form
+    /// is a list of `{"name", "text"}` objects.)
+    #[cfg_attr(feature = "serde", serde(with = "named_files"))]
     pub files: Vec<(String, String)>,
     /// For [`PolicySets::apply`] and [`PolicySets::rollback`]: whether a version was
     /// written (`false` when the files equal the active version's; then nothing was
@@ -75,6 +78,7 @@ impl PolicyVersion {
 
 /// How one file differs between two versions.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct PolicyFileChange {
     /// The file name.
@@ -86,8 +90,67 @@ pub struct PolicyFileChange {
     pub lines: Vec<String>,
 }
 
+/// Policy files in their serde form: `[{"name": "a.cedar", "text": "..."}]`.
+#[cfg(feature = "serde")]
+pub(crate) mod named_files {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// One file.
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct File {
+        /// Its name, e.g. `a.cedar`.
+        pub(crate) name: String,
+        /// Its Cedar text.
+        pub(crate) text: String,
+    }
+
+    pub(crate) fn serialize<S: Serializer>(
+        files: &[(String, String)],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(files.iter().map(|(name, text)| File {
+            name: name.clone(),
+            text: text.clone(),
+        }))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, String)>, D::Error> {
+        let files = Vec::<File>::deserialize(d)?;
+        Ok(files.into_iter().map(|f| (f.name, f.text)).collect())
+    }
+}
+
+/// A [`PolicyFileChange`] read back from its serde form: `status` is one of its three
+/// words.
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for PolicyFileChange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Wire {
+            file: String,
+            status: String,
+            lines: Vec<String>,
+        }
+        let w = Wire::deserialize(d)?;
+        let status = ["added", "removed", "changed"]
+            .into_iter()
+            .find(|s| *s == w.status)
+            .ok_or_else(|| serde::de::Error::custom("status is added, removed or changed"))?;
+        Ok(Self {
+            file: w.file,
+            status,
+            lines: w.lines,
+        })
+    }
+}
+
 /// One entry of the policy log.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct PolicyAuditEntry {
     /// Its number, from 1.
@@ -191,6 +254,35 @@ impl PolicySets<'_> {
         })
     }
 
+    /// The decisions of the store that `proposed` would change ([`Store::policy_impact`]),
+    /// as `actor` asks: the report names the members and keys of every org, so a person
+    /// needs what [`PolicySets::apply`] needs (a policy permitting `ManagePolicies`); a
+    /// refusal is `Denied` and written to the policy log.
+    ///
+    /// ```
+    /// use orgstore::{Actor, Email, Policies, Store};
+    /// let store = Store::open_temporary()?;
+    /// let rule = "@id(\"no-deletes\")\nforbid (principal, action == Action::\"DeleteOrg\", resource);\n";
+    /// let proposed = Policies::from_files(&[("d.cedar".into(), rule.into())])?;
+    /// assert_eq!(store.policy_set().impact(&Actor::Operator, &proposed)?.changes.len(), 0);
+    /// let person = Actor::member(Email::parse("a@acme.io")?);
+    /// assert!(store.policy_set().impact(&person, &proposed).is_err());
+    /// assert_eq!(store.policy_set().audit(&Actor::Operator, 1)?[0].summary, "denied by policy");
+    /// # Ok::<(), orgstore::Error>(())
+    /// ```
+    pub fn impact(&self, actor: &Actor, proposed: &Policies) -> Result<super::ImpactReport, Error> {
+        let inner = &self.store.inner;
+        if let Actor::Member(email) = actor
+            && let Err(d) = inner.policies.load().authorize_policy_change(email)
+        {
+            let _writer = inner.writer.lock();
+            // The denial is the answer; a failure to log it must not hide it.
+            let _ = log(inner, actor, denied_summary(&d), AuditOutcome::Denied);
+            return Err(Error::denied(d));
+        }
+        self.store.policy_impact(proposed)
+    }
+
     /// Makes the built-in files plus `files` the new active version (N+1), enforced at once
     /// by this store's admin operations and gateway (every memoized gateway decision is
     /// invalidated) and by every later open of the file. The set is validated strictly
@@ -261,13 +353,8 @@ pub(crate) fn commit(
             Ok(v) => v,
             Err(e) => {
                 if let Some(d) = refused {
-                    let summary = if d.policies.is_empty() {
-                        "denied by policy".to_owned()
-                    } else {
-                        format!("denied by {}", d.policies.join(", "))
-                    };
                     // The denial is the answer; a failure to log it must not hide it.
-                    let _ = log(inner, actor, summary, AuditOutcome::Denied);
+                    let _ = log(inner, actor, denied_summary(&d), AuditOutcome::Denied);
                 }
                 return Err(e);
             }
@@ -284,6 +371,15 @@ pub(crate) fn commit(
         }
         Ok(v)
     })
+}
+
+/// The policy log's summary of a refused change.
+fn denied_summary(d: &crate::error::PermissionDenied) -> String {
+    if d.policies.is_empty() {
+        "denied by policy".to_owned()
+    } else {
+        format!("denied by {}", d.policies.join(", "))
+    }
 }
 
 /// Stores `files` as a new active version without validating them (the set in memory

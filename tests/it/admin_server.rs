@@ -612,7 +612,7 @@ fn cli_revokes_a_key_through_a_live_server_and_its_gateway_refuses_it_at_once() 
             .iter()
             .any(|m| m.email == dev && m.role == Role::Member)
     );
-    // A command the socket does not serve says so.
+    // Audit and usage through the socket too.
     let audit = common::orgstore(&["--json", "audit", "acme"])
         .db(&s.db)
         .run();
@@ -937,7 +937,52 @@ fn tcp_needs_a_live_bearer_token_and_a_member_token_acts_as_its_member_only() {
         .run()
         .fail(1);
     assert!(no_token.contains("ORGSTORE_TOKEN"), "{no_token}");
-    let local = common::orgstore(&["--remote", &url, "policy", "history"])
+    // The policy set is not secret; its log is the operator's.
+    let history = common::orgstore(&["--remote", &url, "--json", "policy", "history"])
+        .env("ORGSTORE_TOKEN", &ann)
+        .run();
+    assert_eq!(history.json()[0]["version"], 1);
+    let log = common::orgstore(&["--remote", &url, "policy", "log"])
+        .env("ORGSTORE_TOKEN", &ann)
+        .run()
+        .fail(3);
+    assert!(log.contains("only the operator"), "{log}");
+    // `token` over --remote: a member sees and makes only their own tokens.
+    let mine = common::orgstore(&["--remote", &url, "--json", "token", "list"])
+        .env("ORGSTORE_TOKEN", &ann)
+        .run()
+        .json();
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine[0]["holder"], "ann@acme.io");
+    let other = common::orgstore(&[
+        "--remote",
+        &url,
+        "token",
+        "create",
+        "--email",
+        "vic@acme.io",
+    ])
+    .env("ORGSTORE_TOKEN", &ann)
+    .run()
+    .fail(3);
+    assert!(other.contains("their own email"), "{other}");
+    let made = common::orgstore(&["--remote", &url, "--json", "token", "create", "--operator"])
+        .env("ORGSTORE_TOKEN", &op)
+        .run()
+        .json();
+    assert!(
+        made["token"]
+            .as_str()
+            .unwrap()
+            .starts_with(orgstore::server::OPERATOR_TOKEN_PREFIX)
+    );
+    let id = made["id"].as_str().unwrap();
+    let revoked = common::orgstore(&["--remote", &url, "token", "revoke", id])
+        .env("ORGSTORE_TOKEN", &op)
+        .run()
+        .ok();
+    assert_eq!(revoked.trim(), format!("revoked {id} (operator)"));
+    let local = common::orgstore(&["--remote", &url, "serve"])
         .env("ORGSTORE_TOKEN", &ann)
         .run()
         .fail(1);

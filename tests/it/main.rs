@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[cfg(feature = "server")]
+mod admin_cli_policy;
+#[cfg(feature = "server")]
 mod admin_http;
 #[cfg(feature = "server")]
 mod admin_server;
