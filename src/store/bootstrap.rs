@@ -103,7 +103,7 @@ impl KeyIndexes {
     }
 
     /// Writes both indexes, each in its key order.
-    pub(crate) fn write(mut self, txn: &redb::WriteTransaction) -> Result<(), Error> {
+    fn write(mut self, txn: &redb::WriteTransaction) -> Result<(), Error> {
         let w = |e: redb::StorageError| Error::storage("writing the replica", e);
         self.digests.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         {
@@ -128,9 +128,35 @@ fn table_err(e: redb::TableError) -> Error {
     Error::storage("writing the replica", e)
 }
 
+/// Writes `chunks` into their tables and rebuilds the key records' indexes: on a thread of
+/// their own once the last key record arrived, while the tables after them are written.
+pub(crate) fn write_chunks(
+    txn: &redb::WriteTransaction,
+    chunks: &mut dyn Iterator<Item = Result<Chunk, Error>>,
+) -> Result<(), Error> {
+    let stopped = || Error::corrupt("key index", "the index writer stopped unexpectedly");
+    std::thread::scope(|s| {
+        let mut indexes = KeyIndexes::default();
+        let mut writer = None;
+        for chunk in chunks {
+            let chunk = chunk?;
+            if writer.is_none() && !indexes.digests.is_empty() && chunk.table != KEYS.name() {
+                let done = std::mem::take(&mut indexes);
+                writer = Some(s.spawn(move || done.write(txn)));
+            }
+            write_chunk(txn, &chunk, &mut indexes)?;
+        }
+        if let Some(w) = writer {
+            w.join().map_err(|_| stopped())??;
+        }
+        // Key records after the writer started (none when the tables come one by one).
+        indexes.write(txn)
+    })
+}
+
 /// Writes one chunk into its table, sorted in the table's key order; key records also feed
 /// `indexes`.
-pub(crate) fn write_chunk(
+fn write_chunk(
     txn: &redb::WriteTransaction,
     chunk: &Chunk,
     indexes: &mut KeyIndexes,

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 
 use redb::{Key, ReadableTable, TableDefinition, TableHandle, Value};
 
-use super::bootstrap::{Chunk, KeyIndexes, write_chunk};
+use super::bootstrap::{Chunk, write_chunks};
 use super::journal::Entry;
 use super::policy_set::{ACTIVE, POLICY_AUDIT, POLICY_SETS};
 use super::tables::*;
@@ -409,14 +409,9 @@ impl Inner {
         contain_damage(|| {
             let tx = self.begin_tx(false)?;
             clear_replicated(&tx.txn)?;
-            let mut indexes = KeyIndexes::default();
             let t0 = std::time::Instant::now(); // TRACE
-            for chunk in chunks {
-                write_chunk(&tx.txn, &chunk?, &mut indexes)?;
-            }
-            eprintln!("TRACE chunks {:?}", t0.elapsed()); // TRACE
-            indexes.write(&tx.txn)?;
-            eprintln!("TRACE indexes {:?}", t0.elapsed()); // TRACE
+            write_chunks(&tx.txn, chunks)?;
+            eprintln!("TRACE chunks+indexes {:?}", t0.elapsed()); // TRACE
             set_meta(&tx.txn, FLEET_ID, fleet_id)?;
             set_meta(&tx.txn, FLEET_POSITION, position)?;
             let mut meta = tx.txn.open_table(META).map_err(wio)?;
