@@ -52,12 +52,11 @@ pub(crate) fn copy_table(
     let mut chunk = fresh(Vec::with_capacity(CHUNK_ROWS * 64));
     let mut parser = Parser::default();
     loop {
-        let buf = r.fill_buf().map_err(|e| match e
-            .into_inner()
-            .map(|e| e.downcast::<postgres::Error>())
-        {
-            Some(Ok(e)) => un(*e),
-            _ => damaged("the stream could not be read"),
+        let buf = r.fill_buf().map_err(|e| {
+            match e.into_inner().map(|e| e.downcast::<postgres::Error>()) {
+                Some(Ok(e)) => un(*e),
+                _ => damaged("the stream could not be read"),
+            }
         })?;
         if buf.is_empty() {
             break;

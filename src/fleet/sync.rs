@@ -181,8 +181,12 @@ pub(crate) fn copy_state(
         });
         // Ends with an error, not silently, when the copy stopped before its end.
         let mut chunks = recv.iter().chain(std::iter::from_fn(|| {
-            (!complete.swap(true, std::sync::atomic::Ordering::AcqRel))
-                .then(|| Err(Error::corrupt("fleet state", "the copy of the state stopped early")))
+            (!complete.swap(true, std::sync::atomic::Ordering::AcqRel)).then(|| {
+                Err(Error::corrupt(
+                    "fleet state",
+                    "the copy of the state stopped early",
+                ))
+            })
         }));
         let written = inner.bootstrap(fleet_id, head, hash_of(hash), &mut chunks);
         drop(chunks);

@@ -105,7 +105,7 @@ impl KeyIndexes {
     /// Writes both indexes, each in its key order.
     fn write(mut self, txn: &redb::WriteTransaction) -> Result<(), Error> {
         let w = |e: redb::StorageError| Error::storage("writing the replica", e);
-        self.digests.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.digests.sort_unstable_by_key(|d| d.0);
         {
             let mut t = txn.open_table(KEY_DIGESTS).map_err(table_err)?;
             for (d, id) in &self.digests {

@@ -409,9 +409,7 @@ impl Inner {
         contain_damage(|| {
             let tx = self.begin_tx(false)?;
             clear_replicated(&tx.txn)?;
-            let t0 = std::time::Instant::now(); // TRACE
             write_chunks(&tx.txn, chunks)?;
-            eprintln!("TRACE chunks+indexes {:?}", t0.elapsed()); // TRACE
             set_meta(&tx.txn, FLEET_ID, fleet_id)?;
             set_meta(&tx.txn, FLEET_POSITION, position)?;
             let mut meta = tx.txn.open_table(META).map_err(wio)?;
@@ -424,9 +422,7 @@ impl Inner {
             tx.txn
                 .commit()
                 .map_err(|e| Error::storage("committing", e))?;
-            eprintln!("TRACE commit {:?}", t0.elapsed()); // TRACE
             self.rebuild_snapshot()?;
-            eprintln!("TRACE snapshot {:?}", t0.elapsed()); // TRACE
             self.reload_policies()
         })
     }

@@ -160,7 +160,11 @@ fn a_replica_bootstrapped_from_the_state_holds_the_same_records_indexes_included
     let beta = create_org(&r0, "beta", "owner@beta.io");
     let mut live = Vec::new();
     for (i, org) in [&acme, &beta, &acme, &beta, &acme].into_iter().enumerate() {
-        live.push(r0.keys().create(&OP, org, KeySpec::new(format!("k{i}"))).unwrap());
+        live.push(
+            r0.keys()
+                .create(&OP, org, KeySpec::new(format!("k{i}")))
+                .unwrap(),
+        );
     }
     let old = live.remove(0);
     let rotated = r0.keys().rotate(&OP, &old.info.id).unwrap();
@@ -184,7 +188,11 @@ fn a_replica_bootstrapped_from_the_state_holds_the_same_records_indexes_included
     .unwrap();
 
     let r1 = fleet.replica(1);
-    assert_eq!(records(&r1), records(&r0), "the copy holds the same records");
+    assert_eq!(
+        records(&r1),
+        records(&r0),
+        "the copy holds the same records"
+    );
     assert_eq!(check(&r1, rotated.key.expose()), "ok");
     assert_eq!(check(&r1, old.key.expose()), "unknown_key");
     assert_eq!(check(&r1, revoked.key.expose()), "revoked");
