@@ -16,6 +16,7 @@ pub(crate) mod lease_rate;
 mod lease_sql;
 pub(crate) mod rate;
 
+mod copy;
 mod engine;
 mod log;
 mod status;

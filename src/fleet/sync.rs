@@ -3,10 +3,11 @@
 
 use postgres::{GenericClient, Statement};
 
+use super::copy;
 use super::engine::Engine;
 use crate::error::Error;
 use crate::store::Inner;
-use crate::store::journal::Entry;
+use crate::store::bootstrap::Chunk;
 
 /// How many log entries one replica transaction applies at most.
 const BATCH: i64 = 512;
@@ -59,9 +60,7 @@ impl Prepared {
         );
         Ok(Self {
             head: c.prepare(&head).map_err(un)?,
-            head_locked: c
-                .prepare(&format!("{head} FOR UPDATE OF h"))
-                .map_err(un)?,
+            head_locked: c.prepare(&format!("{head} FOR UPDATE OF h")).map_err(un)?,
             fetch: c
                 .prepare(
                     "SELECT position, entry FROM orgstore_log WHERE position > $1 \
@@ -155,13 +154,11 @@ pub(crate) fn catch_up(
     Ok((head, applied))
 }
 
-/// How many state rows one page of a copy holds.
-const PAGE: i64 = 100_000;
-
-/// Replaces the replica's records with the fleet's state, read in pages of `orgstore_state`
-/// (in key order, each page one round trip) inside one transaction that sees one state: a
-/// writer's (`locked`: it holds the head row, so nothing changes) or a REPEATABLE READ one
-/// that reads the head itself. Returns the position the copy is at.
+/// Replaces the replica's records with the fleet's state, read table by table by one
+/// binary `COPY` each ([`super::copy`]) on a thread of its own while this one writes what
+/// arrived, inside one transaction that sees one state: a writer's (`locked`: it holds the
+/// head row, so nothing changes) or a REPEATABLE READ one that reads the head itself.
+/// Returns the position the copy is at.
 pub(crate) fn copy_state(
     c: &mut impl GenericClient,
     engine: &Engine,
@@ -186,58 +183,43 @@ pub(crate) fn copy_state(
         .query_one(&format!("SELECT {HASH_AT}"), &[&(head as i64)])
         .map_err(un)?
         .get(0);
-    let page = t
-        .prepare(
-            "SELECT tbl, k, v FROM orgstore_state WHERE (tbl, k) > ($1, $2) \
-             ORDER BY tbl, k LIMIT $3",
-        )
-        .map_err(un)?;
-    let mut rows = Pages {
-        t: &mut t,
-        page: &page,
-        engine,
-        after: Some((String::new(), Vec::new())),
-        buf: std::collections::VecDeque::new(),
-    };
-    inner.bootstrap(fleet_id, head, hash_of(hash), &mut rows)?;
+    // Compiling the scans' expressions costs more than it saves.
+    t.batch_execute("SET LOCAL jit = off").map_err(un)?;
+    let tables = crate::store::bootstrap::shipped_tables();
+    let (send, recv) = std::sync::mpsc::sync_channel::<Result<Chunk, Error>>(4);
+    let complete = std::sync::atomic::AtomicBool::new(false);
+    let (t, written) = std::thread::scope(|s| {
+        let fetch = s.spawn(|| {
+            for table in &tables {
+                match copy::copy_table(&mut t, table, engine, &mut |c| send.send(Ok(c)).is_ok()) {
+                    Ok(true) => {}
+                    Ok(false) => return t,
+                    Err(e) => {
+                        let _ = send.send(Err(e));
+                        return t;
+                    }
+                }
+            }
+            complete.store(true, std::sync::atomic::Ordering::Release);
+            drop(send);
+            t
+        });
+        // Ends with an error, not silently, when the copy stopped before its end.
+        let mut chunks = recv.iter().chain(std::iter::from_fn(|| {
+            (!complete.swap(true, std::sync::atomic::Ordering::AcqRel)).then(|| {
+                Err(Error::corrupt(
+                    "fleet state",
+                    "the copy of the state stopped early",
+                ))
+            })
+        }));
+        let written = inner.bootstrap(fleet_id, head, hash_of(hash), &mut chunks);
+        drop(chunks);
+        drop(recv);
+        (fetch.join(), written)
+    });
+    let t = t.map_err(|_| Error::corrupt("fleet state", "the copy of the state stopped early"))?;
+    written?;
     t.commit().map_err(un)?;
     Ok(head)
-}
-
-/// The rows of `orgstore_state` in key order, a page at a time.
-struct Pages<'a, 't> {
-    t: &'a mut postgres::Transaction<'t>,
-    page: &'a Statement,
-    engine: &'a Engine,
-    /// The last key read; `None` once the last page was read.
-    after: Option<(String, Vec<u8>)>,
-    buf: std::collections::VecDeque<Entry>,
-}
-
-impl Iterator for Pages<'_, '_> {
-    type Item = Result<Entry, Error>;
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.buf.is_empty() {
-            let (tbl, k) = self.after.take()?;
-            let rows = match self.t.query(self.page, &[&tbl, &k, &PAGE]) {
-                Ok(r) => r,
-                Err(e) => {
-                    return Some(Err(self.engine.unavailable("copying the fleet's state", e)));
-                }
-            };
-            for r in &rows {
-                self.buf.push_back(Entry {
-                    table: r.get(0),
-                    key: r.get(1),
-                    value: Some(r.get(2)),
-                });
-            }
-            if rows.len() as i64 == PAGE
-                && let Some(last) = self.buf.back()
-            {
-                self.after = Some((last.table.clone(), last.key.clone()));
-            }
-        }
-        self.buf.pop_front().map(Ok)
-    }
 }

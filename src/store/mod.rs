@@ -2,6 +2,8 @@
 //! each commit the changed entries are published to the gateway snapshot.
 
 mod audit;
+#[cfg(feature = "fleet")]
+pub(crate) mod bootstrap;
 pub(crate) mod codec;
 mod configs;
 mod explain;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Weak};
 
 use redb::{Key, ReadableTable, TableDefinition, TableHandle, Value};
 
+use super::bootstrap::{Chunk, write_chunks};
 use super::journal::Entry;
 use super::policy_set::{ACTIVE, POLICY_AUDIT, POLICY_SETS};
 use super::tables::*;
@@ -219,7 +220,7 @@ fn clear_replicated(txn: &redb::WriteTransaction) -> Result<(), Error> {
 /// One raw write: the key and value bytes as redb's byte forms of `def`'s types.
 type Row<'a> = (&'a [u8], Option<&'a [u8]>);
 
-fn put_rows<K: Key + 'static, V: Value + 'static>(
+pub(crate) fn put_rows<K: Key + 'static, V: Value + 'static>(
     def: TableDefinition<'static, K, V>,
     txn: &redb::WriteTransaction,
     rows: &[Row<'_>],
@@ -248,25 +249,56 @@ fn put_rows<K: Key + 'static, V: Value + 'static>(
 
 /// Applies `rows` to the replicated table named `table`.
 fn write_rows(txn: &redb::WriteTransaction, table: &str, rows: &[Row<'_>]) -> Result<(), Error> {
-    match table {
-        t if t == ORGS.name() => put_rows(ORGS, txn, rows),
-        t if t == CONFIGS.name() => put_rows(CONFIGS, txn, rows),
-        t if t == MEMBERS.name() => put_rows(MEMBERS, txn, rows),
-        t if t == MEMBER_ORGS.name() => put_rows(MEMBER_ORGS, txn, rows),
-        t if t == KEYS.name() => put_rows(KEYS, txn, rows),
-        t if t == KEYS_BY_ORG.name() => put_rows(KEYS_BY_ORG, txn, rows),
-        t if t == KEY_DIGESTS.name() => put_rows(KEY_DIGESTS, txn, rows),
-        t if t == ISSUED_DIGESTS.name() => put_rows(ISSUED_DIGESTS, txn, rows),
-        t if t == AUDIT.name() => put_rows(AUDIT, txn, rows),
-        t if t == POLICY_SETS.name() => put_rows(POLICY_SETS, txn, rows),
-        t if t == POLICY_AUDIT.name() => put_rows(POLICY_AUDIT, txn, rows),
-        t if t == INVITES.name() => put_rows(INVITES, txn, rows),
-        t if t == INVITES_BY_ORG.name() => put_rows(INVITES_BY_ORG, txn, rows),
-        t if t == INVITE_DIGESTS.name() => put_rows(INVITE_DIGESTS, txn, rows),
-        // Only the active policy version is shipped; the rest of `meta` is local.
-        t if t == META.name() && rows.iter().all(|(k, _)| *k == ACTIVE.as_bytes()) => {
-            put_rows(META, txn, rows)
+    struct Put<'a, 'r> {
+        txn: &'a redb::WriteTransaction,
+        rows: &'a [Row<'r>],
+    }
+    impl RowSink for Put<'_, '_> {
+        fn rows<K: Key + 'static, V: Value + 'static>(
+            &mut self,
+            def: TableDefinition<'static, K, V>,
+        ) -> Result<(), Error> {
+            put_rows(def, self.txn, self.rows)
         }
+    }
+    let only_active = rows.iter().all(|(k, _)| *k == ACTIVE.as_bytes());
+    for_table(table, only_active, &mut Put { txn, rows })
+}
+
+/// What is done with the rows of one replicated table, given its definition.
+pub(crate) trait RowSink {
+    /// Handles the rows of `def`.
+    fn rows<K: Key + 'static, V: Value + 'static>(
+        &mut self,
+        def: TableDefinition<'static, K, V>,
+    ) -> Result<(), Error>;
+}
+
+/// Calls `sink` with the definition of the replicated table named `table`; `meta` is one
+/// only when every row is its active policy version (`only_active`), the rest of it being
+/// the file's own.
+pub(crate) fn for_table(
+    table: &str,
+    only_active: bool,
+    sink: &mut impl RowSink,
+) -> Result<(), Error> {
+    match table {
+        t if t == ORGS.name() => sink.rows(ORGS),
+        t if t == CONFIGS.name() => sink.rows(CONFIGS),
+        t if t == MEMBERS.name() => sink.rows(MEMBERS),
+        t if t == MEMBER_ORGS.name() => sink.rows(MEMBER_ORGS),
+        t if t == KEYS.name() => sink.rows(KEYS),
+        t if t == KEYS_BY_ORG.name() => sink.rows(KEYS_BY_ORG),
+        t if t == KEY_DIGESTS.name() => sink.rows(KEY_DIGESTS),
+        t if t == ISSUED_DIGESTS.name() => sink.rows(ISSUED_DIGESTS),
+        t if t == AUDIT.name() => sink.rows(AUDIT),
+        t if t == POLICY_SETS.name() => sink.rows(POLICY_SETS),
+        t if t == POLICY_AUDIT.name() => sink.rows(POLICY_AUDIT),
+        t if t == INVITES.name() => sink.rows(INVITES),
+        t if t == INVITES_BY_ORG.name() => sink.rows(INVITES_BY_ORG),
+        t if t == INVITE_DIGESTS.name() => sink.rows(INVITE_DIGESTS),
+        // Only the active policy version is shipped; the rest of `meta` is local.
+        t if t == META.name() && only_active => sink.rows(META),
         other => Err(Error::corrupt(
             "fleet log",
             format!(
@@ -381,41 +413,23 @@ impl Inner {
         })
     }
 
-    /// Replaces every replicated record with `rows` (a consistent copy of the fleet's state
-    /// at `position`, whose entry has `hash` when the log still holds it) in one
-    /// transaction, marks the file a replica of `fleet_id` at `position`, and reloads the
-    /// snapshot and the policy set. Called with the writer lock held.
+    /// Replaces every replicated record with `chunks` (a consistent copy of the fleet's
+    /// state at `position`, table by table as [`super::bootstrap::shipped_tables`] lists
+    /// them, whose entry has `hash` when the log still holds it) in one transaction,
+    /// rebuilds the key records' indexes, marks the file a replica of `fleet_id` at
+    /// `position`, and reloads the snapshot and the policy set. Called with the writer lock
+    /// held.
     pub(crate) fn bootstrap(
         &self,
         fleet_id: u64,
         position: u64,
         hash: Option<u64>,
-        rows: &mut dyn Iterator<Item = Result<Entry, Error>>,
+        chunks: &mut dyn Iterator<Item = Result<Chunk, Error>>,
     ) -> Result<(), Error> {
         contain_damage(|| {
             let tx = self.begin_tx(false)?;
             clear_replicated(&tx.txn)?;
-            // Rows arrive grouped by table; each run is written through one open table.
-            let mut run: Vec<Entry> = Vec::new();
-            let flush = |run: &mut Vec<Entry>| -> Result<(), Error> {
-                if let Some(first) = run.first() {
-                    let rows: Vec<Row<'_>> = run
-                        .iter()
-                        .map(|e| (e.key.as_slice(), e.value.as_deref()))
-                        .collect();
-                    write_rows(&tx.txn, &first.table, &rows)?;
-                }
-                run.clear();
-                Ok(())
-            };
-            for row in rows {
-                let row = row?;
-                if run.first().is_some_and(|f| f.table != row.table) || run.len() >= 65_536 {
-                    flush(&mut run)?;
-                }
-                run.push(row);
-            }
-            flush(&mut run)?;
+            write_chunks(&tx.txn, chunks)?;
             set_meta(&tx.txn, FLEET_ID, fleet_id)?;
             set_meta(&tx.txn, FLEET_POSITION, position)?;
             let mut meta = tx.txn.open_table(META).map_err(wio)?;

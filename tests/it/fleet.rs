@@ -196,3 +196,62 @@ fn usage_on_any_replica_reports_the_spend_of_the_whole_fleet() {
     let b = o.budget.unwrap();
     assert_eq!(b.remaining, usd(10_000_000 - 3_750_000), "{b:?}");
 }
+
+fn a_replica_bootstrapped_from_the_state_holds_the_same_records_indexes_included() {
+    let Some(pg) = PgCluster::start() else { return };
+    let fleet = Fleet::new(&pg, "bootstrap_copy");
+    let r0 = fleet.replica(0);
+    let acme = create_org(&r0, "acme", "owner@acme.io");
+    let beta = create_org(&r0, "beta", "owner@beta.io");
+    let mut live = Vec::new();
+    for (i, org) in [&acme, &beta, &acme, &beta, &acme].into_iter().enumerate() {
+        live.push(
+            r0.keys()
+                .create(&OP, org, KeySpec::new(format!("k{i}")))
+                .unwrap(),
+        );
+    }
+    let old = live.remove(0);
+    let rotated = r0.keys().rotate(&OP, &old.info.id).unwrap();
+    let rotated = r0.keys().rotate(&OP, &rotated.info.id).unwrap();
+    let revoked = live.remove(0);
+    r0.keys().revoke(&OP, &revoked.info.id).unwrap();
+    let bob = orgstore::Email::parse("bob@acme.io").unwrap();
+    r0.members()
+        .add(&OP, &acme, &bob, orgstore::Role::Admin)
+        .unwrap();
+    let carol = orgstore::Email::parse("carol@beta.io").unwrap();
+    r0.invites()
+        .create(&OP, &beta, &carol, orgstore::Role::Member)
+        .unwrap();
+    // What a writer's trim does once the log is longer than the retention: a new replica
+    // must copy the state.
+    let mut c = postgres::Client::connect(&fleet.url, postgres::NoTls).unwrap();
+    c.batch_execute(
+        "DELETE FROM orgstore_log; UPDATE orgstore_head SET trimmed_to = position WHERE id = 1",
+    )
+    .unwrap();
+
+    let r1 = fleet.replica(1);
+    assert_eq!(
+        records(&r1),
+        records(&r0),
+        "the copy holds the same records"
+    );
+    assert_eq!(check(&r1, rotated.key.expose()), "ok");
+    assert_eq!(check(&r1, old.key.expose()), "unknown_key");
+    assert_eq!(check(&r1, revoked.key.expose()), "revoked");
+    for k in &live {
+        assert_eq!(check(&r1, k.key.expose()), "ok");
+    }
+    // Entries written after the copy apply onto the rebuilt indexes as on the source.
+    let again = r1.keys().rotate(&OP, &rotated.info.id).unwrap();
+    r1.keys().create(&OP, &beta, KeySpec::new("later")).unwrap();
+    eventually("replica 0 has the writes made after the copy", || {
+        check(&r0, again.key.expose()) == "ok"
+    });
+    eventually("both replicas at the same position", || {
+        r0.fleet_position().unwrap() == r1.fleet_position().unwrap()
+    });
+    assert_eq!(records(&r1), records(&r0), "the replicas converge");
+}

@@ -125,7 +125,10 @@ fn a_write_right_after_another_replicas_write_decides_on_it_not_on_a_stale_state
         // A second revocation on replica 1 is a no-op on the state that holds the first.
         let again = r1.keys().revoke(&OP, &key.info.id);
         assert!(
-            again.is_ok() || again.as_ref().is_err_and(|e| e.kind() == ErrorKind::Conflict),
+            again.is_ok()
+                || again
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == ErrorKind::Conflict),
             "round {round}: {again:?}"
         );
         assert_eq!(check(&r1, key.key.expose()), "revoked", "round {round}");
@@ -140,7 +143,9 @@ fn concurrent_writers_on_three_replicas_get_gapless_positions_and_converge() {
     let r: Vec<Store> = (0..3).map(|i| fleet.replica(i)).collect();
     let org = create_org(&r[0], "acme", "ann@acme.io");
     for s in &r[1..] {
-        eventually("the org is on every replica", || s.orgs().get(&OP, &org).is_ok());
+        eventually("the org is on every replica", || {
+            s.orgs().get(&OP, &org).is_ok()
+        });
     }
     const PER_THREAD: usize = 25;
     let ids: Vec<Vec<String>> = std::thread::scope(|sc| {
