@@ -197,6 +197,7 @@ fn usage_on_any_replica_reports_the_spend_of_the_whole_fleet() {
     assert_eq!(b.remaining, usd(10_000_000 - 3_750_000), "{b:?}");
 }
 
+#[test]
 fn a_replica_bootstrapped_from_the_state_holds_the_same_records_indexes_included() {
     let Some(pg) = PgCluster::start() else { return };
     let fleet = Fleet::new(&pg, "bootstrap_copy");
