@@ -140,7 +140,6 @@ fn usd(micros: i64) -> Usd {
 impl super::Store {
     /// The fleet's spend of `spender` in the windows of [`FLEET_PERIODS`], when this store
     /// is a replica that shares its spend.
-    #[cfg_attr(not(feature = "fleet"), allow(clippy::unnecessary_wraps))]
     fn fleet_spend(&self, spender: &SpenderId, now: i64) -> Result<Option<[i64; 4]>, Error> {
         match self.inner.log.get() {
             Some(log) => log.fleet_spend(spender, now).transpose(),
