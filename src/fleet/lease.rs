@@ -38,7 +38,7 @@ use crate::limits::DAY_MICROS;
 use crate::model::{Period, Timestamp};
 use crate::snapshot::{SnapshotCell, SpenderId};
 use crate::store::records::{key_ledger_name, org_ledger_name};
-use crate::store::replica::FLEET_PERIODS as PERIODS;
+use crate::store::usage::FLEET_PERIODS as PERIODS;
 
 /// How the background thread runs.
 #[derive(Clone, Copy, Debug)]

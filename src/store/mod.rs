@@ -23,7 +23,7 @@ pub(crate) mod secrets;
 pub(crate) mod spend;
 pub(crate) mod tables;
 pub(crate) mod tx;
-mod usage;
+pub(crate) mod usage;
 mod watch;
 
 pub use audit::{Audit, AuditEntry, AuditOutcome};

@@ -51,17 +51,6 @@ pub(crate) struct Applied {
     pub hash: Option<u64>,
 }
 
-/// The windows of [`Log::fleet_spend`], in its order.
-pub(crate) const FLEET_PERIODS: [crate::model::Period; 4] = {
-    use crate::model::Period;
-    [
-        Period::Daily,
-        Period::Weekly,
-        Period::Monthly,
-        Period::Total,
-    ]
-};
-
 /// The fleet's change log, as a replicated store uses it.
 pub(crate) trait Log: Send + Sync {
     /// Appends one write, serialized fleet-wide: takes the log's head (no other writer of
@@ -85,7 +74,7 @@ pub(crate) trait Log: Send + Sync {
     fn spent(&self, drained: &[(crate::snapshot::SpenderId, i64)]);
 
     /// The fleet's spend of `spender` (every replica's, micro-dollars) in the windows of
-    /// [`FLEET_PERIODS`] containing `now` (Unix micros): an admin read that asks the engine.
+    /// [`super::usage::FLEET_PERIODS`] containing `now` (Unix micros): an admin read that asks the engine.
     /// `None` when this replica does not share its spend (no limits thread).
     fn fleet_spend(
         &self,

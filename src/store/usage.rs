@@ -2,7 +2,6 @@
 
 use std::sync::atomic::Ordering;
 
-use super::replica::FLEET_PERIODS;
 use super::spend::{key_ledger_name, org_ledger_name, spent_in};
 use super::tx::ReadTx;
 use crate::error::Error;
@@ -140,13 +139,24 @@ fn usd(micros: i64) -> Usd {
 impl super::Store {
     /// The fleet's spend of `spender` in the windows of [`FLEET_PERIODS`], when this store
     /// is a replica that shares its spend.
+    #[cfg_attr(not(feature = "fleet"), allow(clippy::unnecessary_wraps))]
     fn fleet_spend(&self, spender: &SpenderId, now: i64) -> Result<Option<[i64; 4]>, Error> {
-        match self.inner.log.get() {
-            Some(log) => log.fleet_spend(spender, now).transpose(),
-            None => Ok(None),
+        #[cfg(feature = "fleet")]
+        if let Some(log) = self.inner.log.get() {
+            return log.fleet_spend(spender, now).transpose();
         }
+        let _ = (spender, now);
+        Ok(None)
     }
 }
+
+/// The windows of the fleet's spend (`replica::Log::fleet_spend`), in its order.
+pub(crate) const FLEET_PERIODS: [Period; 4] = [
+    Period::Daily,
+    Period::Weekly,
+    Period::Monthly,
+    Period::Total,
+];
 
 /// The fleet's spend in `period` (from `fleet`, in [`FLEET_PERIODS`] order).
 fn fleet_in(fleet: &[i64; 4], period: Period) -> i64 {
