@@ -18,7 +18,7 @@
 //! commit put them (the replica admits within what it claimed, then denies), spend stays
 //! queued, and the thread reconnects with backoff.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -30,7 +30,8 @@ use super::budget::{Allowance, ChunkPolicy, Micros};
 use super::lease_rate::{RATE_SCHEMA, Rates};
 pub(crate) use super::lease_sql::LIMITS_SCHEMA;
 use super::lease_sql::{
-    TOTAL_DAY, claim_lease, pool_state, reclaim, release, set_pool_limit, take, write_spend,
+    TOTAL_DAY, Window, claim_leases, create_pools, lock_pools, reclaim, release, set_limits, take,
+    write_spend,
 };
 use super::rate::MIN_SHARE;
 use crate::error::{Error, ErrorKind};
@@ -112,7 +113,7 @@ pub(crate) fn start_limits(
     });
     let mut worker = Worker {
         url: url.to_owned(),
-        pools: HashMap::new(),
+        pools: HashSet::new(),
         replica: format!("{replica}/{:016x}", rand::random::<u64>()),
         cell,
         options,
@@ -250,7 +251,7 @@ struct Worker {
     url: String,
     replica: String,
     /// The limit each window's central counter was last given, by (scope, window start).
-    pools: HashMap<(String, i64), i64>,
+    pools: HashSet<Window>,
     cell: Arc<SnapshotCell>,
     options: LimitsOptions,
     /// By (scope, window start).
@@ -313,7 +314,8 @@ impl Worker {
         Ok(())
     }
 
-    /// The budget windows and the spend, in one transaction.
+    /// The budget windows and the spend, in one transaction of a few set-wide statements
+    /// (see [`super::lease_sql`]).
     fn budgets(&mut self, shared: &Shared) -> Result<(), postgres::Error> {
         let now = Timestamp::now().as_micros();
         let cell = self.cell.clone();
@@ -321,12 +323,11 @@ impl Worker {
         let ttl = lease_ttl_secs(&self.options);
         let chunks = self.options.chunks;
         let replica = self.replica.clone();
-        let mut seen = Vec::with_capacity(budgets.len());
-        let mut commits = Vec::with_capacity(budgets.len());
-        let mut ended = Vec::new();
         let spend = shared.queued_spend();
-        // Plans outside the transaction: allowances for windows not seen yet.
-        for (spender, counter) in &budgets {
+        // Plans outside the transaction: allowances for windows not seen yet. By window:
+        // (limit, used, the counter's index in `budgets`).
+        let mut seen: BTreeMap<Window, (Micros, Micros, usize)> = BTreeMap::new();
+        for (ix, (spender, counter)) in budgets.iter().enumerate() {
             let u = counter.snapshot(now);
             let key = (ledger_name(spender), u.window_start);
             let committed = u.spent_micros + u.reserved_micros;
@@ -336,84 +337,104 @@ impl Worker {
                 .or_insert_with(|| Allowance::new(u.window_start, committed, now));
             let used = a.used(committed);
             a.observe(used, now, &chunks);
-            seen.push((key, u.limit_micros, used));
+            seen.insert(key, (u.limit_micros, used, ix));
         }
         // Windows this replica holds but no counter is in any more (rolled, or the budget
-        // went away): their unused part goes back.
-        let live: std::collections::HashSet<&(String, i64)> = seen.iter().map(|s| &s.0).collect();
-        for k in self.allowances.keys() {
-            if !live.contains(k) {
-                ended.push(k.clone());
-            }
-        }
-        let due: Vec<bool> = seen
+        // went away): their unused part goes back, and what the counter claimed there
+        // stays spent.
+        let ended: Vec<(Window, Micros)> = self
+            .allowances
             .iter()
-            .map(|(k, _, _)| {
+            .filter(|(k, _)| !seen.contains_key(*k))
+            .map(|(k, a)| (k.clone(), a.claimed))
+            .collect();
+        let missing: Vec<(&Window, Micros)> = seen
+            .iter()
+            .filter(|(k, _)| !self.pools.contains(*k))
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        let mut locked: Vec<&Window> = seen.keys().chain(ended.iter().map(|e| &e.0)).collect();
+        locked.sort_unstable();
+        let client = match self.client.take() {
+            Some(c) => self.client.insert(c),
+            None => self.client.insert(Client::connect(&self.url, NoTls)?),
+        };
+        create_pools(client, &missing)?;
+        self.pools.extend(missing.iter().map(|(k, _)| (*k).clone()));
+        let mut tx = client.transaction()?;
+        let mut pools = lock_pools(&mut tx, &locked)?;
+        // A window whose counter went away (it is created again on the next pass).
+        self.pools
+            .retain(|k| !seen.contains_key(k) || pools.contains_key(k));
+        let changed: Vec<(&Window, Micros)> = seen
+            .iter()
+            .filter(|(k, v)| pools.get(*k).is_some_and(|p| p.limit != v.0))
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        set_limits(&mut tx, &changed)?;
+        let due: Vec<&Window> = seen
+            .keys()
+            .filter(|k| pools.contains_key(*k))
+            .filter(|k| {
                 self.last_reclaim
-                    .get(k)
+                    .get(*k)
                     .is_none_or(|&t| now - t >= 1_000_000)
             })
             .collect();
-        let mut plans = Vec::with_capacity(seen.len());
-        for (k, _, used) in &seen {
-            if let Some(a) = self.allowances.get(k) {
-                plans.push((a.clone(), *used));
+        let back = reclaim(&mut tx, &due)?;
+        for (k, v) in &seen {
+            if let Some(p) = pools.get_mut(k) {
+                p.limit = v.0;
+                p.granted -= back.get(k).copied().unwrap_or(0);
             }
         }
-        // The counter left these windows: what it claimed there stays spent.
-        let ended_used: Vec<((String, i64), Micros)> = ended
-            .iter()
-            .filter_map(|k| self.allowances.get(k).map(|a| (k.clone(), a.claimed)))
-            .collect();
-        let pools = std::mem::take(&mut self.pools);
-        let mut new_pools = Vec::new();
-        let client = self.client()?;
-        let mut tx = client.transaction()?;
-        for (((key, limit, _), due), (mut a, used)) in seen.iter().zip(&due).zip(plans) {
-            let (scope, start) = (key.0.as_str(), key.1);
-            if pools.get(key) != Some(limit) {
-                set_pool_limit(&mut tx, scope, start, *limit)?;
-                new_pools.push((key.clone(), *limit));
+        // The chunks to take, from what each counter has left now that it is locked.
+        let mut plans: Vec<(&Window, Allowance, Micros, Micros)> = Vec::with_capacity(seen.len());
+        let mut takes: Vec<(&Window, Micros)> = Vec::new();
+        for (k, (_, used, _)) in &seen {
+            let (Some(p), Some(a)) = (pools.get(k), self.allowances.get(k)) else {
+                continue;
+            };
+            let plan = a.plan(*used, Some(p.remaining()), p.leases, &chunks);
+            let amount = plan.take.min(p.remaining());
+            if amount > 0 {
+                takes.push((k, amount));
             }
-            if *due {
-                reclaim(&mut tx, scope, start)?;
-            }
-            let (remaining, replicas_hint) = pool_state(&mut tx, scope, start)?;
-            let plan = a.plan(used, Some(remaining), replicas_hint, &chunks);
-            let mut remaining = remaining;
-            if plan.take > 0 {
-                let got = take(&mut tx, scope, start, &replica, plan.take, ttl)?;
-                a.add_granted(got);
-                remaining -= got;
-            }
+            plans.push((k, a.clone(), *used, plan.claim));
+        }
+        let got = take(&mut tx, &replica, &takes, ttl)?;
+        let mut claims: Vec<(&Window, (Micros, Micros))> = Vec::with_capacity(plans.len());
+        for (k, a, used, first_claim) in &mut plans {
+            let Some(p) = pools.get(*k) else { continue };
+            let granted = got.get(*k).copied().unwrap_or(0);
+            a.add_granted(granted);
             let claim = a
-                .plan(used, Some(remaining), replicas_hint, &chunks)
+                .plan(*used, Some(p.remaining() - granted), p.leases, &chunks)
                 .claim
-                .max(plan.claim);
-            let (granted, claimed) =
-                claim_lease(&mut tx, scope, start, &replica, claim, used, ttl)?;
-            a.committed(granted, claimed);
-            commits.push((key.clone(), a, *due));
+                .max(*first_claim);
+            claims.push((k, (claim, *used)));
         }
-        for (key, used) in &ended_used {
-            release(&mut tx, &key.0, key.1, &replica, *used)?;
-        }
+        let leases = claim_leases(&mut tx, &replica, &claims, ttl)?;
+        let ended_used: Vec<(&Window, Micros)> = ended.iter().map(|(k, u)| (k, *u)).collect();
+        release(&mut tx, &replica, &ended_used)?;
         write_spend(&mut tx, &spend)?;
-        let committed = tx.commit();
-        self.pools = pools;
-        committed?;
-        self.pools.extend(new_pools);
+        tx.commit()?;
         // Committed: raise the caps, forget what was written.
-        for (key, a, due) in commits {
-            if due {
-                self.last_reclaim.insert(key.clone(), now);
+        let due: HashSet<&Window> = due.into_iter().collect();
+        for (k, mut a, _, _) in plans {
+            let (granted, claimed) = leases.get(k).copied().unwrap_or((0, 0));
+            a.committed(granted, claimed);
+            if due.contains(k) {
+                self.last_reclaim.insert(k.clone(), now);
             }
-            if let Some((_, counter)) = budgets.iter().find(|(s, _)| ledger_name(s) == key.0) {
-                counter.set_fleet_cap(key.1, Some(a.cap()));
+            if let Some((_, _, ix)) = seen.get(k)
+                && let Some((_, counter)) = budgets.get(*ix)
+            {
+                counter.set_fleet_cap(k.1, Some(a.cap()));
             }
-            self.allowances.insert(key, a);
+            self.allowances.insert(k.clone(), a);
         }
-        for key in ended {
+        for (key, _) in ended {
             self.allowances.remove(&key);
             self.last_reclaim.remove(&key);
         }
@@ -437,24 +458,27 @@ impl Worker {
     fn release_all(&mut self, shared: &Shared) -> Result<(), postgres::Error> {
         let now = Timestamp::now().as_micros();
         let cell = self.cell.clone();
-        let mut frozen = Vec::new();
+        let mut frozen: Vec<(Window, Micros)> = Vec::new();
         for (spender, counter) in cell.hard_budgets() {
             let u = counter.snapshot(now);
             let committed = u.spent_micros + u.reserved_micros;
             counter.set_fleet_cap(u.window_start, Some(committed));
             let key = (ledger_name(&spender), u.window_start);
             if let Some(a) = self.allowances.get(&key) {
-                frozen.push((key, a.used(committed)));
+                let used = a.used(committed);
+                frozen.push((key, used));
             }
         }
+        frozen.sort_unstable();
         let replica = self.replica.clone();
         let spend = shared.queued_spend();
         let mut rates = std::mem::take(&mut self.rates);
         let client = self.client()?;
         let mut tx = client.transaction()?;
-        for ((scope, start), used) in &frozen {
-            release(&mut tx, scope, *start, &replica, *used)?;
-        }
+        let windows: Vec<&Window> = frozen.iter().map(|f| &f.0).collect();
+        lock_pools(&mut tx, &windows)?;
+        let leases: Vec<(&Window, Micros)> = frozen.iter().map(|(k, u)| (k, *u)).collect();
+        release(&mut tx, &replica, &leases)?;
         rates.release(&mut tx, &cell, &replica)?;
         write_spend(&mut tx, &spend)?;
         tx.commit()?;
