@@ -4,7 +4,7 @@
 //! lease end measured on this process's clock from before the transaction began, so a
 //! replica never uses a share past the end the database recorded.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use postgres::{Client, Transaction};
 
@@ -87,11 +87,8 @@ impl Rates {
         if rates.is_empty() {
             return Ok(());
         }
-        let mut tx = client.transaction()?;
-        let now: i64 = tx
-            .query_one("SELECT (extract(epoch FROM now()) * 1000000)::BIGINT", &[])?
-            .get(0);
-        let mut shares: Vec<(&RateLimiter, String, u64)> = Vec::with_capacity(rates.len());
+        // By scope name, sorted: every replica locks the scope rows in the same order.
+        let mut wanted: BTreeMap<String, (&RateLimiter, u64, u64)> = BTreeMap::new();
         for (spender, tokens, l) in &rates {
             let Some(limit) = cell.configured_rate(l) else {
                 continue;
@@ -104,8 +101,15 @@ impl Rates {
             } else {
                 local.pressure.want(l.limit())
             };
-            let share = renew_scope(&mut tx, &name, replica, limit, want, now, &self.policy)?;
-            shares.push((l, name, share.clamp(MIN_SHARE, limit)));
+            wanted.insert(name, (l, limit, want));
+        }
+        let mut tx = client.transaction()?;
+        let got = renew_scopes(&mut tx, &wanted, replica, &self.policy)?;
+        let mut shares: Vec<(&RateLimiter, String, u64)> = Vec::with_capacity(wanted.len());
+        for (name, (l, limit, _)) in wanted {
+            if let Some(share) = got.get(&name) {
+                shares.push((l, name, (*share).clamp(MIN_SHARE, limit)));
+            }
         }
         tx.commit()?;
         let deadline = sent.saturating_add(self.policy.lease.unsigned_abs() * 1_000);
@@ -142,86 +146,157 @@ impl Rates {
     }
 }
 
-/// Renews one row (and rebalances the scope when due); returns this replica's share.
-fn renew_scope(
+/// Renews this replica's row of every scope (and rebalances the scopes that are due),
+/// in a handful of set-wide statements; returns this replica's share of each scope.
+/// `wanted` holds, by scope: the limiter, its limit and the share this replica wants.
+fn renew_scopes(
     tx: &mut Transaction<'_>,
-    scope: &str,
+    wanted: &BTreeMap<String, (&RateLimiter, u64, u64)>,
     replica: &str,
-    limit: u64,
-    want: u64,
-    now: i64,
     p: &SharePolicy,
-) -> Result<u64, postgres::Error> {
-    let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    // The scope row is the rebalancing lock: replicas renewing the scope queue here.
-    let rebalanced_at: i64 = tx
-        .query_one(
-            "INSERT INTO fleet_rate_scope (scope, limit_per_minute) VALUES ($1, $2)
-             ON CONFLICT (scope) DO UPDATE SET limit_per_minute = EXCLUDED.limit_per_minute
-             RETURNING rebalanced_at",
-            &[&scope, &big(limit)],
-        )?
+) -> Result<HashMap<String, u64>, postgres::Error> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let now: i64 = tx
+        .query_one("SELECT (extract(epoch FROM now()) * 1000000)::BIGINT", &[])?
         .get(0);
+    let scopes: Vec<&str> = wanted.keys().map(String::as_str).collect();
+    let limits: Vec<i64> = wanted.values().map(|w| big(w.1)).collect();
+    let wants: Vec<i64> = wanted.values().map(|w| big(w.2)).collect();
+    // The scope rows are the rebalancing locks: replicas renewing a scope queue there.
+    let scope_rows = tx.query(
+        "INSERT INTO fleet_rate_scope (scope, limit_per_minute)
+         SELECT * FROM unnest($1::TEXT[], $2::BIGINT[]) ORDER BY 1
+         ON CONFLICT (scope) DO UPDATE SET limit_per_minute = EXCLUDED.limit_per_minute
+         RETURNING scope, rebalanced_at",
+        &[&scopes, &limits],
+    )?;
     tx.execute(
         "INSERT INTO fleet_rate_share (scope, replica, share, want, lease_until)
-         VALUES ($1, $2, 1, $3, $4)
+         SELECT s, $2, 1, w, $4 FROM unnest($1::TEXT[], $3::BIGINT[]) AS u(s, w)
          ON CONFLICT (scope, replica) DO UPDATE
          SET want = EXCLUDED.want, lease_until = EXCLUDED.lease_until",
-        &[&scope, &replica, &big(want), &(now + p.lease)],
+        &[&scopes, &replica, &wants, &(now + p.lease)],
     )?;
-    if now - rebalanced_at >= p.rebalance_every {
-        let found = tx.query(
-            "SELECT replica, share, want, lease_until, hold_amounts, hold_untils
-             FROM fleet_rate_share WHERE scope = $1 ORDER BY replica",
-            &[&scope],
-        )?;
-        let mut names = Vec::with_capacity(found.len());
-        let mut rows: Vec<ShareRow> = Vec::with_capacity(found.len());
-        for r in &found {
-            names.push(r.get::<_, String>(0));
-            let amounts: Vec<i64> = r.get(4);
-            let untils: Vec<i64> = r.get(5);
-            rows.push(ShareRow {
-                share: r.get::<_, i64>(1).max(1).unsigned_abs(),
-                want: r.get::<_, i64>(2).max(1).unsigned_abs(),
-                lease_until: r.get(3),
-                holds: amounts
-                    .iter()
-                    .zip(&untils)
-                    .map(|(&a, &until)| Hold {
-                        amount: a.max(0).unsigned_abs(),
-                        until,
-                    })
-                    .collect(),
-            });
-        }
-        rebalance(&mut rows, limit, now, p);
-        for (name, r) in names.iter().zip(&rows) {
+    let due: Vec<String> = scope_rows
+        .iter()
+        .filter(|r| now - r.get::<_, i64>(1) >= p.rebalance_every)
+        .map(|r| r.get(0))
+        .collect();
+    if !due.is_empty() {
+        rebalance_scopes(tx, &due, wanted, replica, now, p)?;
+    }
+    let rows = tx.query(
+        "SELECT scope, share FROM fleet_rate_share WHERE replica = $1 AND scope = ANY($2)",
+        &[&replica, &scopes],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i64>(1).max(1).unsigned_abs()))
+        .collect())
+}
+
+fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Rebalances the `due` scopes (their rows locked by the caller): reads every replica's
+/// row, splits each limit, drops the rows of replicas gone, writes the shares and holds.
+fn rebalance_scopes(
+    tx: &mut Transaction<'_>,
+    due: &[String],
+    wanted: &BTreeMap<String, (&RateLimiter, u64, u64)>,
+    replica: &str,
+    now: i64,
+    p: &SharePolicy,
+) -> Result<(), postgres::Error> {
+    let found = tx.query(
+        "SELECT scope, replica, share, want, lease_until, hold_amounts, hold_untils
+         FROM fleet_rate_share WHERE scope = ANY($1) ORDER BY scope, replica",
+        &[&due],
+    )?;
+    let mut by_scope: BTreeMap<String, (Vec<String>, Vec<ShareRow>)> = BTreeMap::new();
+    for r in &found {
+        let amounts: Vec<i64> = r.get(5);
+        let untils: Vec<i64> = r.get(6);
+        let row = ShareRow {
+            share: r.get::<_, i64>(2).max(1).unsigned_abs(),
+            want: r.get::<_, i64>(3).max(1).unsigned_abs(),
+            lease_until: r.get(4),
+            holds: amounts
+                .iter()
+                .zip(&untils)
+                .map(|(&a, &until)| Hold {
+                    amount: a.max(0).unsigned_abs(),
+                    until,
+                })
+                .collect(),
+        };
+        let e = by_scope.entry(r.get(0)).or_default();
+        e.0.push(r.get(1));
+        e.1.push(row);
+    }
+    // Gone rows, and every other row's share and holds (holds flattened, row by row).
+    let (mut gone_scope, mut gone_replica) = (Vec::new(), Vec::new());
+    let (mut set_scope, mut set_replica, mut set_share) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut hold_row, mut hold_amount, mut hold_until) = (Vec::new(), Vec::new(), Vec::new());
+    for (scope, (names, mut rows)) in by_scope {
+        let Some((_, limit, _)) = wanted.get(&scope) else {
+            continue;
+        };
+        rebalance(&mut rows, *limit, now, p);
+        for (name, r) in names.into_iter().zip(&rows) {
             if is_gone(r, now) && name != replica {
-                tx.execute(
-                    "DELETE FROM fleet_rate_share WHERE scope = $1 AND replica = $2",
-                    &[&scope, name],
-                )?;
+                gone_scope.push(scope.clone());
+                gone_replica.push(name);
                 continue;
             }
-            let amounts: Vec<i64> = r.holds.iter().map(|h| big(h.amount)).collect();
-            let untils: Vec<i64> = r.holds.iter().map(|h| h.until).collect();
-            tx.execute(
-                "UPDATE fleet_rate_share SET share = $3, hold_amounts = $4, hold_untils = $5
-                 WHERE scope = $1 AND replica = $2",
-                &[&scope, name, &big(r.share), &amounts, &untils],
-            )?;
+            for h in &r.holds {
+                hold_row.push(i64::try_from(set_scope.len()).unwrap_or(i64::MAX));
+                hold_amount.push(big(h.amount));
+                hold_until.push(h.until);
+            }
+            set_scope.push(scope.clone());
+            set_replica.push(name);
+            set_share.push(big(r.share));
         }
+    }
+    if !gone_scope.is_empty() {
         tx.execute(
-            "UPDATE fleet_rate_scope SET rebalanced_at = $2 WHERE scope = $1",
-            &[&scope, &now],
+            "DELETE FROM fleet_rate_share s
+             USING unnest($1::TEXT[], $2::TEXT[]) AS g(scope, replica)
+             WHERE s.scope = g.scope AND s.replica = g.replica",
+            &[&gone_scope, &gone_replica],
         )?;
     }
-    let share: i64 = tx
-        .query_one(
-            "SELECT share FROM fleet_rate_share WHERE scope = $1 AND replica = $2",
-            &[&scope, &replica],
-        )?
-        .get(0);
-    Ok(share.max(1).unsigned_abs())
+    // Row numbers start at 0 here and at 1 in WITH ORDINALITY.
+    tx.execute(
+        "UPDATE fleet_rate_share s
+         SET share = u.share,
+             hold_amounts = coalesce(h.amounts, '{}'), hold_untils = coalesce(h.untils, '{}')
+         FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[]) WITH ORDINALITY
+              AS u(scope, replica, share, n)
+         LEFT JOIN (
+             SELECT row_ix, array_agg(amount ORDER BY ord) AS amounts,
+                    array_agg(until ORDER BY ord) AS untils
+             FROM unnest($4::BIGINT[], $5::BIGINT[], $6::BIGINT[]) WITH ORDINALITY
+                  AS x(row_ix, amount, until, ord)
+             GROUP BY row_ix
+         ) h ON h.row_ix = u.n - 1
+         WHERE s.scope = u.scope AND s.replica = u.replica",
+        &[
+            &set_scope,
+            &set_replica,
+            &set_share,
+            &hold_row,
+            &hold_amount,
+            &hold_until,
+        ],
+    )?;
+    tx.execute(
+        "UPDATE fleet_rate_scope SET rebalanced_at = $2 WHERE scope = ANY($1)",
+        &[&due, &now],
+    )?;
+    Ok(())
 }

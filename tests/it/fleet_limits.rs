@@ -321,9 +321,12 @@ fn three_replicas_share_an_org_rate_limit_by_demand() {
     let Some(pg) = PgCluster::start() else { return };
     let url = pg.database("rate");
     const RPM: u64 = 300;
+    const TPM: u64 = 3_000_000;
     let replicas: Vec<(Store, String, Limits)> = (0..3)
         .map(|i| {
-            let config = format!(r#"{{"rate_limiting":{{"enabled":true,"rpm":{RPM}}}}}"#);
+            // A second scope (tpm) rides in the same statements as the rpm one.
+            let config =
+                format!(r#"{{"rate_limiting":{{"enabled":true,"rpm":{RPM},"tpm":{TPM}}}}}"#);
             let (store, key) = store_with(&config);
             let name = format!("r{i}");
             let limits = fleet_limits::start(&store, &url, &name, Duration::from_secs(10)).unwrap();
@@ -333,7 +336,10 @@ fn three_replicas_share_an_org_rate_limit_by_demand() {
     let share = |r: &str| {
         query_i64(
             &url,
-            &format!("SELECT share FROM fleet_rate_share WHERE replica LIKE '{r}/%'"),
+            &format!(
+                "SELECT share FROM fleet_rate_share
+                 WHERE replica LIKE '{r}/%' AND scope LIKE '%/rpm'"
+            ),
         )
     };
     // Replica 0 asks far more than the limit, 1 a little, 2 nothing; the test runs well
@@ -372,14 +378,19 @@ fn three_replicas_share_an_org_rate_limit_by_demand() {
     });
     let status = StoreBuilder::new().fleet(&url).init().unwrap();
     let shown = |r: &str| {
-        let s: Vec<_> = status
+        let mut s: Vec<_> = status
             .rate_shares
             .iter()
             .filter(|s| s.holder.starts_with(&format!("{r}/")))
             .collect();
-        assert_eq!(s.len(), 1, "{:?}", status.rate_shares);
+        s.sort_by_key(|s| s.unit.clone());
+        assert_eq!(s.len(), 2, "{:?}", status.rate_shares);
         assert_eq!((s[0].scope.as_str(), s[0].unit.as_str()), ("acme", "rpm"));
-        assert!(s[0].expires_in.is_some(), "a live share: {:?}", s[0]);
+        assert_eq!((s[1].scope.as_str(), s[1].unit.as_str()), ("acme", "tpm"));
+        assert!(
+            s.iter().all(|s| s.expires_in.is_some()),
+            "live shares: {s:?}"
+        );
         s[0].share
     };
     assert!(shown("r0") > shown("r2"), "{:?}", status.rate_shares);
@@ -390,14 +401,24 @@ fn three_replicas_share_an_org_rate_limit_by_demand() {
     );
     // Reserved capacity (shares and holds) passes the limit only by the least share of
     // replicas that joined while everything was leased.
-    let reserved = query_i64(
-        &url,
-        "SELECT sum(greatest(share, coalesce((
-             SELECT max(a) FROM unnest(hold_amounts, hold_untils) AS h(a, u)
-             WHERE u > (extract(epoch FROM now()) * 1000000)::BIGINT), 0)))::BIGINT
-         FROM fleet_rate_share",
+    let reserved = |unit: &str| {
+        query_i64(
+            &url,
+            &format!(
+                "SELECT sum(greatest(share, coalesce((
+                     SELECT max(a) FROM unnest(hold_amounts, hold_untils) AS h(a, u)
+                     WHERE u > (extract(epoch FROM now()) * 1000000)::BIGINT), 0)))::BIGINT
+                 FROM fleet_rate_share WHERE scope LIKE '%/{unit}'"
+            ),
+        )
+    };
+    let (rpm, tpm) = (reserved("rpm"), reserved("tpm"));
+    assert!(rpm as u64 <= RPM + 3, "reserved {rpm} of {RPM} rpm");
+    assert!(tpm as u64 <= TPM + 3, "reserved {tpm} of {TPM} tpm");
+    assert!(
+        tpm as u64 >= TPM / 2,
+        "the tpm shares are leased: {tpm} of {TPM}"
     );
-    assert!(reserved as u64 <= RPM + 3, "reserved {reserved}");
     for (_, _, l) in replicas {
         l.shutdown().unwrap();
     }
