@@ -423,3 +423,70 @@ fn three_replicas_share_an_org_rate_limit_by_demand() {
         l.shutdown().unwrap();
     }
 }
+
+/// A replica that asks for less is lowered at once, and its former share stays held on its
+/// own row (so no one grows into it while it could still be in use); the busy replica that
+/// joined later gets only what is free meanwhile.
+#[test]
+fn a_lowered_share_stays_held_on_its_row_while_the_busy_replica_waits_for_it() {
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.database("rate_hold");
+    const RPM: u64 = 300;
+    let config = format!(r#"{{"rate_limiting":{{"enabled":true,"rpm":{RPM}}}}}"#);
+    // The idle replica starts first and is given the whole limit.
+    let (idle, _) = store_with(&config);
+    let idle_limits = fleet_limits::start(&idle, &url, "idle", Duration::from_secs(10)).unwrap();
+    let (busy, key) = store_with(&config);
+    let busy_limits = fleet_limits::start(&busy, &url, "busy", Duration::from_secs(10)).unwrap();
+    let row = |r: &str| {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let row = c
+            .query_one(
+                "SELECT share, hold_amounts FROM fleet_rate_share WHERE replica LIKE $1",
+                &[&format!("{r}/%")],
+            )
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, Vec<i64>>(1))
+    };
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let gw = busy.gateway();
+            let ip = "10.0.0.1".parse().unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(g) = gw.check(&Request::new(&key, "m", ip)) {
+                    gw.record_usage(&g, Usage::default());
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let mut polls = 0;
+        while row("idle").0 >= RPM as i64 {
+            polls += 1;
+            assert!(
+                polls < 600,
+                "the idle replica was never lowered: {:?}",
+                row("idle")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let (share, holds) = row("idle");
+    assert!(
+        holds.iter().any(|&h| h > share),
+        "the former share is held: share {share}, holds {holds:?}"
+    );
+    let (busy_share, busy_holds) = row("busy");
+    assert!(
+        busy_holds.is_empty(),
+        "the busy replica was never lowered: {busy_holds:?}"
+    );
+    let held = holds.iter().copied().max().unwrap_or(0);
+    assert!(
+        (busy_share + held) as u64 <= RPM + 1,
+        "what is reserved stays within the limit: busy {busy_share} + held {held}"
+    );
+    idle_limits.shutdown().unwrap();
+    busy_limits.shutdown().unwrap();
+}
