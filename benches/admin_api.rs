@@ -5,10 +5,12 @@
 //!   `GET /v1/orgs/{org}/config` over loopback TCP with an operator bearer token;
 //! - `admin_api/key_create/{direct,http}`: `keys().create` against `POST /v1/orgs/{org}/keys`;
 //! - `admin_api/config_retrieve/socket`: the same `GET` over the Unix socket (the CLI's
-//!   path: no bearer token, the peer's credentials).
+//!   path: no bearer token, the peer's credentials);
+//! - `admin_api/{config_retrieve,key_create}/http_kept_alive`: the same requests on one
+//!   kept-alive TCP connection, as a client with a connection pool sends them.
 //!
 //! Each HTTP iteration is a whole request as a client makes it: connect, send, read the
-//! answer to its end (the server answers one request per connection), with the token
+//! answer to its end (the request asks the server to close), with the token
 //! checked and the call run on the server's blocking pool. Goal: the API adds at most
 //! 200 us to the median of the direct call.
 //!
@@ -62,6 +64,47 @@ fn exchange(s: &mut (impl Read + Write), text: &str, expect: &str) -> usize {
     out.len()
 }
 
+/// A kept-alive connection, as an HTTP client library with a connection pool holds one.
+struct Kept {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Kept {
+    fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        Self {
+            s,
+            buf: Vec::with_capacity(8192),
+        }
+    }
+
+    /// One request on the connection; reads the answer's head and its `content-length`.
+    fn request(&mut self, text: &str, expect: &str) -> usize {
+        self.s.write_all(text.as_bytes()).unwrap();
+        self.buf.clear();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = self.s.read(&mut chunk).unwrap();
+            assert!(n > 0, "the server closed a kept-alive connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+            let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if self.buf.len() >= end + 4 + length {
+                assert!(self.buf.starts_with(expect.as_bytes()), "{head}");
+                return self.buf.len();
+            }
+        }
+    }
+}
+
 /// The admin API of `store` on a loopback port, and the request headers with an operator
 /// bearer token.
 fn serve(store: &Store, db: &std::path::Path) -> (RunningServer, SocketAddr, String) {
@@ -106,9 +149,14 @@ fn admin_api(c: &mut Criterion) {
     g.bench_function("http", |b| {
         b.iter(|| black_box(request(addr, &get, "HTTP/1.1 200")))
     });
-    let get_unix = "GET /v1/orgs/bench/config HTTP/1.1\r\nhost: bench\r\n\r\n";
+    let get_unix = "GET /v1/orgs/bench/config HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n";
     g.bench_function("socket", |b| {
         b.iter(|| black_box(request_unix(&socket, get_unix, "HTTP/1.1 200")))
+    });
+    let get_kept = get.replace("connection: close\r\n", "");
+    let mut kept = Kept::connect(addr);
+    g.bench_function("http_kept_alive", |b| {
+        b.iter(|| black_box(kept.request(&get_kept, "HTTP/1.1 200")))
     });
     g.finish();
 
@@ -124,6 +172,10 @@ fn admin_api(c: &mut Criterion) {
     );
     g.bench_function("http", |b| {
         b.iter(|| black_box(request(addr, &post, "HTTP/1.1 201")))
+    });
+    let post_kept = post.replace("connection: close\r\n", "");
+    g.bench_function("http_kept_alive", |b| {
+        b.iter(|| black_box(kept.request(&post_kept, "HTTP/1.1 201")))
     });
     g.finish();
     server.shutdown();

@@ -6,12 +6,13 @@
 //! Rate limits are shared the same way (see [`super::lease_rate`]): every pass samples
 //! the limiters, every fifth renews the shares.
 //!
-//! Each pass (every [`LimitsOptions::tick`]) runs one transaction: for every hard budget
-//! the snapshot enforces, it reclaims lapsed leases of that window (about once a second),
-//! takes a chunk when the plan asks for one (`SELECT .. FOR UPDATE`, then the conditional
-//! `UPDATE .. SET granted = granted + $chunk WHERE granted + $chunk <= limit_micros`),
-//! commits the claim with the reported use, renewing the lease, and only after the commit
-//! raises the counter's cap. Queued spend is added to `fleet_spend` in the same
+//! Each pass (every [`LimitsOptions::tick`]) runs one transaction over every hard budget
+//! the snapshot enforces, in a handful of set-wide statements ([`super::lease_sql`]):
+//! it locks the windows' counters in sorted order, reclaims lapsed leases (each window
+//! about once a second), takes the chunks the plans ask for with the conditional
+//! `UPDATE .. SET granted = granted + amount WHERE granted + amount <= limit_micros`,
+//! commits the claims with the reported use, renewing the leases, and only after the
+//! commit raises the counters' caps. Queued spend is added to `fleet_spend` in the same
 //! transaction (per scope and UTC day, plus an all-time row). Nothing here ever NOTIFYs.
 //!
 //! When the database is unreachable a pass fails as a whole: caps stay where the last

@@ -436,14 +436,28 @@ where
             }
         }
     });
+    // Kept alive between requests: the header timeout also bounds the idle time before
+    // the next request's headers.
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .keep_alive(false)
+        .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
-    // A hard cap per connection: one request, its headers and its handling.
-    let cap = limits.header_timeout + limits.request_timeout + std::time::Duration::from_secs(1);
-    match tokio::time::timeout(cap, conn).await {
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => Some(ended),
+        () = tokio::time::sleep(limits.max_connection_age) => None,
+    };
+    let ended = match ended {
+        Some(ended) => Ok(ended),
+        None => {
+            // Old enough: finish the request in progress, then close.
+            conn.as_mut().graceful_shutdown();
+            let finish = limits.request_timeout + std::time::Duration::from_secs(1);
+            tokio::time::timeout(finish, conn).await
+        }
+    };
+    match ended {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(error = %e, "admin connection ended"),
         Err(_) => tracing::debug!("admin connection closed: too slow"),

@@ -72,14 +72,18 @@ pub fn default_socket_path(db: &Path) -> PathBuf {
 pub struct ServerLimits {
     /// The largest request body accepted; a larger one is answered 413.
     pub max_body_bytes: usize,
-    /// How long a client may take to send a request's headers (the connection is closed
-    /// after that).
+    /// How long a client may take to send a request's headers, and how long a kept-alive
+    /// connection may sit idle between requests (the connection is closed after that).
     pub header_timeout: Duration,
     /// How long a request may take from its headers to its response, reading the body
     /// included (answered 503 after that, the operation not started or rolled back whole).
     pub request_timeout: Duration,
     /// Connections served at once; more wait in the socket's backlog.
     pub max_connections: usize,
+    /// How long one connection is kept: after that the server finishes the request in
+    /// progress (within `request_timeout`) and closes it, so no client holds a connection
+    /// for good. Clients reconnect.
+    pub max_connection_age: Duration,
 }
 
 impl Default for ServerLimits {
@@ -89,6 +93,7 @@ impl Default for ServerLimits {
             header_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             max_connections: 256,
+            max_connection_age: Duration::from_secs(60),
         }
     }
 }
@@ -126,6 +131,18 @@ impl ServerLimits {
     /// ```
     pub fn max_body_bytes(mut self, n: usize) -> Self {
         self.max_body_bytes = n;
+        self
+    }
+
+    /// Sets how long one connection is kept (see [`ServerLimits::max_connection_age`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let l = orgstore::server::ServerLimits::default().max_connection_age(Duration::from_secs(5));
+    /// assert_eq!(l.max_connection_age, Duration::from_secs(5));
+    /// ```
+    pub fn max_connection_age(mut self, t: Duration) -> Self {
+        self.max_connection_age = t;
         self
     }
 

@@ -529,7 +529,8 @@ fn bad_input_over_tcp_gets_clear_errors_and_changes_nothing() {
     };
     let request = |ty: &str, body: &str, length: usize| {
         format!(
-            "POST /v1/orgs/acme/keys HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {op}\r\n\
+            "POST /v1/orgs/acme/keys HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+             authorization: Bearer {op}\r\n\
              content-type: {ty}\r\ncontent-length: {length}\r\n\r\n{body}"
         )
         .into_bytes()

@@ -21,7 +21,7 @@ pub(crate) struct Answer {
     pub(crate) body: Value,
 }
 
-/// Sends raw bytes and reads the whole answer (the server closes after one request).
+/// Sends raw bytes and reads the whole answer (the request asks the server to close).
 pub(crate) fn raw(socket: &Path, bytes: &[u8]) -> Option<Answer> {
     let s = UnixStream::connect(socket).unwrap();
     // A safety net against a hung test, not a timing assertion.
@@ -51,7 +51,7 @@ pub(crate) fn call(
     body: Option<(&str, &str)>,
     as_member: Option<&str>,
 ) -> Answer {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: x\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n");
     if let Some(e) = as_member {
         req.push_str(&format!("x-orgstore-as: {e}\r\n"));
     }
@@ -412,7 +412,7 @@ fn slow_clients_are_cut_off_and_the_server_keeps_serving() {
     // A body that never arrives: 503, nothing created.
     let slow = raw(
         &sock,
-        b"POST /v1/orgs/acme/keys HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"name\"",
+        b"POST /v1/orgs/acme/keys HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"name\"",
     )
     .expect("an answer");
     assert_eq!(
@@ -427,6 +427,75 @@ fn slow_clients_are_cut_off_and_the_server_keeps_serving() {
             .is_empty()
     );
     assert_eq!(call(&sock, "GET", "/v1/orgs", None, None).status, 200);
+}
+
+/// Reads one answer from a kept-alive connection: its status, or `None` once the server
+/// closed it (the answer's head and `content-length` bytes, never a partial answer).
+fn read_kept(s: &mut UnixStream) -> Option<u16> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            assert!(
+                buf.is_empty(),
+                "a partial answer: {}",
+                String::from_utf8_lossy(&buf)
+            );
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if buf.len() >= end + 4 + length {
+            return head.split(' ').nth(1)?.parse().ok();
+        }
+    }
+}
+
+#[test]
+fn a_kept_alive_connection_serves_requests_in_turn_and_is_closed_when_idle_or_old() {
+    let limits = ServerLimits::default()
+        .header_timeout(Duration::from_millis(300))
+        .max_connection_age(Duration::from_millis(1500));
+    let s = Served::new(limits);
+    let get = b"GET /v1/orgs HTTP/1.1\r\nhost: x\r\n\r\n";
+    // Several requests on one connection, each answered whole.
+    let mut c = UnixStream::connect(s.socket()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    for _ in 0..5 {
+        c.write_all(get).unwrap();
+        assert_eq!(read_kept(&mut c), Some(200));
+    }
+    // Idle past the header timeout: the server closes it.
+    assert_eq!(read_kept(&mut c), None, "an idle connection is closed");
+    // A busy connection is closed once it is old, between two answers.
+    let mut c = UnixStream::connect(s.socket()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut answered = 0;
+    loop {
+        if c.write_all(get).is_err() {
+            break;
+        }
+        match read_kept(&mut c) {
+            Some(status) => {
+                assert_eq!(status, 200);
+                answered += 1;
+            }
+            None => break,
+        }
+        assert!(answered < 200, "the connection was never closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(answered >= 2, "answered {answered} before closing");
+    // The server keeps serving new connections.
+    assert_eq!(call(&s.socket(), "GET", "/v1/orgs", None, None).status, 200);
 }
 
 #[test]
@@ -813,7 +882,7 @@ pub(crate) fn tcp_call(
 ) -> Answer {
     let s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: x\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n");
     if let Some(t) = token {
         req.push_str(&format!("authorization: Bearer {t}\r\n"));
     }
