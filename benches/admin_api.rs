@@ -66,6 +66,7 @@ fn exchange(s: &mut (impl Read + Write), text: &str, expect: &str) -> usize {
 
 /// A kept-alive connection, as an HTTP client library with a connection pool holds one.
 struct Kept {
+    addr: SocketAddr,
     s: TcpStream,
     buf: Vec<u8>,
 }
@@ -75,19 +76,34 @@ impl Kept {
         let s = TcpStream::connect(addr).unwrap();
         s.set_nodelay(true).unwrap();
         Self {
+            addr,
             s,
             buf: Vec::with_capacity(8192),
         }
     }
 
     /// One request on the connection; reads the answer's head and its `content-length`.
+    /// A connection the server closed (idle or old) is opened again, as a pool does.
     fn request(&mut self, text: &str, expect: &str) -> usize {
-        self.s.write_all(text.as_bytes()).unwrap();
+        match self.try_request(text, expect) {
+            Some(n) => n,
+            None => {
+                *self = Self::connect(self.addr);
+                self.try_request(text, expect).unwrap()
+            }
+        }
+    }
+
+    fn try_request(&mut self, text: &str, expect: &str) -> Option<usize> {
+        self.s.write_all(text.as_bytes()).ok()?;
         self.buf.clear();
         let mut chunk = [0u8; 4096];
         loop {
-            let n = self.s.read(&mut chunk).unwrap();
-            assert!(n > 0, "the server closed a kept-alive connection");
+            let n = self.s.read(&mut chunk).ok()?;
+            if n == 0 {
+                assert!(self.buf.is_empty(), "a partial answer");
+                return None;
+            }
             self.buf.extend_from_slice(&chunk[..n]);
             let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
                 continue;
@@ -99,7 +115,7 @@ impl Kept {
                 .map_or(0, |v| v.trim().parse().unwrap());
             if self.buf.len() >= end + 4 + length {
                 assert!(self.buf.starts_with(expect.as_bytes()), "{head}");
-                return self.buf.len();
+                return Some(self.buf.len());
             }
         }
     }
