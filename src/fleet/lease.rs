@@ -31,8 +31,8 @@ use super::budget::{Allowance, ChunkPolicy, Micros};
 use super::lease_rate::{RATE_SCHEMA, Rates};
 pub(crate) use super::lease_sql::LIMITS_SCHEMA;
 use super::lease_sql::{
-    TOTAL_DAY, Window, claim_leases, create_pools, lock_pools, reclaim, release, set_limits, take,
-    write_spend,
+    Counter, TOTAL_DAY, Window, claim_leases, create_pools, lock_pools, reclaim, release,
+    set_limits, take, write_spend,
 };
 use super::rate::MIN_SHARE;
 use crate::error::{Error, ErrorKind};
@@ -121,6 +121,7 @@ pub(crate) fn start_limits(
         allowances: HashMap::new(),
         client: Some(client),
         last_reclaim: HashMap::new(),
+        sent: HashMap::new(),
         rates: Rates::default(),
     };
     // Caps first, so nothing admits beyond a lease even if the first pass fails.
@@ -251,8 +252,12 @@ impl Drop for LimitsHandle {
 struct Worker {
     url: String,
     replica: String,
-    /// The limit each window's central counter was last given, by (scope, window start).
+    /// The windows whose central counter exists (created by this replica or found).
     pools: HashSet<Window>,
+    /// What the last committed pass of each window wrote and read: a window whose use
+    /// and plan did not change since is left out of passes until its lease is due for
+    /// renewal, so idle budgets cost the database nothing between renewals.
+    sent: HashMap<Window, Sent>,
     cell: Arc<SnapshotCell>,
     options: LimitsOptions,
     /// By (scope, window start).
@@ -263,7 +268,43 @@ struct Worker {
     rates: Rates,
 }
 
+/// What a pass committed for one window (see [`Worker::sent`]).
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    used: Micros,
+    limit: Micros,
+    /// The counter as the pass left it.
+    counter: Counter,
+    /// When (Unix micros).
+    at: i64,
+}
+
 impl Worker {
+    /// Whether a window must be in this pass: never committed, its use or limit changed,
+    /// its plan asks for more (and the counter may have it, or lapsed leases are due for
+    /// reclaiming), or its lease is due for renewal (a third of its life).
+    fn wanted(&self, k: &Window, limit: Micros, used: Micros, now: i64) -> bool {
+        let (Some(sent), Some(a)) = (self.sent.get(k), self.allowances.get(k)) else {
+            return true;
+        };
+        let renew = i64::try_from(self.options.lease_ttl.as_micros() / 3).unwrap_or(i64::MAX);
+        if sent.used != used || sent.limit != limit || now - sent.at >= renew {
+            return true;
+        }
+        let remaining = sent.counter.remaining();
+        let plan = a.plan(
+            used,
+            Some(remaining),
+            sent.counter.leases,
+            &self.options.chunks,
+        );
+        let reclaim_due = self
+            .last_reclaim
+            .get(k)
+            .is_none_or(|&t| now - t >= 1_000_000);
+        (plan.take > 0 && (remaining > 0 || reclaim_due)) || plan.claim > a.claimed
+    }
+
     fn run(mut self, shared: &Shared) -> Self {
         let mut backoff = self.options.tick;
         while !shared.stop.load(Ordering::Acquire) {
@@ -349,6 +390,11 @@ impl Worker {
             .filter(|(k, _)| !seen.contains_key(*k))
             .map(|(k, a)| (k.clone(), a.claimed))
             .collect();
+        // Idle windows wait for their renewal.
+        seen.retain(|k, v| self.wanted(k, v.0, v.1, now));
+        if seen.is_empty() && ended.is_empty() && spend.is_empty() {
+            return Ok(());
+        }
         let missing: Vec<(&Window, Micros)> = seen
             .iter()
             .filter(|(k, _)| !self.pools.contains(*k))
@@ -422,9 +468,20 @@ impl Worker {
         tx.commit()?;
         // Committed: raise the caps, forget what was written.
         let due: HashSet<&Window> = due.into_iter().collect();
-        for (k, mut a, _, _) in plans {
+        for (k, mut a, used, _) in plans {
             let (granted, claimed) = leases.get(k).copied().unwrap_or((0, 0));
             a.committed(granted, claimed);
+            if let (Some(c), Some((limit, _, _))) = (pools.get(k), seen.get(k)) {
+                let mut counter = *c;
+                counter.granted += got.get(k).copied().unwrap_or(0);
+                let sent = Sent {
+                    used,
+                    limit: *limit,
+                    counter,
+                    at: now,
+                };
+                self.sent.insert(k.clone(), sent);
+            }
             if due.contains(k) {
                 self.last_reclaim.insert(k.clone(), now);
             }
@@ -438,6 +495,7 @@ impl Worker {
         for (key, _) in ended {
             self.allowances.remove(&key);
             self.last_reclaim.remove(&key);
+            self.sent.remove(&key);
         }
         let mut q = shared
             .spend

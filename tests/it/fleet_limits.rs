@@ -490,3 +490,45 @@ fn a_lowered_share_stays_held_on_its_row_while_the_busy_replica_waits_for_it() {
     idle_limits.shutdown().unwrap();
     busy_limits.shutdown().unwrap();
 }
+
+/// An idle budget's lease row is left alone between renewals (passes run ten times a
+/// second; only a changed use, a plan asking for more or a renewal writes the row), and a
+/// budget in use is written again within a pass or two.
+#[test]
+fn an_idle_budget_costs_the_database_nothing_between_renewals() {
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.database("idle");
+    // A 30 s lease: renewed every 10 s.
+    let r = replica(&url, "r0", Duration::from_secs(30));
+    wait_for(
+        &url,
+        "SELECT count(*) FROM fleet_budget_lease WHERE replica LIKE 'r0/%'",
+    );
+    let version = || {
+        query_i64(
+            &url,
+            "SELECT xmin::TEXT::BIGINT FROM fleet_budget_lease WHERE replica LIKE 'r0/%'",
+        )
+    };
+    // Settled after the first passes (the spend rate's estimate decays to nothing).
+    std::thread::sleep(Duration::from_millis(1500));
+    let idle = version();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(version(), idle, "an idle lease row was rewritten");
+    let gw = r.store.gateway();
+    let g = gw
+        .check(&Request::new(&r.key, "m", "10.0.0.1".parse().unwrap()))
+        .unwrap();
+    gw.record_usage(&g, Usage::new(1, 1, usd_micros(ESTIMATE)));
+    let mut polls = 0;
+    while version() == idle {
+        polls += 1;
+        assert!(polls < 100, "a used budget's lease was never written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let used = query_i64(
+        &url,
+        "SELECT used FROM fleet_budget_lease WHERE replica LIKE 'r0/%'",
+    );
+    assert!(used > 0, "the use is reported: {used}");
+}
