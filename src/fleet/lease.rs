@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 
@@ -263,9 +263,15 @@ struct Worker {
     /// By (scope, window start).
     allowances: HashMap<(String, i64), Allowance>,
     client: Option<Client>,
-    /// When each window was last reclaimed (Unix micros).
-    last_reclaim: HashMap<(String, i64), i64>,
+    /// When each window was last reclaimed.
+    last_reclaim: HashMap<Window, Instant>,
     rates: Rates,
+}
+
+/// Whether lapsed leases of a window are due to be reclaimed (once a second at most).
+fn reclaim_due(last: &HashMap<Window, Instant>, k: &Window, tick: Instant) -> bool {
+    last.get(k)
+        .is_none_or(|&t| tick.saturating_duration_since(t) >= Duration::from_secs(1))
 }
 
 /// What a pass committed for one window (see [`Worker::sent`]).
@@ -275,20 +281,23 @@ struct Sent {
     limit: Micros,
     /// The counter as the pass left it.
     counter: Counter,
-    /// When (Unix micros).
-    at: i64,
+    /// When (monotonic: a step of the system clock neither delays a renewal nor forces one).
+    at: Instant,
 }
 
 impl Worker {
     /// Whether a window must be in this pass: never committed, its use or limit changed,
     /// its plan asks for more (and the counter may have it, or lapsed leases are due for
     /// reclaiming), or its lease is due for renewal (a third of its life).
-    fn wanted(&self, k: &Window, limit: Micros, used: Micros, now: i64) -> bool {
+    fn wanted(&self, k: &Window, limit: Micros, used: Micros, tick: Instant) -> bool {
         let (Some(sent), Some(a)) = (self.sent.get(k), self.allowances.get(k)) else {
             return true;
         };
-        let renew = i64::try_from(self.options.lease_ttl.as_micros() / 3).unwrap_or(i64::MAX);
-        if sent.used != used || sent.limit != limit || now - sent.at >= renew {
+        let renew = self.options.lease_ttl / 3;
+        if sent.used != used
+            || sent.limit != limit
+            || tick.saturating_duration_since(sent.at) >= renew
+        {
             return true;
         }
         let remaining = sent.counter.remaining();
@@ -298,10 +307,7 @@ impl Worker {
             sent.counter.leases,
             &self.options.chunks,
         );
-        let reclaim_due = self
-            .last_reclaim
-            .get(k)
-            .is_none_or(|&t| now - t >= 1_000_000);
+        let reclaim_due = reclaim_due(&self.last_reclaim, k, tick);
         (plan.take > 0 && (remaining > 0 || reclaim_due)) || plan.claim > a.claimed
     }
 
@@ -360,6 +366,7 @@ impl Worker {
     /// (see [`super::lease_sql`]).
     fn budgets(&mut self, shared: &Shared) -> Result<(), postgres::Error> {
         let now = Timestamp::now().as_micros();
+        let tick = Instant::now();
         let cell = self.cell.clone();
         let budgets = cell.hard_budgets();
         let ttl = lease_ttl_secs(&self.options);
@@ -391,7 +398,7 @@ impl Worker {
             .map(|(k, a)| (k.clone(), a.claimed))
             .collect();
         // Idle windows wait for their renewal.
-        seen.retain(|k, v| self.wanted(k, v.0, v.1, now));
+        seen.retain(|k, v| self.wanted(k, v.0, v.1, tick));
         if seen.is_empty() && ended.is_empty() && spend.is_empty() {
             return Ok(());
         }
@@ -422,11 +429,7 @@ impl Worker {
         let due: Vec<&Window> = seen
             .keys()
             .filter(|k| pools.contains_key(*k))
-            .filter(|k| {
-                self.last_reclaim
-                    .get(*k)
-                    .is_none_or(|&t| now - t >= 1_000_000)
-            })
+            .filter(|k| reclaim_due(&self.last_reclaim, k, tick))
             .collect();
         let back = reclaim(&mut tx, &due)?;
         for (k, v) in &seen {
@@ -478,12 +481,12 @@ impl Worker {
                     used,
                     limit: *limit,
                     counter,
-                    at: now,
+                    at: tick,
                 };
                 self.sent.insert(k.clone(), sent);
             }
             if due.contains(k) {
-                self.last_reclaim.insert(k.clone(), now);
+                self.last_reclaim.insert(k.clone(), tick);
             }
             if let Some((_, _, ix)) = seen.get(k)
                 && let Some((_, counter)) = budgets.get(*ix)

@@ -136,6 +136,14 @@ impl Rates {
             l.set_share(MIN_SHARE, now);
         }
         self.scopes.clear();
+        // The scope rows first, in order, as a renewal locks them: no deadlock with a
+        // replica rebalancing the same scopes.
+        tx.query(
+            "SELECT 1 FROM fleet_rate_scope
+             WHERE scope IN (SELECT scope FROM fleet_rate_share WHERE replica = $1)
+             ORDER BY scope FOR UPDATE",
+            &[&replica],
+        )?;
         tx.execute(
             "UPDATE fleet_rate_share
              SET lease_until = (extract(epoch FROM now()) * 1000000)::BIGINT, want = 1

@@ -321,7 +321,8 @@ pub(super) fn release(
     give_back(tx, &back)
 }
 
-/// Adds queued spend to the fleet's spend table in one statement.
+/// Adds queued spend to the fleet's spend table in one statement, its rows upserted in key
+/// order (every replica writes the same `(scope, day)` rows: one order, no deadlock).
 pub(super) fn write_spend(
     tx: &mut Transaction<'_>,
     spend: &[((String, i64), i64)],
@@ -334,7 +335,7 @@ pub(super) fn write_spend(
     let micros: Vec<i64> = spend.iter().map(|(_, m)| *m).collect();
     tx.execute(
         "INSERT INTO fleet_spend (scope, day, micros)
-         SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[])
+         SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) ORDER BY 1, 2
          ON CONFLICT (scope, day) DO UPDATE SET micros = fleet_spend.micros + EXCLUDED.micros",
         &[&scopes, &days, &micros],
     )?;

@@ -13,7 +13,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 use super::reply::ApiError;
 use super::routes::handle;
@@ -281,6 +281,8 @@ async fn serve(
     signals: bool,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Tells open connections to finish the request in progress and close.
+    let (closing, closed) = watch::channel(false);
     let signal = stop_signal(signals);
     tokio::pin!(signal);
     loop {
@@ -304,18 +306,21 @@ async fn serve(
         };
         let router = router.clone();
         let limits = limits.clone();
+        let closed = closed.clone();
         tokio::spawn(async move {
             match stream {
-                Accepted::Unix(s, auth) => connection(s, auth, router, &limits).await,
-                Accepted::Tcp(s, auth) => connection(s, auth, router, &limits).await,
+                Accepted::Unix(s, auth) => connection(s, auth, router, &limits, closed).await,
+                Accepted::Tcp(s, auth) => connection(s, auth, router, &limits, closed).await,
             }
             drop(permit);
         });
     }
-    // Graceful: no new connections; the ones in flight finish within their timeouts.
+    // Graceful: no new connections; idle kept-alive ones close at once, the ones with a
+    // request in flight answer it and close, within their timeouts.
+    let _ = closing.send(true);
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(
-        limits.header_timeout + limits.request_timeout,
+        limits.header_timeout + limits.request_timeout + Duration::from_secs(1),
         slots.acquire_many(all),
     )
     .await;
@@ -410,8 +415,13 @@ async fn authenticate(
     }
 }
 
-async fn connection<I>(io: I, auth: Auth, router: axum::Router, limits: &ServerLimits)
-where
+async fn connection<I>(
+    io: I,
+    auth: Auth,
+    router: axum::Router,
+    limits: &ServerLimits,
+    mut closed: watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let auth = Arc::new(auth);
@@ -444,16 +454,20 @@ where
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
+    // Never shorter than the header timeout: a connection always gets to send a request.
+    let age = limits.max_connection_age.max(limits.header_timeout);
     let ended = tokio::select! {
         ended = conn.as_mut() => Some(ended),
-        () = tokio::time::sleep(limits.max_connection_age) => None,
+        () = tokio::time::sleep(age) => None,
+        _ = closed.wait_for(|c| *c) => None,
     };
     let ended = match ended {
         Some(ended) => Ok(ended),
         None => {
-            // Old enough: finish the request in progress, then close.
+            // Old enough, or the server is stopping: finish the request in progress (an
+            // idle connection closes at once), then close.
             conn.as_mut().graceful_shutdown();
-            let finish = limits.request_timeout + std::time::Duration::from_secs(1);
+            let finish = limits.header_timeout + limits.request_timeout + Duration::from_secs(1);
             tokio::time::timeout(finish, conn).await
         }
     };

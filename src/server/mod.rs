@@ -80,9 +80,12 @@ pub struct ServerLimits {
     pub request_timeout: Duration,
     /// Connections served at once; more wait in the socket's backlog.
     pub max_connections: usize,
-    /// How long one connection is kept: after that the server finishes the request in
-    /// progress (within `request_timeout`) and closes it, so no client holds a connection
-    /// for good. Clients reconnect.
+    /// How long one connection is kept (never less than `header_timeout`): after that the
+    /// server finishes the request in progress (within `request_timeout`) and closes it, so
+    /// no client holds a connection for good. Clients reconnect; as with any HTTP server
+    /// that closes idle kept-alive connections, a request sent just as its connection closes
+    /// gets no answer and was not applied, so clients retry it on a new connection (HTTP
+    /// client pools do so for idempotent methods).
     pub max_connection_age: Duration,
 }
 

@@ -435,7 +435,19 @@ fn read_kept(s: &mut UnixStream) -> Option<u16> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        let n = s.read(&mut chunk).unwrap_or(0);
+        let n = match s.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("neither an answer nor a close within the read timeout")
+            }
+            // Reset by the server: closed.
+            Err(_) => 0,
+        };
         if n == 0 {
             assert!(
                 buf.is_empty(),
@@ -466,9 +478,11 @@ fn a_kept_alive_connection_serves_requests_in_turn_and_is_closed_when_idle_or_ol
         .max_connection_age(Duration::from_millis(1500));
     let s = Served::new(limits);
     let get = b"GET /v1/orgs HTTP/1.1\r\nhost: x\r\n\r\n";
-    // Several requests on one connection, each answered whole.
+    // Several requests on one connection, each answered whole. The read timeout is far
+    // longer than the header timeout and far shorter than the connection's age, so an idle
+    // connection the server kept open would fail the read below.
     let mut c = UnixStream::connect(s.socket()).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     for _ in 0..5 {
         c.write_all(get).unwrap();
         assert_eq!(read_kept(&mut c), Some(200));
@@ -477,7 +491,7 @@ fn a_kept_alive_connection_serves_requests_in_turn_and_is_closed_when_idle_or_ol
     assert_eq!(read_kept(&mut c), None, "an idle connection is closed");
     // A busy connection is closed once it is old, between two answers.
     let mut c = UnixStream::connect(s.socket()).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut answered = 0;
     loop {
         if c.write_all(get).is_err() {
@@ -1160,4 +1174,49 @@ pub(crate) fn spawn_serve(cli: &Cli, extra: &[&str]) -> (std::process::Child, st
     });
     assert!(up, "orgstore serve did not listen on {}", sock.display());
     (child, sock)
+}
+
+#[test]
+fn shutdown_closes_idle_kept_alive_connections_at_once_and_answers_the_request_in_flight() {
+    // Default timeouts: before connections were told to close, shutdown waited for their
+    // header and request timeouts (35 s).
+    let mut s = Served::new(ServerLimits::default());
+    let get = b"GET /v1/orgs HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut idle = UnixStream::connect(s.socket()).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    idle.write_all(get).unwrap();
+    assert_eq!(read_kept(&mut idle), Some(200));
+    // A request whose body is still arriving when the server is asked to stop.
+    let mut busy = UnixStream::connect(s.socket()).unwrap();
+    busy.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    busy.write_all(get).unwrap();
+    assert_eq!(read_kept(&mut busy), Some(200));
+    let body = br#"{"name":"late"}"#;
+    let head = format!(
+        "POST /v1/orgs/acme/keys HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    busy.write_all(head.as_bytes()).unwrap();
+    busy.write_all(&body[..5]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let server = s.server.take().unwrap();
+    let started = std::time::Instant::now();
+    let stopping = std::thread::spawn(move || server.shutdown());
+    std::thread::sleep(Duration::from_millis(300));
+    // The idle connection is closed without waiting for its timeouts.
+    assert_eq!(read_kept(&mut idle), None, "the idle connection is closed");
+    // The request in flight is answered, then its connection closed.
+    busy.write_all(&body[5..]).unwrap();
+    assert_eq!(read_kept(&mut busy), Some(201));
+    assert_eq!(read_kept(&mut busy), None);
+    stopping.join().unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown waited {took:?} for connections that were done"
+    );
+    let keys = s.store.keys().list(&OP, &common::org("acme")).unwrap();
+    assert_eq!(keys.len(), 1, "the request in flight was applied");
 }
