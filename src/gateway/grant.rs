@@ -184,9 +184,43 @@ impl<'g> Grant<'g> {
     }
 
     /// Admits a request that passed every other check: tokens per minute (which take
-    /// nothing), requests per minute, then budgets.
-    #[inline]
+    /// nothing), requests per minute, then budgets. A key and org without limits are
+    /// admitted inline; the limits are taken out of line, so the common case does not
+    /// pay for their code.
+    #[inline(always)]
     pub(super) fn admit(
+        cell: &'g SnapshotCell,
+        entry: &KeyEntry,
+        org: &OrgView,
+        estimate: i64,
+        now: &LazyNow<'_>,
+    ) -> Result<Grant<'g>, Denial> {
+        if !entry.has(HAS_RPM | HAS_TPM | HAS_BUDGET)
+            && org.rpm == 0
+            && org.tpm == 0
+            && org.budget.is_none()
+        {
+            let org_rt = cell.org_rt(entry.org_ix).ok_or(Denial::Unavailable)?;
+            return Ok(Grant {
+                cell,
+                org: org_rt,
+                core: Core {
+                    key: entry.rt,
+                    flags: entry.flags,
+                    org_flags: 0,
+                    rate: NO_RATE,
+                    key_budget: None,
+                    org_budget: None,
+                    settled: AtomicBool::new(false),
+                },
+            });
+        }
+        Self::admit_limited(cell, entry, org, estimate, now)
+    }
+
+    /// [`Grant::admit`] of a key or org with limits.
+    #[inline(never)]
+    fn admit_limited(
         cell: &'g SnapshotCell,
         entry: &KeyEntry,
         org: &OrgView,
@@ -209,13 +243,6 @@ impl<'g> Grant<'g> {
                 settled: AtomicBool::new(false),
             },
         };
-        if !entry.has(HAS_RPM | HAS_TPM | HAS_BUDGET)
-            && org.rpm == 0
-            && org.tpm == 0
-            && org.budget.is_none()
-        {
-            return Ok(grant(None, None, None));
-        }
         let (kr, kb) = cell
             .key_rt_and_budget(entry.rt)
             .ok_or(Denial::Unavailable)?;
@@ -242,14 +269,14 @@ impl<'g> Grant<'g> {
                 .rpm
                 .take(at.nanos, 1)
                 .map_err(|r| limited(Scope::Key, false, r.after_nanos))?;
-            rate = tighter(rate, s);
-            taken.key = Some(t);
+            rate = Some(s);
+            taken.key = t;
         }
         if org.rpm > 0 {
             match org.runtime.rpm.take(at.nanos, 1) {
                 Ok((s, t)) => {
                     rate = tighter(rate, s);
-                    taken.org = Some(t);
+                    taken.org = t;
                 }
                 Err(r) => {
                     return Err(taken.undo(kr, org, limited(Scope::Org, false, r.after_nanos)));
@@ -506,23 +533,20 @@ impl Core {
     }
 }
 
-/// Requests-per-minute units a request took before a later limit refused it.
+/// Requests-per-minute units a request took before a later limit refused it (the default:
+/// nothing, which gives back nothing).
 #[derive(Default)]
 struct Taken {
-    key: Option<crate::limits::Taken>,
-    org: Option<crate::limits::Taken>,
+    key: crate::limits::Taken,
+    org: crate::limits::Taken,
 }
 
 impl Taken {
     /// Gives the units back and returns the refusal.
     #[cold]
     fn undo(self, kr: &KeyRuntime, org: &OrgView, denial: Denial) -> Denial {
-        if let Some(t) = self.key {
-            kr.rpm.give_back(t);
-        }
-        if let Some(t) = self.org {
-            org.runtime.rpm.give_back(t);
-        }
+        kr.rpm.give_back(self.key);
+        org.runtime.rpm.give_back(self.org);
         denial
     }
 }
@@ -541,6 +565,7 @@ const NO_RATE: RateState = RateState {
 };
 
 /// The state with fewer requests left: the one the headers should report.
+#[inline(always)]
 fn tighter(cur: Option<RateState>, s: RateState) -> Option<RateState> {
     match cur {
         Some(c) if c.remaining() <= s.remaining() => Some(c),

@@ -56,8 +56,9 @@ pub struct RetryAfter {
 }
 
 /// Units admitted by [`RateLimiter::take`], which [`RateLimiter::give_back`]
-/// can return when a later check refuses the request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// can return when a later check refuses the request. The default is nothing taken (an
+/// increment of 0), which gives back nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Taken {
     /// The TAT the admission replaced.
     before: u64,
