@@ -184,9 +184,43 @@ impl<'g> Grant<'g> {
     }
 
     /// Admits a request that passed every other check: tokens per minute (which take
-    /// nothing), requests per minute, then budgets.
-    #[inline]
+    /// nothing), requests per minute, then budgets. A key and org without limits are
+    /// admitted inline; the limits are taken out of line, so that the common case pays
+    /// neither a call nor the limits' register pressure.
+    #[inline(always)]
     pub(super) fn admit(
+        cell: &'g SnapshotCell,
+        entry: &KeyEntry,
+        org: &OrgView,
+        estimate: i64,
+        now: &LazyNow<'_>,
+    ) -> Result<Grant<'g>, Denial> {
+        if !entry.has(HAS_RPM | HAS_TPM | HAS_BUDGET)
+            && org.rpm == 0
+            && org.tpm == 0
+            && org.budget.is_none()
+        {
+            let org_rt = cell.org_rt(entry.org_ix).ok_or(Denial::Unavailable)?;
+            return Ok(Grant {
+                cell,
+                org: org_rt,
+                core: Core {
+                    key: entry.rt,
+                    flags: entry.flags,
+                    org_flags: 0,
+                    rate: NO_RATE,
+                    key_budget: None,
+                    org_budget: None,
+                    settled: AtomicBool::new(false),
+                },
+            });
+        }
+        Self::admit_limited(cell, entry, org, estimate, now)
+    }
+
+    /// [`Grant::admit`] of a key or org with limits.
+    #[inline(never)]
+    fn admit_limited(
         cell: &'g SnapshotCell,
         entry: &KeyEntry,
         org: &OrgView,
@@ -209,13 +243,6 @@ impl<'g> Grant<'g> {
                 settled: AtomicBool::new(false),
             },
         };
-        if !entry.has(HAS_RPM | HAS_TPM | HAS_BUDGET)
-            && org.rpm == 0
-            && org.tpm == 0
-            && org.budget.is_none()
-        {
-            return Ok(grant(None, None, None));
-        }
         let (kr, kb) = cell
             .key_rt_and_budget(entry.rt)
             .ok_or(Denial::Unavailable)?;

@@ -21,6 +21,25 @@ pub const MAX_AMOUNT_MICROS: i64 = AMOUNT_MASK as i64;
 /// Parts per million: a `warn_threshold_ppm` of this is 100 %.
 const PPM: u128 = 1_000_000;
 
+/// The hard bit of [`BudgetCounter::gate`]; the other bits are the warn threshold.
+const GATE_HARD: u64 = 1 << 63;
+
+/// The gate word for an enforced `limit` (clamped) and a packed policy: [`GATE_HARD`] for
+/// a hard budget, and the smallest committed amount at which a reservation warns, that is
+/// `sum * PPM >= limit * warn_ppm`; above any amount when the warning is off.
+fn gate(limit: i64, policy: u64) -> u64 {
+    let hard = if policy_hard(policy) { GATE_HARD } else { 0 };
+    let warn_ppm = u128::from(policy_warn_ppm(policy));
+    let warn_at = if warn_ppm == 0 {
+        !GATE_HARD
+    } else {
+        // < 2^52 * 2^32 / 10^6 < 2^64; the min keeps it out of the hard bit.
+        let at = (u128::from(clamp_amount(limit)) * warn_ppm).div_ceil(PPM);
+        u64::try_from(at).unwrap_or(u64::MAX).min(!GATE_HARD)
+    };
+    hard | warn_at
+}
+
 /// Configuration of one budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BudgetConfig {
@@ -152,6 +171,10 @@ pub struct BudgetCounter {
     cap: AtomicI64,
     /// Packed `period | hard | warn_threshold_ppm`.
     policy: AtomicU64,
+    /// What admission reads of the policy, derived from it and `limit` whenever either
+    /// changes ([`gate`]): the hard bit and the committed amount at which a reservation
+    /// warns, so a reservation pays a comparison, not a multiplication.
+    gate: AtomicU64,
     /// Serialises window changes (roll, restore, set_config, snapshot).
     roll_lock: Mutex<()>,
     /// Set while no published budget uses the counter (the budget was
@@ -182,6 +205,10 @@ impl BudgetCounter {
             #[cfg(feature = "fleet")]
             cap: AtomicI64::new(NO_CAP),
             policy: AtomicU64::new(encode_policy(&config)),
+            gate: AtomicU64::new(gate(
+                config.limit_micros.clamp(0, MAX_AMOUNT_MICROS),
+                encode_policy(&config),
+            )),
             roll_lock: Mutex::new(()),
             detached: AtomicBool::new(false),
         }
@@ -221,8 +248,8 @@ impl BudgetCounter {
             self.configured.store(limit, SC);
             limit.min(self.cap.load(SC))
         };
-        self.limit.store(limit, SC);
         self.policy.store(encode_policy(&config), SC);
+        self.set_limit_locked(limit);
         let ended = now_micros >= self.window_end.load(SC);
         if ended || old_period != config.period {
             self.install_window_locked(config.period, now_micros, !ended);
@@ -255,13 +282,20 @@ impl BudgetCounter {
         #[cfg(feature = "fleet")]
         if self.cap.load(SC) != NO_CAP {
             self.cap.store(0, SC);
-            self.limit.store(0, SC);
+            self.set_limit_locked(0);
         }
         if !carry {
             self.state.store(pack(generation, 0), SC);
             self.spent.store(pack(generation, 0), SC);
         }
         self.window_end.store(end, SC);
+    }
+
+    /// Sets the limit admission enforces and the gate derived from it and the policy.
+    /// Caller holds `roll_lock` (or owns the counter).
+    fn set_limit_locked(&self, limit: i64) {
+        self.limit.store(limit, SC);
+        self.gate.store(gate(limit, self.policy.load(SC)), SC);
     }
 
     /// Rolls into a new window if the cached one has ended. Hot path: one
@@ -307,9 +341,9 @@ impl BudgetCounter {
         self.roll_if_needed(now_micros);
         let estimate = clamp_amount(estimate_micros);
         let limit = clamp_amount(self.limit.load(SC));
-        let policy = self.policy.load(SC);
-        let hard = policy_hard(policy);
-        let warn_ppm = u128::from(policy_warn_ppm(policy));
+        let gate = self.gate.load(SC);
+        let hard = gate & GATE_HARD != 0;
+        let warn_at = gate & !GATE_HARD;
         let mut state = self.state.load(SC);
         loop {
             let generation = generation_of(state);
@@ -340,7 +374,7 @@ impl BudgetCounter {
                 Ok(_) => {
                     return Ok(Reservation {
                         amount: to_i64(estimate),
-                        warn: warn_ppm > 0 && u128::from(sum) * PPM >= u128::from(limit) * warn_ppm,
+                        warn: sum >= warn_at,
                         over,
                         remaining_micros: to_i64(limit.saturating_sub(sum)),
                         generation,
@@ -443,7 +477,7 @@ impl BudgetCounter {
         }
         let cap = cap_micros.map_or(NO_CAP, |c| c.clamp(0, MAX_AMOUNT_MICROS));
         self.cap.store(cap, SC);
-        self.limit.store(self.configured.load(SC).min(cap), SC);
+        self.set_limit_locked(self.configured.load(SC).min(cap));
         true
     }
 

@@ -341,6 +341,46 @@ fn concurrent_traffic_across_rolls() {
     );
 }
 
+/// The warn rule, stated once: `spent + reserved` (this reservation included) reached
+/// `warn_ppm` parts per million of the enforced limit; never with a threshold of 0.
+fn warns(sum: u64, limit: u64, warn_ppm: u32) -> bool {
+    warn_ppm > 0 && u128::from(sum) * PPM >= u128::from(limit) * u128::from(warn_ppm)
+}
+
+proptest! {
+    /// A reservation's `warn` follows the rule exactly, whatever the limit and threshold
+    /// (including above 100 % and at the largest amounts) and after the configuration
+    /// changes between reservations.
+    #[test]
+    fn warn_follows_the_threshold_exactly(
+        configs in proptest::collection::vec(
+            (prop_oneof![0i64..3_000, Just(MAX_AMOUNT_MICROS), Just(i64::MAX)],
+             prop_oneof![Just(0u32), 1u32..1_000, 700_000u32..1_300_000, Just(u32::MAX)]),
+            1..4,
+        ),
+        estimates in proptest::collection::vec(
+            prop_oneof![0i64..400, Just(MAX_AMOUNT_MICROS / 3)], 1..20),
+    ) {
+        let soft = |(limit, warn): (i64, u32)| BudgetConfig {
+            limit_micros: limit,
+            period: Period::Daily,
+            hard: false,
+            warn_threshold_ppm: warn,
+        };
+        let b = BudgetCounter::new(soft(configs[0]), NOON);
+        // What the counter holds saturates; the sum a reservation is judged by does not.
+        let mut committed = 0u64;
+        for (i, e) in estimates.iter().enumerate() {
+            let (limit, warn) = configs[i % configs.len()];
+            b.set_config(NOON, soft((limit, warn)));
+            let r = ok(b.reserve(NOON, *e));
+            let sum = committed + clamp_amount(*e);
+            committed = sum.min(AMOUNT_MASK);
+            prop_assert_eq!(r.warn, warns(sum, clamp_amount(limit.min(MAX_AMOUNT_MICROS)), warn));
+        }
+    }
+}
+
 proptest! {
     /// Sequential model check: with actual costs never above their
     /// estimates, spent + reserved never exceeds a hard limit and
@@ -402,6 +442,15 @@ proptest! {
 #[cfg(feature = "fleet")]
 #[test]
 fn fleet_cap_bounds_admission_and_dies_with_its_window() {
+    // Warnings follow the enforced limit: what this process may admit.
+    let w = BudgetCounter::new(hard(1_000), NOON);
+    let start = w.snapshot(NOON).window_start;
+    assert!(w.set_fleet_cap(start, Some(100)));
+    assert!(!ok(w.reserve(NOON, 79)).warn);
+    assert!(ok(w.reserve(NOON, 1)).warn);
+    assert!(w.set_fleet_cap(start, None));
+    assert!(!ok(w.reserve(NOON, 1)).warn);
+
     let b = BudgetCounter::new(hard(1_000), NOON);
     let start = b.snapshot(NOON).window_start;
     assert!(b.set_fleet_cap(start, Some(300)));
