@@ -1,7 +1,6 @@
 //! The response body wrapper that settles a grant's usage when the response ends.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -33,7 +32,7 @@ impl<B> std::fmt::Debug for UsageBody<B> {
 }
 
 struct State {
-    shared: Option<Arc<Shared>>,
+    shared: Option<Shared>,
     sse: bool,
     /// The most bytes kept: a JSON body longer than this, or an SSE line longer, is not
     /// read for usage.
@@ -57,7 +56,7 @@ struct Found {
 }
 
 impl<B> UsageBody<B> {
-    pub(crate) fn new(inner: B, shared: Option<Arc<Shared>>, sse: bool, max: usize) -> Self {
+    pub(crate) fn new(inner: B, shared: Option<Shared>, sse: bool, max: usize) -> Self {
         Self {
             inner,
             state: State {
@@ -213,7 +212,7 @@ impl State {
         };
         let usage = match found {
             Some(f) => Usage::new(f.input, f.output, shared.cost(f.input, f.output, f.cost)),
-            None => Usage::new(0, 0, shared.estimate),
+            None => Usage::new(0, 0, shared.estimate()),
         };
         shared.settle(usage);
     }

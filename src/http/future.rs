@@ -26,7 +26,7 @@ pin_project_lite::pin_project! {
         // A ready answer: a refusal.
         Answer { resp: R },
         // The inner service's call.
-        Calling { #[pin] fut: F, shared: Arc<Shared> },
+        Calling { #[pin] fut: F, shared: Shared },
         Done,
     }
 }
@@ -106,7 +106,7 @@ where
     pub(crate) fn calling(
         inner: S,
         config: Arc<Config>,
-        shared: Arc<Shared>,
+        shared: Shared,
         parts: Parts,
         body: RequestBody<ReqBody>,
     ) -> Self {
@@ -120,7 +120,7 @@ where
 /// The inner service's call of a granted request, its [`GrantHandle`] in the extensions.
 fn call<S, ReqBody, ResBody>(
     mut inner: S,
-    shared: Arc<Shared>,
+    shared: Shared,
     mut parts: Parts,
     body: RequestBody<ReqBody>,
 ) -> StageOf<S, ReqBody, ResBody>

@@ -21,6 +21,7 @@ mod forwarded;
 mod future;
 mod numbers;
 mod scan;
+mod shared;
 mod wire;
 
 use std::net::{IpAddr, SocketAddr};
@@ -33,13 +34,13 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{Either, Full};
 
-use crate::gateway::OwnedGrant;
 use crate::{Gateway, KeyId, Limits, OrgId, RateHeaders, Usage, Usd};
 
 pub use body::UsageBody;
 pub use forwarded::InvalidProxy;
 use forwarded::TrustedProxies;
 pub use future::GatewayFuture;
+use shared::Shared;
 
 /// The body the inner service receives: the buffered request body (when the layer read the
 /// model from it) or the original one (when a model extractor was configured).
@@ -212,47 +213,19 @@ impl<S> std::fmt::Debug for GatewayService<S> {
     }
 }
 
-/// What the layer shares between the request (as [`GrantHandle`]) and the response.
-pub(crate) struct Shared {
-    /// The layer's configuration, with the gateway that settles the grant.
-    pub(crate) config: Arc<Config>,
-    pub(crate) grant: OwnedGrant,
-    /// The model name as UTF-8 (a slice of the request body where possible).
-    pub(crate) model: Bytes,
-    pub(crate) estimate: Usd,
-}
-
-impl Shared {
-    pub(crate) fn model(&self) -> &str {
-        std::str::from_utf8(&self.model).unwrap_or_default()
-    }
-
-    /// The cost of a response's usage.
-    pub(crate) fn cost(&self, input: u64, output: u64, reported: Option<Usd>) -> Usd {
-        match &self.config.price {
-            Some(price) => price(self.model(), input, output),
-            None => reported.unwrap_or(self.estimate),
-        }
-    }
-
-    pub(crate) fn settle(&self, usage: Usage) {
-        self.config.gateway.record_owned_usage(&self.grant, usage);
-    }
-}
-
 /// The grant of a request the layer let through, in the request's extensions. The service
 /// may read the org, key and limits, and may settle usage itself
 /// ([`GrantHandle::record_usage`]); the layer's own settling from the response's `usage` is
 /// then a no-op.
 #[derive(Clone)]
 pub struct GrantHandle {
-    shared: Arc<Shared>,
+    shared: Shared,
 }
 
 impl std::fmt::Debug for GrantHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GrantHandle")
-            .field("grant", &self.shared.grant)
+            .field("grant", &self.shared.grant())
             .field("model", &self.shared.model())
             .finish()
     }
@@ -261,12 +234,12 @@ impl std::fmt::Debug for GrantHandle {
 impl GrantHandle {
     /// The key's org.
     pub fn org_id(&self) -> &OrgId {
-        self.shared.grant.org_id()
+        self.shared.org_id()
     }
 
     /// The key's id.
     pub fn key_id(&self) -> KeyId {
-        self.shared.grant.key_id()
+        self.shared.grant().map_or(KeyId::NIL, |g| g.key_id())
     }
 
     /// The model the request was checked for.
@@ -276,37 +249,39 @@ impl GrantHandle {
 
     /// The estimate `check` reserved.
     pub fn estimate(&self) -> Usd {
-        self.shared.estimate
+        self.shared.estimate()
     }
 
     /// The key's effective limits (see [`crate::Grant::limits`]).
     pub fn limits(&self) -> Limits {
-        self.shared.grant.limits()
+        self.shared.grant().map(|g| g.limits()).unwrap_or_default()
     }
 
     /// The requests-per-minute header values (see [`crate::Grant::rate_headers`]).
     pub fn rate_headers(&self) -> Option<RateHeaders> {
-        self.shared.grant.rate_headers()
+        self.shared.grant().and_then(|g| g.rate_headers())
     }
 
     /// The tokens-per-minute header values now (see [`crate::Grant::token_headers`]).
     pub fn token_headers(&self) -> Option<RateHeaders> {
-        self.shared.grant.token_headers()
+        self.shared.grant().and_then(|g| g.token_headers())
     }
 
     /// Whether a budget passed its warning threshold.
     pub fn budget_warning(&self) -> bool {
-        self.shared.grant.budget_warning()
+        self.shared.grant().is_some_and(|g| g.budget_warning())
     }
 
     /// Whether a soft budget is exceeded (the request was still allowed).
     pub fn over_soft_budget(&self) -> bool {
-        self.shared.grant.over_soft_budget()
+        self.shared.grant().is_some_and(|g| g.over_soft_budget())
     }
 
     /// Remaining budget of the key and of the org, in that order, when they have one.
     pub fn budget_remaining(&self) -> (Option<Usd>, Option<Usd>) {
-        self.shared.grant.budget_remaining()
+        self.shared
+            .grant()
+            .map_or((None, None), |g| g.budget_remaining())
     }
 
     /// Settles the request's usage now (the first settlement counts; later ones, including
@@ -367,7 +342,7 @@ pub(crate) fn admit<ResBody>(
     config: &Arc<Config>,
     parts: &Parts,
     model: Bytes,
-) -> Result<Arc<Shared>, Response<ResponseBody<ResBody>>> {
+) -> Result<Shared, Response<ResponseBody<ResBody>>> {
     let header = |name: &http::header::HeaderName| {
         parts
             .headers
@@ -394,12 +369,7 @@ pub(crate) fn admit<ResBody>(
     let model_str = std::str::from_utf8(&model).unwrap_or_default();
     let request = crate::Request::new(key, model_str, client).estimate(estimate);
     match config.gateway.check_owned(&request) {
-        Ok(grant) => Ok(Arc::new(Shared {
-            config: Arc::clone(config),
-            grant,
-            model,
-            estimate,
-        })),
+        Ok(grant) => Ok(Shared::new(Arc::clone(config), grant, model, estimate)),
         Err(denial) => {
             tracing::debug!(
                 code = denial.code(),
@@ -422,11 +392,13 @@ fn default_peer(parts: &Parts) -> Option<IpAddr> {
 /// Adds the rate headers and wraps the body to settle usage.
 pub(crate) fn respond<ResBody: Body<Data = Bytes>>(
     config: &Config,
-    shared: Arc<Shared>,
+    shared: Shared,
     resp: Response<ResBody>,
 ) -> Response<ResponseBody<ResBody>> {
     let (mut parts, body) = resp.into_parts();
-    wire::grant_headers(&mut parts.headers, &shared.grant);
+    if let Some(grant) = shared.grant() {
+        wire::grant_headers(&mut parts.headers, grant);
+    }
     let body = if parts.status.is_success() {
         let sse = is_event_stream(&parts.headers);
         UsageBody::new(body, Some(shared), sse, config.max_usage)

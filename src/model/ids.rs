@@ -15,6 +15,10 @@ use crate::error::Error;
 pub struct OrgId(String);
 
 impl OrgId {
+    /// No org: what a value that has none shows (never a valid id).
+    #[cfg(feature = "tower")]
+    pub(crate) const EMPTY: OrgId = OrgId(String::new());
+
     /// Validates an org id.
     pub fn parse(s: &str) -> Result<Self, Error> {
         if !org_id_ok(s) {

@@ -632,3 +632,68 @@ async fn the_layer_releases_its_gateway_handle_when_dropped() {
     assert_eq!(store.keys().usage(&OP, &id).unwrap().today, usd("0.15"));
     assert!(store.orgs().get(&OP, &org).is_ok());
 }
+
+/// The grant a request's handle and its response body share sits in a slot that threads
+/// recycle once nothing holds it. A handle kept after its response (here by the handler)
+/// keeps its own grant while later requests reuse slots, concurrent requests on several
+/// threads never see each other's, and settling through a kept handle after its response
+/// settled changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_handles_and_concurrent_requests_keep_their_own_grants() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let f = Fixture::new();
+    let keys: Vec<CreatedKey> = (0..6)
+        .map(|i| key(&f, KeySpec::new(format!("k{i}"))))
+        .collect();
+    let kept: Arc<Mutex<Vec<(String, GrantHandle)>>> = Arc::default();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let keep = kept.clone();
+    let app = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(move |Extension(g): Extension<GrantHandle>| {
+                let (keep, seen) = (keep.clone(), seen.clone());
+                async move {
+                    let id = g.key_id().to_string();
+                    // Every third handle outlives its response, dropped on whichever
+                    // thread finishes the test.
+                    if seen.fetch_add(1, Ordering::Relaxed) % 3 == 0 {
+                        keep.lock().unwrap().push((id.clone(), g.clone()));
+                    }
+                    tokio::task::yield_now().await;
+                    axum::Json(json!({"key": id, "still": g.key_id().to_string()}))
+                }
+            }),
+        )
+        .layer(layer(&f));
+    let mut tasks = Vec::new();
+    for k in &keys {
+        let (app, secret, id) = (app.clone(), k.key.expose().to_owned(), k.info.id);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..40 {
+                let a = send(&app, post_json("/v1/chat/completions", Some(&secret), CHAT)).await;
+                assert_eq!(a.status, 200, "{}", a.raw);
+                assert_eq!(a.body["key"], id.to_string());
+                assert_eq!(a.body["still"], id.to_string());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // No usage in the answers: each request was charged its estimate (0.10).
+    for k in &keys {
+        assert_eq!(spend(&f, k), usd("4"));
+    }
+    let kept = std::mem::take(&mut *kept.lock().unwrap());
+    assert_eq!(kept.len(), 80);
+    for (id, g) in &kept {
+        assert_eq!(&g.key_id().to_string(), id);
+        assert_eq!(g.model(), "gpt-4o-mini");
+        g.record_usage(Usage::new(1, 1, usd("100")));
+    }
+    for k in &keys {
+        assert_eq!(spend(&f, k), usd("4"));
+    }
+}
