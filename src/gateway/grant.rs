@@ -204,15 +204,7 @@ impl<'g> Grant<'g> {
             return Ok(Grant {
                 cell,
                 org: org_rt,
-                core: Core {
-                    key: entry.rt,
-                    flags: entry.flags,
-                    org_flags: 0,
-                    rate: NO_RATE,
-                    key_budget: None,
-                    org_budget: None,
-                    settled: AtomicBool::new(false),
-                },
+                core: Core::admitted(entry, 0, NO_RATE, None, None),
             });
         }
         Self::admit_limited(cell, entry, org, estimate, now)
@@ -231,17 +223,15 @@ impl<'g> Grant<'g> {
         let grant = |rate: Option<RateState>, key_budget, org_budget| Grant {
             cell,
             org: org_rt,
-            core: Core {
-                key: entry.rt,
-                flags: entry.flags,
-                org_flags: flag(org.rpm > 0, ORG_RPM)
+            core: Core::admitted(
+                entry,
+                flag(org.rpm > 0, ORG_RPM)
                     | flag(org.tpm > 0, ORG_TPM)
                     | flag(org.budget.is_some(), ORG_BUDGET),
-                rate: rate.unwrap_or(NO_RATE),
+                rate.unwrap_or(NO_RATE),
                 key_budget,
                 org_budget,
-                settled: AtomicBool::new(false),
-            },
+            ),
         };
         let (kr, kb) = cell
             .key_rt_and_budget(entry.rt)
@@ -398,6 +388,26 @@ impl Drop for OwnedGrant {
 }
 
 impl Core {
+    /// The core of a grant just admitted for `entry`, not settled yet.
+    #[inline(always)]
+    fn admitted(
+        entry: &KeyEntry,
+        org_flags: u8,
+        rate: RateState,
+        key_budget: Option<Reservation>,
+        org_budget: Option<Reservation>,
+    ) -> Core {
+        Core {
+            key: entry.rt,
+            flags: entry.flags,
+            org_flags,
+            rate,
+            key_budget,
+            org_budget,
+            settled: AtomicBool::new(false),
+        }
+    }
+
     /// A core with nothing reserved and already settled: what a grant keeps after handing
     /// its own to an [`OwnedGrant`].
     fn released() -> Core {

@@ -35,7 +35,7 @@ struct Slot {
 #[derive(Clone)]
 pub(crate) struct Shared {
     /// The layer's configuration, with the gateway that settles the grant.
-    pub(crate) config: Arc<Config>,
+    config: Arc<Config>,
     slot: Arc<Slot>,
 }
 
@@ -57,7 +57,8 @@ impl Shared {
                     *s = filled;
                     slot
                 }
-                // Only unshared slots are kept; should one not be, it is left alone.
+                // Only unshared slots are kept; should one not be, it is dropped here and
+                // the request gets a new one.
                 None => Arc::new(filled),
             },
             None => Arc::new(filled),

@@ -33,7 +33,8 @@ fn gate(limit: i64, policy: u64) -> u64 {
     let warn_at = if warn_ppm == 0 {
         !GATE_HARD
     } else {
-        // < 2^52 * 2^32 / 10^6 < 2^64; the min keeps it out of the hard bit.
+        // Up to 2^52 * 2^32 / 10^6, a little over 2^64 (thresholds far above 100 %): kept
+        // below the hard bit, which is still above any sum (< 2^53), so it never warns.
         let at = (u128::from(clamp_amount(limit)) * warn_ppm).div_ceil(PPM);
         u64::try_from(at).unwrap_or(u64::MAX).min(!GATE_HARD)
     };
@@ -194,21 +195,20 @@ impl BudgetCounter {
     /// `now_micros` (Unix microseconds).
     pub fn new(config: BudgetConfig, now_micros: i64) -> BudgetCounter {
         let (start, end) = config.period.window(now_micros);
+        let limit = config.limit_micros.clamp(0, MAX_AMOUNT_MICROS);
+        let policy = encode_policy(&config);
         BudgetCounter {
             state: AtomicU64::new(pack(0, 0)),
             spent: AtomicU64::new(pack(0, 0)),
             window: AtomicU64::new(pack(0, encode_start(start))),
             window_end: AtomicI64::new(end),
-            limit: AtomicI64::new(config.limit_micros.clamp(0, MAX_AMOUNT_MICROS)),
+            limit: AtomicI64::new(limit),
             #[cfg(feature = "fleet")]
-            configured: AtomicI64::new(config.limit_micros.clamp(0, MAX_AMOUNT_MICROS)),
+            configured: AtomicI64::new(limit),
             #[cfg(feature = "fleet")]
             cap: AtomicI64::new(NO_CAP),
-            policy: AtomicU64::new(encode_policy(&config)),
-            gate: AtomicU64::new(gate(
-                config.limit_micros.clamp(0, MAX_AMOUNT_MICROS),
-                encode_policy(&config),
-            )),
+            policy: AtomicU64::new(policy),
+            gate: AtomicU64::new(gate(limit, policy)),
             roll_lock: Mutex::new(()),
             detached: AtomicBool::new(false),
         }
