@@ -56,6 +56,7 @@ fn warm_up(gw: &Gateway, keys: &[String], model: &str, ip: IpAddr) -> usize {
     checks(gw, keys, keys.len(), model, ip)
 }
 
+/// `n` checks cycling over `keys`; how many were granted.
 #[inline(always)]
 fn checks(gw: &Gateway, keys: &[String], n: usize, model: &str, ip: IpAddr) -> usize {
     let mut granted = 0;
