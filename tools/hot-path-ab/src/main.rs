@@ -20,6 +20,7 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+/// Runs `op` on the next `n` keys (cycling, from `*j`) and returns the time taken.
 fn time_ops(keys: &[String], j: &mut usize, n: u64, mut op: impl FnMut(&str)) -> Duration {
     let start = Instant::now();
     for _ in 0..n {
@@ -29,6 +30,7 @@ fn time_ops(keys: &[String], j: &mut usize, n: u64, mut op: impl FnMut(&str)) ->
     start.elapsed()
 }
 
+/// The median (the upper one of an even count); sorts `v`.
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -72,6 +74,22 @@ fn ab(
         }
     }
     (median(&mut tb), median(&mut tm), median(&mut d))
+}
+
+/// [`ab`] of one operation per key, in batches of 1024: `base`'s keys and operation
+/// against `main`'s.
+fn batches(
+    samples: usize,
+    base: (&[String], impl Fn(&str)),
+    main: (&[String], impl Fn(&str)),
+) -> Figures {
+    let (mut i, mut j) = (0usize, 0usize);
+    ab(
+        samples,
+        1024,
+        |c| time_ops(base.0, &mut i, c, &base.1),
+        |c| time_ops(main.0, &mut j, c, &main.1),
+    )
 }
 
 /// The first 16 keys with one character changed (the checksum then fails).
@@ -173,34 +191,20 @@ fn main() {
             .map(|n| (*n, Vec::new()))
             .collect();
     for r in 0..rounds {
-        let (mut i, mut j) = (0usize, 0usize);
-        results[0].1.push(ab(
+        results[0].1.push(batches(
             samples,
-            1024,
-            |c| time_ops(&hot_m, &mut i, c, floor_lookup),
-            |c| time_ops(&hot_m, &mut j, c, floor_lookup),
+            (&hot_m, floor_lookup),
+            (&hot_m, floor_lookup),
         ));
-        let (mut i, mut j) = (0usize, 0usize);
-        results[1].1.push(ab(
-            samples,
-            1024,
-            |c| time_ops(&hot_b, &mut i, c, ck_b),
-            |c| time_ops(&hot_m, &mut j, c, ck_m),
-        ));
-        let (mut i, mut j) = (0usize, 0usize);
-        results[2].1.push(ab(
-            samples,
-            1024,
-            |c| time_ops(&unk_b, &mut i, c, ck_b),
-            |c| time_ops(&unk_m, &mut j, c, ck_m),
-        ));
-        let (mut i, mut j) = (0usize, 0usize);
-        results[3].1.push(ab(
-            samples,
-            1024,
-            |c| time_ops(&mis_b, &mut i, c, ck_b),
-            |c| time_ops(&mis_m, &mut j, c, ck_m),
-        ));
+        results[1]
+            .1
+            .push(batches(samples, (&hot_b, ck_b), (&hot_m, ck_m)));
+        results[2]
+            .1
+            .push(batches(samples, (&unk_b, ck_b), (&unk_m, ck_m)));
+        results[3]
+            .1
+            .push(batches(samples, (&mis_b, ck_b), (&mis_m, ck_m)));
         let (mut i, mut j) = (0usize, 0usize);
         results[4].1.push(ab(
             samples / 4,
