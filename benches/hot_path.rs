@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+use support::warm::time_ops;
 use support::{NaivePath, build_store};
 
 fn key_count() -> usize {
@@ -26,16 +27,6 @@ fn key_count() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000)
-}
-
-/// Runs `op` on the next `n` keys (cycling, from `*j`) and returns the time taken.
-fn time_ops(keys: &[String], j: &mut usize, n: u64, mut op: impl FnMut(&str)) -> Duration {
-    let start = Instant::now();
-    for _ in 0..n {
-        *j = (*j + 1) % keys.len();
-        op(black_box(&keys[*j]));
-    }
-    start.elapsed()
 }
 
 /// Alternates batches of `chunk` runs of a reference and of the measured code until `iters`

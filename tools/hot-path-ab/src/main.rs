@@ -1,9 +1,10 @@
 //! Same-process A/B of the gateway hot path: the build before the hardening round (base,
 //! 598fec0) and this tree (main) linked into one binary, each with its own store of 1M keys
 //! (the benches' synthetic store), checked in alternating batches of 1024 (4096 for keys
-//! with limits) so that both see the same moments of this shared machine. The order of the
-//! two sides swaps every sample, and each couple of samples (one per order) gives one
-//! paired difference, so an advantage of going first cancels. An A/A case (the same floor
+//! with limits) so that both see the same moments of this shared machine, paired as the
+//! benches pair (`benches/support/warm.rs`): the order of the two sides swaps every
+//! sample, and each couple of samples (one per order) gives one paired difference, so an
+//! advantage of going first cancels. An A/A case (the same floor
 //! lookup on both sides) shows the harness's zero.
 //!
 //! Printed per round and as the median over rounds: each side's median ns per check and
@@ -14,21 +15,15 @@
 #[path = "../../../src/cli/synthetic.rs"]
 #[allow(dead_code)]
 mod synthetic;
+#[path = "../../../benches/support/warm.rs"]
+#[allow(dead_code)]
+mod warm;
 
 use sha2::{Digest, Sha256};
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-
-/// Runs `op` on the next `n` keys (cycling, from `*j`) and returns the time taken.
-fn time_ops(keys: &[String], j: &mut usize, n: u64, mut op: impl FnMut(&str)) -> Duration {
-    let start = Instant::now();
-    for _ in 0..n {
-        *j = (*j + 1) % keys.len();
-        op(black_box(&keys[*j]));
-    }
-    start.elapsed()
-}
+use warm::time_ops;
 
 /// The median (the upper one of an even count); sorts `v`.
 fn median(v: &mut [f64]) -> f64 {
@@ -40,7 +35,9 @@ fn median(v: &mut [f64]) -> f64 {
 /// main-base ns/op.
 type Figures = (f64, f64, f64);
 
-/// Returns the round's [`Figures`].
+/// One round of a case: 20 batches of each side to warm up, then `samples` batches of
+/// `chunk` operations each, paired by the benches' [`warm::paired`] (which returns its
+/// first side first: main, then base).
 fn ab(
     samples: usize,
     chunk: u64,
@@ -51,29 +48,8 @@ fn ab(
         base(chunk);
         main(chunk);
     }
-    let (mut tb, mut tm, mut d) = (Vec::new(), Vec::new(), Vec::new());
-    for s in 0..samples {
-        let (b, m) = if s % 2 == 0 {
-            let b = base(chunk);
-            (b, main(chunk))
-        } else {
-            let m = main(chunk);
-            (base(chunk), m)
-        };
-        let (b, m) = (
-            b.as_nanos() as f64 / chunk as f64,
-            m.as_nanos() as f64 / chunk as f64,
-        );
-        tb.push(b);
-        tm.push(m);
-        // Each couple of samples (one per order) gives one paired difference, so that
-        // an advantage of going first or second cancels.
-        if s % 2 == 1 {
-            let n = tb.len();
-            d.push(((tm[n - 1] - tb[n - 1]) + (tm[n - 2] - tb[n - 2])) / 2.0);
-        }
-    }
-    (median(&mut tb), median(&mut tm), median(&mut d))
+    let (m, b, d) = warm::paired(samples, chunk as usize, || main(chunk), || base(chunk));
+    (b, m, d)
 }
 
 /// [`ab`] of one operation per key, in batches of 1024: `base`'s keys and operation
